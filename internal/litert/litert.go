@@ -131,7 +131,7 @@ type Runner struct {
 	seq    int
 	closed bool
 
-	// Version is the @litertjs/core version the process loaded.
+	// Version is the @litertjs/core version the runner loaded.
 	Version string
 }
 
@@ -150,9 +150,11 @@ func Start(ctx context.Context) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{ctx: ctx, node: node, dir: dir}
-	if err := r.restart(); err != nil {
+	version, err := r.restart()
+	if err != nil {
 		return nil, err
 	}
+	r.Version = version
 	return r, nil
 }
 
@@ -201,8 +203,9 @@ type ready struct {
 	Node   string `json:"node"`
 }
 
-// restart starts a new process; r.mu is held or r is not yet shared.
-func (r *Runner) restart() error {
+// restart starts a new process and returns the runtime version it loaded;
+// r.mu is held or r is not yet shared.
+func (r *Runner) restart() (string, error) {
 	cmd := exec.CommandContext(r.ctx, r.node, "runner.mjs")
 	cmd.Dir = r.dir
 	cmd.Env = os.Environ()
@@ -210,14 +213,14 @@ func (r *Runner) restart() error {
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return fmt.Errorf("litert: %w", err)
+		return "", fmt.Errorf("litert: %w", err)
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return fmt.Errorf("litert: %w", err)
+		return "", fmt.Errorf("litert: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%w: starting %s: %v", ErrUnavailable, r.node, err)
+		return "", fmt.Errorf("%w: starting %s: %v", ErrUnavailable, r.node, err)
 	}
 	p := &process{cmd: cmd, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 64<<10), stderr: stderr, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
@@ -230,18 +233,17 @@ func (r *Runner) restart() error {
 	switch {
 	case err != nil:
 		p.kill()
-		return fmt.Errorf("litert: runner did not start (%v); its stderr: %s", err, stderr.String())
+		return "", fmt.Errorf("litert: runner did not start (%v); its stderr: %s", err, stderr.String())
 	case !hello.Ready:
 		p.kill()
-		return fmt.Errorf("litert: runner could not load the runtime: %s", hello.Error)
+		return "", fmt.Errorf("litert: runner could not load the runtime: %s", hello.Error)
 	}
 	if major := nodeMajor(hello.Node); major < minNodeMajor {
 		p.kill()
-		return fmt.Errorf("%w: %s is Node.js %s; LiteRT.js needs %d or newer", ErrUnavailable, r.node, hello.Node, minNodeMajor)
+		return "", fmt.Errorf("%w: %s is Node.js %s; LiteRT.js needs %d or newer", ErrUnavailable, r.node, hello.Node, minNodeMajor)
 	}
 	r.proc = p
-	r.Version = hello.LiteRT
-	return nil
+	return hello.LiteRT, nil
 }
 
 func nodeMajor(v string) int {
@@ -311,7 +313,7 @@ func (r *Runner) call(req request, answer any) error {
 		return errors.New("litert: runner is closed")
 	}
 	if r.proc == nil || !r.proc.alive() {
-		if err := r.restart(); err != nil {
+		if _, err := r.restart(); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,9 @@
 package litert
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -375,4 +377,36 @@ func TestRunnerSeedsMatchRandomInputs(t *testing.T) {
 	if !slices.Equal(got, viaFiles[0].Data) {
 		t.Error("runner-seeded run differs from a run on RandomInputs")
 	}
+}
+
+// A machine without Node.js or without the npm packages gets ErrUnavailable
+// (Require then skips, or fails on CI) with a message that says what to do.
+func TestUnavailable(t *testing.T) {
+	t.Run("no node", func(t *testing.T) {
+		t.Setenv("QPIPE_NODE", "")
+		t.Setenv("PATH", t.TempDir())
+		_, err := Start(context.Background())
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "node (Node.js 20 or newer) not found") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("no node_modules", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "runner.mjs"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("QPIPE_LITERT_DIR", dir)
+		_, err := Start(context.Background())
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "run `npm ci` in internal/litert/runner") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("CI", func(t *testing.T) {
+		for v, want := range map[string]bool{"true": true, "1": true, "": false, "false": false, "yes": false} {
+			t.Setenv("CI", v)
+			if onCI() != want {
+				t.Errorf("CI=%q: onCI() = %v", v, !want)
+			}
+		}
+	})
 }
