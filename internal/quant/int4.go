@@ -1,0 +1,207 @@
+package quant
+
+import "math"
+
+// checkBlocks validates the blockwise geometry: n elements in rows of cols,
+// blocks of blockSize along each row.
+func checkBlocks(fn string, n, cols, blockSize int) (blocks int) {
+	if blockSize <= 0 || blockSize%32 != 0 {
+		panicf("%s: block size %d is not a positive multiple of 32", fn, blockSize)
+	}
+	if cols <= 0 || cols%blockSize != 0 {
+		panicf("%s: block size %d does not divide the last dimension %d", fn, blockSize, cols)
+	}
+	if n%cols != 0 {
+		panicf("%s: %d elements are not whole rows of %d", fn, n, cols)
+	}
+	return n / blockSize
+}
+
+// BlockParamsInt4 computes the scale of every int4 block: src is a row-major
+// tensor whose last dimension is cols, cut into blocks of blockSize
+// consecutive elements along it (blockSize a multiple of 32 dividing cols).
+// scales[k] (len(src)/blockSize of them) is the float16 encoding of block k's
+// scale, so row r's scales are scales[r·cols/blockSize : (r+1)·cols/blockSize].
+//
+// The scale is max(max|x|, 1e-9)/7 in float32, rounded to the nearest
+// bfloat16, then converted to float16 (both ties to even): the value the
+// runtime computes with. With clampTiny, a block whose scale would be zero or
+// a float16 subnormal (max|x| below about 4.3e-4, which the XNNPACK runtime
+// refuses) gets the smallest normal float16, 2^-14, instead; clamped counts
+// those blocks. Without it the result is the reference quantizer's.
+//
+// It returns a *ValueError for NaN or ±Inf in src (NotFinite) or for blocks
+// whose scale does not fit in float16 (ScaleOverflow, max|x| ≳ 458,000).
+//
+// Streaming: blocks never cross rows, so any range of whole rows can be
+// processed on its own with the matching range of scales.
+func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (clamped int, err error) {
+	blocks := checkBlocks("BlockParamsInt4", len(src), cols, blockSize)
+	if len(scales) != blocks {
+		panicf("BlockParamsInt4: %d blocks, len(scales) = %d", blocks, len(scales))
+	}
+	var nClamped, nBad atomicCount
+	parallelFor(len(src), blockSize, func(lo, hi int) {
+		c, bad := blockScales(scales[lo/blockSize:hi/blockSize], src[lo:hi], blockSize, clampTiny)
+		nClamped.add(c)
+		nBad.add(bad)
+	})
+	if nBad.load() > 0 {
+		if err := CheckFinite(src); err != nil {
+			return 0, err
+		}
+		e := &ValueError{Kind: ScaleOverflow}
+		for k, h := range scales {
+			if h&0x7fff == 0x7c00 {
+				if e.Count == 0 {
+					e.First = k * blockSize
+					e.Value = src[e.First]
+				}
+				e.Count++
+			}
+		}
+		return 0, e
+	}
+	return nClamped.load(), nil
+}
+
+// blockScales fills scales for the blocks of src; bad counts blocks with a
+// non-finite maximum or an overflowing scale (whose scale is then ±Inf/NaN).
+func blockScales(scales []uint16, src []float32, blockSize int, clampTiny bool) (clamped, bad int) {
+	for k := range scales {
+		blk := src[k*blockSize : (k+1)*blockSize]
+		// max |x| on the integer encodings: abs clears the sign bit, and
+		// for non-negative floats the bit order is the numeric order, with
+		// Inf and NaN above every finite value.
+		var m uint32
+		for _, x := range blk {
+			m = max(m, math.Float32bits(x)&f32AbsMask)
+		}
+		if m >= f32Inf {
+			bad++
+			scales[k] = 0x7e00
+			continue
+		}
+		bound := max(math.Float32frombits(m), scaleFloor)
+		h := Float16Bits(BFloat16Round(bound / 7))
+		switch {
+		case h >= 0x7c00:
+			bad++
+		case h < 0x400 && clampTiny: // zero or subnormal
+			h = 0x400
+			clamped++
+		}
+		scales[k] = h
+	}
+	return clamped, bad
+}
+
+// QuantizeInt4 writes q = clip(rint(x/s), -8, 7) for every element, s being
+// the float32 value of its block's float16 scale, packed two per byte: element
+// 2k in the low nibble of dst[k], 2k+1 in the high one, as 4-bit two's
+// complement. len(dst) = len(src)/2 (blocks hold an even count).
+//
+// A zero scale (reference behaviour for all-zero blocks without clampTiny)
+// gives x/0: 7 for x > 0, -8 for x < 0 and 0 for x = 0, whose 0/0 is NaN in
+// the reference and becomes 0 on common platforms.
+// src should be finite (BlockParamsInt4 checks it); a NaN gives an
+// unspecified nibble.
+func QuantizeInt4(dst []byte, src []float32, cols, blockSize int, scales []uint16) {
+	blocks := checkBlocks("QuantizeInt4", len(src), cols, blockSize)
+	if len(scales) != blocks || len(dst) != len(src)/2 {
+		panicf("QuantizeInt4: %d blocks, len(scales) = %d, len(src) = %d, len(dst) = %d (want %d)",
+			blocks, len(scales), len(src), len(dst), len(src)/2)
+	}
+	parallelFor(len(src), blockSize, func(lo, hi int) {
+		for k := lo / blockSize; k < hi/blockSize; k++ {
+			a, b := k*blockSize, (k+1)*blockSize
+			s := Float32FromBits16(scales[k])
+			if s == 0 {
+				quantizeZeroScaleInt4(dst[a/2:b/2], src[a:b])
+				continue
+			}
+			quantizeBlockInt4(dst[a/2:b/2], src[a:b], s)
+		}
+	})
+}
+
+func quantizeBlockInt4(dst []byte, src []float32, s float32) {
+	src = src[:2*len(dst)]
+	for k := range dst {
+		p := src[2*k : 2*k+2 : 2*k+2]
+		v0 := max(min(p[0]/s, 7), -8)
+		v1 := max(min(p[1]/s, 7), -8)
+		lo := math.Float32bits(v0+roundMagic) & 0xf
+		hi := math.Float32bits(v1+roundMagic) & 0xf
+		dst[k] = byte(lo | hi<<4)
+	}
+}
+
+func quantizeZeroScaleInt4(dst []byte, src []float32) {
+	nib := func(x float32) byte {
+		switch {
+		case x > 0:
+			return 7
+		case x < 0:
+			return 0x8 // -8
+		}
+		return 0
+	}
+	for k := range dst {
+		dst[k] = nib(src[2*k]) | nib(src[2*k+1])<<4
+	}
+}
+
+// DequantizeInt4 writes x = float32(q) · s for the packed int4 values of src
+// (layout as QuantizeInt4 writes it), s being the block's float16 scale.
+func DequantizeInt4(dst []float32, src []byte, cols, blockSize int, scales []uint16) {
+	blocks := checkBlocks("DequantizeInt4", len(dst), cols, blockSize)
+	if len(scales) != blocks || len(src) != len(dst)/2 {
+		panicf("DequantizeInt4: %d blocks, len(scales) = %d, len(dst) = %d, len(src) = %d (want %d)",
+			blocks, len(scales), len(dst), len(src), len(dst)/2)
+	}
+	parallelFor(len(dst), blockSize, func(lo, hi int) {
+		for k := lo / blockSize; k < hi/blockSize; k++ {
+			a, b := k*blockSize, (k+1)*blockSize
+			dequantizeBlockInt4(dst[a:b], src[a/2:b/2], Float32FromBits16(scales[k]))
+		}
+	})
+}
+
+func dequantizeBlockInt4(dst []float32, src []byte, s float32) {
+	dst = dst[:2*len(src)]
+	for k, b := range src {
+		p := dst[2*k : 2*k+2 : 2*k+2]
+		p[0] = float32(int8(b<<4)>>4) * s
+		p[1] = float32(int8(b)>>4) * s
+	}
+}
+
+// PackInt4 packs int4 values (-8..7; higher bits are dropped) two per byte,
+// element 2k in the low nibble of dst[k]. len(dst) = ceil(len(src)/2); for an
+// odd count the last high nibble is 0.
+func PackInt4(dst []byte, src []int8) {
+	if len(dst) != (len(src)+1)/2 {
+		panicf("PackInt4: len(src) = %d needs len(dst) = %d, have %d", len(src), (len(src)+1)/2, len(dst))
+	}
+	for k := range len(src) / 2 {
+		dst[k] = byte(src[2*k])&0xf | byte(src[2*k+1])<<4
+	}
+	if len(src)%2 == 1 {
+		dst[len(dst)-1] = byte(src[len(src)-1]) & 0xf
+	}
+}
+
+// UnpackInt4 is the inverse of PackInt4: len(src) = ceil(len(dst)/2).
+func UnpackInt4(dst []int8, src []byte) {
+	if len(src) != (len(dst)+1)/2 {
+		panicf("UnpackInt4: len(dst) = %d needs len(src) = %d, have %d", len(dst), (len(dst)+1)/2, len(src))
+	}
+	for k := range len(dst) / 2 {
+		dst[2*k] = int8(src[k]<<4) >> 4
+		dst[2*k+1] = int8(src[k]) >> 4
+	}
+	if len(dst)%2 == 1 {
+		dst[len(dst)-1] = int8(src[len(src)-1]<<4) >> 4
+	}
+}

@@ -1,0 +1,98 @@
+package quant
+
+import "math"
+
+// CheckFinite returns a *ValueError of Kind NotFinite if src holds NaN or
+// ±Inf, counting all of them and pointing at the first.
+func CheckFinite(src []float32) error {
+	var bad atomicCount
+	parallelFor(len(src), 1, func(lo, hi int) {
+		if n := countNotFinite(src[lo:hi]); n > 0 {
+			bad.add(n)
+		}
+	})
+	n := bad.load()
+	if n == 0 {
+		return nil
+	}
+	for i, x := range src {
+		if math.Float32bits(x)&f32AbsMask >= f32Inf {
+			return &ValueError{Kind: NotFinite, Count: n, First: i, Value: x}
+		}
+	}
+	panic("unreachable")
+}
+
+func countNotFinite(src []float32) (n int) {
+	for _, x := range src {
+		if math.Float32bits(x)&f32AbsMask >= f32Inf {
+			n++
+		}
+	}
+	return n
+}
+
+// Metrics measures how far a reconstruction is from its reference.
+type Metrics struct {
+	// SQNR is the signal-to-quantization-noise ratio in dB:
+	// 10·log10(Σref² / Σ(ref−got)²); +Inf when the two are equal.
+	SQNR float64
+	// MaxAbs is max |ref−got|.
+	MaxAbs float64
+	// RelL2 is ‖ref−got‖₂ / ‖ref‖₂ (0 when equal, +Inf when ref is all zero and got is not).
+	RelL2 float64
+}
+
+// compareChunk is the fixed granularity of the partial sums of Compare, so
+// that its float64 rounding does not depend on how the work was split.
+const compareChunk = 1 << 12
+
+// Compare computes the Metrics of got against ref. Sums run in float64 over
+// fixed chunks added in order, so the result does not depend on SetWorkers.
+// A NaN anywhere in got or ref makes every metric NaN.
+func Compare(ref, got []float32) Metrics {
+	if len(ref) != len(got) {
+		panicf("Compare: len(ref) = %d, len(got) = %d", len(ref), len(got))
+	}
+	chunks := (len(ref) + compareChunk - 1) / compareChunk
+	type partial struct{ signal, noise, maxAbs float64 }
+	parts := make([]partial, chunks)
+	parallelFor(len(ref), compareChunk, func(lo, hi int) {
+		for c := lo / compareChunk; c*compareChunk < hi; c++ {
+			a, b := c*compareChunk, min(hi, (c+1)*compareChunk)
+			p := &parts[c]
+			r, g := ref[a:b], got[a:b]
+			g = g[:len(r)]
+			for i, x := range r {
+				d := float64(x) - float64(g[i])
+				// Explicit conversions keep the products rounded on their
+				// own (no fused multiply-add), the same on every CPU.
+				p.signal += float64(float64(x) * float64(x))
+				p.noise += float64(d * d)
+				if math.Abs(d) > p.maxAbs { // NaN shows up in noise instead
+					p.maxAbs = math.Abs(d)
+				}
+			}
+		}
+	})
+	var signal, noise, maxAbs float64
+	for _, p := range parts {
+		signal += p.signal
+		noise += p.noise
+		maxAbs = max(maxAbs, p.maxAbs)
+	}
+	if math.IsNaN(signal) || math.IsNaN(noise) {
+		return Metrics{SQNR: math.NaN(), MaxAbs: math.NaN(), RelL2: math.NaN()}
+	}
+	m := Metrics{MaxAbs: maxAbs}
+	switch {
+	case noise == 0:
+		m.SQNR, m.RelL2 = math.Inf(1), 0
+	case signal == 0:
+		m.SQNR, m.RelL2 = math.Inf(-1), math.Inf(1)
+	default:
+		m.SQNR = 10 * math.Log10(signal/noise)
+		m.RelL2 = math.Sqrt(noise / signal)
+	}
+	return m
+}
