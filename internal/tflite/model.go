@@ -27,7 +27,14 @@ type Model struct {
 	// Name names the model in errors (the file path, when read from one).
 	Name string
 
+	// LargeCustomOptions holds the custom options that the file stored
+	// after the flatbuffer (Operator.large_custom_options_offset > 1 and no
+	// custom_options vector), keyed by operator. The writer places them
+	// after the buffer data and rewrites the operator's offset and size.
+	LargeCustomOptions map[*fb.OperatorT]Content
+
 	closer io.Closer
+	src    *source // the input read by Open or Read
 }
 
 // Buffer is the content of one entry of Model.buffers.
