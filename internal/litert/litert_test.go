@@ -410,3 +410,41 @@ func TestUnavailable(t *testing.T) {
 		}
 	})
 }
+
+func TestVocabSize(t *testing.T) {
+	for _, tc := range []struct {
+		model string
+		want  int
+	}{
+		{"aeq_embedding_lookup.tflite", 16},  // EMBEDDING_LOOKUP table [16, 8]
+		{"aeq_single_gather.tflite", 0},      // GATHER indices are a constant
+		{"tflm_hello_world_float.tflite", 0}, // no integer input
+	} {
+		if got := VocabSize(readModel(t, filepath.Join(models, tc.model))); got != tc.want {
+			t.Errorf("%s: VocabSize = %d, want %d", tc.model, got, tc.want)
+		}
+	}
+	// A GATHER whose ids are an input, along a negative axis.
+	m := &fb.ModelT{
+		OperatorCodes: []*fb.OperatorCodeT{{BuiltinCode: fb.BuiltinOperatorGATHER, DeprecatedBuiltinCode: int8(fb.BuiltinOperatorGATHER)}},
+		Subgraphs: []*fb.SubGraphT{{
+			Tensors: []*fb.TensorT{
+				{Shape: []int32{64, 300}, Type: fb.TensorTypeFLOAT32},
+				{Shape: []int32{5}, Type: fb.TensorTypeINT32},
+				{Shape: []int32{64, 5}, Type: fb.TensorTypeFLOAT32},
+			},
+			Inputs: []int32{1},
+			Operators: []*fb.OperatorT{{
+				Inputs: []int32{0, 1}, Outputs: []int32{2},
+				BuiltinOptions: &fb.BuiltinOptionsT{Type: fb.BuiltinOptionsGatherOptions, Value: &fb.GatherOptionsT{Axis: -1}},
+			}},
+		}},
+	}
+	if got := VocabSize(m); got != 300 {
+		t.Errorf("GATHER axis -1 of [64 300]: VocabSize = %d, want 300", got)
+	}
+	m.Subgraphs[0].Operators[0].Inputs = []int32{0, 7} // out of range: ignored, no panic
+	if got := VocabSize(m); got != 0 {
+		t.Errorf("bad tensor index: VocabSize = %d, want 0", got)
+	}
+}
