@@ -19,11 +19,11 @@ const (
 func (k ValueKind) String() string {
 	switch k {
 	case NotFinite:
-		return "non-finite value"
+		return "non-finite values (NaN or ±Inf)"
 	case Float16Overflow:
-		return "value beyond the float16 range (|x| > 65504)"
+		return "values beyond the float16 range ±65504"
 	case ScaleOverflow:
-		return "block scale beyond the float16 range (max |x| > 458,000)"
+		return "int4 blocks whose scale exceeds the float16 range (max |x| above about 457,000)"
 	}
 	return fmt.Sprintf("ValueKind(%d)", int(k))
 }
@@ -34,17 +34,12 @@ func (k ValueKind) String() string {
 type ValueError struct {
 	Kind  ValueKind
 	Count int     // how many values (ScaleOverflow: how many blocks)
-	First int     // flat index of the first offending element (ScaleOverflow: of its block's first element)
-	Value float32 // the value at First
+	First int     // flat index of the first offending value (ScaleOverflow: of the first element of the first such block)
+	Value float32 // the value at First (ScaleOverflow: that block's max |x|)
 }
 
 func (e *ValueError) Error() string {
-	what := "values"
-	if e.Kind == ScaleOverflow {
-		what = "blocks"
-	}
-	return fmt.Sprintf("quant: %d %s with a %s (first at flat index %d: %v)",
-		e.Count, what, e.Kind, e.First, e.Value)
+	return fmt.Sprintf("quant: %d %s, the first at flat index %d (%v)", e.Count, e.Kind, e.First, e.Value)
 }
 
 // sizeError is the panic value for a programmer error: slices whose lengths

@@ -55,7 +55,9 @@ func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampT
 			if h&0x7fff == 0x7c00 {
 				if e.Count == 0 {
 					e.First = k * blockSize
-					e.Value = src[e.First]
+					for _, x := range src[e.First : e.First+blockSize] {
+						e.Value = max(e.Value, abs32(x))
+					}
 				}
 				e.Count++
 			}

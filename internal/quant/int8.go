@@ -145,6 +145,9 @@ func QuantizeInt8(dst []int8, src []float32, shape []int, axis int, scales []flo
 		panicf("QuantizeInt8: len(dst) = %d, len(src) = %d, %d channels, len(scales) = %d, len(zeroPoints) = %d",
 			len(dst), len(src), l.channels, len(scales), len(zeroPoints))
 	}
+	if len(src) == 0 {
+		return
+	}
 	qmin, qmax := Int8Range(symmetric)
 	lo, hi := float32(qmin), float32(qmax)
 	parallelFor(len(src), 1, func(a, b int) {

@@ -1,0 +1,85 @@
+package quant_test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/qpipe/qpipe/internal/quant"
+)
+
+// kernelOutputs runs every kernel on src (rows of 1024) and returns all the
+// bytes they produced, so runs with different worker counts can be compared.
+func kernelOutputs(t *testing.T, src []float32) []byte {
+	var out bytes.Buffer
+	rows, cols := len(src)/1024, 1024
+	for _, tc := range []struct {
+		shape []int
+		axis  int
+	}{{[]int{rows, cols}, 0}, {[]int{rows, cols}, 1}, {[]int{rows, 4, 256}, 1}, {[]int{rows, cols}, -1}} {
+		for _, sym := range []bool{true, false} {
+			channels := 1
+			if tc.axis >= 0 {
+				channels = tc.shape[tc.axis]
+			}
+			s, z := make([]float32, channels), make([]int64, channels)
+			if err := quant.ChannelParamsInt8(s, z, src, tc.shape, tc.axis, sym); err != nil {
+				t.Fatal(err)
+			}
+			q := make([]int8, len(src))
+			quant.QuantizeInt8(q, src, tc.shape, tc.axis, s, z, sym)
+			deq := make([]float32, len(src))
+			quant.DequantizeInt8(deq, q, tc.shape, tc.axis, s, z)
+			m := quant.Compare(src, deq)
+			out.Write(quant.Float32Bytes(s))
+			fmt.Fprint(&out, z, m)
+			out.Write(quant.Int8Bytes(q))
+			out.Write(quant.Float32Bytes(deq))
+		}
+	}
+	for _, bs := range []int{32, 256} {
+		scales := make([]uint16, len(src)/bs)
+		n, err := quant.BlockParamsInt4(scales, src, cols, bs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		packed := make([]byte, len(src)/2)
+		quant.QuantizeInt4(packed, src, cols, bs, scales)
+		deq := make([]float32, len(src))
+		quant.DequantizeInt4(deq, packed, cols, bs, scales)
+		fmt.Fprint(&out, n, quant.Compare(src, deq))
+		out.Write(quant.Uint16Bytes(scales))
+		out.Write(packed)
+		out.Write(quant.Float32Bytes(deq))
+	}
+	h := make([]uint16, len(src))
+	if err := quant.ToFloat16(h, src); err != nil {
+		t.Fatal(err)
+	}
+	back := make([]float32, len(src))
+	quant.FromFloat16(back, h)
+	fmt.Fprint(&out, quant.Compare(src, back))
+	out.Write(quant.Uint16Bytes(h))
+	return out.Bytes()
+}
+
+func TestDeterministicAcrossWorkers(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	rows := 300 // 307,200 elements: 18 parts of the minimum size, uneven splits
+	if testing.Short() {
+		rows = 100
+	}
+	src := randomTensor(r, rows*1024)
+	for i := range src {
+		src[i] += float32(r.NormFloat64()) // make sure every kind has spread
+	}
+	defer quant.SetWorkers(quant.SetWorkers(1))
+	want := kernelOutputs(t, src)
+	for _, w := range []int{2, 7} {
+		quant.SetWorkers(w)
+		if got := kernelOutputs(t, src); !bytes.Equal(got, want) {
+			t.Fatalf("workers=%d: output differs from workers=1", w)
+		}
+	}
+}
