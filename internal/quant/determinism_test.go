@@ -66,10 +66,9 @@ func kernelOutputs(t *testing.T, src []float32) []byte {
 
 func TestDeterministicAcrossWorkers(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
-	rows := 300 // 307,200 elements: 18 parts of the minimum size, uneven splits
-	if testing.Short() {
-		rows = 100
-	}
+	// 120 rows of 1024: 122,880 elements, enough for 7 parts of the
+	// minimum size, split at uneven places.
+	const rows = 120
 	src := randomTensor(r, rows*1024)
 	for i := range src {
 		src[i] += float32(r.NormFloat64()) // make sure every kind has spread

@@ -166,7 +166,7 @@ func float32Cases(randoms int) []uint32 {
 
 func TestFloat16Bits(t *testing.T) {
 	randoms := 1 << 20
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		randoms = 1 << 16
 	}
 	cases := float32Cases(randoms)
@@ -188,7 +188,7 @@ func TestFloat16Bits(t *testing.T) {
 
 func TestBFloat16Round(t *testing.T) {
 	randoms := 1 << 20
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		randoms = 1 << 16
 	}
 	for _, b := range float32Cases(randoms) {

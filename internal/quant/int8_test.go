@@ -159,11 +159,15 @@ func TestChannelParamsInt8NotFinite(t *testing.T) {
 func TestInt8Panics(t *testing.T) {
 	src := make([]float32, 6)
 	for name, fn := range map[string]func(){
-		"shape":        func() { quant.QuantizeInt8(make([]int8, 6), src, []int{2, 2}, 0, []float32{1, 1}, []int64{0, 0}, true) },
-		"axis":         func() { quant.QuantizeInt8(make([]int8, 6), src, []int{2, 3}, 2, []float32{1}, []int64{0}, true) },
-		"scales":       func() { _ = quant.ChannelParamsInt8(make([]float32, 3), make([]int64, 2), src, []int{3, 2}, 0, true) },
-		"dst":          func() { quant.QuantizeInt8(make([]int8, 5), src, []int{3, 2}, 0, []float32{1, 1, 1}, []int64{0, 0, 0}, true) },
-		"dequant dst":  func() { quant.DequantizeInt8(make([]float32, 5), make([]int8, 6), []int{6}, -1, []float32{1}, []int64{0}) },
+		"shape":  func() { quant.QuantizeInt8(make([]int8, 6), src, []int{2, 2}, 0, []float32{1, 1}, []int64{0, 0}, true) },
+		"axis":   func() { quant.QuantizeInt8(make([]int8, 6), src, []int{2, 3}, 2, []float32{1}, []int64{0}, true) },
+		"scales": func() { _ = quant.ChannelParamsInt8(make([]float32, 3), make([]int64, 2), src, []int{3, 2}, 0, true) },
+		"dst": func() {
+			quant.QuantizeInt8(make([]int8, 5), src, []int{3, 2}, 0, []float32{1, 1, 1}, []int64{0, 0, 0}, true)
+		},
+		"dequant dst": func() {
+			quant.DequantizeInt8(make([]float32, 5), make([]int8, 6), []int{6}, -1, []float32{1}, []int64{0})
+		},
 		"negative dim": func() { quant.QuantizeInt8(nil, nil, []int{-1, 0}, 0, nil, nil, true) },
 	} {
 		t.Run(name, func(t *testing.T) {

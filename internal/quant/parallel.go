@@ -76,5 +76,5 @@ func parallelFor(n, grain int, fn func(lo, hi int)) {
 // atomicCount sums counts from the parts of a parallelFor.
 type atomicCount struct{ n atomic.Int64 }
 
-func (c *atomicCount) add(n int)  { c.n.Add(int64(n)) }
+func (c *atomicCount) add(n int) { c.n.Add(int64(n)) }
 func (c *atomicCount) load() int { return int(c.n.Load()) }
