@@ -22,6 +22,14 @@ func tinyConfig(t testing.TB) Config {
 	return c
 }
 
+// smallConfig is a one-block model with a 256-token vocabulary: enough
+// for tests of the file, cheap under -race.
+func smallConfig(t testing.TB) Config {
+	c := tinyConfig(t)
+	c.Layers, c.Vocab = 1, 256
+	return c
+}
+
 func mustDecoder(t testing.TB, c Config) *tflite.Model {
 	t.Helper()
 	m, err := Decoder(c)
@@ -271,12 +279,14 @@ func opScope(sg *fb.SubGraphT, op *fb.OperatorT) string {
 // §4), with both package spellings.
 const upstreamPkg = "(ai_edge_torch|litert_torch)"
 
-func attentionRule(i int) *regexp.Regexp {
-	return regexp.MustCompile(fmt.Sprintf(`transformer_blocks\[%d\]/%s.generative.layers.attention`, i, upstreamPkg))
-}
-
-func feedForwardRule(i int) *regexp.Regexp {
-	return regexp.MustCompile(fmt.Sprintf(`transformer_blocks\[%d\]/%s.generative.layers.feed_forward`, i, upstreamPkg))
+// blockRules returns the per-index attention and feed-forward rules of
+// blocks 0…n−1.
+func blockRules(n int) (attention, feedForward []*regexp.Regexp) {
+	for i := 0; i < n; i++ {
+		attention = append(attention, regexp.MustCompile(fmt.Sprintf(`transformer_blocks\[%d\]/%s.generative.layers.attention`, i, upstreamPkg)))
+		feedForward = append(feedForward, regexp.MustCompile(fmt.Sprintf(`transformer_blocks\[%d\]/%s.generative.layers.feed_forward`, i, upstreamPkg)))
+	}
+	return attention, feedForward
 }
 
 var (
@@ -295,6 +305,7 @@ func TestDecoderNamesMatchRoleRules(t *testing.T) {
 	c.Layers = 12 // blocks 1 and 10, 11: "[1]" must not match "[10]"
 	m := mustDecoder(t, c)
 	sg := m.Meta.Subgraphs[0]
+	attentionRules, feedForwardRules := blockRules(c.Layers)
 	want := map[string]int{}
 	got := map[string]int{}
 	fcs := map[string]int{}
@@ -309,10 +320,10 @@ func TestDecoderNamesMatchRoleRules(t *testing.T) {
 			matched = append(matched, "lm_head")
 		}
 		for i := 0; i < c.Layers; i++ {
-			if attentionRule(i).MatchString(scope) {
+			if attentionRules[i].MatchString(scope) {
 				matched = append(matched, fmt.Sprintf("attention[%d]", i))
 			}
-			if feedForwardRule(i).MatchString(scope) {
+			if feedForwardRules[i].MatchString(scope) {
 				matched = append(matched, fmt.Sprintf("feedforward[%d]", i))
 			}
 		}
@@ -428,7 +439,7 @@ func bufferHashes(t *testing.T, m *tflite.Model) map[string][32]byte {
 }
 
 func TestDecoderWeightsAreDeterministic(t *testing.T) {
-	c := tinyConfig(t)
+	c := smallConfig(t)
 	a, b := bufferHashes(t, mustDecoder(t, c)), bufferHashes(t, mustDecoder(t, c))
 	if fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Fatal("two builds of the same config differ")
