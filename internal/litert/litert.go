@@ -130,6 +130,7 @@ type Runner struct {
 	proc   *process
 	seq    int
 	closed bool
+	last   runAnswer // the last successful run, for benchmarks
 
 	// Version is the @litertjs/core version the runner loaded.
 	Version string
@@ -304,6 +305,8 @@ type runAnswer struct {
 		TensorInfo
 		File string `json:"file"`
 	} `json:"outputs"`
+	LoadMs float64 `json:"loadMs"` // reading, loading and compiling the model
+	RunMs  float64 `json:"runMs"`  // the invocation alone
 }
 
 // call sends one request and decodes its answer into answer. r.mu must be
@@ -404,6 +407,9 @@ func (r *Runner) RunSignature(model, key string, inputs []Tensor) ([]Tensor, err
 	var answer runAnswer
 	r.mu.Lock()
 	err = r.call(req, &answer)
+	if err == nil {
+		r.last = answer
+	}
 	r.mu.Unlock()
 	if err != nil {
 		return nil, err
