@@ -120,7 +120,7 @@ func loadPrefix(r io.ReaderAt, size int64, name string) (*source, error) {
 				return nil, err
 			}
 		}
-		return &source{name: name, data: buf, r: r}, nil
+		return &source{name: name, data: buf[:h.end:h.end], r: r}, nil
 	}
 }
 
