@@ -113,6 +113,10 @@ func syntaxError(file string, data []byte, err error) error {
 			break
 		}
 	}
+	// At the end of the input the parser may point one line past it.
+	if lines := bytes.Count(data, []byte("\n")) + 1; pos.Line > lines {
+		pos.Line = lines
+	}
 	if m := yamlAnchorRE.FindStringSubmatch(msg); m != nil {
 		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
 			before := data[:i]

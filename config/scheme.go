@@ -65,10 +65,11 @@ const maxBlockSize = 1 << 20
 // is not the marker: it means "not set".
 func (s *Scheme) IsNone() bool { return s != nil && s.Name == SchemeNone }
 
-// String returns the canonical name.
+// String returns the canonical name; a nil Scheme (what Resolve returns to
+// keep a weight float) prints as "none".
 func (s *Scheme) String() string {
 	if s == nil {
-		return "<unset>"
+		return SchemeNone
 	}
 	return s.Name
 }
