@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// newLogger logs to stderr: readable on a terminal, JSON lines otherwise.
+// QPIPE_LOG_LEVEL (debug, info, warn, error) sets the level; info by default.
+func newLogger(stderr io.Writer) zerolog.Logger {
+	level := zerolog.InfoLevel
+	if l, err := zerolog.ParseLevel(strings.ToLower(os.Getenv("QPIPE_LOG_LEVEL"))); err == nil && l != zerolog.NoLevel {
+		level = l
+	}
+	var w io.Writer = stderr
+	if isTerminal(stderr) {
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
+// signalContext is cancelled on Ctrl-C or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// interrupted maps a cancelled run to exit code 130.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || err == nil) {
+		return exitError{code: exitInterrupted, err: errors.New("interrupted: no output was left behind")}
+	}
+	return err
+}
+
+// progressLine draws one self-updating progress line on a terminal.
+type progressLine struct {
+	mu    sync.Mutex
+	w     io.Writer
+	label string
+	last  time.Time
+	shown bool
+}
+
+func newProgress(stderr io.Writer) *progressLine {
+	if !isTerminal(stderr) {
+		return nil
+	}
+	return &progressLine{w: stderr}
+}
+
+func (p *progressLine) start(label string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.label = label
+	p.mu.Unlock()
+}
+
+func (p *progressLine) update(done, total int64) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := time.Now(); now.Sub(p.last) > 200*time.Millisecond || done == total {
+		p.last = now
+		pct := 100.0
+		if total > 0 {
+			pct = 100 * float64(done) / float64(total)
+		}
+		fmt.Fprintf(p.w, "\r\033[K%s %5.1f%%  %s / %s", p.label, pct, humanBytes(done), humanBytes(total))
+		p.shown = true
+	}
+}
+
+func (p *progressLine) finish() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// flagArgs splits args into flags (with their values, for the flags listed
+// in withValue) and positional arguments, so flags may follow positionals.
+func flagArgs(args []string, withValue map[string]bool) (flags, pos []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if withValue[name] && !strings.Contains(name, "=") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return flags, pos
+}

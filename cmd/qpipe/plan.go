@@ -1,0 +1,112 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/pipeline"
+	"github.com/qpipe/qpipe/stages"
+)
+
+func init() {
+	register(command{
+		name:    "plan",
+		usage:   "(JOB.yaml | --recipe NAME IN.tflite) [--json]",
+		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
+		run:     planCmd,
+	})
+}
+
+func planCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	recipe := fs.String("recipe", "", "preset name, to plan a model without a job file")
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	fallback := fs.Bool("fallback", false, "with --recipe: plan on_mismatch: fallback")
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true})
+	if err := fs.Parse(flags); err != nil {
+		return usagef("%v", err)
+	}
+	if len(pos) != 1 {
+		return usagef("want one JOB.yaml, or --recipe NAME and one model")
+	}
+	var job *config.Job
+	var err error
+	if *recipe != "" {
+		r, err := config.Preset(*recipe)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		job, err = oneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, *fallback, "")
+		if err != nil {
+			return err
+		}
+	} else if job, err = config.LoadJob(pos[0]); err != nil {
+		return err
+	}
+	pj, err := stages.Build(job, stages.Options{})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	state := &pipeline.State{Log: newLogger(stderr), DryRun: true}
+	branches, err := pipeline.Run(ctx, pj, state)
+	defer stages.Close(state)
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	plans := make([]*pipeline.Plan, 0, len(branches))
+	for _, b := range branches {
+		plans = append(plans, b.Plan)
+	}
+	if *asJSON {
+		return writeJSON(stdout, map[string]any{"job": job.Name, "plans": plans})
+	}
+	for _, p := range plans {
+		printPlan(stdout, p)
+	}
+	return nil
+}
+
+func printPlan(w io.Writer, p *pipeline.Plan) {
+	fmt.Fprintf(w, "model %s, recipe %s\n\n", p.Model, p.Recipe)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENSOR\tSHAPE\tROLE\tLAYER\tSCHEME\tIN\tOUT\tOPS")
+	for _, wp := range p.Weights {
+		layer, scheme := "-", "float"
+		if wp.Layer != nil {
+			layer = fmt.Sprint(*wp.Layer)
+		}
+		if wp.Scheme != nil {
+			scheme = *wp.Scheme
+		}
+		if wp.Fallback != "" {
+			scheme += " (instead of " + wp.Fallback + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\n", wp.Name, wp.Shape, wp.Role, layer, scheme,
+			humanBytes(wp.BytesIn), humanBytes(wp.BytesOut), strings.Join(wp.Ops, ","))
+	}
+	tw.Flush()
+	t := p.Totals
+	fmt.Fprintf(w, "\n%d weights, %d quantized: %s -> %s\n", t.Weights, t.Quantized, humanBytes(t.BytesIn), humanBytes(t.BytesOut))
+	for _, r := range p.Rules {
+		if !strings.HasPrefix(r.Source, "built-in") || r.Ops > 0 {
+			fmt.Fprintf(w, "rule %-11s %-40s matched %d op(s)  [%s]\n", r.Role, r.Pattern, r.Ops, r.Source)
+		}
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	fmt.Fprintln(w)
+}
+
+func trimExt(p string) string {
+	b := filepath.Base(p)
+	return strings.TrimSuffix(b, filepath.Ext(b))
+}

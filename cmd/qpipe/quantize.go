@@ -1,0 +1,104 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/pipeline"
+	"github.com/qpipe/qpipe/stages"
+)
+
+func init() {
+	register(command{
+		name:    "quantize",
+		usage:   "--recipe NAME [--fallback] [--layout auto|inline|offset] [--metrics] IN.tflite OUT.tflite",
+		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
+		run:     quantizeCmd,
+	})
+}
+
+func quantizeCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("quantize", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	recipe := fs.String("recipe", "", "preset name (see `qpipe recipes`)")
+	fallback := fs.Bool("fallback", false, "give a weight the next scheme that fits instead of failing")
+	layout := fs.String("layout", "auto", "buffer layout of the output")
+	metrics := fs.Bool("metrics", false, "measure and log each tensor's quantization error")
+	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales")
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true})
+	if err := fs.Parse(flags); err != nil {
+		return usagef("%v", err)
+	}
+	if *recipe == "" {
+		return usagef("--recipe is required (see `qpipe recipes`)")
+	}
+	if len(pos) != 2 {
+		return usagef("want IN.tflite OUT.tflite, got %d argument(s)", len(pos))
+	}
+	r, err := config.Preset(*recipe)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	log := newLogger(stderr)
+	if r.Warning != "" {
+		log.Warn().Msg(r.Warning)
+	}
+	job, err := oneShotJob(pos[0], pos[1], r, *fallback, *layout)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	prog := newProgress(stderr)
+	opt := stages.Options{StrictReference: *strict}
+	if prog != nil {
+		opt.Progress = prog.update
+	}
+	pj, err := stages.Build(job, opt)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	prog.start(job.Name)
+	state := &pipeline.State{Log: log, Metrics: *metrics}
+	branches, err := pipeline.Run(ctx, pj, state)
+	prog.finish()
+	defer stages.Close(state)
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	for _, b := range branches {
+		if b.Output == nil {
+			continue
+		}
+		ev := log.Info().Str("path", b.Output.Path).Int64("bytes", b.Output.Bytes).Str("layout", b.Output.Layout)
+		ev.Msg(fmt.Sprintf("wrote %s (%s)", b.Output.Path, r.Name))
+		for _, t := range b.Output.Tensors {
+			log.Info().Str("tensor", t.Tensor).Str("scheme", t.Scheme).Float64("sqnr_db", t.SQNR).Float64("rel_l2", t.RelL2).Msg("error")
+		}
+	}
+	return nil
+}
+
+// oneShotJob is the job `qpipe quantize` and `qpipe plan --recipe` run.
+func oneShotJob(in, out string, r *config.Recipe, fallback bool, layout string) (*config.Job, error) {
+	if layout == "auto" {
+		layout = ""
+	}
+	onMismatch := "fail"
+	if fallback {
+		onMismatch = "fallback"
+	}
+	return &config.Job{
+		Path: in,
+		Name: trimExt(in),
+		Stages: []config.Stage{
+			&config.LoadStage{Path: in},
+			&config.AnnotateStage{},
+			&config.QuantizeStage{Recipes: []*config.Recipe{r}},
+			&config.VerifyStage{OnMismatch: onMismatch},
+			&config.SerializeStage{Path: out, Layout: layout},
+		},
+	}, nil
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/qpipe/qpipe/config"
+)
+
+func init() {
+	register(command{
+		name:    "recipes",
+		usage:   "[--json]",
+		summary: "list the preset recipes and schemes",
+		run:     recipesCmd,
+	})
+}
+
+func recipesCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("recipes", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	asJSON := fs.Bool("json", false, "print as JSON")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	presets, schemes := config.Presets(), config.Schemes()
+	if *asJSON {
+		type preset struct {
+			Name        string   `json:"name"`
+			Suffix      string   `json:"suffix"`
+			Description string   `json:"description"`
+			Recipe      string   `json:"recipe"`
+			Deprecated  []string `json:"deprecated_aliases,omitempty"`
+		}
+		type scheme struct {
+			Name        string `json:"name"`
+			Description string `json:"description"`
+			Weight      string `json:"weight,omitempty"`
+			Mode        string `json:"mode,omitempty"`
+			Granularity string `json:"granularity,omitempty"`
+			BlockSize   int    `json:"block_size,omitempty"`
+			Symmetric   bool   `json:"symmetric"`
+		}
+		out := struct {
+			Presets []preset `json:"presets"`
+			Schemes []scheme `json:"schemes"`
+		}{}
+		for _, p := range presets {
+			out.Presets = append(out.Presets, preset{p.Name, p.Suffix, p.Description, p.Summary, p.Deprecated})
+		}
+		for _, s := range schemes {
+			sc := scheme{Name: s.Name, Description: s.Description}
+			if s.Scheme != nil {
+				sc.Weight, sc.Mode, sc.Granularity, sc.BlockSize, sc.Symmetric = s.Scheme.Weight, s.Scheme.Mode, s.Scheme.Granularity, s.Scheme.BlockSize, s.Scheme.Symmetric
+			}
+			out.Schemes = append(out.Schemes, sc)
+		}
+		return writeJSON(stdout, out)
+	}
+	fmt.Fprintln(stdout, "Presets (qpipe quantize --recipe NAME, or `recipe: NAME` in a job file):")
+	for _, p := range presets {
+		fmt.Fprintf(stdout, "\n  %s  (suffix %s)\n      %s\n", p.Name, p.Suffix, wrap(p.Description, 90, "      "))
+		if len(p.Deprecated) > 0 {
+			fmt.Fprintf(stdout, "      also accepted (deprecated): %s\n", strings.Join(p.Deprecated, ", "))
+		}
+	}
+	fmt.Fprintln(stdout, "\nSchemes (for per-role and per-layer recipes):")
+	for _, s := range schemes {
+		fmt.Fprintf(stdout, "\n  %s\n      %s\n", s.Name, wrap(s.Description, 90, "      "))
+	}
+	return nil
+}
+
+func wrap(s string, width int, prefix string) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		if i > 0 && n+1+len(w) > width {
+			b.WriteString("\n" + prefix)
+			n = 0
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
+}

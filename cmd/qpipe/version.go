@@ -1,0 +1,30 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+)
+
+// version is set at release time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func init() {
+	register(command{
+		name:    "version",
+		usage:   "",
+		summary: "print qpipe's version",
+		run: func(args []string, stdout, stderr io.Writer) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+			fmt.Fprintf(stdout, "qpipe %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+	})
+}

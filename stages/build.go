@@ -1,0 +1,91 @@
+package stages
+
+import (
+	"fmt"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// Options are the command line's settings that apply to every stage.
+type Options struct {
+	Hash     bool
+	Progress func(done, total int64)
+	// StrictReference disables the int4 scale clamp.
+	StrictReference bool
+}
+
+// Build turns a parsed job file into a runnable job: load and annotate
+// once, then quantize, verify and serialize once per recipe.
+func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
+	pj := &pipeline.Job{Name: job.Name}
+	var (
+		load      *config.LoadStage
+		annotate  *config.AnnotateStage
+		quantize  *config.QuantizeStage
+		verify    *config.VerifyStage
+		serialize *config.SerializeStage
+	)
+	for _, st := range job.Stages {
+		switch x := st.(type) {
+		case *config.LoadStage:
+			load = x
+		case *config.AnnotateStage:
+			annotate = x
+		case *config.QuantizeStage:
+			quantize = x
+		case *config.VerifyStage:
+			verify = x
+		case *config.SerializeStage:
+			serialize = x
+		default:
+			return nil, fmt.Errorf("%s: stage %s is not supported", st.Pos(), st.Kind())
+		}
+	}
+	if load == nil || serialize == nil {
+		return nil, fmt.Errorf("%s: a job needs a load and a serialize stage", job.Path)
+	}
+	a := &Annotate{}
+	if annotate != nil {
+		a.Rules = annotate.Rules
+	}
+	pj.Prefix = []pipeline.Stage{&Load{Path: load.Path}, a}
+	layout, err := parseLayout(serialize.Layout)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", serialize.P, err)
+	}
+	recipes := []*config.Recipe{nil}
+	if quantize != nil {
+		recipes = quantize.Recipes
+	}
+	for _, r := range recipes {
+		b := pipeline.Branch{Recipe: "none", Suffix: "f32"}
+		if r != nil {
+			b.Recipe, b.Suffix = r.Name, r.Suffix
+			b.Stages = append(b.Stages, &Quantize{
+				Recipe:          r,
+				Fallback:        verify != nil && verify.OnMismatch == "fallback",
+				StrictReference: opt.StrictReference,
+			})
+		}
+		if verify != nil {
+			b.Stages = append(b.Stages, &Verify{})
+		}
+		b.Stages = append(b.Stages, &Serialize{Path: serialize.Path, Layout: layout, Hash: opt.Hash, Progress: opt.Progress})
+		pj.Branches = append(pj.Branches, b)
+	}
+	return pj, nil
+}
+
+func parseLayout(s string) (tflite.Layout, error) {
+	switch s {
+	case "", "auto":
+		return tflite.LayoutAuto, nil
+	case "inline":
+		return tflite.LayoutInline, nil
+	case "offset":
+		return tflite.LayoutOffset, nil
+	}
+	return 0, fmt.Errorf("layout %q: want auto, inline or offset", s)
+}

@@ -1,0 +1,321 @@
+package stages
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"unsafe"
+
+	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// chunkElems is how many float32 weights are quantized and written at a
+// time (16 MiB of input): memory per tensor in flight stays bounded however
+// large the tensor.
+const chunkElems = 4 << 20
+
+// params are a buffer job's quantization parameters and running totals.
+type params struct {
+	ctx         context.Context
+	scales      []float32 // int8: one per channel
+	zeroPoints  []int64   // int8: one per channel
+	blockScales []uint16  // int4: float16 bits, [rows, cols/block]
+	clamped     int       // int4 scales raised to 2^-14
+	outLen      int64
+	err         errorTotals
+}
+
+// errorTotals accumulates the quantization error of a tensor as its chunks
+// are written.
+type errorTotals struct {
+	measured      bool
+	signal, noise float64
+	maxAbs        float64
+}
+
+func (e *errorTotals) add(ref, got []float32) {
+	e.measured = true
+	for i, x := range ref {
+		d := float64(x) - float64(got[i])
+		e.signal += float64(float64(x) * float64(x))
+		e.noise += float64(d * d)
+		e.maxAbs = math.Max(e.maxAbs, math.Abs(d))
+	}
+}
+
+// rows views the tensor as rows of rowElems elements: the unit in which it
+// is read, quantized and written.
+func (j *bufferJob) rows() (rows, rowElems int) {
+	n := 1
+	for _, d := range j.shape {
+		n *= d
+	}
+	switch {
+	case j.req.sc.kind == kindFP16:
+		return n, 1
+	case j.req.sc.kind == kindInt4Block:
+		cols := j.shape[len(j.shape)-1]
+		return n / cols, cols
+	case j.req.axis == 0 && n > 0:
+		return j.shape[0], n / j.shape[0]
+	default: // per-channel along another axis: the tensor is one unit
+		return 1, n
+	}
+}
+
+// chunkRows is how many rows one chunk holds.
+func chunkRows(rowElems int) int { return max(1, chunkElems/max(1, rowElems)) }
+
+// chunkShape is the shape of rows [r0, r1) as a tensor of its own.
+func (j *bufferJob) chunkShape(r0, r1 int) []int {
+	if _, rowElems := j.rows(); rowElems == j.numel() {
+		return j.shape
+	}
+	s := append([]int(nil), j.shape...)
+	s[0] = r1 - r0
+	return s
+}
+
+func (j *bufferJob) numel() int {
+	n := 1
+	for _, d := range j.shape {
+		n *= d
+	}
+	return n
+}
+
+// computeParams reads the weights once and computes the scales.
+func (j *bufferJob) computeParams(clampTiny bool) error {
+	n := j.numel()
+	if need := int64(n) * 4; j.src.Len() < need {
+		return fmt.Errorf("buffer holds %d bytes, shape %v needs %d", j.src.Len(), j.shape, need)
+	}
+	rows, rowElems := j.rows()
+	switch j.req.sc.kind {
+	case kindDynInt8, kindWOInt8:
+		channels := j.shape[j.req.axis]
+		j.scales = make([]float32, channels)
+		j.zeroPoints = make([]int64, channels)
+	case kindInt4Block:
+		j.blockScales = make([]uint16, n/j.req.sc.block)
+	}
+	src, err := newFloatSource(j.src)
+	if err != nil {
+		return err
+	}
+	step := chunkRows(rowElems)
+	var scratch []float32
+	for r0 := 0; r0 < rows; r0 += step {
+		r1 := min(rows, r0+step)
+		x, err := src.floats(r0*rowElems, (r1-r0)*rowElems, &scratch)
+		if err != nil {
+			return err
+		}
+		switch j.req.sc.kind {
+		case kindDynInt8, kindWOInt8:
+			lo, hi := 0, len(j.scales)
+			if rowElems != n {
+				lo, hi = r0, r1
+			}
+			if err := quant.ChannelParamsInt8(j.scales[lo:hi], j.zeroPoints[lo:hi], x, j.chunkShape(r0, r1), j.req.axis, j.req.sc.symmetric); err != nil {
+				return describe(err, r0*rowElems)
+			}
+		case kindInt4Block:
+			per := rowElems / j.req.sc.block
+			c, err := quant.BlockParamsInt4(j.blockScales[r0*per:r1*per], x, rowElems, j.req.sc.block, clampTiny)
+			if err != nil {
+				return describe(err, r0*rowElems)
+			}
+			j.clamped += c
+		case kindFP16:
+			if err := quant.CheckFinite(x); err != nil {
+				return describe(err, r0*rowElems)
+			}
+		}
+	}
+	return nil
+}
+
+// describe turns a kernel's value error into one that says what to do.
+func describe(err error, offset int) error {
+	var ve *quant.ValueError
+	if e, ok := err.(*quant.ValueError); ok {
+		ve = e
+	}
+	if ve == nil {
+		return err
+	}
+	return fmt.Errorf("%v (first at element %d); fix the float model (NaN or infinite weights cannot be quantized) or keep this tensor float in the recipe", err, offset+ve.First)
+}
+
+// content is the job's output bytes, computed a chunk at a time when the
+// writer asks for them.
+func (j *bufferJob) content(metrics bool) tflite.Content {
+	return tflite.ContentFunc{N: j.outLen, Write: func(w io.Writer) error { return j.write(w, metrics) }}
+}
+
+func (j *bufferJob) write(w io.Writer, metrics bool) error {
+	src, err := newFloatSource(j.src)
+	if err != nil {
+		return err
+	}
+	rows, rowElems := j.rows()
+	step := chunkRows(rowElems)
+	n := min(step, rows) * rowElems
+	var scratch, back []float32
+	if metrics {
+		back = make([]float32, n)
+	}
+	out := make([]byte, j.chunkBytes(n))
+	var q8 []int8
+	var h16 []uint16
+	for r0 := 0; r0 < rows; r0 += step {
+		if j.ctx != nil {
+			if err := j.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		r1 := min(rows, r0+step)
+		x, err := src.floats(r0*rowElems, (r1-r0)*rowElems, &scratch)
+		if err != nil {
+			return err
+		}
+		b := out[:j.chunkBytes(len(x))]
+		switch j.req.sc.kind {
+		case kindDynInt8, kindWOInt8:
+			lo, hi := 0, len(j.scales)
+			if rowElems != j.numel() {
+				lo, hi = r0, r1
+			}
+			q8 = unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
+			shape := j.chunkShape(r0, r1)
+			quant.QuantizeInt8(q8, x, shape, j.req.axis, j.scales[lo:hi], j.zeroPoints[lo:hi], j.req.sc.symmetric)
+			if metrics {
+				quant.DequantizeInt8(back[:len(x)], q8, shape, j.req.axis, j.scales[lo:hi], j.zeroPoints[lo:hi])
+			}
+		case kindInt4Block:
+			per := rowElems / j.req.sc.block
+			sc := j.blockScales[r0*per : r1*per]
+			quant.QuantizeInt4(b, x, rowElems, j.req.sc.block, sc)
+			if metrics {
+				quant.DequantizeInt4(back[:len(x)], b, rowElems, j.req.sc.block, sc)
+			}
+		case kindFP16:
+			if cap(h16) < len(x) {
+				h16 = make([]uint16, len(x))
+			}
+			h16 = h16[:len(x)]
+			if err := quant.ToFloat16(h16, x); err != nil {
+				return describe(err, r0)
+			}
+			for i, h := range h16 {
+				binary.LittleEndian.PutUint16(b[2*i:], h)
+			}
+			if metrics {
+				quant.FromFloat16(back[:len(x)], h16)
+			}
+		}
+		if metrics {
+			j.err.add(x, back[:len(x)])
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// outputLen is the size of the quantized buffer.
+func (j *bufferJob) outputLen() int64 { return int64(j.chunkBytes(j.numel())) }
+
+// scaleLen is the size of the int4 scale buffer (0 for other schemes).
+func (j *bufferJob) scaleLen() int64 {
+	if j.req.sc.kind != kindInt4Block {
+		return 0
+	}
+	return 2 * int64(j.numel()/j.req.sc.block)
+}
+
+// chunkBytes is the output size of n input elements.
+func (j *bufferJob) chunkBytes(n int) int {
+	switch j.req.sc.kind {
+	case kindInt4Block:
+		return (n + 1) / 2
+	case kindFP16:
+		return 2 * n
+	}
+	return n
+}
+
+// scaleBytes is the int4 scale tensor's data: float16, little-endian.
+func (j *bufferJob) scaleBytes() []byte {
+	b := make([]byte, 2*len(j.blockScales))
+	for i, h := range j.blockScales {
+		binary.LittleEndian.PutUint16(b[2*i:], h)
+	}
+	return b
+}
+
+// setTensor gives t the job's type and quantization parameters.
+func (j *bufferJob) setTensor(t *fb.TensorT) {
+	switch j.req.sc.kind {
+	case kindDynInt8, kindWOInt8:
+		t.Type = fb.TensorTypeINT8
+		t.Quantization = &fb.QuantizationParametersT{
+			Scale:              j.scales,
+			ZeroPoint:          j.zeroPoints,
+			QuantizedDimension: int32(j.req.axis),
+		}
+	case kindFP16:
+		t.Type = fb.TensorTypeFLOAT16
+	case kindInt4Block:
+		t.Type = fb.TensorTypeINT4
+		t.Quantization = &fb.QuantizationParametersT{
+			Details: &fb.QuantizationDetailsT{
+				Type:  fb.QuantizationDetailsBlockwiseQuantization,
+				Value: &fb.BlockwiseQuantizationT{Scales: -1, ZeroPoints: -1, BlockSize: int32(j.req.sc.block)},
+			},
+		}
+	}
+}
+
+// floatSource reads a float32 tensor's elements: straight from memory when
+// the input is mapped, else from a copy.
+type floatSource struct{ mem []byte }
+
+func newFloatSource(c tflite.Content) (*floatSource, error) {
+	mem, err := tflite.ReadAll(c)
+	if err != nil {
+		return nil, err
+	}
+	return &floatSource{mem: mem}, nil
+}
+
+// floats returns elements [off, off+n). The slice aliases the input when it
+// is 4-byte aligned, else it is decoded into *scratch.
+func (f *floatSource) floats(off, n int, scratch *[]float32) ([]float32, error) {
+	b := f.mem[4*off : 4*(off+n)]
+	if n == 0 {
+		return nil, nil
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%4 == 0 && nativeLittleEndian {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n), nil
+	}
+	if cap(*scratch) < n {
+		*scratch = make([]float32, n)
+	}
+	x := (*scratch)[:n]
+	for i := range x {
+		x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return x, nil
+}
+
+var nativeLittleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()

@@ -1,0 +1,39 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// Load reads the model. Weight bytes stay in the file (memory-mapped) until
+// serialize streams them out.
+type Load struct {
+	Path string
+}
+
+func (*Load) Name() string { return "load" }
+
+func (l *Load) Run(ctx context.Context, s *pipeline.State) error {
+	m, err := tflite.Open(l.Path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return fmt.Errorf("model %s does not exist: check the load path (relative paths start at the job file's folder)", l.Path)
+		}
+		return err
+	}
+	s.InputPath = l.Path
+	s.Model = &modelState{m: m, path: l.Path}
+	return ctx.Err()
+}
+
+// Close releases what a state's model holds open.
+func Close(s *pipeline.State) error {
+	if ms, ok := s.Model.(*modelState); ok && ms != nil {
+		return ms.m.Close()
+	}
+	return nil
+}

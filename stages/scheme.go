@@ -1,0 +1,119 @@
+package stages
+
+import (
+	"fmt"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// kind is what a scheme does to a weight.
+type kind int
+
+const (
+	kindFloat     kind = iota // keep float32
+	kindDynInt8               // int8 per-channel, hybrid kernels
+	kindWOInt8                // int8 per-channel + DEQUANTIZE (symmetric or not)
+	kindFP16                  // float16 + DEQUANTIZE
+	kindInt4Block             // int4 blockwise, hybrid kernels
+)
+
+// scheme is a resolved per-weight request.
+type scheme struct {
+	name      string
+	kind      kind
+	block     int
+	symmetric bool
+}
+
+func (s *scheme) dequantize() bool { return s.kind == kindWOInt8 || s.kind == kindFP16 }
+
+var floatScheme = &scheme{name: "none", kind: kindFloat}
+
+func fromConfig(c *config.Scheme) (*scheme, error) {
+	if c == nil || c.Name == "none" {
+		return floatScheme, nil
+	}
+	s := &scheme{name: c.Name, block: c.BlockSize, symmetric: c.Symmetric}
+	switch {
+	case c.Weight == "int8" && c.Mode == "dynamic_range":
+		s.kind = kindDynInt8
+	case c.Weight == "int8" && c.Mode == "weight_only":
+		s.kind = kindWOInt8
+	case c.Weight == "fp16":
+		s.kind = kindFP16
+	case c.Weight == "int4" && c.Granularity == "blockwise":
+		s.kind = kindInt4Block
+	default:
+		return nil, fmt.Errorf("scheme %q (weight %s, mode %s, granularity %s) has no implementation", c.Name, c.Weight, c.Mode, c.Granularity)
+	}
+	return s, nil
+}
+
+// validFor says whether the scheme applies to the op's weight input at all
+// (SEMANTICS.md §5); an invalid scheme is skipped and the op falls back to
+// the previous applicable rule, as upstream.
+func (s *scheme) validFor(code fb.BuiltinOperator, input int) bool {
+	switch s.kind {
+	case kindFloat:
+		return true
+	case kindInt4Block:
+		return code == fb.BuiltinOperatorFULLY_CONNECTED || code == fb.BuiltinOperatorEMBEDDING_LOOKUP
+	case kindFP16:
+		return code != fb.BuiltinOperatorBATCH_MATMUL
+	case kindDynInt8:
+		// LiteRT's hybrid BATCH_MATMUL needs a float LHS and an int8 RHS.
+		return code != fb.BuiltinOperatorBATCH_MATMUL || input == 1
+	}
+	return true
+}
+
+// channelAxis is the per-channel axis of op's weight (SEMANTICS.md §5).
+func channelAxis(code fb.BuiltinOperator, op *fb.OperatorT, input int, rank int) int {
+	switch code {
+	case fb.BuiltinOperatorDEPTHWISE_CONV_2D:
+		return 3
+	case fb.BuiltinOperatorBATCH_MATMUL:
+		// As the reference quantizer: the last axis, or the one before it
+		// when adj_y, for every constant input.
+		if op.BuiltinOptions != nil {
+			if o, ok := op.BuiltinOptions.Value.(*fb.BatchMatMulOptionsT); ok && o.AdjY {
+				return rank - 2
+			}
+		}
+		return rank - 1
+	}
+	return 0
+}
+
+// candidates lists the schemes a recipe offers a weight of this role and
+// layer, lowest precedence first: default, the role's, the role's layer.
+func candidates(r *config.Recipe, role config.Role, layer int) []*config.Scheme {
+	var out []*config.Scheme
+	add := func(rr *config.RoleRecipe) {
+		if rr == nil {
+			return
+		}
+		if rr.All != nil {
+			out = append(out, rr.All)
+		}
+		if layer < 0 {
+			return
+		}
+		for _, l := range rr.Layers {
+			if layer >= l.From && layer <= l.To {
+				out = append(out, l.Scheme)
+			}
+		}
+	}
+	add(r.Default)
+	switch role {
+	case config.RoleEmbedding:
+		add(r.Embedding)
+	case config.RoleAttention:
+		add(r.Attention)
+	case config.RoleFeedforward:
+		add(r.Feedforward)
+	}
+	return out
+}

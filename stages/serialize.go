@@ -1,0 +1,159 @@
+package stages
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// Serialize writes the model: to a temporary file in the destination
+// folder, renamed into place only when complete, so an interrupted or
+// failed job leaves no partial output. It never writes over the input.
+type Serialize struct {
+	// Path may hold {name} (the job's name) and {suffix} (the recipe's).
+	Path   string
+	Layout tflite.Layout
+	// Hash adds the output's sha256 to the report (one more read of it).
+	Hash bool
+	// Progress, when set, is told how many output bytes were produced.
+	Progress func(done, total int64)
+}
+
+func (*Serialize) Name() string { return "serialize" }
+
+// ExpandPath fills in a serialize path template.
+func ExpandPath(tmpl, name, suffix string) string {
+	return strings.NewReplacer("{name}", name, "{suffix}", suffix).Replace(tmpl)
+}
+
+func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
+	ms, err := model(s)
+	if err != nil {
+		return err
+	}
+	path := ExpandPath(z.Path, s.Job, s.Suffix)
+	if err := checkOutputPath(path, s.InputPath); err != nil {
+		return err
+	}
+	if s.DryRun {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("cannot create the output folder: %w", err)
+	}
+	m := ms.m
+	if z.Progress != nil {
+		m = withProgress(m, z.Progress)
+	}
+	if err := tflite.WriteFile(path, m, tflite.WriteOptions{Layout: z.Layout}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	out := &pipeline.OutputReport{Recipe: s.Recipe, Path: path}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	out.Bytes = fi.Size()
+	out.Layout = layoutOf(path)
+	if z.Hash {
+		if out.SHA256, err = FileSHA256(path); err != nil {
+			return err
+		}
+	}
+	for _, j := range ms.jobs {
+		if !j.err.measured {
+			continue
+		}
+		for _, g := range j.tensors {
+			out.Tensors = append(out.Tensors, j.metric(ms.m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Name))
+		}
+	}
+	s.Output = out
+	return ctx.Err()
+}
+
+// metric reports the job's measured error; a perfect reconstruction has
+// an SQNR of +Inf, which JSON cannot carry, so it is reported as 999 dB.
+func (j *bufferJob) metric(name string) pipeline.TensorMetric {
+	e := j.err
+	t := pipeline.TensorMetric{Tensor: name, Scheme: j.req.sc.name, MaxAbs: e.maxAbs, SQNR: 999}
+	if e.noise > 0 && e.signal > 0 {
+		t.SQNR = math.Min(999, 10*math.Log10(e.signal/e.noise))
+		t.RelL2 = math.Sqrt(e.noise / e.signal)
+	}
+	return t
+}
+
+// checkOutputPath refuses to write over the input.
+func checkOutputPath(out, in string) error {
+	if out == "" {
+		return fmt.Errorf("no output path")
+	}
+	a, err1 := os.Stat(out)
+	b, err2 := os.Stat(in)
+	if err1 == nil && err2 == nil && os.SameFile(a, b) {
+		return fmt.Errorf("output %s is the input model: qpipe never overwrites its input; choose another serialize path", out)
+	}
+	if ao, err := filepath.Abs(out); err == nil {
+		if ai, err := filepath.Abs(in); err == nil && ao == ai {
+			return fmt.Errorf("output %s is the input model: qpipe never overwrites its input; choose another serialize path", out)
+		}
+	}
+	return nil
+}
+
+func layoutOf(path string) string {
+	m, err := tflite.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer m.Close()
+	return m.Layout.String()
+}
+
+// FileSHA256 is the hex sha256 of a file.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// withProgress returns a shallow copy of m whose buffer contents report the
+// bytes they write.
+func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model {
+	c := *m
+	c.Buffers = make([]tflite.Buffer, len(m.Buffers))
+	var total int64
+	for _, b := range m.Buffers {
+		if b.Data != nil {
+			total += b.Data.Len()
+		}
+	}
+	p := &progress{total: total, report: report}
+	for i, b := range m.Buffers {
+		c.Buffers[i] = b
+		if b.Data != nil && b.Data.Len() > 0 {
+			c.Buffers[i].Data = progressContent{b.Data, p}
+		}
+	}
+	return &c
+}

@@ -1,0 +1,161 @@
+package stages
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// Verify checks every tensor the quantize stage wrote, and the ops that
+// read them, against what the runtime needs (FORMAT.md §5, §7;
+// SEMANTICS.md §6): block sizes, divisibility, scale tensors, positive
+// normal scales, data sizes, op versions. It lists every violation; any
+// violation fails the job. (Schemes that do not fit a tensor were already
+// caught, or replaced under on_mismatch: fallback, by quantize, before any
+// weight was read.)
+type Verify struct{}
+
+func (*Verify) Name() string { return "verify" }
+
+func (*Verify) Run(ctx context.Context, s *pipeline.State) error {
+	ms, err := model(s)
+	if err != nil {
+		return err
+	}
+	if s.DryRun {
+		return nil
+	}
+	var bad []string
+	for _, j := range ms.jobs {
+		for _, g := range j.tensors {
+			for _, p := range verifyTensor(ms.m, g.sg, g.tensor) {
+				bad = append(bad, fmt.Sprintf("%s: %s", tensorLabel(ms.m.Meta.Subgraphs[g.sg].Tensors[g.tensor], g.sg, g.tensor), p))
+			}
+		}
+	}
+	bad = append(bad, verifyVersions(ms.m, ms.jobs)...)
+	if len(bad) > 0 {
+		return fmt.Errorf("%d problem(s) in the quantized model:\n  %s", len(bad), strings.Join(bad, "\n  "))
+	}
+	return ctx.Err()
+}
+
+// verifyTensor returns what is wrong with one quantized tensor.
+func verifyTensor(m *tflite.Model, sgi, ti int) []string {
+	sg := m.Meta.Subgraphs[sgi]
+	t := sg.Tensors[ti]
+	var bad []string
+	n := numElements(t.Shape)
+	if int(t.Buffer) >= len(m.Buffers) || m.Buffers[t.Buffer].Data == nil {
+		return []string{fmt.Sprintf("quantized weight without data (buffer %d)", t.Buffer)}
+	}
+	size := m.Buffers[t.Buffer].Data.Len()
+	if need, ok := tflite.DataSize(t.Type, n); ok && size != need {
+		bad = append(bad, fmt.Sprintf("buffer %d holds %d bytes, %s %v needs %d", t.Buffer, size, t.Type, t.Shape, need))
+	}
+	q := t.Quantization
+	switch t.Type {
+	case fb.TensorTypeINT8:
+		if q == nil || len(q.Scale) == 0 {
+			return append(bad, "INT8 weight without scales")
+		}
+		qd := int(q.QuantizedDimension)
+		if qd < 0 || qd >= len(t.Shape) {
+			bad = append(bad, fmt.Sprintf("quantized_dimension %d outside rank %d", qd, len(t.Shape)))
+		} else if len(q.Scale) != 1 && len(q.Scale) != int(t.Shape[qd]) {
+			bad = append(bad, fmt.Sprintf("%d scales for %d channels on axis %d", len(q.Scale), t.Shape[qd], qd))
+		}
+		if len(q.ZeroPoint) != len(q.Scale) {
+			bad = append(bad, fmt.Sprintf("%d zero points for %d scales", len(q.ZeroPoint), len(q.Scale)))
+		}
+		for c, sc := range q.Scale {
+			if !(sc > 0) || math.IsInf(float64(sc), 0) {
+				bad = append(bad, fmt.Sprintf("scale %d is %g: scales must be positive and finite", c, sc))
+				break
+			}
+		}
+	case fb.TensorTypeINT4:
+		bad = append(bad, verifyBlockwise(m, sg, t)...)
+	}
+	return bad
+}
+
+func verifyBlockwise(m *tflite.Model, sg *fb.SubGraphT, t *fb.TensorT) []string {
+	q := t.Quantization
+	if q == nil || q.Details == nil || q.Details.Type != fb.QuantizationDetailsBlockwiseQuantization {
+		return []string{"INT4 weight without blockwise quantization details"}
+	}
+	bq := q.Details.Value.(*fb.BlockwiseQuantizationT)
+	b := int(bq.BlockSize)
+	var bad []string
+	if b < 32 || b%32 != 0 {
+		bad = append(bad, fmt.Sprintf("block size %d: must be a multiple of 32, at least 32", b))
+	}
+	if len(t.Shape) != 2 {
+		return append(bad, fmt.Sprintf("blockwise weight of rank %d: must be 2-D", len(t.Shape)))
+	}
+	if b <= 0 || int(t.Shape[1])%b != 0 {
+		return append(bad, fmt.Sprintf("last dimension %d not divisible by block size %d", t.Shape[1], b))
+	}
+	if q.QuantizedDimension != 0 {
+		bad = append(bad, fmt.Sprintf("quantized_dimension %d: the runtime expects 0", q.QuantizedDimension))
+	}
+	if bq.ZeroPoints != -1 {
+		bad = append(bad, fmt.Sprintf("zero_points tensor %d: symmetric int4 has none (-1)", bq.ZeroPoints))
+	}
+	if bq.Scales < 0 || int(bq.Scales) >= len(sg.Tensors) {
+		return append(bad, fmt.Sprintf("scale tensor index %d out of range (%d tensors)", bq.Scales, len(sg.Tensors)))
+	}
+	st := sg.Tensors[bq.Scales]
+	want := []int32{t.Shape[0], t.Shape[1] / int32(b)}
+	if st.Type != fb.TensorTypeFLOAT16 || len(st.Shape) != 2 || st.Shape[0] != want[0] || st.Shape[1] != want[1] {
+		return append(bad, fmt.Sprintf("scale tensor %q is %s %v, want FLOAT16 %v", st.Name, st.Type, st.Shape, want))
+	}
+	data, err := tflite.ReadAll(m.Buffers[st.Buffer].Data)
+	if err != nil || int64(len(data)) != 2*numElements(st.Shape) {
+		return append(bad, fmt.Sprintf("scale tensor %q: data missing or of the wrong size", st.Name))
+	}
+	for i := 0; i+1 < len(data); i += 2 {
+		h := binary.LittleEndian.Uint16(data[i:])
+		// Positive normal float16: sign 0, exponent 1..30.
+		if e := h >> 10 & 0x1f; h>>15 != 0 || e == 0 || e == 0x1f {
+			bad = append(bad, fmt.Sprintf("block scale %d is %#04x: not a positive normal float16 (the CPU runtime refuses the model)", i/2, h))
+			break
+		}
+	}
+	return bad
+}
+
+// verifyVersions checks that every op reading a quantized weight, and
+// every DEQUANTIZE, has a version at least RequiredVersion.
+func verifyVersions(m *tflite.Model, jobs []*bufferJob) []string {
+	written := map[tensorKey]bool{}
+	for _, j := range jobs {
+		for _, g := range j.tensors {
+			written[tensorKey{g.sg, g.tensor}] = true
+		}
+	}
+	var bad []string
+	for si, sg := range m.Meta.Subgraphs {
+		for oi, op := range sg.Operators {
+			code := m.OpCode(op)
+			for _, in := range op.Inputs {
+				if in < 0 || !written[tensorKey{si, int(in)}] {
+					continue
+				}
+				hasBias, asym := opFlags(code, op)
+				need := RequiredVersion(code, weightForm(sg.Tensors[in], code == fb.BuiltinOperatorDEQUANTIZE), hasBias, asym)
+				if v := m.Meta.OperatorCodes[op.OpcodeIndex].Version; v < need {
+					bad = append(bad, fmt.Sprintf("subgraph %d op %d (%s): version %d, reading %q needs %d", si, oi, code, v, sg.Tensors[in].Name, need))
+				}
+			}
+		}
+	}
+	return bad
+}
