@@ -14,6 +14,10 @@ type Options struct {
 	Progress func(done, total int64)
 	// StrictReference disables the int4 scale clamp.
 	StrictReference bool
+	// DequantizedReference writes float models whose weights are the
+	// dequantized values of what the recipe would write (see
+	// Quantize.Reference).
+	DequantizedReference bool
 }
 
 // Build turns a parsed job file into a runnable job: load and annotate
@@ -67,6 +71,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				Recipe:          r,
 				Fallback:        verify != nil && verify.OnMismatch == "fallback",
 				StrictReference: opt.StrictReference,
+				Reference:       opt.DequantizedReference,
 			})
 		}
 		if verify != nil {

@@ -26,7 +26,10 @@ type params struct {
 	blockScales []uint16  // int4: float16 bits, [rows, cols/block]
 	clamped     int       // int4 scales raised to 2^-14
 	outLen      int64
-	err         errorTotals
+	// reference makes the job write the dequantized weights as float32
+	// instead of the quantized bytes (Quantize.Reference).
+	reference bool
+	err       errorTotals
 }
 
 // errorTotals accumulates the quantization error of a tensor as its chunks
@@ -159,6 +162,7 @@ func (j *bufferJob) content(metrics bool) tflite.Content {
 }
 
 func (j *bufferJob) write(w io.Writer, metrics bool) error {
+	metrics = metrics || j.reference
 	src, err := newFloatSource(j.src)
 	if err != nil {
 		return err
@@ -170,7 +174,7 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	if metrics {
 		back = make([]float32, n)
 	}
-	out := make([]byte, j.chunkBytes(n))
+	out := make([]byte, max(j.chunkBytes(n), j.refBytes(n)))
 	var q8 []int8
 	var h16 []uint16
 	for r0 := 0; r0 < rows; r0 += step {
@@ -222,6 +226,9 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		if metrics {
 			j.err.add(x, back[:len(x)])
 		}
+		if j.reference {
+			b = float32Bytes(back[:len(x)], out[:0])
+		}
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
@@ -230,7 +237,28 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 }
 
 // outputLen is the size of the quantized buffer.
-func (j *bufferJob) outputLen() int64 { return int64(j.chunkBytes(j.numel())) }
+func (j *bufferJob) outputLen() int64 {
+	if j.reference {
+		return int64(j.refBytes(j.numel()))
+	}
+	return int64(j.chunkBytes(j.numel()))
+}
+
+// refBytes is the size of n dequantized float32 values in reference mode.
+func (j *bufferJob) refBytes(n int) int {
+	if j.reference {
+		return 4 * n
+	}
+	return 0
+}
+
+// float32Bytes encodes x little-endian into dst's storage.
+func float32Bytes(x []float32, dst []byte) []byte {
+	for _, v := range x {
+		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+	}
+	return dst
+}
 
 // scaleLen is the size of the int4 scale buffer (0 for other schemes).
 func (j *bufferJob) scaleLen() int64 {

@@ -32,6 +32,11 @@ type Quantize struct {
 	// all-zero and tiny blocks then get the reference's zero or subnormal
 	// float16 scales, which XNNPACK refuses.
 	StrictReference bool
+	// Reference writes, instead of the quantized model, the float model
+	// whose weights are replaced by their dequantized values: the sharp
+	// reference that the runtime output of the quantized model must match
+	// up to the runtime's own arithmetic.
+	Reference bool
 }
 
 func (*Quantize) Name() string { return "quantize" }
@@ -74,6 +79,7 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	groups := groupTensors(m, ms.uses, reqs)
 	jobs := groupBuffers(m, groups)
 	for _, j := range jobs {
+		j.reference = q.Reference
 		j.outLen = j.outputLen()
 	}
 	if s.DryRun {
@@ -370,6 +376,12 @@ func rewrite(m *tflite.Model, groups []*tensorGroup, jobs []*bufferJob, metrics 
 	for _, j := range jobs {
 		m.Buffers[j.buffer] = tflite.Buffer{Data: j.content(metrics)}
 		m.Meta.Buffers[j.buffer] = &fb.BufferT{}
+		if j.reference {
+			for _, g := range j.tensors {
+				m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Buffer = j.buffer
+			}
+			continue
+		}
 		var scaleBuf uint32
 		if j.req.sc.kind == kindInt4Block {
 			scaleBuf = m.AddBuffer(tflite.Bytes(j.scaleBytes()))

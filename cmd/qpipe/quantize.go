@@ -13,7 +13,7 @@ import (
 func init() {
 	register(command{
 		name:    "quantize",
-		usage:   "--recipe NAME [--fallback] [--layout auto|inline|offset] [--metrics] IN.tflite OUT.tflite",
+		usage:   "--recipe NAME [--fallback] [--layout auto|inline|offset] [--metrics] [--dequantized-reference] IN.tflite OUT.tflite",
 		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
 		run:     quantizeCmd,
 	})
@@ -27,6 +27,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	layout := fs.String("layout", "auto", "buffer layout of the output")
 	metrics := fs.Bool("metrics", false, "measure and log each tensor's quantization error")
 	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales")
+	deqRef := fs.Bool("dequantized-reference", false, "write a float32 model whose weights are the dequantized values of the recipe's output (a reference for accuracy tests)")
 	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
@@ -50,7 +51,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("%v", err)
 	}
 	prog := newProgress(stderr)
-	opt := stages.Options{StrictReference: *strict}
+	opt := stages.Options{StrictReference: *strict, DequantizedReference: *deqRef}
 	if prog != nil {
 		opt.Progress = prog.update
 	}
