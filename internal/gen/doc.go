@@ -33,7 +33,7 @@
 // converter writes a bias-free linear; every OperatorCode has version 1,
 // what LiteRT's op_version.cc gives each of these float ops. The model
 // runs on LiteRT.js and matches a float64 reference forward pass
-// (TestTinyDecoderRunsOnLiteRT).
+// (TestDecoderRunsOnLiteRT).
 //
 // lm_head's weight is its own tensor on the embedding table's buffer (tied
 // weights, buffer sharing as converted models have it). Buffer 0 is the
