@@ -54,7 +54,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 	if annotate != nil {
 		a.Rules = annotate.Rules
 	}
-	pj.Prefix = []pipeline.Stage{&Load{Path: load.Path}, a}
+	pj.Prefix = []pipeline.Stage{&Load{Path: load.Path, At: load.P.String()}, a}
 	layout, err := parseLayout(serialize.Layout)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", serialize.P, err)

@@ -2,8 +2,9 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
@@ -13,6 +14,9 @@ import (
 // serialize streams them out.
 type Load struct {
 	Path string
+	// At is where the job file names the model (file:line:col), for
+	// messages; empty for jobs built without a file.
+	At string
 }
 
 func (*Load) Name() string { return "load" }
@@ -20,8 +24,12 @@ func (*Load) Name() string { return "load" }
 func (l *Load) Run(ctx context.Context, s *pipeline.State) error {
 	m, err := tflite.Open(l.Path)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return fmt.Errorf("model %s does not exist: check the load path (relative paths start at the job file's folder)", l.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			where := ""
+			if l.At != "" {
+				where = l.At + ": "
+			}
+			return fmt.Errorf("%smodel %s does not exist: check the load path (relative paths start at the job file's folder)", where, l.Path)
 		}
 		return err
 	}
