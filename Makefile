@@ -24,3 +24,16 @@ generate:
 	find internal/tflite/fb -name '*.go' ! -name 'budget.go' ! -name 'doc.go' ! -name '*_test.go' -delete
 	$(GO) run ./tools/fbfix .gen/tflite internal/tflite/fb
 	rm -rf .gen
+
+# Quantize generated ~1 GB and ~4 GB float decoders with each main preset
+# and compare with a plain cp of the same file (tools/bench; models cached in
+# .cache/bench). Not part of CI.
+.PHONY: bench bench-7b
+bench:
+	$(GO) run ./tools/bench -sizes 1gb,4gb -runs 3
+
+# The 7B-parameter case (a 28 GB float model, more than this machine's RAM)
+# with dynamic_int4_block32 and dynamic_int8. Needs about 40 GB of free disk;
+# the tool checks and says so. Not part of CI.
+bench-7b:
+	$(GO) run ./tools/bench -sizes 7b -runs 1 -schemes dynamic_int4_block32,dynamic_int8

@@ -1,0 +1,212 @@
+// Command bench measures `qpipe quantize` against a plain `cp` of the same
+// input, on generated float decoders of about 1 GB and 4 GB (or 28 GB with
+// -sizes 7b): wall time, throughput, peak anonymous and file-backed memory,
+// output size, and the ratio of qpipe's time to cp's. Runs are interleaved
+// (qpipe, cp, qpipe, cp, …) after a warm-up, and medians with min–max are
+// reported, because copying gigabytes on a VM is noisy.
+//
+//	go run ./tools/bench [-sizes 1gb,4gb] [-runs 3] [-schemes ...] [-dir .cache/bench]
+//
+// Generated models are cached in -dir between runs. Outputs are deleted after
+// each run and the page cache is flushed (sync) outside the timed region, so
+// that one run's dirty pages do not slow the next.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type sample struct {
+	wall             time.Duration
+	rssAnon, rssFile int64 // peak, bytes
+	outBytes         int64
+}
+
+func main() {
+	sizes := flag.String("sizes", "1gb,4gb", "generator presets to measure (1gb, 4gb, 7b)")
+	runs := flag.Int("runs", 3, "timed runs per command, after one warm-up")
+	schemes := flag.String("schemes", "dynamic_int8,weight_only_int8,fp16,dynamic_int4_block32", "presets to measure")
+	dir := flag.String("dir", ".cache/bench", "where models are generated and cached")
+	qpipe := flag.String("qpipe", "", "qpipe binary (default: build ./cmd/qpipe into -dir)")
+	flag.Parse()
+
+	must(os.MkdirAll(*dir, 0o755))
+	bin := *qpipe
+	if bin == "" {
+		bin = filepath.Join(*dir, "qpipe")
+		run("go", "build", "-o", bin, "./cmd/qpipe")
+	}
+	fmt.Printf("qpipe bench: %s, GOMAXPROCS=%s, %d run(s) after a warm-up\n\n", time.Now().Format(time.DateTime), envOr("GOMAXPROCS", "all cores"), *runs)
+	fmt.Printf("%-6s %-22s %22s %10s %22s %14s %14s %10s\n", "model", "command", "wall s (median, min-max)", "GB/s", "ratio to cp (med, min-max)", "peak anon MiB", "peak file MiB", "out MiB")
+	for _, size := range strings.Split(*sizes, ",") {
+		model := filepath.Join(*dir, "gen_"+size+".tflite")
+		if _, err := os.Stat(model); err != nil {
+			need := map[string]int64{"1gb": 4, "4gb": 12, "7b": 40}[size] << 30
+			checkDisk(*dir, need)
+			fmt.Fprintf(os.Stderr, "generating %s ...\n", model)
+			run(bin, "gen", "--preset", size, model)
+		}
+		fi, err := os.Stat(model)
+		must(err)
+		in := fi.Size()
+		warm(model)
+		for _, sc := range strings.Split(*schemes, ",") {
+			out := filepath.Join(*dir, "out_"+sc+".tflite")
+			cpOut := filepath.Join(*dir, "cp_out.tflite")
+			qcmd := []string{bin, "quantize", "--recipe", sc, model, out}
+			ccmd := []string{"cp", model, cpOut}
+			measure(qcmd, out) // warm-up
+			measure(ccmd, cpOut)
+			var qs, cs []sample
+			for i := 0; i < *runs; i++ {
+				qs = append(qs, measure(qcmd, out))
+				cs = append(cs, measure(ccmd, cpOut))
+			}
+			ratios := make([]float64, len(qs))
+			for i := range qs {
+				ratios[i] = qs[i].wall.Seconds() / cs[i].wall.Seconds()
+			}
+			report(size, "qpipe "+sc, qs, in, ratios)
+			report(size, "cp", cs, in, nil)
+		}
+	}
+}
+
+func report(size, name string, s []sample, in int64, ratios []float64) {
+	walls := make([]float64, len(s))
+	var anon, file, out int64
+	for i, x := range s {
+		walls[i] = x.wall.Seconds()
+		anon = max(anon, x.rssAnon)
+		file = max(file, x.rssFile)
+		out = x.outBytes
+	}
+	med, lo, hi := stats(walls)
+	r := ""
+	if ratios != nil {
+		rm, rl, rh := stats(ratios)
+		r = fmt.Sprintf("%.2f (%.2f-%.2f)", rm, rl, rh)
+	}
+	fmt.Printf("%-6s %-22s %8.2f (%5.2f-%5.2f) %10.2f %22s %14.0f %14.0f %10.0f\n", size, name, med, lo, hi,
+		float64(in)/1e9/med, r, float64(anon)/(1<<20), float64(file)/(1<<20), float64(out)/(1<<20))
+}
+
+func stats(x []float64) (med, lo, hi float64) {
+	s := append([]float64(nil), x...)
+	sort.Float64s(s)
+	return s[len(s)/2], s[0], s[len(s)-1]
+}
+
+// measure runs a command, sampling its memory every 5 ms, and removes its
+// output afterwards (after recording its size), then flushes dirty pages.
+func measure(argv []string, out string) sample {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stderr = nil
+	start := time.Now()
+	must(cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var s sample
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			s.wall = time.Since(start)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%v: %v\n", argv, err)
+				os.Exit(1)
+			}
+			if fi, err := os.Stat(out); err == nil {
+				s.outBytes = fi.Size()
+			}
+			os.Remove(out)
+			syscall.Sync()
+			return s
+		case <-tick.C:
+			a, f := rss(cmd.Process.Pid)
+			s.rssAnon, s.rssFile = max(s.rssAnon, a), max(s.rssFile, f)
+		}
+	}
+}
+
+// rss reads RssAnon and RssFile of a process, in bytes.
+func rss(pid int) (anon, file int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "RssAnon:":
+			anon = v << 10
+		case "RssFile:":
+			file = v << 10
+		}
+	}
+	return anon, file
+}
+
+// warm reads the model once so that every command starts from a warm page cache.
+func warm(path string) {
+	f, err := os.Open(path)
+	must(err)
+	defer f.Close()
+	buf := make([]byte, 8<<20)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+func checkDisk(dir string, need int64) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); free < need {
+		fmt.Fprintf(os.Stderr, "bench: %s has %.1f GB free; this size needs about %.0f GB (model, outputs and a copy). Free some space or pass -dir.\n", dir, float64(free)/1e9, float64(need)/1e9)
+		os.Exit(1)
+	}
+}
+
+func run(argv ...string) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v: %v\n", argv, err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
