@@ -145,6 +145,7 @@ func readMore(r io.ReaderAt, buf *[]byte, n int64, name string) error {
 
 // decodeSource decodes the model in src and closes src on failure.
 func decodeSource(src *source, size int64) (*Model, error) {
+	src.size = size
 	d := &decoder{name: src.name, buf: src.data, fileSize: size}
 	m, err := d.decode(src)
 	if err != nil {

@@ -89,6 +89,7 @@ func (s *Section) WriteTo(w io.Writer) (int64, error) {
 // source is the input a Model's sections read from.
 type source struct {
 	name string
+	size int64 // of the whole input
 	// data is the whole file when it is memory-mapped, otherwise the
 	// flatbuffer part that was read into memory.
 	data   []byte

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/qpipe/qpipe/internal/tflite"
+)
+
+func init() {
+	register(command{
+		name:    "inspect",
+		usage:   "MODEL.tflite [--json]",
+		summary: "show a model's layout, subgraphs, signatures, operators, tensors and weight bytes",
+		run:     inspectCmd,
+	})
+}
+
+func inspectCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	asJSON := fs.Bool("json", false, "print the summary as JSON (schema: tflite.Summary)")
+	flags, pos := flagArgs(args, nil)
+	if err := fs.Parse(flags); err != nil {
+		return usagef("%v", err)
+	}
+	if len(pos) != 1 {
+		return usagef("want one model file")
+	}
+	m, err := tflite.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s := tflite.Inspect(m)
+	if *asJSON {
+		return writeJSON(stdout, s)
+	}
+	return printInspect(stdout, s)
+}
+
+// printInspect writes the human-readable form of s: a header, then one
+// aligned table per section.
+func printInspect(w io.Writer, s *tflite.Summary) error {
+	pw := &inspectWriter{w: w}
+	fmt.Fprintf(pw, "model     %s\n", s.Model)
+	fmt.Fprintf(pw, "file      %s, %s layout, schema version %d", humanBytes(s.FileBytes), s.Layout, s.Version)
+	if s.Description != "" {
+		fmt.Fprintf(pw, ", %q", s.Description)
+	}
+	fmt.Fprintf(pw, "\nbuffers   %d, %s of data\n", s.Buffers, humanBytes(s.DataBytes))
+	fmt.Fprintf(pw, "weights   %s\n", humanBytes(s.WeightBytes))
+
+	if len(s.WeightsByType) > 0 {
+		fmt.Fprintln(pw, "\nWeights by type")
+		tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  TYPE\tTENSORS\tBUFFERS\tBYTES")
+		for _, t := range s.WeightsByType {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d (%s)\n", t.Type, t.Tensors, t.Buffers, t.Bytes, humanBytes(t.Bytes))
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintln(pw, "\nOperators")
+	tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  OP\tVERSION\tCOUNT")
+	for _, o := range s.Operators {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\n", o.Op, o.Version, o.Count)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(pw, "\nSignatures")
+	if len(s.Signatures) == 0 {
+		fmt.Fprintln(pw, "  (none)")
+	}
+	for _, sig := range s.Signatures {
+		fmt.Fprintf(pw, "  %s (subgraph %d)\n", sig.Key, sig.Subgraph)
+		tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
+		for _, list := range []struct {
+			dir string
+			ts  []tflite.SigTensor
+		}{{"in", sig.Inputs}, {"out", sig.Outputs}} {
+			for _, t := range list.ts {
+				fmt.Fprintf(tw, "    %s\t%s\ttensor %d\t%s\t%s\n", list.dir, t.Name, t.Tensor, t.Type, inspectShape(t.Shape, t.ShapeSignature))
+			}
+		}
+		tw.Flush()
+	}
+
+	for _, sg := range s.Subgraphs {
+		name := ""
+		if sg.Name != "" {
+			name = fmt.Sprintf(" %q", sg.Name)
+		}
+		fmt.Fprintf(pw, "\nSubgraph %d%s: %d tensors, %d operators, inputs %v, outputs %v\n",
+			sg.Index, name, sg.NumTensors, sg.NumOperators, sg.Inputs, sg.Outputs)
+		tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  #\tNAME\tTYPE\tSHAPE\tQUANTIZATION\tBYTES\tCONST\tBUFFER")
+		for _, t := range sg.Tensors {
+			constant := ""
+			if t.Constant {
+				constant = "yes"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", t.Index, t.Name, t.Type,
+				inspectShape(t.Shape, t.ShapeSignature), inspectQuant(t.Quantization), t.Bytes, constant, t.Buffer)
+		}
+		tw.Flush()
+	}
+
+	if len(s.Metadata) > 0 {
+		fmt.Fprintln(pw, "\nMetadata")
+		tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
+		for _, md := range s.Metadata {
+			fmt.Fprintf(tw, "  %s\tbuffer %d\t%d bytes\n", md.Name, md.Buffer, md.Bytes)
+		}
+		tw.Flush()
+	}
+	return pw.err
+}
+
+// inspectShape prints a shape, with -1 for the dynamic dimensions that the
+// shape signature marks.
+func inspectShape(shape, signature []int32) string {
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		if len(signature) == len(shape) && signature[i] == -1 {
+			dims[i] = "-1"
+		} else {
+			dims[i] = fmt.Sprint(d)
+		}
+	}
+	return "[" + strings.Join(dims, ",") + "]"
+}
+
+func inspectQuant(q tflite.Quantization) string {
+	switch q.Kind {
+	case "per-tensor":
+		s := "per-tensor"
+		if q.Scale != nil {
+			s += fmt.Sprintf(" scale %.6g", *q.Scale)
+		}
+		if q.ZeroPoint != nil {
+			s += fmt.Sprintf(" zp %d", *q.ZeroPoint)
+		}
+		return s
+	case "per-channel":
+		return fmt.Sprintf("per-channel axis %d ×%d", *q.Axis, q.Count)
+	case "blockwise", "multi-axis":
+		s := fmt.Sprintf("%s block %d scales t%d", q.Kind, q.BlockSize, *q.ScaleTensor)
+		if *q.ZeroPointTensor >= 0 {
+			s += fmt.Sprintf(" zp t%d", *q.ZeroPointTensor)
+		}
+		return s
+	case "none":
+		return "-"
+	}
+	return q.Kind
+}
+
+// inspectWriter keeps the first write error so that printing code can ignore
+// them until the end.
+type inspectWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *inspectWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
