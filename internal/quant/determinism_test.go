@@ -53,6 +53,23 @@ func kernelOutputs(t *testing.T, src []float32) []byte {
 		out.Write(packed)
 		out.Write(quant.Float32Bytes(deq))
 	}
+	for _, sym := range []bool{true, false} {
+		q, s, z := make([]int8, len(src)), make([]float32, rows), make([]int64, rows)
+		if err := quant.QuantizeRowsInt8(q, s, z, src, cols, sym); err != nil {
+			t.Fatal(err)
+		}
+		out.Write(quant.Int8Bytes(q))
+		out.Write(quant.Float32Bytes(s))
+		fmt.Fprint(&out, z)
+	}
+	packed, scales := make([]byte, len(src)/2), make([]uint16, len(src)/32)
+	n, err := quant.QuantizeBlocksInt4(packed, scales, src, cols, 32, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(&out, n)
+	out.Write(packed)
+	out.Write(quant.Uint16Bytes(scales))
 	h := make([]uint16, len(src))
 	if err := quant.ToFloat16(h, src); err != nil {
 		t.Fatal(err)

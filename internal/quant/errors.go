@@ -39,7 +39,7 @@ type ValueError struct {
 }
 
 func (e *ValueError) Error() string {
-	return fmt.Sprintf("quant: %d %s, the first at flat index %d (%v)", e.Count, e.Kind, e.First, e.Value)
+	return fmt.Sprintf("quant: %s: %d, the first at flat index %d (%v)", e.Kind, e.Count, e.First, e.Value)
 }
 
 // sizeError is the panic value for a programmer error: slices whose lengths

@@ -3,6 +3,7 @@ package quant_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 
@@ -61,6 +62,13 @@ func FuzzInt8(f *testing.F) {
 				channels = shape[axis]
 			}
 			err := quant.ChannelParamsInt8(make([]float32, channels), make([]int64, channels), x, shape, axis, symmetric)
+			if axis == 0 {
+				rows := shape[0]
+				fusedErr := quant.QuantizeRowsInt8(make([]int8, len(x)), make([]float32, rows), make([]int64, rows), x, len(x)/rows, symmetric)
+				if fmt.Sprint(err) != fmt.Sprint(fusedErr) {
+					t.Fatalf("ChannelParamsInt8: %v, QuantizeRowsInt8: %v", err, fusedErr)
+				}
+			}
 			var ve *quant.ValueError
 			if !errors.As(err, &ve) || ve.Kind != quant.NotFinite || ve.Count != n || ve.First != first {
 				t.Fatalf("%d non-finite values from %d: err = %v", n, first, err)
@@ -104,6 +112,10 @@ func FuzzInt4(f *testing.F) {
 		}
 		if n > 0 || overflow > 0 {
 			_, err := quant.BlockParamsInt4(make([]uint16, len(x)/bs), x, cols, bs, clampTiny)
+			_, fusedErr := quant.QuantizeBlocksInt4(make([]byte, len(x)/2), make([]uint16, len(x)/bs), x, cols, bs, clampTiny)
+			if fmt.Sprint(err) != fmt.Sprint(fusedErr) {
+				t.Fatalf("BlockParamsInt4: %v, QuantizeBlocksInt4: %v", err, fusedErr)
+			}
 			var ve *quant.ValueError
 			ok := errors.As(err, &ve)
 			if n > 0 && (!ok || ve.Kind != quant.NotFinite || ve.Count != n || ve.First != first) {

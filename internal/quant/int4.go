@@ -25,77 +25,86 @@ func checkBlocks(fn string, n, cols, blockSize int) (blocks int) {
 //
 // The scale is max(max|x|, 1e-9)/7 in float32, rounded to the nearest
 // bfloat16, then converted to float16 (both ties to even): the value the
-// runtime computes with. With clampTiny, a block whose scale would be zero or
-// a float16 subnormal (max|x| below about 4.3e-4, which the XNNPACK runtime
-// refuses) gets the smallest normal float16, 2^-14, instead; clamped counts
-// those blocks. Without it the result is the reference quantizer's.
+// runtime computes with. Without clampTiny the result is the reference
+// quantizer's, including a zero or subnormal float16 scale for blocks with
+// max|x| below about 4.3e-4, which the XNNPACK runtime refuses. With
+// clampTiny such a block gets the smallest normal float16, 2^-14, instead
+// (the same as clamping the float32 scale to 2^-14 before rounding). tiny
+// counts those blocks in either mode.
 //
 // It returns a *ValueError for NaN or ±Inf in src (NotFinite) or for blocks
-// whose scale does not fit in float16 (ScaleOverflow, max|x| ≳ 458,000).
+// whose scale does not fit in float16 (ScaleOverflow, max|x| ≳ 457,000).
 //
 // Streaming: blocks never cross rows, so any range of whole rows can be
 // processed on its own with the matching range of scales.
-func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (clamped int, err error) {
+func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (tiny int, err error) {
 	blocks := checkBlocks("BlockParamsInt4", len(src), cols, blockSize)
 	if len(scales) != blocks {
 		panicf("BlockParamsInt4: %d blocks, len(scales) = %d", blocks, len(scales))
 	}
-	var nClamped, nBad atomicCount
+	var nTiny, nBad atomicCount
 	parallelFor(len(src), blockSize, func(lo, hi int) {
-		c, bad := blockScales(scales[lo/blockSize:hi/blockSize], src[lo:hi], blockSize, clampTiny)
-		nClamped.add(c)
+		t, bad := 0, 0
+		for k := lo / blockSize; k < hi/blockSize; k++ {
+			h, tiny, ok := blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
+			scales[k] = h
+			if !ok {
+				bad++
+			} else if tiny {
+				t++
+			}
+		}
+		nTiny.add(t)
 		nBad.add(bad)
 	})
 	if nBad.load() > 0 {
-		if err := CheckFinite(src); err != nil {
-			return 0, err
-		}
-		e := &ValueError{Kind: ScaleOverflow}
-		for k, h := range scales {
-			if h&0x7fff == 0x7c00 {
-				if e.Count == 0 {
-					e.First = k * blockSize
-					for _, x := range src[e.First : e.First+blockSize] {
-						e.Value = max(e.Value, abs32(x))
-					}
-				}
-				e.Count++
-			}
-		}
-		return 0, e
+		return 0, blockError(scales, src, blockSize)
 	}
-	return nClamped.load(), nil
+	return nTiny.load(), nil
 }
 
-// blockScales fills scales for the blocks of src; bad counts blocks with a
-// non-finite maximum or an overflowing scale (whose scale is then ±Inf/NaN).
-func blockScales(scales []uint16, src []float32, blockSize int, clampTiny bool) (clamped, bad int) {
-	for k := range scales {
-		blk := src[k*blockSize : (k+1)*blockSize]
-		// max |x| on the integer encodings: abs clears the sign bit, and
-		// for non-negative floats the bit order is the numeric order, with
-		// Inf and NaN above every finite value.
-		var m uint32
-		for _, x := range blk {
-			m = max(m, math.Float32bits(x)&f32AbsMask)
-		}
-		if m >= f32Inf {
-			bad++
-			scales[k] = 0x7e00
-			continue
-		}
-		bound := max(math.Float32frombits(m), scaleFloor)
-		h := Float16Bits(BFloat16Round(bound / 7))
-		switch {
-		case h >= 0x7c00:
-			bad++
-		case h < 0x400 && clampTiny: // zero or subnormal
-			h = 0x400
-			clamped++
-		}
-		scales[k] = h
+// blockScale returns the float16 scale of one block; tiny reports that the
+// unclamped scale was zero or subnormal (and, with clampTiny, was replaced
+// by 2^-14); ok is false for a non-finite block (scale NaN) or a scale that
+// overflows float16 (scale Inf).
+func blockScale(blk []float32, clampTiny bool) (h uint16, tiny, ok bool) {
+	m := absMaxBits(blk)
+	if m >= f32Inf {
+		return 0x7e00, false, false
 	}
-	return clamped, bad
+	bound := max(math.Float32frombits(m), scaleFloor)
+	h = Float16Bits(BFloat16Round(bound / 7))
+	switch {
+	case h >= 0x7c00:
+		return h, false, false
+	case h < 0x400: // zero or subnormal
+		if clampTiny {
+			h = 0x400
+		}
+		return h, true, true
+	}
+	return h, false, true
+}
+
+// blockError builds the error for blocks whose scale came out non-finite:
+// NotFinite if src holds NaN or Inf, else ScaleOverflow.
+func blockError(scales []uint16, src []float32, blockSize int) error {
+	if err := CheckFinite(src); err != nil {
+		return err
+	}
+	e := &ValueError{Kind: ScaleOverflow}
+	for k, h := range scales {
+		if h&0x7fff == 0x7c00 {
+			if e.Count == 0 {
+				e.First = k * blockSize
+				for _, x := range src[e.First : e.First+blockSize] {
+					e.Value = max(e.Value, abs32(x))
+				}
+			}
+			e.Count++
+		}
+	}
+	return e
 }
 
 // QuantizeInt4 writes q = clip(rint(x/s), -8, 7) for every element, s being
@@ -117,25 +126,46 @@ func QuantizeInt4(dst []byte, src []float32, cols, blockSize int, scales []uint1
 	parallelFor(len(src), blockSize, func(lo, hi int) {
 		for k := lo / blockSize; k < hi/blockSize; k++ {
 			a, b := k*blockSize, (k+1)*blockSize
-			s := Float32FromBits16(scales[k])
-			if s == 0 {
-				quantizeZeroScaleInt4(dst[a/2:b/2], src[a:b])
-				continue
-			}
-			quantizeBlockInt4(dst[a/2:b/2], src[a:b], s)
+			quantizeBlock(dst[a/2:b/2], src[a:b], scales[k])
 		}
 	})
 }
 
+// quantizeBlock quantizes one block against its float16 scale h.
+func quantizeBlock(dst []byte, src []float32, h uint16) {
+	s := Float32FromBits16(h)
+	if s == 0 {
+		quantizeZeroScaleInt4(dst, src)
+		return
+	}
+	quantizeBlockInt4(dst, src, s)
+}
+
+// quantizeBlockInt4 works in groups of 32 elements (every block size is a
+// multiple of 32) through fixed-size array views, so the inner loop has no
+// bounds checks. The clips are branches: almost never taken, so predicted.
 func quantizeBlockInt4(dst []byte, src []float32, s float32) {
-	src = src[:2*len(dst)]
-	for k := range dst {
-		p := src[2*k : 2*k+2 : 2*k+2]
-		v0 := max(min(p[0]/s, 7), -8)
-		v1 := max(min(p[1]/s, 7), -8)
-		lo := math.Float32bits(v0+roundMagic) & 0xf
-		hi := math.Float32bits(v1+roundMagic) & 0xf
-		dst[k] = byte(lo | hi<<4)
+	for len(src) >= 32 && len(dst) >= 16 {
+		in, out := (*[32]float32)(src), (*[16]byte)(dst)
+		for k := range out {
+			v0, v1 := in[2*k]/s, in[2*k+1]/s
+			if v0 < -8 {
+				v0 = -8
+			}
+			if v0 > 7 {
+				v0 = 7
+			}
+			if v1 < -8 {
+				v1 = -8
+			}
+			if v1 > 7 {
+				v1 = 7
+			}
+			lo := math.Float32bits(v0+roundMagic) & 0xf
+			hi := math.Float32bits(v1+roundMagic) & 0xf
+			out[k] = byte(lo | hi<<4)
+		}
+		src, dst = src[32:], dst[16:]
 	}
 }
 

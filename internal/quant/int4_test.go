@@ -17,26 +17,31 @@ func checkInt4(t *testing.T, src []float32, cols, blockSize int, clampTiny bool)
 	t.Helper()
 	blocks := len(src) / blockSize
 	scales := make([]uint16, blocks)
-	clamped, err := quant.BlockParamsInt4(scales, src, cols, blockSize, clampTiny)
+	tiny, err := quant.BlockParamsInt4(scales, src, cols, blockSize, clampTiny)
 	if err != nil {
 		t.Fatalf("cols %d block %d: %v", cols, blockSize, err)
 	}
-	wantClamped := 0
+	wantTiny := 0
 	for k := range blocks {
 		blk := src[k*blockSize : (k+1)*blockSize]
 		want := refScaleInt4(blk, clampTiny)
 		if scales[k] != want {
 			t.Fatalf("block %d: scale %#04x, want %#04x", k, scales[k], want)
 		}
-		if clampTiny && refScaleInt4(blk, false)&0x7c00 == 0 {
-			wantClamped++
+		if refScaleInt4(blk, false)&0x7c00 == 0 {
+			wantTiny++
 		}
 	}
-	if clamped != wantClamped {
-		t.Fatalf("clamped %d blocks, want %d", clamped, wantClamped)
+	if tiny != wantTiny {
+		t.Fatalf("%d tiny blocks, want %d", tiny, wantTiny)
 	}
 	packed := make([]byte, len(src)/2)
 	quant.QuantizeInt4(packed, src, cols, blockSize, scales)
+	fused, fusedScales := make([]byte, len(packed)), make([]uint16, len(scales))
+	if n, err := quant.QuantizeBlocksInt4(fused, fusedScales, src, cols, blockSize, clampTiny); err != nil || n != tiny ||
+		!bytes.Equal(fused, packed) || !slices.Equal(fusedScales, scales) {
+		t.Fatalf("QuantizeBlocksInt4 differs from BlockParamsInt4 + QuantizeInt4 (tiny %d vs %d, err %v)", n, tiny, err)
+	}
 	q := refQuantizeInt4(src, blockSize, scales)
 	if want := refPackInt4(q); !bytes.Equal(packed, want) {
 		i := 0
@@ -91,8 +96,8 @@ func TestInt4TinyBlocks(t *testing.T) {
 		src[96+i] = float32(i-16) * 0.1  // normal
 	}
 	ref := make([]uint16, 4)
-	if n, err := quant.BlockParamsInt4(ref, src, 128, 32, false); err != nil || n != 0 {
-		t.Fatalf("reference mode: clamped %d, err %v", n, err)
+	if n, err := quant.BlockParamsInt4(ref, src, 128, 32, false); err != nil || n != 3 {
+		t.Fatalf("reference mode: %d tiny blocks (err %v), want 3", n, err)
 	}
 	if ref[0] != 0 || ref[1] != 0 || ref[2] == 0 || ref[2]&0x7c00 != 0 || ref[3]&0x7c00 == 0 {
 		t.Fatalf("reference scales %#04x: want 0, 0, subnormal, normal", ref)

@@ -39,22 +39,25 @@ func ChannelParamsInt8(scales []float32, zeroPoints []int64, src []float32, shap
 		panicf("ChannelParamsInt8: %d channels, len(scales) = %d, len(zeroPoints) = %d",
 			l.channels, len(scales), len(zeroPoints))
 	}
-	mins, maxs := channelMinMax(src, l)
-	for c := range mins {
-		mn, mx := mins[c], maxs[c]
+	lo, hi := channelExtrema(src, l, symmetric)
+	for c := range scales {
+		if symmetric {
+			if uint32(hi[c]) >= f32Inf {
+				return CheckFinite(src)
+			}
+			scales[c], zeroPoints[c] = max(math.Float32frombits(uint32(hi[c])), scaleFloor)/127, 0
+			continue
+		}
+		mn, mx := fromKey(lo[c]), fromKey(hi[c])
 		if math.Float32bits(mn)&f32AbsMask >= f32Inf || math.Float32bits(mx)&f32AbsMask >= f32Inf {
 			return CheckFinite(src)
 		}
-		scales[c], zeroPoints[c] = int8Params(mn, mx, symmetric)
+		scales[c], zeroPoints[c] = asymmetricParams(mn, mx)
 	}
 	return nil
 }
 
-func int8Params(mn, mx float32, symmetric bool) (scale float32, zeroPoint int64) {
-	if symmetric {
-		bound := max(abs32(mn), abs32(mx), scaleFloor)
-		return bound / 127, 0
-	}
+func asymmetricParams(mn, mx float32) (scale float32, zeroPoint int64) {
 	bmin, bmax := min(mn, 0), max(mx, 0)
 	scale = max(bmax-bmin, scaleFloor) / 255
 	zp := float32(-128) - bmin/scale
@@ -63,71 +66,122 @@ func int8Params(mn, mx float32, symmetric bool) (scale float32, zeroPoint int64)
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
-// channelMinMax returns per-channel minima and maxima. NaN is sticky (the
-// builtin min and max propagate it), so a non-finite input shows up as a
-// non-finite minimum or maximum. Channels of an empty tensor get 0, 0.
-func channelMinMax(src []float32, l layout) (mins, maxs []float32) {
-	if len(src) == 0 {
-		return make([]float32, l.channels), make([]float32, l.channels)
-	}
-	// Each part reduces into its own arrays; merging exact minima and maxima
-	// gives the same result for any split.
-	bounds := split(len(src), 1)
-	pmin, pmax := make([][]float32, len(bounds)-1), make([][]float32, len(bounds)-1)
-	forParts(bounds, func(p, lo, hi int) {
-		mn, mx := make([]float32, l.channels), make([]float32, l.channels)
-		for c := range mn {
-			mn[c], mx[c] = float32(math.Inf(1)), float32(math.Inf(-1))
-		}
-		reduceMinMax(mn, mx, src, lo, hi, l)
-		pmin[p], pmax[p] = mn, mx
-	})
-	mins, maxs = pmin[0], pmax[0]
-	for p := 1; p < len(pmin); p++ {
-		for c := range mins {
-			mins[c] = min(mins[c], pmin[p][c])
-			maxs[c] = max(maxs[c], pmax[p][c])
-		}
-	}
-	return mins, maxs
+// Extrema are found on integer encodings, which compile to compare-and-move
+// instead of the several instructions a float min or max takes:
+//   - symmetric needs only max |x|: the float32 bits with the sign cleared
+//     order like the magnitudes, and NaN and Inf sort above every finite value;
+//   - asymmetric needs min and max: key(x) flips the magnitude bits of
+//     negative values so that signed integer order is float order, with
+//     -NaN below -Inf and +NaN above +Inf.
+func key(x float32) int32 {
+	k := int32(math.Float32bits(x))
+	return k ^ (k>>31)&0x7fffffff
 }
 
-func reduceMinMax(mins, maxs []float32, src []float32, lo, hi int, l layout) {
-	if l.inner == 1 {
-		c := lo % l.channels
-		for _, x := range src[lo:hi] {
-			mins[c] = min(mins[c], x)
-			maxs[c] = max(maxs[c], x)
+// fromKey inverts key (key is its own inverse on the bits).
+func fromKey(k int32) float32 { return math.Float32frombits(uint32(k ^ (k>>31)&0x7fffffff)) }
+
+// channelExtrema returns, per channel, max |x| as float32 bits in hi
+// (symmetric; lo is nil) or the keys of min and max in lo and hi. A channel
+// of an empty tensor reads as all zeros.
+func channelExtrema(src []float32, l layout, symmetric bool) (lo, hi []int32) {
+	newArrays := func() (lo, hi []int32) {
+		hi = make([]int32, l.channels)
+		if !symmetric {
+			lo = make([]int32, l.channels)
+			for c := range lo {
+				lo[c], hi[c] = math.MaxInt32, math.MinInt32
+			}
+		}
+		return lo, hi
+	}
+	if len(src) == 0 {
+		return make([]int32, l.channels), make([]int32, l.channels)
+	}
+	// Each part reduces into its own arrays; merging exact extrema gives
+	// the same result for any split.
+	bounds := split(len(src), 1)
+	plo, phi := make([][]int32, len(bounds)-1), make([][]int32, len(bounds)-1)
+	forParts(bounds, func(p, a, b int) {
+		plo[p], phi[p] = newArrays()
+		reduceExtrema(plo[p], phi[p], src, a, b, l)
+	})
+	lo, hi = plo[0], phi[0]
+	for p := 1; p < len(phi); p++ {
+		for c := range hi {
+			hi[c] = max(hi[c], phi[p][c])
+			if lo != nil {
+				lo[c] = min(lo[c], plo[p][c])
+			}
+		}
+	}
+	return lo, hi
+}
+
+func reduceExtrema(lo, hi []int32, src []float32, a, b int, l layout) {
+	if l.inner == 1 { // channel axis last: the channel changes every element
+		c := a % l.channels
+		for _, x := range src[a:b] {
+			if lo == nil {
+				hi[c] = max(hi[c], int32(math.Float32bits(x)&f32AbsMask))
+			} else {
+				k := key(x)
+				lo[c], hi[c] = min(lo[c], k), max(hi[c], k)
+			}
 			if c++; c == l.channels {
 				c = 0
 			}
 		}
 		return
 	}
-	l.forRuns(lo, hi, func(a, b, c int) {
-		mn, mx := runMinMax(src[a:b])
-		mins[c] = min(mins[c], mn)
-		maxs[c] = max(maxs[c], mx)
+	l.forRuns(a, b, func(a, b, c int) {
+		if lo == nil {
+			hi[c] = max(hi[c], int32(absMaxBits(src[a:b])))
+			return
+		}
+		mn, mx := keyMinMax(src[a:b])
+		lo[c], hi[c] = min(lo[c], mn), max(hi[c], mx)
 	})
 }
 
-// runMinMax is min and max of a non-empty slice, with four independent
-// accumulator pairs to hide the latency of min and max.
-func runMinMax(s []float32) (mn, mx float32) {
-	mn0, mx0 := s[0], s[0]
-	mn1, mx1, mn2, mx2, mn3, mx3 := mn0, mx0, mn0, mx0, mn0, mx0
-	i := 0
-	for ; i+4 <= len(s); i += 4 {
-		q := s[i : i+4 : i+4]
-		mn0, mx0 = min(mn0, q[0]), max(mx0, q[0])
-		mn1, mx1 = min(mn1, q[1]), max(mx1, q[1])
-		mn2, mx2 = min(mn2, q[2]), max(mx2, q[2])
-		mn3, mx3 = min(mn3, q[3]), max(mx3, q[3])
+// absMaxBits is max |x| over s as float32 bits (see key), with four
+// accumulators to hide the latency of the compare-and-move chain.
+func absMaxBits(s []float32) uint32 {
+	var m0, m1, m2, m3 uint32
+	for len(s) >= 32 {
+		in := (*[32]float32)(s)
+		for j := 0; j < 32; j += 4 {
+			m0 = max(m0, math.Float32bits(in[j])&f32AbsMask)
+			m1 = max(m1, math.Float32bits(in[j+1])&f32AbsMask)
+			m2 = max(m2, math.Float32bits(in[j+2])&f32AbsMask)
+			m3 = max(m3, math.Float32bits(in[j+3])&f32AbsMask)
+		}
+		s = s[32:]
 	}
-	for _, x := range s[i:] {
-		mn0, mx0 = min(mn0, x), max(mx0, x)
+	for _, x := range s {
+		m0 = max(m0, math.Float32bits(x)&f32AbsMask)
 	}
-	return min(mn0, mn1, mn2, mn3), max(mx0, mx1, mx2, mx3)
+	return max(m0, m1, m2, m3)
+}
+
+// keyMinMax is the min and max key over a non-empty s.
+func keyMinMax(s []float32) (mn, mx int32) {
+	mn0, mn1 := int32(math.MaxInt32), int32(math.MaxInt32)
+	mx0, mx1 := int32(math.MinInt32), int32(math.MinInt32)
+	for len(s) >= 32 {
+		in := (*[32]float32)(s)
+		for j := 0; j < 32; j += 2 {
+			k0, k1 := key(in[j]), key(in[j+1])
+			mn0, mx0 = min(mn0, k0), max(mx0, k0)
+			mn1, mx1 = min(mn1, k1), max(mx1, k1)
+		}
+		s = s[32:]
+	}
+	for _, x := range s {
+		k := key(x)
+		mn0, mx0 = min(mn0, k), max(mx0, k)
+	}
+	return min(mn0, mn1), max(mx0, mx1)
 }
 
 // QuantizeInt8 writes q = clip(rint(x/scale + zeroPoint)) for every element
@@ -161,11 +215,18 @@ func QuantizeInt8(dst []int8, src []float32, shape []int, axis int, scales []flo
 	})
 }
 
+// quantizeRunInt8 quantizes a run of one channel. The clips are branches:
+// almost never taken, so predicted, and cheaper than float min and max.
 func quantizeRunInt8(dst []int8, src []float32, scale, zp, lo, hi float32) {
 	dst = dst[:len(src)]
 	for i, x := range src {
 		v := x/scale + zp
-		v = max(min(v, hi), lo)
+		if v < lo {
+			v = lo
+		}
+		if v > hi {
+			v = hi
+		}
 		dst[i] = int8(math.Float32bits(v + roundMagic))
 	}
 }
@@ -176,7 +237,12 @@ func quantizeInterleavedInt8(dst []int8, src []float32, c int, scales []float32,
 	dst = dst[:len(src)]
 	for i, x := range src {
 		v := x/scales[c] + float32(zps[c])
-		v = max(min(v, hi), lo)
+		if v < lo {
+			v = lo
+		}
+		if v > hi {
+			v = hi
+		}
 		dst[i] = int8(math.Float32bits(v + roundMagic))
 		if c++; c == len(scales) {
 			c = 0

@@ -59,6 +59,9 @@ func checkInt8(t *testing.T, src []float32, shape []int, axis int, symmetric boo
 		}
 		t.Fatalf("shape %v axis %d sym %v: q[%d] = %d, want %d (x = %g)", shape, axis, symmetric, i, q[i], want[i], src[i])
 	}
+	if axis == 0 || (axis == -1 && len(shape) > 0 && shape[0] == 1) || len(src) == 0 {
+		checkRowsInt8(t, src, q, scales, zps, symmetric)
+	}
 	qmin, _ := quant.Int8Range(symmetric)
 	deq := make([]float32, len(src))
 	quant.DequantizeInt8(deq, q, shape, axis, scales, zps)
@@ -180,5 +183,36 @@ func TestInt8Panics(t *testing.T) {
 			}()
 			fn()
 		})
+	}
+}
+
+// checkRowsInt8: the fused per-row form gives the same bytes as the separate
+// calls for channel axis 0 (a per-tensor tensor of one row counts too).
+func checkRowsInt8(t *testing.T, src []float32, q []int8, scales []float32, zps []int64, symmetric bool) {
+	t.Helper()
+	rows := len(scales)
+	if len(src) == 0 {
+		return
+	}
+	cols := len(src) / rows
+	fq, fs, fz := make([]int8, len(src)), make([]float32, rows), make([]int64, rows)
+	if err := quant.QuantizeRowsInt8(fq, fs, fz, src, cols, symmetric); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fq, q) || !slices.Equal(fz, zps) || !slices.EqualFunc(fs, scales, sameFloat32) {
+		t.Fatalf("QuantizeRowsInt8 differs from ChannelParamsInt8 + QuantizeInt8")
+	}
+}
+
+func TestQuantizeRowsInt8NotFinite(t *testing.T) {
+	src := make([]float32, 3*40000)
+	src[50000] = float32(math.Inf(1))
+	src[90000] = float32(math.NaN())
+	for _, sym := range []bool{true, false} {
+		err := quant.QuantizeRowsInt8(make([]int8, len(src)), make([]float32, 3), make([]int64, 3), src, 40000, sym)
+		var ve *quant.ValueError
+		if !errors.As(err, &ve) || ve.Kind != quant.NotFinite || ve.Count != 2 || ve.First != 50000 {
+			t.Fatalf("symmetric %v: err = %v, want NotFinite count 2 first 50000", sym, err)
+		}
 	}
 }

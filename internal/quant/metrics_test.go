@@ -48,7 +48,7 @@ func TestCheckFinite(t *testing.T) {
 	if !ok || ve.Kind != quant.NotFinite || ve.Count != 2 || ve.First != 70000 {
 		t.Fatalf("err = %v, want NotFinite count 2 first 70000", err)
 	}
-	if msg := err.Error(); msg != "quant: 2 non-finite values (NaN or ±Inf), the first at flat index 70000 (NaN)" {
+	if msg := err.Error(); msg != "quant: non-finite values (NaN or ±Inf): 2, the first at flat index 70000 (NaN)" {
 		t.Fatalf("message %q", msg)
 	}
 }

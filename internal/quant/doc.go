@@ -1,0 +1,77 @@
+// Package quant holds qpipe's numeric kernels: pure functions on slices that
+// compute quantization parameters, quantize, dequantize, convert to float16
+// and bfloat16, and measure the error. It knows nothing about files, recipes
+// or TFLite; the stages glue it to the model.
+//
+// # Conventions
+//
+// Destination first: QuantizeInt8(dst, src, …). Slice lengths that disagree
+// with a shape, an axis out of range, or a block size that is not a multiple
+// of 32 dividing the last dimension are programmer errors and panic. Problems
+// in the data (NaN or ±Inf weights, values beyond the float16 range, int4
+// scales that overflow float16) are returned as *ValueError, which counts
+// the offending values and gives the flat index of the first, for the caller
+// to name the tensor.
+//
+// Tensors are row-major. A channel axis may be any axis of any rank: element
+// i belongs to channel (i / inner) % channels, inner being the product of the
+// dimensions after the axis. Axis -1 means per-tensor (one scale and zero
+// point). Blockwise int4 always cuts the last dimension into blocks.
+//
+// # Formulas
+//
+// These follow the reference quantizer (ai-edge-quantizer 0.10.0,
+// uniform_quantize_tensor.py) with every intermediate in float32, so that the
+// results match it bit for bit:
+//
+//	int8 symmetric:   bound = max(|min|, |max|, 1e-9); scale = bound/127; zp = 0;
+//	                  q = clip(rint(x/scale), -127, 127)   (narrow range)
+//	int8 asymmetric:  bmin = min(min, 0); bmax = max(max, 0);
+//	                  scale = max(bmax-bmin, 1e-9)/255; zp = rint(-128 - bmin/scale);
+//	                  q = clip(rint(x/scale + zp), -128, 127)
+//	int4 blockwise:   s = float16(bfloat16(max(max|x|, 1e-9)/7)) per block;
+//	                  q = clip(rint(x/s), -8, 7), packed two per byte, low nibble first
+//	float16:          round to nearest even, subnormals kept, overflow to ±Inf
+//	dequantize:       x = float32(q - zp) · scale
+//
+// rint rounds half to even. x/scale is a true division: multiplying by a
+// reciprocal differs in the last bit often enough to change q.
+// The golden test reproduces every scale, zero point and value of the
+// reference's asymmetric weight-only quantization of aeq_conv_fc_mnist.
+//
+// # The int4 scale clamp
+//
+// A block whose max|x| is below about 4.3e-4 gets a float16 scale that is
+// subnormal, and below about 2e-7 (all-zero blocks in particular) one that is
+// exactly zero; the reference stores it as is, and the XNNPACK CPU runtime
+// then refuses to load the whole model. BlockParamsInt4 and
+// QuantizeBlocksInt4 with clampTiny raise such scales to 2^-14, the smallest
+// normal float16 (exact in both bfloat16 and float16, so the clamp survives
+// the rounding), and quantize against it: all-zero blocks store q = 0 exactly
+// and tiny blocks keep an absolute error of at most 2^-15. The count of such
+// blocks is returned in both modes, so a run can report them.
+//
+// # Speed and determinism
+//
+// Kernels split large tensors into contiguous parts run on up to
+// SetWorkers goroutines (default GOMAXPROCS). Every output element depends
+// only on its inputs and parameters, extrema are exact, and Compare sums
+// fixed chunks in a fixed order, so results are byte-identical for any worker
+// count and CPU (no fused multiply-add: products that feed sums are rounded
+// explicitly). Inner loops make no calls and have no bounds checks; rint and
+// clip use the float32 "add 1.5·2^23" trick, which is exact for the clipped
+// range. The division is what bounds the quantizers: scalar DIVSS issues
+// about one per 3 cycles.
+//
+// # Streaming
+//
+// Channel axis 0 and blockwise int4 work on any range of whole rows with the
+// matching slice of scales (and zero points), so a multi-GB embedding table
+// can be quantized a chunk at a time. QuantizeRowsInt8 and
+// QuantizeBlocksInt4 fuse the parameter and quantization passes for those
+// layouts and read each input byte from memory once. Other channel axes need
+// the whole tensor for their parameters; such tensors are small.
+//
+// bytes.go has the byte views and little-endian encodings needed to write
+// the results into buffers without copies.
+package quant

@@ -1,0 +1,178 @@
+package quant
+
+import "math"
+
+// Fused forms for the two layouts that carry most of a model's bytes: they
+// compute the parameters of a row (int8, channel axis 0) or of a block (int4)
+// and quantize it while it is still in cache, so a tensor streamed from
+// memory is read once instead of twice. Outputs are identical to the
+// separate calls.
+
+// QuantizeRowsInt8 is ChannelParamsInt8 followed by QuantizeInt8 for channel
+// axis 0 of a tensor whose every row (channel) holds cols consecutive
+// elements: shape [len(src)/cols, …] with cols the product of the other
+// dimensions. It works on any range of whole rows with the matching slices of
+// scales and zeroPoints (one per row).
+//
+// It returns a *ValueError (NotFinite) if src holds NaN or ±Inf; the outputs
+// are then unspecified.
+func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float32, cols int, symmetric bool) error {
+	if cols <= 0 || len(src)%cols != 0 {
+		panicf("QuantizeRowsInt8: %d elements are not whole rows of %d", len(src), cols)
+	}
+	rows := len(src) / cols
+	if len(dst) != len(src) || len(scales) != rows || len(zeroPoints) != rows {
+		panicf("QuantizeRowsInt8: %d rows of %d, len(dst) = %d, len(scales) = %d, len(zeroPoints) = %d",
+			rows, cols, len(dst), len(scales), len(zeroPoints))
+	}
+	qmin, qmax := Int8Range(symmetric)
+	lo, hi := float32(qmin), float32(qmax)
+	var bad atomicCount
+	parallelFor(len(src), cols, func(a, b int) {
+		first, last := a/cols, b/cols
+		row := func(r int) []float32 { return src[r*cols : (r+1)*cols] }
+		// The extrema of row r+1 are gathered while row r is quantized:
+		// the loads of the next row then overlap the divisions of this one
+		// (different execution units), instead of a separate pass that
+		// waits on memory.
+		var ext rowExtrema
+		ext.measure(row(first), symmetric)
+		n := 0
+		for r := first; r < last; r++ {
+			scale, zp, ok := ext.params(symmetric)
+			if !ok {
+				n++
+				if r+1 < last {
+					ext.measure(row(r+1), symmetric)
+				}
+				continue
+			}
+			scales[r], zeroPoints[r] = scale, zp
+			out := dst[r*cols : (r+1)*cols]
+			switch {
+			case r+1 == last:
+				quantizeRunInt8(out, row(r), scale, float32(zp), lo, hi)
+			case symmetric:
+				ext.absMax = quantizeRunInt8AbsMax(out, row(r), scale, lo, hi, row(r+1))
+			default:
+				ext.kmin, ext.kmax = quantizeRunInt8MinMax(out, row(r), scale, float32(zp), lo, hi, row(r+1))
+			}
+		}
+		bad.add(n)
+	})
+	if bad.load() > 0 {
+		return CheckFinite(src)
+	}
+	return nil
+}
+
+// rowExtrema is what the parameters of a row need: max |x| as float32 bits
+// (symmetric) or the keys of min and max (asymmetric).
+type rowExtrema struct {
+	absMax     uint32
+	kmin, kmax int32
+}
+
+func (e *rowExtrema) measure(row []float32, symmetric bool) {
+	if symmetric {
+		e.absMax = absMaxBits(row)
+	} else {
+		e.kmin, e.kmax = keyMinMax(row)
+	}
+}
+
+// params returns the row's scale and zero point; ok is false if the row
+// holds NaN or ±Inf.
+func (e *rowExtrema) params(symmetric bool) (scale float32, zp int64, ok bool) {
+	if symmetric {
+		if e.absMax >= f32Inf {
+			return 0, 0, false
+		}
+		return max(math.Float32frombits(e.absMax), scaleFloor) / 127, 0, true
+	}
+	mn, mx := fromKey(e.kmin), fromKey(e.kmax)
+	if math.Float32bits(mn)&f32AbsMask >= f32Inf || math.Float32bits(mx)&f32AbsMask >= f32Inf {
+		return 0, 0, false
+	}
+	scale, zp = asymmetricParams(mn, mx)
+	return scale, zp, true
+}
+
+// quantizeRunInt8AbsMax is quantizeRunInt8 with zero point 0 that also
+// returns absMaxBits(next), len(next) = len(src).
+func quantizeRunInt8AbsMax(dst []int8, src []float32, scale, lo, hi float32, next []float32) (m uint32) {
+	dst, next = dst[:len(src)], next[:len(src)]
+	for i, x := range src {
+		v := x / scale
+		if v < lo {
+			v = lo
+		}
+		if v > hi {
+			v = hi
+		}
+		dst[i] = int8(math.Float32bits(v + roundMagic))
+		m = max(m, math.Float32bits(next[i])&f32AbsMask)
+	}
+	return m
+}
+
+// quantizeRunInt8MinMax is quantizeRunInt8 that also returns
+// keyMinMax(next), len(next) = len(src) > 0.
+func quantizeRunInt8MinMax(dst []int8, src []float32, scale, zp, lo, hi float32, next []float32) (kmin, kmax int32) {
+	dst, next = dst[:len(src)], next[:len(src)]
+	kmin, kmax = math.MaxInt32, math.MinInt32
+	for i, x := range src {
+		v := x/scale + zp
+		if v < lo {
+			v = lo
+		}
+		if v > hi {
+			v = hi
+		}
+		dst[i] = int8(math.Float32bits(v + roundMagic))
+		k := key(next[i])
+		kmin, kmax = min(kmin, k), max(kmax, k)
+	}
+	return kmin, kmax
+}
+
+// QuantizeBlocksInt4 is BlockParamsInt4 followed by QuantizeInt4, block by
+// block. It returns the same counts and errors as BlockParamsInt4; after an
+// error the outputs are unspecified.
+func QuantizeBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (tiny int, err error) {
+	blocks := checkBlocks("QuantizeBlocksInt4", len(src), cols, blockSize)
+	if len(scales) != blocks || len(dst) != len(src)/2 {
+		panicf("QuantizeBlocksInt4: %d blocks, len(scales) = %d, len(src) = %d, len(dst) = %d (want %d)",
+			blocks, len(scales), len(src), len(dst), len(src)/2)
+	}
+	var nTiny, nBad atomicCount
+	// Blocks go in groups of up to 2 KiB of input: first the scales of the
+	// group (independent of each other, so their latency overlaps), then
+	// the quantization, while the group is still in the L1 cache.
+	group := max(1, 512/blockSize)
+	parallelFor(len(src), blockSize, func(lo, hi int) {
+		t, bad := 0, 0
+		for g := lo / blockSize; g < hi/blockSize; g += group {
+			end := min(g+group, hi/blockSize)
+			for k := g; k < end; k++ {
+				h, tiny, ok := blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
+				scales[k] = h
+				if !ok {
+					bad++
+				} else if tiny {
+					t++
+				}
+			}
+			for k := g; k < end; k++ {
+				a, b := k*blockSize, (k+1)*blockSize
+				quantizeBlock(dst[a/2:b/2], src[a:b], scales[k])
+			}
+		}
+		nTiny.add(t)
+		nBad.add(bad)
+	})
+	if nBad.load() > 0 {
+		return 0, blockError(scales, src, blockSize)
+	}
+	return nTiny.load(), nil
+}
