@@ -18,6 +18,12 @@ import (
 // run would, and runs it. It returns the folder and the branch states.
 func runJobFile(t testing.TB, text string) (dir string, branches []*pipeline.State, err error) {
 	t.Helper()
+	return runJobFileWith(t, text, true)
+}
+
+// runJobFileWith is runJobFile with per-tensor error measurement on or off.
+func runJobFileWith(t testing.TB, text string, metrics bool) (dir string, branches []*pipeline.State, err error) {
+	t.Helper()
 	dir = t.TempDir()
 	path := filepath.Join(dir, "job.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -31,7 +37,7 @@ func runJobFile(t testing.TB, text string) (dir string, branches []*pipeline.Sta
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &pipeline.State{Log: zerolog.Nop(), Metrics: true}
+	s := &pipeline.State{Log: zerolog.Nop(), Metrics: metrics}
 	branches, err = pipeline.Run(context.Background(), pj, s)
 	t.Cleanup(func() { Close(s) })
 	return dir, branches, err

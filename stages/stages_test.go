@@ -1,11 +1,8 @@
 package stages
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -107,33 +104,4 @@ func TestEveryPresetOnEveryModel(t *testing.T) {
 func preQuantized(path string) bool {
 	b := filepath.Base(path)
 	return strings.Contains(b, "quantized") || strings.Contains(b, "person_detect")
-}
-
-// TestDeterministic: the same job twice, with GOMAXPROCS 1 and 2, gives
-// the same bytes.
-func TestDeterministic(t *testing.T) {
-	in := filepath.Join(models, "tiny_decoder.tflite")
-	for _, preset := range []string{"dynamic_int8", "weight_only_int8", "fp16", "dynamic_int4_block32"} {
-		t.Run(preset, func(t *testing.T) {
-			var outs [][]byte
-			for _, procs := range []int{1, 2, 2} {
-				prev := runtime.GOMAXPROCS(procs)
-				out, _, err := quantizeFile(t, in, preset, false)
-				runtime.GOMAXPROCS(prev)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := os.ReadFile(out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				outs = append(outs, b)
-			}
-			for i := 1; i < len(outs); i++ {
-				if !bytes.Equal(outs[0], outs[i]) {
-					t.Fatalf("run %d differs from run 0", i)
-				}
-			}
-		})
-	}
 }
