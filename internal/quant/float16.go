@@ -33,38 +33,52 @@ const MinNormalFloat16 = 1.0 / 16384
 // payload bits kept), as the F16C instruction VCVTPS2PH does.
 func Float16Bits(f float32) uint16 {
 	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	a := b & f32AbsMask
-	switch {
-	case a >= f16Overflow:
-		if a > f32Inf {
-			return sign | 0x7e00 | uint16(a>>13)&0x3ff
-		}
-		return sign | 0x7c00
-	case a < f16MinNormal32:
-		// float16 subnormal or zero (or exactly 2^-14 after rounding up).
-		return sign | uint16(math.Float32bits(math.Float32frombits(a)+0.5)-half32)
-	default:
-		// Normal: rebias the exponent, then add 0xfff plus the lowest kept
-		// mantissa bit: this rounds to nearest with ties to even, and a
-		// carry out of the mantissa correctly bumps the exponent.
-		return sign | uint16((a+f16Rebias+0xfff+(a>>13)&1)>>13)
+	return uint16(b>>16)&0x8000 | float16Magnitude(b&f32AbsMask)
+}
+
+// float16Magnitude converts |x| (float32 bits a, sign cleared). Both the
+// normal and the subnormal results are computed and one is selected without
+// a branch (a conditional move): weights mix zeros, which take the
+// subnormal path, with normal values, and a branch on that mispredicts.
+func float16Magnitude(a uint32) uint16 {
+	// Normal: rebias the exponent, then add 0xfff plus the lowest kept
+	// mantissa bit: this rounds to nearest with ties to even, and a carry
+	// out of the mantissa correctly bumps the exponent (up to Inf).
+	h := (a + f16Rebias + 0xfff + (a>>13)&1) >> 13
+	// Subnormal or zero (or 2^-14 after rounding up): x + 0.5 rounds x to
+	// a multiple of 2^-24 in hardware, and the multiple is the encoding.
+	sub := math.Float32bits(math.Float32frombits(a)+0.5) - half32
+	if a < f16MinNormal32 {
+		h = sub
 	}
+	if a >= f16Overflow { // rare: Inf, NaN (quiet, top payload bits kept)
+		h = 0x7c00
+		if a > f32Inf {
+			h = 0x7e00 | (a>>13)&0x3ff
+		}
+	}
+	return uint16(h)
 }
 
 // Float32FromBits16 returns the float32 value of the binary16 encoding h.
 // Every float16 is exactly representable in float32.
 func Float32FromBits16(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	em := uint32(h & 0x7fff)
-	switch {
-	case em >= 0x7c00: // Inf, NaN
-		return math.Float32frombits(sign | f32Inf | (em&0x3ff)<<13)
-	case em < 0x400: // zero, subnormal: em * 2^-24, exact
-		return math.Float32frombits(sign | math.Float32bits(float32(em)*(1.0/(1<<24))))
-	default:
-		return math.Float32frombits(sign | (em<<13 + 112<<23))
+	return math.Float32frombits(uint32(h&0x8000)<<16 | float32Magnitude(uint32(h&0x7fff)))
+}
+
+// float32Magnitude converts a float16 magnitude em (sign cleared) to float32
+// bits, selecting between the normal and subnormal forms without a branch.
+func float32Magnitude(em uint32) uint32 {
+	b := em<<13 + 112<<23 // normal: rebias the exponent
+	// Zero and subnormal: em·2^-24, exact in float32.
+	sub := math.Float32bits(float32(em) * (1.0 / (1 << 24)))
+	if em < 0x400 {
+		b = sub
 	}
+	if em >= 0x7c00 { // Inf, NaN
+		b = f32Inf | (em&0x3ff)<<13
+	}
+	return b
 }
 
 // BFloat16Round rounds f to the nearest bfloat16 (8 significant bits, the
@@ -111,28 +125,15 @@ func ToFloat16(dst []uint16, src []float32) error {
 	return e
 }
 
-// toFloat16 is Float16Bits over a slice, inlined by hand; it returns how many
-// inputs were NaN, Inf or rounded to Inf.
+// toFloat16 is Float16Bits over a slice (float16Magnitude is inlined); it
+// returns how many inputs were NaN, Inf or rounded to Inf.
 func toFloat16(dst []uint16, src []float32) (bad int) {
 	dst = dst[:len(src)]
 	for i, f := range src {
 		b := math.Float32bits(f)
-		sign := uint16(b>>16) & 0x8000
 		a := b & f32AbsMask
-		var h uint16
-		switch {
-		case a >= f16Overflow:
-			bad++
-			h = 0x7c00
-			if a > f32Inf {
-				h = 0x7e00 | uint16(a>>13)&0x3ff
-			}
-		case a < f16MinNormal32:
-			h = uint16(math.Float32bits(math.Float32frombits(a)+0.5) - half32)
-		default:
-			h = uint16((a + f16Rebias + 0xfff + (a>>13)&1) >> 13)
-		}
-		dst[i] = sign | h
+		bad += int((f16Overflow - 1 - a) >> 31) // 1 iff a >= f16Overflow, without a branch
+		dst[i] = uint16(b>>16)&0x8000 | float16Magnitude(a)
 	}
 	return bad
 }
@@ -148,17 +149,6 @@ func FromFloat16(dst []float32, src []uint16) {
 func fromFloat16(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
 	for i, h := range src {
-		sign := uint32(h&0x8000) << 16
-		em := uint32(h & 0x7fff)
-		var b uint32
-		switch {
-		case em >= 0x7c00:
-			b = f32Inf | (em&0x3ff)<<13
-		case em < 0x400:
-			b = math.Float32bits(float32(em) * (1.0 / (1 << 24)))
-		default:
-			b = em<<13 + 112<<23
-		}
-		dst[i] = math.Float32frombits(sign | b)
+		dst[i] = math.Float32frombits(uint32(h&0x8000)<<16 | float32Magnitude(uint32(h&0x7fff)))
 	}
 }
