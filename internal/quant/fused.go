@@ -25,6 +25,9 @@ func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []fl
 		panicf("QuantizeRowsInt8: %d rows of %d, len(dst) = %d, len(scales) = %d, len(zeroPoints) = %d",
 			rows, cols, len(dst), len(scales), len(zeroPoints))
 	}
+	if rows == 0 {
+		return nil
+	}
 	qmin, qmax := Int8Range(symmetric)
 	lo, hi := float32(qmin), float32(qmax)
 	var bad atomicCount

@@ -204,6 +204,12 @@ func checkRowsInt8(t *testing.T, src []float32, q []int8, scales []float32, zps 
 	}
 }
 
+func TestQuantizeRowsInt8Empty(t *testing.T) {
+	if err := quant.QuantizeRowsInt8(nil, nil, nil, nil, 8, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestQuantizeRowsInt8NotFinite(t *testing.T) {
 	src := make([]float32, 3*40000)
 	src[50000] = float32(math.Inf(1))
