@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 // maxSeed is the largest test model used as a fuzzing seed. The fuzzing
@@ -28,6 +30,21 @@ func FuzzRead(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// Forms the test models lack: a small model in the offset layout, and
+	// one whose custom options are stored after the flatbuffer.
+	m := syntheticModel(4, 8, pattern(1, 4*8*4), pattern(2, 4*8*4))
+	var b bytes.Buffer
+	if _, err := Write(&b, m, WriteOptions{Layout: LayoutOffset}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.Bytes())
+	m.Meta.Subgraphs[0].Operators[1].BuiltinOptions = nil
+	m.LargeCustomOptions = map[*fb.OperatorT]Content{m.Meta.Subgraphs[0].Operators[1]: Bytes("custom options")}
+	b.Reset()
+	if _, err := Write(&b, m, WriteOptions{Layout: LayoutInline}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Read(bytes.NewReader(data), int64(len(data)), "fuzz.tflite")
 		if err != nil {
