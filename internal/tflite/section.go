@@ -27,7 +27,8 @@ func (s *Section) Offset() int64 { return s.off }
 // Bytes returns the section's bytes without copying when they are in memory
 // (the file is memory-mapped, or the section lies in the flatbuffer part
 // that Read loaded), and nil otherwise or after the model was closed. The
-// result is read-only: writing to it faults.
+// result must not be modified (a mapping is read-only: writing faults) nor
+// used after the model is closed.
 func (s *Section) Bytes() []byte {
 	if s.src.closed.Load() || s.off+s.n > int64(len(s.src.data)) {
 		return nil

@@ -123,6 +123,7 @@ func sha(b []byte) string {
 func TestFidelityFlatc(t *testing.T) {
 	for _, path := range testModels(t) {
 		t.Run(modelName(path), func(t *testing.T) {
+			t.Parallel() // flatc's output of the larger models is I/O bound
 			m, err := Open(path)
 			if err != nil {
 				t.Fatal(err)
