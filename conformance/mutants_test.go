@@ -47,19 +47,18 @@ var mutants = []mutant{
 
 // quantizedTensors calls f for every constant weight of out that qpipe
 // quantized (its type is INT8 or INT4 and it was FLOAT32 in in, or it is
-// new), once per buffer.
+// new). Tensors can share a buffer: a mutator that rewrites data must
+// rewrite each buffer once (see rewriteOnce).
 func quantizedTensors(in, out *tflite.Model, f func(sg *fb.SubGraphT, t *fb.TensorT) error) error {
-	seen := map[uint32]bool{}
 	for si, sg := range out.Meta.Subgraphs {
 		before := in.Meta.Subgraphs[si].Tensors
 		for ti, t := range sg.Tensors {
-			if t.Type != fb.TensorTypeINT8 && t.Type != fb.TensorTypeINT4 || !quantizedWeight(out, t) || seen[t.Buffer] {
+			if t.Type != fb.TensorTypeINT8 && t.Type != fb.TensorTypeINT4 || !quantizedWeight(out, t) {
 				continue
 			}
 			if ti < len(before) && before[ti].Type != fb.TensorTypeFLOAT32 {
 				continue
 			}
-			seen[t.Buffer] = true
 			if err := f(sg, t); err != nil {
 				return fmt.Errorf("tensor %q: %w", t.Name, err)
 			}
@@ -68,12 +67,27 @@ func quantizedTensors(in, out *tflite.Model, f func(sg *fb.SubGraphT, t *fb.Tens
 	return nil
 }
 
-func bufferBytes(m *tflite.Model, b uint32) ([]byte, error) {
-	return tflite.ReadAll(m.Buffers[b].Data)
+// rewriteOnce replaces the bytes of buffer b of m by f(old bytes), unless
+// done says it was rewritten already.
+func rewriteOnce(m *tflite.Model, b uint32, done map[uint32]bool, f func([]byte) ([]byte, error)) error {
+	if done[b] {
+		return nil
+	}
+	done[b] = true
+	data, err := tflite.ReadAll(m.Buffers[b].Data)
+	if err != nil {
+		return err
+	}
+	if data, err = f(data); err != nil {
+		return err
+	}
+	m.Buffers[b].Data = tflite.Bytes(data)
+	return nil
 }
 
 func mutateScaleAxis(in, out *tflite.Model) (int, error) {
 	n := 0
+	done := map[uint32]bool{}
 	err := quantizedTensors(in, out, func(sg *fb.SubGraphT, t *fb.TensorT) error {
 		q := t.Quantization
 		switch {
@@ -83,7 +97,7 @@ func mutateScaleAxis(in, out *tflite.Model) (int, error) {
 			n++
 		case t.Type == fb.TensorTypeINT4 && q != nil && q.Details != nil:
 			bw, ok := q.Details.Value.(*fb.BlockwiseQuantizationT)
-			if !ok || bw == nil {
+			if !ok || bw == nil || bw.Scales < 0 || int(bw.Scales) >= len(sg.Tensors) {
 				return nil
 			}
 			st := sg.Tensors[bw.Scales]
@@ -91,21 +105,19 @@ func mutateScaleAxis(in, out *tflite.Model) (int, error) {
 				return nil // one block per row: the layout cannot be wrong
 			}
 			rows, cols := int(st.Shape[0]), int(st.Shape[1])
-			data, err := bufferBytes(out, st.Buffer)
-			if err != nil {
-				return err
-			}
-			if len(data) != 2*rows*cols {
-				return fmt.Errorf("scale tensor %q holds %d bytes, want %d", st.Name, len(data), 2*rows*cols)
-			}
-			moved := make([]byte, len(data))
-			for i := 0; i < rows*cols; i++ {
-				// Value i of the column-major order lands at place i.
-				r, c := i%rows, i/rows
-				copy(moved[2*i:2*i+2], data[2*(r*cols+c):])
-			}
-			out.Buffers[st.Buffer].Data = tflite.Bytes(moved)
 			n++
+			return rewriteOnce(out, st.Buffer, done, func(data []byte) ([]byte, error) {
+				if len(data) != 2*rows*cols {
+					return nil, fmt.Errorf("scale tensor %q holds %d bytes, want %d", st.Name, len(data), 2*rows*cols)
+				}
+				moved := make([]byte, len(data))
+				for i := 0; i < rows*cols; i++ {
+					// Value i of the column-major order lands at place i.
+					r, c := i%rows, i/rows
+					copy(moved[2*i:2*i+2], data[2*(r*cols+c):])
+				}
+				return moved, nil
+			})
 		}
 		return nil
 	})
@@ -114,21 +126,19 @@ func mutateScaleAxis(in, out *tflite.Model) (int, error) {
 
 func mutateNibbleOrder(in, out *tflite.Model) (int, error) {
 	n := 0
+	done := map[uint32]bool{}
 	err := quantizedTensors(in, out, func(sg *fb.SubGraphT, t *fb.TensorT) error {
 		if t.Type != fb.TensorTypeINT4 {
 			return nil
 		}
-		data, err := bufferBytes(out, t.Buffer)
-		if err != nil {
-			return err
-		}
-		swapped := make([]byte, len(data))
-		for i, b := range data {
-			swapped[i] = b<<4 | b>>4
-		}
-		out.Buffers[t.Buffer].Data = tflite.Bytes(swapped)
 		n++
-		return nil
+		return rewriteOnce(out, t.Buffer, done, func(data []byte) ([]byte, error) {
+			swapped := make([]byte, len(data))
+			for i, b := range data {
+				swapped[i] = b<<4 | b>>4
+			}
+			return swapped, nil
+		})
 	})
 	return n, err
 }
