@@ -54,10 +54,17 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 	if z.Progress != nil {
 		m = withProgress(m, z.Progress)
 	}
+	m = withContext(ctx, m)
 	if err := tflite.WriteFile(path, m, tflite.WriteOptions{Layout: z.Layout}); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		// Cancelled while the last bytes were written: the job reports an
+		// interruption, so it leaves no output.
+		os.Remove(path)
 		return err
 	}
 	out := &pipeline.OutputReport{Recipe: s.Recipe, Path: path}
@@ -81,7 +88,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		}
 	}
 	s.Output = out
-	return ctx.Err()
+	return nil
 }
 
 // metric reports the job's measured error; a perfect reconstruction has
@@ -156,4 +163,48 @@ func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model
 		}
 	}
 	return &c
+}
+
+// withContext returns a shallow copy of m whose buffer contents fail with
+// ctx.Err() at their next write once ctx is cancelled, so that Ctrl-C
+// stops the writing of float buffers (which, unlike quantized ones, do
+// not check the context themselves) and the writer removes its
+// temporary file.
+func withContext(ctx context.Context, m *tflite.Model) *tflite.Model {
+	c := *m
+	c.Buffers = make([]tflite.Buffer, len(m.Buffers))
+	for i, b := range m.Buffers {
+		c.Buffers[i] = b
+		if b.Data != nil && b.Data.Len() > 0 {
+			c.Buffers[i].Data = ctxContent{b.Data, ctx}
+		}
+	}
+	return &c
+}
+
+type ctxContent struct {
+	tflite.Content
+	ctx context.Context
+}
+
+func (c ctxContent) WriteTo(w io.Writer) (int64, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.Content.WriteTo(ctxWriter{w, c.ctx})
+}
+
+// ctxWriter checks the context before every write; contents write in
+// chunks of at most a few MiB (Section: 4 MiB, the kernels: 16 MiB of
+// input), so a cancel takes effect within one chunk.
+type ctxWriter struct {
+	w   io.Writer
+	ctx context.Context
+}
+
+func (w ctxWriter) Write(p []byte) (int, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return w.w.Write(p)
 }
