@@ -63,22 +63,28 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 	if quantize != nil {
 		recipes = quantize.Recipes
 	}
+	check := &recipeCheck{}
 	for _, r := range recipes {
 		b := pipeline.Branch{Recipe: "none", Suffix: "f32"}
 		if r != nil {
 			b.Recipe, b.Suffix = r.Name, r.Suffix
-			b.Stages = append(b.Stages, &Quantize{
+			q := &Quantize{
 				Recipe:          r,
 				Fallback:        verify != nil && verify.OnMismatch == "fallback",
 				StrictReference: opt.StrictReference,
 				Reference:       opt.DequantizedReference,
-			})
+			}
+			check.quantize = append(check.quantize, q)
+			b.Stages = append(b.Stages, q)
 		}
 		if verify != nil {
 			b.Stages = append(b.Stages, &Verify{})
 		}
 		b.Stages = append(b.Stages, &Serialize{Path: serialize.Path, Layout: layout, Hash: opt.Hash, Progress: opt.Progress})
 		pj.Branches = append(pj.Branches, b)
+	}
+	if len(check.quantize) > 1 {
+		pj.Prefix = append(pj.Prefix, check)
 	}
 	return pj, nil
 }

@@ -104,6 +104,34 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	return ctx.Err()
 }
 
+// recipeCheck resolves every recipe of a multi-recipe job against the
+// annotated weights before the first branch runs, so that a recipe that
+// does not fit the model fails the job before any weight is quantized and
+// before another recipe's output is written. (With one recipe, quantize's
+// own resolve is that check.)
+type recipeCheck struct {
+	quantize []*Quantize
+}
+
+func (*recipeCheck) Name() string { return "check" }
+
+func (c *recipeCheck) Run(ctx context.Context, s *pipeline.State) error {
+	ms, err := model(s)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	for _, q := range c.quantize {
+		if _, _, err := q.resolve(ms.m, ms.uses); err != nil {
+			bad = append(bad, fmt.Sprintf("recipe %s: %v", q.Recipe.Name, err))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s\nno output was written", strings.Join(bad, "\n"))
+	}
+	return ctx.Err()
+}
+
 // resolve picks each reader's scheme: the last candidate of the recipe
 // that is valid for the op (SEMANTICS.md §4), then checks it fits.
 func (q *Quantize) resolve(m *tflite.Model, uses []*weightUse) ([]request, map[*weightUse]string, error) {

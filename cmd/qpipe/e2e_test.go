@@ -222,6 +222,18 @@ stages:
 			want: nodivWant,
 		},
 		{
+			// Checked for every recipe before the first output is written.
+			name: "release job with a recipe that does not fit",
+			job: `version: 1
+stages:
+  - load: {path: tiny_decoder_nodiv.tflite}
+  - quantize: {recipes: [dynamic_int8, fp16, dynamic_int4_block256]}
+  - verify: {}
+  - serialize: {path: "out/{name}_{suffix}.tflite"}
+`,
+			want: append([]string{"dynamic_int4_block256"}, nodivWant...),
+		},
+		{
 			name: "missing input model",
 			job: `version: 1
 stages:
