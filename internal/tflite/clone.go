@@ -25,5 +25,16 @@ func (m *Model) Clone() (*Model, error) {
 	c.Meta = meta
 	c.Buffers = append([]Buffer(nil), m.Buffers...)
 	c.closer = nil
+	// LargeCustomOptions is keyed by operator: re-key it to the copy's.
+	if len(m.LargeCustomOptions) > 0 {
+		c.LargeCustomOptions = make(map[*fb.OperatorT]Content, len(m.LargeCustomOptions))
+		for si, sg := range m.Meta.Subgraphs {
+			for oi, op := range sg.Operators {
+				if content, ok := m.LargeCustomOptions[op]; ok {
+					c.LargeCustomOptions[meta.Subgraphs[si].Operators[oi]] = content
+				}
+			}
+		}
+	}
 	return &c, nil
 }

@@ -473,6 +473,13 @@ func TestLargeCustomOptions(t *testing.T) {
 			t.Errorf("%v: not a fixed point", l)
 		}
 	}
+	c, err := m.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := writeBytes(t, c, WriteOptions{}), writeBytes(t, m, WriteOptions{}); !bytes.Equal(got, want) {
+		t.Error("a clone writes differently")
+	}
 	delete(m.LargeCustomOptions, op)
 	op.LargeCustomOptionsOffset = 4096
 	if _, err := Write(io.Discard, m, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "no content in Model.LargeCustomOptions") {
