@@ -10,7 +10,10 @@ import (
 
 // Options are the command line's settings that apply to every stage.
 type Options struct {
-	Hash     bool
+	Hash bool
+	// Sync flushes every output to the disk (fsync) before it counts as
+	// written.
+	Sync     bool
 	Progress func(done, total int64)
 	// StrictReference disables the int4 scale clamp.
 	StrictReference bool
@@ -80,7 +83,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 		if verify != nil {
 			b.Stages = append(b.Stages, &Verify{})
 		}
-		b.Stages = append(b.Stages, &Serialize{Path: serialize.Path, Layout: layout, Hash: opt.Hash, Progress: opt.Progress})
+		b.Stages = append(b.Stages, &Serialize{Path: serialize.Path, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
 		pj.Branches = append(pj.Branches, b)
 	}
 	if len(check.quantize) > 1 {

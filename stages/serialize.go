@@ -24,6 +24,8 @@ type Serialize struct {
 	Layout tflite.Layout
 	// Hash adds the output's sha256 to the report (one more read of it).
 	Hash bool
+	// Sync flushes the output to the disk before the job counts as done.
+	Sync bool
 	// Progress, when set, is told how many output bytes were produced.
 	Progress func(done, total int64)
 }
@@ -55,7 +57,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		m = withProgress(m, z.Progress)
 	}
 	m = withContext(ctx, m)
-	if err := tflite.WriteFile(path, m, tflite.WriteOptions{Layout: z.Layout}); err != nil {
+	if err := tflite.WriteFile(path, m, tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -13,7 +13,7 @@ import (
 func init() {
 	register(command{
 		name:    "quantize",
-		usage:   "--recipe NAME [--fallback] [--layout auto|inline|offset] [--metrics] [--dequantized-reference] IN.tflite OUT.tflite",
+		usage:   "--recipe NAME [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] IN.tflite OUT.tflite",
 		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
 		run:     quantizeCmd,
 	})
@@ -26,6 +26,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	fallback := fs.Bool("fallback", false, "give a weight the next scheme that fits instead of failing")
 	layout := fs.String("layout", "auto", "buffer layout of the output")
 	metrics := fs.Bool("metrics", false, "measure and log each tensor's quantization error")
+	fsync := fs.Bool("fsync", false, "flush each output to the disk before reporting it written")
 	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales")
 	deqRef := fs.Bool("dequantized-reference", false, "write a float32 model whose weights are the dequantized values of the recipe's output (a reference for accuracy tests)")
 	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true})
@@ -51,7 +52,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("%v", err)
 	}
 	prog := newProgress(stderr)
-	opt := stages.Options{StrictReference: *strict, DequantizedReference: *deqRef}
+	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef}
 	if prog != nil {
 		opt.Progress = prog.update
 	}

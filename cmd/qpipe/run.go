@@ -17,7 +17,7 @@ import (
 func init() {
 	register(command{
 		name:    "run",
-		usage:   "[--keep-going] [--json] [--strict-reference] JOB.yaml...",
+		usage:   "[--keep-going] [--json] [--fsync] [--strict-reference] JOB.yaml...",
 		summary: "run job files: load, annotate, quantize, verify, serialize; a summary at the end",
 		run:     runCmd,
 	})
@@ -28,6 +28,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
 	keepGoing := fs.Bool("keep-going", false, "run every job even after one failed")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
+	fsync := fs.Bool("fsync", false, "flush each output to the disk before reporting it written")
 	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales (outputs the CPU runtime may refuse)")
 	flags, jobs := flagArgs(args, nil)
 	if err := fs.Parse(flags); err != nil {
@@ -46,7 +47,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			break
 		}
-		r := runJob(ctx, path, log, prog, stages.Options{Hash: true, StrictReference: *strict})
+		r := runJob(ctx, path, log, prog, stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict})
 		reports = append(reports, r)
 		if r.Status != "ok" {
 			failed++

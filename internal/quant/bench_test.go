@@ -2,6 +2,7 @@ package quant_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"syscall"
@@ -80,31 +81,70 @@ var sink float32
 
 func BenchmarkMemRead(b *testing.B) {
 	runBench(b, func(b *testing.B, src []float32) func() {
-		w := quant.SetWorkers(0)
-		quant.SetWorkers(w)
-		sums := make([]float32, w)
+		sums := make([]float32, 64)
 		return func() {
-			var wg sync.WaitGroup
-			for p := range w {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s := src[len(src)*p/w : len(src)*(p+1)/w]
-					var a0, a1, a2, a3 float32
-					for i := 0; i+4 <= len(s); i += 4 {
-						q := s[i : i+4 : i+4]
-						a0 += q[0]
-						a1 += q[1]
-						a2 += q[2]
-						a3 += q[3]
-					}
-					sums[p] = a0 + a1 + a2 + a3
-				}()
-			}
-			wg.Wait()
+			forWorkers(len(src), func(p, lo, hi int) {
+				s := src[lo:hi]
+				var a0, a1, a2, a3 float32
+				for i := 0; i+4 <= len(s); i += 4 {
+					q := s[i : i+4 : i+4]
+					a0 += q[0]
+					a1 += q[1]
+					a2 += q[2]
+					a3 += q[3]
+				}
+				sums[p] = a0 + a1 + a2 + a3
+			})
 			sink = sums[0]
 		}
 	})
+}
+
+// BenchmarkMemReadWrite16 and BenchmarkMemReadWrite8 move the bytes of the
+// float16 and int8 kernels (read 4, write 2 or 1 per element) with no
+// arithmetic: the ceiling those kernels meet on tensors that do not fit in
+// cache.
+func BenchmarkMemReadWrite16(b *testing.B) {
+	runBench(b, func(b *testing.B, src []float32) func() {
+		dst := make([]uint16, len(src))
+		return func() {
+			forWorkers(len(src), func(_, lo, hi int) {
+				d := dst[lo:hi]
+				for i, x := range src[lo:hi] {
+					d[i] = uint16(math.Float32bits(x) >> 16)
+				}
+			})
+		}
+	})
+}
+
+func BenchmarkMemReadWrite8(b *testing.B) {
+	runBench(b, func(b *testing.B, src []float32) func() {
+		dst := make([]int8, len(src))
+		return func() {
+			forWorkers(len(src), func(_, lo, hi int) {
+				d := dst[lo:hi]
+				for i, x := range src[lo:hi] {
+					d[i] = int8(math.Float32bits(x) >> 24)
+				}
+			})
+		}
+	})
+}
+
+// forWorkers splits [0, n) evenly over the SetWorkers count, like the kernels.
+func forWorkers(n int, fn func(p, lo, hi int)) {
+	w := quant.SetWorkers(0)
+	quant.SetWorkers(w)
+	var wg sync.WaitGroup
+	for p := range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(p, n*p/w, n*(p+1)/w)
+		}()
+	}
+	wg.Wait()
 }
 
 // BenchmarkInt8PerChannel: symmetric parameters and quantization of a

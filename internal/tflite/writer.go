@@ -35,6 +35,14 @@ type WriteOptions struct {
 	// Workers is how many goroutines WriteFile uses to produce buffer
 	// content (0 means GOMAXPROCS).
 	Workers int
+
+	// Sync makes WriteFile flush the file (and the rename) to the disk
+	// before returning, so the output survives an OS crash. Without it the
+	// output is still complete or absent for every reader — the rename only
+	// happens once every byte was written — but, like cp or a compiler,
+	// WriteFile leaves writeback to the kernel, which on a slow disk is
+	// most of the time of a large quantization.
+	Sync bool
 }
 
 // InlineLimit is the inline file size above which LayoutAuto chooses the
@@ -138,8 +146,10 @@ func WriteFile(path string, m *Model, opts WriteOptions) (err error) {
 	if err := f.Chmod(0o644); err != nil {
 		return fmt.Errorf("tflite: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("tflite: %w", err)
+	if opts.Sync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("tflite: %w", err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("tflite: %w", err)
@@ -147,7 +157,9 @@ func WriteFile(path string, m *Model, opts WriteOptions) (err error) {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("tflite: %w", err)
 	}
-	syncDir(filepath.Dir(path))
+	if opts.Sync {
+		syncDir(filepath.Dir(path))
+	}
 	return nil
 }
 
