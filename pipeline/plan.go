@@ -24,11 +24,15 @@ type WeightPlan struct {
 	Ops      []string `json:"ops"`
 	Role     string   `json:"role"`
 	Layer    *int     `json:"layer"`
+	// Buffer is the index of the buffer holding the float weights; tensors
+	// that share one (a tied lm_head) count once in the totals.
+	Buffer uint32 `json:"buffer"`
 	// Scheme is nil when the weight stays as it is.
-	Scheme    *string `json:"scheme"`
-	BlockSize int     `json:"block_size,omitempty"`
-	BytesIn   int64   `json:"bytes_in"`
-	BytesOut  int64   `json:"bytes_out"`
+	Scheme *string `json:"scheme"`
+	// BlockSize is set for blockwise schemes only.
+	BlockSize *int  `json:"block_size"`
+	BytesIn   int64 `json:"bytes_in"`
+	BytesOut  int64 `json:"bytes_out"`
 	// Fallback names the scheme the recipe asked for when on_mismatch:
 	// fallback replaced it.
 	Fallback string `json:"fallback_from,omitempty"`
@@ -54,16 +58,24 @@ type Totals struct {
 	FileBytesIn int64 `json:"file_bytes_in,omitempty"`
 }
 
-// Sum recomputes Totals from Weights.
+// Sum recomputes Totals from Weights, counting a buffer shared by several
+// weights once.
 func (p *Plan) Sum() {
 	t := Totals{FileBytesIn: p.Totals.FileBytesIn}
+	seen := map[uint32]bool{}
 	for _, w := range p.Weights {
 		t.Weights++
 		if w.Scheme != nil {
 			t.Quantized++
+			// The quantize stage already counts a shared output once.
+			t.BytesOut += w.BytesOut
+		} else if !seen[w.Buffer] {
+			t.BytesOut += w.BytesOut
 		}
-		t.BytesIn += w.BytesIn
-		t.BytesOut += w.BytesOut
+		if !seen[w.Buffer] {
+			seen[w.Buffer] = true
+			t.BytesIn += w.BytesIn
+		}
 	}
 	p.Totals = t
 }

@@ -5,7 +5,7 @@ type JobReport struct {
 	Name        string          `json:"name"`
 	File        string          `json:"file"`
 	Status      string          `json:"status"` // "ok" or "failed"
-	Error       string          `json:"error,omitempty"`
+	Error       string          `json:"error"`
 	InputSHA256 string          `json:"input_sha256,omitempty"`
 	Seconds     float64         `json:"seconds"`
 	Outputs     []*OutputReport `json:"outputs"`

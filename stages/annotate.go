@@ -225,7 +225,7 @@ func planWeights(m *tflite.Model, uses []*weightUse) []*pipeline.WeightPlan {
 		if !ok {
 			w = &pipeline.WeightPlan{
 				Subgraph: u.sg, Tensor: u.tensor, Name: t.Name, Shape: t.Shape,
-				Type: t.Type.String(), Role: string(u.role),
+				Type: t.Type.String(), Role: string(u.role), Buffer: t.Buffer,
 				BytesIn: m.Buffers[t.Buffer].Data.Len(), BytesOut: m.Buffers[t.Buffer].Data.Len(),
 			}
 			if u.layer >= 0 {

@@ -152,7 +152,7 @@ func describe(err error, offset int) error {
 	if ve == nil {
 		return err
 	}
-	return fmt.Errorf("%v (first at element %d); fix the float model (NaN or infinite weights cannot be quantized) or keep this tensor float in the recipe", err, offset+ve.First)
+	return fmt.Errorf("%s weights: %d in the chunk of rows that holds the first, at element %d (%v); fix the float model, or keep this tensor float in the recipe", ve.Kind, ve.Count, offset+ve.First, ve.Value)
 }
 
 // content is the job's output bytes, computed a chunk at a time when the

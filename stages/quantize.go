@@ -559,7 +559,9 @@ func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs [
 		}
 		name := strings.Join(names, "+")
 		w.Scheme = &name
-		w.BlockSize = blocks[o]
+		if b, ok := blocks[o]; ok {
+			w.BlockSize = &b
+		}
 		w.Fallback = from[o]
 		w.BytesOut = out[o]
 		if keepsFloat[o] {

@@ -158,9 +158,10 @@ func TestPlanJSONRolesAndLayers(t *testing.T) {
 		t.Run(preset.name, func(t *testing.T) {
 			weights, totals := planJSON(t, "--recipe", preset.name, model)
 			seen := map[string]bool{}
+			buffers := map[int64]bool{} // totals count a shared (tied) buffer once
 			var sumIn, sumOut int64
 			for _, w := range weights {
-				for _, k := range []string{"tensor", "ops", "role", "layer", "scheme", "bytes_in", "bytes_out"} {
+				for _, k := range []string{"tensor", "ops", "role", "layer", "scheme", "block_size", "buffer", "bytes_in", "bytes_out"} {
 					if _, ok := w[k]; !ok {
 						t.Fatalf("weight %v lacks %q", keys(w), k)
 					}
@@ -190,8 +191,14 @@ func TestPlanJSONRolesAndLayers(t *testing.T) {
 				if in != 4*numel[name] {
 					t.Errorf("%q: bytes_in %d, want %d", name, in, 4*numel[name])
 				}
-				sumIn += in
-				sumOut += out
+				first := !buffers[field[int64](t, w, "buffer")]
+				buffers[field[int64](t, w, "buffer")] = true
+				if first {
+					sumIn += in
+				}
+				if first || scheme != nil {
+					sumOut += out
+				}
 				if preset.name == "none" {
 					if scheme != nil {
 						t.Errorf("%q: scheme %q under none, want null", name, *scheme)
