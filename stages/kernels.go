@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 	"unsafe"
 
 	"github.com/qpipe/qpipe/internal/quant"
@@ -172,9 +173,13 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	n := min(step, rows) * rowElems
 	var scratch, back []float32
 	if metrics {
-		back = make([]float32, n)
+		bp := getChunk(4 * n)
+		defer chunkPool.Put(bp)
+		back = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(*bp))), n)
 	}
-	out := make([]byte, max(j.chunkBytes(n), j.refBytes(n)))
+	op := getChunk(max(j.chunkBytes(n), j.refBytes(n)))
+	defer chunkPool.Put(op)
+	out := *op
 	var q8 []int8
 	var h16 []uint16
 	for r0 := 0; r0 < rows; r0 += step {
@@ -266,6 +271,22 @@ func (j *bufferJob) scaleLen() int64 {
 		return 0
 	}
 	return 2 * int64(j.numel()/j.req.sc.block)
+}
+
+// chunkPool recycles the per-chunk buffers of write: a model has hundreds
+// of tensors, and fresh 16 MiB buffers for each would keep the garbage
+// collector (and its preemption of the kernels' loops) busy.
+var chunkPool sync.Pool
+
+// getChunk returns a pooled buffer of at least n bytes, 8-byte aligned (it
+// is also viewed as float32s).
+func getChunk(n int) *[]byte {
+	if bp, ok := chunkPool.Get().(*[]byte); ok && cap(*bp) >= n {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	b := make([]byte, n, max(n, 4*chunkElems))
+	return &b
 }
 
 // chunkBytes is the output size of n input elements.
