@@ -38,7 +38,7 @@ func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []fl
 		// the loads of the next row then overlap the divisions of this one
 		// (different execution units), instead of a separate pass that
 		// waits on memory.
-		var ext rowExtrema
+		var ext extrema
 		ext.measure(row(first), symmetric)
 		n := 0
 		for r := first; r < last; r++ {
@@ -67,38 +67,6 @@ func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []fl
 		return CheckFinite(src)
 	}
 	return nil
-}
-
-// rowExtrema is what the parameters of a row need: max |x| as float32 bits
-// (symmetric) or the keys of min and max (asymmetric).
-type rowExtrema struct {
-	absMax     uint32
-	kmin, kmax int32
-}
-
-func (e *rowExtrema) measure(row []float32, symmetric bool) {
-	if symmetric {
-		e.absMax = absMaxBits(row)
-	} else {
-		e.kmin, e.kmax = keyMinMax(row)
-	}
-}
-
-// params returns the row's scale and zero point; ok is false if the row
-// holds NaN or ±Inf.
-func (e *rowExtrema) params(symmetric bool) (scale float32, zp int64, ok bool) {
-	if symmetric {
-		if e.absMax >= f32Inf {
-			return 0, 0, false
-		}
-		return max(math.Float32frombits(e.absMax), scaleFloor) / 127, 0, true
-	}
-	mn, mx := fromKey(e.kmin), fromKey(e.kmax)
-	if math.Float32bits(mn)&f32AbsMask >= f32Inf || math.Float32bits(mx)&f32AbsMask >= f32Inf {
-		return 0, 0, false
-	}
-	scale, zp = asymmetricParams(mn, mx)
-	return scale, zp, true
 }
 
 // quantizeRunInt8AbsMax is quantizeRunInt8 with zero point 0 that also

@@ -41,20 +41,48 @@ func ChannelParamsInt8(scales []float32, zeroPoints []int64, src []float32, shap
 	}
 	lo, hi := channelExtrema(src, l, symmetric)
 	for c := range scales {
-		if symmetric {
-			if uint32(hi[c]) >= f32Inf {
-				return CheckFinite(src)
-			}
-			scales[c], zeroPoints[c] = max(math.Float32frombits(uint32(hi[c])), scaleFloor)/127, 0
-			continue
+		e := extrema{absMax: uint32(hi[c])}
+		if !symmetric {
+			e = extrema{kmin: lo[c], kmax: hi[c]}
 		}
-		mn, mx := fromKey(lo[c]), fromKey(hi[c])
-		if math.Float32bits(mn)&f32AbsMask >= f32Inf || math.Float32bits(mx)&f32AbsMask >= f32Inf {
+		var ok bool
+		if scales[c], zeroPoints[c], ok = e.params(symmetric); !ok {
 			return CheckFinite(src)
 		}
-		scales[c], zeroPoints[c] = asymmetricParams(mn, mx)
 	}
 	return nil
+}
+
+// extrema is what the int8 parameters of a channel need: max |x| as float32
+// bits (symmetric) or the keys of min and max (asymmetric).
+type extrema struct {
+	absMax     uint32
+	kmin, kmax int32
+}
+
+func (e *extrema) measure(s []float32, symmetric bool) {
+	if symmetric {
+		e.absMax = absMaxBits(s)
+	} else {
+		e.kmin, e.kmax = keyMinMax(s)
+	}
+}
+
+// params returns the scale and zero point; ok is false if the channel holds
+// NaN or ±Inf.
+func (e *extrema) params(symmetric bool) (scale float32, zp int64, ok bool) {
+	if symmetric {
+		if e.absMax >= f32Inf {
+			return 0, 0, false
+		}
+		return max(math.Float32frombits(e.absMax), scaleFloor) / 127, 0, true
+	}
+	mn, mx := fromKey(e.kmin), fromKey(e.kmax)
+	if math.Float32bits(mn)&f32AbsMask >= f32Inf || math.Float32bits(mx)&f32AbsMask >= f32Inf {
+		return 0, 0, false
+	}
+	scale, zp = asymmetricParams(mn, mx)
+	return scale, zp, true
 }
 
 func asymmetricParams(mn, mx float32) (scale float32, zeroPoint int64) {
