@@ -48,8 +48,9 @@
 // QuantizeBlocksInt4 with clampTiny raise such scales to 2^-14, the smallest
 // normal float16 (exact in both bfloat16 and float16, so the clamp survives
 // the rounding), and quantize against it: all-zero blocks store q = 0 exactly
-// and tiny blocks keep an absolute error of at most 2^-15. The count of such
-// blocks is returned in both modes, so a run can report them.
+// and tiny blocks keep an absolute error of at most 2^-15. The count of
+// clamped blocks is returned; without the clamp, TinyScales counts the scales
+// the runtime will refuse, so a run can report them either way.
 //
 // # Speed and determinism
 //

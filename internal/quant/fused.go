@@ -110,7 +110,7 @@ func quantizeRunInt8MinMax(dst []int8, src []float32, scale, zp, lo, hi float32,
 // QuantizeBlocksInt4 is BlockParamsInt4 followed by QuantizeInt4, block by
 // block. It returns the same counts and errors as BlockParamsInt4; after an
 // error the outputs are unspecified.
-func QuantizeBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (tiny int, err error) {
+func QuantizeBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (clamped int, err error) {
 	blocks := checkBlocks("QuantizeBlocksInt4", len(src), cols, blockSize)
 	if len(scales) != blocks || len(dst) != len(src)/2 {
 		panicf("QuantizeBlocksInt4: %d blocks, len(scales) = %d, len(src) = %d, len(dst) = %d (want %d)",
@@ -126,11 +126,11 @@ func QuantizeBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockS
 		for g := lo / blockSize; g < hi/blockSize; g += group {
 			end := min(g+group, hi/blockSize)
 			for k := g; k < end; k++ {
-				h, tiny, ok := blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
+				h, clamped, ok := blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
 				scales[k] = h
 				if !ok {
 					bad++
-				} else if tiny {
+				} else if clamped {
 					t++
 				}
 			}

@@ -27,17 +27,17 @@ func checkBlocks(fn string, n, cols, blockSize int) (blocks int) {
 // bfloat16, then converted to float16 (both ties to even): the value the
 // runtime computes with. Without clampTiny the result is the reference
 // quantizer's, including a zero or subnormal float16 scale for blocks with
-// max|x| below about 4.3e-4, which the XNNPACK runtime refuses. With
-// clampTiny such a block gets the smallest normal float16, 2^-14, instead
-// (the same as clamping the float32 scale to 2^-14 before rounding). tiny
-// counts those blocks in either mode.
+// max|x| below about 4.3e-4, which the XNNPACK runtime refuses (TinyScales
+// counts them). With clampTiny such a block gets the smallest normal
+// float16, 2^-14, instead (the same as clamping the float32 scale to 2^-14
+// before rounding); clamped counts those blocks (0 without clampTiny).
 //
 // It returns a *ValueError for NaN or ±Inf in src (NotFinite) or for blocks
 // whose scale does not fit in float16 (ScaleOverflow, max|x| ≳ 457,000).
 //
 // Streaming: blocks never cross rows, so any range of whole rows can be
 // processed on its own with the matching range of scales.
-func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (tiny int, err error) {
+func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (clamped int, err error) {
 	blocks := checkBlocks("BlockParamsInt4", len(src), cols, blockSize)
 	if len(scales) != blocks {
 		panicf("BlockParamsInt4: %d blocks, len(scales) = %d", blocks, len(scales))
@@ -46,11 +46,11 @@ func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampT
 	parallelFor(len(src), blockSize, func(lo, hi int) {
 		t, bad := 0, 0
 		for k := lo / blockSize; k < hi/blockSize; k++ {
-			h, tiny, ok := blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
+			h, clamped, ok := blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
 			scales[k] = h
 			if !ok {
 				bad++
-			} else if tiny {
+			} else if clamped {
 				t++
 			}
 		}
@@ -63,11 +63,10 @@ func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampT
 	return nTiny.load(), nil
 }
 
-// blockScale returns the float16 scale of one block; tiny reports that the
-// unclamped scale was zero or subnormal (and, with clampTiny, was replaced
-// by 2^-14); ok is false for a non-finite block (scale NaN) or a scale that
-// overflows float16 (scale Inf).
-func blockScale(blk []float32, clampTiny bool) (h uint16, tiny, ok bool) {
+// blockScale returns the float16 scale of one block; clamped reports that
+// clampTiny replaced a zero or subnormal scale by 2^-14; ok is false for a
+// non-finite block (scale NaN) or a scale that overflows float16 (scale Inf).
+func blockScale(blk []float32, clampTiny bool) (h uint16, clamped, ok bool) {
 	m := absMaxBits(blk)
 	if m >= f32Inf {
 		return 0x7e00, false, false
@@ -77,13 +76,22 @@ func blockScale(blk []float32, clampTiny bool) (h uint16, tiny, ok bool) {
 	switch {
 	case h >= 0x7c00:
 		return h, false, false
-	case h < 0x400: // zero or subnormal
-		if clampTiny {
-			h = 0x400
-		}
-		return h, true, true
+	case h < 0x400 && clampTiny: // zero or subnormal
+		return 0x400, true, true
 	}
 	return h, false, true
+}
+
+// TinyScales counts the float16 scales that are zero or subnormal: the ones
+// the XNNPACK runtime refuses, which BlockParamsInt4 leaves in place when
+// not asked to clamp them (reference behaviour).
+func TinyScales(scales []uint16) (n int) {
+	for _, h := range scales {
+		if h&0x7c00 == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // blockError builds the error for blocks whose scale came out non-finite:

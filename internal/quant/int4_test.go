@@ -31,9 +31,12 @@ func checkInt4(t *testing.T, src []float32, cols, blockSize int, clampTiny bool)
 		if refScaleInt4(blk, false)&0x7c00 == 0 {
 			wantTiny++
 		}
+		if !clampTiny && scales[k]&0x7c00 == 0 && refScaleInt4(blk, false) != scales[k] {
+			t.Fatalf("block %d: reference-mode scale %#04x", k, scales[k])
+		}
 	}
-	if tiny != wantTiny {
-		t.Fatalf("%d tiny blocks, want %d", tiny, wantTiny)
+	if clampTiny && tiny != wantTiny || !clampTiny && (tiny != 0 || quant.TinyScales(scales) != wantTiny) {
+		t.Fatalf("clampTiny %v: %d clamped, %d tiny scales; want %d tiny blocks", clampTiny, tiny, quant.TinyScales(scales), wantTiny)
 	}
 	packed := make([]byte, len(src)/2)
 	quant.QuantizeInt4(packed, src, cols, blockSize, scales)
@@ -96,8 +99,8 @@ func TestInt4TinyBlocks(t *testing.T) {
 		src[96+i] = float32(i-16) * 0.1  // normal
 	}
 	ref := make([]uint16, 4)
-	if n, err := quant.BlockParamsInt4(ref, src, 128, 32, false); err != nil || n != 3 {
-		t.Fatalf("reference mode: %d tiny blocks (err %v), want 3", n, err)
+	if n, err := quant.BlockParamsInt4(ref, src, 128, 32, false); err != nil || n != 0 || quant.TinyScales(ref) != 3 {
+		t.Fatalf("reference mode: %d clamped, %d tiny scales (err %v), want 0 and 3", n, quant.TinyScales(ref), err)
 	}
 	if ref[0] != 0 || ref[1] != 0 || ref[2] == 0 || ref[2]&0x7c00 != 0 || ref[3]&0x7c00 == 0 {
 		t.Fatalf("reference scales %#04x: want 0, 0, subnormal, normal", ref)
