@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -26,6 +25,7 @@ type params struct {
 	zeroPoints  []int64   // int8: one per channel
 	blockScales []uint16  // int4: float16 bits, [rows, cols/block]
 	clamped     int       // int4 scales raised to 2^-14
+	clampTiny   bool      // the int4 clamp is on
 	outLen      int64
 	// reference makes the job write the dequantized weights as float32
 	// instead of the quantized bytes (Quantize.Reference).
@@ -94,6 +94,7 @@ func (j *bufferJob) numel() int {
 
 // computeParams reads the weights once and computes the scales.
 func (j *bufferJob) computeParams(clampTiny bool) error {
+	j.clampTiny = clampTiny
 	n := j.numel()
 	if need := int64(n) * 4; j.src.Len() < need {
 		return fmt.Errorf("buffer holds %d bytes, shape %v needs %d", j.src.Len(), j.shape, need)
@@ -112,13 +113,9 @@ func (j *bufferJob) computeParams(clampTiny bool) error {
 		return err
 	}
 	step := chunkRows(rowElems)
-	var scratch []float32
 	for r0 := 0; r0 < rows; r0 += step {
 		r1 := min(rows, r0+step)
-		x, err := src.floats(r0*rowElems, (r1-r0)*rowElems, &scratch)
-		if err != nil {
-			return err
-		}
+		x := src.floats(r0*rowElems, (r1-r0)*rowElems)
 		switch j.req.sc.kind {
 		case kindDynInt8, kindWOInt8:
 			lo, hi := 0, len(j.scales)
@@ -171,7 +168,7 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	rows, rowElems := j.rows()
 	step := chunkRows(rowElems)
 	n := min(step, rows) * rowElems
-	var scratch, back []float32
+	var back []float32
 	if metrics {
 		bp := getChunk(4 * n)
 		defer chunkPool.Put(bp)
@@ -180,8 +177,12 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	op := getChunk(max(j.chunkBytes(n), j.refBytes(n)))
 	defer chunkPool.Put(op)
 	out := *op
-	var q8 []int8
-	var h16 []uint16
+	// The row-wise schemes recompute each chunk's scales with the fused
+	// kernels (one read of the chunk instead of two) and check them
+	// against the ones the quantize stage computed and verify checked.
+	var rowScales []float32
+	var rowZeros []int64
+	var blockScales []uint16
 	for r0 := 0; r0 < rows; r0 += step {
 		if j.ctx != nil {
 			if err := j.ctx.Err(); err != nil {
@@ -189,40 +190,47 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			}
 		}
 		r1 := min(rows, r0+step)
-		x, err := src.floats(r0*rowElems, (r1-r0)*rowElems, &scratch)
-		if err != nil {
-			return err
-		}
+		x := src.floats(r0*rowElems, (r1-r0)*rowElems)
 		b := out[:j.chunkBytes(len(x))]
 		switch j.req.sc.kind {
 		case kindDynInt8, kindWOInt8:
-			lo, hi := 0, len(j.scales)
-			if rowElems != j.numel() {
-				lo, hi = r0, r1
+			q8 := quant.BytesInt8(b)
+			if rowElems == j.numel() { // one unit: channels along another axis
+				quant.QuantizeInt8(q8, x, j.shape, j.req.axis, j.scales, j.zeroPoints, j.req.sc.symmetric)
+				if metrics {
+					quant.DequantizeInt8(back[:len(x)], q8, j.shape, j.req.axis, j.scales, j.zeroPoints)
+				}
+				break
 			}
-			q8 = unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
-			shape := j.chunkShape(r0, r1)
-			quant.QuantizeInt8(q8, x, shape, j.req.axis, j.scales[lo:hi], j.zeroPoints[lo:hi], j.req.sc.symmetric)
+			rowScales, rowZeros = grow(rowScales, r1-r0), grow(rowZeros, r1-r0)
+			if err := quant.QuantizeRowsInt8(q8, rowScales, rowZeros, x, rowElems, j.req.sc.symmetric); err != nil {
+				return describe(err, r0*rowElems)
+			}
+			if !equalBits(rowScales, j.scales[r0:r1]) || !equal(rowZeros, j.zeroPoints[r0:r1]) {
+				return fmt.Errorf("internal error: the scales of rows %d..%d changed between passes (was the input modified while qpipe ran?)", r0, r1-1)
+			}
 			if metrics {
-				quant.DequantizeInt8(back[:len(x)], q8, shape, j.req.axis, j.scales[lo:hi], j.zeroPoints[lo:hi])
+				quant.DequantizeInt8(back[:len(x)], q8, j.chunkShape(r0, r1), 0, rowScales, rowZeros)
 			}
 		case kindInt4Block:
 			per := rowElems / j.req.sc.block
-			sc := j.blockScales[r0*per : r1*per]
-			quant.QuantizeInt4(b, x, rowElems, j.req.sc.block, sc)
+			blockScales = grow(blockScales, (r1-r0)*per)
+			if _, err := quant.QuantizeBlocksInt4(b, blockScales, x, rowElems, j.req.sc.block, j.clampTiny); err != nil {
+				return describe(err, r0*rowElems)
+			}
+			if !equal(blockScales, j.blockScales[r0*per:r1*per]) {
+				return fmt.Errorf("internal error: the block scales of rows %d..%d changed between passes (was the input modified while qpipe ran?)", r0, r1-1)
+			}
 			if metrics {
-				quant.DequantizeInt4(back[:len(x)], b, rowElems, j.req.sc.block, sc)
+				quant.DequantizeInt4(back[:len(x)], b, rowElems, j.req.sc.block, blockScales)
 			}
 		case kindFP16:
-			if cap(h16) < len(x) {
-				h16 = make([]uint16, len(x))
-			}
-			h16 = h16[:len(x)]
+			h16 := uint16View(b)
 			if err := quant.ToFloat16(h16, x); err != nil {
 				return describe(err, r0)
 			}
-			for i, h := range h16 {
-				binary.LittleEndian.PutUint16(b[2*i:], h)
+			if !nativeLittleEndian {
+				quant.EncodeUint16LE(b, h16)
 			}
 			if metrics {
 				quant.FromFloat16(back[:len(x)], h16)
@@ -232,13 +240,53 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			j.err.add(x, back[:len(x)])
 		}
 		if j.reference {
-			b = float32Bytes(back[:len(x)], out[:0])
+			b = quant.Float32Bytes(back[:len(x)])
 		}
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+func equal[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalBits(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// uint16View views b (from getChunk: 8-byte aligned) as uint16s when the
+// machine is little-endian; else it returns scratch the caller encodes.
+func uint16View(b []byte) []uint16 {
+	if nativeLittleEndian && len(b) > 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+	}
+	return make([]uint16, len(b)/2)
 }
 
 // outputLen is the size of the quantized buffer.
@@ -255,14 +303,6 @@ func (j *bufferJob) refBytes(n int) int {
 		return 4 * n
 	}
 	return 0
-}
-
-// float32Bytes encodes x little-endian into dst's storage.
-func float32Bytes(x []float32, dst []byte) []byte {
-	for _, v := range x {
-		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
-	}
-	return dst
 }
 
 // scaleLen is the size of the int4 scale buffer (0 for other schemes).
@@ -303,9 +343,7 @@ func (j *bufferJob) chunkBytes(n int) int {
 // scaleBytes is the int4 scale tensor's data: float16, little-endian.
 func (j *bufferJob) scaleBytes() []byte {
 	b := make([]byte, 2*len(j.blockScales))
-	for i, h := range j.blockScales {
-		binary.LittleEndian.PutUint16(b[2*i:], h)
-	}
+	quant.EncodeUint16LE(b, j.blockScales)
 	return b
 }
 
@@ -344,24 +382,11 @@ func newFloatSource(c tflite.Content) (*floatSource, error) {
 	return &floatSource{mem: mem}, nil
 }
 
-// floats returns elements [off, off+n). The slice aliases the input when it
-// is 4-byte aligned, else it is decoded into *scratch.
-func (f *floatSource) floats(off, n int, scratch *[]float32) ([]float32, error) {
-	b := f.mem[4*off : 4*(off+n)]
-	if n == 0 {
-		return nil, nil
-	}
-	if uintptr(unsafe.Pointer(&b[0]))%4 == 0 && nativeLittleEndian {
-		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n), nil
-	}
-	if cap(*scratch) < n {
-		*scratch = make([]float32, n)
-	}
-	x := (*scratch)[:n]
-	for i := range x {
-		x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return x, nil
+// floats returns elements [off, off+n): a view of the input when it is
+// 4-byte aligned (always, for files qpipe or the converter wrote), a decoded
+// copy otherwise.
+func (f *floatSource) floats(off, n int) []float32 {
+	return quant.Float32s(f.mem[4*off : 4*(off+n)])
 }
 
 var nativeLittleEndian = func() bool {
