@@ -51,7 +51,7 @@ func main() {
 	for _, size := range strings.Split(*sizes, ",") {
 		model := filepath.Join(*dir, "gen_"+size+".tflite")
 		if _, err := os.Stat(model); err != nil {
-			need := map[string]int64{"1gb": 4, "4gb": 12, "7b": 40}[size] << 30
+			need := map[string]int64{"1gb": 4, "4gb": 12, "7b": 64}[size] << 30 // model, its cp and the outputs
 			checkDisk(*dir, need)
 			fmt.Fprintf(os.Stderr, "generating %s ...\n", model)
 			run(bin, "gen", "--preset", size, model)
