@@ -132,7 +132,7 @@ func runStages(ctx context.Context, stages []Stage, s *State) error {
 		if err := st.Run(ctx, s); err != nil {
 			return &StageError{Job: s.Job, Recipe: s.Recipe, Stage: st.Name(), Err: err}
 		}
-		s.Log.Info().Str("stage", st.Name()).Dur("took", time.Since(start)).Msg("done")
+		s.Log.Info().Str("stage", st.Name()).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("done")
 	}
 	return nil
 }

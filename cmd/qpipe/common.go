@@ -88,6 +88,10 @@ func (p *progressLine) update(done, total int64) {
 		}
 		fmt.Fprintf(p.w, "\r\033[K%s %5.1f%%  %s / %s", p.label, pct, humanBytes(done), humanBytes(total))
 		p.shown = true
+		if done == total { // the next log line starts on a clean line
+			fmt.Fprint(p.w, "\r\033[K")
+			p.shown = false
+		}
 	}
 }
 
