@@ -85,7 +85,7 @@ stages:
 						t.Errorf("%q written as %s, want per-channel INT8", w.Name, tt.Type)
 					}
 				}
-				if p := verifyTensor(m, w.Subgraph, w.Tensor); len(p) > 0 {
+				if p := verifyTensor(m, w.Subgraph, w.Tensor, true); len(p) > 0 {
 					t.Errorf("%q does not verify: %v", w.Name, p)
 				}
 			}

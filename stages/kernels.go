@@ -26,7 +26,10 @@ type params struct {
 	blockScales []uint16  // int4: float16 bits, [rows, cols/block]
 	clamped     int       // int4 scales raised to 2^-14
 	clampTiny   bool      // the int4 clamp is on
-	outLen      int64
+	// late: the parameters are computed while the data is written (see
+	// computeParams); the tables hold them only after serialize.
+	late   bool
+	outLen int64
 	// reference makes the job write the dequantized weights as float32
 	// instead of the quantized bytes (Quantize.Reference).
 	reference bool
@@ -92,51 +95,37 @@ func (j *bufferJob) numel() int {
 	return n
 }
 
-// computeParams reads the weights once and computes the scales.
+// computeParams allocates the job's parameters. Only a per-channel int8
+// weight whose channels are not its rows (depthwise convolutions, batch
+// matmul operands: small tensors) is read here. Every other scheme computes
+// its parameters chunk by chunk while serialize writes it, with the fused
+// kernels, filling the tables in place (late): each weight is read once.
 func (j *bufferJob) computeParams(clampTiny bool) error {
 	j.clampTiny = clampTiny
 	n := j.numel()
 	if need := int64(n) * 4; j.src.Len() < need {
 		return fmt.Errorf("buffer holds %d bytes, shape %v needs %d", j.src.Len(), j.shape, need)
 	}
-	rows, rowElems := j.rows()
+	_, rowElems := j.rows()
 	switch j.req.sc.kind {
 	case kindDynInt8, kindWOInt8:
 		channels := j.shape[j.req.axis]
 		j.scales = make([]float32, channels)
 		j.zeroPoints = make([]int64, channels)
+		j.late = rowElems != n
 	case kindInt4Block:
 		j.blockScales = make([]uint16, n/j.req.sc.block)
+		j.late = true
+	}
+	if j.late || j.req.sc.kind == kindFP16 {
+		return nil
 	}
 	src, err := newFloatSource(j.src)
 	if err != nil {
 		return err
 	}
-	step := chunkRows(rowElems)
-	for r0 := 0; r0 < rows; r0 += step {
-		r1 := min(rows, r0+step)
-		x := src.floats(r0*rowElems, (r1-r0)*rowElems)
-		switch j.req.sc.kind {
-		case kindDynInt8, kindWOInt8:
-			lo, hi := 0, len(j.scales)
-			if rowElems != n {
-				lo, hi = r0, r1
-			}
-			if err := quant.ChannelParamsInt8(j.scales[lo:hi], j.zeroPoints[lo:hi], x, j.chunkShape(r0, r1), j.req.axis, j.req.sc.symmetric); err != nil {
-				return describe(err, r0*rowElems)
-			}
-		case kindInt4Block:
-			per := rowElems / j.req.sc.block
-			c, err := quant.BlockParamsInt4(j.blockScales[r0*per:r1*per], x, rowElems, j.req.sc.block, clampTiny)
-			if err != nil {
-				return describe(err, r0*rowElems)
-			}
-			j.clamped += c
-		case kindFP16:
-			if err := quant.CheckFinite(x); err != nil {
-				return describe(err, r0*rowElems)
-			}
-		}
+	if err := quant.ChannelParamsInt8(j.scales, j.zeroPoints, src.floats(0, n), j.shape, j.req.axis, j.req.sc.symmetric); err != nil {
+		return describe(err, 0)
 	}
 	return nil
 }
@@ -156,7 +145,26 @@ func describe(err error, offset int) error {
 // content is the job's output bytes, computed a chunk at a time when the
 // writer asks for them.
 func (j *bufferJob) content(metrics bool) tflite.Content {
-	return tflite.ContentFunc{N: j.outLen, Write: func(w io.Writer) error { return j.write(w, metrics) }}
+	return tflite.ContentFunc{N: j.outLen, Write: func(w io.Writer) error {
+		if err := j.write(w, metrics); err != nil {
+			return fmt.Errorf("%s: %w", j.label, err)
+		}
+		return nil
+	}}
+}
+
+// scaleContent is the int4 scale tensor's data, float16 little-endian. For
+// a late job the scales exist only once the weight was written, so the
+// writer must produce it after every weight (tflite.Late).
+func (j *bufferJob) scaleContent() tflite.Content {
+	c := tflite.ContentFunc{N: j.scaleLen(), Write: func(w io.Writer) error {
+		_, err := w.Write(quant.Uint16Bytes(j.blockScales))
+		return err
+	}}
+	if j.late {
+		return tflite.Late{Content: c}
+	}
+	return c
 }
 
 func (j *bufferJob) write(w io.Writer, metrics bool) error {
@@ -177,12 +185,6 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	op := getChunk(max(j.chunkBytes(n), j.refBytes(n)))
 	defer chunkPool.Put(op)
 	out := *op
-	// The row-wise schemes recompute each chunk's scales with the fused
-	// kernels (one read of the chunk instead of two) and check them
-	// against the ones the quantize stage computed and verify checked.
-	var rowScales []float32
-	var rowZeros []int64
-	var blockScales []uint16
 	for r0 := 0; r0 < rows; r0 += step {
 		if j.ctx != nil {
 			if err := j.ctx.Err(); err != nil {
@@ -195,34 +197,33 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		switch j.req.sc.kind {
 		case kindDynInt8, kindWOInt8:
 			q8 := quant.BytesInt8(b)
-			if rowElems == j.numel() { // one unit: channels along another axis
+			if !j.late { // one unit, channels along another axis: parameters known
 				quant.QuantizeInt8(q8, x, j.shape, j.req.axis, j.scales, j.zeroPoints, j.req.sc.symmetric)
 				if metrics {
 					quant.DequantizeInt8(back[:len(x)], q8, j.shape, j.req.axis, j.scales, j.zeroPoints)
 				}
 				break
 			}
-			rowScales, rowZeros = grow(rowScales, r1-r0), grow(rowZeros, r1-r0)
-			if err := quant.QuantizeRowsInt8(q8, rowScales, rowZeros, x, rowElems, j.req.sc.symmetric); err != nil {
+			sc, zp := j.scales[r0:r1], j.zeroPoints[r0:r1]
+			if err := quant.QuantizeRowsInt8(q8, sc, zp, x, rowElems, j.req.sc.symmetric); err != nil {
 				return describe(err, r0*rowElems)
 			}
-			if !equalBits(rowScales, j.scales[r0:r1]) || !equal(rowZeros, j.zeroPoints[r0:r1]) {
-				return fmt.Errorf("internal error: the scales of rows %d..%d changed between passes (was the input modified while qpipe ran?)", r0, r1-1)
-			}
 			if metrics {
-				quant.DequantizeInt8(back[:len(x)], q8, j.chunkShape(r0, r1), 0, rowScales, rowZeros)
+				quant.DequantizeInt8(back[:len(x)], q8, j.chunkShape(r0, r1), 0, sc, zp)
 			}
 		case kindInt4Block:
 			per := rowElems / j.req.sc.block
-			blockScales = grow(blockScales, (r1-r0)*per)
-			if _, err := quant.QuantizeBlocksInt4(b, blockScales, x, rowElems, j.req.sc.block, j.clampTiny); err != nil {
+			sc := j.blockScales[r0*per : r1*per]
+			c, err := quant.QuantizeBlocksInt4(b, sc, x, rowElems, j.req.sc.block, j.clampTiny)
+			if err != nil {
 				return describe(err, r0*rowElems)
 			}
-			if !equal(blockScales, j.blockScales[r0*per:r1*per]) {
-				return fmt.Errorf("internal error: the block scales of rows %d..%d changed between passes (was the input modified while qpipe ran?)", r0, r1-1)
+			j.clamped += c
+			if i := firstAbnormal(sc); i >= 0 {
+				return fmt.Errorf("block scale %d is %#04x, not a positive normal float16: the CPU runtime would refuse the model (this happens with --strict-reference on all-zero or tiny blocks)", r0*per+i, sc[i])
 			}
 			if metrics {
-				quant.DequantizeInt4(back[:len(x)], b, rowElems, j.req.sc.block, blockScales)
+				quant.DequantizeInt4(back[:len(x)], b, rowElems, j.req.sc.block, sc)
 			}
 		case kindFP16:
 			h16 := uint16View(b)
@@ -247,37 +248,6 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		}
 	}
 	return nil
-}
-
-func grow[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
-}
-
-func equal[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalBits(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // uint16View views b (from getChunk: 8-byte aligned) as uint16s when the
@@ -340,11 +310,15 @@ func (j *bufferJob) chunkBytes(n int) int {
 	return n
 }
 
-// scaleBytes is the int4 scale tensor's data: float16, little-endian.
-// On a little-endian machine it is a view of blockScales, not a copy: the
-// scales of a 7B-parameter model at block 32 are 400 MiB.
-func (j *bufferJob) scaleBytes() []byte {
-	return quant.Uint16Bytes(j.blockScales)
+// firstAbnormal is the index of the first float16 that is not a positive
+// normal number (sign 0, exponent 1..30), or -1.
+func firstAbnormal(h []uint16) int {
+	for i, x := range h {
+		if e := x >> 10 & 0x1f; x>>15 != 0 || e == 0 || e == 0x1f {
+			return i
+		}
+	}
+	return -1
 }
 
 // setTensor gives t the job's type and quantization parameters.

@@ -96,11 +96,6 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	rewrite(m, groups, jobs, s.Metrics)
 	ms.jobs = jobs
 	updatePlan(s.Plan, m, groups, jobs, fallbacks)
-	for _, j := range jobs {
-		if j.clamped > 0 {
-			s.Plan.Notes = append(s.Plan.Notes, fmt.Sprintf("%s: %d int4 block scale(s) raised to the smallest normal float16 (2^-14) so that the CPU runtime accepts them", j.label, j.clamped))
-		}
-	}
 	return ctx.Err()
 }
 
@@ -402,6 +397,9 @@ func computeParams(ctx context.Context, m *tflite.Model, jobs []*bufferJob, clam
 func rewrite(m *tflite.Model, groups []*tensorGroup, jobs []*bufferJob, metrics bool) {
 	var dq []*dequantOp
 	for _, j := range jobs {
+		if j.late && !j.reference && j.req.sc.kind != kindInt4Block {
+			m.LateTables = true // int8 scales are table values
+		}
 		m.Buffers[j.buffer] = tflite.Buffer{Data: j.content(metrics)}
 		m.Meta.Buffers[j.buffer] = &fb.BufferT{}
 		if j.reference {
@@ -412,7 +410,7 @@ func rewrite(m *tflite.Model, groups []*tensorGroup, jobs []*bufferJob, metrics 
 		}
 		var scaleBuf uint32
 		if j.req.sc.kind == kindInt4Block {
-			scaleBuf = m.AddBuffer(tflite.Bytes(j.scaleBytes()))
+			scaleBuf = m.AddBuffer(j.scaleContent())
 		}
 		for _, g := range j.tensors {
 			sg := m.Meta.Subgraphs[g.sg]

@@ -82,6 +82,13 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		}
 	}
 	for _, j := range ms.jobs {
+		if j.clamped > 0 {
+			note := fmt.Sprintf("%s: %d int4 block scale(s) raised to the smallest normal float16 (2^-14) so that the CPU runtime accepts them", j.label, j.clamped)
+			if s.Plan != nil {
+				s.Plan.Notes = append(s.Plan.Notes, note)
+			}
+			s.Log.Info().Msg(note)
+		}
 		if !j.err.measured {
 			continue
 		}
@@ -149,8 +156,6 @@ func FileSHA256(path string) (string, error) {
 // withProgress returns a shallow copy of m whose buffer contents report the
 // bytes they write.
 func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model {
-	c := *m
-	c.Buffers = make([]tflite.Buffer, len(m.Buffers))
 	var total int64
 	for _, b := range m.Buffers {
 		if b.Data != nil {
@@ -158,13 +163,7 @@ func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model
 		}
 	}
 	p := &progress{total: total, report: report}
-	for i, b := range m.Buffers {
-		c.Buffers[i] = b
-		if b.Data != nil && b.Data.Len() > 0 {
-			c.Buffers[i].Data = progressContent{b.Data, p}
-		}
-	}
-	return &c
+	return wrapContents(m, func(c tflite.Content) tflite.Content { return progressContent{c, p} })
 }
 
 // withContext returns a shallow copy of m whose buffer contents fail with
@@ -173,12 +172,24 @@ func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model
 // not check the context themselves) and the writer removes its
 // temporary file.
 func withContext(ctx context.Context, m *tflite.Model) *tflite.Model {
+	return wrapContents(m, func(c tflite.Content) tflite.Content { return ctxContent{c, ctx} })
+}
+
+// wrapContents returns a shallow copy of m whose non-empty buffer contents
+// are wrapped by wrap. A tflite.Late content stays Late around its wrapper,
+// so that the writer still produces it after the others.
+func wrapContents(m *tflite.Model, wrap func(tflite.Content) tflite.Content) *tflite.Model {
 	c := *m
 	c.Buffers = make([]tflite.Buffer, len(m.Buffers))
 	for i, b := range m.Buffers {
 		c.Buffers[i] = b
-		if b.Data != nil && b.Data.Len() > 0 {
-			c.Buffers[i].Data = ctxContent{b.Data, ctx}
+		if b.Data == nil || b.Data.Len() == 0 {
+			continue
+		}
+		if l, ok := b.Data.(tflite.Late); ok {
+			c.Buffers[i].Data = tflite.Late{Content: wrap(l.Content)}
+		} else {
+			c.Buffers[i].Data = wrap(b.Data)
 		}
 	}
 	return &c

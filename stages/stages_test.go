@@ -90,7 +90,7 @@ func TestEveryPresetOnEveryModel(t *testing.T) {
 						tt := sg.Tensors[ti]
 						constant := tt.Buffer != 0 && m.Buffers[tt.Buffer].Data != nil && m.Buffers[tt.Buffer].Data.Len() > 0
 						if constant && (tt.Type == fb.TensorTypeINT4 || tt.Type == fb.TensorTypeINT8) && !preQuantized(in) {
-							if p := verifyTensor(m, si, ti); len(p) > 0 {
+							if p := verifyTensor(m, si, ti, true); len(p) > 0 {
 								t.Errorf("tensor %q: %v", tt.Name, p)
 							}
 						}

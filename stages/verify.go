@@ -2,10 +2,11 @@ package stages
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/qpipe/qpipe/internal/quant"
 
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
@@ -34,7 +35,9 @@ func (*Verify) Run(ctx context.Context, s *pipeline.State) error {
 	var bad []string
 	for _, j := range ms.jobs {
 		for _, g := range j.tensors {
-			for _, p := range verifyTensor(ms.m, g.sg, g.tensor) {
+			// A late job's scales exist once serialize wrote it (and are
+			// checked there); everything else is checked now.
+			for _, p := range verifyTensor(ms.m, g.sg, g.tensor, !j.late) {
 				bad = append(bad, fmt.Sprintf("%s: %s", tensorLabel(ms.m.Meta.Subgraphs[g.sg].Tensors[g.tensor], g.sg, g.tensor), p))
 			}
 		}
@@ -46,8 +49,9 @@ func (*Verify) Run(ctx context.Context, s *pipeline.State) error {
 	return ctx.Err()
 }
 
-// verifyTensor returns what is wrong with one quantized tensor.
-func verifyTensor(m *tflite.Model, sgi, ti int) []string {
+// verifyTensor returns what is wrong with one quantized tensor; values
+// says whether its scales are computed yet and can be checked too.
+func verifyTensor(m *tflite.Model, sgi, ti int, values bool) []string {
 	sg := m.Meta.Subgraphs[sgi]
 	t := sg.Tensors[ti]
 	var bad []string
@@ -75,18 +79,21 @@ func verifyTensor(m *tflite.Model, sgi, ti int) []string {
 			bad = append(bad, fmt.Sprintf("%d zero points for %d scales", len(q.ZeroPoint), len(q.Scale)))
 		}
 		for c, sc := range q.Scale {
+			if !values {
+				break
+			}
 			if !(sc > 0) || math.IsInf(float64(sc), 0) {
 				bad = append(bad, fmt.Sprintf("scale %d is %g: scales must be positive and finite", c, sc))
 				break
 			}
 		}
 	case fb.TensorTypeINT4:
-		bad = append(bad, verifyBlockwise(m, sg, t)...)
+		bad = append(bad, verifyBlockwise(m, sg, t, values)...)
 	}
 	return bad
 }
 
-func verifyBlockwise(m *tflite.Model, sg *fb.SubGraphT, t *fb.TensorT) []string {
+func verifyBlockwise(m *tflite.Model, sg *fb.SubGraphT, t *fb.TensorT, values bool) []string {
 	q := t.Quantization
 	if q == nil || q.Details == nil || q.Details.Type != fb.QuantizationDetailsBlockwiseQuantization {
 		return []string{"INT4 weight without blockwise quantization details"}
@@ -117,17 +124,17 @@ func verifyBlockwise(m *tflite.Model, sg *fb.SubGraphT, t *fb.TensorT) []string 
 	if st.Type != fb.TensorTypeFLOAT16 || len(st.Shape) != 2 || st.Shape[0] != want[0] || st.Shape[1] != want[1] {
 		return append(bad, fmt.Sprintf("scale tensor %q is %s %v, want FLOAT16 %v", st.Name, st.Type, st.Shape, want))
 	}
+	if !values {
+		return bad
+	}
 	data, err := tflite.ReadAll(m.Buffers[st.Buffer].Data)
 	if err != nil || int64(len(data)) != 2*numElements(st.Shape) {
 		return append(bad, fmt.Sprintf("scale tensor %q: data missing or of the wrong size", st.Name))
 	}
-	for i := 0; i+1 < len(data); i += 2 {
-		h := binary.LittleEndian.Uint16(data[i:])
-		// Positive normal float16: sign 0, exponent 1..30.
-		if e := h >> 10 & 0x1f; h>>15 != 0 || e == 0 || e == 0x1f {
-			bad = append(bad, fmt.Sprintf("block scale %d is %#04x: not a positive normal float16 (the CPU runtime refuses the model)", i/2, h))
-			break
-		}
+	h := make([]uint16, len(data)/2)
+	quant.DecodeUint16LE(h, data)
+	if i := firstAbnormal(h); i >= 0 {
+		bad = append(bad, fmt.Sprintf("block scale %d is %#04x: not a positive normal float16 (the CPU runtime refuses the model)", i, h[i]))
 	}
 	return bad
 }

@@ -33,6 +33,13 @@ type Model struct {
 	// after the buffer data and rewrites the operator's offset and size.
 	LargeCustomOptions map[*fb.OperatorT]Content
 
+	// LateTables says that some table values (quantization scales) are
+	// filled in while buffer contents are written, so that each weight is
+	// read once. WriteFile then writes the flatbuffer after every content,
+	// building it again; the values may change, the size may not. Write,
+	// which streams in file order, refuses such a model.
+	LateTables bool
+
 	closer io.Closer
 	src    *source // the input read by Open or Read
 }
@@ -52,6 +59,11 @@ type Content interface {
 	// WriteTo writes exactly Len bytes to w.
 	WriteTo(w io.Writer) (int64, error)
 }
+
+// Late is Content that WriteFile produces only after every other buffer's
+// content: bytes computed while those are written (the scale tensor of a
+// weight quantized on the fly). Write refuses a model that has one.
+type Late struct{ Content }
 
 // Layout says where buffer bytes live in a file.
 type Layout int

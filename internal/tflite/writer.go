@@ -87,6 +87,9 @@ func Write(w io.Writer, m *Model, opts WriteOptions) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if late := lateItems(p); m.LateTables || len(late) > 0 {
+		return 0, fmt.Errorf("tflite: Write %s: the model's tables or buffers are completed while its data is written; use WriteFile", m.Name)
+	}
 	cw := &countingWriter{w: w}
 	if _, err := cw.Write(p.head); err != nil {
 		return cw.n, err
@@ -140,7 +143,7 @@ func WriteFile(path string, m *Model, opts WriteOptions) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if err := writePlan(f, p, m.Name, opts); err != nil {
+	if err := writePlan(f, p, m, opts); err != nil {
 		return err
 	}
 	if err := f.Chmod(0o644); err != nil {
@@ -171,13 +174,23 @@ func syncDir(dir string) {
 	}
 }
 
-// writePlan writes p into f: the flatbuffer and the length prefixes first,
-// then every item's content at its offset, concurrently.
-func writePlan(f *os.File, p *plan, name string, opts WriteOptions) error {
-	if err := f.Truncate(p.size); err != nil { // the gaps read as zeros
-		return fmt.Errorf("tflite: %w", err)
+// lateItems returns the positions in p.items of Late contents.
+func lateItems(p *plan) map[int]bool {
+	late := map[int]bool{}
+	for i, it := range p.items {
+		if _, ok := it.content.(Late); ok {
+			late[i] = true
+		}
 	}
-	if _, err := f.WriteAt(p.head, 0); err != nil {
+	return late
+}
+
+// writePlan writes p into f: the length prefixes, then every item's content
+// at its offset, concurrently — Late contents after all others — and the
+// flatbuffer last, built again when the model's tables were completed while
+// the contents were written (Model.LateTables).
+func writePlan(f *os.File, p *plan, m *Model, opts WriteOptions) error {
+	if err := f.Truncate(p.size); err != nil { // the gaps read as zeros
 		return fmt.Errorf("tflite: %w", err)
 	}
 	for _, it := range p.items {
@@ -197,20 +210,43 @@ func writePlan(f *os.File, p *plan, name string, opts WriteOptions) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	sem := semaphore.NewWeighted(maxInFlight)
-	g, ctx := errgroup.WithContext(context.Background())
-	g.SetLimit(workers)
-	for _, it := range p.items {
-		weight := min(max(it.n, 1), maxInFlight)
-		if err := sem.Acquire(ctx, weight); err != nil {
-			break // a worker failed; Wait returns its error
+	late := lateItems(p)
+	for _, phase := range []bool{false, true} {
+		sem := semaphore.NewWeighted(maxInFlight)
+		g, ctx := errgroup.WithContext(context.Background())
+		g.SetLimit(workers)
+		for i, it := range p.items {
+			if late[i] != phase {
+				continue
+			}
+			weight := min(max(it.n, 1), maxInFlight)
+			if err := sem.Acquire(ctx, weight); err != nil {
+				break // a worker failed; Wait returns its error
+			}
+			g.Go(func() error {
+				defer sem.Release(weight)
+				return writeItem(io.NewOffsetWriter(f, it.off), it, m.Name)
+			})
 		}
-		g.Go(func() error {
-			defer sem.Release(weight)
-			return writeItem(io.NewOffsetWriter(f, it.off), it, name)
-		})
+		if err := g.Wait(); err != nil {
+			return err
+		}
 	}
-	return g.Wait()
+	head := p.head
+	if m.LateTables {
+		again, err := build(m, p.layout)
+		if err != nil {
+			return err
+		}
+		if len(again.head) != len(p.head) || again.size != p.size {
+			return fmt.Errorf("tflite: Write %s: internal error: the tables changed size while the data was written (%d → %d bytes)", m.Name, len(p.head), len(again.head))
+		}
+		head = again.head
+	}
+	if _, err := f.WriteAt(head, 0); err != nil {
+		return fmt.Errorf("tflite: %w", err)
+	}
+	return nil
 }
 
 // writeItem streams it's content to w, which must be positioned at it.off,
