@@ -35,7 +35,12 @@
 //	dequantize:       x = float32(q - zp) · scale
 //
 // rint rounds half to even. x/scale is a true division: multiplying by a
-// reciprocal differs in the last bit often enough to change q.
+// reciprocal differs in the last bit often enough to change q. The kernels
+// multiply anyway, and recompute with the division every element whose
+// product lands within 2^-12 of a rounding boundary or outside the clip
+// range (about 1 in 2000): reciprocal.go derives why no other element can
+// differ, and reciprocal_test.go checks it against the division on exact
+// ties, their float32 neighbours and tens of millions of random inputs.
 // The golden test reproduces every scale, zero point and value of the
 // reference's asymmetric weight-only quantization of aeq_conv_fc_mnist.
 //
@@ -59,12 +64,14 @@
 // only on its inputs and parameters, extrema are exact, and Compare sums
 // fixed chunks in a fixed order, so results are byte-identical for any worker
 // count and CPU (no fused multiply-add: products that feed sums are rounded
-// explicitly). Inner loops make no calls and have no bounds checks; rint and
-// clip use the float32 "add 1.5·2^23" trick, which is exact for the clipped
-// range. The quantizers are scalar (Go has no portable SIMD): the float32
-// division takes about 60% of their time per element, the clip, round and
-// store the rest. On tensors larger than the cache, memory traffic adds to
-// that: the fused forms below read each input byte once.
+// explicitly). Inner loops have no bounds checks and call out only for the
+// rare elements of the exact path. The quantizers are scalar (Go has no
+// portable SIMD): per element one multiplication and one addition give a
+// float32 whose bits hold the rounded value, and integer tests on the same
+// bits decide whether the exact path is needed; that is about half the time
+// of the division, clip and "add 1.5·2^23" rounding it replaced. On tensors
+// larger than the cache, memory traffic adds to that: the fused forms below
+// read each input byte once.
 //
 // # Streaming
 //

@@ -72,16 +72,15 @@ func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []fl
 // quantizeRunInt8AbsMax is quantizeRunInt8 with zero point 0 that also
 // returns absMaxBits(next), len(next) = len(src).
 func quantizeRunInt8AbsMax(dst []int8, src []float32, scale, lo, hi float32, next []float32) (m uint32) {
+	r, k := reciprocal(scale, 0)
+	g := newGrid(lo, hi)
 	dst, next = dst[:len(src)], next[:len(src)]
 	for i, x := range src {
-		v := x / scale
-		if v < lo {
-			v = lo
+		w := math.Float32bits(float32(x*r) + k)
+		dst[i] = int8(w >> gridShift)
+		if g.exact(w) {
+			dst[i] = quantizeExact(x, scale, 0, lo, hi)
 		}
-		if v > hi {
-			v = hi
-		}
-		dst[i] = int8(math.Float32bits(v + roundMagic))
 		m = max(m, math.Float32bits(next[i])&f32AbsMask)
 	}
 	return m
@@ -90,19 +89,18 @@ func quantizeRunInt8AbsMax(dst []int8, src []float32, scale, lo, hi float32, nex
 // quantizeRunInt8MinMax is quantizeRunInt8 that also returns
 // keyMinMax(next), len(next) = len(src) > 0.
 func quantizeRunInt8MinMax(dst []int8, src []float32, scale, zp, lo, hi float32, next []float32) (kmin, kmax int32) {
+	r, k := reciprocal(scale, zp)
+	g := newGrid(lo, hi)
 	dst, next = dst[:len(src)], next[:len(src)]
 	kmin, kmax = math.MaxInt32, math.MinInt32
 	for i, x := range src {
-		v := x/scale + zp
-		if v < lo {
-			v = lo
+		w := math.Float32bits(float32(x*r) + k)
+		dst[i] = int8(w >> gridShift)
+		if g.exact(w) {
+			dst[i] = quantizeExact(x, scale, zp, lo, hi)
 		}
-		if v > hi {
-			v = hi
-		}
-		dst[i] = int8(math.Float32bits(v + roundMagic))
-		k := key(next[i])
-		kmin, kmax = min(kmin, k), max(kmax, k)
+		kn := key(next[i])
+		kmin, kmax = min(kmin, kn), max(kmax, kn)
 	}
 	return kmin, kmax
 }

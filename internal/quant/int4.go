@@ -151,27 +151,22 @@ func quantizeBlock(dst []byte, src []float32, h uint16) {
 
 // quantizeBlockInt4 works in groups of 32 elements (every block size is a
 // multiple of 32) through fixed-size array views, so the inner loop has no
-// bounds checks. The clips are branches: almost never taken, so predicted.
+// bounds checks. It quantizes by the reciprocal of s; a pair with an element
+// near a rounding boundary or beyond the clip range is recomputed exactly
+// (see reciprocal.go).
 func quantizeBlockInt4(dst []byte, src []float32, s float32) {
+	r, k := reciprocal(s, 0)
+	g := newGrid(-8, 7)
 	for len(src) >= 32 && len(dst) >= 16 {
 		in, out := (*[32]float32)(src), (*[16]byte)(dst)
-		for k := range out {
-			v0, v1 := in[2*k]/s, in[2*k+1]/s
-			if v0 < -8 {
-				v0 = -8
+		for j := range out {
+			x0, x1 := in[2*j], in[2*j+1]
+			w0 := math.Float32bits(float32(x0*r) + k)
+			w1 := math.Float32bits(float32(x1*r) + k)
+			out[j] = byte(w0>>gridShift)&0xf | byte(w1>>gridShift)<<4
+			if g.exact(w0) || g.exact(w1) {
+				out[j] = byte(quantizeExact(x0, s, 0, -8, 7))&0xf | byte(quantizeExact(x1, s, 0, -8, 7))<<4
 			}
-			if v0 > 7 {
-				v0 = 7
-			}
-			if v1 < -8 {
-				v1 = -8
-			}
-			if v1 > 7 {
-				v1 = 7
-			}
-			lo := math.Float32bits(v0+roundMagic) & 0xf
-			hi := math.Float32bits(v1+roundMagic) & 0xf
-			out[k] = byte(lo | hi<<4)
 		}
 		src, dst = src[32:], dst[16:]
 	}

@@ -4,8 +4,10 @@ import "math"
 
 // roundMagic is 1.5·2^23. For |v| < 2^22, v + roundMagic in float32 rounds v
 // to an integer, half to even (the float32 ulp there is 1), and the integer
-// n sits in the low bits of the result: bits = 0x4b400000 + n. Kernels clip
-// v first, so the trick always applies, and read n from the low bits.
+// n sits in the low bits of the result: bits = 0x4b400000 + n. The exact
+// path (quantizeExact) clips v first, so the trick always applies, and reads
+// n from the low bits. The fast path uses the same idea with a finer grid
+// (reciprocal.go).
 const roundMagic = 12582912
 
 // scaleFloor keeps the scale of an all-zero channel positive, as the
@@ -232,9 +234,16 @@ func QuantizeInt8(dst []int8, src []float32, shape []int, axis int, scales []flo
 	}
 	qmin, qmax := Int8Range(symmetric)
 	lo, hi := float32(qmin), float32(qmax)
+	var fast []fastParams
+	if l.inner == 1 {
+		fast = make([]fastParams, len(scales))
+		for c := range fast {
+			fast[c].r, fast[c].k = reciprocal(scales[c], float32(zeroPoints[c]))
+		}
+	}
 	parallelFor(len(src), 1, func(a, b int) {
 		if l.inner == 1 {
-			quantizeInterleavedInt8(dst[a:b], src[a:b], a%l.channels, scales, zeroPoints, lo, hi)
+			quantizeInterleavedInt8(dst[a:b], src[a:b], a%l.channels, fast, scales, zeroPoints, lo, hi)
 			return
 		}
 		l.forRuns(a, b, func(a, b, c int) {
@@ -243,35 +252,38 @@ func QuantizeInt8(dst []int8, src []float32, shape []int, axis int, scales []flo
 	})
 }
 
-// quantizeRunInt8 quantizes a run of one channel. The clips are branches:
-// almost never taken, so predicted, and cheaper than float min and max.
+// quantizeRunInt8 quantizes a run of one channel: by the reciprocal, with
+// the rare elements near a rounding boundary or beyond the clip range
+// recomputed exactly (see reciprocal.go).
 func quantizeRunInt8(dst []int8, src []float32, scale, zp, lo, hi float32) {
+	r, k := reciprocal(scale, zp)
+	g := newGrid(lo, hi)
 	dst = dst[:len(src)]
 	for i, x := range src {
-		v := x/scale + zp
-		if v < lo {
-			v = lo
+		w := math.Float32bits(float32(x*r) + k)
+		dst[i] = int8(w >> gridShift)
+		if g.exact(w) {
+			dst[i] = quantizeExact(x, scale, zp, lo, hi)
 		}
-		if v > hi {
-			v = hi
-		}
-		dst[i] = int8(math.Float32bits(v + roundMagic))
 	}
 }
 
+// fastParams is the reciprocal and offset of one channel (see reciprocal).
+type fastParams struct{ r, k float32 }
+
 // quantizeInterleavedInt8 handles the channel axis being the last one: the
 // channel changes with every element, starting at channel c.
-func quantizeInterleavedInt8(dst []int8, src []float32, c int, scales []float32, zps []int64, lo, hi float32) {
+func quantizeInterleavedInt8(dst []int8, src []float32, c int, fast []fastParams, scales []float32, zps []int64, lo, hi float32) {
+	g := newGrid(lo, hi)
 	dst = dst[:len(src)]
+	fast = fast[:len(scales)]
 	for i, x := range src {
-		v := x/scales[c] + float32(zps[c])
-		if v < lo {
-			v = lo
+		p := fast[c]
+		w := math.Float32bits(float32(x*p.r) + p.k)
+		dst[i] = int8(w >> gridShift)
+		if g.exact(w) {
+			dst[i] = quantizeExact(x, scales[c], float32(zps[c]), lo, hi)
 		}
-		if v > hi {
-			v = hi
-		}
-		dst[i] = int8(math.Float32bits(v + roundMagic))
 		if c++; c == len(scales) {
 			c = 0
 		}
