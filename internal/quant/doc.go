@@ -71,7 +71,8 @@
 // bits decide whether the exact path is needed; that is about half the time
 // of the division, clip and "add 1.5·2^23" rounding it replaced. On tensors
 // larger than the cache, memory traffic adds to that: the fused forms below
-// read each input byte once.
+// read each input byte once, and the kernels whose quantize loop reads
+// memory load the cache lines ahead of it in bursts (stream.go).
 //
 // # Streaming
 //

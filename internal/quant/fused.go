@@ -35,12 +35,12 @@ func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []fl
 		first, last := a/cols, b/cols
 		row := func(r int) []float32 { return src[r*cols : (r+1)*cols] }
 		// The extrema of row r+1 are gathered while row r is quantized:
-		// the loads of the next row then overlap the divisions of this one
-		// (different execution units), instead of a separate pass that
-		// waits on memory.
+		// the loads of the next row then overlap the arithmetic of this
+		// one, instead of a separate pass that waits on memory.
 		var ext extrema
 		ext.measure(row(first), symmetric)
 		n := 0
+		var t uint32
 		for r := first; r < last; r++ {
 			scale, zp, ok := ext.params(symmetric)
 			if !ok {
@@ -51,17 +51,27 @@ func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []fl
 				continue
 			}
 			scales[r], zeroPoints[r] = scale, zp
-			out := dst[r*cols : (r+1)*cols]
-			switch {
-			case r+1 == last:
-				quantizeRunInt8(out, row(r), scale, float32(zp), lo, hi)
-			case symmetric:
-				ext.absMax = quantizeRunInt8AbsMax(out, row(r), scale, lo, hi, row(r+1))
-			default:
-				ext.kmin, ext.kmax = quantizeRunInt8MinMax(out, row(r), scale, float32(zp), lo, hi, row(r+1))
+			out, in := dst[r*cols:(r+1)*cols], row(r)
+			if r+1 == last {
+				quantizeRunInt8(out, in, scale, float32(zp), lo, hi)
+				continue
+			}
+			// In chunks, reading ahead of the next row (see stream.go).
+			next := row(r + 1)
+			ext = extrema{kmin: math.MaxInt32, kmax: math.MinInt32}
+			for a := 0; a < cols; a += streamChunk {
+				b := min(a+streamChunk, cols)
+				t |= touch(src, (r+1)*cols+a+touchDistance, (r+1)*cols+b+touchDistance)
+				if symmetric {
+					ext.absMax = max(ext.absMax, quantizeRunInt8AbsMax(out[a:b], in[a:b], scale, lo, hi, next[a:b]))
+					continue
+				}
+				kmin, kmax := quantizeRunInt8MinMax(out[a:b], in[a:b], scale, float32(zp), lo, hi, next[a:b])
+				ext.kmin, ext.kmax = min(ext.kmin, kmin), max(ext.kmax, kmax)
 			}
 		}
 		bad.add(n)
+		touched.Store(t)
 	})
 	if bad.load() > 0 {
 		return CheckFinite(src)

@@ -131,11 +131,18 @@ func QuantizeInt4(dst []byte, src []float32, cols, blockSize int, scales []uint1
 		panicf("QuantizeInt4: %d blocks, len(scales) = %d, len(src) = %d, len(dst) = %d (want %d)",
 			blocks, len(scales), len(src), len(dst), len(src)/2)
 	}
+	chunk := blockSize * max(1, streamChunk/blockSize) // see stream.go
 	parallelFor(len(src), blockSize, func(lo, hi int) {
-		for k := lo / blockSize; k < hi/blockSize; k++ {
-			a, b := k*blockSize, (k+1)*blockSize
-			quantizeBlock(dst[a/2:b/2], src[a:b], scales[k])
+		var t uint32
+		for ; lo < hi; lo += chunk {
+			e := min(lo+chunk, hi)
+			t |= touch(src, lo+touchDistance, e+touchDistance)
+			for k := lo / blockSize; k < e/blockSize; k++ {
+				a, b := k*blockSize, (k+1)*blockSize
+				quantizeBlock(dst[a/2:b/2], src[a:b], scales[k])
+			}
 		}
+		touched.Store(t)
 	})
 }
 

@@ -241,14 +241,21 @@ func QuantizeInt8(dst []int8, src []float32, shape []int, axis int, scales []flo
 			fast[c].r, fast[c].k = reciprocal(scales[c], float32(zeroPoints[c]))
 		}
 	}
+	run := func(a, b, c int) {
+		quantizeRunInt8(dst[a:b], src[a:b], scales[c], float32(zeroPoints[c]), lo, hi)
+	}
 	parallelFor(len(src), 1, func(a, b int) {
-		if l.inner == 1 {
-			quantizeInterleavedInt8(dst[a:b], src[a:b], a%l.channels, fast, scales, zeroPoints, lo, hi)
-			return
+		var t uint32
+		for ; a < b; a += streamChunk { // see stream.go
+			e := min(a+streamChunk, b)
+			t |= touch(src, a+touchDistance, e+touchDistance)
+			if l.inner == 1 {
+				quantizeInterleavedInt8(dst[a:e], src[a:e], a%l.channels, fast, scales, zeroPoints, lo, hi)
+			} else {
+				l.forRuns(a, e, run)
+			}
 		}
-		l.forRuns(a, b, func(a, b, c int) {
-			quantizeRunInt8(dst[a:b], src[a:b], scales[c], float32(zeroPoints[c]), lo, hi)
-		})
+		touched.Store(t)
 	})
 }
 
