@@ -103,7 +103,15 @@ func ToFloat16(dst []uint16, src []float32) error {
 	}
 	var bad atomicCount
 	parallelFor(len(src), 1, func(lo, hi int) {
-		if n := toFloat16(dst[lo:hi], src[lo:hi]); n > 0 {
+		var t uint32
+		n := 0
+		for a := lo; a < hi; a += streamChunk { // read ahead in bursts: see stream.go
+			e := min(a+streamChunk, hi)
+			t |= touch(src, a+touchDistance, e+touchDistance)
+			n += toFloat16(dst[a:e], src[a:e])
+		}
+		touched.Store(t)
+		if n > 0 {
 			bad.add(n)
 		}
 	})
