@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"sync"
 	"unsafe"
 
@@ -33,25 +32,9 @@ type params struct {
 	// reference makes the job write the dequantized weights as float32
 	// instead of the quantized bytes (Quantize.Reference).
 	reference bool
-	err       errorTotals
-}
-
-// errorTotals accumulates the quantization error of a tensor as its chunks
-// are written.
-type errorTotals struct {
-	measured      bool
-	signal, noise float64
-	maxAbs        float64
-}
-
-func (e *errorTotals) add(ref, got []float32) {
-	e.measured = true
-	for i, x := range ref {
-		d := float64(x) - float64(got[i])
-		e.signal += float64(float64(x) * float64(x))
-		e.noise += float64(d * d)
-		e.maxAbs = math.Max(e.maxAbs, math.Abs(d))
-	}
+	// errs accumulates the quantization error as the chunks are written
+	// (metrics on); errs.N is 0 when nothing was measured.
+	errs quant.ErrorSums
 }
 
 // rows views the tensor as rows of rowElems elements: the unit in which it
@@ -238,7 +221,7 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			}
 		}
 		if metrics {
-			j.err.add(x, back[:len(x)])
+			j.errs.Add(x, back[:len(x)])
 		}
 		if j.reference {
 			b = quant.Float32Bytes(back[:len(x)])

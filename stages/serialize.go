@@ -89,7 +89,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 			}
 			s.Log.Info().Msg(note)
 		}
-		if !j.err.measured {
+		if j.errs.N == 0 {
 			continue
 		}
 		for _, g := range j.tensors {
@@ -100,16 +100,18 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 	return nil
 }
 
-// metric reports the job's measured error; a perfect reconstruction has
-// an SQNR of +Inf, which JSON cannot carry, so it is reported as 999 dB.
+// metric reports the job's measured error. JSON cannot carry infinities:
+// a perfect reconstruction (SQNR +Inf) is reported as 999 dB, and the
+// values are clamped to ±999 in general.
 func (j *bufferJob) metric(name string) pipeline.TensorMetric {
-	e := j.err
-	t := pipeline.TensorMetric{Tensor: name, Scheme: j.req.sc.name, MaxAbs: e.maxAbs, SQNR: 999}
-	if e.noise > 0 && e.signal > 0 {
-		t.SQNR = math.Min(999, 10*math.Log10(e.signal/e.noise))
-		t.RelL2 = math.Sqrt(e.noise / e.signal)
+	m := j.errs.Metrics()
+	clamp := func(x float64) float64 {
+		if math.IsNaN(x) {
+			return 999
+		}
+		return math.Max(-999, math.Min(999, x))
 	}
-	return t
+	return pipeline.TensorMetric{Tensor: name, Scheme: j.req.sc.name, SQNR: clamp(m.SQNR), MaxAbs: clamp(m.MaxAbs), RelL2: clamp(m.RelL2)}
 }
 
 // checkOutputPath refuses to write over the input.

@@ -47,6 +47,60 @@ type Metrics struct {
 // that its float64 rounding does not depend on how the work was split.
 const compareChunk = 1 << 12
 
+// ErrorSums accumulates what Metrics is computed from, over a tensor seen
+// in pieces (a quantized weight streamed a chunk at a time). The sums run
+// in float64 in the order the pieces are added, so the same pieces in the
+// same order give the same Metrics.
+type ErrorSums struct {
+	Signal, Noise, MaxAbs float64 // Σref², Σ(ref−got)², max |ref−got|
+	N                     int     // elements added
+}
+
+// Add adds one piece: ref and its reconstruction got.
+func (e *ErrorSums) Add(ref, got []float32) {
+	if len(ref) != len(got) {
+		panicf("ErrorSums.Add: len(ref) = %d, len(got) = %d", len(ref), len(got))
+	}
+	g := got[:len(ref)]
+	for i, x := range ref {
+		d := float64(x) - float64(g[i])
+		// Explicit conversions keep the products rounded on their own
+		// (no fused multiply-add), the same on every CPU.
+		e.Signal += float64(float64(x) * float64(x))
+		e.Noise += float64(d * d)
+		if math.Abs(d) > e.MaxAbs { // NaN shows up in Noise instead
+			e.MaxAbs = math.Abs(d)
+		}
+	}
+	e.N += len(ref)
+}
+
+// merge adds the sums of another range that follows e's.
+func (e *ErrorSums) merge(o ErrorSums) {
+	e.Signal += o.Signal
+	e.Noise += o.Noise
+	e.MaxAbs = max(e.MaxAbs, o.MaxAbs)
+	e.N += o.N
+}
+
+// Metrics turns the sums into SQNR, max abs and relative L2.
+func (e ErrorSums) Metrics() Metrics {
+	if math.IsNaN(e.Signal) || math.IsNaN(e.Noise) {
+		return Metrics{SQNR: math.NaN(), MaxAbs: math.NaN(), RelL2: math.NaN()}
+	}
+	m := Metrics{MaxAbs: e.MaxAbs}
+	switch {
+	case e.Noise == 0:
+		m.SQNR, m.RelL2 = math.Inf(1), 0
+	case e.Signal == 0:
+		m.SQNR, m.RelL2 = math.Inf(-1), math.Inf(1)
+	default:
+		m.SQNR = 10 * math.Log10(e.Signal/e.Noise)
+		m.RelL2 = math.Sqrt(e.Noise / e.Signal)
+	}
+	return m
+}
+
 // Compare computes the Metrics of got against ref. Sums run in float64 over
 // fixed chunks added in order, so the result does not depend on SetWorkers.
 // A NaN anywhere in got or ref makes every metric NaN.
@@ -55,44 +109,16 @@ func Compare(ref, got []float32) Metrics {
 		panicf("Compare: len(ref) = %d, len(got) = %d", len(ref), len(got))
 	}
 	chunks := (len(ref) + compareChunk - 1) / compareChunk
-	type partial struct{ signal, noise, maxAbs float64 }
-	parts := make([]partial, chunks)
+	parts := make([]ErrorSums, chunks)
 	parallelFor(len(ref), compareChunk, func(lo, hi int) {
 		for c := lo / compareChunk; c*compareChunk < hi; c++ {
 			a, b := c*compareChunk, min(hi, (c+1)*compareChunk)
-			p := &parts[c]
-			r, g := ref[a:b], got[a:b]
-			g = g[:len(r)]
-			for i, x := range r {
-				d := float64(x) - float64(g[i])
-				// Explicit conversions keep the products rounded on their
-				// own (no fused multiply-add), the same on every CPU.
-				p.signal += float64(float64(x) * float64(x))
-				p.noise += float64(d * d)
-				if math.Abs(d) > p.maxAbs { // NaN shows up in noise instead
-					p.maxAbs = math.Abs(d)
-				}
-			}
+			parts[c].Add(ref[a:b], got[a:b])
 		}
 	})
-	var signal, noise, maxAbs float64
+	var total ErrorSums
 	for _, p := range parts {
-		signal += p.signal
-		noise += p.noise
-		maxAbs = max(maxAbs, p.maxAbs)
+		total.merge(p)
 	}
-	if math.IsNaN(signal) || math.IsNaN(noise) {
-		return Metrics{SQNR: math.NaN(), MaxAbs: math.NaN(), RelL2: math.NaN()}
-	}
-	m := Metrics{MaxAbs: maxAbs}
-	switch {
-	case noise == 0:
-		m.SQNR, m.RelL2 = math.Inf(1), 0
-	case signal == 0:
-		m.SQNR, m.RelL2 = math.Inf(-1), math.Inf(1)
-	default:
-		m.SQNR = 10 * math.Log10(signal/noise)
-		m.RelL2 = math.Sqrt(noise / signal)
-	}
-	return m
+	return total.Metrics()
 }
