@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"unsafe"
 
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
@@ -163,7 +162,7 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	if metrics {
 		bp := getChunk(4 * n)
 		defer chunkPool.Put(bp)
-		back = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(*bp))), n)
+		back = quant.Float32s((*bp)[:4*n]) // a view: the pool's buffers are aligned
 	}
 	op := getChunk(max(j.chunkBytes(n), j.refBytes(n)))
 	defer chunkPool.Put(op)
@@ -209,11 +208,15 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 				quant.DequantizeInt4(back[:len(x)], b, rowElems, j.req.sc.block, sc)
 			}
 		case kindFP16:
-			h16 := uint16View(b)
+			h16 := quant.Uint16View(b)
+			view := h16 != nil
+			if !view {
+				h16 = make([]uint16, len(x))
+			}
 			if err := quant.ToFloat16(h16, x); err != nil {
 				return describe(err, r0)
 			}
-			if !nativeLittleEndian {
+			if !view {
 				quant.EncodeUint16LE(b, h16)
 			}
 			if metrics {
@@ -231,15 +234,6 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		}
 	}
 	return nil
-}
-
-// uint16View views b (from getChunk: 8-byte aligned) as uint16s when the
-// machine is little-endian; else it returns scratch the caller encodes.
-func uint16View(b []byte) []uint16 {
-	if nativeLittleEndian && len(b) > 0 {
-		return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
-	}
-	return make([]uint16, len(b)/2)
 }
 
 // outputLen is the size of the quantized buffer.
@@ -345,8 +339,3 @@ func newFloatSource(c tflite.Content) (*floatSource, error) {
 func (f *floatSource) floats(off, n int) []float32 {
 	return quant.Float32s(f.mem[4*off : 4*(off+n)])
 }
-
-var nativeLittleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()

@@ -26,6 +26,17 @@ func Int8Bytes(s []int8) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s))
 }
 
+// Uint16View returns b viewed as []uint16 without copying when this machine
+// is little-endian and b is 2-byte aligned, so that values written to the
+// view are b's little-endian encoding; nil otherwise (then encode with
+// EncodeUint16LE).
+func Uint16View(b []byte) []uint16 {
+	if !littleEndian || len(b) < 2 || uintptr(unsafe.Pointer(&b[0]))%2 != 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+}
+
 // BytesInt8 returns b viewed as []int8, without copying.
 func BytesInt8(b []byte) []int8 {
 	if len(b) == 0 {
