@@ -8,8 +8,10 @@ SCHEMA := internal/tflite/fb/schema.fbs
 
 all: build
 
+# A static binary: qpipe needs no C library (CGO off; zerolog's net import
+# would otherwise pull in the C resolver).
 build:
-	$(GO) build -o bin/qpipe ./cmd/qpipe
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/qpipe ./cmd/qpipe
 
 test:
 	$(GO) vet ./...
