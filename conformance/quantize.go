@@ -20,7 +20,7 @@ import (
 var ErrNotApplicable = errors.New("preset does not fit the model")
 
 // notFit is the phrase stages.Quantize uses for weights a scheme cannot
-// quantize (stages/quantize.go, mismatchError).
+// quantize (stages/resolve.go, mismatchError).
 const notFit = "do not fit the recipe"
 
 // Quantize runs `qpipe quantize --recipe preset in out` in process: load,

@@ -8,4 +8,11 @@
 // data is produced; the quantized bytes themselves are computed while
 // serialize streams the file out, a chunk of rows at a time, so memory does
 // not grow with the model.
+//
+// The quantize stage (quantize.go) only orchestrates its steps, each in its
+// own file: resolve.go picks and checks each reader's scheme, group.go gives
+// disagreeing readers their own tensors and buffers, params.go computes the
+// parameters (kernels.go holds the per-buffer kernels and writer),
+// rewrite.go changes the tables and inserts DEQUANTIZE ops, plan.go fills
+// in the plan.
 package stages

@@ -1,0 +1,61 @@
+package stages
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// updatePlan fills in each weight's scheme and output size. A weight's
+// bytes_out counts each quantized buffer once (with its scales), plus the
+// float original when some reader still needs it.
+func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs []*bufferJob, fallbacks map[*weightUse]string) {
+	type orig struct{ sg, tensor int }
+	out := map[orig]int64{}
+	keepsFloat := map[orig]bool{}
+	schemes := map[orig][]string{}
+	blocks := map[orig]int{}
+	from := map[orig]string{}
+	for _, j := range jobs {
+		for gi, g := range j.tensors {
+			o := orig{g.sg, g.tensor}
+			if g.dupOf >= 0 {
+				o.tensor = g.dupOf
+				keepsFloat[o] = true
+				p.Notes = append(p.Notes, fmt.Sprintf("%s: its readers disagree: duplicated as %q for %s", tensorLabel(m.Meta.Subgraphs[g.sg].Tensors[g.dupOf], g.sg, g.dupOf), m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Name, g.req.sc.name))
+			}
+			if gi == 0 {
+				out[o] += j.outLen + j.scaleLen()
+			}
+			schemes[o] = append(schemes[o], g.req.sc.name)
+			if g.req.sc.kind == kindInt4Block {
+				blocks[o] = g.req.sc.block
+			}
+			for _, u := range g.uses {
+				if f, ok := fallbacks[u]; ok {
+					from[o] = f
+				}
+			}
+		}
+	}
+	for _, w := range p.Weights {
+		o := orig{w.Subgraph, w.Tensor}
+		names := dedupe(schemes[o])
+		if len(names) == 0 {
+			continue
+		}
+		name := strings.Join(names, "+")
+		w.Scheme = &name
+		if b, ok := blocks[o]; ok {
+			w.BlockSize = &b
+		}
+		w.Fallback = from[o]
+		w.BytesOut = out[o]
+		if keepsFloat[o] {
+			w.BytesOut += w.BytesIn
+		}
+	}
+	p.Sum()
+}
