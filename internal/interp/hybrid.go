@@ -1,0 +1,141 @@
+package interp
+
+import (
+	"math"
+
+	"github.com/qpipe/qpipe/internal/quant"
+)
+
+// Hybrid ("dynamic range") kernels: float activations, int8 or int4
+// weights. The runtime quantizes the activations on the fly and multiplies
+// integers; these functions reproduce its arithmetic (see doc.go for the
+// sources).
+
+// rowQuant is one activation row's dynamic quantization: q = clamp(rint(x ·
+// mult) + zp) and x ≈ (q − zp)·scale.
+type rowQuant struct {
+	scale float32 // dequantization scale (XNNPACK's inv_scale)
+	zp    int32
+}
+
+// quantizeRowAsym quantizes one row as XNNPACK's f32→qd8 convert does
+// (xnn_f32_qd8_asymmetric_quantization_params + f32-qs8-vcvt): the range is
+// [min(0, min x), max(0, max x)] mapped onto [−128, 127], the zero point
+// nudged to an integer (round half to even), the scale 1/multiplier; each
+// value is multiplied by 1/scale, rounded half to even and offset by the
+// zero point, saturating.
+func quantizeRowAsym(dst []int8, src []float32) rowQuant {
+	lo, hi := float32(0), float32(0)
+	for _, v := range src {
+		lo = min(lo, v)
+		hi = max(hi, v)
+	}
+	const qmin, qmax = float32(-128), float32(127)
+	mult := float32(1)
+	if lo != hi {
+		mult = (qmax - qmin) / (hi - lo)
+	}
+	dmin := lo * mult
+	dmax := hi * mult
+	var zpf float32
+	if (qmin+dmin)+(qmax+dmax) > 0 {
+		zpf = qmin - dmin
+	} else {
+		zpf = qmax - dmax
+	}
+	zpf = min(max(zpf, qmin), qmax)
+	zp := int32(math.RoundToEven(float64(zpf)))
+	scale := 1 / mult
+	conv := 1 / scale
+	lim0, lim1 := float32(-128-zp), float32(127-zp)
+	for i, v := range src {
+		x := v * conv
+		x = min(max(x, lim0), lim1)
+		dst[i] = int8(int32(math.RoundToEven(float64(x))) + zp)
+	}
+	return rowQuant{scale: scale, zp: zp}
+}
+
+// hybridFC computes out[m·N+n] for float rows a [M,K] against quantized
+// weight rows (int8 or int4, per-channel or blockwise): the activations are
+// quantized per row, multiplied in int32, and scaled back as XNNPACK's
+// qd8-f32-qc8w / qc4w / qb4w GEMMs do. bias may be nil.
+func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []float32) {
+	qa := make([]int8, M*K)
+	rq := make([]rowQuant, M)
+	for m := 0; m < M; m++ {
+		rq[m] = quantizeRowAsym(qa[m*K:(m+1)*K], a[m*K:(m+1)*K])
+	}
+	scratch := make([][]int8, max(threads, 1))
+	accs := make([][]int32, max(threads, 1))
+	parallel(threads, N, nBlock, func(worker, lo, hi int) {
+		var rows []int8
+		if w.kind == wInt8 {
+			rows = quant.BytesInt8(w.raw[lo*K : hi*K])
+		} else {
+			if scratch[worker] == nil {
+				scratch[worker] = make([]int8, nBlock*K)
+			}
+			rows = scratch[worker][:(hi-lo)*K]
+			w.ints(rows, lo*K)
+		}
+		// Σ_k w over the row (or block) corrects for the zero point:
+		// Σ (q−zp)·w = Σ q·w − zp·Σ w.
+		if accs[worker] == nil {
+			accs[worker] = make([]int32, M*nBlock)
+		}
+		acc := accs[worker]
+		if w.block == 0 {
+			clear(acc)
+			gemmI8(acc, hi-lo, qa, M, K, rows, lo, hi, 0, K)
+			for n := lo; n < hi; n++ {
+				ws := rowSum(rows[(n-lo)*K : (n-lo+1)*K])
+				s, _ := w.channel(n * K)
+				for m := 0; m < M; m++ {
+					v := acc[m*(hi-lo)+n-lo] - rq[m].zp*ws
+					y := float32(float32(v)*rq[m].scale) * s
+					if bias != nil {
+						y += bias[n]
+					}
+					out[m*N+n] = y
+				}
+			}
+			return
+		}
+		B := w.block
+		for n := lo; n < hi; n++ {
+			for m := 0; m < M; m++ {
+				out[m*N+n] = 0
+			}
+		}
+		for k0 := 0; k0 < K; k0 += B {
+			clear(acc)
+			gemmI8(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B)
+			for n := lo; n < hi; n++ {
+				ws := rowSum(rows[(n-lo)*K+k0 : (n-lo)*K+k0+B])
+				s := w.bscaleBF16[(n*K+k0)/B]
+				for m := 0; m < M; m++ {
+					v := acc[m*(hi-lo)+n-lo] - rq[m].zp*ws
+					out[m*N+n] += float32(v) * s
+				}
+			}
+		}
+		for n := lo; n < hi; n++ {
+			for m := 0; m < M; m++ {
+				y := out[m*N+n] * rq[m].scale
+				if bias != nil {
+					y += bias[n]
+				}
+				out[m*N+n] = y
+			}
+		}
+	})
+}
+
+func rowSum(r []int8) int32 {
+	var s int32
+	for _, v := range r {
+		s += int32(v)
+	}
+	return s
+}

@@ -1,0 +1,211 @@
+package interp
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// The matrix multiplies: out[m][n] = Σ_k a[m][k]·W[n][k] with W addressed
+// as rows of a weight view ("NT" layout: FULLY_CONNECTED's [out, in]).
+//
+// Work is split by blocks of nBlock weight rows (output columns), claimed
+// by Threads workers; every output element is computed by one worker with
+// one fixed summation order (k ascending, one accumulator), so the result
+// is bit-identical for any thread count. A worker dequantizes its block of
+// weight rows into scratch (a float32 weight of the mapped file is read in
+// place) and multiplies it with every row of a, 4×4 outputs at a time.
+
+// nBlock is how many weight rows a worker takes at a time.
+const nBlock = 16
+
+// parallel calls f on the blocks [lo, hi) of [0, n) of size grain, from up
+// to threads goroutines.
+func parallel(threads, n, grain int, f func(worker, lo, hi int)) {
+	blocks := (n + grain - 1) / grain
+	if threads > blocks {
+		threads = blocks
+	}
+	if threads <= 1 {
+		for lo := 0; lo < n; lo += grain {
+			f(0, lo, min(lo+grain, n))
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < threads; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				b := int(next.Add(1) - 1)
+				if b >= blocks {
+					return
+				}
+				lo := b * grain
+				f(w, lo, min(lo+grain, n))
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+// matmulF32 computes out[m·N+n] = Σ_k a[m·K+k]·W[wOff+n·K+k] for m < M,
+// n < N, where W is w's elements decoded as floats.
+func matmulF32(threads int, out, a []float32, M, K, N int, w *weight, wOff int) {
+	scratch := make([][]float32, max(threads, 1))
+	parallel(threads, N, nBlock, func(worker, lo, hi int) {
+		var rows []float32
+		if w.kind == wFloat32 {
+			rows = w.f32[wOff+lo*K : wOff+hi*K]
+		} else {
+			if scratch[worker] == nil {
+				scratch[worker] = make([]float32, nBlock*K)
+			}
+			rows = scratch[worker][:(hi-lo)*K]
+			w.decode(rows, wOff+lo*K)
+		}
+		gemmF32(out, N, a, M, K, rows, lo, hi)
+	})
+}
+
+// gemmF32 multiplies a [M,K] by the weight rows b (rows lo..hi of W, each
+// K long) into out columns lo..hi.
+func gemmF32(out []float32, N int, a []float32, M, K int, b []float32, lo, hi int) {
+	n := lo
+	for ; n+4 <= hi; n += 4 {
+		b0 := b[(n-lo)*K : (n-lo+1)*K]
+		b1 := b[(n-lo+1)*K : (n-lo+2)*K]
+		b2 := b[(n-lo+2)*K : (n-lo+3)*K]
+		b3 := b[(n-lo+3)*K : (n-lo+4)*K]
+		m := 0
+		for ; m+2 <= M; m += 2 {
+			a0 := a[m*K : m*K+K]
+			a1 := a[(m+1)*K : (m+1)*K+K]
+			var s00, s01, s02, s03, s10, s11, s12, s13 float32
+			for k := range a0 {
+				x0, x1 := a0[k], a1[k]
+				y0, y1, y2, y3 := b0[k], b1[k], b2[k], b3[k]
+				s00 += x0 * y0
+				s01 += x0 * y1
+				s02 += x0 * y2
+				s03 += x0 * y3
+				s10 += x1 * y0
+				s11 += x1 * y1
+				s12 += x1 * y2
+				s13 += x1 * y3
+			}
+			o := out[m*N+n : m*N+n+4]
+			o[0], o[1], o[2], o[3] = s00, s01, s02, s03
+			o = out[(m+1)*N+n : (m+1)*N+n+4]
+			o[0], o[1], o[2], o[3] = s10, s11, s12, s13
+		}
+		for ; m < M; m++ {
+			a0 := a[m*K : m*K+K]
+			var s0, s1, s2, s3 float32
+			for k := range a0 {
+				x0 := a0[k]
+				s0 += x0 * b0[k]
+				s1 += x0 * b1[k]
+				s2 += x0 * b2[k]
+				s3 += x0 * b3[k]
+			}
+			o := out[m*N+n : m*N+n+4]
+			o[0], o[1], o[2], o[3] = s0, s1, s2, s3
+		}
+	}
+	for ; n < hi; n++ {
+		b0 := b[(n-lo)*K : (n-lo+1)*K]
+		for m := 0; m < M; m++ {
+			out[m*N+n] = dotF32(a[m*K:m*K+K], b0)
+		}
+	}
+}
+
+// dotF32 is Σ a[k]·b[k], k ascending, one accumulator: the order every
+// matmul path uses.
+func dotF32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s float32
+	for k, x := range a {
+		s += x * b[k]
+	}
+	return s
+}
+
+// matmulNaive is the reference loop the benchmarks compare with.
+func matmulNaive(out, a []float32, M, K, N int, w []float32) {
+	for m := 0; m < M; m++ {
+		for n := 0; n < N; n++ {
+			out[m*N+n] = dotF32(a[m*K:m*K+K], w[n*K:n*K+K])
+		}
+	}
+}
+
+// gemmI8 computes the int32 dot products of a's rows (M×K int8, row stride
+// K) with weight rows b (rows lo..hi, each K long) over k in [k0, k1),
+// adding them to acc[m·ldc+n−lo].
+func gemmI8(acc []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 int) {
+	n := lo
+	for ; n+4 <= hi; n += 4 {
+		b0 := b[(n-lo)*K+k0 : (n-lo)*K+k1]
+		b1 := b[(n-lo+1)*K+k0 : (n-lo+1)*K+k1]
+		b2 := b[(n-lo+2)*K+k0 : (n-lo+2)*K+k1]
+		b3 := b[(n-lo+3)*K+k0 : (n-lo+3)*K+k1]
+		m := 0
+		for ; m+2 <= M; m += 2 {
+			a0 := a[m*K+k0 : m*K+k1]
+			a1 := a[(m+1)*K+k0 : (m+1)*K+k1]
+			var s00, s01, s02, s03, s10, s11, s12, s13 int32
+			for k := range a0 {
+				x0, x1 := int32(a0[k]), int32(a1[k])
+				y0, y1, y2, y3 := int32(b0[k]), int32(b1[k]), int32(b2[k]), int32(b3[k])
+				s00 += x0 * y0
+				s01 += x0 * y1
+				s02 += x0 * y2
+				s03 += x0 * y3
+				s10 += x1 * y0
+				s11 += x1 * y1
+				s12 += x1 * y2
+				s13 += x1 * y3
+			}
+			o := acc[m*ldc+n-lo : m*ldc+n-lo+4]
+			o[0] += s00
+			o[1] += s01
+			o[2] += s02
+			o[3] += s03
+			o = acc[(m+1)*ldc+n-lo : (m+1)*ldc+n-lo+4]
+			o[0] += s10
+			o[1] += s11
+			o[2] += s12
+			o[3] += s13
+		}
+		for ; m < M; m++ {
+			a0 := a[m*K+k0 : m*K+k1]
+			var s0, s1, s2, s3 int32
+			for k := range a0 {
+				x0 := int32(a0[k])
+				s0 += x0 * int32(b0[k])
+				s1 += x0 * int32(b1[k])
+				s2 += x0 * int32(b2[k])
+				s3 += x0 * int32(b3[k])
+			}
+			o := acc[m*ldc+n-lo : m*ldc+n-lo+4]
+			o[0] += s0
+			o[1] += s1
+			o[2] += s2
+			o[3] += s3
+		}
+	}
+	for ; n < hi; n++ {
+		b0 := b[(n-lo)*K+k0 : (n-lo)*K+k1]
+		for m := 0; m < M; m++ {
+			a0 := a[m*K+k0 : m*K+k1]
+			var s int32
+			for k, x := range a0 {
+				s += int32(x) * int32(b0[k])
+			}
+			acc[m*ldc+n-lo] += s
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package interp
+
+import (
+	"math"
+
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// Reductions (MEAN, SUM, REDUCE_MAX, REDUCE_MIN, REDUCE_PROD) over the axes
+// of input 1, keep_dims from ReducerOptions, and SOFTMAX / LOG_SOFTMAX.
+
+type reducer struct {
+	init float64
+	add  func(acc, x float64) float64
+	fin  func(acc float64, n int) float64
+}
+
+var reducers = map[fb.BuiltinOperator]reducer{
+	fb.BuiltinOperatorMEAN: {0, func(a, x float64) float64 { return a + x }, func(a float64, n int) float64 { return a / float64(n) }},
+	fb.BuiltinOperatorSUM:  {0, func(a, x float64) float64 { return a + x }, func(a float64, n int) float64 { return a }},
+	fb.BuiltinOperatorREDUCE_PROD: {1, func(a, x float64) float64 { return a * x }, func(a float64, n int) float64 { return a }},
+	fb.BuiltinOperatorREDUCE_MAX: {math.Inf(-1), func(a, x float64) float64 {
+		if x != x || a != a {
+			return math.NaN()
+		}
+		return max(a, x)
+	}, func(a float64, n int) float64 { return a }},
+	fb.BuiltinOperatorREDUCE_MIN: {math.Inf(1), func(a, x float64) float64 {
+		if x != x || a != a {
+			return math.NaN()
+		}
+		return min(a, x)
+	}, func(a float64, n int) float64 { return a }},
+}
+
+func reduceKernel(code fb.BuiltinOperator) *kernel {
+	r := reducers[code]
+	return &kernel{
+		check: func(c *opCtx) error {
+			if err := c.arity(2, 2, 1); err != nil {
+				return err
+			}
+			if err := c.typeIn(0, f32Only...); err != nil {
+				return err
+			}
+			return c.typeIn(1, intTypes...)
+		},
+		run: func(c *opCtx) error {
+			x, err := c.f32(0)
+			if err != nil {
+				return err
+			}
+			axes, err := c.intsIn(1)
+			if err != nil {
+				return err
+			}
+			keep := false
+			if o, ok := builtinOptions(c.p.op).(*fb.ReducerOptionsT); ok && o != nil {
+				keep = o.KeepDims
+			}
+			rank := len(x.Shape)
+			red := make([]bool, rank)
+			for _, a := range axes {
+				n, ok := normAxis(a, rank)
+				if !ok {
+					return c.errf("axis %d out of range for shape %v", a, x.Shape)
+				}
+				red[n] = true
+			}
+			var shape, kept []int
+			for i, d := range x.Shape {
+				if red[i] {
+					kept = append(kept, 1)
+					if keep {
+						shape = append(shape, 1)
+					}
+				} else {
+					kept = append(kept, d)
+					shape = append(shape, d)
+				}
+			}
+			if shape == nil {
+				shape = []int{}
+			}
+			out := NewTensor(fb.TensorTypeFLOAT32, shape)
+			acc := make([]float64, len(out.F32))
+			for i := range acc {
+				acc[i] = r.init
+			}
+			// Each input element goes to the output of its kept indices.
+			oi := broadcastIndex(kept, x.Shape) // maps input element -> kept element
+			// broadcastIndex maps out->in; here we need in->out: kept is the
+			// smaller shape, and broadcastIndex(kept, x.Shape)[i] is exactly
+			// the kept element input element i reduces into.
+			for i, v := range x.F32 {
+				acc[oi[i]] = r.add(acc[oi[i]], float64(v))
+			}
+			n := 1
+			for i, d := range x.Shape {
+				if red[i] {
+					n *= d
+				}
+			}
+			for i, a := range acc {
+				out.F32[i] = float32(r.fin(a, n))
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+func softmaxKernel(logSoftmax bool) *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			if err := c.arity(1, 1, 1); err != nil {
+				return err
+			}
+			return c.typeIn(0, f32Only...)
+		},
+		run: func(c *opCtx) error {
+			x, err := c.f32(0)
+			if err != nil {
+				return err
+			}
+			beta := float64(1)
+			if o, ok := builtinOptions(c.p.op).(*fb.SoftmaxOptionsT); ok && o != nil && !logSoftmax {
+				beta = float64(o.Beta)
+			}
+			if len(x.Shape) == 0 {
+				return c.errf("softmax of a scalar")
+			}
+			d := x.Shape[len(x.Shape)-1]
+			out := NewTensor(fb.TensorTypeFLOAT32, x.Shape)
+			for r := 0; r+d <= len(x.F32) && d > 0; r += d {
+				row := x.F32[r : r+d]
+				mx := math.Inf(-1)
+				for _, v := range row {
+					mx = max(mx, float64(v))
+				}
+				sum := 0.0
+				for _, v := range row {
+					sum += math.Exp(beta * (float64(v) - mx))
+				}
+				for i, v := range row {
+					if logSoftmax {
+						out.F32[r+i] = float32(float64(v) - mx - math.Log(sum))
+					} else {
+						out.F32[r+i] = float32(math.Exp(beta*(float64(v)-mx)) / sum)
+					}
+				}
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
