@@ -14,6 +14,7 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/litert"
+	"github.com/qpipe/qpipe/internal/modelinput"
 	"github.com/qpipe/qpipe/internal/tflite"
 )
 
@@ -78,7 +79,9 @@ type result struct {
 	// cost of rounding the weights alone).
 	vsFloat, vsRef, refVsFloat Errors
 	problems                   []string // outputs that cannot be compared
-	reads                      []WeightRead
+	// quantOut are the quantized model's outputs on the runtime.
+	quantOut outputs
+	reads    []WeightRead
 }
 
 func (r *result) name() string { return r.model.short() + "/" + r.preset }
@@ -159,7 +162,7 @@ func (s *suite) loadModel(path string) (*model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.vocab = litert.VocabSize(tm.Meta)
+	m.vocab = modelinput.VocabSize(tm.Meta)
 	m.class, m.weightOps = ClassOf(tm)
 	tm.Close()
 	info, err := s.runner.Info(path)
@@ -225,6 +228,7 @@ func (s *suite) runCase(m *model, preset string) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.quantOut = quantOut
 	c := compare(m, res.refOut, m.float)
 	res.refVsFloat = c.Errors()
 	res.problems = append(res.problems, prefixed("reference vs float: ", c.Problems)...)

@@ -3,6 +3,9 @@ package litert
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/qpipe/qpipe/internal/modelinput"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 // RandomInputs returns deterministic pseudo-random values for the inputs of
@@ -31,43 +34,32 @@ func RandomTensors(inputs []TensorInfo, seed int64, vocab int) []Tensor {
 	return out
 }
 
+// VocabSize is modelinput.VocabSize: the id range of the model's int32
+// token inputs, for RandomInputs.
+func VocabSize(meta *fb.ModelT) int { return modelinput.VocabSize(meta) }
+
 // randomData draws n elements for input index of a request with the given
-// seed: a Weyl sequence (step 0x9E3779B9) started at lo32(seed) ^ hi32(seed)
-// ^ (index+1)*0x9E3779B9, each step mixed by murmur3's 32-bit finalizer.
-// runner.mjs (seededFill) implements the same sequence.
+// seed from modelinput's Stream, which runner.mjs (seededFill) implements
+// too.
 func randomData(dtype string, n int, seed int64, index, vocab int) []byte {
-	const golden = 0x9E3779B9
-	state := uint32(seed) ^ uint32(uint64(seed)>>32) ^ uint32(index+1)*golden
-	next := func() uint32 {
-		state += golden
-		z := state
-		z = (z ^ z>>16) * 0x85EBCA6B
-		z = (z ^ z>>13) * 0xC2B2AE35
-		return z ^ z>>16
-	}
-	ids := uint32(4)
-	if vocab > 0 {
-		ids = uint32(vocab)
-	}
+	s := modelinput.NewStream(seed, index)
 	switch dtype {
 	case "float32":
 		data := make([]byte, 4*n)
 		for k := 0; k < n; k++ {
-			// 24 random bits scaled to [-1, 1): exact in float32.
-			f := float32(int32(next()>>8)-1<<23) / (1 << 23)
-			binary.LittleEndian.PutUint32(data[4*k:], math.Float32bits(f))
+			binary.LittleEndian.PutUint32(data[4*k:], math.Float32bits(s.Float()))
 		}
 		return data
 	case "int32":
 		data := make([]byte, 4*n)
 		for k := 0; k < n; k++ {
-			binary.LittleEndian.PutUint32(data[4*k:], next()%ids)
+			binary.LittleEndian.PutUint32(data[4*k:], s.Below(uint32(max(vocab, 0))))
 		}
 		return data
 	case "uint8":
 		data := make([]byte, n)
 		for k := range data {
-			data[k] = byte(next() >> 24)
+			data[k] = byte(s.Next() >> 24)
 		}
 		return data
 	default:

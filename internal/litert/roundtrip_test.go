@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qpipe/qpipe/internal/modelinput"
 	"github.com/qpipe/qpipe/internal/tflite"
 )
 
@@ -71,7 +72,7 @@ func TestRoundTripRunsBitIdentical(t *testing.T) {
 				t.Fatalf("the runtime refuses %s (add it to runtimeRefuses if that is expected): %v", name, err)
 			}
 
-			vocab := VocabSize(m.Meta)
+			vocab := modelinput.VocabSize(m.Meta)
 			for _, sig := range info.Signatures {
 				for _, seed := range roundTripSeeds {
 					inputs := RandomTensors(sig.Inputs, seed, vocab)

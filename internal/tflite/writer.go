@@ -43,6 +43,12 @@ type WriteOptions struct {
 	// WriteFile leaves writeback to the kernel, which on a slow disk is
 	// most of the time of a large quantization.
 	Sync bool
+
+	// Check, when set, is called by WriteFile with the path of the
+	// complete, closed temporary file, before it is renamed into place
+	// (an accuracy gate reads the written model there). An error from it
+	// removes the temporary file and is returned: path is not written.
+	Check func(tmpPath string) error
 }
 
 // InlineLimit is the inline file size above which LayoutAuto chooses the
@@ -156,6 +162,11 @@ func WriteFile(path string, m *Model, opts WriteOptions) (err error) {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("tflite: %w", err)
+	}
+	if opts.Check != nil {
+		if err := opts.Check(f.Name()); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("tflite: %w", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -409,6 +410,45 @@ func TestWriteFileNoPartialOutput(t *testing.T) {
 				t.Errorf("left behind: %v", ents)
 			}
 		})
+	}
+}
+
+// WriteOptions.Check sees the complete model at the temporary path before
+// the rename; its error leaves nothing behind, its success the same bytes
+// as a write without it.
+func TestWriteFileCheck(t *testing.T) {
+	m := syntheticModel(4, 4, Bytes(make([]byte, 64)), pattern(1, 5000))
+	dir := t.TempDir()
+	plain, checked := filepath.Join(dir, "plain.tflite"), filepath.Join(dir, "checked.tflite")
+	if err := WriteFile(plain, m, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(plain)
+	var seen string
+	err := WriteFile(checked, m, WriteOptions{Check: func(tmp string) error {
+		seen = tmp
+		if _, err := os.Stat(checked); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the output exists while it is checked: %v", err)
+		}
+		got, err := os.ReadFile(tmp)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("the checked temporary file is not the complete model (%v)", err)
+		}
+		return nil
+	}})
+	if err != nil || filepath.Dir(seen) != dir {
+		t.Fatalf("WriteFile: %v; checked %q", err, seen)
+	}
+	if got, _ := os.ReadFile(checked); !bytes.Equal(got, want) {
+		t.Error("a passing check changed the bytes")
+	}
+	refused := errors.New("refused")
+	failed := filepath.Join(dir, "failed.tflite")
+	if err := WriteFile(failed, m, WriteOptions{Check: func(string) error { return refused }}); !errors.Is(err, refused) {
+		t.Errorf("failing check: %v, want its error", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("a failing check left files behind: %v", ents)
 	}
 }
 
