@@ -1,5 +1,7 @@
 package pipeline
 
+import "sort"
+
 // Plan is the per-weight plan of one job branch: what `qpipe plan --json`
 // prints. Its JSON form is stable: fields are only ever added.
 type Plan struct {
@@ -62,22 +64,71 @@ type Totals struct {
 // weights once.
 func (p *Plan) Sum() {
 	t := Totals{FileBytesIn: p.Totals.FileBytesIn}
-	seen := map[uint32]bool{}
-	for _, w := range p.Weights {
+	p.count(func(w *WeightPlan, in, out int64) {
 		t.Weights++
 		if w.Scheme != nil {
 			t.Quantized++
+		}
+		t.BytesIn += in
+		t.BytesOut += out
+	})
+	p.Totals = t
+}
+
+// Unchanged is the scheme name SizesByRole gives weights left as they are.
+const Unchanged = "unchanged"
+
+// SizesByRole sums the weights' bytes per role and scheme, counting a
+// shared buffer once as Sum does; sorted by role, then scheme.
+func (p *Plan) SizesByRole() []SizeShare {
+	type key struct{ role, scheme string }
+	sums := map[key]*SizeShare{}
+	p.count(func(w *WeightPlan, in, out int64) {
+		k := key{w.Role, Unchanged}
+		if w.Scheme != nil {
+			k.scheme = *w.Scheme
+		}
+		s := sums[k]
+		if s == nil {
+			s = &SizeShare{Role: k.role, Scheme: k.scheme}
+			sums[k] = s
+		}
+		s.Tensors++
+		s.BytesIn += in
+		s.BytesOut += out
+	})
+	out := make([]SizeShare, 0, len(sums))
+	for _, s := range sums {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Role != out[j].Role {
+			return out[i].Role < out[j].Role
+		}
+		return out[i].Scheme < out[j].Scheme
+	})
+	return out
+}
+
+// count calls f for every weight with the bytes it adds to the totals: a
+// buffer shared by several weights counts its input once, and its output
+// once too unless the quantize stage already split it among them.
+func (p *Plan) count(f func(w *WeightPlan, in, out int64)) {
+	seen := map[uint32]bool{}
+	for _, w := range p.Weights {
+		var in, out int64
+		if w.Scheme != nil {
 			// The quantize stage already counts a shared output once.
-			t.BytesOut += w.BytesOut
+			out = w.BytesOut
 		} else if !seen[w.Buffer] {
-			t.BytesOut += w.BytesOut
+			out = w.BytesOut
 		}
 		if !seen[w.Buffer] {
 			seen[w.Buffer] = true
-			t.BytesIn += w.BytesIn
+			in = w.BytesIn
 		}
+		f(w, in, out)
 	}
-	p.Totals = t
 }
 
 // Clone copies the plan deeply enough for a branch to fill in its own

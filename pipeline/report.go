@@ -1,12 +1,14 @@
 package pipeline
 
-// JobReport is one job's entry in `qpipe run --json`.
+// JobReport is one job's entry in `qpipe run --json`. Its JSON form is
+// stable: fields are only ever added.
 type JobReport struct {
 	Name        string          `json:"name"`
 	File        string          `json:"file"`
 	Status      string          `json:"status"` // "ok" or "failed"
 	Error       string          `json:"error"`
 	InputSHA256 string          `json:"input_sha256,omitempty"`
+	InputBytes  int64           `json:"input_bytes,omitempty"`
 	Seconds     float64         `json:"seconds"`
 	Outputs     []*OutputReport `json:"outputs"`
 }
@@ -19,6 +21,11 @@ type OutputReport struct {
 	Bytes   int64          `json:"bytes"`
 	Layout  string         `json:"layout"`
 	Tensors []TensorMetric `json:"tensors,omitempty"`
+	// Sizes are the weights' bytes by role and scheme (Plan.SizesByRole);
+	// the rest of the file is the graph and the constants no scheme reads.
+	Sizes []SizeShare `json:"sizes,omitempty"`
+	// Budget is set when a budget chose the schemes.
+	Budget *BudgetReport `json:"budget,omitempty"`
 }
 
 // TensorMetric is the quantization error of one written tensor, measured
@@ -26,7 +33,41 @@ type OutputReport struct {
 type TensorMetric struct {
 	Tensor string  `json:"tensor"`
 	Scheme string  `json:"scheme"`
+	Role   string  `json:"role,omitempty"`
+	Layer  *int    `json:"layer,omitempty"`
 	SQNR   float64 `json:"sqnr_db"`
 	MaxAbs float64 `json:"max_abs_err"`
 	RelL2  float64 `json:"rel_l2"`
+	// SensitivityKL is the output KL divergence measured with this weight
+	// alone quantized with its scheme (set when a budget measured it).
+	SensitivityKL *float64 `json:"sensitivity_kl,omitempty"`
+}
+
+// SizeShare is what the weights of one role stored with one scheme weigh,
+// before and after quantization.
+type SizeShare struct {
+	Role     string `json:"role"`
+	Scheme   string `json:"scheme"`
+	Tensors  int    `json:"tensors"`
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
+}
+
+// BudgetReport says what a budget asked for, what its mix is predicted to
+// give, and the same prediction for the uniform presets.
+type BudgetReport struct {
+	// SizeBytes or MaxKL is the budget.
+	SizeBytes      int64         `json:"size_bytes,omitempty"`
+	MaxKL          float64       `json:"max_kl,omitempty"`
+	PredictedBytes int64         `json:"predicted_bytes"`
+	PredictedKL    float64       `json:"predicted_kl"`
+	Presets        []PresetPoint `json:"presets,omitempty"`
+}
+
+// PresetPoint is a uniform preset's size and predicted KL divergence on the
+// same model and samples.
+type PresetPoint struct {
+	Recipe string  `json:"recipe"`
+	Bytes  int64   `json:"bytes"`
+	KL     float64 `json:"kl"`
 }

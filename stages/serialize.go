@@ -81,6 +81,12 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 			return err
 		}
 	}
+	planned := map[[2]int]*pipeline.WeightPlan{}
+	if s.Plan != nil {
+		for _, w := range s.Plan.Weights {
+			planned[[2]int{w.Subgraph, w.Tensor}] = w
+		}
+	}
 	for _, j := range ms.jobs {
 		if j.clamped > 0 {
 			note := fmt.Sprintf("%s: %d int4 block scale(s) raised to the smallest normal float16 (2^-14) so that the CPU runtime accepts them", j.label, j.clamped)
@@ -93,8 +99,19 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 			continue
 		}
 		for _, g := range j.tensors {
-			out.Tensors = append(out.Tensors, j.metric(ms.m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Name))
+			tm := j.metric(ms.m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Name)
+			orig := g.tensor
+			if g.dupOf >= 0 {
+				orig = g.dupOf
+			}
+			if w := planned[[2]int{g.sg, orig}]; w != nil {
+				tm.Role, tm.Layer = w.Role, w.Layer
+			}
+			out.Tensors = append(out.Tensors, tm)
 		}
+	}
+	if s.Plan != nil {
+		out.Sizes = s.Plan.SizesByRole()
 	}
 	s.Output = out
 	return nil

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,7 +18,7 @@ import (
 func init() {
 	register(command{
 		name:    "run",
-		usage:   "[--keep-going] [--json] [--fsync] [--strict-reference] JOB.yaml...",
+		usage:   "[--keep-going] [--json] [--report DIR] [--fsync] [--strict-reference] JOB.yaml...",
 		summary: "run job files: load, annotate, quantize, verify, serialize; a summary at the end",
 		run:     runCmd,
 	})
@@ -28,9 +29,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
 	keepGoing := fs.Bool("keep-going", false, "run every job even after one failed")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
+	reportDir := fs.String("report", "", "also write the report as an HTML page, DIR/report.html")
 	fsync := fs.Bool("fsync", false, "flush each output to the disk before reporting it written")
 	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales (outputs the CPU runtime may refuse)")
-	flags, jobs := flagArgs(args, nil)
+	flags, jobs := flagArgs(args, map[string]bool{"report": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}
@@ -59,8 +61,12 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	for _, path := range jobs[len(reports):] {
 		reports = append(reports, &pipeline.JobReport{File: path, Status: "skipped"})
 	}
+	runJSON, err := runReportJSON(reports)
+	if err != nil {
+		return err
+	}
 	if *asJSON {
-		if err := writeJSON(stdout, map[string]any{"jobs": reports}); err != nil {
+		if _, err := stdout.Write(runJSON); err != nil {
 			return err
 		}
 	} else {
@@ -68,6 +74,13 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if ctx.Err() != nil {
 		return interrupted(ctx, ctx.Err())
+	}
+	if *reportDir != "" {
+		path, err := writeReport(*reportDir, runJSON)
+		if err != nil {
+			return exitError{code: exitFailed, err: fmt.Errorf("report: %w", err)}
+		}
+		fmt.Fprintf(stderr, "report: %s\n", path)
 	}
 	if failed > 0 {
 		return exitError{code: exitFailed, err: fmt.Errorf("%d of %d job(s) failed", failed, len(jobs))}
@@ -111,6 +124,9 @@ func runJob(ctx context.Context, path string, log zerolog.Logger, prog *progress
 	}
 	if state.InputPath != "" {
 		r.InputSHA256, _ = stages.FileSHA256(state.InputPath)
+		if fi, err := os.Stat(state.InputPath); err == nil {
+			r.InputBytes = fi.Size()
+		}
 	}
 	if err != nil {
 		r.Error = err.Error()
