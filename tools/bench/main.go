@@ -1,7 +1,8 @@
 // Command bench measures `qpipe quantize` against a plain `cp` of the same
 // input, on generated float decoders of about 1 GB and 4 GB (or 28 GB with
-// -sizes 7b): wall time, throughput, peak anonymous and file-backed memory,
-// output size, and the ratio of qpipe's time to cp's. Runs are interleaved
+// -sizes 7b): wall time, user and system CPU time, minor and major page
+// faults (the child's rusage), throughput, peak anonymous and file-backed
+// memory, output size, and the ratio of qpipe's time to cp's. Runs are interleaved
 // (qpipe, cp, qpipe, cp, …) after a warm-up, and medians with min–max are
 // reported, because copying gigabytes on a VM is noisy.
 //
@@ -28,7 +29,9 @@ import (
 
 type sample struct {
 	wall             time.Duration
-	rssAnon, rssFile int64 // peak, bytes
+	user, sys        time.Duration // CPU time of the child
+	minflt, majflt   int64         // its page faults
+	rssAnon, rssFile int64         // peak, bytes
 	outBytes         int64
 }
 
@@ -47,7 +50,8 @@ func main() {
 		run("go", "build", "-o", bin, "./cmd/qpipe")
 	}
 	fmt.Printf("qpipe bench: %s, GOMAXPROCS=%s, %d run(s) after a warm-up\n\n", time.Now().Format(time.DateTime), envOr("GOMAXPROCS", "all cores"), *runs)
-	fmt.Printf("%-6s %-22s %22s %10s %22s %14s %14s %10s\n", "model", "command", "wall s (median, min-max)", "GB/s", "ratio to cp (med, min-max)", "peak anon MiB", "peak file MiB", "out MiB")
+	fmt.Printf("%-6s %-27s %22s %6s %6s %8s %6s %6s %22s %9s %9s %8s\n", "model", "command", "wall s (median, min-max)",
+		"user s", "sys s", "minflt", "majflt", "GB/s", "ratio to cp (med, min-max)", "anon MiB", "file MiB", "out MiB")
 	for _, size := range strings.Split(*sizes, ",") {
 		model := filepath.Join(*dir, "gen_"+size+".tflite")
 		if _, err := os.Stat(model); err != nil {
@@ -82,11 +86,19 @@ func main() {
 	}
 }
 
+// report prints one line: medians of wall, CPU times and faults, peaks of
+// memory.
 func report(size, name string, s []sample, in int64, ratios []float64) {
 	walls := make([]float64, len(s))
+	users := make([]float64, len(s))
+	syss := make([]float64, len(s))
+	minflts := make([]float64, len(s))
+	majflts := make([]float64, len(s))
 	var anon, file, out int64
 	for i, x := range s {
 		walls[i] = x.wall.Seconds()
+		users[i], syss[i] = x.user.Seconds(), x.sys.Seconds()
+		minflts[i], majflts[i] = float64(x.minflt), float64(x.majflt)
 		anon = max(anon, x.rssAnon)
 		file = max(file, x.rssFile)
 		out = x.outBytes
@@ -97,7 +109,9 @@ func report(size, name string, s []sample, in int64, ratios []float64) {
 		rm, rl, rh := stats(ratios)
 		r = fmt.Sprintf("%.2f (%.2f-%.2f)", rm, rl, rh)
 	}
-	fmt.Printf("%-6s %-22s %8.2f (%5.2f-%5.2f) %10.2f %22s %14.0f %14.0f %10.0f\n", size, name, med, lo, hi,
+	median := func(x []float64) float64 { m, _, _ := stats(x); return m }
+	fmt.Printf("%-6s %-27s %8.2f (%5.2f-%5.2f) %6.2f %6.2f %8.0f %6.0f %6.2f %22s %9.0f %9.0f %8.0f\n", size, name, med, lo, hi,
+		median(users), median(syss), median(minflts), median(majflts),
 		float64(in)/1e9/med, r, float64(anon)/(1<<20), float64(file)/(1<<20), float64(out)/(1<<20))
 }
 
@@ -126,6 +140,10 @@ func measure(argv []string, out string) sample {
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%v: %v\n", argv, err)
 				os.Exit(1)
+			}
+			s.user, s.sys = cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime()
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+				s.minflt, s.majflt = ru.Minflt, ru.Majflt
 			}
 			if fi, err := os.Stat(out); err == nil {
 				s.outBytes = fi.Size()
