@@ -151,13 +151,21 @@ func (j *bufferJob) scaleContent() tflite.Content {
 
 func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	metrics = metrics || j.reference
-	src, err := newFloatSource(j.src)
-	if err != nil {
-		return err
-	}
 	rows, rowElems := j.rows()
 	step := chunkRows(rowElems)
 	n := min(step, rows) * rowElems
+	// The weight is read a chunk at a time by positioned reads, the next
+	// chunk ahead while this one is quantized (tflite.Pieces). A tensor
+	// without elements reads nothing.
+	next := func() ([]byte, error) { return nil, nil }
+	if n > 0 {
+		in, err := tflite.ReadPieces(j.src, 4*n)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		next = in.Next
+	}
 	var back []float32
 	if metrics {
 		bp := getChunk(4 * n)
@@ -174,7 +182,11 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			}
 		}
 		r1 := min(rows, r0+step)
-		x := src.floats(r0*rowElems, (r1-r0)*rowElems)
+		p, err := next()
+		if err != nil {
+			return err
+		}
+		x := quant.Float32s(p[:4*(r1-r0)*rowElems]) // the buffer may hold more than the shape
 		b := out[:j.chunkBytes(len(x))]
 		switch j.req.sc.kind {
 		case kindDynInt8, kindWOInt8:
@@ -321,8 +333,10 @@ func (j *bufferJob) setTensor(t *fb.TensorT) {
 	}
 }
 
-// floatSource reads a float32 tensor's elements: straight from memory when
-// the input is mapped, else from a copy.
+// floatSource reads a float32 tensor's elements at random: straight from
+// memory when the input is mapped, else from a copy. Only computeParams
+// uses it, for the small tensors whose channels are not their rows; write
+// streams.
 type floatSource struct{ mem []byte }
 
 func newFloatSource(c tflite.Content) (*floatSource, error) {

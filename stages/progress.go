@@ -42,3 +42,11 @@ func (w progressWriter) Write(b []byte) (int, error) {
 	w.p.add(n)
 	return n, err
 }
+
+// ReadFrom passes on the in-kernel copy of unchanged buffers (see
+// tflite.Section.WriteTo), which hands over at most 16 MiB at a time.
+func (w progressWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := tflite.ReadFrom(w.w, r)
+	w.p.add(int(n))
+	return n, err
+}

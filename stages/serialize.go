@@ -227,8 +227,8 @@ func (c ctxContent) WriteTo(w io.Writer) (int64, error) {
 }
 
 // ctxWriter checks the context before every write; contents write in
-// chunks of at most a few MiB (Section: 4 MiB, the kernels: 16 MiB of
-// input), so a cancel takes effect within one chunk.
+// chunks of at most 16 MiB (Section, and the kernels' 16 MiB of input), so
+// a cancel takes effect within one chunk.
 type ctxWriter struct {
 	w   io.Writer
 	ctx context.Context
@@ -239,4 +239,13 @@ func (w ctxWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return w.w.Write(p)
+}
+
+// ReadFrom checks the context, then passes on the in-kernel copy (at most
+// 16 MiB at a time, see tflite.Section.WriteTo).
+func (w ctxWriter) ReadFrom(r io.Reader) (int64, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return tflite.ReadFrom(w.w, r)
 }

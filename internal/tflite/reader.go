@@ -24,8 +24,10 @@ const maxFlatbuffer = 1<<31 - 1
 const firstPrefix = 1 << 20
 
 // Open reads the model in the file at path. The file is memory-mapped
-// read-only (or, where mapping is impossible, read by positioned reads on
-// demand); the returned Model must be closed to release it.
+// read-only, or read by positioned reads where mapping is impossible; even
+// when mapped, large buffers are streamed by positioned reads on demand
+// (Pieces, Section.WriteTo). The returned Model must be closed to release
+// it.
 func Open(path string) (*Model, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -85,10 +87,14 @@ func readFile(f *os.File, fi os.FileInfo, name string, own bool) (*Model, error)
 		}
 		return decodeSource(src, size)
 	}
+	// The descriptor stays open beside the mapping: large weights are read
+	// through it by positioned reads (Pieces, Section.WriteTo), which costs
+	// less than faulting the mapping in a page at a time.
+	release := func() error { return munmap(data) }
 	if own {
-		f.Close() // the mapping outlives the descriptor
+		release = func() error { return errors.Join(munmap(data), f.Close()) }
 	}
-	src := &source{name: name, data: data, mapped: true, file: fi, release: func() error { return munmap(data) }}
+	src := &source{name: name, data: data, mapped: true, r: f, file: fi, release: release}
 	return decodeSource(src, size)
 }
 

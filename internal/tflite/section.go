@@ -28,7 +28,9 @@ func (s *Section) Offset() int64 { return s.off }
 // (the file is memory-mapped, or the section lies in the flatbuffer part
 // that Read loaded), and nil otherwise or after the model was closed. The
 // result must not be modified (a mapping is read-only: writing faults) nor
-// used after the model is closed.
+// used after the model is closed. Reading a large section through the
+// mapping faults it in a page at a time; Pieces and WriteTo read it for
+// less.
 func (s *Section) Bytes() []byte {
 	if s.src.closed.Load() || s.off+s.n > int64(len(s.src.data)) {
 		return nil
@@ -36,55 +38,213 @@ func (s *Section) Bytes() []byte {
 	return s.src.data[s.off : s.off+s.n : s.off+s.n]
 }
 
-// copyChunk is how many bytes WriteTo hands to w at a time.
-const copyChunk = 4 << 20
+// Streaming input. On the VMs qpipe was measured on, a page fault costs
+// more than copying the page: reading a weight that is in the page cache
+// through the mapping (one fault per 4 KiB) took twice as long as
+// positioned reads of 16 MiB into a reused buffer (go test -bench Input
+// ./internal/tflite). So sections larger than smallSection are read by
+// pread, and copied between files by the kernel where it can
+// (copy_file_range); the mapping serves the flatbuffer and small buffers.
+const (
+	// smallSection is the largest section read through the mapping.
+	smallSection = 1 << 20
+	// copyChunk is how many bytes WriteTo hands to w at a time: the grain
+	// at which wrappers of w see progress and cancellation.
+	copyChunk = 16 << 20
+	// maxPooled is the largest buffer kept for reuse.
+	maxPooled = 64 << 20
+)
 
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+var piecePool sync.Pool
 
-// WriteTo writes the section's bytes to w in chunks: from memory when the
-// file is mapped (releasing the pages it has passed, so that streaming a
-// large tensor does not grow the resident set), by positioned reads
-// otherwise.
+// getBuf returns a pooled buffer of n bytes (8-byte aligned: callers view
+// it as float32s).
+func getBuf(n int) *[]byte {
+	if bp, ok := piecePool.Get().(*[]byte); ok && cap(*bp) >= n {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	b := make([]byte, n, max(n, copyChunk))
+	return &b
+}
+
+func putBuf(bp *[]byte) {
+	if bp != nil && cap(*bp) <= maxPooled {
+		piecePool.Put(bp)
+	}
+}
+
+// fromMemory says whether the section is read from memory: it was loaded
+// (not mapped), or it is small, or there is nothing to pread from.
+func (s *Section) fromMemory() bool {
+	return s.Bytes() != nil && (!s.src.mapped || s.n <= smallSection || s.src.r == nil)
+}
+
+// readAt fills p with the section's bytes from offset off of the section.
+func (s *Section) readAt(p []byte, off int64) error {
+	if s.src.closed.Load() {
+		return fmt.Errorf("tflite: %s: section at byte %#x read after the model was closed", s.src.name, s.off)
+	}
+	m, err := s.src.r.ReadAt(p, s.off+off)
+	if m < len(p) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("tflite: %s: reading %d bytes at %#x: %w", s.src.name, len(p), s.off+off, err)
+	}
+	return nil
+}
+
+// WriteTo writes the section's bytes to w. A small section of a mapped file
+// is written from memory. Otherwise, when w is an io.ReaderFrom (WriteFile's
+// writer, and wrappers that forward to it with ReadFrom), the bytes go to
+// it as io.SectionReaders of the input file of at most copyChunk bytes, so
+// that the writer can copy them in the kernel; else they are read into a
+// pooled buffer and written in chunks.
 func (s *Section) WriteTo(w io.Writer) (int64, error) {
 	if s.src.closed.Load() {
 		return 0, fmt.Errorf("tflite: %s: section at byte %#x read after the model was closed", s.src.name, s.off)
 	}
-	if b := s.Bytes(); b != nil {
+	if s.fromMemory() {
+		n, err := w.Write(s.Bytes())
+		return int64(n), err
+	}
+	if rf, ok := w.(io.ReaderFrom); ok && s.src.r != nil {
 		var n int64
-		for len(b) > 0 {
-			c := b[:min(len(b), copyChunk)]
-			m, err := w.Write(c)
-			n += int64(m)
+		for n < s.n {
+			if s.src.closed.Load() {
+				return n, fmt.Errorf("tflite: %s: section at byte %#x read after the model was closed", s.src.name, s.off)
+			}
+			k := min(copyChunk, s.n-n)
+			m, err := rf.ReadFrom(io.NewSectionReader(s.src.r, s.off+n, k))
+			n += m
+			if err == nil && m != k {
+				err = fmt.Errorf("tflite: %s: reading %d bytes at %#x: %w", s.src.name, k, s.off+n, io.ErrUnexpectedEOF)
+			}
 			if err != nil {
 				return n, err
 			}
-			if s.src.mapped && len(b) > copyChunk {
-				releasePages(s.src.data, c)
-			}
-			b = b[len(c):]
 		}
 		return n, nil
 	}
-	bp := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(bp)
+	bp := getBuf(int(min(copyChunk, s.n)))
+	defer putBuf(bp)
 	buf := *bp
 	var n int64
 	for n < s.n {
 		c := buf[:min(int64(len(buf)), s.n-n)]
-		m, err := s.src.r.ReadAt(c, s.off+n)
-		if m < len(c) {
-			if err == nil || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return n, fmt.Errorf("tflite: %s: reading %d bytes at %#x: %w", s.src.name, len(c), s.off+n, err)
+		if err := s.readAt(c, n); err != nil {
+			return n, err
 		}
-		m, err = w.Write(c)
+		m, err := w.Write(c)
 		n += int64(m)
 		if err != nil {
 			return n, err
 		}
 	}
 	return n, nil
+}
+
+// ReadFrom copies r to w: through w.ReadFrom when w has one, otherwise with
+// io.Copy. It lets a writer that wraps another (to count bytes, or to stop
+// on cancellation) pass on the kernel copy that Section.WriteTo offers.
+func ReadFrom(w io.Writer, r io.Reader) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(w, r)
+}
+
+// writerOnly hides a writer's ReadFrom, for io.Copy inside ReadFrom.
+type writerOnly struct{ io.Writer }
+
+// Pieces reads a Content front to back in pieces of a fixed size, reading
+// the next piece ahead on another goroutine while the caller works on the
+// current one. A large Section is read by positioned reads into two pooled
+// buffers; other content (small sections, bytes in memory) is handed out
+// from memory without copying.
+type Pieces struct {
+	size  int
+	total int64
+	off   int64 // of the next piece Next returns
+	mem   []byte
+	sec   *Section
+	cur   *[]byte    // the buffer of the piece last returned
+	ahead chan piece // the read of the piece at off; nil when none is under way
+}
+
+type piece struct {
+	buf *[]byte
+	err error
+}
+
+// ReadPieces returns a reader of c in pieces of size bytes (the last may be
+// shorter). The caller must Close it.
+func ReadPieces(c Content, size int) (*Pieces, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("tflite: ReadPieces: piece size %d", size)
+	}
+	p := &Pieces{size: size, total: c.Len()}
+	if s, ok := c.(*Section); ok && !s.fromMemory() && s.src.r != nil && size <= maxPooled {
+		p.sec = s
+		p.start()
+		return p, nil
+	}
+	mem, err := ReadAll(c)
+	if err != nil {
+		return nil, err
+	}
+	p.mem = mem
+	return p, nil
+}
+
+// start reads the piece at p.off on another goroutine.
+func (p *Pieces) start() {
+	if p.off >= p.total {
+		return
+	}
+	n := int(min(int64(p.size), p.total-p.off))
+	ch := make(chan piece, 1)
+	off := p.off
+	go func() {
+		bp := getBuf(n)
+		ch <- piece{bp, p.sec.readAt(*bp, off)}
+	}()
+	p.ahead = ch
+}
+
+// Next returns the next piece, valid until the following call of Next or
+// Close, or io.EOF after the last.
+func (p *Pieces) Next() ([]byte, error) {
+	if p.off >= p.total {
+		return nil, io.EOF
+	}
+	n := min(int64(p.size), p.total-p.off)
+	if p.mem != nil {
+		b := p.mem[p.off : p.off+n]
+		p.off += n
+		return b, nil
+	}
+	r := <-p.ahead
+	p.ahead = nil
+	putBuf(p.cur)
+	p.cur = r.buf
+	if r.err != nil {
+		return nil, r.err
+	}
+	p.off += n
+	p.start()
+	return *r.buf, nil
+}
+
+// Close waits for a read under way and returns the buffers to the pool.
+func (p *Pieces) Close() {
+	if p.ahead != nil {
+		putBuf((<-p.ahead).buf)
+		p.ahead = nil
+	}
+	putBuf(p.cur)
+	p.cur = nil
 }
 
 // source is the input a Model's sections read from.
@@ -95,7 +255,8 @@ type source struct {
 	// flatbuffer part that was read into memory.
 	data   []byte
 	mapped bool
-	// r serves positioned reads of bytes beyond data.
+	// r serves positioned reads (of every byte when the file is mapped,
+	// of bytes beyond data otherwise).
 	r io.ReaderAt
 	// file identifies the input file (nil when not read from a file); used
 	// to refuse writing over it.

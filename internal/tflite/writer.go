@@ -236,7 +236,7 @@ func writePlan(f *os.File, p *plan, m *Model, opts WriteOptions) error {
 			}
 			g.Go(func() error {
 				defer sem.Release(weight)
-				return writeItem(io.NewOffsetWriter(f, it.off), it, m.Name)
+				return writeItem(&fileWriter{f: f, off: it.off}, it, m.Name)
 			})
 		}
 		if err := g.Wait(); err != nil {

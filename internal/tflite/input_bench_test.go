@@ -1,0 +1,163 @@
+//go:build linux
+
+package tflite
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// How the quantizer can get the bytes of a large weight that is already in
+// the page cache, measured one thread at a time (go test -bench Input
+// ./internal/tflite; QPIPE_BENCH_MB sets the file size, 256 by default).
+// Every variant but the io.Copy baseline loads one word of every cache line
+// it was given, as the kernels would; the mapping variants map and unmap the
+// file in each iteration, since faults happen only on first access.
+
+const inputPiece = 16 << 20
+
+// openInput writes the benchmark's file (QPIPE_BENCH_MB MiB) in a
+// temporary folder and reads it once, so that it sits in the page cache.
+func openInput(b *testing.B) (*os.File, int64) {
+	mb := 256
+	if s := os.Getenv("QPIPE_BENCH_MB"); s != "" {
+		var err error
+		if mb, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f, err := os.Create(filepath.Join(b.TempDir(), "input.bin"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for range mb {
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	size := int64(mb) << 20
+	if _, err := io.Copy(io.Discard, io.NewSectionReader(f, 0, size)); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ResetTimer()
+	return f, size
+}
+
+var consumed uint64
+
+// consume loads one word of every 64-byte line of p.
+func consume(p []byte) {
+	var s uint64
+	for i := 0; i+8 <= len(p); i += 64 {
+		s ^= *(*uint64)(unsafe.Pointer(&p[i]))
+	}
+	consumed ^= s
+}
+
+func benchMapped(b *testing.B, populate bool) {
+	f, size := openInput(b)
+	for b.Loop() {
+		m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := 0; off < len(m); off += inputPiece {
+			p := m[off:min(len(m), off+inputPiece)]
+			if populate {
+				if err := unix.Madvise(p, unix.MADV_POPULATE_READ); err != nil {
+					b.Fatal(err)
+				}
+			}
+			consume(p)
+		}
+		if err := unix.Munmap(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInputMmapTouch faults the mapping in page by page.
+func BenchmarkInputMmapTouch(b *testing.B) { benchMapped(b, false) }
+
+// BenchmarkInputMmapPopulate maps each 16 MiB piece with one
+// MADV_POPULATE_READ (Linux 5.14) before reading it.
+func BenchmarkInputMmapPopulate(b *testing.B) { benchMapped(b, true) }
+
+func benchPread(b *testing.B, piece int) {
+	f, size := openInput(b)
+	buf := make([]byte, piece)
+	for b.Loop() {
+		for off := int64(0); off < size; off += int64(piece) {
+			p := buf[:min(int64(piece), size-off)]
+			if _, err := f.ReadAt(p, off); err != nil {
+				b.Fatal(err)
+			}
+			consume(p)
+		}
+	}
+}
+
+// BenchmarkInputPread16M reads 16 MiB pieces into one reused buffer.
+func BenchmarkInputPread16M(b *testing.B) { benchPread(b, 16<<20) }
+
+// BenchmarkInputPread1M reads 1 MiB pieces: they stay in the L2 cache
+// between the copy and the loads.
+func BenchmarkInputPread1M(b *testing.B) { benchPread(b, 1<<20) }
+
+// BenchmarkInputPread16MAhead reads the next 16 MiB piece on another
+// goroutine while the current one is consumed (two buffers), as
+// ReadPieces does; with the file in the page cache it buys overlap only
+// when a second core is free.
+func BenchmarkInputPread16MAhead(b *testing.B) {
+	f, size := openInput(b)
+	bufs := [2][]byte{make([]byte, inputPiece), make([]byte, inputPiece)}
+	for b.Loop() {
+		type read struct {
+			p   []byte
+			err error
+		}
+		start := func(i int, off int64) chan read {
+			ch := make(chan read, 1)
+			go func() {
+				p := bufs[i][:min(inputPiece, size-off)]
+				_, err := f.ReadAt(p, off)
+				ch <- read{p, err}
+			}()
+			return ch
+		}
+		next := start(0, 0)
+		for k, off := 0, int64(0); off < size; k, off = k+1, off+inputPiece {
+			r := <-next
+			if r.err != nil {
+				b.Fatal(r.err)
+			}
+			if off+inputPiece < size {
+				next = start((k+1)%2, off+inputPiece)
+			}
+			consume(r.p)
+		}
+	}
+}
+
+// BenchmarkInputIoCopy is the baseline: the file streamed through io.Copy's
+// small buffer into io.Discard, no loads.
+func BenchmarkInputIoCopy(b *testing.B) {
+	f, size := openInput(b)
+	for b.Loop() {
+		if _, err := io.Copy(io.Discard, io.NewSectionReader(f, 0, size)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
