@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures `qpipe quantize` against a plain `cp` of the same
 // input, on generated float decoders of about 1 GB and 4 GB (or 28 GB with
 // -sizes 7b): wall time, user and system CPU time, minor and major page
