@@ -11,12 +11,18 @@
 // Weight bytes are never loaded as a whole: Open memory-maps the file and
 // Section.WriteTo streams from the mapping.
 //
-// Read validates everything that code downstream indexes (operator code,
-// tensor, buffer and subgraph indices, shapes, buffer sizes against shapes,
-// offsets against the file size) and reports problems as a *FormatError
-// that names the file and the place (subgraph, tensor, operator, byte
-// offset). It never panics on bad input and never allocates according to an
-// untrusted count before checking it against the file size.
+// Read first verifies the structure of the whole flatbuffer against the
+// embedded schema.fbs (tables, vtables, offsets, vectors, strings, enum
+// values, union types, unknown fields: verify_flatbuffer.go), then
+// validates what the tables mean: every index code downstream relies on
+// (operator code, tensor, buffer and subgraph indices, shapes, buffer sizes
+// against shapes, offsets against the file size), operator codes,
+// quantization parameters and sparsity as the runtime accepts them, and the
+// subgraphs operators call (no cycles). It reports problems as a
+// *FormatError that names the file and the place (subgraph, tensor,
+// operator, byte offset). It never panics on bad input and never allocates
+// according to an untrusted count before checking it against the file
+// size.
 //
 // Write and WriteFile lay the file out before producing any weight: the
 // flatbuffer tables are built with the flatbuffers Builder, while buffer

@@ -366,6 +366,9 @@ func (d *decoder) decode(src *source) (*Model, error) {
 	if h, err = d.header(); err != nil {
 		return nil, err
 	}
+	if err := d.verifyFlatbuffer(); err != nil {
+		return nil, err
+	}
 	meta := &fb.ModelT{Version: h.version}
 	err = fb.Decode(decodeBudget(int64(len(d.buf))), func() error {
 		return d.unpack(meta)

@@ -176,13 +176,17 @@ func must(t *testing.T, ok bool) {
 	}
 }
 
+// corruptCase is a real model made bad by edit; reading it must fail with
+// a *FormatError naming the file and containing every string of want.
+type corruptCase struct {
+	name  string
+	model string
+	edit  mutation
+	want  []string // substrings of the error
+}
+
 func TestCorruptInput(t *testing.T) {
-	cases := []struct {
-		name  string
-		model string
-		edit  mutation
-		want  []string // substrings of the error
-	}{
+	cases := []corruptCase{
 		{"empty", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return nil }, []string{"too short"}},
 		{"seven bytes", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return b[:7] }, []string{"too short"}},
 		{"wrong identifier", "aeq_single_fc", func(t *testing.T, b []byte) []byte { copy(b[4:], "TFL2"); return b }, []string{`"TFL2"`, "not a .tflite"}},
@@ -288,20 +292,25 @@ func TestCorruptInput(t *testing.T) {
 		{"huge tensor count", "aeq_single_fc", func(t *testing.T, b []byte) []byte {
 			binary.LittleEndian.PutUint32(b[vectorLenPos(subgraph(b, 0).Table(), 4):], 1<<31-1)
 			return b
-		}, []string{"subgraph 0", "flatbuffer unpacks to far more data than the file holds"}},
+		}, []string{"subgraph 0 tensors", "vector of 2147483647 elements of 4 bytes runs past the end of the flatbuffer"}},
 		{"huge shape count", "aeq_single_fc", func(t *testing.T, b []byte) []byte {
 			binary.LittleEndian.PutUint32(b[vectorLenPos(tensor(b, 0, 1).Table(), 4):], 5000)
 			return b
-		}, []string{"subgraph 0 tensor 1", "outside the flatbuffer"}},
+		}, []string{"subgraph 0 tensor 1 shape", "vector of 5000 elements of 4 bytes runs past the end"}},
 		{"huge subgraph count", "aeq_single_fc", func(t *testing.T, b []byte) []byte {
 			binary.LittleEndian.PutUint32(b[vectorLenPos(root(b).Table(), 8):], 1<<30)
 			return b
-		}, []string{"subgraphs vector claims 1073741824 elements"}},
+		}, []string{"subgraphs: vector of 1073741824 elements"}},
 		{"huge buffer count", "aeq_single_fc", func(t *testing.T, b []byte) []byte {
 			binary.LittleEndian.PutUint32(b[vectorLenPos(root(b).Table(), 12):], 1<<30)
 			return b
 		}, []string{"buffers vector (1073741824 elements)", "runs past the end"}},
 	}
+	runCorrupt(t, cases)
+}
+
+// runCorrupt checks that every case is rejected, by Read and by Open alike.
+func runCorrupt(t *testing.T, cases []corruptCase) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := c.edit(t, loadModel(t, c.model))
@@ -380,25 +389,7 @@ func TestTruncated(t *testing.T) {
 // at one tensor with a 4000-dimension shape: 16 million shape elements from
 // a 32 KB file. The decode budget must stop it.
 func TestSharedTableBomb(t *testing.T) {
-	b := flatbuffers.NewBuilder(0)
-	shape := make([]int32, 4000)
-	tensor := (&fb.TensorT{Shape: shape}).Pack(b)
-	fb.SubGraphStartTensorsVector(b, 4000)
-	for i := 0; i < 4000; i++ {
-		b.PrependUOffsetT(tensor)
-	}
-	tensors := b.EndVector(4000)
-	fb.SubGraphStart(b)
-	fb.SubGraphAddTensors(b, tensors)
-	sg := fb.SubGraphEnd(b)
-	fb.ModelStartSubgraphsVector(b, 1)
-	b.PrependUOffsetT(sg)
-	sgs := b.EndVector(1)
-	fb.ModelStart(b)
-	fb.ModelAddVersion(b, 3)
-	fb.ModelAddSubgraphs(b, sgs)
-	b.FinishWithFileIdentifier(fb.ModelEnd(b), []byte("TFL3"))
-	data := b.FinishedBytes()
+	data := sharedTablesModel(4000, 4000, 1)
 	_, err := Read(bytes.NewReader(data), int64(len(data)), "bomb.tflite")
 	if err == nil || !strings.Contains(err.Error(), "subgraph 0: flatbuffer unpacks to far more data than the file holds") {
 		t.Fatalf("got %v, want a budget error naming subgraph 0", err)

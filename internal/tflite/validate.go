@@ -18,16 +18,24 @@ import (
 //   - a constant tensor's buffer holds at least the bytes its shape and type
 //     need (DataSize; a longer buffer is tolerated as by the runtime;
 //     sparse tensors and types without a fixed size are not checked);
-//   - affine quantization: zero_point empty or as long as scale;
-//   - blockwise / multi-axis quantization: the scales and zero_points tensor
-//     indices (-1 = no zero points);
+//   - operator codes (validateOperatorCode), quantization parameters
+//     (validateQuantization), sparsity (validateSparsity), variant subtypes
+//     and the subgraphs that operator options call (validate_semantic.go);
 //   - signature defs: subgraph_index and tensor indices;
-//   - metadata and metadata_buffer buffer indices.
+//   - metadata and metadata_buffer buffer indices;
+//   - external buffers' group indices.
 //
-// Buffer offsets and sizes were checked against the file while decoding.
+// Buffer offsets and sizes were checked against the file while decoding,
+// and the flatbuffer's structure and enum values before it
+// (verify_flatbuffer.go).
 func (d *decoder) validate(m *Model) error {
 	meta := m.Meta
 	nb := len(m.Buffers)
+	for i, oc := range meta.OperatorCodes {
+		if err := d.validateOperatorCode(i, oc); err != nil {
+			return err
+		}
+	}
 	for si, sg := range meta.Subgraphs {
 		nt := len(sg.Tensors)
 		for ti, t := range sg.Tensors {
@@ -51,6 +59,9 @@ func (d *decoder) validate(m *Model) error {
 			}
 		}
 	}
+	if err := d.validateSubgraphCalls(meta); err != nil {
+		return err
+	}
 	for i, sig := range meta.SignatureDefs {
 		where := fmt.Sprintf("signature %d (%q)", i, sig.SignatureKey)
 		if int(sig.SubgraphIndex) >= len(meta.Subgraphs) {
@@ -72,6 +83,11 @@ func (d *decoder) validate(m *Model) error {
 	for i, md := range meta.Metadata {
 		if int(md.Buffer) >= nb {
 			return d.errorf(fmt.Sprintf("metadata %d (%q)", i, md.Name), -1, "buffer %d out of range (model has %d buffers)", md.Buffer, nb)
+		}
+	}
+	for i, eb := range meta.ExternalBuffers {
+		if int(eb.Group) >= len(meta.ExternalBufferGroups) {
+			return d.errorf(fmt.Sprintf("external buffer %d", i), -1, "group %d out of range (model has %d external buffer groups)", eb.Group, len(meta.ExternalBufferGroups))
 		}
 	}
 	for i, b := range meta.MetadataBuffer {
@@ -99,36 +115,22 @@ func (d *decoder) validateTensor(m *Model, si, ti int, t *fb.TensorT, nt int) er
 			return fail("shape_signature %v: dimension %d is %d (only -1, dynamic, may be negative)", t.ShapeSignature, k, dim)
 		}
 	}
-	if q := t.Quantization; q != nil {
-		if len(q.ZeroPoint) != 0 && len(q.ZeroPoint) != len(q.Scale) {
-			return fail("quantization has %d scales but %d zero points", len(q.Scale), len(q.ZeroPoint))
-		}
-		if q.Details != nil {
-			var scales, zeros int32
-			switch v := q.Details.Value.(type) {
-			case *fb.BlockwiseQuantizationT:
-				scales, zeros = v.Scales, v.ZeroPoints
-			case *fb.MultiAxisQuantizationT:
-				scales, zeros = v.Scales, v.ZeroPoints
-			default:
-				scales, zeros = 0, -1
-			}
-			if scales < 0 || int(scales) >= nt {
-				return fail("%s scales tensor %d out of range (subgraph has %d tensors)", q.Details.Type, scales, nt)
-			}
-			if zeros < -1 || int(zeros) >= nt {
-				return fail("%s zero_points tensor %d out of range (subgraph has %d tensors)", q.Details.Type, zeros, nt)
-			}
-		}
-	}
 	data := m.Buffers[t.Buffer].Data
-	if data == nil || data.Len() == 0 || t.Sparsity != nil {
-		return nil
+	if data != nil && data.Len() != 0 && t.Sparsity == nil {
+		need, ok := DataSize(t.Type, n)
+		if ok && data.Len() < need {
+			return fail("buffer %d holds %d bytes, less than the %d a %s tensor of shape %v needs",
+				t.Buffer, data.Len(), need, TypeName(t.Type), t.Shape)
+		}
 	}
-	need, ok := DataSize(t.Type, n)
-	if ok && data.Len() < need {
-		return fail("buffer %d holds %d bytes, less than the %d a %s tensor of shape %v needs",
-			t.Buffer, data.Len(), need, TypeName(t.Type), t.Shape)
+	if err := d.validateQuantization(m, si, ti, t, fail); err != nil {
+		return err
+	}
+	if err := validateSparsity(m, t, fail); err != nil {
+		return err
+	}
+	if err := validateVariants(t, fail); err != nil {
+		return err
 	}
 	return nil
 }
