@@ -129,6 +129,11 @@ func (c *catalog) scheme(name string) (*Scheme, string) {
 	if s, ok := c.schemes[name]; ok {
 		return s, ""
 	}
+	if base, ok := strings.CutSuffix(name, perTensorSuffix); ok {
+		if s, ok := c.schemes[base]; ok && s.Weight == WeightInt8 && s.Granularity == GranularityChannelwise {
+			return perTensor(s), ""
+		}
+	}
 	if rest, ok := strings.CutPrefix(name, int4Prefix); ok && rest != "" && strings.Trim(rest, "0123456789") == "" && (rest == "0" || rest[0] != '0') {
 		if len(rest) > 9 {
 			return nil, fmt.Sprintf("%s: block size too large (at most %d)", quote(name), maxBlockSize)

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +58,13 @@ type Recipe struct {
 	Embedding   *RoleRecipe // the token embedding table (and a tied lm_head); never has Layers
 	Attention   *RoleRecipe // attention weights, optionally per transformer block
 	Feedforward *RoleRecipe // feed-forward weights, optionally per transformer block
+
+	// Rules are scope rules from an AI Edge Quantizer recipe file (AEQ),
+	// in resolution order: for each op they come after the role slots, and
+	// the last one that matches the op and is valid for it wins.
+	Rules []ScopeRule
+	// AEQ is the AI Edge Quantizer recipe file the Rules come from.
+	AEQ string
 
 	// Warning is set when the recipe was chosen by a deprecated upstream
 	// name; the caller should log it.
@@ -144,6 +153,9 @@ func (r *Recipe) String() string {
 			parts = append(parts, slot.name+": "+slot.rr.String())
 		}
 	}
+	if len(r.Rules) > 0 {
+		parts = append(parts, fmt.Sprintf("%d AI Edge Quantizer rule(s) from %s", len(r.Rules), r.AEQ))
+	}
 	if len(parts) == 0 {
 		return "(empty)"
 	}
@@ -192,6 +204,7 @@ func (r *Recipe) clone() *Recipe {
 	c.Embedding = r.Embedding.clone()
 	c.Attention = r.Attention.clone()
 	c.Feedforward = r.Feedforward.clone()
+	c.Rules = slices.Clone(r.Rules)
 	return &c
 }
 
@@ -213,6 +226,9 @@ func (d *decoder) recipe(n *yaml.Node, field string) *Recipe {
 		return nil
 	}
 	if n.Kind == yaml.MappingNode {
+		if contains(d.keys(n), "aeq") {
+			return d.aeqRecipe(n, field)
+		}
 		return d.customRecipe(n, field, "custom", "custom")
 	}
 	name, ok := d.str(n, field)
@@ -226,6 +242,46 @@ func (d *decoder) recipe(n *yaml.Node, field string) *Recipe {
 	}
 	if warning != "" {
 		d.warnf(n, field, "%s", warning)
+	}
+	r.P = d.at(n)
+	return r
+}
+
+// aeqRecipe decodes {aeq: path/to/recipe.json} (optionally with name and
+// suffix): an AI Edge Quantizer recipe file, relative to the job file.
+func (d *decoder) aeqRecipe(n *yaml.Node, field string) *Recipe {
+	var path, name, suffix string
+	var pathNode *yaml.Node
+	before := len(d.errs)
+	d.mapping(n, field, []string{"aeq", "name", "suffix"}, false, func(key string, k, v *yaml.Node) {
+		f := join(field, key)
+		switch key {
+		case "aeq":
+			path, _ = d.nonEmpty(v, f)
+			pathNode = d.deref(v)
+		case "name":
+			name, _ = d.word(v, f)
+		case "suffix":
+			suffix, _ = d.word(v, f)
+		}
+	})
+	if len(d.errs) > before || pathNode == nil {
+		return nil
+	}
+	r, err := LoadAEQRecipe(resolvePath(filepath.Dir(d.file), path))
+	if err != nil {
+		if ds, ok := err.(Diagnostics); ok {
+			d.errs = append(d.errs, ds...)
+		} else {
+			d.errorf(pathNode, join(field, "aeq"), "%v", err)
+		}
+		return nil
+	}
+	if name != "" {
+		r.Name = name
+	}
+	if suffix != "" {
+		r.Suffix = suffix
 	}
 	r.P = d.at(n)
 	return r

@@ -47,8 +47,11 @@ const (
 	AlgorithmFloatCast = "float_cast"
 
 	GranularityChannelwise = "channelwise"
-	GranularityBlockwise   = "blockwise"
-	GranularityNone        = "none"
+	// GranularityTensorwise is one scale (and zero point) for the whole
+	// tensor, as the reference quantizer's TENSORWISE.
+	GranularityTensorwise = "tensorwise"
+	GranularityBlockwise  = "blockwise"
+	GranularityNone       = "none"
 )
 
 // SchemeNone is the name of the keep-float marker.
@@ -106,6 +109,7 @@ func (s *Scheme) fields() string {
 const validCombinations = "dynamic_int8 {weight: int8, mode: dynamic_range, algorithm: min_max, granularity: channelwise}; " +
 	"weight_only_int8 {weight: int8, mode: weight_only, algorithm: min_max, granularity: channelwise}; " +
 	"weight_only_int8_asym {weight: int8, mode: weight_only, algorithm: min_max, granularity: channelwise, symmetric: false}; " +
+	"the same three with granularity: tensorwise (dynamic_int8_per_tensor, weight_only_int8_per_tensor, weight_only_int8_asym_per_tensor); " +
 	"fp16 {weight: fp16, mode: weight_only, algorithm: float_cast, granularity: none}; " +
 	"dynamic_int4_block<B> {weight: int4, mode: dynamic_range, algorithm: min_max, granularity: blockwise, block_size: B} " +
 	"with B a multiple of 32, at least 32; activation is always fp32"
@@ -123,6 +127,15 @@ func canonicalName(s *Scheme) (string, bool) {
 		case s.Mode == ModeWeightOnly:
 			return "weight_only_int8_asym", true
 		}
+	case s.Weight == WeightInt8 && s.Algorithm == AlgorithmMinMax && s.Granularity == GranularityTensorwise && s.BlockSize == 0:
+		switch {
+		case s.Mode == ModeDynamicRange && s.Symmetric:
+			return "dynamic_int8" + perTensorSuffix, true
+		case s.Mode == ModeWeightOnly && s.Symmetric:
+			return "weight_only_int8" + perTensorSuffix, true
+		case s.Mode == ModeWeightOnly:
+			return "weight_only_int8_asym" + perTensorSuffix, true
+		}
 	case s.Weight == WeightFP16 && s.Mode == ModeWeightOnly && s.Algorithm == AlgorithmFloatCast &&
 		s.Granularity == GranularityNone && s.BlockSize == 0 && !s.Symmetric:
 		return "fp16", true
@@ -134,6 +147,41 @@ func canonicalName(s *Scheme) (string, bool) {
 }
 
 const int4Prefix = "dynamic_int4_block"
+
+// perTensorSuffix ends the names of the tensorwise int8 schemes.
+const perTensorSuffix = "_per_tensor"
+
+// perTensor is the tensorwise variant of a channelwise int8 scheme.
+func perTensor(s *Scheme) *Scheme {
+	t := *s
+	t.Granularity = GranularityTensorwise
+	t.Name = s.Name + perTensorSuffix
+	return &t
+}
+
+// AppliesTo says whether the scheme is one the runtime has kernels for on
+// the op (a builtin op name such as FULLY_CONNECTED), per the reference
+// quantizer's policy (SEMANTICS.md §5): int8 on FULLY_CONNECTED,
+// EMBEDDING_LOOKUP, CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV and
+// BATCH_MATMUL; fp16 on all of those but BATCH_MATMUL; int4 blockwise on
+// FULLY_CONNECTED and EMBEDDING_LOOKUP. The keep-float marker applies to
+// every op. A recipe rule whose scheme does not apply to an op is skipped
+// for it, as upstream.
+func (s *Scheme) AppliesTo(op string) bool {
+	switch s.Weight {
+	case WeightInt8:
+		return slices.Contains(int8Ops, op)
+	case WeightFP16:
+		return op != "BATCH_MATMUL" && slices.Contains(int8Ops, op)
+	case WeightInt4:
+		return op == "FULLY_CONNECTED" || op == "EMBEDDING_LOOKUP"
+	}
+	return s.IsNone()
+}
+
+// int8Ops are the ops whose constant weights the reference quantizer
+// quantizes to int8.
+var int8Ops = []string{"FULLY_CONNECTED", "EMBEDDING_LOOKUP", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "BATCH_MATMUL"}
 
 // checkBlockSize returns why b is not a usable block size, or "".
 func checkBlockSize(b int) string {
@@ -321,7 +369,7 @@ func (d *decoder) granularity(n *yaml.Node, field string) (g string, block int, 
 	if !ok {
 		return "", 0, false
 	}
-	valid := []string{GranularityChannelwise, GranularityBlockwise, GranularityNone}
+	valid := []string{GranularityChannelwise, GranularityTensorwise, GranularityBlockwise, GranularityNone}
 	for _, v := range valid {
 		if strings.EqualFold(s, v) {
 			return v, 0, true

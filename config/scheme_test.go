@@ -81,7 +81,9 @@ func TestParseSchemeErrors(t *testing.T) {
 		{"{activation: int8, weight: int8, mode: dynamic_range}", "1:14", []string{`unsupported activation "int8"`}},
 		{"{weight: int2, mode: dynamic_range}", "1:10", []string{`weight: unknown value "int2"`, `did you mean "int8"?`, "valid: int8, int4, fp16, float16"}},
 		{"{weight: int8, mode: static}", "1:22", []string{`mode: unknown value "static"`}},
-		{"{weight: int8, mode: dynamic_range, granularity: tensorwise}", "1:50", []string{`unknown value "tensorwise"`, "blockwise_<B>"}},
+		{"{weight: int8, mode: dynamic_range, granularity: pertensor}", "1:50", []string{`unknown value "pertensor"`, "blockwise_<B>"}},
+		{"{weight: int8, mode: dynamic_range, granularity: tensorwise, symmetric: false}", "1:1", []string{"unsupported combination"}},
+		{"{weight: int4, mode: dynamic_range, granularity: tensorwise}", "1:1", []string{"unsupported combination"}},
 		{"{weight: int8}", "1:1", []string{"missing key mode"}},
 		{"{mode: weight_only}", "1:1", []string{"missing key weight"}},
 		{"{weight: int8, mode: weight_only, bits: 8}", "1:35", []string{`unknown key "bits"`}},
@@ -112,7 +114,7 @@ func TestSchemeCombinations(t *testing.T) {
 	for _, w := range []string{WeightInt8, WeightInt4, WeightFP16} {
 		for _, m := range []string{ModeDynamicRange, ModeWeightOnly} {
 			for _, a := range []string{AlgorithmMinMax, AlgorithmFloatCast} {
-				for _, g := range []string{GranularityChannelwise, GranularityBlockwise, GranularityNone} {
+				for _, g := range []string{GranularityChannelwise, GranularityTensorwise, GranularityBlockwise, GranularityNone} {
 					for _, b := range []int{0, 32, 64} {
 						for _, sym := range []bool{true, false} {
 							text := fmt.Sprintf("{weight: %s, mode: %s, algorithm: %s, granularity: %s", w, m, a, g)
@@ -142,15 +144,15 @@ func TestSchemeCombinations(t *testing.T) {
 			}
 		}
 	}
-	want := "dynamic_int8 weight_only_int8 weight_only_int8_asym fp16 dynamic_int4_block32 dynamic_int4_block64"
+	want := "dynamic_int8 weight_only_int8 weight_only_int8_asym dynamic_int8_per_tensor weight_only_int8_per_tensor weight_only_int8_asym_per_tensor fp16 dynamic_int4_block32 dynamic_int4_block64"
 	got := strings.Join(accepted, " ")
 	for _, name := range strings.Fields(want) {
 		if strings.Count(got, name+" ")+strings.Count(got+" ", name+" ") == 0 {
 			t.Errorf("%s not accepted", name)
 		}
 	}
-	if len(accepted) != 6 {
-		t.Errorf("accepted %d combinations: %s; want the 6 of %s", len(accepted), got, want)
+	if len(accepted) != 9 {
+		t.Errorf("accepted %d combinations: %s; want the 9 of %s", len(accepted), got, want)
 	}
 }
 

@@ -49,11 +49,22 @@ func (j *bufferJob) rows() (rows, rowElems int) {
 	case j.req.sc.kind == kindInt4Block:
 		cols := j.shape[len(j.shape)-1]
 		return n / cols, cols
+	case j.req.sc.perTensor:
+		return 1, n
 	case j.req.axis == 0 && n > 0:
 		return j.shape[0], n / j.shape[0]
 	default: // per-channel along another axis: the tensor is one unit
 		return 1, n
 	}
+}
+
+// paramShape is the shape and axis the int8 parameters are computed over:
+// the tensor's own, or [1, n] for one scale over the whole tensor.
+func (j *bufferJob) paramShape() ([]int, int) {
+	if j.req.sc.perTensor {
+		return []int{1, j.numel()}, 0
+	}
+	return j.shape, j.req.axis
 }
 
 // chunkRows is how many rows one chunk holds.
@@ -91,7 +102,8 @@ func (j *bufferJob) computeParams(clampTiny bool) error {
 	_, rowElems := j.rows()
 	switch j.req.sc.kind {
 	case kindDynInt8, kindWOInt8:
-		channels := j.shape[j.req.axis]
+		shape, axis := j.paramShape()
+		channels := shape[axis]
 		j.scales = make([]float32, channels)
 		j.zeroPoints = make([]int64, channels)
 		j.late = rowElems != n
@@ -106,7 +118,8 @@ func (j *bufferJob) computeParams(clampTiny bool) error {
 	if err != nil {
 		return err
 	}
-	if err := quant.ChannelParamsInt8(j.scales, j.zeroPoints, src.floats(0, n), j.shape, j.req.axis, j.req.sc.symmetric); err != nil {
+	shape, axis := j.paramShape()
+	if err := quant.ChannelParamsInt8(j.scales, j.zeroPoints, src.floats(0, n), shape, axis, j.req.sc.symmetric); err != nil {
 		return describe(err, 0)
 	}
 	return nil
@@ -191,10 +204,11 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		switch j.req.sc.kind {
 		case kindDynInt8, kindWOInt8:
 			q8 := quant.BytesInt8(b)
-			if !j.late { // one unit, channels along another axis: parameters known
-				quant.QuantizeInt8(q8, x, j.shape, j.req.axis, j.scales, j.zeroPoints, j.req.sc.symmetric)
+			if !j.late { // one unit, channels along another axis (or one scale): parameters known
+				shape, axis := j.paramShape()
+				quant.QuantizeInt8(q8, x, shape, axis, j.scales, j.zeroPoints, j.req.sc.symmetric)
 				if metrics {
-					quant.DequantizeInt8(back[:len(x)], q8, j.shape, j.req.axis, j.scales, j.zeroPoints)
+					quant.DequantizeInt8(back[:len(x)], q8, shape, axis, j.scales, j.zeroPoints)
 				}
 				break
 			}

@@ -2,9 +2,12 @@ package stages
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 // request is what one reader asks of a weight.
@@ -37,15 +40,9 @@ func (q *Quantize) resolve(m *tflite.Model, uses []*weightUse) ([]request, map[*
 		sg := m.Meta.Subgraphs[u.sg]
 		op := sg.Operators[u.op]
 		t := sg.Tensors[u.tensor]
-		sc := floatScheme
-		for _, c := range candidates(q.Recipe, u.role, u.layer) {
-			cs, err := fromConfig(c)
-			if err != nil {
-				return nil, nil, err
-			}
-			if cs.validFor(u.code, u.input) {
-				sc = cs
-			}
+		sc, err := pick(q.Recipe, u, t)
+		if err != nil {
+			return nil, nil, err
 		}
 		if why := fits(sc, t.Shape); why != "" {
 			if !q.Fallback {
@@ -55,12 +52,46 @@ func (q *Quantize) resolve(m *tflite.Model, uses []*weightUse) ([]request, map[*
 			fallbacks[u] = sc.name
 			sc = fallbackFor(sc, t.Shape)
 		}
-		reqs[i] = request{sc: sc, axis: channelAxis(u.code, op, u.input, len(t.Shape))}
+		axis := channelAxis(u.code, op, u.input, len(t.Shape))
+		if sc.perTensor {
+			axis = 0
+		}
+		reqs[i] = request{sc: sc, axis: axis}
 	}
 	if len(bad) > 0 {
 		return nil, nil, mismatchError(bad)
 	}
 	return reqs, fallbacks, nil
+}
+
+// pick is the scheme of the last candidate valid for the op. A winning
+// AI Edge Quantizer rule's min_weight_elements keeps a smaller weight float.
+func pick(r *config.Recipe, u *weightUse, t *fb.TensorT) (*scheme, error) {
+	sc := floatScheme
+	var win *config.ScopeRule
+	for _, c := range candidates(r, u) {
+		cs, err := fromConfig(c.scheme)
+		if err != nil {
+			return nil, err
+		}
+		valid := cs.validFor(u.code, u.input)
+		if c.rule != nil && c.rule.SkipChecks && !valid {
+			return nil, fmt.Errorf("%s: %s: skip_checks: true forces %s onto %s, which qpipe does not write (the runtime has no kernel for it); remove skip_checks or the rule", c.rule.P, c.rule, cs.name, opLabel(u))
+		}
+		if valid {
+			sc, win = cs, c.rule
+		}
+	}
+	if win != nil && win.MinWeightElements > 0 && sc.kind != kindFP16 &&
+		slices.Contains(config.MinWeightOps, fb.EnumNamesBuiltinOperator[u.code]) && numElements(t.Shape) < win.MinWeightElements {
+		return floatScheme, nil
+	}
+	return sc, nil
+}
+
+// opLabel names the op reading a weight, for messages.
+func opLabel(u *weightUse) string {
+	return fmt.Sprintf("%s#%d (subgraph %d, input %d, scope %q)", fb.EnumNamesBuiltinOperator[u.code], u.op, u.sg, u.input, u.scope)
 }
 
 // fits returns why scheme sc cannot quantize a tensor of this shape, or "".

@@ -24,6 +24,8 @@ type scheme struct {
 	kind      kind
 	block     int
 	symmetric bool
+	perTensor bool           // int8 with one scale for the whole tensor
+	cfg       *config.Scheme // what it was made from (nil for fallbacks)
 }
 
 func (s *scheme) dequantize() bool { return s.kind == kindWOInt8 || s.kind == kindFP16 }
@@ -34,7 +36,7 @@ func fromConfig(c *config.Scheme) (*scheme, error) {
 	if c == nil || c.Name == "none" {
 		return floatScheme, nil
 	}
-	s := &scheme{name: c.Name, block: c.BlockSize, symmetric: c.Symmetric}
+	s := &scheme{name: c.Name, block: c.BlockSize, symmetric: c.Symmetric, perTensor: c.Granularity == config.GranularityTensorwise, cfg: c}
 	switch {
 	case c.Weight == "int8" && c.Mode == "dynamic_range":
 		s.kind = kindDynInt8
@@ -54,18 +56,14 @@ func fromConfig(c *config.Scheme) (*scheme, error) {
 // (SEMANTICS.md §5); an invalid scheme is skipped and the op falls back to
 // the previous applicable rule, as upstream.
 func (s *scheme) validFor(code fb.BuiltinOperator, input int) bool {
-	switch s.kind {
-	case kindFloat:
+	if s.kind == kindFloat {
 		return true
-	case kindInt4Block:
-		return code == fb.BuiltinOperatorFULLY_CONNECTED || code == fb.BuiltinOperatorEMBEDDING_LOOKUP
-	case kindFP16:
-		return code != fb.BuiltinOperatorBATCH_MATMUL
-	case kindDynInt8:
-		// LiteRT's hybrid BATCH_MATMUL needs a float LHS and an int8 RHS.
-		return code != fb.BuiltinOperatorBATCH_MATMUL || input == 1
 	}
-	return true
+	if s.cfg != nil && !s.cfg.AppliesTo(fb.EnumNamesBuiltinOperator[code]) {
+		return false
+	}
+	// LiteRT's hybrid BATCH_MATMUL needs a float LHS and an int8 RHS.
+	return s.kind != kindDynInt8 || code != fb.BuiltinOperatorBATCH_MATMUL || input == 1
 }
 
 // channelAxis is the per-channel axis of op's weight (SEMANTICS.md §5).
@@ -86,34 +84,48 @@ func channelAxis(code fb.BuiltinOperator, op *fb.OperatorT, input int, rank int)
 	return 0
 }
 
-// candidates lists the schemes a recipe offers a weight of this role and
-// layer, lowest precedence first: default, the role's, the role's layer.
-func candidates(r *config.Recipe, role config.Role, layer int) []*config.Scheme {
-	var out []*config.Scheme
+// candidate is a scheme a recipe offers a weight, and the AI Edge
+// Quantizer rule that offers it (nil for the role slots).
+type candidate struct {
+	scheme *config.Scheme
+	rule   *config.ScopeRule
+}
+
+// candidates lists the schemes a recipe offers the weight read by u, lowest
+// precedence first: default, the role's, the role's layer, then the scope
+// rules that match the op.
+func candidates(r *config.Recipe, u *weightUse) []candidate {
+	var out []candidate
 	add := func(rr *config.RoleRecipe) {
 		if rr == nil {
 			return
 		}
 		if rr.All != nil {
-			out = append(out, rr.All)
+			out = append(out, candidate{scheme: rr.All})
 		}
-		if layer < 0 {
+		if u.layer < 0 {
 			return
 		}
 		for _, l := range rr.Layers {
-			if layer >= l.From && layer <= l.To {
-				out = append(out, l.Scheme)
+			if u.layer >= l.From && u.layer <= l.To {
+				out = append(out, candidate{scheme: l.Scheme})
 			}
 		}
 	}
 	add(r.Default)
-	switch role {
+	switch u.role {
 	case config.RoleEmbedding:
 		add(r.Embedding)
 	case config.RoleAttention:
 		add(r.Attention)
 	case config.RoleFeedforward:
 		add(r.Feedforward)
+	}
+	op := fb.EnumNamesBuiltinOperator[u.code]
+	for i := range r.Rules {
+		if rule := &r.Rules[i]; rule.Matches(op, u.scope) {
+			out = append(out, candidate{scheme: rule.Scheme, rule: rule})
+		}
 	}
 	return out
 }

@@ -24,6 +24,18 @@ func quantizeFile(t testing.TB, in, preset string, fallback bool) (string, *pipe
 	if err != nil {
 		t.Fatal(err)
 	}
+	return quantizeRecipe(t, in, r, fallback)
+}
+
+// quantizeRecipe is quantizeFile with a recipe of any kind.
+func quantizeRecipe(t testing.TB, in string, r *config.Recipe, fallback bool) (string, *pipeline.State, error) {
+	t.Helper()
+	return runRecipe(t, in, r, fallback, false)
+}
+
+// runRecipe runs the one-recipe job; dryRun plans it without writing.
+func runRecipe(t testing.TB, in string, r *config.Recipe, fallback, dryRun bool) (string, *pipeline.State, error) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(in), ".tflite")+"_"+r.Suffix+".tflite")
 	on := config.OnMismatchFail
 	if fallback {
@@ -40,7 +52,7 @@ func quantizeFile(t testing.TB, in, preset string, fallback bool) (string, *pipe
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &pipeline.State{Log: zerolog.Nop(), Metrics: true}
+	s := &pipeline.State{Log: zerolog.Nop(), Metrics: !dryRun, DryRun: dryRun}
 	branches, err := pipeline.Run(context.Background(), pj, s)
 	t.Cleanup(func() { Close(s) })
 	if err != nil {

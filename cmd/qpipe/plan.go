@@ -16,7 +16,7 @@ import (
 func init() {
 	register(command{
 		name:    "plan",
-		usage:   "(JOB.yaml | --recipe NAME IN.tflite) [--json]",
+		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite) [--json | --export-aeq]",
 		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
 		run:     planCmd,
 	})
@@ -26,21 +26,26 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	recipe := fs.String("recipe", "", "preset name, to plan a model without a job file")
+	aeq := fs.String("aeq-recipe", "", "AI Edge Quantizer recipe file, to plan a model without a job file")
+	exportAEQ := fs.Bool("export-aeq", false, "print the resolved recipe as an AI Edge Quantizer recipe (JSON)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	fallback := fs.Bool("fallback", false, "with --recipe: plan on_mismatch: fallback")
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true})
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}
 	if len(pos) != 1 {
-		return usagef("want one JOB.yaml, or --recipe NAME and one model")
+		return usagef("want one JOB.yaml, or --recipe NAME (or --aeq-recipe FILE.json) and one model")
+	}
+	if *asJSON && *exportAEQ {
+		return usagef("--json and --export-aeq are exclusive")
 	}
 	var job *config.Job
 	var err error
-	if *recipe != "" {
-		r, err := config.Preset(*recipe)
+	if *recipe != "" || *aeq != "" {
+		r, err := cliRecipe(*recipe, *aeq)
 		if err != nil {
-			return usagef("%v", err)
+			return err
 		}
 		job, err = oneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, *fallback, "")
 		if err != nil {
@@ -60,6 +65,9 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	defer stages.Close(state)
 	if err != nil {
 		return interrupted(ctx, err)
+	}
+	if *exportAEQ {
+		return exportPlanAEQ(stdout, stderr, job, branches)
 	}
 	plans := make([]*pipeline.Plan, 0, len(branches))
 	for _, b := range branches {
@@ -109,4 +117,31 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 func trimExt(p string) string {
 	b := filepath.Base(p)
 	return strings.TrimSuffix(b, filepath.Ext(b))
+}
+
+// exportPlanAEQ prints the job's one recipe, as resolved on its model, as
+// an AI Edge Quantizer recipe.
+func exportPlanAEQ(stdout, stderr io.Writer, job *config.Job, branches []*pipeline.State) error {
+	q := job.Quantize()
+	if q == nil || len(q.Recipes) != 1 || len(branches) != 1 {
+		n := 0
+		if q != nil {
+			n = len(q.Recipes)
+		}
+		return usagef("--export-aeq writes one recipe; the job has %d (plan a job with one recipe, or use --recipe)", n)
+	}
+	rules, notes, err := stages.AEQRules(branches[0], q.Recipes[0])
+	if err != nil {
+		return err
+	}
+	out, err := config.MarshalAEQ(rules)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	for _, n := range notes {
+		log.Warn().Msg(n)
+	}
+	_, err = stdout.Write(out)
+	return err
 }

@@ -13,7 +13,7 @@ import (
 func init() {
 	register(command{
 		name:    "quantize",
-		usage:   "--recipe NAME [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] IN.tflite OUT.tflite",
+		usage:   "(--recipe NAME | --aeq-recipe FILE.json) [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] IN.tflite OUT.tflite",
 		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
 		run:     quantizeCmd,
 	})
@@ -23,25 +23,23 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("quantize", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	recipe := fs.String("recipe", "", "preset name (see `qpipe recipes`)")
+	aeq := fs.String("aeq-recipe", "", "AI Edge Quantizer recipe file (JSON)")
 	fallback := fs.Bool("fallback", false, "give a weight the next scheme that fits instead of failing")
 	layout := fs.String("layout", "auto", "buffer layout of the output")
 	metrics := fs.Bool("metrics", false, "measure and log each tensor's quantization error")
 	fsync := fs.Bool("fsync", false, "flush each output to the disk before reporting it written")
 	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales")
 	deqRef := fs.Bool("dequantized-reference", false, "write a float32 model whose weights are the dequantized values of the recipe's output (a reference for accuracy tests)")
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true})
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true, "aeq-recipe": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
-	}
-	if *recipe == "" {
-		return usagef("--recipe is required (see `qpipe recipes`)")
 	}
 	if len(pos) != 2 {
 		return usagef("want IN.tflite OUT.tflite, got %d argument(s)", len(pos))
 	}
-	r, err := config.Preset(*recipe)
+	r, err := cliRecipe(*recipe, *aeq)
 	if err != nil {
-		return usagef("%v", err)
+		return err
 	}
 	log := newLogger(stderr)
 	if r.Warning != "" {
@@ -81,6 +79,24 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// cliRecipe is the recipe of --recipe NAME or --aeq-recipe FILE: exactly
+// one of them.
+func cliRecipe(preset, aeq string) (*config.Recipe, error) {
+	switch {
+	case preset != "" && aeq != "":
+		return nil, usagef("--recipe and --aeq-recipe are exclusive")
+	case aeq != "":
+		return config.LoadAEQRecipe(aeq)
+	case preset == "":
+		return nil, usagef("--recipe NAME (see `qpipe recipes`) or --aeq-recipe FILE.json is required")
+	}
+	r, err := config.Preset(preset)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return r, nil
 }
 
 // oneShotJob is the job `qpipe quantize` and `qpipe plan --recipe` run.

@@ -12,8 +12,8 @@ import (
 func init() {
 	register(command{
 		name:    "recipes",
-		usage:   "[--json]",
-		summary: "list the preset recipes and schemes",
+		usage:   "[--json | --export-aeq NAME]",
+		summary: "list the preset recipes and schemes, or write a preset as an AI Edge Quantizer recipe",
 		run:     recipesCmd,
 	})
 }
@@ -22,11 +22,31 @@ func recipesCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("recipes", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	asJSON := fs.Bool("json", false, "print as JSON")
+	exportAEQ := fs.String("export-aeq", "", "write the preset NAME as an AI Edge Quantizer recipe (JSON)")
 	if err := fs.Parse(args); err != nil {
 		return usagef("%v", err)
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *exportAEQ != "" {
+		if *asJSON {
+			return usagef("--json and --export-aeq are exclusive")
+		}
+		r, err := config.Preset(*exportAEQ)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		rules, err := r.AEQRules()
+		if err != nil {
+			return err
+		}
+		out, err := config.MarshalAEQ(rules)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(out)
+		return err
 	}
 	presets, schemes := config.Presets(), config.Schemes()
 	if *asJSON {
