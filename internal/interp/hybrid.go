@@ -102,21 +102,28 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 			}
 			return
 		}
+		// Blockwise int4 (XNNPACK qd8-f32-qb4w): the packed weights carry
+		// ksum = −Σ_b s_b·Σ_{k∈b} w (float, block order); the GEMM starts
+		// from ksum·zp_a, adds float(Σ_{k∈b} q_a·w)·s_b block by block,
+		// then multiplies by the row's scale and adds the bias.
 		B := w.block
 		for n := lo; n < hi; n++ {
+			var ksum float32
+			for k0 := 0; k0 < K; k0 += B {
+				ws := rowSum(rows[(n-lo)*K+k0 : (n-lo)*K+k0+B])
+				ksum -= float32(ws) * w.bscaleBF16[(n*K+k0)/B]
+			}
 			for m := 0; m < M; m++ {
-				out[m*N+n] = 0
+				out[m*N+n] = ksum * float32(rq[m].zp)
 			}
 		}
 		for k0 := 0; k0 < K; k0 += B {
 			clear(acc)
 			gemmI8(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B)
 			for n := lo; n < hi; n++ {
-				ws := rowSum(rows[(n-lo)*K+k0 : (n-lo)*K+k0+B])
 				s := w.bscaleBF16[(n*K+k0)/B]
 				for m := 0; m < M; m++ {
-					v := acc[m*(hi-lo)+n-lo] - rq[m].zp*ws
-					out[m*N+n] += float32(v) * s
+					out[m*N+n] += float32(acc[m*(hi-lo)+n-lo]) * s
 				}
 			}
 		}
