@@ -144,7 +144,7 @@ func ParseAEQRecipe(path string, data []byte) (*Recipe, error) {
 	d := &aeqDecoder{file: path, data: data}
 	rules := d.rules(root)
 	if len(d.errs) > 0 {
-		return nil, d.errs.sorted()
+		return nil, d.errs.Sorted()
 	}
 	name := aeqName(path)
 	return &Recipe{Name: name, Suffix: name, Rules: effectiveOrder(rules), AEQ: path, P: Pos{File: path, Line: 1, Col: 1}}, nil

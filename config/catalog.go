@@ -203,7 +203,7 @@ func parseCatalog(file string, data []byte) (*catalog, error) {
 		d.catalogAliases(c, deprecated)
 	}
 	if len(d.errs) > 0 {
-		return nil, d.errs.sorted()
+		return nil, d.errs.Sorted()
 	}
 	return c, nil
 }

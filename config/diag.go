@@ -69,9 +69,9 @@ func (ds Diagnostics) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// sorted orders ds by position, keeping the order of discovery for problems
-// at the same place.
-func (ds Diagnostics) sorted() Diagnostics {
+// Sorted orders ds by position, in place, keeping the order of discovery
+// for problems at the same place, and returns it.
+func (ds Diagnostics) Sorted() Diagnostics {
 	sort.SliceStable(ds, func(i, j int) bool {
 		a, b := ds[i].Pos, ds[j].Pos
 		if a.Line != b.Line {

@@ -210,9 +210,9 @@ func ParseJob(path string, data []byte) (*Job, error) {
 	j := &Job{Path: path, Dir: filepath.Dir(path), Name: defaultName(path)}
 	d.job(root, j)
 	if len(d.errs) > 0 {
-		return nil, d.errs.sorted()
+		return nil, d.errs.Sorted()
 	}
-	j.Warnings = d.warns.sorted()
+	j.Warnings = d.warns.Sorted()
 	return j, nil
 }
 

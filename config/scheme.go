@@ -224,7 +224,7 @@ func ParseScheme(text string) (*Scheme, error) {
 	d := &decoder{cat: defaultCatalog}
 	s, ok := d.scheme(root, "")
 	if !ok {
-		return nil, d.errs.sorted()
+		return nil, d.errs.Sorted()
 	}
 	return s, nil
 }

@@ -11,6 +11,9 @@ type JobReport struct {
 	InputBytes  int64           `json:"input_bytes,omitempty"`
 	Seconds     float64         `json:"seconds"`
 	Outputs     []*OutputReport `json:"outputs"`
+	// Warnings are the job file's lines that do nothing on the model
+	// (State.Warnings) and its deprecated names.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // OutputReport describes one written model.

@@ -44,6 +44,10 @@ type State struct {
 	// Output describes what serialize wrote (nil before).
 	Output *OutputReport
 
+	// Warnings are findings about the job that do not stop it (lines of
+	// the job file that do nothing on this model), each naming its place.
+	Warnings []string
+
 	// DryRun makes stages that would write files only check that they could.
 	DryRun bool
 	// Metrics asks the quantize stage to measure per-tensor error while the

@@ -21,6 +21,9 @@ type Options struct {
 	// dequantized values of what the recipe would write (see
 	// Quantize.Reference).
 	DequantizedReference bool
+	// Strict makes the job fail on lint findings (see Lint) instead of
+	// warning about them.
+	Strict bool
 }
 
 // Build turns a parsed job file into a runnable job: load and annotate
@@ -89,6 +92,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 	if len(check.quantize) > 1 {
 		pj.Prefix = append(pj.Prefix, check)
 	}
+	pj.Prefix = append(pj.Prefix, &Lint{Rules: a.Rules, Recipes: recipes, Strict: opt.Strict})
 	return pj, nil
 }
 

@@ -16,7 +16,7 @@ import (
 func init() {
 	register(command{
 		name:    "plan",
-		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite) [--json | --export-aeq]",
+		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite) [--json | --export-aeq] [--strict]",
 		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
 		run:     planCmd,
 	})
@@ -30,6 +30,7 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	exportAEQ := fs.Bool("export-aeq", false, "print the resolved recipe as an AI Edge Quantizer recipe (JSON)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	fallback := fs.Bool("fallback", false, "with --recipe: plan on_mismatch: fallback")
+	strict := fs.Bool("strict", false, "fail when the job file has lines that do nothing on its model, instead of warning")
 	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
@@ -54,7 +55,7 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	} else if job, err = config.LoadJob(pos[0]); err != nil {
 		return err
 	}
-	pj, err := stages.Build(job, stages.Options{})
+	pj, err := stages.Build(job, stages.Options{Strict: *strict})
 	if err != nil {
 		return err
 	}
@@ -73,11 +74,22 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	for _, b := range branches {
 		plans = append(plans, b.Plan)
 	}
+	warnings := state.Warnings
+	for _, w := range job.Warnings {
+		warnings = append(warnings, w.Error())
+	}
 	if *asJSON {
-		return writeJSON(stdout, map[string]any{"job": job.Name, "plans": plans})
+		out := map[string]any{"job": job.Name, "plans": plans}
+		if len(warnings) > 0 {
+			out["warnings"] = warnings
+		}
+		return writeJSON(stdout, out)
 	}
 	for _, p := range plans {
 		printPlan(stdout, p)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return nil
 }

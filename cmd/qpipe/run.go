@@ -18,7 +18,7 @@ import (
 func init() {
 	register(command{
 		name:    "run",
-		usage:   "[--keep-going] [--json] [--report DIR] [--fsync] [--strict-reference] JOB.yaml...",
+		usage:   "[--keep-going] [--json] [--report DIR] [--fsync] [--strict] [--strict-reference] JOB.yaml...",
 		summary: "run job files: load, annotate, quantize, verify, serialize; a summary at the end",
 		run:     runCmd,
 	})
@@ -32,6 +32,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	reportDir := fs.String("report", "", "also write the report as an HTML page, DIR/report.html")
 	fsync := fs.Bool("fsync", false, "flush each output to the disk before reporting it written")
 	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales (outputs the CPU runtime may refuse)")
+	strictLint := fs.Bool("strict", false, "fail a job whose file has lines that do nothing on its model (unmatched annotate rules, per-layer overrides of missing blocks, recipe roles no weight has) instead of warning")
 	flags, jobs := flagArgs(args, map[string]bool{"report": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
@@ -49,7 +50,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			break
 		}
-		r := runJob(ctx, path, log, prog, stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict})
+		r := runJob(ctx, path, log, prog, stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict, Strict: *strictLint})
 		reports = append(reports, r)
 		if r.Status != "ok" {
 			failed++
@@ -102,6 +103,7 @@ func runJob(ctx context.Context, path string, log zerolog.Logger, prog *progress
 	r.Name = job.Name
 	for _, w := range job.Warnings {
 		log.Warn().Str("job", job.Name).Msg(w.Error())
+		r.Warnings = append(r.Warnings, w.Error())
 	}
 	if prog != nil {
 		opt.Progress = prog.update
@@ -117,6 +119,7 @@ func runJob(ctx context.Context, path string, log zerolog.Logger, prog *progress
 	branches, err := pipeline.Run(ctx, pj, state)
 	prog.finish()
 	defer stages.Close(state)
+	r.Warnings = append(r.Warnings, state.Warnings...)
 	for _, b := range branches {
 		if b.Output != nil {
 			r.Outputs = append(r.Outputs, b.Output)
