@@ -19,6 +19,12 @@ const (
 	FamilyWeightOnlyInt8 Family = "weight_only_int8"   // int8 behind DEQUANTIZE, symmetric or not
 	FamilyDynamicInt8    Family = "dynamic_int8"       // int8 read by hybrid kernels
 	FamilyInt4Block      Family = "dynamic_int4_block" // int4 blockwise read by hybrid kernels
+
+	// The tensorwise int8 schemes (one scale per tensor), which AI Edge
+	// Quantizer recipes reach with TENSORWISE: coarser rounding than per
+	// channel, so looser bounds against the float model.
+	FamilyDynamicInt8PerTensor    Family = "dynamic_int8_per_tensor"
+	FamilyWeightOnlyInt8PerTensor Family = "weight_only_int8_per_tensor"
 )
 
 // FamilyOf classifies a preset by the scheme its default slot sets (every
@@ -30,6 +36,10 @@ func FamilyOf(r *config.Recipe) (Family, error) {
 		return FamilyFloat, nil
 	case s.Weight == config.WeightFP16:
 		return FamilyFP16, nil
+	case s.Weight == config.WeightInt8 && s.Granularity == config.GranularityTensorwise && s.Mode == config.ModeWeightOnly:
+		return FamilyWeightOnlyInt8PerTensor, nil
+	case s.Weight == config.WeightInt8 && s.Granularity == config.GranularityTensorwise && s.Mode == config.ModeDynamicRange:
+		return FamilyDynamicInt8PerTensor, nil
 	case s.Weight == config.WeightInt8 && s.Mode == config.ModeWeightOnly:
 		return FamilyWeightOnlyInt8, nil
 	case s.Weight == config.WeightInt8 && s.Mode == config.ModeDynamicRange:
@@ -136,6 +146,15 @@ var Bounds = map[BoundKey]Bound{
 
 	{FamilyInt4Block, ClassShallow}: {VsFloat: Limit{0.15, 0.19}, VsReference: Limit{0.006, 0.006}},
 	{FamilyInt4Block, ClassDeep}:    {VsFloat: Limit{0.95, 0.6}, VsReference: Limit{0.055, 0.055}},
+
+	// Measured by TestAEQTensorwiseOnRuntime (aeq_test.go): one scale for a
+	// whole decoder weight costs up to 0.85 rel L2 on the generated
+	// decoders, whose rows differ widely in range; the runtime's own
+	// arithmetic stays as small as per channel.
+	{FamilyDynamicInt8PerTensor, ClassShallow}:    {VsFloat: Limit{0.025, 0.03}, VsReference: Limit{0.013, 0.012}},
+	{FamilyDynamicInt8PerTensor, ClassDeep}:       {VsFloat: Limit{1.0, 0.75}, VsReference: Limit{0.055, 0.055}},
+	{FamilyWeightOnlyInt8PerTensor, ClassShallow}: {VsFloat: Limit{0.024, 0.025}, VsReference: Limit{1e-6, 1e-6}},
+	{FamilyWeightOnlyInt8PerTensor, ClassDeep}:    {VsFloat: Limit{1.0, 0.75}, VsReference: Limit{1e-6, 1e-6}},
 }
 
 // BoundFor returns the bound of a family and class.

@@ -34,6 +34,13 @@ func Quantize(ctx context.Context, in, out, preset string, reference bool) (quan
 	if err != nil {
 		return 0, err
 	}
+	return QuantizeRecipe(ctx, in, out, r, reference)
+}
+
+// QuantizeRecipe is Quantize with a recipe of any kind (an AI Edge
+// Quantizer recipe file, say).
+func QuantizeRecipe(ctx context.Context, in, out string, r *config.Recipe, reference bool) (quantized int, err error) {
+	preset := r.Name
 	job := &config.Job{Path: in, Name: preset, Stages: []config.Stage{
 		&config.LoadStage{Path: in},
 		&config.AnnotateStage{},

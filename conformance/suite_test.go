@@ -193,17 +193,24 @@ func (s *suite) runCase(m *model, preset string) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &result{model: m, preset: preset}
-	if res.family, err = FamilyOf(rec); err != nil {
+	family, err := FamilyOf(rec)
+	if err != nil {
 		return nil, err
 	}
+	return s.runRecipe(m, rec, family)
+}
+
+// runRecipe is runCase for any recipe, whose outputs err like family's.
+func (s *suite) runRecipe(m *model, rec *config.Recipe, family Family) (*result, error) {
+	res := &result{model: m, preset: rec.Name, family: family}
+	var err error
 	if res.bound, err = BoundFor(res.family, m.class); err != nil {
 		return nil, err
 	}
 	base := filepath.Join(workDir, m.short()+"_"+rec.Suffix)
 	res.quant, res.ref = base+".tflite", base+"_ref.tflite"
 	ctx := context.Background()
-	n, err := Quantize(ctx, m.path, res.quant, preset, false)
+	n, err := QuantizeRecipe(ctx, m.path, res.quant, rec, false)
 	if errors.Is(err, ErrNotApplicable) {
 		res.notApplicable = notFitReason(err)
 		return res, nil
@@ -212,7 +219,7 @@ func (s *suite) runCase(m *model, preset string) (*result, error) {
 		return nil, err
 	}
 	res.quantized = n
-	if _, err := Quantize(ctx, m.path, res.ref, preset, true); err != nil {
+	if _, err := QuantizeRecipe(ctx, m.path, res.ref, rec, true); err != nil {
 		return nil, fmt.Errorf("the dequantized reference: %w", err)
 	}
 	if res.reads, err = readWeights(m.path, res.quant); err != nil {
