@@ -111,7 +111,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 			var ksum float32
 			for k0 := 0; k0 < K; k0 += B {
 				ws := rowSum(rows[(n-lo)*K+k0 : (n-lo)*K+k0+B])
-				ksum -= float32(ws) * w.bscaleBF16[(n*K+k0)/B]
+				ksum -= float32(ws) * w.blockScaleBF16((n*K+k0)/B)
 			}
 			for m := 0; m < M; m++ {
 				out[m*N+n] = ksum * float32(rq[m].zp)
@@ -121,7 +121,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 			clear(acc)
 			gemmI8(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B)
 			for n := lo; n < hi; n++ {
-				s := w.bscaleBF16[(n*K+k0)/B]
+				s := w.blockScaleBF16((n*K+k0)/B)
 				for m := 0; m < M; m++ {
 					out[m*N+n] += float32(acc[m*(hi-lo)+n-lo]) * s
 				}

@@ -85,6 +85,11 @@ func New(m *tflite.Model, opt Options) (*Interpreter, error) {
 	if err := in.buildSignatures(); err != nil {
 		return nil, err
 	}
+	for _, s := range in.sigs {
+		for _, io := range s.Outputs {
+			in.sgs[s.Subgraph].isOutput[io.Tensor] = true
+		}
+	}
 	checked := map[int]bool{}
 	for _, s := range in.sigs {
 		if err := in.checkSubgraph(s.Subgraph, checked, 0); err != nil {

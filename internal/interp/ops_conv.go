@@ -188,6 +188,9 @@ func convKernel(depthwise bool) *kernel {
 			}
 			gh := geometry(H, KH, p.strideH, p.dilH, p.padding)
 			gw := geometry(W, KW, p.strideW, p.dilW, p.padding)
+			if err := c.checkSize([]int{N, gh.out, gw.out, Cout}); err != nil {
+				return err
+			}
 			out := NewTensor(fb.TensorTypeFLOAT32, []int{N, gh.out, gw.out, Cout})
 			ci := c.convInput(x, hybrid)
 			mult := 1
@@ -295,8 +298,8 @@ func transposeConvKernel() *kernel {
 				return c.errf("filter %v, input %v and output shape %v do not fit", ws, x.Shape, osh)
 			}
 			OH, OW := osh[1], osh[2]
-			if numElements([]int{N, OH, OW, Cout}) < 0 {
-				return c.errf("output shape %v too large", osh)
+			if err := c.checkSize([]int{N, OH, OW, Cout}); err != nil {
+				return err
 			}
 			if bias != nil && len(bias) != Cout {
 				return c.errf("bias has %d elements, want %d", len(bias), Cout)
@@ -380,6 +383,9 @@ func poolKernel(maxPool bool) *kernel {
 			N, H, W, C := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 			gh := geometry(H, int(o.FilterHeight), p.strideH, 1, p.padding)
 			gw := geometry(W, int(o.FilterWidth), p.strideW, 1, p.padding)
+			if err := c.checkSize([]int{N, gh.out, gw.out, C}); err != nil {
+				return err
+			}
 			out := NewTensor(fb.TensorTypeFLOAT32, []int{N, gh.out, gw.out, C})
 			for n := 0; n < N; n++ {
 				for oy := 0; oy < gh.out; oy++ {
@@ -387,16 +393,9 @@ func poolKernel(maxPool bool) *kernel {
 						for ch := 0; ch < C; ch++ {
 							s, cnt := 0.0, 0
 							m := math.Inf(-1)
-							for ky := 0; ky < gh.k; ky++ {
-								iy := oy*gh.stride - gh.pad + ky
-								if iy < 0 || iy >= H {
-									continue
-								}
-								for kx := 0; kx < gw.k; kx++ {
-									ix := ox*gw.stride - gw.pad + kx
-									if ix < 0 || ix >= W {
-										continue
-									}
+							y0, x0 := oy*gh.stride-gh.pad, ox*gw.stride-gw.pad
+							for iy := max(y0, 0); iy < min(y0+gh.k, H); iy++ {
+								for ix := max(x0, 0); ix < min(x0+gw.k, W); ix++ {
 									v := float64(x.F32[((n*H+iy)*W+ix)*C+ch])
 									s += v
 									m = max(m, v)

@@ -164,7 +164,18 @@ func arithKernel(code fb.BuiltinOperator) *kernel {
 			if !ok {
 				return c.errf("shapes %v and %v do not broadcast", x.Shape, y.Shape)
 			}
+			if err := c.checkSize(shape); err != nil {
+				return err
+			}
 			out := NewTensor(x.Type, shape)
+			if x.Type == fb.TensorTypeFLOAT32 && sameShape(x.Shape, y.Shape) {
+				for i := range out.F32 {
+					out.F32[i] = a.f(x.F32[i], y.F32[i])
+				}
+				activation(fusedActivation(c.p.op), out.F32)
+				c.set(0, out)
+				return nil
+			}
 			ix, iy := broadcastIndex(x.Shape, shape), broadcastIndex(y.Shape, shape)
 			switch x.Type {
 			case fb.TensorTypeFLOAT32:
@@ -275,6 +286,9 @@ func (c *opCtx) broadcast2() (x, y *Tensor, shape, ix, iy []int, err error) {
 		err = c.errf("shapes %v and %v do not broadcast", x.Shape, y.Shape)
 		return
 	}
+	if err = c.checkSize(shape); err != nil {
+		return
+	}
 	return x, y, shape, broadcastIndex(x.Shape, shape), broadcastIndex(y.Shape, shape), nil
 }
 
@@ -345,6 +359,9 @@ func selectKernel(v2 bool) *kernel {
 				}
 				if !ok {
 					return c.errf("shapes %v, %v, %v do not broadcast", cond.Shape, x.Shape, y.Shape)
+				}
+				if err := c.checkSize(shape); err != nil {
+					return err
 				}
 				ic, ix, iy = broadcastIndex(cond.Shape, shape), broadcastIndex(x.Shape, shape), broadcastIndex(y.Shape, shape)
 			} else {

@@ -106,6 +106,9 @@ func fcKernel() *kernel {
 			if o.KeepNumDims {
 				shape = append(append([]int{}, x.Shape[:len(x.Shape)-1]...), N)
 			}
+			if err := c.checkSize(shape); err != nil {
+				return err
+			}
 			out := NewTensor(fb.TensorTypeFLOAT32, shape)
 			if w.quantized {
 				hybridFC(c.sg.in.threads, out.F32, x.F32, M, K, N, w, bias)
@@ -198,7 +201,11 @@ func batchMatMul(threads int, a *Tensor, b *weight, adjX, adjY bool) (*Tensor, e
 	}
 	ia := broadcastIndex(a.Shape[:ra-2], batch)
 	ib := broadcastIndex(b.shape[:rb-2], batch)
-	out := NewTensor(fb.TensorTypeFLOAT32, append(append([]int{}, batch...), M, N))
+	oshape := append(append([]int{}, batch...), M, N)
+	if n := numElements(oshape); n < 0 || n > elementLimit {
+		return nil, fmt.Errorf("output shape %v has more than %d elements", oshape, elementLimit)
+	}
+	out := NewTensor(fb.TensorTypeFLOAT32, oshape)
 	lhs := make([]float32, M*K)
 	var rhsNT []float32 // b's batch as [N, K] when it must be transposed
 	for bi := range ia {
@@ -324,7 +331,11 @@ func embeddingKernel() *kernel {
 			}
 			V := w.shape[0]
 			D := numElements(w.shape[1:])
-			out := NewTensor(fb.TensorTypeFLOAT32, append([]int{len(ids.I32)}, w.shape[1:]...))
+			oshape := append([]int{len(ids.I32)}, w.shape[1:]...)
+			if err := c.checkSize(oshape); err != nil {
+				return err
+			}
+			out := NewTensor(fb.TensorTypeFLOAT32, oshape)
 			for i, id := range ids.I32 {
 				if id < 0 || int(id) >= V {
 					return c.errf("id %d at position %d out of range [0, %d)", id, i, V)

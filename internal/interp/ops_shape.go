@@ -823,6 +823,9 @@ func gatherKernel() *kernel {
 			inner := numElements(x.Shape[a+1:])
 			nIdx := numElements(ids.Shape[bd:])
 			shape := append(append(append([]int{}, x.Shape[:a]...), ids.Shape[bd:]...), x.Shape[a+1:]...)
+			if err := c.checkSize(shape); err != nil {
+				return err
+			}
 			idx := make([]int, 0, numElements(shape))
 			for b := 0; b < batch; b++ {
 				for o := 0; o < outer; o++ {
@@ -876,6 +879,9 @@ func gatherNDKernel() *kernel {
 			inner := numElements(x.Shape[k:])
 			n := numElements(ids.Shape[:len(ids.Shape)-1])
 			shape := append(append([]int{}, ids.Shape[:len(ids.Shape)-1]...), x.Shape[k:]...)
+			if err := c.checkSize(shape); err != nil {
+				return err
+			}
 			idx := make([]int, 0, n*inner)
 			for i := 0; i < n; i++ {
 				off := 0

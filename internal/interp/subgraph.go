@@ -21,7 +21,12 @@ type subgraph struct {
 	producer []int
 	// consumers[t] lists (operator, input slot) pairs reading tensor t.
 	consumers [][][2]int
-	isOutput  []bool
+	// isOutput marks subgraph and signature outputs: kept to the end.
+	isOutput []bool
+	// lastUse[t] is the last operator reading tensor t (-1: none); a
+	// computed value is dropped after it, so a run holds only the live
+	// activations.
+	lastUse []int
 	// consts caches materialised constants; weights caches weight views.
 	consts  map[int]*Tensor
 	weights map[int]*weight
@@ -55,6 +60,10 @@ func newSubgraph(in *Interpreter, index int, sg *fb.SubGraphT) *subgraph {
 	}
 	s.consumers = make([][][2]int, n)
 	s.isOutput = make([]bool, n)
+	s.lastUse = make([]int, n)
+	for i := range s.lastUse {
+		s.lastUse[i] = -1
+	}
 	for _, o := range sg.Outputs {
 		s.isOutput[o] = true
 	}
@@ -68,6 +77,7 @@ func newSubgraph(in *Interpreter, index int, sg *fb.SubGraphT) *subgraph {
 		for k, t := range op.Inputs {
 			if t >= 0 {
 				s.consumers[t] = append(s.consumers[t], [2]int{oi, k})
+				s.lastUse[t] = oi
 			}
 		}
 	}
@@ -235,6 +245,7 @@ func (s *subgraph) run(ctx context.Context, f *frame, depth int) error {
 		c := &opCtx{ctx: ctx, sg: s, f: f, p: p, depth: depth}
 		if p.folded {
 			s.observe(c)
+			s.release(f, p)
 			continue
 		}
 		if err := p.k.run(c); err != nil {
@@ -250,8 +261,23 @@ func (s *subgraph) run(ctx context.Context, f *frame, depth int) error {
 			}
 		}
 		s.observe(c)
+		s.release(f, p)
 	}
 	return nil
+}
+
+// release drops the values that no later operator reads.
+func (s *subgraph) release(f *frame, p *opPlan) {
+	for _, t := range p.op.Inputs {
+		if t >= 0 && s.lastUse[t] == p.index && !s.isOutput[t] {
+			f.vals[t] = nil
+		}
+	}
+	for _, t := range p.op.Outputs {
+		if s.lastUse[t] < p.index && !s.isOutput[t] {
+			f.vals[t] = nil
+		}
+	}
 }
 
 // checkOutput compares a computed value with the tensor's declared type and
@@ -370,6 +396,19 @@ func (c *opCtx) opt(k int) (*Tensor, error) {
 		return nil, nil
 	}
 	return c.in(k)
+}
+
+// elementLimit bounds the element count of any value an operator
+// computes (2^31, the runtime's int32 indexing): a hostile model that asks
+// for more is an error, not an allocation failure.
+var elementLimit = 1 << 31
+
+// checkSize refuses an output shape over elementLimit.
+func (c *opCtx) checkSize(shape []int) error {
+	if n := numElements(shape); n < 0 || n > elementLimit {
+		return c.errf("output shape %v has more than %d elements", shape, elementLimit)
+	}
+	return nil
 }
 
 // set stores output k.

@@ -3,6 +3,7 @@ package interp
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
@@ -33,13 +34,13 @@ type weight struct {
 	zp         []int32
 	axisStride int // elements between consecutive channels of axis
 	axisDim    int
-	// Blockwise int4: bscale[i/block] scales element i (blocks run along
-	// the last axis, which block divides).
-	block  int
-	bscale []float32
-	// bscaleBF16 are the block scales rounded to bfloat16 (nearest even):
-	// what XNNPACK's blockwise GEMM multiplies by (it stores bf16 scales).
-	bscaleBF16 []float32
+	// Blockwise int4: block scale i/block scales element i (blocks run
+	// along the last axis, which block divides). The scales are read from
+	// the mapped scale tensor when used (float16, or float32 when
+	// bscaleF32).
+	block     int
+	bscaleRaw []byte
+	bscaleF32 bool
 	// quantized is true when the tensor is read by the op directly (the
 	// op's hybrid kernel), false for a float weight or a folded
 	// DEQUANTIZE (float semantics).
@@ -104,7 +105,7 @@ func (w *weight) decode(dst []float32, off int) {
 	case wInt8, wInt4:
 		if w.block > 0 {
 			for i := range dst {
-				dst[i] = float32(w.int8At(off+i)) * w.bscale[(off+i)/w.block]
+				dst[i] = float32(w.int8At(off+i)) * w.blockScale((off+i)/w.block)
 			}
 			return
 		}
@@ -272,25 +273,15 @@ func (s *subgraph) quantParams(w *weight, meta *fb.TensorT, q *fb.QuantizationPa
 		if err != nil {
 			return err
 		}
-		w.block, w.bscale = B, make([]float32, nb)
-		switch st.Type {
-		case fb.TensorTypeFLOAT16:
-			if len(sb) < 2*nb {
-				return fmt.Errorf("block scales tensor %d holds %d bytes, want %d", bq.Scales, len(sb), 2*nb)
-			}
-			for i := range w.bscale {
-				w.bscale[i] = quant.Float32FromBits16(binary.LittleEndian.Uint16(sb[2*i:]))
-			}
-		default:
-			if len(sb) < 4*nb {
-				return fmt.Errorf("block scales tensor %d holds %d bytes, want %d", bq.Scales, len(sb), 4*nb)
-			}
-			copy(w.bscale, quant.Float32s(sb[:4*nb]))
+		w.block = B
+		size := 2 * nb
+		if st.Type == fb.TensorTypeFLOAT32 {
+			size, w.bscaleF32 = 4*nb, true
 		}
-		w.bscaleBF16 = make([]float32, nb)
-		for i, v := range w.bscale {
-			w.bscaleBF16[i] = quant.BFloat16Round(v)
+		if len(sb) < size {
+			return fmt.Errorf("block scales tensor %d holds %d bytes, want %d", bq.Scales, len(sb), size)
 		}
+		w.bscaleRaw = sb[:size]
 		return nil
 	}
 	if len(q.Scale) == 0 {
@@ -313,3 +304,15 @@ func (s *subgraph) quantParams(w *weight, meta *fb.TensorT, q *fb.QuantizationPa
 	}
 	return nil
 }
+
+// blockScale is the scale of block b.
+func (w *weight) blockScale(b int) float32 {
+	if w.bscaleF32 {
+		return math.Float32frombits(binary.LittleEndian.Uint32(w.bscaleRaw[4*b:]))
+	}
+	return quant.Float32FromBits16(binary.LittleEndian.Uint16(w.bscaleRaw[2*b:]))
+}
+
+// blockScaleBF16 is block b's scale rounded to bfloat16 (nearest even):
+// what XNNPACK's blockwise GEMM multiplies by (it stores bf16 scales).
+func (w *weight) blockScaleBF16(b int) float32 { return quant.BFloat16Round(w.blockScale(b)) }
