@@ -3,10 +3,18 @@ package pipeline
 // JobReport is one job's entry in `qpipe run --json`. Its JSON form is
 // stable: fields are only ever added.
 type JobReport struct {
-	Name        string          `json:"name"`
-	File        string          `json:"file"`
-	Status      string          `json:"status"` // "ok" or "failed"
-	Error       string          `json:"error"`
+	Name   string `json:"name"`
+	File   string `json:"file"`
+	Status string `json:"status"` // "ok", "failed" or "skipped"
+	// Reason says why a job was skipped: up to date with its lock file,
+	// or not run after an earlier failure.
+	Reason string `json:"reason,omitempty"`
+	Error  string `json:"error"`
+	// Lock is the job's lock file (JOB.lock next to JOB.yaml).
+	Lock string `json:"lock,omitempty"`
+	// Check lists, for `qpipe run --check`, every file compared with the
+	// lock.
+	Check       []CheckResult   `json:"check,omitempty"`
 	InputSHA256 string          `json:"input_sha256,omitempty"`
 	InputBytes  int64           `json:"input_bytes,omitempty"`
 	Seconds     float64         `json:"seconds"`
@@ -73,4 +81,14 @@ type PresetPoint struct {
 	Recipe string  `json:"recipe"`
 	Bytes  int64   `json:"bytes"`
 	KL     float64 `json:"kl"`
+}
+
+// CheckResult is one file `qpipe run --check` compared with the lock.
+type CheckResult struct {
+	// What is "job", "input", "output" (the file on disk) or "rebuilt"
+	// (the output rebuilt into a temporary folder).
+	What   string `json:"what"`
+	Path   string `json:"path"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
 }

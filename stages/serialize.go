@@ -2,8 +2,6 @@ package stages
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"math"
@@ -11,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/qpipe/qpipe/internal/lockfile"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
@@ -160,16 +159,8 @@ func layoutOf(path string) string {
 
 // FileSHA256 is the hex sha256 of a file.
 func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	f, err := lockfile.SHA256(path)
+	return f.SHA256, err
 }
 
 // withProgress returns a shallow copy of m whose buffer contents report the

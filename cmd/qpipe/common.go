@@ -32,9 +32,15 @@ func newLogger(stderr io.Writer) zerolog.Logger {
 }
 
 func isTerminal(w io.Writer) bool {
+	if s, ok := w.(*syncWriter); ok {
+		w = s.w
+	}
 	f, ok := w.(*os.File)
 	return ok && isatty.IsTerminal(f.Fd())
 }
+
+// nopLogger discards everything (dry runs made for estimates).
+var nopLogger = zerolog.Nop()
 
 // signalContext is cancelled on Ctrl-C or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {

@@ -19,12 +19,20 @@ func init() {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])
 			}
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(stdout, "qpipe %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			t := toolIdentity()
+			fmt.Fprintf(stdout, "qpipe %s (%s, %s/%s, build %s)\n", t.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH, t.Build)
 			return nil
 		},
 	})
+}
+
+// versionString is the version `qpipe version` prints and lock files
+// record: the -X main.version value, else the module version of a
+// `go install …@version` build, else dev.
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
 }
