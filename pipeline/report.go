@@ -11,7 +11,7 @@ type JobReport struct {
 	Reason string `json:"reason,omitempty"`
 	Error  string `json:"error"`
 	// Lock is the job's lock file (JOB.lock next to JOB.yaml).
-	Lock string `json:"lock,omitempty"`
+	Lock string `json:"lock_file,omitempty"`
 	// Check lists, for `qpipe run --check`, every file compared with the
 	// lock.
 	Check       []CheckResult   `json:"check,omitempty"`

@@ -41,7 +41,7 @@ type runReport struct {
 		Status  string `json:"status"`
 		Reason  string `json:"reason"`
 		Error   string `json:"error"`
-		Lock    string `json:"lock"`
+		Lock    string `json:"lock_file"`
 		Outputs []struct {
 			Path   string `json:"path"`
 			SHA256 string `json:"sha256"`
