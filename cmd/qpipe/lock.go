@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -66,9 +67,10 @@ func lockOptions(strictReference bool) string {
 // canonicalRecipe renders a resolved recipe for the lock: name, suffix and
 // every set slot in the fixed order default, embedding, attention,
 // feedforward, as slot=SCHEME with per-block overrides in brackets
-// (feedforward=dynamic_int4_block256[0=dynamic_int8,14-15=none]). Presets
-// are expanded into their slots, so a change of a preset's definition in
-// recipes.yaml changes the lock.
+// (feedforward=dynamic_int4_block256[0=dynamic_int8,14-15=none]), then the
+// scope rules of an AI Edge Quantizer recipe. Presets are expanded into
+// their slots, so a change of a preset's definition in recipes.yaml
+// changes the lock.
 func canonicalRecipe(r *config.Recipe) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name=%s suffix=%s", r.Name, r.Suffix)
@@ -97,6 +99,30 @@ func canonicalRecipe(r *config.Recipe) string {
 			}
 			b.WriteByte(']')
 		}
+	}
+	// Scope rules of an AI Edge Quantizer recipe file, in resolution
+	// order: INDEX:"REGEX"/OP=SCHEME[,min=N][,skip]. The file's content,
+	// not its name, is what counts.
+	if len(r.Rules) > 0 {
+		b.WriteString(" rules=[")
+		for i, rule := range r.Rules {
+			if i > 0 {
+				b.WriteByte(';')
+			}
+			op := rule.Op
+			if op == "" {
+				op = "*"
+			}
+			pattern := strings.ReplaceAll(strconv.QuoteToASCII(rule.Pattern), "#", `\x23`)
+			fmt.Fprintf(&b, "%d:%s/%s=%s", rule.Index, pattern, op, rule.Scheme.String())
+			if rule.MinWeightElements > 0 {
+				fmt.Fprintf(&b, ",min=%d", rule.MinWeightElements)
+			}
+			if rule.SkipChecks {
+				b.WriteString(",skip")
+			}
+		}
+		b.WriteByte(']')
 	}
 	return b.String()
 }

@@ -600,3 +600,36 @@ func relToWD(t *testing.T, p string) string {
 	}
 	return r
 }
+
+// TestLockAEQRecipe: a job's {aeq: FILE} recipe is locked by its rules, so
+// editing the recipe file (not the job file) redoes the job.
+func TestLockAEQRecipe(t *testing.T) {
+	dir := t.TempDir()
+	e2eCopy(t, dir, "aeq_conv_fc_mnist.tflite")
+	recipe := e2eWrite(t, filepath.Join(dir, "r #1.json"), aeqWeightOnlyAsym)
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: aeq_conv_fc_mnist.tflite}
+  - quantize: {recipe: {aeq: "r #1.json"}}
+  - serialize: {path: "out/{name}_{suffix}.tflite"}
+`)
+	if code, _, stderr := e2eRun(t, "run", job); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, stderr)
+	}
+	lock := string(mustRead(t, filepath.Join(dir, "job.lock")))
+	if !strings.Contains(lock, ` rules=[0:".*"/*=weight_only_int8_asym]`) {
+		t.Fatalf("lock does not record the recipe's rules:\n%s", lock)
+	}
+	settle(t, dir)
+	if _, r, _ := runJSON(t, job); r.Jobs[0].Status != "skipped" {
+		t.Fatalf("unchanged: %s", r.Jobs[0].Status)
+	}
+	e2eWrite(t, recipe, strings.Replace(aeqWeightOnlyAsym, `"regex": ".*"`, `"regex": "#.*"`, 1))
+	code, r, stderr := runJSON(t, job)
+	if code != 0 || r.Jobs[0].Status != "ok" || !strings.Contains(stderr, `x23.*\"/*=weight_only_int8_asym], was name=r__1 suffix=r__1 rules=[0:\".*\"/*=weight_only_int8_asym]`) {
+		t.Fatalf("after editing the recipe file: exit %d %s\n%s", code, r.Jobs[0].Status, stderr)
+	}
+	if code, _, stderr := e2eRun(t, "run", "--check", job); code != 0 {
+		t.Fatalf("--check: exit %d\n%s", code, stderr)
+	}
+}
