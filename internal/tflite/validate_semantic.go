@@ -398,44 +398,50 @@ func (d *decoder) validateSubgraphCalls(meta *fb.ModelT) error {
 			}
 		}
 	}
-	// Depth-first search for a cycle; state 1 = on the current path.
+	// Depth-first search for a cycle, with an explicit stack (a hostile
+	// file can chain millions of calls); state 1 = on the current path.
+	type frame struct{ sg, next int }
 	state := make([]int8, ns)
-	var path []int
-	var visit func(s int) error
-	visit = func(s int) error {
-		state[s] = 1
-		path = append(path, s)
-		for _, e := range calls[s] {
+	for root := 0; root < ns; root++ {
+		if state[root] != 0 {
+			continue
+		}
+		stack := []frame{{root, 0}}
+		state[root] = 1
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next == len(calls[top.sg]) {
+				state[top.sg] = 2
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			e := calls[top.sg][top.next]
+			top.next++
 			switch state[e.to] {
+			case 0:
+				state[e.to] = 1
+				stack = append(stack, frame{e.to, 0})
 			case 1:
-				var chain []string
 				start := 0
-				for i, p := range path {
-					if p == e.to {
+				for i, f := range stack {
+					if f.sg == e.to {
 						start = i
 					}
 				}
-				for _, p := range path[start:] {
-					chain = append(chain, fmt.Sprint(p))
+				var chain []string
+				for i, f := range stack[start:] {
+					if n := len(stack) - start; n > 12 && i == 5 {
+						chain = append(chain, fmt.Sprintf("(%d more)", n-10))
+					}
+					if n := len(stack) - start; n <= 12 || i < 5 || i >= n-5 {
+						chain = append(chain, fmt.Sprint(f.sg))
+					}
 				}
 				chain = append(chain, fmt.Sprint(e.to))
+				s := top.sg
 				return d.errorf(fmt.Sprintf("subgraph %d operator %d (%s)", s, e.op, opName(meta.OperatorCodes[meta.Subgraphs[s].Operators[e.op].OpcodeIndex])),
 					d.operatorPos(s, e.op), "%s calls subgraph %d, closing a cycle of subgraph calls %s",
 					e.by, e.to, strings.Join(chain, " -> "))
-			case 0:
-				if err := visit(e.to); err != nil {
-					return err
-				}
-			}
-		}
-		path = path[:len(path)-1]
-		state[s] = 2
-		return nil
-	}
-	for s := 0; s < ns; s++ {
-		if state[s] == 0 {
-			if err := visit(s); err != nil {
-				return err
 			}
 		}
 	}

@@ -279,6 +279,15 @@ func hostileCases() []corruptCase {
 			addOp(m, 1, fb.BuiltinOperatorWHILE, opts(fb.BuiltinOptionsWhileOptions, &fb.WhileOptionsT{CondSubgraphIndex: 2, BodySubgraphIndex: 2}))
 			addOp(m, 2, fb.BuiltinOperatorIF, opts(fb.BuiltinOptionsIfOptions, &fb.IfOptionsT{ThenSubgraphIndex: 0, ElseSubgraphIndex: 1}))
 		}), []string{"subgraph 2 operator 0 (IF)", "closing a cycle of subgraph calls 0 -> 1 -> 2 -> 0"}},
+		{"call cycle through 20000 subgraphs", "aeq_two_signatures", viaAPI(func(t *testing.T, m *Model) {
+			const n = 20000
+			for len(m.Meta.Subgraphs) < n {
+				m.Meta.Subgraphs = append(m.Meta.Subgraphs, &fb.SubGraphT{Tensors: []*fb.TensorT{}})
+			}
+			for i := 0; i < n; i++ {
+				addOp(m, i, fb.BuiltinOperatorCALL_ONCE, opts(fb.BuiltinOptionsCallOnceOptions, &fb.CallOnceOptionsT{InitSubgraphIndex: int32((i + 1) % n)}))
+			}
+		}), []string{"subgraph 19999 operator 0 (CALL_ONCE)", "closing a cycle of subgraph calls 0 -> 1 -> 2 -> 3 -> 4 -> (19990 more) -> 19995 -> 19996 -> 19997 -> 19998 -> 19999 -> 0"}},
 		{"StableHLO case branch out of range", "aeq_two_signatures", viaAPI(func(t *testing.T, m *Model) {
 			addOp(m, 0, fb.BuiltinOperatorSTABLEHLO_CASE, &fb.BuiltinOptions2T{Type: fb.BuiltinOptions2StablehloCaseOptions,
 				Value: &fb.StablehloCaseOptionsT{BranchSubgraphIndices: []int32{1, 9}}})
