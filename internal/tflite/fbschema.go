@@ -62,10 +62,11 @@ type fbUnion struct {
 }
 
 type fbSchema struct {
-	root   *fbTable
-	tables map[string]*fbTable
-	enums  map[string]*fbEnum
-	unions map[string]*fbUnion
+	root      *fbTable
+	maxFields int // the most field slots of any table
+	tables    map[string]*fbTable
+	enums     map[string]*fbEnum
+	unions    map[string]*fbUnion
 }
 
 var (
@@ -195,6 +196,9 @@ func parseSchema(src string) (s *fbSchema, err error) {
 	}
 	for _, f := range p.pending {
 		p.resolve(f)
+	}
+	for _, t := range p.s.tables {
+		p.s.maxFields = max(p.s.maxFields, len(t.fields))
 	}
 	if p.s.root = p.s.tables[rootName]; p.s.root == nil {
 		panic(fmt.Sprintf("root_type %q is not a table", rootName))

@@ -370,6 +370,8 @@ func hostileCases() []corruptCase {
 		}, []string{"subgraph 0 tensors", "negative as a signed offset"}},
 		{"nested shared vectors", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return sharedTablesModel(1, 1000, 1000) },
 			[]string{"more objects are referenced than the flatbuffer"}},
+		{"wide vtable shared by many tables", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return wideVtableModel(200000) },
+			[]string{"SubGraph table's vtable has 32764 slots", "more vtable slots than a flatbuffer"}},
 		{"unknown field", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return unknownFieldModel(t) },
 			[]string{"Metadata table has field id 2, unknown to qpipe's schema"}},
 
@@ -541,3 +543,34 @@ func TestFuzzSeeds(t *testing.T) {
 
 // maxSeedHostile bounds the hostile models kept as fuzzing seeds.
 const maxSeedHostile = 8 << 10
+
+// wideVtableModel is a model of n subgraphs, each a 4-byte table, all
+// sharing one vtable of 32764 empty slots: n·32764 slot reads for a
+// verifier that does not bound them.
+func wideVtableModel(n int) []byte {
+	const vsize = 65532
+	vec := 32
+	vt := vec + 4 + 4*n
+	tables := vt + vsize
+	b := make([]byte, tables+4*n)
+	le := binary.LittleEndian
+	le.PutUint32(b[0:], 20) // root: the Model table
+	copy(b[4:], "TFL3")
+	// Model vtable at 8: size 10, table size 12, version at 4, subgraphs at 8.
+	le.PutUint16(b[8:], 10)
+	le.PutUint16(b[10:], 12)
+	le.PutUint16(b[12:], 4)
+	le.PutUint16(b[16:], 8)
+	le.PutUint32(b[20:], 12) // soffset: vtable at 20-12
+	le.PutUint32(b[24:], 3)  // version
+	le.PutUint32(b[28:], uint32(vec-28))
+	le.PutUint32(b[vec:], uint32(n))
+	le.PutUint16(b[vt:], vsize)
+	le.PutUint16(b[vt+2:], 4)
+	for i := 0; i < n; i++ {
+		e, tab := vec+4+4*i, tables+4*i
+		le.PutUint32(b[e:], uint32(tab-e))
+		le.PutUint32(b[tab:], uint32(tab-vt))
+	}
+	return b
+}

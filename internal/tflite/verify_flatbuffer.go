@@ -37,7 +37,13 @@ type fbVerifier struct {
 	buf    []byte
 	n      int64
 	visits int64
-	path   []pathElem
+	// slots counts the vtable slots read, against maxSlots: an honest
+	// table has at most as many slots as its schema table has fields, so
+	// maxFields per visited object bounds them; a hostile file sharing one
+	// 65534-byte vtable among many small tables cannot make the walk
+	// quadratic.
+	slots, maxSlots int64
+	path            []pathElem
 }
 
 type pathElem struct {
@@ -52,6 +58,7 @@ func (d *decoder) verifyFlatbuffer() error {
 		return err
 	}
 	v := &fbVerifier{d: d, buf: d.buf, n: int64(len(d.buf))}
+	v.maxSlots = int64(s.maxFields) * v.maxVisits()
 	if v.n < 8 {
 		return d.errorf("", -1, "file is %d bytes, too short for a .tflite model", v.n)
 	}
@@ -112,11 +119,14 @@ func (v *fbVerifier) in(p, size int64) bool { return p >= 0 && size >= 0 && p <=
 // visit charges one object to the walk's budget.
 func (v *fbVerifier) visit(p int64) error {
 	v.visits++
-	if v.visits > v.n/4+1024 {
+	if v.visits > v.maxVisits() {
 		return v.fail(p, "more objects are referenced than the flatbuffer (%d bytes) can hold: tables or vectors are shared or overlap", v.n)
 	}
 	return nil
 }
+
+// maxVisits is the walk's budget of objects: one per 4 bytes, plus slack.
+func (v *fbVerifier) maxVisits() int64 { return v.n/4 + 1024 }
 
 // offset follows the uoffset stored at p.
 func (v *fbVerifier) offset(p int64, what string) (int64, error) {
@@ -171,6 +181,10 @@ func (v *fbVerifier) table(pos int64, t *fbTable, depth int) error {
 		return v.fail(pos, "%s table's vtable (bytes %#x..%#x) overlaps the table's own vtable offset", t.name, vt, vt+vsize)
 	}
 	slots := int((vsize - 4) / 2)
+	if v.slots += int64(slots); v.slots > v.maxSlots {
+		return v.fail(vt, "%s table's vtable has %d slots; the tables read so far have more vtable slots than a flatbuffer of %d bytes can honestly hold (%d fields per table at most)",
+			t.name, slots, v.n, v.maxSlots/v.maxVisits())
+	}
 	for slot := 0; slot < slots; slot++ {
 		off := int64(v.u16(vt + 4 + 2*int64(slot)))
 		if off == 0 {
