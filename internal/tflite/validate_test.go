@@ -372,6 +372,8 @@ func hostileCases() []corruptCase {
 			[]string{"more objects are referenced than the flatbuffer"}},
 		{"wide vtable shared by many tables", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return wideVtableModel(200000) },
 			[]string{"SubGraph table's vtable has 32764 slots", "more vtable slots than a flatbuffer"}},
+		{"enum vector shared by many options", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return sharedEnumVectorModel(100000, 20000) },
+			[]string{"precision_config", "more objects are referenced than the flatbuffer"}},
 		{"unknown field", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return unknownFieldModel(t) },
 			[]string{"Metadata table has field id 2, unknown to qpipe's schema"}},
 
@@ -573,4 +575,42 @@ func wideVtableModel(n int) []byte {
 		le.PutUint32(b[tab:], uint32(tab-vt))
 	}
 	return b
+}
+
+// sharedEnumVectorModel is a model of nops STABLEHLO_DOT_GENERAL operators
+// whose options share one precision_config vector of n elements: nops·n
+// enum checks for a verifier that does not charge them.
+func sharedEnumVectorModel(n, nops int) []byte {
+	b := flatbuffers.NewBuilder(0)
+	fb.StablehloDotGeneralOptionsStartPrecisionConfigVector(b, n)
+	for i := 0; i < n; i++ {
+		b.PrependUint32(uint32(fb.StablehloPrecisionConfigHIGH))
+	}
+	pc := b.EndVector(n)
+	ops := make([]flatbuffers.UOffsetT, nops)
+	for i := range ops {
+		fb.StablehloDotGeneralOptionsStart(b)
+		fb.StablehloDotGeneralOptionsAddPrecisionConfig(b, pc)
+		o := fb.StablehloDotGeneralOptionsEnd(b)
+		fb.OperatorStart(b)
+		fb.OperatorAddBuiltinOptions2Type(b, fb.BuiltinOptions2StablehloDotGeneralOptions)
+		fb.OperatorAddBuiltinOptions2(b, o)
+		ops[i] = fb.OperatorEnd(b)
+	}
+	fb.SubGraphStartOperatorsVector(b, nops)
+	for i := nops - 1; i >= 0; i-- {
+		b.PrependUOffsetT(ops[i])
+	}
+	opv := b.EndVector(nops)
+	fb.SubGraphStart(b)
+	fb.SubGraphAddOperators(b, opv)
+	sg := fb.SubGraphEnd(b)
+	fb.ModelStartSubgraphsVector(b, 1)
+	b.PrependUOffsetT(sg)
+	sgs := b.EndVector(1)
+	fb.ModelStart(b)
+	fb.ModelAddVersion(b, 3)
+	fb.ModelAddSubgraphs(b, sgs)
+	b.FinishWithFileIdentifier(fb.ModelEnd(b), []byte("TFL3"))
+	return b.FinishedBytes()
 }

@@ -353,6 +353,14 @@ func (v *fbVerifier) vector(p int64, f *fbField, depth int) error {
 	if err != nil {
 		return err
 	}
+	if f.kind == kindVector && f.enum != nil {
+		// Its elements are read one by one: charge them as objects (one
+		// per 4 bytes), so a shared enum vector cannot multiply the work.
+		v.visits += n * size / 4
+		if err := v.visit(p); err != nil {
+			return err
+		}
+	}
 	for i := int64(0); i < n; i++ {
 		ep := start + i*size
 		v.path[len(v.path)-1].index = int(i)
