@@ -608,7 +608,17 @@ func (c *aeqConfig) scheme(alg string) (s *Scheme, at *jsonNode, f, msg string) 
 		return s, nil, "", ""
 	case 4:
 		if !strings.HasPrefix(c.granularity, "BLOCKWISE") {
-			return nil, c.granNode, wf("granularity"), fmt.Sprintf("int4 %s (%s) is not a scheme qpipe writes: int4 weights are blockwise only (BLOCKWISE_32/64/128/256, dynamic range); use int8 %s or int4 blockwise", c.granularity, strings.ToLower(mode), c.granularity)
+			if mode == ModeDynamicRange {
+				return nil, c.granNode, wf("granularity"), fmt.Sprintf("dynamic-range int4 %s is not a scheme qpipe writes: dynamic int4 is blockwise (BLOCKWISE_32/64/128/256); int4 %s is written weight-only (compute_precision FLOAT, explicit_dequantize true)", c.granularity, c.granularity)
+			}
+			s := weightOnlyInt4("weight_only_int4")
+			if !c.symmetric {
+				s = weightOnlyInt4("weight_only_int4_asym")
+			}
+			if c.granularity == "TENSORWISE" {
+				s = perTensor(s)
+			}
+			return s, nil, "", ""
 		}
 		if mode != ModeDynamicRange {
 			return nil, c.computeNode, aeqOpConfig + ".compute_precision", "int4 blockwise weights are dynamic-range only (compute_precision INTEGER, explicit_dequantize false), as in the reference policy"

@@ -47,6 +47,11 @@ func TestAEQMapping(t *testing.T) {
 		{aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4, "granularity": "BLOCKWISE_32", "block_size": 32}`, dyn), "dynamic_int4_block32", "", 0, false},
 		// block_size 0 and algorithm_params are no-ops for min-max.
 		{aeqRule(".*", "*", AEQMinMax, `{"num_bits": 8, "granularity": "CHANNELWISE", "block_size": 0, "algorithm_params": {"max_hadamard_size": 0}}`, dyn), "dynamic_int8", "", 0, false},
+		{aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4, "symmetric": false, "granularity": "CHANNELWISE", "dtype": "INT"}`, wo), "weight_only_int4_asym", "", 0, false},
+		{aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4, "granularity": "CHANNELWISE"}`, wo), "weight_only_int4", "", 0, false},
+		{aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4}`, wo), "weight_only_int4_per_tensor", "", 0, false},
+		{aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4, "symmetric": false, "granularity": "TENSORWISE"}`, wo), "weight_only_int4_asym_per_tensor", "", 0, false},
+		{aeqRule(".*", "BATCH_MATMUL", AEQMinMax, `{"num_bits": 4, "granularity": "CHANNELWISE"}`, wo), "weight_only_int4", "BATCH_MATMUL", 0, false},
 		{aeqRule(".*", "*", AEQFloatCast, fp16W, `, "compute_precision": "FLOAT", "explicit_dequantize": true`), "fp16", "", 0, false},
 		// Float casting reads neither symmetric nor granularity.
 		{aeqRule(".*", "*", AEQFloatCast, `{"num_bits": 16, "symmetric": false, "granularity": "CHANNELWISE", "dtype": "FLOAT"}`, `, "compute_precision": "FLOAT"`), "fp16", "", 0, false},
@@ -119,8 +124,7 @@ func TestAEQRejections(t *testing.T) {
 		{"hadamard", `[` + aeqRule(".*", "*", "DECOMPOSED_HADAMARD_ROTATION", int8CW, dyn) + `]`, "1:53", []string{"DECOMPOSED_HADAMARD_ROTATION"}},
 		{"unknown algorithm", `[` + aeqRule(".*", "*", "min_max_uniform_quantise", int8CW, dyn) + `]`, "1:53", []string{`unknown algorithm "min_max_uniform_quantise"`, `did you mean "min_max_uniform_quantize"?`}},
 		{"points at a file", `{"default": "dynamic_wi8_afp32_recipe.json"}`, "1:1", []string{"names another recipe file", "dynamic_wi8_afp32_recipe.json"}},
-		{"int4 channelwise", `[` + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4, "granularity": "CHANNELWISE"}`, wo) + `]`, "1:150", []string{"rules[0].op_config.weight_tensor_config.granularity", "int4 CHANNELWISE", "blockwise only"}},
-		{"int4 tensorwise default", `[` + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4}`, dyn) + `]`, "1:94", []string{"int4 TENSORWISE"}},
+		{"dynamic int4 channelwise", `[` + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4, "granularity": "CHANNELWISE"}`, dyn) + `]`, "1:150", []string{"rules[0].op_config.weight_tensor_config.granularity", "dynamic-range int4 CHANNELWISE", "weight-only"}},
 		{"int2", `[` + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 2, "granularity": "CHANNELWISE"}`, dyn) + `]`, "1:132", []string{"num_bits", "2-bit"}},
 		{"num_bits 5", `[` + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 5, "granularity": "CHANNELWISE"}`, dyn) + `]`, "1:132", []string{"num_bits 5"}},
 		{"int16 weights", `[` + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 16, "granularity": "CHANNELWISE"}`, dyn) + `]`, "1:132", []string{"16-bit integer weights"}},
@@ -185,7 +189,7 @@ func TestAEQRejections(t *testing.T) {
 
 // TestAEQEveryProblemReported: several bad rules are reported together.
 func TestAEQEveryProblemReported(t *testing.T) {
-	src := "[\n" + aeqRule(".*", "*", "MSE", int8CW, dyn) + ",\n" + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4}`, wo) + "\n]"
+	src := "[\n" + aeqRule(".*", "*", "MSE", int8CW, dyn) + ",\n" + aeqRule(".*", "*", AEQMinMax, `{"num_bits": 4}`, dyn) + "\n]"
 	_, err := ParseAEQRecipe("r.json", []byte(src))
 	var ds Diagnostics
 	if !errors.As(err, &ds) || len(ds) != 2 || !strings.Contains(ds[0].Error(), "rule 0") || !strings.Contains(ds[1].Error(), "rule 1") {

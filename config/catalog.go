@@ -129,6 +129,9 @@ func (c *catalog) scheme(name string) (*Scheme, string) {
 	if s, ok := c.schemes[name]; ok {
 		return s, ""
 	}
+	if s := weightOnlyInt4(name); s != nil {
+		return s, ""
+	}
 	if base, ok := strings.CutSuffix(name, perTensorSuffix); ok {
 		if s, ok := c.schemes[base]; ok && s.Weight == WeightInt8 && s.Granularity == GranularityChannelwise {
 			return perTensor(s), ""

@@ -110,6 +110,7 @@ const validCombinations = "dynamic_int8 {weight: int8, mode: dynamic_range, algo
 	"weight_only_int8 {weight: int8, mode: weight_only, algorithm: min_max, granularity: channelwise}; " +
 	"weight_only_int8_asym {weight: int8, mode: weight_only, algorithm: min_max, granularity: channelwise, symmetric: false}; " +
 	"the same three with granularity: tensorwise (dynamic_int8_per_tensor, weight_only_int8_per_tensor, weight_only_int8_asym_per_tensor); " +
+	"weight_only_int4[_asym][_per_tensor] {weight: int4, mode: weight_only, algorithm: min_max, granularity: channelwise or tensorwise}; " +
 	"fp16 {weight: fp16, mode: weight_only, algorithm: float_cast, granularity: none}; " +
 	"dynamic_int4_block<B> {weight: int4, mode: dynamic_range, algorithm: min_max, granularity: blockwise, block_size: B} " +
 	"with B a multiple of 32, at least 32; activation is always fp32"
@@ -139,6 +140,16 @@ func canonicalName(s *Scheme) (string, bool) {
 	case s.Weight == WeightFP16 && s.Mode == ModeWeightOnly && s.Algorithm == AlgorithmFloatCast &&
 		s.Granularity == GranularityNone && s.BlockSize == 0 && !s.Symmetric:
 		return "fp16", true
+	case s.Weight == WeightInt4 && s.Mode == ModeWeightOnly && s.Algorithm == AlgorithmMinMax && s.BlockSize == 0 &&
+		(s.Granularity == GranularityChannelwise || s.Granularity == GranularityTensorwise):
+		name := "weight_only_int4"
+		if !s.Symmetric {
+			name += "_asym"
+		}
+		if s.Granularity == GranularityTensorwise {
+			name += perTensorSuffix
+		}
+		return name, true
 	case s.Weight == WeightInt4 && s.Mode == ModeDynamicRange && s.Algorithm == AlgorithmMinMax &&
 		s.Granularity == GranularityBlockwise && s.Symmetric && checkBlockSize(s.BlockSize) == "":
 		return int4Prefix + strconv.Itoa(s.BlockSize), true
@@ -150,6 +161,26 @@ const int4Prefix = "dynamic_int4_block"
 
 // perTensorSuffix ends the names of the tensorwise int8 schemes.
 const perTensorSuffix = "_per_tensor"
+
+// weightOnlyInt4 returns the weight-only int4 scheme of that name
+// (weight_only_int4[_asym][_per_tensor]), or nil.
+func weightOnlyInt4(name string) *Scheme {
+	rest, ok := strings.CutPrefix(name, "weight_only_int4")
+	if !ok {
+		return nil
+	}
+	s := &Scheme{Name: name, Weight: WeightInt4, Mode: ModeWeightOnly, Algorithm: AlgorithmMinMax, Granularity: GranularityChannelwise, Symmetric: true}
+	if r, ok := strings.CutPrefix(rest, "_asym"); ok {
+		s.Symmetric, rest = false, r
+	}
+	if r, ok := strings.CutPrefix(rest, perTensorSuffix); ok {
+		s.Granularity, rest = GranularityTensorwise, r
+	}
+	if rest != "" {
+		return nil
+	}
+	return s
+}
 
 // perTensor is the tensorwise variant of a channelwise int8 scheme.
 func perTensor(s *Scheme) *Scheme {
@@ -164,7 +195,9 @@ func perTensor(s *Scheme) *Scheme {
 // quantizer's policy (SEMANTICS.md §5): int8 on FULLY_CONNECTED,
 // EMBEDDING_LOOKUP, CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV and
 // BATCH_MATMUL; fp16 on all of those but BATCH_MATMUL; int4 blockwise on
-// FULLY_CONNECTED and EMBEDDING_LOOKUP. The keep-float marker applies to
+// FULLY_CONNECTED and EMBEDDING_LOOKUP; weight-only int4 per channel or
+// tensor on FULLY_CONNECTED, EMBEDDING_LOOKUP, CONV_2D and BATCH_MATMUL. The
+// keep-float marker applies to
 // every op. A recipe rule whose scheme does not apply to an op is skipped
 // for it, as upstream.
 func (s *Scheme) AppliesTo(op string) bool {
@@ -174,7 +207,11 @@ func (s *Scheme) AppliesTo(op string) bool {
 	case WeightFP16:
 		return op != "BATCH_MATMUL" && slices.Contains(int8Ops, op)
 	case WeightInt4:
-		return op == "FULLY_CONNECTED" || op == "EMBEDDING_LOOKUP"
+		if s.Granularity == GranularityBlockwise {
+			return op == "FULLY_CONNECTED" || op == "EMBEDDING_LOOKUP"
+		}
+		// int4 per channel or tensor, through a DEQUANTIZE.
+		return op == "FULLY_CONNECTED" || op == "EMBEDDING_LOOKUP" || op == "CONV_2D" || op == "BATCH_MATMUL"
 	}
 	return s.IsNone()
 }

@@ -64,6 +64,7 @@ func TestParseSchemeErrors(t *testing.T) {
 		{"{weight: int8", "1", []string{"YAML syntax error"}},
 		{"{weight: int4, mode: dynamic_range, granularity: channelwise}", "1:1", []string{"unsupported combination {weight: int4, mode: dynamic_range, algorithm: min_max, granularity: channelwise, symmetric: true}", "valid: dynamic_int8 {"}},
 		{"{weight: int4, mode: weight_only, block_size: 32}", "1:1", []string{"unsupported combination {weight: int4, mode: weight_only"}},
+		{"weight_only_int4_asym_per_tensorx", "1:1", []string{"unknown scheme"}},
 		{"{weight: int4, mode: dynamic_range, block_size: 32, symmetric: false}", "1:1", []string{"unsupported combination", "symmetric: false"}},
 		{"{weight: int8, mode: dynamic_range, granularity: blockwise, block_size: 32}", "1:1", []string{"unsupported combination {weight: int8, mode: dynamic_range, algorithm: min_max, granularity: blockwise, block_size: 32"}},
 		{"{weight: int8, mode: dynamic_range, symmetric: false}", "1:1", []string{"unsupported combination"}},
@@ -144,15 +145,16 @@ func TestSchemeCombinations(t *testing.T) {
 			}
 		}
 	}
-	want := "dynamic_int8 weight_only_int8 weight_only_int8_asym dynamic_int8_per_tensor weight_only_int8_per_tensor weight_only_int8_asym_per_tensor fp16 dynamic_int4_block32 dynamic_int4_block64"
+	want := "dynamic_int8 weight_only_int8 weight_only_int8_asym dynamic_int8_per_tensor weight_only_int8_per_tensor weight_only_int8_asym_per_tensor " +
+		"weight_only_int4 weight_only_int4_asym weight_only_int4_per_tensor weight_only_int4_asym_per_tensor fp16 dynamic_int4_block32 dynamic_int4_block64"
 	got := strings.Join(accepted, " ")
 	for _, name := range strings.Fields(want) {
 		if strings.Count(got, name+" ")+strings.Count(got+" ", name+" ") == 0 {
 			t.Errorf("%s not accepted", name)
 		}
 	}
-	if len(accepted) != 9 {
-		t.Errorf("accepted %d combinations: %s; want the 9 of %s", len(accepted), got, want)
+	if len(accepted) != 13 {
+		t.Errorf("accepted %d combinations: %s; want the 13 of %s", len(accepted), got, want)
 	}
 }
 

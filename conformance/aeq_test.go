@@ -11,32 +11,38 @@ import (
 	"github.com/qpipe/qpipe/internal/litert"
 )
 
-// TestAEQTensorwiseOnRuntime runs the tensorwise int8 schemes, which only AI
-// Edge Quantizer recipes reach (TENSORWISE), on LiteRT.js like the presets:
+// TestAEQSchemesOnRuntime runs the schemes only AI Edge Quantizer recipes
+// reach — tensorwise int8 (TENSORWISE) and weight-only int4 per channel or
+// per tensor — on LiteRT.js like the presets:
 // each quantized model must load, stay within its family's bounds against
 // its dequantized reference and the float model, and pass the static checks.
-func TestAEQTensorwiseOnRuntime(t *testing.T) {
+func TestAEQSchemesOnRuntime(t *testing.T) {
 	s := &suite{runner: litert.Require(t), mutants: map[string][]*mutantResult{}}
-	const rule = `[{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": {"weight_tensor_config": {"num_bits": 8, "symmetric": %t, "granularity": "TENSORWISE", "dtype": "INT"}, "compute_precision": %q, "explicit_dequantize": %t}}]`
+	const rule = `[{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": {"weight_tensor_config": {"num_bits": %d, "symmetric": %t, "granularity": %q, "dtype": "INT"}, "compute_precision": %q, "explicit_dequantize": %t}}]`
 	dir := t.TempDir()
 	var recipes []*config.Recipe
 	families := map[string]Family{}
 	for _, c := range []struct {
-		name       string
-		symmetric  bool
-		weightOnly bool
-		family     Family
+		name        string
+		bits        int
+		symmetric   bool
+		granularity string
+		weightOnly  bool
+		family      Family
 	}{
-		{"aeq_dynamic_int8_tensorwise", true, false, FamilyDynamicInt8PerTensor},
-		{"aeq_weight_only_int8_tensorwise", true, true, FamilyWeightOnlyInt8PerTensor},
-		{"aeq_weight_only_int8_asym_tensorwise", false, true, FamilyWeightOnlyInt8PerTensor},
+		{"aeq_dynamic_int8_tensorwise", 8, true, "TENSORWISE", false, FamilyDynamicInt8PerTensor},
+		{"aeq_weight_only_int8_tensorwise", 8, true, "TENSORWISE", true, FamilyWeightOnlyInt8PerTensor},
+		{"aeq_weight_only_int8_asym_tensorwise", 8, false, "TENSORWISE", true, FamilyWeightOnlyInt8PerTensor},
+		{"aeq_weight_only_int4_channelwise", 4, true, "CHANNELWISE", true, FamilyWeightOnlyInt4},
+		{"aeq_weight_only_int4_asym_channelwise", 4, false, "CHANNELWISE", true, FamilyWeightOnlyInt4},
+		{"aeq_weight_only_int4_asym_tensorwise", 4, false, "TENSORWISE", true, FamilyWeightOnlyInt4PerTensor},
 	} {
 		compute := "INTEGER"
 		if c.weightOnly {
 			compute = "FLOAT"
 		}
 		path := filepath.Join(dir, c.name+".json")
-		if err := os.WriteFile(path, []byte(fmt.Sprintf(rule, c.symmetric, compute, c.weightOnly)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(rule, c.bits, c.symmetric, c.granularity, compute, c.weightOnly)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		r, err := config.LoadAEQRecipe(path)

@@ -49,7 +49,8 @@ func (j *bufferJob) rows() (rows, rowElems int) {
 	case j.req.sc.kind == kindInt4Block:
 		cols := j.shape[len(j.shape)-1]
 		return n / cols, cols
-	case j.req.sc.perTensor:
+	case j.req.sc.perTensor, j.req.sc.kind == kindWOInt4:
+		// One unit: int4 packs two elements per byte across rows.
 		return 1, n
 	case j.req.axis == 0 && n > 0:
 		return j.shape[0], n / j.shape[0]
@@ -101,7 +102,7 @@ func (j *bufferJob) computeParams(clampTiny bool) error {
 	}
 	_, rowElems := j.rows()
 	switch j.req.sc.kind {
-	case kindDynInt8, kindWOInt8:
+	case kindDynInt8, kindWOInt8, kindWOInt4:
 		shape, axis := j.paramShape()
 		channels := shape[axis]
 		j.scales = make([]float32, channels)
@@ -119,7 +120,11 @@ func (j *bufferJob) computeParams(clampTiny bool) error {
 		return err
 	}
 	shape, axis := j.paramShape()
-	if err := quant.ChannelParamsInt8(j.scales, j.zeroPoints, src.floats(0, n), shape, axis, j.req.sc.symmetric); err != nil {
+	params := quant.ChannelParamsInt8
+	if j.req.sc.kind == kindWOInt4 {
+		params = quant.ChannelParamsInt4
+	}
+	if err := params(j.scales, j.zeroPoints, src.floats(0, n), shape, axis, j.req.sc.symmetric); err != nil {
 		return describe(err, 0)
 	}
 	return nil
@@ -219,6 +224,14 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			if metrics {
 				quant.DequantizeInt8(back[:len(x)], q8, j.chunkShape(r0, r1), 0, sc, zp)
 			}
+		case kindWOInt4:
+			shape, axis := j.paramShape()
+			q := make([]int8, len(x))
+			quant.QuantizeChannelsInt4(q, x, shape, axis, j.scales, j.zeroPoints)
+			quant.PackInt4(b, q)
+			if metrics {
+				quant.DequantizeInt8(back[:len(x)], q, shape, axis, j.scales, j.zeroPoints)
+			}
 		case kindInt4Block:
 			per := rowElems / j.req.sc.block
 			sc := j.blockScales[r0*per : r1*per]
@@ -305,7 +318,7 @@ func getChunk(n int) *[]byte {
 // chunkBytes is the output size of n input elements.
 func (j *bufferJob) chunkBytes(n int) int {
 	switch j.req.sc.kind {
-	case kindInt4Block:
+	case kindInt4Block, kindWOInt4:
 		return (n + 1) / 2
 	case kindFP16:
 		return 2 * n
@@ -329,6 +342,13 @@ func (j *bufferJob) setTensor(t *fb.TensorT) {
 	switch j.req.sc.kind {
 	case kindDynInt8, kindWOInt8:
 		t.Type = fb.TensorTypeINT8
+		t.Quantization = &fb.QuantizationParametersT{
+			Scale:              j.scales,
+			ZeroPoint:          j.zeroPoints,
+			QuantizedDimension: int32(j.req.axis),
+		}
+	case kindWOInt4:
+		t.Type = fb.TensorTypeINT4
 		t.Quantization = &fb.QuantizationParametersT{
 			Scale:              j.scales,
 			ZeroPoint:          j.zeroPoints,

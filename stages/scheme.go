@@ -16,6 +16,7 @@ const (
 	kindWOInt8                // int8 per-channel + DEQUANTIZE (symmetric or not)
 	kindFP16                  // float16 + DEQUANTIZE
 	kindInt4Block             // int4 blockwise, hybrid kernels
+	kindWOInt4                // int4 per channel (or tensor) + DEQUANTIZE
 )
 
 // scheme is a resolved per-weight request.
@@ -28,7 +29,9 @@ type scheme struct {
 	cfg       *config.Scheme // what it was made from (nil for fallbacks)
 }
 
-func (s *scheme) dequantize() bool { return s.kind == kindWOInt8 || s.kind == kindFP16 }
+func (s *scheme) dequantize() bool {
+	return s.kind == kindWOInt8 || s.kind == kindFP16 || s.kind == kindWOInt4
+}
 
 var floatScheme = &scheme{name: "none", kind: kindFloat}
 
@@ -46,6 +49,8 @@ func fromConfig(c *config.Scheme) (*scheme, error) {
 		s.kind = kindFP16
 	case c.Weight == "int4" && c.Granularity == "blockwise":
 		s.kind = kindInt4Block
+	case c.Weight == "int4" && c.Mode == "weight_only":
+		s.kind = kindWOInt4
 	default:
 		return nil, fmt.Errorf("scheme %q (weight %s, mode %s, granularity %s) has no implementation", c.Name, c.Weight, c.Mode, c.Granularity)
 	}

@@ -64,8 +64,10 @@ func verifyTensor(m *tflite.Model, sgi, ti int, values bool) []string {
 		bad = append(bad, fmt.Sprintf("buffer %d holds %d bytes, %s %v needs %d", t.Buffer, size, t.Type, t.Shape, need))
 	}
 	q := t.Quantization
-	switch t.Type {
-	case fb.TensorTypeINT8:
+	perChannel := t.Type == fb.TensorTypeINT8 || t.Type == fb.TensorTypeINT4 && q != nil && len(q.Scale) > 0
+	switch {
+	case perChannel:
+		// int8, or int4 with per-channel (or one) scales through a DEQUANTIZE.
 		if q == nil || len(q.Scale) == 0 {
 			return append(bad, "INT8 weight without scales")
 		}
@@ -87,7 +89,7 @@ func verifyTensor(m *tflite.Model, sgi, ti int, values bool) []string {
 				break
 			}
 		}
-	case fb.TensorTypeINT4:
+	case t.Type == fb.TensorTypeINT4:
 		bad = append(bad, verifyBlockwise(m, sg, t, values)...)
 	}
 	return bad
