@@ -392,3 +392,27 @@ func TestAEQExportResolvedJob(t *testing.T) {
 		})
 	}
 }
+
+// TestAEQRuleCounts: the plan lists every AI Edge Quantizer rule with the
+// ops it matched, zero included.
+func TestAEQRuleCounts(t *testing.T) {
+	r := aeqRecipe(t, "r", "["+strings.Join([]string{
+		fmt.Sprintf(aeqDyn8, ".*", "*", 0),
+		fmt.Sprintf(aeqFP16, `transformer_blocks\[1\]`, "FULLY_CONNECTED"),
+		fmt.Sprintf(aeqFloat, "no_such_scope", "*"),
+	}, ",\n")+"]")
+	_, state, err := runRecipe(t, filepath.Join(models, "tiny_decoder.tflite"), r, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range state.Plan.Rules {
+		if strings.Contains(m.Source, r.AEQ) {
+			got = append(got, fmt.Sprintf("%s %s %d", m.Role, m.Pattern, m.Ops))
+		}
+	}
+	want := []string{`dynamic_int8 .* 16`, `fp16 transformer_blocks\[1\] (FULLY_CONNECTED) 7`, `none no_such_scope 0`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

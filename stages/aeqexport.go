@@ -91,3 +91,26 @@ func AEQRules(s *pipeline.State, r *config.Recipe) (rules []config.ScopeRule, no
 	}
 	return rules, notes, nil
 }
+
+// aeqRuleMatches counts, for each AI Edge Quantizer rule of the recipe, the
+// ops reading a weight whose scope and name it matches (whether or not its
+// scheme then suits them), for the plan's rule lines.
+func aeqRuleMatches(r *config.Recipe, uses []*weightUse) []pipeline.RuleMatch {
+	out := make([]pipeline.RuleMatch, 0, len(r.Rules))
+	for i := range r.Rules {
+		rule := &r.Rules[i]
+		type opRef struct{ sg, op int }
+		seen := map[opRef]bool{}
+		for _, u := range uses {
+			if !seen[opRef{u.sg, u.op}] && rule.Matches(fb.EnumNamesBuiltinOperator[u.code], u.scope) {
+				seen[opRef{u.sg, u.op}] = true
+			}
+		}
+		pattern := rule.Pattern
+		if rule.Op != "" {
+			pattern += " (" + rule.Op + ")"
+		}
+		out = append(out, pipeline.RuleMatch{Role: rule.Scheme.Name, Pattern: pattern, Source: fmt.Sprintf("%s rule %d", r.AEQ, rule.Index), Ops: len(seen)})
+	}
+	return out
+}
