@@ -4,14 +4,26 @@ GO ?= go
 FLATC ?= flatc
 SCHEMA := internal/tflite/fb/schema.fbs
 
-.PHONY: all build test generate
+.PHONY: all build test generate image
 
 all: build
+
+# VERSION is what `qpipe version` prints and lock files record
+# (README: Lock files); a release sets it: make build VERSION=v1.2.3.
+VERSION ?= dev
 
 # A static binary: qpipe needs no C library (CGO off; zerolog's net import
 # would otherwise pull in the C resolver).
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/qpipe ./cmd/qpipe
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/qpipe ./cmd/qpipe
+
+# The container image (Containerfile: FROM scratch, the static binary, a
+# non-root user) with podman, or docker when podman is absent.
+CONTAINER ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE ?= qpipe:$(VERSION)
+image: build
+	@test -n "$(CONTAINER)" || { echo "make image: needs podman or docker (apt-get install podman)" >&2; exit 1; }
+	$(CONTAINER) build -f Containerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 test:
 	$(GO) vet ./...

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -631,5 +632,42 @@ stages:
 	}
 	if code, _, stderr := e2eRun(t, "run", "--check", job); code != 0 {
 		t.Fatalf("--check: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestRunFolder: a folder argument runs the job files in it (the
+// container has no shell to expand a glob); shards agree on it.
+func TestRunFolder(t *testing.T) {
+	dir := t.TempDir()
+	shardProject(t, dir)
+	jobs := filepath.Join(dir, "jobs")
+	os.WriteFile(filepath.Join(jobs, "notes.txt"), []byte("not a job"), 0o644)
+	var names []string
+	for i := range 3 {
+		code, r, stderr := runJSON(t, "--shard", fmt.Sprintf("%d/3", i), jobs)
+		if code != 0 {
+			t.Fatalf("shard %d: exit %d\n%s", i, code, stderr)
+		}
+		for _, j := range r.Jobs {
+			names = append(names, j.Name)
+		}
+	}
+	slices.Sort(names)
+	if strings.Join(names, ",") != "joba,jobb,jobc,jobd,jobe,jobf,jobg" {
+		t.Fatalf("3 shards of the folder ran %v", names)
+	}
+	// The second run, of the whole folder, skips all seven.
+	_, r, _ := runJSON(t, jobs)
+	if len(r.Jobs) != 7 {
+		t.Fatalf("%d jobs", len(r.Jobs))
+	}
+	for _, j := range r.Jobs {
+		if j.Status != "skipped" {
+			t.Errorf("%s: %s", j.Name, j.Status)
+		}
+	}
+	empty := t.TempDir()
+	if code, _, stderr := e2eRun(t, "run", empty); code != 2 || !strings.Contains(stderr, "no job files (*.yaml, *.yml) in the folder "+empty) {
+		t.Fatalf("empty folder: exit %d\n%s", code, stderr)
 	}
 }

@@ -63,6 +63,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if len(jobs) == 0 {
 		return usagef("no job file given")
 	}
+	jobs, err := expandJobArgs(jobs)
+	if err != nil {
+		return err
+	}
 	if *check && (*force || *locked) {
 		return usagef("--check changes nothing; it does not combine with --force or --locked")
 	}
@@ -591,4 +595,32 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// expandJobArgs replaces a folder among the job arguments by the job files
+// it holds (*.yaml and *.yml, not in subfolders, sorted), so that a
+// container without a shell can be given a folder instead of a glob.
+func expandJobArgs(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil || !fi.IsDir() {
+			out = append(out, a) // a file, or missing: its run says why
+			continue
+		}
+		ents, err := os.ReadDir(a)
+		if err != nil {
+			return nil, err
+		}
+		n := len(out)
+		for _, e := range ents {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				out = append(out, filepath.Join(a, e.Name()))
+			}
+		}
+		if len(out) == n {
+			return nil, usagef("no job files (*.yaml, *.yml) in the folder %s", a)
+		}
+	}
+	return out, nil
 }
