@@ -13,21 +13,24 @@ import (
 // float32, so only the weight side is described. The valid combinations are
 // the seven of the upstream generative layer (dynamic int8, weight-only int8,
 // fp16, int4 blockwise 32/64/128/256) with any block size that is a multiple
-// of 32, plus asymmetric weight-only int8.
+// of 32, plus asymmetric weight-only int8, the three int8 schemes with one
+// scale per tensor (tensorwise), and weight-only int4 per channel or per
+// tensor, symmetric or not: what the reference quantizer's own recipes add.
 //
 // Schemes handed out by this package are shared: treat them as read-only.
 // Two schemes are the same iff their Names are equal.
 type Scheme struct {
 	// Name is canonical: dynamic_int8, weight_only_int8,
-	// weight_only_int8_asym, fp16, dynamic_int4_block<B>, or "none" for the
-	// keep-float marker (see IsNone).
+	// weight_only_int8_asym (each also with _per_tensor),
+	// weight_only_int4[_asym][_per_tensor], fp16, dynamic_int4_block<B>, or
+	// "none" for the keep-float marker (see IsNone).
 	Name        string
 	Weight      string // WeightInt8, WeightFP16 or WeightInt4
 	Mode        string // ModeDynamicRange or ModeWeightOnly
 	Algorithm   string // AlgorithmMinMax or AlgorithmFloatCast
-	Granularity string // GranularityChannelwise, GranularityBlockwise or GranularityNone
+	Granularity string // GranularityChannelwise, GranularityTensorwise, GranularityBlockwise or GranularityNone
 	BlockSize   int    // elements per block along the input dimension; blockwise only, else 0
-	Symmetric   bool   // zero points all 0; false only for weight_only_int8_asym (and fp16, where it does not apply)
+	Symmetric   bool   // zero points all 0; false only for the _asym schemes (and fp16, where it does not apply)
 }
 
 // Field values of Scheme.
