@@ -250,6 +250,16 @@ func hostileCases() []corruptCase {
 			must(t, operator(b, 0, 0).MutateBuiltinOptionsType(250))
 			return b
 		}, []string{"subgraph 0 operator 0 builtin_options_type", "union type 250 is not a member of BuiltinOptions"}},
+		{"blockwise type without its details", "litert_qwen_fc_blockwise_quantized", func(t *testing.T, b []byte) []byte {
+			var q fb.QuantizationParameters
+			tensor(b, 0, 1).Quantization(&q)
+			binary.LittleEndian.PutUint16(b[slotPos(q.Table(), 14):], 0) // details
+			return b
+		}, []string{"subgraph 0 tensor 1 quantization.details_type", "union type 2 (BlockwiseQuantization) is set but its details value is absent"}},
+		{"options type without options", "aeq_single_fc", func(t *testing.T, b []byte) []byte {
+			binary.LittleEndian.PutUint16(b[slotPos(operator(b, 0, 0).Table(), 12):], 0) // builtin_options
+			return b
+		}, []string{"subgraph 0 operator 0 builtin_options_type", "union type 8 (FullyConnectedOptions) is set but its builtin_options value is absent"}},
 		{"quantization details type unknown", "litert_qwen_fc_blockwise_quantized", func(t *testing.T, b []byte) []byte {
 			var q fb.QuantizationParameters
 			tensor(b, 0, 1).Quantization(&q)

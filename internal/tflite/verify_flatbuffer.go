@@ -224,8 +224,15 @@ func (v *fbVerifier) field(pos, tsize, off int64, t *fbTable, slot, depth int) e
 		return v.enumValue(f, fp)
 	case kindUnionType:
 		u := t.fields[slot+1].union
-		if typ := int(v.buf[fp]); typ > len(u.members) {
+		typ := int(v.buf[fp])
+		if typ > len(u.members) {
 			return v.fail(fp, "union type %d is not a member of %s (it has %d)", typ, u.name, len(u.members))
+		}
+		if typ != 0 && !v.present(pos, slot+1) {
+			// The object API keeps a union only with its value: the
+			// type alone would be dropped on writing (and the runtime
+			// refuses blockwise quantization without its details).
+			return v.fail(fp, "union type %d (%s) is set but its %s value is absent", typ, u.members[typ-1].name, t.fields[slot+1].name)
 		}
 		return nil
 	case kindUnion:
@@ -259,6 +266,13 @@ func (v *fbVerifier) field(pos, tsize, off int64, t *fbTable, slot, depth int) e
 		}
 		return v.vector(target, f, depth)
 	}
+}
+
+// present says whether field slot of the table at pos has a value.
+func (v *fbVerifier) present(pos int64, slot int) bool {
+	vt := pos - int64(int32(v.u32(pos)))
+	vo := 4 + 2*int64(slot)
+	return vo+2 <= int64(v.u16(vt)) && v.u16(vt+vo) != 0
 }
 
 // unionType reads the type slot that precedes union field slot; a type
