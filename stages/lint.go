@@ -18,7 +18,9 @@ import (
 //     weight of that role in (`layers: {"14-15": …}` on a 2-block model);
 //   - an annotate rule whose pattern matches no op that reads a weight;
 //   - a recipe slot (embedding, attention, feedforward) for a role no
-//     weight has.
+//     weight has;
+//   - a rule of an AI Edge Quantizer recipe that matches no op reading a
+//     weight (named with the recipe file's line and column).
 //
 // Each finding is a config.Diagnostic naming the job file's line and
 // column. They are warnings, logged and kept in State.Warnings; with
@@ -40,6 +42,9 @@ func (l *Lint) Run(ctx context.Context, s *pipeline.State) error {
 		return errors.New("lint: no plan (annotate must run first)")
 	}
 	ds := lint(s.Plan, l.Rules, l.Recipes)
+	if ms, ok := s.Model.(*modelState); ok && ms != nil {
+		ds = append(ds, lintAEQ(l.Recipes, ms.uses)...).Sorted()
+	}
 	if len(ds) == 0 {
 		return ctx.Err()
 	}
@@ -160,6 +165,26 @@ func lintRules(plan *pipeline.Plan, rules []config.Rule) config.Diagnostics {
 		ds = append(ds, config.Diagnostic{Pos: r.P, Field: fmt.Sprintf("annotate.rules[%d]", i), Msg: fmt.Sprintf(
 			"match %q (role %s) matches no op that reads a weight, so the rule does nothing; op scopes are the ops' output tensor names joined by ';' (see qpipe inspect)",
 			r.Pattern, r.Role)})
+	}
+	return ds
+}
+
+// lintAEQ reports the AI Edge Quantizer rules that match no op reading a
+// weight, counted as the plan's rule lines count them (aeqRuleMatches).
+func lintAEQ(recipes []*config.Recipe, uses []*weightUse) config.Diagnostics {
+	var ds config.Diagnostics
+	for _, r := range recipes {
+		if r == nil || len(r.Rules) == 0 {
+			continue
+		}
+		for i, m := range aeqRuleMatches(r, uses) {
+			if m.Ops > 0 {
+				continue
+			}
+			rule := &r.Rules[i]
+			ds = append(ds, config.Diagnostic{Pos: rule.P, Msg: fmt.Sprintf(
+				"%s matches no op that reads a weight, so it does nothing", rule)})
+		}
 	}
 	return ds
 }

@@ -50,12 +50,8 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	if err != nil {
 		return err
 	}
-	for _, r := range aeqRuleMatches(q.Recipe, ms.uses) {
-		s.Plan.Rules = append(s.Plan.Rules, r)
-		if r.Ops == 0 {
-			s.Log.Warn().Str("rule", r.Source).Str("pattern", r.Pattern).Msg("AI Edge Quantizer rule matched no op that reads a weight")
-		}
-	}
+	// Lint warns about the rules that matched no op (or fails with --strict).
+	s.Plan.Rules = append(s.Plan.Rules, aeqRuleMatches(q.Recipe, ms.uses)...)
 	groups := groupTensors(m, ms.uses, reqs)
 	jobs := groupBuffers(m, groups)
 	for _, j := range jobs {

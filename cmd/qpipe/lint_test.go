@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -140,5 +141,53 @@ stages:
 	code, stdout, stderr := e2eRun(t, "plan", "--strict", job)
 	if code != 0 || strings.Contains(stdout, "warning:") {
 		t.Fatalf("clean job: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// TestAEQRuleLint: a rule of an AI Edge Quantizer recipe that matches no op
+// is a warning naming the recipe file's line and column, and an error with
+// --strict (quantize writes nothing).
+func TestAEQRuleLint(t *testing.T) {
+	dir := t.TempDir()
+	in := e2eCopy(t, dir, "aeq_conv_fc_mnist.tflite")
+	recipe := e2eWrite(t, filepath.Join(dir, "r.json"), `[
+  {
+    "regex": ".*",
+    "operation": "*",
+    "algorithm_key": "min_max_uniform_quantize",
+    "op_config": {"weight_tensor_config": {"num_bits": 8, "symmetric": true, "granularity": "CHANNELWISE", "dtype": "INT"}, "compute_precision": "INTEGER", "explicit_dequantize": false}
+  },
+  {
+    "regex": "no_such_scope",
+    "operation": "FULLY_CONNECTED",
+    "algorithm_key": "no_quantize",
+    "op_config": {}
+  }
+]
+`)
+	want := recipe + `:8:3: rule 1 (regex "no_such_scope", operation FULLY_CONNECTED) matches no op that reads a weight, so it does nothing`
+	out := filepath.Join(dir, "out", "q.tflite")
+	code, _, stderr := e2eRun(t, "quantize", "--aeq-recipe", recipe, in, out)
+	if code != 0 || !strings.Contains(stderr, `rule 1 (regex \"no_such_scope\"`) {
+		t.Fatalf("quantize: exit %d, want 0 and a warning:\n%s", code, stderr)
+	}
+	if err := os.RemoveAll(filepath.Dir(out)); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"quantize", "--strict", "--aeq-recipe", recipe, in, out},
+		{"plan", "--strict", "--aeq-recipe", recipe, in},
+	} {
+		code, _, stderr := e2eRun(t, args...)
+		if code != exitFailed || !strings.Contains(stderr, want) {
+			t.Errorf("%v: exit %d, want %d and %q:\n%s", args[:2], code, exitFailed, want, stderr)
+		}
+		if _, err := os.Stat(filepath.Dir(out)); !os.IsNotExist(err) {
+			t.Errorf("%v wrote %s", args[:2], filepath.Dir(out))
+		}
+	}
+	code, stdout, _ := e2eRun(t, "plan", "--aeq-recipe", recipe, in)
+	if code != 0 || !strings.Contains(stdout, "warning: "+want) {
+		t.Errorf("plan: exit %d, no warning:\n%s", code, stdout)
 	}
 }
