@@ -218,8 +218,8 @@ func (c ctxContent) WriteTo(w io.Writer) (int64, error) {
 }
 
 // ctxWriter checks the context before every write; contents write in
-// chunks of at most 16 MiB (Section, and the kernels' 16 MiB of input), so
-// a cancel takes effect within one chunk.
+// chunks of at most 16 MiB (Section; the kernels write the output of 1 MiB
+// of input at a time), so a cancel takes effect within one chunk.
 type ctxWriter struct {
 	w   io.Writer
 	ctx context.Context

@@ -52,7 +52,7 @@ func (w *fileWriter) ReadFrom(r io.Reader) (int64, error) {
 			}
 		}
 	}
-	bp := getBuf(copyChunk)
+	bp := getBuf(bufSize)
 	defer putBuf(bp)
 	m, err := io.CopyBuffer(writerOnly{w}, r, *bp)
 	return n + m, err

@@ -116,40 +116,42 @@ func BenchmarkInputPread16M(b *testing.B) { benchPread(b, 16<<20) }
 // between the copy and the loads.
 func BenchmarkInputPread1M(b *testing.B) { benchPread(b, 1<<20) }
 
-// BenchmarkInputPread16MAhead reads the next 16 MiB piece on another
-// goroutine while the current one is consumed (two buffers), as
-// ReadPieces does; with the file in the page cache it buys overlap only
-// when a second core is free.
-func BenchmarkInputPread16MAhead(b *testing.B) {
+// benchPreadAhead reads the next piece on another goroutine while the
+// current one is consumed (two buffers), as Pieces does; with the file in
+// the page cache it buys overlap only when a second core is free.
+func benchPreadAhead(b *testing.B, piece int) {
 	f, size := openInput(b)
-	bufs := [2][]byte{make([]byte, inputPiece), make([]byte, inputPiece)}
+	bufs := [2][]byte{make([]byte, piece), make([]byte, piece)}
+	type read struct {
+		p   []byte
+		err error
+	}
+	start := func(i int, off int64) chan read {
+		ch := make(chan read, 1)
+		go func() {
+			p := bufs[i][:min(int64(piece), size-off)]
+			_, err := f.ReadAt(p, off)
+			ch <- read{p, err}
+		}()
+		return ch
+	}
 	for b.Loop() {
-		type read struct {
-			p   []byte
-			err error
-		}
-		start := func(i int, off int64) chan read {
-			ch := make(chan read, 1)
-			go func() {
-				p := bufs[i][:min(inputPiece, size-off)]
-				_, err := f.ReadAt(p, off)
-				ch <- read{p, err}
-			}()
-			return ch
-		}
 		next := start(0, 0)
-		for k, off := 0, int64(0); off < size; k, off = k+1, off+inputPiece {
+		for k, off := 0, int64(0); off < size; k, off = k+1, off+int64(piece) {
 			r := <-next
 			if r.err != nil {
 				b.Fatal(r.err)
 			}
-			if off+inputPiece < size {
-				next = start((k+1)%2, off+inputPiece)
+			if off+int64(piece) < size {
+				next = start((k+1)%2, off+int64(piece))
 			}
 			consume(r.p)
 		}
 	}
 }
+
+func BenchmarkInputPread16MAhead(b *testing.B) { benchPreadAhead(b, 16<<20) }
+func BenchmarkInputPread1MAhead(b *testing.B)  { benchPreadAhead(b, 1<<20) }
 
 // BenchmarkInputIoCopy is the baseline: the file streamed through io.Copy's
 // small buffer into io.Discard, no loads.

@@ -40,17 +40,23 @@ func (s *Section) Bytes() []byte {
 
 // Streaming input. On the VMs qpipe was measured on, a page fault costs
 // more than copying the page: reading a weight that is in the page cache
-// through the mapping (one fault per 4 KiB) took twice as long as
-// positioned reads of 16 MiB into a reused buffer (go test -bench Input
-// ./internal/tflite). So sections larger than smallSection are read by
-// pread, and copied between files by the kernel where it can
-// (copy_file_range); the mapping serves the flatbuffer and small buffers.
+// through the mapping (a fault per 4-64 KiB) took twice as long as
+// positioned reads into a reused buffer, and reads of 1 MiB, which stay
+// in the cache until they are used, beat reads of 16 MiB (go test -bench
+// Input ./internal/tflite). So sections larger than smallSection are read
+// by pread (Pieces, in the caller's piece size), and copied between files
+// by the kernel where it can (copy_file_range); the mapping serves the
+// flatbuffer and small buffers.
 const (
 	// smallSection is the largest section read through the mapping.
 	smallSection = 1 << 20
-	// copyChunk is how many bytes WriteTo hands to w at a time: the grain
-	// at which wrappers of w see progress and cancellation.
+	// copyChunk is how many bytes WriteTo hands to an io.ReaderFrom at a
+	// time: the grain at which wrappers of w see progress and cancellation.
 	copyChunk = 16 << 20
+	// bufSize is the size of the buffers WriteTo and the writer's ReadFrom
+	// copy through when the kernel cannot copy: small enough to stay in
+	// the cache between the read and the write.
+	bufSize = 1 << 20
 	// maxPooled is the largest buffer kept for reuse.
 	maxPooled = 64 << 20
 )
@@ -64,7 +70,7 @@ func getBuf(n int) *[]byte {
 		*bp = (*bp)[:n]
 		return bp
 	}
-	b := make([]byte, n, max(n, copyChunk))
+	b := make([]byte, n, max(n, bufSize))
 	return &b
 }
 
@@ -127,7 +133,7 @@ func (s *Section) WriteTo(w io.Writer) (int64, error) {
 		}
 		return n, nil
 	}
-	bp := getBuf(int(min(copyChunk, s.n)))
+	bp := getBuf(int(min(bufSize, s.n)))
 	defer putBuf(bp)
 	buf := *bp
 	var n int64
