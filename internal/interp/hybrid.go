@@ -87,7 +87,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 		acc := accs[worker]
 		if w.block == 0 {
 			clear(acc)
-			gemmI8(acc, hi-lo, qa, M, K, rows, lo, hi, 0, K)
+			gemm(acc, hi-lo, qa, M, K, rows, lo, hi, 0, K)
 			for n := lo; n < hi; n++ {
 				ws := rowSum(rows[(n-lo)*K : (n-lo+1)*K])
 				s, _ := w.channel(n * K)
@@ -119,7 +119,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 		}
 		for k0 := 0; k0 < K; k0 += B {
 			clear(acc)
-			gemmI8(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B)
+			gemm(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B)
 			for n := lo; n < hi; n++ {
 				s := w.blockScaleBF16((n*K+k0)/B)
 				for m := 0; m < M; m++ {

@@ -65,61 +65,11 @@ func matmulF32(threads int, out, a []float32, M, K, N int, w *weight, wOff int) 
 			rows = scratch[worker][:(hi-lo)*K]
 			w.decode(rows, wOff+lo*K)
 		}
-		gemmF32(out, N, a, M, K, rows, lo, hi)
-	})
-}
-
-// gemmF32 multiplies a [M,K] by the weight rows b (rows lo..hi of W, each
-// K long) into out columns lo..hi.
-func gemmF32(out []float32, N int, a []float32, M, K int, b []float32, lo, hi int) {
-	n := lo
-	for ; n+4 <= hi; n += 4 {
-		b0 := b[(n-lo)*K : (n-lo+1)*K]
-		b1 := b[(n-lo+1)*K : (n-lo+2)*K]
-		b2 := b[(n-lo+2)*K : (n-lo+3)*K]
-		b3 := b[(n-lo+3)*K : (n-lo+4)*K]
-		m := 0
-		for ; m+2 <= M; m += 2 {
-			a0 := a[m*K : m*K+K]
-			a1 := a[(m+1)*K : (m+1)*K+K]
-			var s00, s01, s02, s03, s10, s11, s12, s13 float32
-			for k := range a0 {
-				x0, x1 := a0[k], a1[k]
-				y0, y1, y2, y3 := b0[k], b1[k], b2[k], b3[k]
-				s00 += x0 * y0
-				s01 += x0 * y1
-				s02 += x0 * y2
-				s03 += x0 * y3
-				s10 += x1 * y0
-				s11 += x1 * y1
-				s12 += x1 * y2
-				s13 += x1 * y3
-			}
-			o := out[m*N+n : m*N+n+4]
-			o[0], o[1], o[2], o[3] = s00, s01, s02, s03
-			o = out[(m+1)*N+n : (m+1)*N+n+4]
-			o[0], o[1], o[2], o[3] = s10, s11, s12, s13
-		}
-		for ; m < M; m++ {
-			a0 := a[m*K : m*K+K]
-			var s0, s1, s2, s3 float32
-			for k := range a0 {
-				x0 := a0[k]
-				s0 += x0 * b0[k]
-				s1 += x0 * b1[k]
-				s2 += x0 * b2[k]
-				s3 += x0 * b3[k]
-			}
-			o := out[m*N+n : m*N+n+4]
-			o[0], o[1], o[2], o[3] = s0, s1, s2, s3
-		}
-	}
-	for ; n < hi; n++ {
-		b0 := b[(n-lo)*K : (n-lo+1)*K]
 		for m := 0; m < M; m++ {
-			out[m*N+n] = dotF32(a[m*K:m*K+K], b0)
+			clear(out[m*N+lo : m*N+hi])
 		}
-	}
+		gemm(out[lo:], N, a, M, K, rows, lo, hi, 0, K)
+	})
 }
 
 // dotF32 is Σ a[k]·b[k], k ascending, one accumulator: the order every
@@ -142,10 +92,13 @@ func matmulNaive(out, a []float32, M, K, N int, w []float32) {
 	}
 }
 
-// gemmI8 computes the int32 dot products of a's rows (M×K int8, row stride
-// K) with weight rows b (rows lo..hi, each K long) over k in [k0, k1),
-// adding them to acc[m·ldc+n−lo].
-func gemmI8(acc []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 int) {
+// gemm adds the dot products of a's rows (M rows of K, int8 activations or
+// float32) with weight rows b (rows lo..hi of the weight, each K long) over
+// k in [k0, k1) to c[m·ldc + n−lo]: int32 sums for the hybrid kernels,
+// float32 for the float ones. Each sum runs k ascending in one accumulator,
+// 2 rows × 4 columns at a time; the tails take the same order, so every
+// element has one summation order whatever the blocking.
+func gemm[E int8 | float32, A int32 | float32](c []A, ldc int, a []E, M, K int, b []E, lo, hi, k0, k1 int) {
 	n := lo
 	for ; n+4 <= hi; n += 4 {
 		b0 := b[(n-lo)*K+k0 : (n-lo)*K+k1]
@@ -156,10 +109,11 @@ func gemmI8(acc []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 i
 		for ; m+2 <= M; m += 2 {
 			a0 := a[m*K+k0 : m*K+k1]
 			a1 := a[(m+1)*K+k0 : (m+1)*K+k1]
-			var s00, s01, s02, s03, s10, s11, s12, s13 int32
+			a1, b0, b1, b2, b3 := a1[:len(a0)], b0[:len(a0)], b1[:len(a0)], b2[:len(a0)], b3[:len(a0)]
+			var s00, s01, s02, s03, s10, s11, s12, s13 A
 			for k := range a0 {
-				x0, x1 := int32(a0[k]), int32(a1[k])
-				y0, y1, y2, y3 := int32(b0[k]), int32(b1[k]), int32(b2[k]), int32(b3[k])
+				x0, x1 := A(a0[k]), A(a1[k])
+				y0, y1, y2, y3 := A(b0[k]), A(b1[k]), A(b2[k]), A(b3[k])
 				s00 += x0 * y0
 				s01 += x0 * y1
 				s02 += x0 * y2
@@ -169,12 +123,12 @@ func gemmI8(acc []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 i
 				s12 += x1 * y2
 				s13 += x1 * y3
 			}
-			o := acc[m*ldc+n-lo : m*ldc+n-lo+4]
+			o := c[m*ldc+n-lo : m*ldc+n-lo+4]
 			o[0] += s00
 			o[1] += s01
 			o[2] += s02
 			o[3] += s03
-			o = acc[(m+1)*ldc+n-lo : (m+1)*ldc+n-lo+4]
+			o = c[(m+1)*ldc+n-lo : (m+1)*ldc+n-lo+4]
 			o[0] += s10
 			o[1] += s11
 			o[2] += s12
@@ -182,15 +136,16 @@ func gemmI8(acc []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 i
 		}
 		for ; m < M; m++ {
 			a0 := a[m*K+k0 : m*K+k1]
-			var s0, s1, s2, s3 int32
+			b0, b1, b2, b3 := b0[:len(a0)], b1[:len(a0)], b2[:len(a0)], b3[:len(a0)]
+			var s0, s1, s2, s3 A
 			for k := range a0 {
-				x0 := int32(a0[k])
-				s0 += x0 * int32(b0[k])
-				s1 += x0 * int32(b1[k])
-				s2 += x0 * int32(b2[k])
-				s3 += x0 * int32(b3[k])
+				x0 := A(a0[k])
+				s0 += x0 * A(b0[k])
+				s1 += x0 * A(b1[k])
+				s2 += x0 * A(b2[k])
+				s3 += x0 * A(b3[k])
 			}
-			o := acc[m*ldc+n-lo : m*ldc+n-lo+4]
+			o := c[m*ldc+n-lo : m*ldc+n-lo+4]
 			o[0] += s0
 			o[1] += s1
 			o[2] += s2
@@ -201,11 +156,12 @@ func gemmI8(acc []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 i
 		b0 := b[(n-lo)*K+k0 : (n-lo)*K+k1]
 		for m := 0; m < M; m++ {
 			a0 := a[m*K+k0 : m*K+k1]
-			var s int32
+			b0 := b0[:len(a0)]
+			var s A
 			for k, x := range a0 {
-				s += int32(x) * int32(b0[k])
+				s += A(x) * A(b0[k])
 			}
-			acc[m*ldc+n-lo] += s
+			c[m*ldc+n-lo] += s
 		}
 	}
 }
