@@ -416,3 +416,38 @@ func TestAEQRuleCounts(t *testing.T) {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestAEQExportImportedRecipe: an imported recipe with min_weight_elements,
+// an op filter, a no_quantize rule and int4 weight-only, exported through
+// its plan and imported again, writes the same bytes on real models.
+func TestAEQExportImportedRecipe(t *testing.T) {
+	r := aeqRecipe(t, "mixed", "["+strings.Join([]string{
+		fmt.Sprintf(aeqDyn8, ".*", "*", 1024),
+		`{"regex": "", "operation": "FULLY_CONNECTED", "algorithm_key": "min_max_uniform_quantize", "op_config": {"weight_tensor_config": {"num_bits": 4, "symmetric": false, "granularity": "CHANNELWISE"}, "compute_precision": "FLOAT", "explicit_dequantize": true}}`,
+		fmt.Sprintf(aeqFloat, `transformer_blocks\[0\]`, "*"),
+	}, ",\n")+"]")
+	for _, model := range []string{"aeq_conv_fc_mnist", "tiny_decoder", "aeq_bmm_constant_input", "litert_attn_vec_einsum"} {
+		t.Run(model, func(t *testing.T) {
+			in := filepath.Join(models, model+".tflite")
+			want, state, err := quantizeRecipe(t, in, r, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules, _, err := AEQRules(state, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := config.MarshalAEQ(rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := quantizeRecipe(t, in, aeqRecipe(t, "exported", string(data)), false)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, data)
+			}
+			if fileSum(t, got) != fileSum(t, want) {
+				t.Fatalf("the exported recipe writes other bytes:\n%s", data)
+			}
+		})
+	}
+}
