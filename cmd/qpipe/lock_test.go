@@ -6,8 +6,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -412,8 +414,16 @@ func TestShardsMatchSerialRun(t *testing.T) {
 	if len(want) != 7*3 {
 		t.Fatalf("serial run wrote %d outputs and locks, want 21: %v", len(want), want)
 	}
-	for _, count := range []int{1, 2, 3, 5} {
-		t.Run(strconv.Itoa(count), func(t *testing.T) {
+	for _, tc := range []struct {
+		count     int
+		processes bool
+	}{{1, false}, {2, false}, {3, false}, {5, false}, {1, true}, {2, true}, {3, true}, {5, true}} {
+		count := tc.count
+		name := strconv.Itoa(count) + " goroutines"
+		if tc.processes {
+			name = strconv.Itoa(count) + " processes"
+		}
+		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			jobs := shardProject(t, dir)
 			reports := make([]runReport, count)
@@ -435,7 +445,11 @@ func TestShardsMatchSerialRun(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					var o, e bytes.Buffer
-					codes[i] = runMain(args, &o, &e)
+					if tc.processes {
+						codes[i] = qpipeProcess(t, args, &o, &e)
+					} else {
+						codes[i] = runMain(args, &o, &e)
+					}
 					logs[i] = e.String()
 					json.Unmarshal(o.Bytes(), &reports[i])
 				}()
@@ -670,4 +684,36 @@ func TestRunFolder(t *testing.T) {
 	if code, _, stderr := e2eRun(t, "run", empty); code != 2 || !strings.Contains(stderr, "no job files (*.yaml, *.yml) in the folder "+empty) {
 		t.Fatalf("empty folder: exit %d\n%s", code, stderr)
 	}
+}
+
+// TestMain lets the test binary act as qpipe in a child process (see
+// qpipeProcess): same code, same build, so its locks match in-process runs.
+func TestMain(m *testing.M) {
+	if os.Getenv("QPIPE_TEST_AS_QPIPE") == "1" {
+		os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// qpipeProcess runs qpipe ARGS as a separate process and returns its exit
+// code.
+func qpipeProcess(t *testing.T, args []string, stdout, stderr *bytes.Buffer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "QPIPE_TEST_AS_QPIPE=1")
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	return 0
 }
