@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -311,6 +312,23 @@ func (d *decoder) integer(n *yaml.Node, field string) (int, bool) {
 	var v int
 	if err := n.Decode(&v); err != nil {
 		d.errorf(n, field, "integer %s is out of range", quote(n.Value))
+		return 0, false
+	}
+	return v, true
+}
+
+// number decodes a finite integer or float scalar.
+func (d *decoder) number(n *yaml.Node, field string) (float64, bool) {
+	if n = d.deref(n); n == nil {
+		return 0, false
+	}
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+		d.errorf(n, field, "expected a number, got %s", describe(n))
+		return 0, false
+	}
+	var v float64
+	if err := n.Decode(&v); err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		d.errorf(n, field, "expected a finite number, got %s", quote(n.Value))
 		return 0, false
 	}
 	return v, true

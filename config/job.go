@@ -99,11 +99,38 @@ type QuantizeStage struct {
 	P       Pos
 }
 
-// VerifyStage checks the quantized tensors against the runtime's rules.
+// VerifyStage checks the quantized tensors against the runtime's rules
+// and, with Accuracy, the quantized model's outputs against the float
+// model's.
 type VerifyStage struct {
 	OnMismatch string // OnMismatchFail (default) or OnMismatchFallback
-	P          Pos
+	// Accuracy is nil unless the stage has an accuracy: mapping.
+	Accuracy *AccuracyGate
+	P        Pos
 }
+
+// AccuracyGate bounds how far each output model's outputs may be from the
+// float model's on the same inputs (internal/evaluate). The bounds left
+// out (nil) are not checked; at least one is set.
+type AccuracyGate struct {
+	// Samples is the number of generated input samples (default 8).
+	Samples int
+	// Seq is the token sequence length; 0 = the model's own.
+	Seq int
+	// MaxKL bounds the mean KL(softmax(float) ‖ softmax(quantized)) of
+	// every logits output, in nats.
+	MaxKL *float64
+	// MinTop1 is the smallest fraction of positions whose top token must
+	// agree, for every logits output.
+	MinTop1 *float64
+	// MaxRelL2 bounds the relative L2 error of every output.
+	MaxRelL2 *float64
+	P        Pos
+}
+
+// DefaultAccuracySamples is AccuracyGate.Samples when the job leaves it
+// out.
+const DefaultAccuracySamples = 8
 
 // SerializeStage writes each output model.
 type SerializeStage struct {
@@ -551,12 +578,67 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos) *QuantizeStage {
 
 func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
 	st := &VerifyStage{OnMismatch: OnMismatchFail, P: p}
-	d.mapping(n, KindVerify, []string{"on_mismatch"}, true, func(key string, k, v *yaml.Node) {
-		if s, ok := d.enum(v, "verify.on_mismatch", []string{OnMismatchFail, OnMismatchFallback}); ok {
-			st.OnMismatch = s
+	d.mapping(n, KindVerify, []string{"on_mismatch", "accuracy"}, true, func(key string, k, v *yaml.Node) {
+		switch key {
+		case "on_mismatch":
+			if s, ok := d.enum(v, "verify.on_mismatch", []string{OnMismatchFail, OnMismatchFallback}); ok {
+				st.OnMismatch = s
+			}
+		case "accuracy":
+			st.Accuracy = d.accuracy(v, d.at(k))
 		}
 	})
 	return st
+}
+
+// accuracy decodes verify.accuracy.
+func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
+	const field = "verify.accuracy"
+	g := &AccuracyGate{Samples: DefaultAccuracySamples, P: p}
+	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2"}
+	before := len(d.errs)
+	if !d.mapping(n, field, keys, false, func(key string, k, v *yaml.Node) {
+		f := join(field, key)
+		switch key {
+		case "samples", "seq":
+			x, ok := d.integer(v, f)
+			switch {
+			case !ok:
+			case x < 1 || x > 1<<20:
+				d.errorf(d.deref(v), f, "%d: want between 1 and %d", x, 1<<20)
+			case key == "samples":
+				g.Samples = x
+			default:
+				g.Seq = x
+			}
+		case "max_kl", "max_rel_l2":
+			if x, ok := d.number(v, f); ok {
+				if x < 0 {
+					d.errorf(d.deref(v), f, "%g: a bound on a distance is not negative", x)
+					return
+				}
+				if key == "max_kl" {
+					g.MaxKL = &x
+				} else {
+					g.MaxRelL2 = &x
+				}
+			}
+		case "min_top1":
+			if x, ok := d.number(v, f); ok {
+				if x < 0 || x > 1 {
+					d.errorf(d.deref(v), f, "%g: a fraction of positions, between 0 and 1 (0.9 = 90 %%)", x)
+					return
+				}
+				g.MinTop1 = &x
+			}
+		}
+	}) {
+		return nil
+	}
+	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil {
+		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2")
+	}
+	return g
 }
 
 func (d *decoder) serializeStage(n *yaml.Node, p Pos, j *Job) *SerializeStage {

@@ -42,6 +42,15 @@ func dumpJob(j *Job) string {
 			}
 		case *VerifyStage:
 			fmt.Fprintf(&b, "%s verify on_mismatch=%s\n", s.Pos(), s.OnMismatch)
+			if g := s.Accuracy; g != nil {
+				bound := func(p *float64) string {
+					if p == nil {
+						return "-"
+					}
+					return fmt.Sprint(*p)
+				}
+				fmt.Fprintf(&b, "  %s accuracy samples=%d seq=%d max_kl=%s min_top1=%s max_rel_l2=%s\n", g.P, g.Samples, g.Seq, bound(g.MaxKL), bound(g.MinTop1), bound(g.MaxRelL2))
+			}
 		case *SerializeStage:
 			fmt.Fprintf(&b, "%s serialize %s layout=%q\n", s.Pos(), s.Path, s.Layout)
 		}
@@ -173,7 +182,7 @@ stages:
         - full_fp16_recipe
         - {name: mixed, suffix: q4_mixed, default: dynamic_int8, attention: dynamic_int4_block64}
         - dynamic_int4_block512
-  - verify: {on_mismatch: FALLBACK}
+  - verify: {on_mismatch: FALLBACK, accuracy: {max_kl: 0.05, samples: 4}}
   - serialize:
       path: /out/{name}-{suffix}.tflite
       layout: offset
@@ -195,6 +204,7 @@ release.yaml:5:5 quantize
   release.yaml:10:11 recipe name=dynamic_int4_block512 suffix=q4_block512
      default all=dynamic_int4_block512
 release.yaml:11:5 verify on_mismatch=fallback
+  release.yaml:11:37 accuracy samples=4 seq=0 max_kl=0.05 min_top1=- max_rel_l2=-
 release.yaml:12:5 serialize /out/{name}-{suffix}.tflite layout="offset"
 output /out/release-q8.tflite (dynamic_int8)
 output /out/release-fp16.tflite (fp16)
@@ -356,6 +366,14 @@ var badJobs = []struct {
 		[]wantDiag{d("5:23", "names a folder")}},
 	{"bad layout", head + "  - quantize: {recipe: fp16}\n  - serialize: {path: o.tflite, layout: packed}\n",
 		[]wantDiag{d("5:41", `serialize.layout: unknown value "packed"; valid: auto, inline, offset`)}},
+	{"accuracy without a bound", head + "  - quantize: {recipe: fp16}\n  - verify: {accuracy: {samples: 2}}\n" + tail,
+		[]wantDiag{d("5:24", "verify.accuracy: no bound: set at least one of max_kl, min_top1, max_rel_l2")}},
+	{"bad accuracy values", head + "  - quantize: {recipe: fp16}\n  - verify:\n      accuracy: {samples: 0, seq: x, max_kl: -1, min_top1: 90, max_rel_l2: .nan, top5: 1}\n" + tail,
+		[]wantDiag{d("6:27", "verify.accuracy.samples: 0: want between 1 and"), d("6:35", "verify.accuracy.seq: expected an integer"),
+			d("6:46", "verify.accuracy.max_kl: -1: a bound on a distance is not negative"), d("6:60", "verify.accuracy.min_top1: 90: a fraction of positions, between 0 and 1"),
+			d("6:76", "verify.accuracy.max_rel_l2: expected a finite number"), d("6:82", `verify.accuracy: unknown key "top5"`)}},
+	{"accuracy not a mapping", head + "  - quantize: {recipe: fp16}\n  - verify: {accuracy: strict}\n" + tail,
+		[]wantDiag{d("5:24", "verify.accuracy: expected a mapping")}},
 	{"bad on_mismatch", head + "  - quantize: {recipe: fp16}\n  - verify: {on_mismatch: skip}\n" + tail,
 		[]wantDiag{d("5:27", `verify.on_mismatch: unknown value "skip"; valid: fail, fallback`)}},
 	{"bad regex", head + "  - annotate:\n      rules:\n        - {role: attention, match: 'attn_(?P<layer>\\d+'}\n  - quantize: {recipe: fp16}\n" + tail,

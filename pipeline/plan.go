@@ -13,6 +13,9 @@ type Plan struct {
 	// Notes are findings that do not fail the job: fallbacks, duplicated
 	// weights, tensors left alone.
 	Notes []string `json:"notes,omitempty"`
+	// Accuracy is what verify's accuracy gate will measure (nil without
+	// a gate).
+	Accuracy *Accuracy `json:"accuracy,omitempty"`
 }
 
 // WeightPlan is one constant weight tensor read by at least one op that a
@@ -142,5 +145,10 @@ func (p *Plan) Clone() *Plan {
 	}
 	c.Rules = append([]RuleMatch(nil), p.Rules...)
 	c.Notes = append([]string(nil), p.Notes...)
+	if p.Accuracy != nil {
+		a := *p.Accuracy
+		a.Checks = append([]AccuracyCheck(nil), a.Checks...)
+		c.Accuracy = &a
+	}
 	return &c
 }

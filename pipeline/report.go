@@ -37,6 +37,36 @@ type OutputReport struct {
 	Sizes []SizeShare `json:"sizes,omitempty"`
 	// Budget is set when a budget chose the schemes.
 	Budget *BudgetReport `json:"budget,omitempty"`
+	// Accuracy is what verify's accuracy gate measured on this output
+	// before it was written (nil without a gate).
+	Accuracy *Accuracy `json:"accuracy,omitempty"`
+}
+
+// Accuracy is an accuracy gate: the model's outputs compared with the
+// float model's on the same generated inputs. In a plan only the settings
+// and the bounds are set; in a report every check has its value.
+type Accuracy struct {
+	Samples int             `json:"samples"`
+	Seq     int             `json:"seq,omitempty"` // tokens per sequence; 0: no token input
+	Seed    int64           `json:"seed"`
+	Checks  []AccuracyCheck `json:"checks"`
+}
+
+// AccuracyCheck is one bound on one output.
+type AccuracyCheck struct {
+	Signature string `json:"signature"`
+	Output    string `json:"output"`
+	// Metric is mean_kl (the mean over positions of
+	// KL(softmax(float) ‖ softmax(quantized)), in nats; bound max_kl),
+	// top1 (the fraction of positions whose top token agrees; bound
+	// min_top1) or rel_l2 (‖quantized − float‖₂ / ‖float‖₂; bound
+	// max_rel_l2).
+	Metric string  `json:"metric"`
+	Bound  float64 `json:"bound"`
+	// Value is the measured value (nil in a plan); a value that is not
+	// finite is reported as ±999 (JSON has no infinities).
+	Value *float64 `json:"value,omitempty"`
+	Pass  *bool    `json:"pass,omitempty"`
 }
 
 // TensorMetric is the quantization error of one written tensor, measured

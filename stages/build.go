@@ -84,7 +84,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 			b.Stages = append(b.Stages, q)
 		}
 		if verify != nil {
-			b.Stages = append(b.Stages, &Verify{})
+			b.Stages = append(b.Stages, &Verify{Accuracy: verify.Accuracy})
 		}
 		b.Stages = append(b.Stages, &Serialize{Path: serialize.Path, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
 		pj.Branches = append(pj.Branches, b)

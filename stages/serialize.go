@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,7 +55,17 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		m = withProgress(m, z.Progress)
 	}
 	m = withContext(ctx, m)
-	if err := tflite.WriteFile(path, m, tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}); err != nil {
+	wo := tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}
+	var accuracy *pipeline.Accuracy
+	if g := ms.gate; g != nil {
+		wo.Check = func(tmp string) error {
+			s.Log.Info().Int("samples", g.cfg.Samples).Msg("accuracy gate: comparing the written model with the float model")
+			var err error
+			accuracy, err = g.measure(ctx, tmp)
+			return err
+		}
+	}
+	if err := tflite.WriteFile(path, m, wo); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -74,6 +83,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		return err
 	}
 	out.Bytes = fi.Size()
+	out.Accuracy = accuracy
 	out.Layout = layoutOf(path)
 	if z.Hash {
 		if out.SHA256, err = FileSHA256(path); err != nil {
@@ -121,13 +131,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 // values are clamped to ±999 in general.
 func (j *bufferJob) metric(name string) pipeline.TensorMetric {
 	m := j.errs.Metrics()
-	clamp := func(x float64) float64 {
-		if math.IsNaN(x) {
-			return 999
-		}
-		return math.Max(-999, math.Min(999, x))
-	}
-	return pipeline.TensorMetric{Tensor: name, Scheme: j.req.sc.name, SQNR: clamp(m.SQNR), MaxAbs: clamp(m.MaxAbs), RelL2: clamp(m.RelL2)}
+	return pipeline.TensorMetric{Tensor: name, Scheme: j.req.sc.name, SQNR: reportable(m.SQNR), MaxAbs: reportable(m.MaxAbs), RelL2: reportable(m.RelL2)}
 }
 
 // checkOutputPath refuses to write over the input.

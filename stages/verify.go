@@ -2,7 +2,9 @@ package stages
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/qpipe/qpipe/config"
 	"math"
 	"strings"
 
@@ -20,17 +22,23 @@ import (
 // violation fails the job. (Schemes that do not fit a tensor were already
 // caught, or replaced under on_mismatch: fallback, by quantize, before any
 // weight was read.)
-type Verify struct{}
+//
+// With Accuracy it also resolves the accuracy gate against the float model
+// (accuracyGate), which serialize then applies to the written model before
+// it is renamed into place.
+type Verify struct {
+	Accuracy *config.AccuracyGate
+}
 
 func (*Verify) Name() string { return "verify" }
 
-func (*Verify) Run(ctx context.Context, s *pipeline.State) error {
+func (v *Verify) Run(ctx context.Context, s *pipeline.State) error {
 	ms, err := model(s)
 	if err != nil {
 		return err
 	}
 	if s.DryRun {
-		return nil
+		return v.planGate(ms, s)
 	}
 	var bad []string
 	for _, j := range ms.jobs {
@@ -46,7 +54,28 @@ func (*Verify) Run(ctx context.Context, s *pipeline.State) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("%d problem(s) in the quantized model:\n  %s", len(bad), strings.Join(bad, "\n  "))
 	}
+	if err := v.planGate(ms, s); err != nil {
+		return err
+	}
 	return ctx.Err()
+}
+
+// planGate resolves the accuracy gate, if any, and puts what it will
+// measure in the plan.
+func (v *Verify) planGate(ms *modelState, s *pipeline.State) error {
+	if v.Accuracy == nil {
+		return nil
+	}
+	g, err := planAccuracy(v.Accuracy, s.InputPath)
+	if err != nil {
+		return err
+	}
+	ms.gate = g
+	if s.Plan != nil {
+		a := g.plan
+		s.Plan.Accuracy = &a
+	}
+	return nil
 }
 
 // verifyTensor returns what is wrong with one quantized tensor; values

@@ -18,6 +18,8 @@ type modelState struct {
 	uses []*weightUse
 	// jobs are the buffers the quantize stage rewrote (nil before it).
 	jobs []*bufferJob
+	// gate is verify's accuracy gate, applied by serialize (nil without).
+	gate *accuracyGate
 }
 
 // weightUse is one op input reading a candidate weight tensor.

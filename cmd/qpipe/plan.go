@@ -123,6 +123,9 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+	if a := p.Accuracy; a != nil {
+		fmt.Fprintf(w, "accuracy gate: %s against the float model: %s\n", accuracySetting(a), accuracyChecks(a))
+	}
 	fmt.Fprintln(w)
 }
 

@@ -555,6 +555,9 @@ func printSummary(w io.Writer, reports []*pipeline.JobReport) {
 		}
 		for _, o := range r.Outputs {
 			fmt.Fprintf(w, "           %s  %s  %s\n", o.Recipe, o.Path, humanBytes(o.Bytes))
+			if a := o.Accuracy; a != nil {
+				fmt.Fprintf(w, "             accuracy (%s): %s\n", accuracySetting(a), accuracyChecks(a))
+			}
 		}
 		for _, c := range r.Check {
 			status := "ok"

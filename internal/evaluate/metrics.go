@@ -1,0 +1,283 @@
+package evaluate
+
+import (
+	"math"
+	"slices"
+)
+
+// TopK is the k of the top-k agreement (TopKAgree).
+const TopK = 5
+
+// Distance is how far a candidate's values of one output are from the
+// reference's, over every sample. All sums run in float64 in sample and
+// element order, so the same values give the same numbers.
+type Distance struct {
+	// RelL2 is ‖cand − ref‖₂ / ‖ref‖₂ over every element of every sample
+	// (0 when equal, +Inf when the reference is all zero and the candidate
+	// is not).
+	RelL2 float64
+	// MaxAbs is the largest |cand − ref|.
+	MaxAbs float64
+	// Cosine is ⟨ref, cand⟩ / (‖ref‖₂·‖cand‖₂) of the whole output (1 when
+	// both are zero, 0 when only one is).
+	Cosine float64
+	// Mismatched counts elements where exactly one side is NaN or
+	// infinite, or both are but differ. Any makes RelL2 and MaxAbs +Inf
+	// and Cosine NaN.
+	Mismatched int
+}
+
+// Logits is the comparison of a logits output: per position (every index
+// of the dimensions before the last), P = softmax(reference row) and Q =
+// softmax(candidate row) over the vocabulary.
+type Logits struct {
+	// Positions counted: samples × positions per sample.
+	Positions int
+	// KL(P‖Q) = Σ P·(log P − log Q) in nats, the divergence of the
+	// candidate's distribution from the reference's (the direction of
+	// llama.cpp's perplexity --kl-divergence): its mean, its 99th
+	// percentile (nearest rank: the ⌈0.99·n⌉-th smallest) and its maximum
+	// over the positions. A row with a NaN or infinite logit on either side
+	// counts as +Inf.
+	MeanKL, P99KL, MaxKL float64
+	// Top1 is the fraction of positions where both rows have the same
+	// largest logit (the lowest index among equals).
+	Top1 float64
+	// TopK is the fraction of positions where the reference's top token is
+	// among the candidate's TopK largest logits.
+	TopK float64
+}
+
+// Accumulator gathers one output's Distance (and its Logits, when vocab
+// > 0) sample by sample.
+type Accumulator struct {
+	vocab int
+
+	diff2, ref2, cand2, dot, maxAbs float64
+	mismatched                      int
+
+	kl         []float64
+	top1, topK int
+}
+
+// NewAccumulator starts a comparison; vocab > 0 also compares the values
+// as rows of vocab logits (the element count of each sample must then be a
+// multiple of vocab).
+func NewAccumulator(vocab int) *Accumulator { return &Accumulator{vocab: max(vocab, 0)} }
+
+// Add compares one sample's values; ref and cand have the same length.
+func (a *Accumulator) Add(ref, cand []float32) {
+	if len(ref) != len(cand) {
+		panic("evaluate: Accumulator.Add with lengths that differ")
+	}
+	for i, r := range ref {
+		rf, cf := float64(r), float64(cand[i])
+		if !finite(rf) || !finite(cf) {
+			if !(rf == cf || math.IsNaN(rf) && math.IsNaN(cf)) {
+				a.mismatched++
+			}
+			continue
+		}
+		d := cf - rf
+		// Explicit conversions keep each product rounded on its own (no
+		// fused multiply-add), the same on every CPU.
+		a.diff2 += float64(d * d)
+		a.ref2 += float64(rf * rf)
+		a.cand2 += float64(cf * cf)
+		a.dot += float64(rf * cf)
+		a.maxAbs = max(a.maxAbs, math.Abs(d))
+	}
+	if a.vocab == 0 {
+		return
+	}
+	for off := 0; off+a.vocab <= len(ref); off += a.vocab {
+		p, q := ref[off:off+a.vocab], cand[off:off+a.vocab]
+		a.kl = append(a.kl, KL(p, q))
+		rt := Argmax(p)
+		if Argmax(q) == rt {
+			a.top1++
+		}
+		if InTopK(q, rt, TopK) {
+			a.topK++
+		}
+	}
+}
+
+// Distance returns what was gathered.
+func (a *Accumulator) Distance() Distance {
+	if a.mismatched > 0 {
+		return Distance{RelL2: math.Inf(1), MaxAbs: math.Inf(1), Cosine: math.NaN(), Mismatched: a.mismatched}
+	}
+	d := Distance{MaxAbs: a.maxAbs}
+	switch {
+	case a.diff2 == 0:
+		d.RelL2 = 0
+	case a.ref2 == 0:
+		d.RelL2 = math.Inf(1)
+	default:
+		d.RelL2 = math.Sqrt(a.diff2) / math.Sqrt(a.ref2)
+	}
+	switch {
+	case a.ref2 == 0 && a.cand2 == 0:
+		d.Cosine = 1
+	case a.ref2 == 0 || a.cand2 == 0:
+		d.Cosine = 0
+	default:
+		d.Cosine = a.dot / (math.Sqrt(a.ref2) * math.Sqrt(a.cand2))
+	}
+	return d
+}
+
+// Logits returns the logits comparison, nil when the accumulator was not
+// given a vocabulary or saw no position.
+func (a *Accumulator) Logits() *Logits {
+	n := len(a.kl)
+	if a.vocab == 0 || n == 0 {
+		return nil
+	}
+	l := &Logits{Positions: n, Top1: float64(a.top1) / float64(n), TopK: float64(a.topK) / float64(n)}
+	sum := 0.0
+	for _, k := range a.kl {
+		sum += k
+	}
+	l.MeanKL = sum / float64(n)
+	sorted := slices.Clone(a.kl)
+	slices.Sort(sorted)
+	l.P99KL = sorted[Rank(n, 0.99)]
+	l.MaxKL = sorted[n-1]
+	return l
+}
+
+// Rank is the 0-based index of the nearest-rank q-quantile of n sorted
+// values: ⌈q·n⌉ − 1, clamped to [0, n−1].
+func Rank(n int, q float64) int {
+	r := int(math.Ceil(q*float64(n))) - 1
+	return min(max(r, 0), n-1)
+}
+
+// KL returns KL(softmax(p) ‖ softmax(q)) in nats, computed in float64
+// from log-softmax (log-sum-exp with the maximum taken out), so it neither
+// overflows nor loses the small terms. It is never negative (rounding that
+// would make it so gives 0), and +Inf when a value on either side is NaN
+// or infinite.
+func KL(p, q []float32) float64 {
+	lp, ok1 := logSumExp(p)
+	lq, ok2 := logSumExp(q)
+	if !ok1 || !ok2 {
+		return math.Inf(1)
+	}
+	kl := 0.0
+	for i, x := range p {
+		a := float64(x) - lp // log P_i
+		b := float64(q[i]) - lq
+		kl += math.Exp(a) * (a - b)
+	}
+	return max(kl, 0)
+}
+
+// logSumExp returns log Σ exp(x_i), and false when x has a NaN or infinite
+// value or is empty.
+func logSumExp(x []float32) (float64, bool) {
+	if len(x) == 0 {
+		return 0, false
+	}
+	m := math.Inf(-1)
+	for _, v := range x {
+		f := float64(v)
+		if !finite(f) {
+			return 0, false
+		}
+		m = max(m, f)
+	}
+	s := 0.0
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(s), true
+}
+
+// Argmax is the index of the largest value, the lowest among equals; NaN
+// is never the largest. It is -1 for an empty or all-NaN slice.
+func Argmax(x []float32) int {
+	best := -1
+	for i, v := range x {
+		if v != v {
+			continue
+		}
+		if best < 0 || v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// InTopK reports whether index i is among the k largest values of x
+// (ranked by value, lower index first among equals; NaN ranks last).
+func InTopK(x []float32, i, k int) bool {
+	if i < 0 || i >= len(x) || x[i] != x[i] {
+		return false
+	}
+	above := 0 // values ranked before x[i]
+	for j, v := range x {
+		if v > x[i] || (v == x[i] && j < i) {
+			above++
+			if above >= k {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// Stats summarises one output of a model run on its own (qpipe eval MODEL).
+type Stats struct {
+	// Count is the number of elements over every sample.
+	Count int
+	// Min, Max, Mean and Std (population) are over the finite elements.
+	Min, Max, Mean, Std float64
+	// NaN and Inf count the elements that are not finite.
+	NaN, Inf int
+}
+
+// StatsAccumulator gathers Stats sample by sample (Welford's update in
+// float64, in element order).
+type StatsAccumulator struct {
+	s      Stats
+	finite int
+	m2     float64
+}
+
+// Add adds one sample's values.
+func (a *StatsAccumulator) Add(x []float32) {
+	for _, v := range x {
+		a.s.Count++
+		f := float64(v)
+		switch {
+		case math.IsNaN(f):
+			a.s.NaN++
+			continue
+		case math.IsInf(f, 0):
+			a.s.Inf++
+			continue
+		}
+		if a.finite == 0 {
+			a.s.Min, a.s.Max = f, f
+		}
+		a.s.Min, a.s.Max = min(a.s.Min, f), max(a.s.Max, f)
+		a.finite++
+		d := f - a.s.Mean
+		a.s.Mean += d / float64(a.finite)
+		a.m2 += d * (f - a.s.Mean)
+	}
+}
+
+// Stats returns what was gathered.
+func (a *StatsAccumulator) Stats() Stats {
+	s := a.s
+	if a.finite > 0 {
+		s.Std = math.Sqrt(max(a.m2, 0) / float64(a.finite))
+	}
+	return s
+}

@@ -1,0 +1,176 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// AccuracySeed seeds the inputs of every accuracy gate, so that a job
+// measures the same numbers on every run.
+const AccuracySeed = 1
+
+// Metric names of pipeline.AccuracyCheck.
+const (
+	metricMeanKL = "mean_kl"
+	metricTop1   = "top1"
+	metricRelL2  = "rel_l2"
+)
+
+// accuracyGate is verify's accuracy: mapping resolved against the float
+// model. The verify stage builds it (opening the float model with the
+// interpreter, so an op it cannot run, a sequence length the model does
+// not take or a KL bound on a model without logits fail the job before
+// anything is written); serialize measures the written model with it
+// before the model is renamed into place.
+//
+// The candidate measured is the written temporary file, not the model in
+// memory: the quantized weights (and the int4 scales) only exist once
+// serialize has streamed them out, and measuring the file measures
+// exactly the bytes that will be published. The file is memory-mapped, so
+// the gate costs the activations, not another copy of the weights.
+type accuracyGate struct {
+	cfg       *config.AccuracyGate
+	floatPath string
+	plan      pipeline.Accuracy // the checks, without values
+}
+
+func (g *accuracyGate) options() evaluate.Options {
+	return evaluate.Options{Samples: g.cfg.Samples, Seq: g.cfg.Seq, Seed: AccuracySeed}
+}
+
+// planAccuracy resolves cfg against the float model at floatPath.
+func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, error) {
+	g := &accuracyGate{cfg: cfg, floatPath: floatPath}
+	where := "verify.accuracy"
+	if cfg.P.File != "" {
+		where = cfg.P.String() + ": " + where
+	}
+	m, err := evaluate.Open(floatPath, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the float model cannot be evaluated: %w", where, err)
+	}
+	defer m.Close()
+	sigs, err := evaluate.Describe(m, g.options())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	g.plan = pipeline.Accuracy{Samples: cfg.Samples, Seed: AccuracySeed, Checks: []pipeline.AccuracyCheck{}}
+	logits := 0
+	var names []string
+	for _, s := range sigs {
+		if g.plan.Seq == 0 {
+			g.plan.Seq = s.Seq
+		}
+		for _, o := range s.Outputs {
+			names = append(names, fmt.Sprintf("%q %v", o.Name, o.Shape))
+			check := func(metric string, bound *float64) {
+				if bound != nil {
+					g.plan.Checks = append(g.plan.Checks, pipeline.AccuracyCheck{Signature: s.Signature, Output: o.Name, Metric: metric, Bound: *bound})
+				}
+			}
+			if o.Vocab > 0 {
+				logits++
+				check(metricMeanKL, cfg.MaxKL)
+				check(metricTop1, cfg.MinTop1)
+			}
+			check(metricRelL2, cfg.MaxRelL2)
+		}
+	}
+	if logits == 0 && (cfg.MaxKL != nil || cfg.MinTop1 != nil) {
+		return nil, fmt.Errorf("%s: max_kl and min_top1 measure logits outputs (last dimension = the vocabulary of an embedding table), and this model has none (outputs %s); bound max_rel_l2 instead",
+			where, strings.Join(names, ", "))
+	}
+	return g, nil
+}
+
+// measure compares the model written at candPath with the float model and
+// returns every check with its value, and an error listing the bounds it
+// misses.
+func (g *accuracyGate) measure(ctx context.Context, candPath string) (*pipeline.Accuracy, error) {
+	ref, err := evaluate.Open(g.floatPath, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer ref.Close()
+	cand, err := evaluate.Open(candPath, 0)
+	if err != nil {
+		return nil, fmt.Errorf("accuracy gate: the written model cannot be evaluated: %w", err)
+	}
+	defer cand.Close()
+	rep, err := evaluate.Compare(ctx, ref, cand, g.options())
+	if err != nil {
+		return nil, fmt.Errorf("accuracy gate: %w", err)
+	}
+	acc := g.plan
+	acc.Checks = make([]pipeline.AccuracyCheck, len(g.plan.Checks))
+	var missed []string
+	for i, c := range g.plan.Checks {
+		v, ok := measured(rep, c)
+		if !ok {
+			return nil, fmt.Errorf("accuracy gate: output %q of signature %q was not measured", c.Output, c.Signature)
+		}
+		pass := v <= c.Bound
+		if c.Metric == metricTop1 {
+			pass = v >= c.Bound
+		}
+		if math.IsNaN(v) {
+			pass = false
+		}
+		jv := reportable(v)
+		c.Value, c.Pass = &jv, &pass
+		acc.Checks[i] = c
+		if !pass {
+			op, bound := ">", "max_"+strings.TrimPrefix(c.Metric, "mean_")
+			if c.Metric == metricTop1 {
+				op, bound = "<", "min_top1"
+			}
+			missed = append(missed, fmt.Sprintf("output %q (signature %q): %s %.6g %s %s %g", c.Output, c.Signature, c.Metric, v, op, bound, c.Bound))
+		}
+	}
+	if len(missed) > 0 {
+		where := ""
+		if g.cfg.P.File != "" {
+			where = " (" + g.cfg.P.String() + ")"
+		}
+		return &acc, fmt.Errorf("accuracy gate%s: %d of %d bound(s) missed on %d sample(s), so the output was not written:\n  %s",
+			where, len(missed), len(acc.Checks), acc.Samples, strings.Join(missed, "\n  "))
+	}
+	return &acc, nil
+}
+
+// measured finds the value of check c in rep.
+func measured(rep *evaluate.Report, c pipeline.AccuracyCheck) (float64, bool) {
+	for _, s := range rep.Signatures {
+		if s.Signature != c.Signature {
+			continue
+		}
+		for _, o := range s.Outputs {
+			if o.Name != c.Output {
+				continue
+			}
+			switch {
+			case c.Metric == metricRelL2 && o.Distance != nil:
+				return float64(o.Distance.RelL2), true
+			case c.Metric == metricMeanKL && o.Logits != nil:
+				return float64(o.Logits.MeanKL), true
+			case c.Metric == metricTop1 && o.Logits != nil:
+				return float64(o.Logits.Top1), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// reportable clamps a value to ±999 for JSON (NaN counts as 999: a miss).
+func reportable(x float64) float64 {
+	if math.IsNaN(x) {
+		return 999
+	}
+	return math.Max(-999, math.Min(999, x))
+}
