@@ -261,7 +261,7 @@ func TestAccuracyGate(t *testing.T) {
 		t.Errorf("measured values: KL %v, top-1 %v", *a.Checks[0].Value, *a.Checks[1].Value)
 	}
 
-	_, _, stderr = e2eRun(t, "run", loose)
+	_, _, stderr = e2eRun(t, "run", "--force", loose)
 	if !strings.Contains(stderr, "accuracy (2 samples x 8 tokens, seed 1): logits mean_kl ") {
 		t.Errorf("summary without the measured accuracy:\n%s", stderr)
 	}
