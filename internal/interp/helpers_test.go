@@ -139,14 +139,14 @@ func i32Bytes(v ...int32) []byte {
 
 // arg is an op input: a runtime value (signature input) or a constant.
 type arg struct {
-	v     *Tensor
+	v      *Tensor
 	const_ bool
 	absent bool
 }
 
-func in(v *Tensor) arg   { return arg{v: v} }
-func cst(v *Tensor) arg  { return arg{v: v, const_: true} }
-func none() arg          { return arg{absent: true} }
+func in(v *Tensor) arg                    { return arg{v: v} }
+func cst(v *Tensor) arg                   { return arg{v: v, const_: true} }
+func none() arg                           { return arg{absent: true} }
 func f(shape []int, v ...float32) *Tensor { return F32Tensor(shape, v) }
 func i(shape []int, v ...int32) *Tensor   { return I32Tensor(shape, v) }
 func bl(shape []int, v ...bool) *Tensor {

@@ -121,7 +121,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 			clear(acc)
 			gemm(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B)
 			for n := lo; n < hi; n++ {
-				s := w.blockScaleBF16((n*K+k0)/B)
+				s := w.blockScaleBF16((n*K + k0) / B)
 				for m := 0; m < M; m++ {
 					out[m*N+n] += float32(acc[m*(hi-lo)+n-lo]) * s
 				}

@@ -130,22 +130,7 @@ func finish(sum float64, ci convInput, wsc []float32, n, oc int) float32 {
 func convKernel(depthwise bool) *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 3, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, f32Only...); err != nil {
-				return err
-			}
-			if err := c.typeIn(2, f32Only...); err != nil {
-				return err
-			}
-			if err := c.checkWeight(1, true); err != nil {
-				return err
-			}
-			if err := c.checkHybridZeroPoints(1); err != nil {
-				return err
-			}
-			return c.checkConvOptions(convOptions(c.p.op))
+			return first(c.arity(2, 3, 1), c.typeIn(0, f32Only...), c.typeIn(2, f32Only...), c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.checkConvOptions(convOptions(c.p.op)))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.f32(0)
@@ -249,25 +234,7 @@ func convKernel(depthwise bool) *kernel {
 func transposeConvKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(3, 4, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, fb.TensorTypeINT32); err != nil {
-				return err
-			}
-			if err := c.typeIn(2, f32Only...); err != nil {
-				return err
-			}
-			if err := c.typeIn(3, f32Only...); err != nil {
-				return err
-			}
-			if err := c.checkWeight(1, true); err != nil {
-				return err
-			}
-			if err := c.checkHybridZeroPoints(1); err != nil {
-				return err
-			}
-			return c.checkConvOptions(convOptions(c.p.op))
+			return first(c.arity(3, 4, 1), c.typeIn(0, fb.TensorTypeINT32), c.typeIn(2, f32Only...), c.typeIn(3, f32Only...), c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.checkConvOptions(convOptions(c.p.op)))
 		},
 		run: func(c *opCtx) error {
 			osh, err := c.intsIn(0)

@@ -295,13 +295,7 @@ func (c *opCtx) broadcast2() (x, y *Tensor, shape, ix, iy []int, err error) {
 func logicalKernel(f func(a, b bool) bool) *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, fb.TensorTypeBOOL); err != nil {
-				return err
-			}
-			return c.typeIn(1, fb.TensorTypeBOOL)
+			return first(c.arity(2, 2, 1), c.typeIn(0, fb.TensorTypeBOOL), c.typeIn(1, fb.TensorTypeBOOL))
 		},
 		run: func(c *opCtx) error {
 			x, y, shape, ix, iy, err := c.broadcast2()
@@ -415,13 +409,7 @@ func selectKernel(v2 bool) *kernel {
 func unaryKernel(f func(x float64) float64) *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 1, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, f32Only...); err != nil {
-				return err
-			}
-			return c.typeOut(0, f32Only...)
+			return first(c.arity(1, 1, 1), c.typeIn(0, f32Only...), c.typeOut(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.f32(0)
@@ -482,13 +470,7 @@ func gelu(x float64, approximate bool) float64 {
 func numUnaryKernel(f func(float64) float64, fi func(int32) int32) *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 1, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, fb.TensorTypeFLOAT32, fb.TensorTypeINT32); err != nil {
-				return err
-			}
-			return c.typeOut(0, c.inType(0))
+			return first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeFLOAT32, fb.TensorTypeINT32), c.typeOut(0, c.inType(0)))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -517,10 +499,7 @@ func numUnaryKernel(f func(float64) float64, fi func(int32) int32) *kernel {
 func logicalNotKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 1, 1); err != nil {
-				return err
-			}
-			return c.typeIn(0, boolTypes...)
+			return first(c.arity(1, 1, 1), c.typeIn(0, boolTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -542,13 +521,7 @@ func logicalNotKernel() *kernel {
 func castKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 1, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, anyType...); err != nil {
-				return err
-			}
-			return c.typeOut(0, anyType...)
+			return first(c.arity(1, 1, 1), c.typeIn(0, anyType...), c.typeOut(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)

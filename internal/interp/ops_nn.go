@@ -54,19 +54,7 @@ func fcKernel() *kernel {
 					return err
 				}
 			}
-			if err := c.typeIn(0, f32Only...); err != nil {
-				return err
-			}
-			if err := c.typeIn(2, f32Only...); err != nil {
-				return err
-			}
-			if err := c.checkWeight(1, true); err != nil {
-				return err
-			}
-			if err := c.checkHybridZeroPoints(1); err != nil {
-				return err
-			}
-			return c.typeOut(0, f32Only...)
+			return first(c.typeIn(0, f32Only...), c.typeIn(2, f32Only...), c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.typeOut(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.f32(0)
@@ -146,13 +134,7 @@ func bmmKernel() *kernel {
 					return err
 				}
 			}
-			if err := c.checkWeight(1, true); err != nil {
-				return err
-			}
-			if err := c.checkHybridZeroPoints(1); err != nil {
-				return err
-			}
-			return c.typeOut(0, f32Only...)
+			return first(c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.typeOut(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
 			a, err := c.f32(0)
@@ -303,16 +285,7 @@ func int8Bytes(s []int8) []byte {
 func embeddingKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, fb.TensorTypeINT32); err != nil {
-				return err
-			}
-			if err := c.checkWeight(1, true); err != nil {
-				return err
-			}
-			return c.typeOut(0, f32Only...)
+			return first(c.arity(2, 2, 1), c.typeIn(0, fb.TensorTypeINT32), c.checkWeight(1, true), c.typeOut(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
 			ids, err := c.in(0)

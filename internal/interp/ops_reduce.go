@@ -16,8 +16,8 @@ type reducer struct {
 }
 
 var reducers = map[fb.BuiltinOperator]reducer{
-	fb.BuiltinOperatorMEAN: {0, func(a, x float64) float64 { return a + x }, func(a float64, n int) float64 { return a / float64(n) }},
-	fb.BuiltinOperatorSUM:  {0, func(a, x float64) float64 { return a + x }, func(a float64, n int) float64 { return a }},
+	fb.BuiltinOperatorMEAN:        {0, func(a, x float64) float64 { return a + x }, func(a float64, n int) float64 { return a / float64(n) }},
+	fb.BuiltinOperatorSUM:         {0, func(a, x float64) float64 { return a + x }, func(a float64, n int) float64 { return a }},
 	fb.BuiltinOperatorREDUCE_PROD: {1, func(a, x float64) float64 { return a * x }, func(a float64, n int) float64 { return a }},
 	fb.BuiltinOperatorREDUCE_MAX: {math.Inf(-1), func(a, x float64) float64 {
 		if x != x || a != a {
@@ -37,13 +37,7 @@ func reduceKernel(code fb.BuiltinOperator) *kernel {
 	r := reducers[code]
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(0, f32Only...); err != nil {
-				return err
-			}
-			return c.typeIn(1, intTypes...)
+			return first(c.arity(2, 2, 1), c.typeIn(0, f32Only...), c.typeIn(1, intTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.f32(0)
@@ -113,10 +107,7 @@ func reduceKernel(code fb.BuiltinOperator) *kernel {
 func softmaxKernel(logSoftmax bool) *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 1, 1); err != nil {
-				return err
-			}
-			return c.typeIn(0, f32Only...)
+			return first(c.arity(1, 1, 1), c.typeIn(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.f32(0)

@@ -17,20 +17,10 @@ func normAxis(axis, rank int) (int, bool) {
 	return axis, axis >= 0 && axis < rank
 }
 
-func anyIn(k int) func(c *opCtx) error {
-	return func(c *opCtx) error { return c.typeIn(k, anyType...) }
-}
-
 func reshapeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(1, intTypes...); err != nil {
-				return err
-			}
-			return anyIn(0)(c)
+			return first(c.arity(1, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -97,10 +87,7 @@ func resolveShape(want []int, n int) ([]int, error) {
 func squeezeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 1, 1); err != nil {
-				return err
-			}
-			return anyIn(0)(c)
+			return first(c.arity(1, 1, 1), c.typeIn(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -135,13 +122,7 @@ func squeezeKernel() *kernel {
 func expandDimsKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(1, intTypes...); err != nil {
-				return err
-			}
-			return anyIn(0)(c)
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -169,13 +150,7 @@ func expandDimsKernel() *kernel {
 func transposeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(1, intTypes...); err != nil {
-				return err
-			}
-			return anyIn(0)(c)
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -256,7 +231,7 @@ func sliceKernel() *kernel {
 					return err
 				}
 			}
-			return anyIn(0)(c)
+			return c.typeIn(0, anyType...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -306,7 +281,7 @@ func stridedSliceKernel() *kernel {
 					return err
 				}
 			}
-			return anyIn(0)(c)
+			return c.typeIn(0, anyType...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -620,13 +595,7 @@ func splitKernel(v bool) *kernel {
 			if v {
 				n = 3
 			}
-			if err := c.arity(n, n, -1); err != nil {
-				return err
-			}
-			if err := c.typeIn(ax, intTypes...); err != nil {
-				return err
-			}
-			return anyIn(val)(c)
+			return first(c.arity(n, n, -1), c.typeIn(ax, intTypes...), c.typeIn(val, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(val)
@@ -745,10 +714,7 @@ func packKernel() *kernel {
 func unpackKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(1, 1, -1); err != nil {
-				return err
-			}
-			return anyIn(0)(c)
+			return first(c.arity(1, 1, -1), c.typeIn(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -779,13 +745,7 @@ func unpackKernel() *kernel {
 func gatherKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(1, intTypes...); err != nil {
-				return err
-			}
-			return anyIn(0)(c)
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -850,13 +810,7 @@ func gatherKernel() *kernel {
 func gatherNDKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := c.arity(2, 2, 1); err != nil {
-				return err
-			}
-			if err := c.typeIn(1, intTypes...); err != nil {
-				return err
-			}
-			return anyIn(0)(c)
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -914,7 +868,7 @@ func dynamicUpdateSliceKernel() *kernel {
 			if c.inType(0) != c.inType(1) {
 				return c.unsupported("operand and update types differ")
 			}
-			return anyIn(0)(c)
+			return c.typeIn(0, anyType...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)

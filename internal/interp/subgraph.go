@@ -411,6 +411,17 @@ func (c *opCtx) checkSize(shape []int) error {
 	return nil
 }
 
+// first returns the first non-nil error: the static checks of a kernel,
+// in order.
+func first(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // set stores output k.
 func (c *opCtx) set(k int, v *Tensor) { c.f.vals[c.p.op.Outputs[k]] = v }
 
