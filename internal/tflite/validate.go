@@ -31,12 +31,25 @@ import (
 func (d *decoder) validate(m *Model) error {
 	meta := m.Meta
 	nb := len(m.Buffers)
+	// What InterpreterBuilder refuses before looking at any tensor.
+	if len(meta.Subgraphs) == 0 {
+		return d.errorf("model table", -1, "the model has no subgraph")
+	}
+	if meta.Buffers == nil {
+		return d.errorf("model table", -1, "the model has no buffers vector (the runtime refuses it; an empty one is fine)")
+	}
+	if nb > 0 && m.Buffers[0].Data != nil && m.Buffers[0].Data.Len() > 0 {
+		return d.errorf("buffer 0", -1, "buffer 0 holds %d bytes: it must be the empty sentinel (the runtime never reads it, a tensor with buffer 0 has no data)", m.Buffers[0].Data.Len())
+	}
 	for i, oc := range meta.OperatorCodes {
 		if err := d.validateOperatorCode(i, oc); err != nil {
 			return err
 		}
 	}
 	for si, sg := range meta.Subgraphs {
+		if sg.Tensors == nil {
+			return d.errorf(fmt.Sprintf("subgraph %d", si), -1, "no tensors vector (the runtime refuses it; an empty one is fine)")
+		}
 		nt := len(sg.Tensors)
 		for ti, t := range sg.Tensors {
 			if err := d.validateTensor(m, si, ti, t, nt); err != nil {
@@ -116,6 +129,14 @@ func (d *decoder) validateTensor(m *Model, si, ti int, t *fb.TensorT, nt int) er
 		}
 	}
 	data := m.Buffers[t.Buffer].Data
+	if data != nil && data.Len() != 0 {
+		if t.IsVariable {
+			return fail("a constant (buffer %d holds data) that is also a variable: the runtime refuses it", t.Buffer)
+		}
+		if t.ExternalBuffer != 0 {
+			return fail("a constant (buffer %d holds data) that also names external buffer %d: the runtime refuses it", t.Buffer, t.ExternalBuffer)
+		}
+	}
 	if data != nil && data.Len() != 0 && t.Sparsity == nil {
 		need, ok := DataSize(t.Type, n)
 		if ok && data.Len() < need {

@@ -387,6 +387,23 @@ func hostileCases() []corruptCase {
 		{"unknown field", "aeq_single_fc", func(t *testing.T, b []byte) []byte { return unknownFieldModel(t) },
 			[]string{"Metadata table has field id 2, unknown to qpipe's schema"}},
 
+		// What the interpreter builder refuses up front.
+		{"no subgraph", "aeq_single_fc", viaAPI(func(t *testing.T, m *Model) {
+			m.Meta.Subgraphs, m.Meta.SignatureDefs = []*fb.SubGraphT{}, nil
+		}), []string{"model table", "the model has no subgraph"}},
+		{"no buffers vector", "aeq_single_fc", viaAPI(func(t *testing.T, m *Model) {
+			m.Meta.Buffers, m.Buffers = nil, nil
+		}), []string{"the model has no buffers vector"}},
+		{"subgraph without tensors vector", "aeq_two_signatures", viaAPI(func(t *testing.T, m *Model) {
+			m.Meta.Subgraphs[1].Tensors = nil
+		}), []string{"subgraph 1", "no tensors vector"}},
+		{"data in buffer 0", "aeq_single_fc", viaAPI(func(t *testing.T, m *Model) { m.Buffers[0].Data = Bytes{1, 2, 3, 4} }),
+			[]string{"buffer 0", "buffer 0 holds 4 bytes: it must be the empty sentinel"}},
+		{"constant variable", "aeq_single_fc", viaAPI(func(t *testing.T, m *Model) { m.Meta.Subgraphs[0].Tensors[2].IsVariable = true }),
+			[]string{"subgraph 0 tensor 2", "a constant (buffer 3 holds data) that is also a variable"}},
+		{"constant with an external buffer", "aeq_single_fc", viaAPI(func(t *testing.T, m *Model) { m.Meta.Subgraphs[0].Tensors[2].ExternalBuffer = 1 }),
+			[]string{"subgraph 0 tensor 2", "a constant (buffer 3 holds data) that also names external buffer 1"}},
+
 		// Sparsity, variant subtypes, external buffers.
 		{"sparsity traversal order not a permutation", "aeq_single_fc", viaAPI(func(t *testing.T, m *Model) {
 			denseSparsity(m).TraversalOrder = []int32{1, 1}
