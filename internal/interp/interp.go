@@ -23,7 +23,8 @@ type IO struct {
 type Signature struct {
 	// Key is the signature key ("serving_default" ...). A model without
 	// signatures has one synthetic signature "" over subgraph 0's inputs
-	// and outputs, named by their tensor names.
+	// and outputs, named by their tensor names ("tensor<index>" for an
+	// empty or repeated name).
 	Key             string
 	Subgraph        int
 	Inputs, Outputs []IO
@@ -119,12 +120,24 @@ func (in *Interpreter) buildSignatures() error {
 			return fmt.Errorf("interp: %s: the model has no subgraph", in.m.Name)
 		}
 		sg := meta.Subgraphs[0]
+		// Names are the tensors' names; an empty or repeated one becomes
+		// "tensor<index>".
+		used := map[string]bool{}
+		name := func(i int32) string {
+			n := sg.Tensors[i].Name
+			if n == "" || used[n] {
+				n = fmt.Sprintf("tensor%d", i)
+			}
+			used[n] = true
+			return n
+		}
 		var ins, outs []*fb.TensorMapT
 		for _, i := range sg.Inputs {
-			ins = append(ins, &fb.TensorMapT{Name: sg.Tensors[i].Name, TensorIndex: uint32(i)})
+			ins = append(ins, &fb.TensorMapT{Name: name(i), TensorIndex: uint32(i)})
 		}
+		used = map[string]bool{}
 		for _, i := range sg.Outputs {
-			outs = append(outs, &fb.TensorMapT{Name: sg.Tensors[i].Name, TensorIndex: uint32(i)})
+			outs = append(outs, &fb.TensorMapT{Name: name(i), TensorIndex: uint32(i)})
 		}
 		in.sigs = []Signature{{Key: "", Subgraph: 0, Inputs: ioList(sg, ins), Outputs: ioList(sg, outs)}}
 	}

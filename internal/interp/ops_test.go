@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
@@ -191,5 +192,25 @@ func TestUnsupportedNamesOp(t *testing.T) {
 	var ue *UnsupportedError
 	if !errors.As(err, &ue) || ue.Op != "LSTM" || ue.Subgraph != 0 || ue.Operator != 0 {
 		t.Fatalf("got %v, want an UnsupportedError for LSTM at subgraph 0 operator 0", err)
+	}
+}
+
+// TestUnsupportedRealModels: the bundled models the interpreter cannot run
+// are refused by New naming the op, subgraph and operator.
+func TestUnsupportedRealModels(t *testing.T) {
+	for name, want := range map[string]string{
+		"tflm_person_detect":       `subgraph 0 operator 0 (DEPTHWISE_CONV_2D): not supported: input 0 ("input") has type INT8`,
+		"litert_tfl_with_metadata": "subgraph 0 operator 0 (NPU_OP): not supported: operator not implemented",
+	} {
+		m, err := tflite.Open("../../testdata/models/" + name + ".tflite")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(m, Options{})
+		var ue *UnsupportedError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an UnsupportedError containing %q", name, err, want)
+		}
+		m.Close()
 	}
 }
