@@ -218,6 +218,20 @@ func BenchmarkInt4Block32Fused(b *testing.B) {
 	})
 }
 
+// BenchmarkInt4Block32Search is QuantizeBlocksInt4 with the data-free
+// scale search (compare with BenchmarkInt4Block32Fused).
+func BenchmarkInt4Block32Search(b *testing.B) {
+	runBench(b, func(b *testing.B, src []float32) func() {
+		scales := make([]uint16, len(src)/32)
+		dst := make([]byte, len(src)/2)
+		return func() {
+			if _, err := quant.SearchBlocksInt4(dst, scales, src, benchCols, 32, true, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 func BenchmarkFloat16(b *testing.B) {
 	runBench(b, func(b *testing.B, src []float32) func() {
 		dst := make([]uint16, len(src))

@@ -70,6 +70,19 @@ func kernelOutputs(t *testing.T, src []float32) []byte {
 	fmt.Fprint(&out, n)
 	out.Write(packed)
 	out.Write(quant.Uint16Bytes(scales))
+	for _, stats := range []*quant.ChannelStats{nil, testStats(cols)} {
+		for _, bs := range []int{32, 256} {
+			packed, scales := make([]byte, len(src)/2), make([]uint16, len(src)/bs)
+			errs := make([]quant.RowErrors, rows)
+			n, err := quant.SearchBlocksInt4(packed, scales, src, cols, bs, true, stats, errs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprint(&out, n, errs)
+			out.Write(packed)
+			out.Write(quant.Uint16Bytes(scales))
+		}
+	}
 	h := make([]uint16, len(src))
 	if err := quant.ToFloat16(h, src); err != nil {
 		t.Fatal(err)
