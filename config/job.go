@@ -96,8 +96,29 @@ func (r Rule) LayerGroup() int { return r.Match.SubexpIndex("layer") }
 // from the same loaded model.
 type QuantizeStage struct {
 	Recipes []*Recipe // at least one; their Suffixes are distinct
-	P       Pos
+	// Scales is the scale method of every int4 scheme whose scheme and
+	// recipe do not set one (Scheme.Scales); "" means min-max. The command
+	// line's --scales replaces it.
+	Scales string
+	// Calibration configures the pass that gathers activation statistics
+	// for `scales: calibrated`; nil means the defaults (DefaultCalibration).
+	Calibration *Calibration
+	P           Pos
 }
+
+// Calibration is `quantize.calibration`: how many inputs to run through the
+// float model, and which.
+type Calibration struct {
+	Samples int // inputs to run (default 64)
+	Seq     int // tokens per random input of a token-id model (default 128)
+	// Inputs is a file of pre-tokenized inputs (JSON lines, as qpipe eval
+	// reads them), resolved against Job.Dir; "" means random inputs.
+	Inputs string
+	P      Pos
+}
+
+// DefaultCalibration is the calibration of a job that sets none.
+func DefaultCalibration() *Calibration { return &Calibration{Samples: 64, Seq: 128} }
 
 // VerifyStage checks the quantized tensors against the runtime's rules
 // and, with Accuracy, the quantized model's outputs against the float
@@ -395,7 +416,7 @@ func (d *decoder) stageItem(item *yaml.Node, field string, j *Job) (stageEntry, 
 	case KindAnnotate:
 		st = d.annotateStage(v, p)
 	case KindQuantize:
-		st = d.quantizeStage(v, p)
+		st = d.quantizeStage(v, p, j)
 	case KindVerify:
 		st = d.verifyStage(v, p)
 	case KindSerialize:
@@ -528,14 +549,19 @@ func (d *decoder) ops(n *yaml.Node, field string) []string {
 	return out
 }
 
-func (d *decoder) quantizeStage(n *yaml.Node, p Pos) *QuantizeStage {
+func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 	st := &QuantizeStage{P: p}
 	var one, many, manyKey *yaml.Node
-	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes"}, false, func(key string, k, v *yaml.Node) {
-		if key == "recipe" {
+	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration"}, false, func(key string, k, v *yaml.Node) {
+		switch key {
+		case "recipe":
 			one = v
-		} else {
+		case "recipes":
 			many, manyKey = v, k
+		case "scales":
+			st.Scales, _ = d.enum(v, "quantize.scales", ScaleMethods)
+		case "calibration":
+			st.Calibration = d.calibration(v, j)
 		}
 	}) {
 		return st
@@ -574,6 +600,41 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos) *QuantizeStage {
 		d.errorf(m, "quantize.recipes", "empty list; name at least one recipe")
 	}
 	return st
+}
+
+// maxCalibration bounds samples and seq: a calibration pass is meant to
+// take seconds to minutes, not to be a benchmark.
+const maxCalibration = 1 << 16
+
+// calibration decodes quantize.calibration: {samples: N, seq: N, inputs: FILE}.
+func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
+	const field = "quantize.calibration"
+	c := DefaultCalibration()
+	c.P = d.at(d.deref(n))
+	d.mapping(n, field, []string{"samples", "seq", "inputs"}, false, func(key string, k, v *yaml.Node) {
+		f := join(field, key)
+		switch key {
+		case "samples", "seq":
+			x, ok := d.integer(v, f)
+			if !ok {
+				return
+			}
+			if x < 1 || x > maxCalibration {
+				d.errorf(d.deref(v), f, "%s %d: want 1 to %d", key, x, maxCalibration)
+				return
+			}
+			if key == "samples" {
+				c.Samples = x
+			} else {
+				c.Seq = x
+			}
+		case "inputs":
+			if s, ok := d.nonEmpty(v, f); ok {
+				c.Inputs = resolvePath(j.Dir, s)
+			}
+		}
+	})
+	return c
 }
 
 func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {

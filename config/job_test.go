@@ -352,6 +352,16 @@ var badJobs = []struct {
 	{"several recipes with the same suffix", head + "  - quantize: {recipes: [dynamic_int8, full_int8_dynamic_recipe, {default: fp16}, {default: fp16}]}\n  - serialize: {path: 'out/{suffix}.tflite'}\n",
 		[]wantDiag{d("4:40", "quantize.recipes[1]: suffix q8 is also the suffix of quantize.recipes[0] (dynamic_int8)"),
 			d("4:83", "quantize.recipes[3]: suffix custom is also the suffix of quantize.recipes[2]")}},
+	{"bad scales", head + "  - quantize: {recipe: fp16, scales: best}\n" + tail,
+		[]wantDiag{d("4:38", `quantize.scales: unknown value "best"`, "minmax, search, calibrated")}},
+	{"searched int8", head + "  - quantize:\n      recipe: {default: {scheme: dynamic_int8, scales: search}}\n" + tail,
+		[]wantDiag{d("5:56", "search applies to int4 blockwise schemes only; dynamic_int8 keeps its min-max scales")}},
+	{"bad recipe scales", head + "  - quantize:\n      recipe: {scales: maybe, default: dynamic_int4_block32}\n" + tail,
+		[]wantDiag{d("5:24", `quantize.recipe.scales: unknown value "maybe"`)}},
+	{"calibration samples 0", head + "  - quantize: {recipe: fp16, calibration: {samples: 0, seq: 70000}}\n" + tail,
+		[]wantDiag{d("4:53", "samples 0: want 1 to 65536"), d("4:61", "seq 70000: want 1 to 65536")}},
+	{"calibration unknown key", head + "  - quantize: {recipe: fp16, calibration: {sample: 3}}\n" + tail,
+		[]wantDiag{d("4:44", `unknown key "sample" (did you mean "samples"?)`)}},
 	{"recipe and recipes", head + "  - quantize: {recipe: fp16, recipes: [fp16]}\n" + tail,
 		[]wantDiag{d("4:30", "recipe and recipes are exclusive")}},
 	{"no recipe", head + "  - quantize: {}\n" + tail,
@@ -528,6 +538,41 @@ func TestLoadJob(t *testing.T) {
 	}
 	if _, err := LoadJob(big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("big file: %v", err)
+	}
+}
+
+// TestJobScales: quantize.scales, a recipe's scales, a scheme's scales and
+// the calibration settings reach the parsed job.
+func TestJobScales(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "j.yaml")
+	text := head + `  - quantize:
+      scales: search
+      calibration: {samples: 8, seq: 16, inputs: data/in.jsonl}
+      recipes:
+        - dynamic_int4_block32
+        - {suffix: mix, scales: calibrated, default: dynamic_int4_block64, attention: {layers: {"1-2": {scheme: dynamic_int4_block32, scales: minmax}}}}
+` + "  - serialize: {path: 'out/{suffix}.tflite'}\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err := LoadJob(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := j.Quantize()
+	if q.Scales != ScalesSearch || q.Calibration == nil || q.Calibration.Samples != 8 || q.Calibration.Seq != 16 || q.Calibration.Inputs != filepath.Join(dir, "data", "in.jsonl") {
+		t.Fatalf("quantize: scales %q, calibration %+v", q.Scales, q.Calibration)
+	}
+	if r := q.Recipes[0]; r.Scales != "" {
+		t.Errorf("preset recipe scales %q", r.Scales)
+	}
+	r := q.Recipes[1]
+	if r.Scales != ScalesCalibrated || r.Default.All.Scales != "" {
+		t.Errorf("recipe scales %q, default scheme scales %q", r.Scales, r.Default.All.Scales)
+	}
+	if s := r.Resolve(RoleAttention, 1); s == nil || s.Name != "dynamic_int4_block32" || s.Scales != ScalesMinMax {
+		t.Errorf("attention layer 1: %+v", s)
 	}
 }
 

@@ -66,6 +66,10 @@ type Recipe struct {
 	// AEQ is the AI Edge Quantizer recipe file the Rules come from.
 	AEQ string
 
+	// Scales is the scale method of the recipe's int4 schemes that do not
+	// set their own (Scheme.Scales); "" leaves it to the quantize stage.
+	Scales string
+
 	// Warning is set when the recipe was chosen by a deprecated upstream
 	// name; the caller should log it.
 	Warning string
@@ -217,7 +221,7 @@ func (rr *RoleRecipe) clone() *RoleRecipe {
 	return &c
 }
 
-var recipeKeys = []string{"name", "suffix", "default", "embedding", "attention", "feedforward"}
+var recipeKeys = []string{"name", "suffix", "scales", "default", "embedding", "attention", "feedforward"}
 
 // recipe decodes `recipe:` (or an item of `recipes:`): a preset name or a
 // written-out mapping.
@@ -303,6 +307,8 @@ func (d *decoder) customRecipe(n *yaml.Node, field, name, suffix string) *Recipe
 			if s, ok := d.word(v, f); ok {
 				r.Suffix = s
 			}
+		case "scales":
+			r.Scales, _ = d.enum(v, f, ScaleMethods)
 		case "default":
 			r.Default = d.roleRecipe(v, f, false)
 		case "embedding":

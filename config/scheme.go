@@ -18,7 +18,7 @@ import (
 // tensor, symmetric or not: what the reference quantizer's own recipes add.
 //
 // Schemes handed out by this package are shared: treat them as read-only.
-// Two schemes are the same iff their Names are equal.
+// Two schemes are the same iff their Names and Scales are equal.
 type Scheme struct {
 	// Name is canonical: dynamic_int8, weight_only_int8,
 	// weight_only_int8_asym (each also with _per_tensor),
@@ -31,6 +31,35 @@ type Scheme struct {
 	Granularity string // GranularityChannelwise, GranularityTensorwise, GranularityBlockwise or GranularityNone
 	BlockSize   int    // elements per block along the input dimension; blockwise only, else 0
 	Symmetric   bool   // zero points all 0; false only for the _asym schemes (and fp16, where it does not apply)
+	// Scales is how an int4 blockwise scheme picks its block scales:
+	// ScalesMinMax, ScalesSearch or ScalesCalibrated; "" leaves it to the
+	// recipe's or the quantize stage's `scales` (then min-max).
+	Scales string
+}
+
+// Scale methods (Scheme.Scales). All store the same format; they differ in
+// which scale each int4 block gets.
+const (
+	// ScalesMinMax is max|x|/7 per block: the reference quantizer's.
+	ScalesMinMax = "minmax"
+	// ScalesSearch picks, per block, the scale of lowest squared weight
+	// error among candidates (data-free).
+	ScalesSearch = "search"
+	// ScalesCalibrated picks the scale of lowest expected output error
+	// under the statistics of the op's input activations, gathered by
+	// running the model (quantize.calibration).
+	ScalesCalibrated = "calibrated"
+)
+
+// ScaleMethods lists the valid values of `scales`.
+var ScaleMethods = []string{ScalesMinMax, ScalesSearch, ScalesCalibrated}
+
+// scalesFor is why a scheme cannot take scale method m, or "".
+func scalesFor(s *Scheme, m string) string {
+	if m == ScalesMinMax || m == "" || (s.Weight == WeightInt4 && s.Granularity == GranularityBlockwise) {
+		return ""
+	}
+	return fmt.Sprintf("%s applies to int4 blockwise schemes only; %s keeps its min-max scales (remove scales here, or choose a dynamic_int4_block scheme)", m, s.Name)
 }
 
 // Field values of Scheme.
@@ -71,11 +100,15 @@ const maxBlockSize = 1 << 20
 // is not the marker: it means "not set".
 func (s *Scheme) IsNone() bool { return s != nil && s.Name == SchemeNone }
 
-// String returns the canonical name; a nil Scheme (what Resolve returns to
-// keep a weight float) prints as "none".
+// String returns the canonical name, followed by "+" and the scale method
+// when one is set ("dynamic_int4_block32+search"); a nil Scheme (what
+// Resolve returns to keep a weight float) prints as "none".
 func (s *Scheme) String() string {
 	if s == nil {
 		return SchemeNone
+	}
+	if s.Scales != "" {
+		return s.Name + "+" + s.Scales
 	}
 	return s.Name
 }
@@ -276,6 +309,9 @@ func (d *decoder) scheme(n *yaml.Node, field string) (*Scheme, bool) {
 		return nil, false
 	}
 	if n.Kind == yaml.MappingNode {
+		if contains(d.keys(n), "scheme") {
+			return d.namedScheme(n, field)
+		}
 		return d.schemeMapping(n, field, nil)
 	}
 	name, ok := d.str(n, field)
@@ -290,7 +326,7 @@ func (d *decoder) scheme(n *yaml.Node, field string) (*Scheme, bool) {
 	return s, true
 }
 
-var schemeKeys = []string{"activation", "weight", "mode", "algorithm", "granularity", "block_size", "symmetric"}
+var schemeKeys = []string{"activation", "weight", "mode", "algorithm", "granularity", "block_size", "symmetric", "scales"}
 
 // schemeMapping decodes a full scheme mapping. extra adds keys (with their
 // decoders) that may appear beside the scheme fields, as `description` does
@@ -298,7 +334,7 @@ var schemeKeys = []string{"activation", "weight", "mode", "algorithm", "granular
 func (d *decoder) schemeMapping(n *yaml.Node, field string, extra map[string]func(k, v *yaml.Node)) (*Scheme, bool) {
 	s := &Scheme{Symmetric: true}
 	var weightSet, modeSet, algSet, granSet bool
-	var blockNode, granBlockNode, symNode *yaml.Node
+	var blockNode, granBlockNode, symNode, scalesNode *yaml.Node
 	granBlock := 0
 	valid := schemeKeys
 	for k := range extra {
@@ -343,6 +379,9 @@ func (d *decoder) schemeMapping(n *yaml.Node, field string, extra map[string]fun
 			if sym, ok := d.boolean(v, f); ok {
 				s.Symmetric, symNode = sym, d.deref(v)
 			}
+		case "scales":
+			s.Scales, _ = d.enum(v, f, ScaleMethods)
+			scalesNode = d.deref(v)
 		default:
 			extra[key](k, v)
 		}
@@ -399,7 +438,52 @@ func (d *decoder) schemeMapping(n *yaml.Node, field string, extra map[string]fun
 		return nil, false
 	}
 	s.Name = name
+	if msg := scalesFor(s, s.Scales); msg != "" {
+		d.errorf(scalesNode, join(field, "scales"), "%s", msg)
+		return nil, false
+	}
 	return s, true
+}
+
+// namedScheme decodes {scheme: NAME, scales: METHOD}: a named scheme with
+// its scale method.
+func (d *decoder) namedScheme(n *yaml.Node, field string) (*Scheme, bool) {
+	var base *Scheme
+	var scales string
+	var scalesNode *yaml.Node
+	before := len(d.errs)
+	d.mapping(n, field, []string{"scheme", "scales"}, false, func(key string, k, v *yaml.Node) {
+		f := join(field, key)
+		switch key {
+		case "scheme":
+			name, ok := d.str(v, f)
+			if !ok {
+				return
+			}
+			s, msg := d.cat.scheme(name)
+			if s == nil {
+				d.errorf(d.deref(v), f, "%s", msg)
+				return
+			}
+			base = s
+		case "scales":
+			scales, _ = d.enum(v, f, ScaleMethods)
+			scalesNode = d.deref(v)
+		}
+	})
+	if len(d.errs) > before || base == nil {
+		return nil, false
+	}
+	if base.IsNone() || scales == "" {
+		return base, true
+	}
+	if msg := scalesFor(base, scales); msg != "" {
+		d.errorf(scalesNode, join(field, "scales"), "%s", msg)
+		return nil, false
+	}
+	c := *base
+	c.Scales = scales
+	return &c, true
 }
 
 // granularity decodes channelwise, blockwise, none, or the upstream spelling

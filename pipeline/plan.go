@@ -38,6 +38,12 @@ type WeightPlan struct {
 	BlockSize *int  `json:"block_size"`
 	BytesIn   int64 `json:"bytes_in"`
 	BytesOut  int64 `json:"bytes_out"`
+	// Scales is the int4 scale method when it is not min-max; SQNR and
+	// SQNRMinMax are then the weight's SQNR in dB with the chosen scales
+	// and with min-max scales (measured by the dry run).
+	Scales     string   `json:"scales,omitempty"`
+	SQNR       *float64 `json:"sqnr_db,omitempty"`
+	SQNRMinMax *float64 `json:"sqnr_minmax_db,omitempty"`
 	// Fallback names the scheme the recipe asked for when on_mismatch:
 	// fallback replaced it.
 	Fallback string `json:"fallback_from,omitempty"`

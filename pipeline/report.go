@@ -82,6 +82,15 @@ type TensorMetric struct {
 	// SensitivityKL is the output KL divergence measured with this weight
 	// alone quantized with its scheme (set when a budget measured it).
 	SensitivityKL *float64 `json:"sensitivity_kl,omitempty"`
+	// Scales is the int4 scale method when it is not min-max ("search",
+	// "calibrated"); SQNRMinMax is then what min-max scales would have
+	// given, so the gain is SQNR − SQNRMinMax.
+	Scales     string   `json:"scales,omitempty"`
+	SQNRMinMax *float64 `json:"sqnr_minmax_db,omitempty"`
+	// OutputErrorRatio (calibrated only) is the expected squared output
+	// error of the chosen scales over min-max's, under the calibration
+	// statistics (below 1 is better).
+	OutputErrorRatio *float64 `json:"output_error_ratio,omitempty"`
 }
 
 // SizeShare is what the weights of one role stored with one scheme weigh,

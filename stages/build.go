@@ -24,6 +24,9 @@ type Options struct {
 	// Strict makes the job fail on lint findings (see Lint) instead of
 	// warning about them.
 	Strict bool
+	// Scales replaces the job's quantize.scales (--scales): the int4 scale
+	// method where neither a scheme nor its recipe sets one.
+	Scales string
 }
 
 // Build turns a parsed job file into a runnable job: load and annotate
@@ -79,6 +82,11 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				Fallback:        verify != nil && verify.OnMismatch == "fallback",
 				StrictReference: opt.StrictReference,
 				Reference:       opt.DequantizedReference,
+				Scales:          quantize.Scales,
+				Calibration:     quantize.Calibration,
+			}
+			if opt.Scales != "" {
+				q.Scales = opt.Scales
 			}
 			check.quantize = append(check.quantize, q)
 			b.Stages = append(b.Stages, q)

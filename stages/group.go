@@ -57,6 +57,9 @@ func groupTensors(m *tflite.Model, uses []*weightUse, reqs []request) []*tensorG
 			orig := sg.Tensors[k.tensor]
 			dup := *orig
 			dup.Name = orig.Name + "_" + g.req.sc.name
+			if g.req.sc.searched() {
+				dup.Name += "_" + g.req.sc.scales
+			}
 			sg.Tensors = append(sg.Tensors, &dup)
 			g.tensor, g.dupOf = len(sg.Tensors)-1, k.tensor
 			for _, u := range g.uses {

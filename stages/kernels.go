@@ -41,6 +41,15 @@ type params struct {
 	// errs accumulates the quantization error as the chunks are written
 	// (metrics on); errs.N is 0 when nothing was measured.
 	errs quant.ErrorSums
+	// stats are the input activations' statistics for calibrated int4
+	// scales (nil: the search is data-free).
+	stats *quant.ChannelStats
+	// search sums the searching kernel's per-row errors: min-max's and the
+	// chosen scales' (squared weight error, and expected output error when
+	// calibrated), in row order.
+	search quant.RowErrors
+	// planSQNR is set by a dry run of a searched job (measureScales).
+	planSQNR *planSQNR
 }
 
 // rows views the tensor as rows of rowElems elements: the unit in which it
@@ -191,6 +200,7 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		defer in.Close()
 		next = in.Next
 	}
+	j.search = quant.RowErrors{}
 	var back []float32
 	if metrics {
 		bp := getChunk(4 * n)
@@ -200,6 +210,10 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	op := getChunk(max(j.chunkBytes(n), j.refBytes(n)))
 	defer chunkPool.Put(op)
 	out := *op
+	var rowErrs []quant.RowErrors
+	if j.req.sc.searched() {
+		rowErrs = make([]quant.RowErrors, min(step, rows))
+	}
 	for r0 := 0; r0 < rows; r0 += step {
 		if j.ctx != nil {
 			if err := j.ctx.Err(); err != nil {
@@ -242,7 +256,7 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		case kindInt4Block:
 			per := rowElems / j.req.sc.block
 			sc := j.blockScales[r0*per : r1*per]
-			c, err := quant.QuantizeBlocksInt4(b, sc, x, rowElems, j.req.sc.block, j.clampTiny)
+			c, err := j.quantizeInt4(b, sc, x, rowElems, rowErrs)
 			if err != nil {
 				return describe(err, r0*rowElems)
 			}
@@ -280,6 +294,23 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		}
 	}
 	return nil
+}
+
+// quantizeInt4 quantizes whole rows of an int4 weight with the job's scale
+// method, adding the search's row errors (in row order) to j.search.
+func (j *bufferJob) quantizeInt4(dst []byte, scales []uint16, x []float32, cols int, rowErrs []quant.RowErrors) (int, error) {
+	if !j.req.sc.searched() {
+		return quant.QuantizeBlocksInt4(dst, scales, x, cols, j.req.sc.block, j.clampTiny)
+	}
+	rowErrs = rowErrs[:len(x)/cols]
+	c, err := quant.SearchBlocksInt4(dst, scales, x, cols, j.req.sc.block, j.clampTiny, j.stats, rowErrs)
+	for _, e := range rowErrs {
+		j.search.MinMax += e.MinMax
+		j.search.Chosen += e.Chosen
+		j.search.OutMinMax += e.OutMinMax
+		j.search.OutChosen += e.OutChosen
+	}
+	return c, err
 }
 
 // outputLen is the size of the quantized buffer.

@@ -18,6 +18,7 @@ func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs [
 	schemes := map[orig][]string{}
 	blocks := map[orig]int{}
 	from := map[orig]string{}
+	searched := map[orig]*bufferJob{}
 	for _, j := range jobs {
 		for gi, g := range j.tensors {
 			o := orig{g.sg, g.tensor}
@@ -32,6 +33,9 @@ func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs [
 			schemes[o] = append(schemes[o], g.req.sc.name)
 			if g.req.sc.kind == kindInt4Block {
 				blocks[o] = g.req.sc.block
+			}
+			if g.req.sc.searched() && searched[o] == nil {
+				searched[o] = j
 			}
 			for _, u := range g.uses {
 				if f, ok := fallbacks[u]; ok {
@@ -50,6 +54,12 @@ func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs [
 		w.Scheme = &name
 		if b, ok := blocks[o]; ok {
 			w.BlockSize = &b
+		}
+		if j := searched[o]; j != nil {
+			w.Scales = j.req.sc.scales
+			if p := j.planSQNR; p != nil {
+				w.SQNR, w.SQNRMinMax = &p.chosen, &p.minMax
+			}
 		}
 		w.Fallback = from[o]
 		w.BytesOut = out[o]

@@ -31,6 +31,20 @@ type Quantize struct {
 	// reference that the runtime output of the quantized model must match
 	// up to the runtime's own arithmetic.
 	Reference bool
+	// Scales is the int4 scale method where neither the scheme nor the
+	// recipe sets one (the job's quantize.scales or --scales); "" = min-max.
+	Scales string
+	// Calibration configures the statistics pass of calibrated scales
+	// (nil: config.DefaultCalibration).
+	Calibration *config.Calibration
+}
+
+// scales is the scale method for the recipe's schemes that set none.
+func (q *Quantize) scales() string {
+	if q.Recipe.Scales != "" {
+		return q.Recipe.Scales
+	}
+	return q.Scales
 }
 
 func (*Quantize) Name() string { return "quantize" }
@@ -52,13 +66,21 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	}
 	// Lint warns about the rules that matched no op (or fails with --strict).
 	s.Plan.Rules = append(s.Plan.Rules, aeqRuleMatches(q.Recipe, ms.uses)...)
+	stats, err := q.calibrate(ctx, s, reqs)
+	if err != nil {
+		return err
+	}
 	groups := groupTensors(m, ms.uses, reqs)
 	jobs := groupBuffers(m, groups)
 	for _, j := range jobs {
 		j.reference = q.Reference
 		j.outLen = j.outputLen()
+		j.stats = stats.of(j)
 	}
 	if s.DryRun {
+		if err := measureScales(ctx, jobs, !q.StrictReference); err != nil {
+			return err
+		}
 		ms.jobs = jobs
 		updatePlan(s.Plan, m, groups, jobs, fallbacks)
 		return ctx.Err()

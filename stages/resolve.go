@@ -20,7 +20,7 @@ func (r request) key() string {
 	if r.sc.kind == kindFloat {
 		return "none"
 	}
-	return fmt.Sprintf("%s/%d", r.sc.name, r.axis)
+	return fmt.Sprintf("%s/%d", r.sc.label(), r.axis)
 }
 
 // mismatch is a scheme that does not fit a tensor.
@@ -40,7 +40,7 @@ func (q *Quantize) resolve(m *tflite.Model, uses []*weightUse) ([]request, map[*
 		sg := m.Meta.Subgraphs[u.sg]
 		op := sg.Operators[u.op]
 		t := sg.Tensors[u.tensor]
-		sc, err := pick(q.Recipe, u, t)
+		sc, err := pick(q.Recipe, u, t, q.scales())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -70,11 +70,11 @@ func (q *Quantize) resolve(m *tflite.Model, uses []*weightUse) ([]request, map[*
 
 // pick is the scheme of the last candidate valid for the op. A winning
 // AI Edge Quantizer rule's min_weight_elements keeps a smaller weight float.
-func pick(r *config.Recipe, u *weightUse, t *fb.TensorT) (*scheme, error) {
+func pick(r *config.Recipe, u *weightUse, t *fb.TensorT, scales string) (*scheme, error) {
 	sc := floatScheme
 	var win *config.ScopeRule
 	for _, c := range candidates(r, u) {
-		cs, err := fromConfig(c.scheme)
+		cs, err := fromConfig(c.scheme, scales)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +136,7 @@ func fallbackFor(sc *scheme, shape []int32) *scheme {
 	if sc.kind == kindInt4Block && len(shape) == 2 {
 		for b := 128; b >= 32; b /= 2 {
 			if b < sc.block && int(shape[1])%b == 0 {
-				return &scheme{name: fmt.Sprintf("dynamic_int4_block%d", b), kind: kindInt4Block, block: b, symmetric: true}
+				return &scheme{name: fmt.Sprintf("dynamic_int4_block%d", b), kind: kindInt4Block, block: b, symmetric: true, scales: sc.scales}
 			}
 		}
 	}

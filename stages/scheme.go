@@ -27,6 +27,23 @@ type scheme struct {
 	symmetric bool
 	perTensor bool           // int8 with one scale for the whole tensor
 	cfg       *config.Scheme // what it was made from (nil for fallbacks)
+	// scales is the int4 scale method (config.ScalesMinMax, ScalesSearch,
+	// ScalesCalibrated); "" for every other kind.
+	scales string
+}
+
+// searched reports whether the scheme picks its int4 scales by search.
+func (s *scheme) searched() bool {
+	return s.scales == config.ScalesSearch || s.scales == config.ScalesCalibrated
+}
+
+// label names the scheme with its scale method when that is not min-max:
+// "dynamic_int4_block32+search".
+func (s *scheme) label() string {
+	if s.searched() {
+		return s.name + "+" + s.scales
+	}
+	return s.name
 }
 
 func (s *scheme) dequantize() bool {
@@ -35,7 +52,9 @@ func (s *scheme) dequantize() bool {
 
 var floatScheme = &scheme{name: "none", kind: kindFloat}
 
-func fromConfig(c *config.Scheme) (*scheme, error) {
+// fromConfig resolves a recipe's scheme; scales is the scale method that
+// applies when the scheme sets none (the recipe's or the job's).
+func fromConfig(c *config.Scheme, scales string) (*scheme, error) {
 	if c == nil || c.Name == "none" {
 		return floatScheme, nil
 	}
@@ -49,6 +68,12 @@ func fromConfig(c *config.Scheme) (*scheme, error) {
 		s.kind = kindFP16
 	case c.Weight == "int4" && c.Granularity == "blockwise":
 		s.kind = kindInt4Block
+		s.scales = config.ScalesMinMax
+		if c.Scales != "" {
+			s.scales = c.Scales
+		} else if scales != "" {
+			s.scales = scales
+		}
 	case c.Weight == "int4" && c.Mode == "weight_only":
 		s.kind = kindWOInt4
 	default:

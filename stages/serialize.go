@@ -131,7 +131,17 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 // values are clamped to ±999 in general.
 func (j *bufferJob) metric(name string) pipeline.TensorMetric {
 	m := j.errs.Metrics()
-	return pipeline.TensorMetric{Tensor: name, Scheme: j.req.sc.name, SQNR: reportable(m.SQNR), MaxAbs: reportable(m.MaxAbs), RelL2: reportable(m.RelL2)}
+	tm := pipeline.TensorMetric{Tensor: name, Scheme: j.req.sc.name, SQNR: reportable(m.SQNR), MaxAbs: reportable(m.MaxAbs), RelL2: reportable(m.RelL2)}
+	if j.req.sc.searched() {
+		tm.Scales = j.req.sc.scales
+		mm := dB(j.errs.Signal, j.search.MinMax)
+		tm.SQNRMinMax = &mm
+		if j.search.OutMinMax > 0 {
+			r := j.search.OutChosen / j.search.OutMinMax
+			tm.OutputErrorRatio = &r
+		}
+	}
+	return tm
 }
 
 // checkOutputPath refuses to write over the input.

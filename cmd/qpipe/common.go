@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/config"
 )
 
 // newLogger logs to stderr: readable on a terminal, JSON lines otherwise.
@@ -153,4 +157,15 @@ func flagArgs(args []string, withValue map[string]bool) (flags, pos []string) {
 		pos = append(pos, a)
 	}
 	return flags, pos
+}
+
+// scalesFlag adds --scales to fs; check validates its value.
+func scalesFlag(fs *flag.FlagSet) (value *string, check func() error) {
+	v := fs.String("scales", "", "int4 scale method where the job does not choose: "+strings.Join(config.ScaleMethods, ", "))
+	return v, func() error {
+		if *v != "" && !slices.Contains(config.ScaleMethods, *v) {
+			return usagef("--scales %s: want one of %s", *v, strings.Join(config.ScaleMethods, ", "))
+		}
+		return nil
+	}
 }

@@ -59,9 +59,14 @@ var buildID = sync.OnceValue(func() string {
 	return "sha256:" + f.SHA256
 })
 
-// lockOptions are the command-line settings that change output bytes.
-func lockOptions(strictReference bool) string {
-	return fmt.Sprintf("strict-reference=%t", strictReference)
+// lockOptions are the command-line settings that change output bytes
+// (--scales only when given, so that older locks stay valid).
+func lockOptions(strictReference bool, scales string) string {
+	s := fmt.Sprintf("strict-reference=%t", strictReference)
+	if scales != "" {
+		s += " scales=" + scales
+	}
+	return s
 }
 
 // canonicalRecipe renders a resolved recipe for the lock: name, suffix and
@@ -74,6 +79,9 @@ func lockOptions(strictReference bool) string {
 func canonicalRecipe(r *config.Recipe) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name=%s suffix=%s", r.Name, r.Suffix)
+	if r.Scales != "" {
+		fmt.Fprintf(&b, " scales=%s", r.Scales)
+	}
 	for _, slot := range []struct {
 		name string
 		rr   *config.RoleRecipe
@@ -83,7 +91,7 @@ func canonicalRecipe(r *config.Recipe) string {
 		}
 		fmt.Fprintf(&b, " %s=", slot.name)
 		if slot.rr.All != nil {
-			b.WriteString(slot.rr.All.Name)
+			b.WriteString(slot.rr.All.String())
 		} else {
 			b.WriteString("unset")
 		}
@@ -129,7 +137,7 @@ func canonicalRecipe(r *config.Recipe) string {
 
 // expectedLock is the lock a run of job would write, without the digests
 // of the input and the outputs (zero Files with the paths filled in).
-func expectedLock(jobPath string, job *config.Job, strictReference bool) (*lockfile.Lock, error) {
+func expectedLock(jobPath string, job *config.Job, strictReference bool, scales string) (*lockfile.Lock, error) {
 	data, err := os.ReadFile(jobPath)
 	if err != nil {
 		return nil, err
@@ -139,7 +147,7 @@ func expectedLock(jobPath string, job *config.Job, strictReference bool) (*lockf
 	l := &lockfile.Lock{
 		Tool:    toolIdentity(),
 		Job:     lockfile.File{Path: lockfile.Rel(dir, jobPath), SHA256: hex.EncodeToString(sum[:])},
-		Options: lockOptions(strictReference),
+		Options: lockOptions(strictReference, scales),
 	}
 	in := lockfile.Rel(dir, job.Load().Path)
 	for _, o := range job.Outputs() {

@@ -16,7 +16,7 @@ import (
 func init() {
 	register(command{
 		name:    "plan",
-		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite) [--json | --export-aeq] [--strict]",
+		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite) [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
 		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
 		run:     planCmd,
 	})
@@ -31,9 +31,13 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	fallback := fs.Bool("fallback", false, "with --recipe: plan on_mismatch: fallback")
 	strict := fs.Bool("strict", false, "fail when the job file has lines that do nothing on its model, instead of warning")
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true})
+	scales, checkScales := scalesFlag(fs)
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true, "scales": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
+	}
+	if err := checkScales(); err != nil {
+		return err
 	}
 	if len(pos) != 1 {
 		return usagef("want one JOB.yaml, or --recipe NAME (or --aeq-recipe FILE.json) and one model")
@@ -55,7 +59,7 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	} else if job, err = config.LoadJob(pos[0]); err != nil {
 		return err
 	}
-	pj, err := stages.Build(job, stages.Options{Strict: *strict})
+	pj, err := stages.Build(job, stages.Options{Strict: *strict, Scales: *scales})
 	if err != nil {
 		return err
 	}
@@ -97,7 +101,15 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 func printPlan(w io.Writer, p *pipeline.Plan) {
 	fmt.Fprintf(w, "model %s, recipe %s\n\n", p.Model, p.Recipe)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENSOR\tSHAPE\tROLE\tLAYER\tSCHEME\tIN\tOUT\tOPS")
+	searched := false
+	for _, wp := range p.Weights {
+		searched = searched || wp.SQNR != nil
+	}
+	sqnrHead := ""
+	if searched {
+		sqnrHead = "SQNR dB (MIN-MAX -> CHOSEN)\t"
+	}
+	fmt.Fprintln(tw, "TENSOR\tSHAPE\tROLE\tLAYER\tSCHEME\tIN\tOUT\t"+sqnrHead+"OPS")
 	for _, wp := range p.Weights {
 		layer, scheme := "-", "float"
 		if wp.Layer != nil {
@@ -106,11 +118,21 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 		if wp.Scheme != nil {
 			scheme = *wp.Scheme
 		}
+		if wp.Scales != "" {
+			scheme += "+" + wp.Scales
+		}
 		if wp.Fallback != "" {
 			scheme += " (instead of " + wp.Fallback + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\n", wp.Name, wp.Shape, wp.Role, layer, scheme,
-			humanBytes(wp.BytesIn), humanBytes(wp.BytesOut), strings.Join(wp.Ops, ","))
+		sqnr := ""
+		if searched {
+			sqnr = "-\t"
+			if wp.SQNR != nil {
+				sqnr = fmt.Sprintf("%.2f -> %.2f\t", *wp.SQNRMinMax, *wp.SQNR)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s%s\n", wp.Name, wp.Shape, wp.Role, layer, scheme,
+			humanBytes(wp.BytesIn), humanBytes(wp.BytesOut), sqnr, strings.Join(wp.Ops, ","))
 	}
 	tw.Flush()
 	t := p.Totals

@@ -13,7 +13,7 @@ import (
 func init() {
 	register(command{
 		name:    "quantize",
-		usage:   "(--recipe NAME | --aeq-recipe FILE.json) [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite OUT.tflite",
+		usage:   "(--recipe NAME | --aeq-recipe FILE.json) [--scales minmax|search|calibrated] [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite OUT.tflite",
 		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
 		run:     quantizeCmd,
 	})
@@ -30,10 +30,14 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	fsync := fs.Bool("fsync", false, "flush each output to the disk before reporting it written")
 	strict := fs.Bool("strict-reference", false, "do not clamp tiny int4 block scales")
 	strictLint := fs.Bool("strict", false, "fail when a rule of the --aeq-recipe matches no op that reads a weight, instead of warning")
+	scales, checkScales := scalesFlag(fs)
 	deqRef := fs.Bool("dequantized-reference", false, "write a float32 model whose weights are the dequantized values of the recipe's output (a reference for accuracy tests)")
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true, "aeq-recipe": true})
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true, "aeq-recipe": true, "scales": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
+	}
+	if err := checkScales(); err != nil {
+		return err
 	}
 	if len(pos) != 2 {
 		return usagef("want IN.tflite OUT.tflite, got %d argument(s)", len(pos))
@@ -51,7 +55,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("%v", err)
 	}
 	prog := newProgress(stderr)
-	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint}
+	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint, Scales: *scales}
 	if prog != nil {
 		opt.Progress = prog.update
 	}

@@ -25,7 +25,7 @@ import (
 func init() {
 	register(command{
 		name:    "run",
-		usage:   "[--keep-going] [--json] [--report DIR] [--fsync] [--strict] [--strict-reference] [--force | --check | --locked] [--shard I/N] [--jobs N] [--memory SIZE] JOB.yaml...",
+		usage:   "[--keep-going] [--json] [--report DIR] [--fsync] [--strict] [--strict-reference] [--scales minmax|search|calibrated] [--force | --check | --locked] [--shard I/N] [--jobs N] [--memory SIZE] JOB.yaml...",
 		summary: "run job files (load, annotate, quantize, verify, serialize), skipping those up to date with their JOB.lock; a summary at the end",
 		run:     runCmd,
 	})
@@ -56,9 +56,13 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	shard := fs.String("shard", "", "INDEX/COUNT: run only this process's share of the job files")
 	jobsN := fs.Int("jobs", 1, "run up to N job files at once, within the memory budget")
 	memory := fs.String("memory", "", "memory budget for --jobs (e.g. 8GiB); default 3/4 of the available memory")
-	flags, jobs := flagArgs(args, map[string]bool{"report": true, "shard": true, "jobs": true, "memory": true})
+	scales, checkScales := scalesFlag(fs)
+	flags, jobs := flagArgs(args, map[string]bool{"report": true, "shard": true, "jobs": true, "memory": true, "scales": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
+	}
+	if err := checkScales(); err != nil {
+		return err
 	}
 	if len(jobs) == 0 {
 		return usagef("no job file given")
@@ -94,7 +98,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	stderr = &syncWriter{w: stderr}
 	rn := &runner{
 		log:    newLogger(stderr),
-		stage:  stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict, Strict: *strictLint},
+		stage:  stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict, Strict: *strictLint, Scales: *scales},
 		force:  *force,
 		check:  *check,
 		locked: *locked,
@@ -198,7 +202,7 @@ func (rn *runner) job(ctx context.Context, path string) *pipeline.JobReport {
 	lockPath := lockfile.PathFor(path)
 	r.Lock = lockPath
 	dir := lockDir(path)
-	want, err := expectedLock(path, job, rn.stage.StrictReference)
+	want, err := expectedLock(path, job, rn.stage.StrictReference, rn.stage.Scales)
 	if err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,350 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/gob"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/interp"
+	"github.com/qpipe/qpipe/internal/modelinput"
+	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// Calibration for `scales: calibrated`: the float model runs on
+// Calibration.Samples inputs through the reference interpreter, and for
+// every FULLY_CONNECTED weight the per-column mean and variance of its input
+// activation (input 0, rows flattened) are gathered; the int4 scale search
+// then minimises each output row's expected error under them
+// (quant.SearchBlocksInt4). A weight read by several FULLY_CONNECTEDs pools
+// their inputs.
+//
+// The statistics are cached on disk, keyed by the model's sha256 and the
+// calibration settings, in $XDG_CACHE_HOME/qpipe (else ~/.cache/qpipe;
+// QPIPE_CACHE_DIR overrides both), and in memory for the process: the
+// branches of a multi-recipe job and later runs of the same job reuse them.
+
+// calibrationSeed is the first seed of the random calibration inputs: far
+// from the small seeds tests and `qpipe eval` use, so that what a
+// calibrated model is measured on is not what it was calibrated on.
+const calibrationSeed = 1 << 20
+
+// statsFormat versions the cache files.
+const statsFormat = 1
+
+// weightStats are the statistics of one model, by weight tensor.
+type weightStats map[tensorKey]*quant.ChannelStats
+
+// statsFile is the cached form.
+type statsFile struct {
+	Format  int
+	Key     string
+	Weights []statsEntry
+}
+
+type statsEntry struct {
+	Subgraph, Tensor int
+	Mean, Var        []float32
+}
+
+var (
+	statsMu   sync.Mutex
+	statsMem  = map[string]*statsOnce{}
+	errNoStat = errors.New("no statistics")
+)
+
+type statsOnce struct {
+	once  sync.Once
+	stats weightStats
+	err   error
+}
+
+// calibrationStats returns the activation statistics of the model at path
+// (loaded as m, still float), from the caches or by running it.
+func calibrationStats(ctx context.Context, m *tflite.Model, path string, cal *config.Calibration, log zerolog.Logger) (weightStats, error) {
+	if cal == nil {
+		cal = config.DefaultCalibration()
+	}
+	sum, err := FileSHA256(path)
+	if err != nil {
+		return nil, err
+	}
+	key := fmt.Sprintf("model=%s samples=%d seq=%d", sum, cal.Samples, cal.Seq)
+	if cal.Inputs != "" {
+		in, err := FileSHA256(cal.Inputs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+		}
+		key += " inputs=" + in
+	}
+	statsMu.Lock()
+	e := statsMem[key]
+	if e == nil {
+		e = &statsOnce{}
+		statsMem[key] = e
+	}
+	statsMu.Unlock()
+	e.once.Do(func() {
+		file := cacheFile(key)
+		if e.stats, e.err = readStats(file, key); e.err == nil {
+			log.Info().Str("cache", file).Msg("calibration statistics from the cache")
+			return
+		}
+		e.stats, e.err = runCalibration(ctx, m, cal)
+		if e.err != nil {
+			return
+		}
+		if file != "" {
+			if err := writeStats(file, key, e.stats); err != nil {
+				log.Warn().Err(err).Msg("calibration statistics not cached")
+			}
+		}
+	})
+	if e.err != nil {
+		statsMu.Lock()
+		delete(statsMem, key) // a cancelled or failed pass is not remembered
+		statsMu.Unlock()
+	}
+	return e.stats, e.err
+}
+
+// CacheDir is where qpipe caches calibration statistics:
+// $QPIPE_CACHE_DIR, else $XDG_CACHE_HOME/qpipe, else ~/.cache/qpipe; "" if
+// none can be determined.
+func CacheDir() string {
+	if d := os.Getenv("QPIPE_CACHE_DIR"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "qpipe")
+}
+
+func cacheFile(key string) string {
+	dir := CacheDir()
+	if dir == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(key))
+	return filepath.Join(dir, "calibration-"+hex.EncodeToString(h[:12])+".gob")
+}
+
+// readStats reads a cache file; any problem (missing, stale, corrupt) is an
+// error, and the caller recomputes.
+func readStats(file, key string) (weightStats, error) {
+	if file == "" {
+		return nil, errNoStat
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var f statsFile
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&f); err != nil {
+		return nil, err
+	}
+	if f.Format != statsFormat || f.Key != key {
+		return nil, errNoStat
+	}
+	out := weightStats{}
+	for _, w := range f.Weights {
+		if len(w.Mean) != len(w.Var) {
+			return nil, errNoStat
+		}
+		out[tensorKey{w.Subgraph, w.Tensor}] = &quant.ChannelStats{Mean: w.Mean, Var: w.Var}
+	}
+	return out, nil
+}
+
+// writeStats writes the cache file atomically (a reader never sees half).
+func writeStats(file, key string, st weightStats) error {
+	f := statsFile{Format: statsFormat, Key: key}
+	for k, s := range st {
+		f.Weights = append(f.Weights, statsEntry{Subgraph: k.sg, Tensor: k.tensor, Mean: s.Mean, Var: s.Var})
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&f); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".calibration-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(buf.Bytes()); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// statSums accumulates one weight's input columns.
+type statSums struct {
+	sum, sq []float64
+	n       int
+}
+
+// runCalibration runs the model on the calibration inputs and gathers the
+// statistics of every FULLY_CONNECTED weight's input.
+func runCalibration(ctx context.Context, m *tflite.Model, cal *config.Calibration) (weightStats, error) {
+	if cal.Inputs != "" {
+		return nil, fmt.Errorf("%s: quantize.calibration.inputs: reading an inputs file is not supported yet; leave it out to calibrate on random inputs", cal.P)
+	}
+	sums := map[tensorKey]*statSums{}
+	observe := func(ev interp.OpEvent) {
+		if ev.Code != fb.BuiltinOperatorFULLY_CONNECTED || len(ev.InputTensors) < 2 || len(ev.Inputs) < 1 || ev.Inputs[0] == nil || ev.InputTensors[1] < 0 {
+			return
+		}
+		w := m.Meta.Subgraphs[ev.Subgraph].Tensors[ev.InputTensors[1]]
+		if len(w.Shape) != 2 || w.Shape[1] <= 0 || ev.Inputs[0].Type != fb.TensorTypeFLOAT32 {
+			return
+		}
+		cols := int(w.Shape[1])
+		x := ev.Inputs[0].F32
+		if len(x)%cols != 0 {
+			return
+		}
+		k := tensorKey{ev.Subgraph, ev.InputTensors[1]}
+		s := sums[k]
+		if s == nil {
+			s = &statSums{sum: make([]float64, cols), sq: make([]float64, cols)}
+			sums[k] = s
+		}
+		if len(s.sum) != cols {
+			return
+		}
+		for r := 0; r < len(x); r += cols {
+			row := x[r : r+cols]
+			for j, v := range row {
+				s.sum[j] += float64(v)
+				s.sq[j] += float64(v) * float64(v)
+			}
+			s.n++
+		}
+	}
+	in, err := interp.New(m, interp.Options{Observe: observe})
+	if err != nil {
+		return nil, fmt.Errorf("calibration: %w (calibrated scales need a model the reference interpreter runs; use scales: search)", err)
+	}
+	for _, sig := range in.Signatures() {
+		tokens := modelinput.TokenInputs(m.Meta, sig.Subgraph)
+		for k := range cal.Samples {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			inputs, err := randomInputs(sig, tokens, cal.Seq, calibrationSeed+int64(k))
+			if err != nil {
+				return nil, fmt.Errorf("calibration: %w", err)
+			}
+			if _, err := in.Run(ctx, sig.Key, inputs); err != nil {
+				return nil, fmt.Errorf("calibration, signature %q, sample %d: %w", sig.Key, k, err)
+			}
+		}
+	}
+	out := weightStats{}
+	for k, s := range sums {
+		st := &quant.ChannelStats{Mean: make([]float32, len(s.sum)), Var: make([]float32, len(s.sum))}
+		for j := range s.sum {
+			mean := s.sum[j] / float64(s.n)
+			st.Mean[j] = float32(mean)
+			st.Var[j] = float32(max(0, s.sq[j]/float64(s.n)-mean*mean))
+		}
+		out[k] = st
+	}
+	return out, nil
+}
+
+// randomInputs fills a signature's inputs from the seeded streams that
+// tests and the LiteRT.js runner share (modelinput): token ids uniform over
+// their table, floats uniform in [-1, 1). Dynamic dimensions are 1, except
+// the last (sequence) dimension of token inputs, which is seq.
+func randomInputs(sig interp.Signature, tokens map[int]int, seq int, seed int64) (map[string]*interp.Tensor, error) {
+	out := map[string]*interp.Tensor{}
+	for i, io := range sig.Inputs {
+		vocab := tokens[io.Tensor]
+		shape := make([]int, len(io.Shape))
+		for d, n := range io.Shape {
+			shape[d] = max(n, 1)
+			if n < 0 && vocab > 0 && d == len(io.Shape)-1 {
+				shape[d] = seq
+			}
+		}
+		t := interp.NewTensor(io.Type, shape)
+		s := modelinput.NewStream(seed, i)
+		switch io.Type {
+		case fb.TensorTypeFLOAT32:
+			for j := range t.F32 {
+				t.F32[j] = s.Float()
+			}
+		case fb.TensorTypeINT32:
+			for j := range t.I32 {
+				t.I32[j] = int32(s.Below(uint32(vocab)))
+			}
+		case fb.TensorTypeINT64:
+			for j := range t.I64 {
+				t.I64[j] = int64(s.Below(uint32(vocab)))
+			}
+		default:
+			return nil, fmt.Errorf("input %q is %s: random calibration inputs exist for float32 and integer inputs only", io.Name, tflite.TypeName(io.Type))
+		}
+		out[io.Name] = t
+	}
+	return out, nil
+}
+
+// calibrate returns the activation statistics when some request asks for
+// calibrated scales, else nil. It runs before the tables change, on the
+// float model.
+func (q *Quantize) calibrate(ctx context.Context, s *pipeline.State, reqs []request) (weightStats, error) {
+	need := false
+	for _, r := range reqs {
+		need = need || (r.sc != nil && r.sc.scales == config.ScalesCalibrated)
+	}
+	if !need {
+		return nil, nil
+	}
+	ms, err := model(s)
+	if err != nil {
+		return nil, err
+	}
+	return calibrationStats(ctx, ms.m, ms.path, q.Calibration, s.Log)
+}
+
+// of returns the statistics for a calibrated job's weight (nil for other
+// jobs and for weights no FULLY_CONNECTED read during calibration).
+func (st weightStats) of(j *bufferJob) *quant.ChannelStats {
+	if st == nil || j.req.sc.scales != config.ScalesCalibrated || len(j.shape) != 2 {
+		return nil
+	}
+	for _, g := range j.tensors {
+		k := tensorKey{g.sg, g.tensor}
+		if g.dupOf >= 0 {
+			k.tensor = g.dupOf
+		}
+		if c := st[k]; c != nil && len(c.Mean) == j.shape[1] {
+			return c
+		}
+	}
+	return nil
+}
