@@ -30,16 +30,26 @@ const notFit = "do not fit the recipe"
 // dequantized values of what the preset writes. It returns how many
 // weights the preset quantized.
 func Quantize(ctx context.Context, in, out, preset string, reference bool) (quantized int, err error) {
+	return QuantizeWith(ctx, in, out, preset, stages.Options{DequantizedReference: reference})
+}
+
+// QuantizeWith is Quantize with the command line's options (such as
+// --scales, Options.Scales).
+func QuantizeWith(ctx context.Context, in, out, preset string, opt stages.Options) (quantized int, err error) {
 	r, err := config.Preset(preset)
 	if err != nil {
 		return 0, err
 	}
-	return QuantizeRecipe(ctx, in, out, r, reference)
+	return quantizeRecipe(ctx, in, out, r, opt)
 }
 
 // QuantizeRecipe is Quantize with a recipe of any kind (an AI Edge
 // Quantizer recipe file, say).
 func QuantizeRecipe(ctx context.Context, in, out string, r *config.Recipe, reference bool) (quantized int, err error) {
+	return quantizeRecipe(ctx, in, out, r, stages.Options{DequantizedReference: reference})
+}
+
+func quantizeRecipe(ctx context.Context, in, out string, r *config.Recipe, opt stages.Options) (quantized int, err error) {
 	preset := r.Name
 	job := &config.Job{Path: in, Name: preset, Stages: []config.Stage{
 		&config.LoadStage{Path: in},
@@ -48,7 +58,7 @@ func QuantizeRecipe(ctx context.Context, in, out string, r *config.Recipe, refer
 		&config.VerifyStage{OnMismatch: config.OnMismatchFail},
 		&config.SerializeStage{Path: out},
 	}}
-	pj, err := stages.Build(job, stages.Options{DequantizedReference: reference})
+	pj, err := stages.Build(job, opt)
 	if err != nil {
 		return 0, fmt.Errorf("conformance: building the %s job for %s: %w", preset, in, err)
 	}

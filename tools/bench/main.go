@@ -40,7 +40,7 @@ type sample struct {
 func main() {
 	sizes := flag.String("sizes", "1gb,4gb", "generator presets to measure (1gb, 4gb, 7b)")
 	runs := flag.Int("runs", 3, "timed runs per command, after one warm-up")
-	schemes := flag.String("schemes", "dynamic_int8,weight_only_int8,fp16,dynamic_int4_block32", "presets to measure")
+	schemes := flag.String("schemes", "dynamic_int8,weight_only_int8,fp16,dynamic_int4_block32", "presets to measure; PRESET:SCALES adds --scales SCALES (dynamic_int4_block32:search)")
 	dir := flag.String("dir", ".cache/bench", "where models are generated and cached")
 	qpipe := flag.String("qpipe", "", "qpipe binary (default: build ./cmd/qpipe into -dir)")
 	flag.Parse()
@@ -67,9 +67,13 @@ func main() {
 		in := fi.Size()
 		warm(model)
 		for _, sc := range strings.Split(*schemes, ",") {
-			out := filepath.Join(*dir, "out_"+sc+".tflite")
+			preset, scales, _ := strings.Cut(sc, ":")
+			out := filepath.Join(*dir, "out_"+strings.ReplaceAll(sc, ":", "_")+".tflite")
 			cpOut := filepath.Join(*dir, "cp_out.tflite")
-			qcmd := []string{bin, "quantize", "--recipe", sc, model, out}
+			qcmd := []string{bin, "quantize", "--recipe", preset, model, out}
+			if scales != "" {
+				qcmd = append(qcmd, "--scales", scales)
+			}
 			ccmd := []string{"cp", model, cpOut}
 			measure(qcmd, out) // warm-up
 			measure(ccmd, cpOut)
