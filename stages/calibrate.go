@@ -96,7 +96,9 @@ func calibrationStats(ctx context.Context, m *tflite.Model, path string, cal *co
 		statsMem[key] = e
 	}
 	statsMu.Unlock()
+	first := false
 	e.once.Do(func() {
+		first = true
 		file := cacheFile(key)
 		if e.stats, e.err = readStats(file, key); e.err == nil {
 			log.Info().Str("cache", file).Msg("calibration statistics from the cache")
@@ -106,12 +108,16 @@ func calibrationStats(ctx context.Context, m *tflite.Model, path string, cal *co
 		if e.err != nil {
 			return
 		}
+		log.Info().Int("samples", cal.Samples).Int("weights", len(e.stats)).Str("cache", file).Msg("calibration: ran the float model")
 		if file != "" {
 			if err := writeStats(file, key, e.stats); err != nil {
 				log.Warn().Err(err).Msg("calibration statistics not cached")
 			}
 		}
 	})
+	if !first && e.err == nil {
+		log.Info().Msg("calibration statistics reused (gathered earlier in this process)")
+	}
 	if e.err != nil {
 		statsMu.Lock()
 		delete(statsMem, key) // a cancelled or failed pass is not remembered

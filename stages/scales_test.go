@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"testing"
 
@@ -163,5 +165,65 @@ func TestSearchScalesStoredExactly(t *testing.T) {
 	}
 	if n != 16 {
 		t.Fatalf("checked %d int4 weights, want 16", n)
+	}
+}
+
+// TestCalibrationCache: the statistics are written to the cache folder,
+// read back by a fresh process (here: the in-memory map cleared) equal, and
+// a corrupt cache file is recomputed, not an error.
+func TestCalibrationCache(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QPIPE_CACHE_DIR", dir)
+	path := absModel(t, "aeq_conv_fc_mnist.tflite")
+	m := openModel(t, path)
+	cal := &config.Calibration{Samples: 3, Seq: 8}
+	clear := func() {
+		statsMu.Lock()
+		statsMem = map[string]*statsOnce{}
+		statsMu.Unlock()
+	}
+	clear()
+	first, err := calibrationStats(context.Background(), m, path, cal, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 2 {
+		t.Fatalf("statistics for %d weights, want the 2 FULLY_CONNECTED weights", len(first))
+	}
+	for k, s := range first {
+		w := m.Meta.Subgraphs[k.sg].Tensors[k.tensor]
+		if len(s.Mean) != int(w.Shape[1]) {
+			t.Fatalf("%s: %d columns, weight shape %v", w.Name, len(s.Mean), w.Shape)
+		}
+		for j := range s.Var {
+			if !(s.Var[j] >= 0) || math.IsInf(float64(s.Mean[j]), 0) {
+				t.Fatalf("%s column %d: mean %v variance %v", w.Name, j, s.Mean[j], s.Var[j])
+			}
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "calibration-*.gob"))
+	if len(files) != 1 {
+		t.Fatalf("cache files: %v", files)
+	}
+	clear()
+	again, err := calibrationStats(context.Background(), m, path, cal, zerolog.Nop())
+	if err != nil || !reflect.DeepEqual(again, first) {
+		t.Fatalf("from the cache: %v, equal %v", err, reflect.DeepEqual(again, first))
+	}
+	if err := os.WriteFile(files[0], []byte("not a gob"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clear()
+	fresh, err := calibrationStats(context.Background(), m, path, cal, zerolog.Nop())
+	if err != nil || !reflect.DeepEqual(fresh, first) {
+		t.Fatalf("after corrupting the cache: %v, equal %v", err, reflect.DeepEqual(fresh, first))
+	}
+	// Other settings are another key.
+	clear()
+	if _, err := calibrationStats(context.Background(), m, path, &config.Calibration{Samples: 2, Seq: 8}, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "calibration-*.gob")); len(files) != 2 {
+		t.Fatalf("cache files after a second setting: %v", files)
 	}
 }
