@@ -132,6 +132,9 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 	return e, tiny, bad
 }
 
+// maxFloat16 is the largest finite float16.
+const maxFloat16 = 65504
+
 // candidate is the stored form of the scale bound·r/7 (see stored).
 func candidate(bound, r float32) uint16 { return stored(float32(bound*r) / 7) }
 
@@ -165,18 +168,18 @@ func stored(s float32) uint16 {
 // dB (search_test.go).
 func searchBlock(x []float32, h0 uint16, big []int32) (best uint16, e0, eBest float32) {
 	bound := max(math.Float32frombits(absMaxBits(x)), scaleFloor)
-	var hs [len(searchRatios)]uint16
 	var ss, rs, model [len(searchRatios)]float32
-	hs[0], ss[0] = h0, Float32FromBits16(h0)
+	ss[0] = Float32FromBits16(h0)
 	rs[0] = 1 / ss[0]
 	n := 1
 	for _, r := range searchRatios[1:] {
-		h := candidate(bound, r)
-		if h == 0 || h == hs[n-1] {
+		// A bfloat16 in the float16 normal range is exactly a float16:
+		// the stored value is the bfloat16 rounding itself.
+		s := BFloat16Round(float32(bound*r) / 7)
+		if s < MinNormalFloat16 || s > maxFloat16 || s == ss[n-1] {
 			continue
 		}
-		hs[n], ss[n] = h, Float32FromBits16(h)
-		rs[n] = 1 / ss[n]
+		ss[n], rs[n] = s, 1/s
 		n++
 	}
 	// An element clips under scale s when |x/s| > 7.5 (or x/s < -8.5);
@@ -197,7 +200,10 @@ func searchBlock(x []float32, h0 uint16, big []int32) (best uint16, e0, eBest fl
 			bc = c
 		}
 	}
-	hm, sm := hs[bc], ss[bc]
+	hm, sm := h0, ss[bc]
+	if bc > 0 {
+		hm = Float16Bits(sm)
+	}
 	var em, sxq, sqq float32
 	e0, em, sxq, sqq = sqErr2(x, ss[0], sm, big)
 	best, eBest = h0, e0
@@ -311,15 +317,20 @@ func sqErr(x []float32, s float32, big []int32) float32 {
 	return sqErrRound(x, s) + clipFix(x, s, big)
 }
 
-// bigElements appends to big the indices of the elements of x with
-// |x| > thr.
+// bigElements returns the indices of the elements of x with |x| > thr
+// (thr >= 0), in big[:0], whose capacity must be at least len(x). Branch
+// free: which elements are big is random, and a branch on it mispredicts.
 func bigElements(x []float32, thr float32, big []int32) []int32 {
+	big = big[:len(x)]
+	t := math.Float32bits(thr)
+	n := 0
 	for i, v := range x {
-		if abs32(v) > thr {
-			big = append(big, int32(i))
-		}
+		big[n] = int32(i)
+		// For non-negative floats the bits order as the values; a NaN
+		// (bits above those of +Inf) counts as big.
+		n += int((t - math.Float32bits(v)&f32AbsMask) >> 31)
 	}
-	return big
+	return big[:n]
 }
 
 // blockMoments are the sums a calibrated block evaluation needs: with
