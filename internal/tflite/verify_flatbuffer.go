@@ -10,23 +10,26 @@ import (
 // (fbschema.go), before anything is unpacked. It checks what a flatbuffers
 // verifier checks, and a little more:
 //
-//   - every table: its soffset 4-aligned and in bounds, its vtable 2-aligned,
-//     in bounds, of an even size >= 4, not overlapping the table's own
-//     inline data, the table's inline size >= 4 and in bounds;
-//   - every present field: inside its table's inline size, past the soffset,
-//     aligned to its own size;
+//   - every table: its soffset 4-aligned and in bounds and not 0 (a table
+//     that is its own vtable), its vtable 2-aligned, in bounds, of an even
+//     size >= 4 and clear of the table's soffset, the table's inline size
+//     >= 4 and in bounds;
+//   - every present field: inside its table's inline size, past the
+//     soffset, clear of the table's vtable, aligned to its own size;
 //   - every uoffset: 4-aligned, non-zero (zero points back at itself) and
 //     below 2^31, its target in bounds;
 //   - every vector: length prefix 4-aligned and in bounds, its elements in
 //     bounds, 8-byte elements 8-aligned; every string: its NUL terminator in
 //     bounds and zero;
 //   - every enum-typed scalar (and enum vector element) a value the schema
-//     declares, every union type a declared member;
+//     declares, every union type a declared member, set only with its value;
 //   - no present field the schema does not know (qpipe would drop it on
 //     writing);
-//   - nesting at most maxDepth deep, and at most one visited object per 4
-//     bytes of flatbuffer (plus slack): shared sub-tables cannot make the
-//     walk, or the unpacking after it, blow up.
+//   - bounded work: nesting at most maxDepth deep, at most one visited
+//     object per 4 bytes of flatbuffer (plus slack, enum vector elements
+//     charged per 4 bytes), and at most maxFields vtable slots per object:
+//     shared sub-tables, vectors or vtables cannot make the walk, or the
+//     unpacking after it, blow up.
 
 // maxDepth bounds table nesting, as the flatbuffers verifier does by
 // default; TFLite models nest about 10 deep.
