@@ -97,7 +97,7 @@ func evalDisagreements(t *testing.T, r *result, dir string) []string {
 				continue
 			}
 			tol := math.Max(0.1*want, 1e-4)
-			line := fmt.Sprintf("signature %q output %q: eval rel L2 %.6g, LiteRT.js %.6g (tolerance %.3g)", sig.Key, out.Name, q, want, tol)
+			line := fmt.Sprintf("%s: signature %q output %q: eval rel L2 %.6g, LiteRT.js %.6g (tolerance %.3g)", r.name(), sig.Key, out.Name, q, want, tol)
 			t.Log(line)
 			if !(math.Abs(q-want) <= tol) {
 				bad = append(bad, line)
