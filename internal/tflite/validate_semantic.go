@@ -337,15 +337,17 @@ func subgraphRefs(op *fb.OperatorT) (refs []subgraphRef) {
 		}
 		rv = rv.Elem()
 		rt := rv.Type()
+		table := strings.TrimSuffix(rt.Name(), "T") // the schema's name
 		for i := 0; i < rt.NumField(); i++ {
 			name := rt.Field(i).Name
+			field, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",") // the schema's field name
 			f := rv.Field(i)
 			switch {
 			case strings.HasSuffix(name, "SubgraphIndex") && f.Kind() == reflect.Int32:
-				refs = append(refs, subgraphRef{rt.Name(), name, int64(f.Int())})
+				refs = append(refs, subgraphRef{table, field, int64(f.Int())})
 			case strings.HasSuffix(name, "SubgraphIndices") && f.Kind() == reflect.Slice:
 				for k := 0; k < f.Len(); k++ {
-					refs = append(refs, subgraphRef{rt.Name(), fmt.Sprintf("%s[%d]", name, k), f.Index(k).Int()})
+					refs = append(refs, subgraphRef{table, fmt.Sprintf("%s[%d]", field, k), f.Index(k).Int()})
 				}
 			}
 		}

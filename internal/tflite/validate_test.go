@@ -269,20 +269,20 @@ func hostileCases() []corruptCase {
 
 		// Subgraph indices in operator options.
 		{"composite decomposition out of range", "litert_simple_group_norm_op_bufoffset", compositeIndex(2),
-			[]string{"subgraph 0 operator 0 (STABLEHLO_COMPOSITE)", "StableHLOCompositeOptionsT.DecompositionSubgraphIndex is subgraph 2, out of range (model has 2 subgraphs)"}},
+			[]string{"subgraph 0 operator 0 (STABLEHLO_COMPOSITE)", "StableHLOCompositeOptions.decomposition_subgraph_index is subgraph 2, out of range (model has 2 subgraphs)"}},
 		{"composite decomposition negative", "litert_simple_group_norm_op_bufoffset", compositeIndex(-1),
 			[]string{"is subgraph -1, out of range"}},
 		{"composite decomposition is its own subgraph", "litert_simple_group_norm_op_bufoffset", compositeIndex(0),
 			[]string{"subgraph 0 operator 0 (STABLEHLO_COMPOSITE)", "is subgraph 0, the operator's own subgraph"}},
 		{"decomposition leads back to its caller", "litert_simple_group_norm_op_bufoffset", viaAPI(func(t *testing.T, m *Model) {
 			addOp(m, 1, fb.BuiltinOperatorCALL_ONCE, opts(fb.BuiltinOptionsCallOnceOptions, &fb.CallOnceOptionsT{InitSubgraphIndex: 0}))
-		}), []string{"subgraph 1 operator 11 (CALL_ONCE)", "CallOnceOptionsT.InitSubgraphIndex calls subgraph 0, closing a cycle of subgraph calls 0 -> 1 -> 0"}},
+		}), []string{"subgraph 1 operator 11 (CALL_ONCE)", "CallOnceOptions.init_subgraph_index calls subgraph 0, closing a cycle of subgraph calls 0 -> 1 -> 0"}},
 		{"WHILE body out of range", "aeq_two_signatures", viaAPI(func(t *testing.T, m *Model) {
 			addOp(m, 0, fb.BuiltinOperatorWHILE, opts(fb.BuiltinOptionsWhileOptions, &fb.WhileOptionsT{CondSubgraphIndex: 1, BodySubgraphIndex: 7}))
-		}), []string{"subgraph 0 operator 1 (WHILE)", "WhileOptionsT.BodySubgraphIndex is subgraph 7, out of range"}},
+		}), []string{"subgraph 0 operator 1 (WHILE)", "WhileOptions.body_subgraph_index is subgraph 7, out of range"}},
 		{"IF else is its own subgraph", "aeq_two_signatures", viaAPI(func(t *testing.T, m *Model) {
 			addOp(m, 1, fb.BuiltinOperatorIF, opts(fb.BuiltinOptionsIfOptions, &fb.IfOptionsT{ThenSubgraphIndex: 0, ElseSubgraphIndex: 1}))
-		}), []string{"subgraph 1 operator 1 (IF)", "IfOptionsT.ElseSubgraphIndex is subgraph 1, the operator's own subgraph"}},
+		}), []string{"subgraph 1 operator 1 (IF)", "IfOptions.else_subgraph_index is subgraph 1, the operator's own subgraph"}},
 		{"three-subgraph cycle", "aeq_two_signatures", viaAPI(func(t *testing.T, m *Model) {
 			m.Meta.Subgraphs = append(m.Meta.Subgraphs, &fb.SubGraphT{Tensors: []*fb.TensorT{}})
 			addOp(m, 0, fb.BuiltinOperatorCALL_ONCE, opts(fb.BuiltinOptionsCallOnceOptions, &fb.CallOnceOptionsT{InitSubgraphIndex: 1}))
@@ -301,7 +301,7 @@ func hostileCases() []corruptCase {
 		{"StableHLO case branch out of range", "aeq_two_signatures", viaAPI(func(t *testing.T, m *Model) {
 			addOp(m, 0, fb.BuiltinOperatorSTABLEHLO_CASE, &fb.BuiltinOptions2T{Type: fb.BuiltinOptions2StablehloCaseOptions,
 				Value: &fb.StablehloCaseOptionsT{BranchSubgraphIndices: []int32{1, 9}}})
-		}), []string{"StablehloCaseOptionsT.BranchSubgraphIndices[1] is subgraph 9, out of range"}},
+		}), []string{"StablehloCaseOptions.branch_subgraph_indices[1] is subgraph 9, out of range"}},
 
 		// Flatbuffer structure.
 		{"table is its own vtable", "aeq_single_fc", func(t *testing.T, b []byte) []byte {
