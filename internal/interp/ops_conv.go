@@ -130,7 +130,11 @@ func finish(sum float64, ci convInput, wsc []float32, n, oc int) float32 {
 func convKernel(depthwise bool) *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 3, 1), c.typeIn(0, f32Only...), c.typeIn(2, f32Only...), c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.checkConvOptions(convOptions(c.p.op)))
+			axis := axis0
+			if depthwise {
+				axis = func(int) int { return 3 }
+			}
+			return first(c.arity(2, 3, 1), c.typeIn(0, f32Only...), c.typeIn(2, f32Only...), c.checkWeight(1, true), c.checkHybrid(1, axis, false), c.checkConvOptions(convOptions(c.p.op)))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.f32(0)
@@ -234,7 +238,7 @@ func convKernel(depthwise bool) *kernel {
 func transposeConvKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(3, 4, 1), c.typeIn(0, fb.TensorTypeINT32), c.typeIn(2, f32Only...), c.typeIn(3, f32Only...), c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.checkConvOptions(convOptions(c.p.op)))
+			return first(c.arity(3, 4, 1), c.typeIn(0, fb.TensorTypeINT32), c.typeIn(2, f32Only...), c.typeIn(3, f32Only...), c.checkWeight(1, true), c.checkHybrid(1, axis0, false), c.checkConvOptions(convOptions(c.p.op)))
 		},
 		run: func(c *opCtx) error {
 			osh, err := c.intsIn(0)

@@ -20,9 +20,12 @@ func (c *opCtx) hybridWeight(k int) bool {
 	return !deq && (meta.Type == fb.TensorTypeINT8 || meta.Type == fb.TensorTypeINT4)
 }
 
-// checkHybridZeroPoints refuses hybrid weights with non-zero zero points:
-// the runtime's CPU path (XNNPACK) rejects them.
-func (c *opCtx) checkHybridZeroPoints(k int) error {
+// checkHybrid validates a hybrid weight (input k read quantized by the
+// op): zero points must be 0 (the runtime's CPU path, XNNPACK, rejects
+// others), per-channel scales must run along the op's output-channel axis
+// (axis(rank)), and blockwise scales are accepted only where blockOK (the
+// runtime has a blockwise kernel for FULLY_CONNECTED only).
+func (c *opCtx) checkHybrid(k int, axis func(rank int) int, blockOK bool) error {
 	if !c.hybridWeight(k) {
 		return nil
 	}
@@ -31,13 +34,26 @@ func (c *opCtx) checkHybridZeroPoints(k int) error {
 	if err != nil {
 		return c.unsupported("%v", err)
 	}
+	if w.block > 0 {
+		if !blockOK {
+			return c.unsupported("blockwise quantized weight %q (hybrid blockwise kernels exist for FULLY_CONNECTED only)", meta.Name)
+		}
+		return nil
+	}
 	for i, z := range w.zp {
 		if z != 0 {
 			return c.unsupported("hybrid weight %q has zero point %d in channel %d (the runtime accepts only 0)", meta.Name, z, i)
 		}
 	}
+	if len(w.scale) > 1 {
+		if want := axis(len(w.shape)); int(meta.Quantization.QuantizedDimension) != want {
+			return c.unsupported("hybrid weight %q is quantized along dimension %d, the op's channels are dimension %d", meta.Name, meta.Quantization.QuantizedDimension, want)
+		}
+	}
 	return nil
 }
+
+func axis0(int) int { return 0 }
 
 func fcKernel() *kernel {
 	return &kernel{
@@ -54,7 +70,7 @@ func fcKernel() *kernel {
 					return err
 				}
 			}
-			return first(c.typeIn(0, f32Only...), c.typeIn(2, f32Only...), c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.typeOut(0, f32Only...))
+			return first(c.typeIn(0, f32Only...), c.typeIn(2, f32Only...), c.checkWeight(1, true), c.checkHybrid(1, axis0, true), c.typeOut(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.f32(0)
@@ -134,7 +150,15 @@ func bmmKernel() *kernel {
 					return err
 				}
 			}
-			return first(c.checkWeight(1, true), c.checkHybridZeroPoints(1), c.typeOut(0, f32Only...))
+			o, _ := builtinOptions(c.p.op).(*fb.BatchMatMulOptionsT)
+			adjY := o != nil && o.AdjY
+			axis := func(r int) int {
+				if adjY {
+					return r - 2
+				}
+				return r - 1
+			}
+			return first(c.checkWeight(1, true), c.checkHybrid(1, axis, false), c.typeOut(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
 			a, err := c.f32(0)

@@ -214,3 +214,54 @@ func TestUnsupportedRealModels(t *testing.T) {
 		m.Close()
 	}
 }
+
+// hybridFC builds FC(x, int8 weight) with the given quantization and runs it.
+func runHybridFC(t *testing.T, x *Tensor, w []int8, shape []int, q *fb.QuantizationParametersT) (*Tensor, error) {
+	t.Helper()
+	b := newBuilder()
+	xi := b.tensor("x", fb.TensorTypeFLOAT32, x.Shape, nil)
+	raw := make([]byte, len(w))
+	for i, v := range w {
+		raw[i] = byte(v)
+	}
+	wi := b.tensor("w", fb.TensorTypeINT8, shape, raw)
+	b.sg.Tensors[wi].Quantization = q
+	oi := b.tensor("out", fb.TensorTypeFLOAT32, nil, nil)
+	b.op(fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []int32{xi, wi}, []int32{oi})
+	in, err := New(b.model([]int32{xi}, []int32{oi}), Options{})
+	if err != nil {
+		return nil, err
+	}
+	out, err := in.Run(t.Context(), "", map[string]*Tensor{"x": x})
+	if err != nil {
+		return nil, err
+	}
+	return out["out"], nil
+}
+
+// TestHybridFC: x = [1, −0.5] quantizes (XNNPACK qd8) with multiplier
+// 255/1.5 = 170 and zero point −128+85 = −43 to [127, −128]; with weights
+// [2, −1]·0.5 the int32 sum is (127+43)·2 + (−128+43)·(−1) = 425 and the
+// output 425/170·0.5 = 1.25. Weights quantized along the input axis, with a
+// zero point, or blockwise on a BMM are refused.
+func TestHybridFC(t *testing.T) {
+	x := f(sh(1, 2), 1, -0.5)
+	out, err := runHybridFC(t, x, []int8{2, -1, 4, 0}, sh(2, 2), &fb.QuantizationParametersT{Scale: []float32{0.5, 0.25}, ZeroPoint: []int64{0, 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "hybrid", out, f(sh(1, 2), 1.25, 1))
+	for _, c := range []struct {
+		q    *fb.QuantizationParametersT
+		want string
+	}{
+		{&fb.QuantizationParametersT{Scale: []float32{0.5, 0.25}, ZeroPoint: []int64{0, 0}, QuantizedDimension: 1}, "quantized along dimension 1"},
+		{&fb.QuantizationParametersT{Scale: []float32{0.5}, ZeroPoint: []int64{3}}, "zero point 3"},
+	} {
+		_, err := runHybridFC(t, x, []int8{2, -1, 4, 0}, sh(2, 2), c.q)
+		var ue *UnsupportedError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("got %v, want an UnsupportedError containing %q", err, c.want)
+		}
+	}
+}
