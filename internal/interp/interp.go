@@ -183,11 +183,7 @@ func (in *Interpreter) checkSubgraph(si int, checked map[int]bool, depth int) er
 			return err
 		}
 		p := sg.ops[oi]
-		if p.call >= 0 {
-			if p.call >= len(in.sgs) {
-				return &UnsupportedError{Op: p.name, Subgraph: si, Operator: oi,
-					Reason: fmt.Sprintf("decomposition subgraph %d out of range (model has %d)", p.call, len(in.sgs))}
-			}
+		if p.call >= 0 { // in range: the composite kernel's check
 			if err := in.checkSubgraph(p.call, checked, depth+1); err != nil {
 				return err
 			}

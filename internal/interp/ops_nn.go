@@ -384,7 +384,18 @@ func dequantizeKernel() *kernel {
 // op's inputs.
 func compositeKernel() *kernel {
 	return &kernel{
-		check: func(c *opCtx) error { return nil }, // the decomposition is checked by New
+		check: func(c *opCtx) error {
+			// The decomposition's own ops are checked by New.
+			if c.p.call >= len(c.sg.in.sgs) {
+				return c.unsupported("decomposition subgraph %d out of range (model has %d)", c.p.call, len(c.sg.in.sgs))
+			}
+			sub := c.sg.in.sgs[c.p.call].sg
+			if len(sub.Inputs) != len(c.p.op.Inputs) || len(sub.Outputs) != len(c.p.op.Outputs) {
+				return c.unsupported("decomposition subgraph %d takes %d inputs and gives %d outputs; the op has %d and %d",
+					c.p.call, len(sub.Inputs), len(sub.Outputs), len(c.p.op.Inputs), len(c.p.op.Outputs))
+			}
+			return nil
+		},
 		run: func(c *opCtx) error {
 			sub := c.sg.in.sgs[c.p.call]
 			if len(sub.sg.Inputs) != len(c.p.op.Inputs) || len(sub.sg.Outputs) != len(c.p.op.Outputs) {
