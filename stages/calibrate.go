@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/evaluate"
 	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/modelinput"
 	"github.com/qpipe/qpipe/internal/quant"
@@ -24,7 +25,9 @@ import (
 )
 
 // Calibration for `scales: calibrated`: the float model runs on
-// Calibration.Samples inputs through the reference interpreter, and for
+// Calibration.Samples inputs (generated as qpipe eval generates them, or
+// the first lines of an inputs file in qpipe eval's format) through the
+// reference interpreter, and for
 // every FULLY_CONNECTED weight the per-column mean and variance of its input
 // activation (input 0, rows flattened) are gathered; the int4 scale search
 // then minimises each output row's expected error under them
@@ -214,52 +217,47 @@ type statSums struct {
 // runCalibration runs the model on the calibration inputs and gathers the
 // statistics of every FULLY_CONNECTED weight's input.
 func runCalibration(ctx context.Context, m *tflite.Model, cal *config.Calibration) (weightStats, error) {
+	var samples []*evaluate.Sample
 	if cal.Inputs != "" {
-		return nil, fmt.Errorf("%s: quantize.calibration.inputs: reading an inputs file is not supported yet; leave it out to calibrate on random inputs", cal.P)
+		f, err := os.Open(cal.Inputs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+		}
+		samples, err = evaluate.ParseSamples(f, cal.Inputs)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(samples) == 0 {
+			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %s has no sample", cal.P, cal.Inputs)
+		}
+		samples = samples[:min(len(samples), cal.Samples)]
 	}
 	sums := map[tensorKey]*statSums{}
-	observe := func(ev interp.OpEvent) {
-		if ev.Code != fb.BuiltinOperatorFULLY_CONNECTED || len(ev.InputTensors) < 2 || len(ev.Inputs) < 1 || ev.Inputs[0] == nil || ev.InputTensors[1] < 0 {
-			return
-		}
-		w := m.Meta.Subgraphs[ev.Subgraph].Tensors[ev.InputTensors[1]]
-		if len(w.Shape) != 2 || w.Shape[1] <= 0 || ev.Inputs[0].Type != fb.TensorTypeFLOAT32 {
-			return
-		}
-		cols := int(w.Shape[1])
-		x := ev.Inputs[0].F32
-		if len(x)%cols != 0 {
-			return
-		}
-		k := tensorKey{ev.Subgraph, ev.InputTensors[1]}
-		s := sums[k]
-		if s == nil {
-			s = &statSums{sum: make([]float64, cols), sq: make([]float64, cols)}
-			sums[k] = s
-		}
-		if len(s.sum) != cols {
-			return
-		}
-		for r := 0; r < len(x); r += cols {
-			row := x[r : r+cols]
-			for j, v := range row {
-				s.sum[j] += float64(v)
-				s.sq[j] += float64(v) * float64(v)
-			}
-			s.n++
-		}
-	}
-	in, err := interp.New(m, interp.Options{Observe: observe})
+	in, err := interp.New(m, interp.Options{Observe: func(ev interp.OpEvent) { observeFC(m, ev, sums) }})
 	if err != nil {
 		return nil, fmt.Errorf("calibration: %w (calibrated scales need a model the reference interpreter runs; use scales: search)", err)
 	}
 	for _, sig := range in.Signatures() {
-		tokens := modelinput.TokenInputs(m.Meta, sig.Subgraph)
-		for k := range cal.Samples {
+		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), calibrationSeq(sig, m, cal.Seq))
+		if err != nil {
+			return nil, fmt.Errorf("calibration: %w", err)
+		}
+		n := cal.Samples
+		if samples != nil {
+			n = len(samples)
+		}
+		for k := range n {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			inputs, err := randomInputs(sig, tokens, cal.Seq, calibrationSeed+int64(k))
+			var inputs map[string]*interp.Tensor
+			if samples != nil {
+				// The file's lengths rule its token inputs (seq 0).
+				inputs, err = l.Bind(samples[k], cal.Inputs, calibrationSeed, k, 0)
+			} else {
+				inputs, err = l.Generate(calibrationSeed, k)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("calibration: %w", err)
 			}
@@ -281,42 +279,49 @@ func runCalibration(ctx context.Context, m *tflite.Model, cal *config.Calibratio
 	return out, nil
 }
 
-// randomInputs fills a signature's inputs from the seeded streams that
-// tests and the LiteRT.js runner share (modelinput): token ids uniform over
-// their table, floats uniform in [-1, 1). Dynamic dimensions are 1, except
-// the last (sequence) dimension of token inputs, which is seq.
-func randomInputs(sig interp.Signature, tokens map[int]int, seq int, seed int64) (map[string]*interp.Tensor, error) {
-	out := map[string]*interp.Tensor{}
-	for i, io := range sig.Inputs {
-		vocab := tokens[io.Tensor]
-		shape := make([]int, len(io.Shape))
-		for d, n := range io.Shape {
-			shape[d] = max(n, 1)
-			if n < 0 && vocab > 0 && d == len(io.Shape)-1 {
-				shape[d] = seq
-			}
+// calibrationSeq is the sequence length to run sig at: seq where one of
+// its token inputs has a dynamic sequence (last) dimension, else 0, the
+// model's own (a fixed length wins over the setting).
+func calibrationSeq(sig interp.Signature, m *tflite.Model, seq int) int {
+	tokens := modelinput.TokenInputs(m.Meta, sig.Subgraph)
+	for _, io := range sig.Inputs {
+		if tokens[io.Tensor] > 0 && len(io.Shape) > 0 && io.Shape[len(io.Shape)-1] < 0 {
+			return seq
 		}
-		t := interp.NewTensor(io.Type, shape)
-		s := modelinput.NewStream(seed, i)
-		switch io.Type {
-		case fb.TensorTypeFLOAT32:
-			for j := range t.F32 {
-				t.F32[j] = s.Float()
-			}
-		case fb.TensorTypeINT32:
-			for j := range t.I32 {
-				t.I32[j] = int32(s.Below(uint32(vocab)))
-			}
-		case fb.TensorTypeINT64:
-			for j := range t.I64 {
-				t.I64[j] = int64(s.Below(uint32(vocab)))
-			}
-		default:
-			return nil, fmt.Errorf("input %q is %s: random calibration inputs exist for float32 and integer inputs only", io.Name, tflite.TypeName(io.Type))
-		}
-		out[io.Name] = t
 	}
-	return out, nil
+	return 0
+}
+
+// observeFC adds a FULLY_CONNECTED's input rows to its weight's sums.
+func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[tensorKey]*statSums) {
+	if ev.Code != fb.BuiltinOperatorFULLY_CONNECTED || len(ev.InputTensors) < 2 || len(ev.Inputs) < 1 || ev.Inputs[0] == nil || ev.InputTensors[1] < 0 {
+		return
+	}
+	w := m.Meta.Subgraphs[ev.Subgraph].Tensors[ev.InputTensors[1]]
+	if len(w.Shape) != 2 || w.Shape[1] <= 0 || ev.Inputs[0].Type != fb.TensorTypeFLOAT32 {
+		return
+	}
+	cols := int(w.Shape[1])
+	x := ev.Inputs[0].F32
+	if len(x)%cols != 0 {
+		return
+	}
+	k := tensorKey{ev.Subgraph, ev.InputTensors[1]}
+	s := sums[k]
+	if s == nil {
+		s = &statSums{sum: make([]float64, cols), sq: make([]float64, cols)}
+		sums[k] = s
+	}
+	if len(s.sum) != cols {
+		return
+	}
+	for r := 0; r < len(x); r += cols {
+		for j, v := range x[r : r+cols] {
+			s.sum[j] += float64(v)
+			s.sq[j] += float64(v) * float64(v)
+		}
+		s.n++
+	}
 }
 
 // calibrate returns the activation statistics when some request asks for

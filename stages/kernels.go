@@ -210,8 +210,8 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	op := getChunk(max(j.chunkBytes(n), j.refBytes(n)))
 	defer chunkPool.Put(op)
 	out := *op
-	var rowErrs []quant.RowErrors
-	if j.req.sc.searched() {
+	var rowErrs []quant.RowErrors // the search's errors, for the report only
+	if j.req.sc.searched() && metrics {
 		rowErrs = make([]quant.RowErrors, min(step, rows))
 	}
 	for r0 := 0; r0 < rows; r0 += step {
@@ -297,10 +297,14 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 }
 
 // quantizeInt4 quantizes whole rows of an int4 weight with the job's scale
-// method, adding the search's row errors (in row order) to j.search.
+// method, adding the search's row errors (in row order) to j.search when
+// rowErrs is not nil (measuring them costs passes; the bytes are the same).
 func (j *bufferJob) quantizeInt4(dst []byte, scales []uint16, x []float32, cols int, rowErrs []quant.RowErrors) (int, error) {
 	if !j.req.sc.searched() {
 		return quant.QuantizeBlocksInt4(dst, scales, x, cols, j.req.sc.block, j.clampTiny)
+	}
+	if rowErrs == nil {
+		return quant.SearchBlocksInt4(dst, scales, x, cols, j.req.sc.block, j.clampTiny, j.stats, nil)
 	}
 	rowErrs = rowErrs[:len(x)/cols]
 	c, err := quant.SearchBlocksInt4(dst, scales, x, cols, j.req.sc.block, j.clampTiny, j.stats, rowErrs)

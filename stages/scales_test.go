@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -225,5 +226,55 @@ func TestCalibrationCache(t *testing.T) {
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "calibration-*.gob")); len(files) != 2 {
 		t.Fatalf("cache files after a second setting: %v", files)
+	}
+}
+
+// TestCalibrationInputsFile: calibration reads qpipe eval's inputs format
+// (JSON lines), uses at most samples lines, and a bad line is an error
+// naming file, line and column.
+func TestCalibrationInputsFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QPIPE_CACHE_DIR", dir)
+	path := absModel(t, "tiny_decoder.tflite")
+	m := openModel(t, path)
+	file := filepath.Join(dir, "in.jsonl")
+	lines := "{\"tokens\": [1, 2, 3, 4, 5, 6, 7, 8]}\n{\"tokens\": [9, 10, 11, 12, 13, 14, 15, 1023]}\n{\"tokens\": [5, 5, 5, 5, 5, 5, 5, 5]}\n"
+	if err := os.WriteFile(file, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(cal *config.Calibration) (weightStats, error) {
+		statsMu.Lock()
+		statsMem = map[string]*statsOnce{}
+		statsMu.Unlock()
+		return calibrationStats(context.Background(), m, path, cal, zerolog.Nop())
+	}
+	fromFile, err := run(&config.Calibration{Samples: 2, Seq: 128, Inputs: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	random, err := run(&config.Calibration{Samples: 2, Seq: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fromFile) != 15 || len(random) != 15 {
+		t.Fatalf("statistics for %d and %d weights, want the 15 FULLY_CONNECTED weights", len(fromFile), len(random))
+	}
+	if reflect.DeepEqual(fromFile, random) {
+		t.Fatal("statistics from the inputs file equal those of random inputs")
+	}
+	// Only the first two lines count: a third changes nothing.
+	two, err := run(&config.Calibration{Samples: 2, Seq: 128, Inputs: file})
+	if err != nil || !reflect.DeepEqual(two, fromFile) {
+		t.Fatalf("rerun: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.jsonl")
+	if err := os.WriteFile(bad, []byte("{\"tokens\": [1, 2, 3, 4, 5, 6, 7, 8]}\n{\"tokens\": [1, 2, 3]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(&config.Calibration{Samples: 4, Seq: 128, Inputs: bad}); err == nil || !strings.Contains(err.Error(), "bad.jsonl:2:") {
+		t.Fatalf("bad line: %v", err)
+	}
+	if _, err := run(&config.Calibration{Samples: 4, Seq: 128, Inputs: filepath.Join(dir, "nope.jsonl")}); err == nil || !strings.Contains(err.Error(), "nope.jsonl") {
+		t.Fatalf("missing file: %v", err)
 	}
 }

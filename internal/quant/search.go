@@ -10,8 +10,8 @@ import "math"
 // more finely; over a block the squared error is usually lower. The search
 // tries candidate scales max|x|·r/7 for r in searchRatios (min-max first),
 // each as it will be stored (bfloat16 then float16 rounding, the 2^-14
-// clamp), keeps the one of lowest error (data-free: ranked by a model and
-// the best checked exactly against min-max, see searchBlock), then takes one least-squares step
+// clamp), keeps the one of lowest error (data-free: as ranked by a model,
+// see searchBlock), then takes one least-squares step
 // from it, s* = Σx·q/Σq² with q the kept candidate's values, and keeps s*
 // if it does better. The scale written is always one of those candidates,
 // and the block is then quantized with it by the same exact kernel as
@@ -61,7 +61,8 @@ type RowErrors struct {
 // clamped or refused keeps it; no candidate below 2^-14 is tried). stats,
 // when not nil, holds cols entries per field and makes the search minimise
 // the expected output error. rowErrs, when not nil, receives one entry per
-// row (len(src)/cols). The output does not depend on how many workers run.
+// row (len(src)/cols); measuring them costs extra passes and changes no
+// output byte. The output does not depend on how many workers run.
 func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize int, clampTiny bool, stats *ChannelStats, rowErrs []RowErrors) (clamped int, err error) {
 	blocks := checkBlocks("SearchBlocksInt4", len(src), cols, blockSize)
 	if len(scales) != blocks || len(dst) != len(src)/2 {
@@ -84,7 +85,7 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 			var e RowErrors
 			var rt, rb int
 			if stats == nil {
-				e, rt, rb = searchRowFree(out, sc, x, blockSize, clampTiny)
+				e, rt, rb = searchRowFree(out, sc, x, blockSize, clampTiny, rowErrs != nil)
 			} else {
 				e, rt, rb = searchRowCalibrated(out, sc, x, blockSize, clampTiny, stats)
 			}
@@ -104,7 +105,9 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 }
 
 // searchRowFree searches each block of one row for its lowest squared error.
-func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny bool) (e RowErrors, tiny, bad int) {
+// report asks for the row's errors (e); they cost extra passes and do not
+// change the choice.
+func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny, report bool) (e RowErrors, tiny, bad int) {
 	big := make([]int32, 0, blockSize)
 	for k := range scales {
 		x := src[k*blockSize : (k+1)*blockSize]
@@ -117,17 +120,21 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 		case clamped:
 			tiny++
 		}
-		h, e0, eh := h0, float32(0), float32(0)
+		h := h0
 		if h0 >= 0x400 {
-			h, e0, eh = searchBlock(x, h0, big)
-		} else { // a tiny block (zero or subnormal scale): min-max never clips
-			e0 = sqErr(x, Float32FromBits16(h0), nil)
-			eh = e0
+			h, big = searchBlock(x, h0, big)
 		}
 		scales[k] = h
 		quantizeBlock(dst[k*blockSize/2:(k+1)*blockSize/2], x, h)
-		e.MinMax += float64(e0)
-		e.Chosen += float64(eh)
+		if report {
+			e0 := sqErr(x, Float32FromBits16(h0), nil) // min-max never clips
+			eh := e0
+			if h != h0 {
+				eh = sqErr(x, Float32FromBits16(h), bigElements(x, 7.49*Float32FromBits16(h), big[:0]))
+			}
+			e.MinMax += float64(e0)
+			e.Chosen += float64(eh)
+		}
 	}
 	return e, tiny, bad
 }
@@ -149,24 +156,25 @@ func stored(s float32) uint16 {
 	return h
 }
 
-// searchBlock returns the best stored scale for the block, its squared
-// error and min-max's (h0, a positive normal float16). big is scratch space
-// of len(x) indices.
+// searchBlock returns the best stored scale for the block (h0, its
+// min-max scale, a positive normal float16). big is scratch space of
+// len(x) indices, returned for reuse.
 //
 // Evaluating all candidates exactly would cost a pass over the block each
 // (about 8 times min-max's work). Instead a model ranks them: the elements
 // that some candidate may clip (|x| > 7.49·the smallest candidate scale, a
 // few per block) are evaluated exactly for every candidate, and every other
 // element is counted with the mean rounding error of a uniform quantizer,
-// s²/12. The best candidate by the model and min-max are then evaluated
-// exactly in one pass, which also gathers the least-squares sums; the
-// least-squares scale is evaluated exactly; the lowest exact error wins.
-// Only the few big elements can clip under any scale tried, so the passes
-// over the whole block round without clipping and the big elements are
-// corrected afterwards (no branch in the long loops). On gaussian and
-// heavy-tailed weights this keeps 90-97% of the exhaustive search's gain in
-// dB (search_test.go).
-func searchBlock(x []float32, h0 uint16, big []int32) (best uint16, e0, eBest float32) {
+// s²/12. One pass over the block then quantizes it with the model's best
+// scale s_m (rounding without clipping, no branch; the big elements are
+// corrected afterwards) and gathers Σx·q and Σq². The least-squares step
+// s* = Σx·q/Σq² needs no pass of its own: with q held, the error changes by
+// ΔE = (s − s_m)·((s + s_m)·Σq² − 2·Σx·q), exactly, for the stored s*; if
+// that is negative s* is kept, and requantizing with it can only lower the
+// error further. On gaussian and heavy-tailed weights this keeps about 90%
+// of the exhaustive search's gain in dB (search_test.go) at about a fifth
+// of its cost.
+func searchBlock(x []float32, h0 uint16, big []int32) (uint16, []int32) {
 	bound := max(math.Float32frombits(absMaxBits(x)), scaleFloor)
 	var ss, rs, model [len(searchRatios)]float32
 	ss[0] = Float32FromBits16(h0)
@@ -182,8 +190,6 @@ func searchBlock(x []float32, h0 uint16, big []int32) (best uint16, e0, eBest fl
 		ss[n], rs[n] = s, 1/s
 		n++
 	}
-	// An element clips under scale s when |x/s| > 7.5 (or x/s < -8.5);
-	// a little margin for the reciprocal's rounding.
 	big = bigElements(x, 7.49*ss[n-1], big[:0])
 	for _, i := range big {
 		for c := range n {
@@ -200,28 +206,42 @@ func searchBlock(x []float32, h0 uint16, big []int32) (best uint16, e0, eBest fl
 			bc = c
 		}
 	}
-	hm, sm := h0, ss[bc]
+	best, sm := h0, ss[bc]
 	if bc > 0 {
-		hm = Float16Bits(sm)
+		best = Float16Bits(sm)
 	}
-	var em, sxq, sqq float32
-	e0, em, sxq, sqq = sqErr2(x, ss[0], sm, big)
-	best, eBest = h0, e0
-	if em < eBest {
-		best, eBest = hm, em
-	}
+	sxq, sqq := lsSums(x, rs[bc], big)
 	if sqq > 0 && sxq > 0 {
-		if h := stored(sxq / sqq); h != 0 && h != h0 && h != hm {
-			sl := Float32FromBits16(h)
-			if sl < ss[n-1] { // below every candidate: more elements may clip
-				big = bigElements(x, 7.49*sl, big[:0])
-			}
-			if e := sqErr(x, sl, big); e < eBest {
-				best, eBest = h, e
+		if h := stored(float32(sxq / sqq)); h != 0 && h != best {
+			s := float64(Float32FromBits16(h))
+			if (s-float64(sm))*((s+float64(sm))*sqq-2*sxq) < 0 {
+				best = h
 			}
 		}
 	}
-	return best, e0, eBest
+	return best, big
+}
+
+// lsSums returns Σx·q and Σq² for the block quantized with 1/s = r, q =
+// clip(rint(x·r)), big holding every element that clips.
+func lsSums(x []float32, r float32, big []int32) (sxq, sqq float64) {
+	var c0, c1, g0, g1 float32
+	y := x
+	for ; len(y) >= 2; y = y[2:] {
+		q0, q1 := rint32(float32(y[0]*r)), rint32(float32(y[1]*r))
+		c0 += float32(y[0] * q0)
+		c1 += float32(y[1] * q1)
+		g0 += float32(q0 * q0)
+		g1 += float32(q1 * q1)
+	}
+	sxq, sqq = float64(c0+c1), float64(g0+g1)
+	for _, i := range big {
+		t := float32(x[i] * r)
+		q, u := q4(t), rint32(t)
+		sxq += float64(x[i] * (q - u))
+		sqq += float64(q*q) - float64(u*u)
+	}
+	return sxq, sqq
 }
 
 // rint32 is rint(t) for |t| < 2^22.
@@ -257,39 +277,6 @@ func clipFix(x []float32, s float32, big []int32) (e float32) {
 		e += float32((q-t)*(q-t)) - float32((u-t)*(u-t))
 	}
 	return e * s * s
-}
-
-// sqErr2 is the squared error of the block for two scales in one pass (the
-// first, min-max's, never clips; the second clips only elements of big),
-// plus the least-squares sums Σx·q and Σq² for the second.
-func sqErr2(x []float32, s0, s1 float32, big []int32) (e0, e1, sxq, sqq float32) {
-	r0, r1 := 1/s0, 1/s1
-	var a0, a1, b0, b1, c0, c1, g0, g1 float32
-	y := x
-	for ; len(y) >= 2; y = y[2:] {
-		u0, u1 := float32(y[0]*r0), float32(y[1]*r0)
-		d0, d1 := rint32(u0)-u0, rint32(u1)-u1
-		a0 += float32(d0 * d0)
-		a1 += float32(d1 * d1)
-		t0, t1 := float32(y[0]*r1), float32(y[1]*r1)
-		q0, q1 := rint32(t0), rint32(t1)
-		d0, d1 = q0-t0, q1-t1
-		b0 += float32(d0 * d0)
-		b1 += float32(d1 * d1)
-		c0 += float32(y[0] * q0)
-		c1 += float32(y[1] * q1)
-		g0 += float32(q0 * q0)
-		g1 += float32(q1 * q1)
-	}
-	e1, sxq, sqq = float32(b0+b1), float32(c0+c1), float32(g0+g1)
-	for _, i := range big {
-		t := float32(x[i] * r1)
-		q, u := q4(t), rint32(t)
-		e1 += float32((q-t)*(q-t)) - float32((u-t)*(u-t))
-		sxq += float32(x[i] * (q - u))
-		sqq += float32(q*q) - float32(u*u)
-	}
-	return float32(a0+a1) * s0 * s0, e1 * s1 * s1, sxq, sqq
 }
 
 // q4 is clip(rint(t), -8, 7) for |t| < 2^22.

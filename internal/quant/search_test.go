@@ -63,6 +63,13 @@ func TestSearchInt4(t *testing.T) {
 		if _, err := quant.SearchBlocksInt4(packed, scales, src, cols, bs, true, nil, errs); err != nil {
 			t.Fatal(err)
 		}
+		quiet, quietScales := make([]byte, len(src)/2), make([]uint16, len(src)/bs)
+		if _, err := quant.SearchBlocksInt4(quiet, quietScales, src, cols, bs, true, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if string(quiet) != string(packed) || string(quant.Uint16Bytes(quietScales)) != string(quant.Uint16Bytes(scales)) {
+			t.Fatalf("block %d: measuring the row errors changed the output", bs)
+		}
 		want := make([]byte, len(src)/2)
 		quant.QuantizeInt4(want, src, cols, bs, scales)
 		if string(want) != string(packed) {
