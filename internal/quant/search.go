@@ -78,6 +78,10 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 	var nTiny, nBad atomicCount
 	parallelFor(len(src), cols, func(lo, hi int) {
 		t, bad := 0, 0
+		var big []int32 // scratch of the data-free search, one per part
+		if stats == nil {
+			big = make([]int32, 0, blockSize)
+		}
 		for r := lo / cols; r < hi/cols; r++ {
 			x := src[r*cols : (r+1)*cols]
 			sc := scales[r*cols/blockSize : (r+1)*cols/blockSize]
@@ -85,7 +89,7 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 			var e RowErrors
 			var rt, rb int
 			if stats == nil {
-				e, rt, rb = searchRowFree(out, sc, x, blockSize, clampTiny, rowErrs != nil)
+				e, rt, rb = searchRowFree(out, sc, x, blockSize, clampTiny, rowErrs != nil, big)
 			} else {
 				e, rt, rb = searchRowCalibrated(out, sc, x, blockSize, clampTiny, stats)
 			}
@@ -106,9 +110,8 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 
 // searchRowFree searches each block of one row for its lowest squared error.
 // report asks for the row's errors (e); they cost extra passes and do not
-// change the choice.
-func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny, report bool) (e RowErrors, tiny, bad int) {
-	big := make([]int32, 0, blockSize)
+// change the choice. big is scratch space of blockSize indices.
+func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny, report bool, big []int32) (e RowErrors, tiny, bad int) {
 	for k := range scales {
 		x := src[k*blockSize : (k+1)*blockSize]
 		h0, clamped, ok := blockScale(x, clampTiny)
