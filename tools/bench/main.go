@@ -8,7 +8,11 @@
 // (qpipe, cp, qpipe, cp, …) after a warm-up, and medians with min–max are
 // reported, because copying gigabytes on a VM is noisy.
 //
-//	go run ./tools/bench [-sizes 1gb,4gb] [-runs 3] [-schemes ...] [-dir .cache/bench]
+//	go run ./tools/bench [-sizes 1gb,4gb] [-runs 3] [-schemes ...] [-dir .cache/bench] [-base OLD-QPIPE]
+//
+// With -base, a second qpipe binary (main before a change, say) runs in the
+// same rounds (base, qpipe, cp, base, qpipe, cp, …), each with its ratio to
+// the cp of its round: on a shared machine, the only fair before/after.
 //
 // Generated models are cached in -dir between runs. Outputs are deleted after
 // each run and the page cache is flushed (sync) outside the timed region, so
@@ -43,6 +47,7 @@ func main() {
 	schemes := flag.String("schemes", "dynamic_int8,weight_only_int8,fp16,dynamic_int4_block32", "presets to measure; PRESET:SCALES adds --scales SCALES (dynamic_int4_block32:search)")
 	dir := flag.String("dir", ".cache/bench", "where models are generated and cached")
 	qpipe := flag.String("qpipe", "", "qpipe binary (default: build ./cmd/qpipe into -dir)")
+	base := flag.String("base", "", "another qpipe binary (say, main before a change) measured in the same interleaved rounds")
 	flag.Parse()
 
 	must(os.MkdirAll(*dir, 0o755))
@@ -51,7 +56,7 @@ func main() {
 		bin = filepath.Join(*dir, "qpipe")
 		run("go", "build", "-o", bin, "./cmd/qpipe")
 	}
-	fmt.Printf("qpipe bench: %s, GOMAXPROCS=%s, %d run(s) after a warm-up\n\n", time.Now().Format(time.DateTime), envOr("GOMAXPROCS", "all cores"), *runs)
+	fmt.Printf("qpipe bench: %s, GOMAXPROCS=%s, %d run(s) after a warm-up, load average %s\n\n", time.Now().Format(time.DateTime), envOr("GOMAXPROCS", "all cores"), *runs, loadavg())
 	fmt.Printf("%-6s %-27s %22s %6s %6s %8s %6s %6s %22s %9s %9s %8s\n", "model", "command", "wall s (median, min-max)",
 		"user s", "sys s", "minflt", "majflt", "GB/s", "ratio to cp (med, min-max)", "anon MiB", "file MiB", "out MiB")
 	for _, size := range strings.Split(*sizes, ",") {
@@ -74,20 +79,34 @@ func main() {
 			if scales != "" {
 				qcmd = append(qcmd, "--scales", scales)
 			}
+			bcmd := append([]string{*base}, qcmd[1:]...)
 			ccmd := []string{"cp", model, cpOut}
+			if *base != "" {
+				measure(bcmd, out)
+			}
 			measure(qcmd, out) // warm-up
 			measure(ccmd, cpOut)
-			var qs, cs []sample
+			var bs, qs, cs []sample
 			for i := 0; i < *runs; i++ {
+				if *base != "" {
+					bs = append(bs, measure(bcmd, out))
+				}
 				qs = append(qs, measure(qcmd, out))
 				cs = append(cs, measure(ccmd, cpOut))
 			}
-			ratios := make([]float64, len(qs))
-			for i := range qs {
-				ratios[i] = qs[i].wall.Seconds() / cs[i].wall.Seconds()
+			ratios := func(s []sample) []float64 {
+				r := make([]float64, len(s))
+				for i := range s {
+					r[i] = s[i].wall.Seconds() / cs[i].wall.Seconds()
+				}
+				return r
 			}
-			report(size, "qpipe "+sc, qs, in, ratios)
+			if *base != "" {
+				report(size, "base "+sc, bs, in, ratios(bs))
+			}
+			report(size, "qpipe "+sc, qs, in, ratios(qs))
 			report(size, "cp", cs, in, nil)
+			fmt.Printf("%-6s load average %s\n", "", loadavg())
 		}
 	}
 }
@@ -219,6 +238,15 @@ func run(argv ...string) {
 		fmt.Fprintf(os.Stderr, "bench: %v: %v\n", argv, err)
 		os.Exit(1)
 	}
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
 
 func envOr(k, def string) string {
