@@ -188,9 +188,9 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	rows, rowElems := j.rows()
 	step := chunkRows(rowElems)
 	n := min(step, rows) * rowElems
-	// The weight is read a chunk at a time by positioned reads, the next
-	// chunk ahead while this one is quantized (tflite.Pieces). A tensor
-	// without elements reads nothing.
+	// The weight is read a chunk at a time by positioned reads into a
+	// reused buffer (tflite.Pieces). A tensor without elements reads
+	// nothing.
 	next := func() ([]byte, error) { return nil, nil }
 	if n > 0 {
 		in, err := tflite.ReadPieces(j.src, 4*n)

@@ -164,24 +164,24 @@ func ReadFrom(w io.Writer, r io.Reader) (int64, error) {
 // writerOnly hides a writer's ReadFrom, for io.Copy inside ReadFrom.
 type writerOnly struct{ io.Writer }
 
-// Pieces reads a Content front to back in pieces of a fixed size, reading
-// the next piece ahead on another goroutine while the caller works on the
-// current one. A large Section is read by positioned reads into two pooled
-// buffers; other content (small sections, bytes in memory) is handed out
-// from memory without copying.
+// Pieces reads a Content front to back in pieces of a fixed size. A large
+// Section is read by positioned reads into one pooled buffer, reused for
+// every piece: a piece of the kernels' size (1 MiB) is still in the cache
+// when it is quantized. Other content (small sections, bytes in memory) is
+// handed out from memory without copying.
+//
+// Reading the next piece ahead on another goroutine measured slower, not
+// faster, with the file in the page cache (go test -bench Pread1M
+// ./internal/tflite: the piece lands in another core's cache) and no
+// better in whole runs; when the file is not cached, the kernel's own
+// readahead of a sequential stream keeps the disk busy.
 type Pieces struct {
 	size  int
 	total int64
 	off   int64 // of the next piece Next returns
 	mem   []byte
 	sec   *Section
-	cur   *[]byte    // the buffer of the piece last returned
-	ahead chan piece // the read of the piece at off; nil when none is under way
-}
-
-type piece struct {
-	buf *[]byte
-	err error
+	buf   *[]byte
 }
 
 // ReadPieces returns a reader of c in pieces of size bytes (the last may be
@@ -193,7 +193,6 @@ func ReadPieces(c Content, size int) (*Pieces, error) {
 	p := &Pieces{size: size, total: c.Len()}
 	if s, ok := c.(*Section); ok && !s.fromMemory() && s.src.r != nil && size <= maxPooled {
 		p.sec = s
-		p.start()
 		return p, nil
 	}
 	mem, err := ReadAll(c)
@@ -202,21 +201,6 @@ func ReadPieces(c Content, size int) (*Pieces, error) {
 	}
 	p.mem = mem
 	return p, nil
-}
-
-// start reads the piece at p.off on another goroutine.
-func (p *Pieces) start() {
-	if p.off >= p.total {
-		return
-	}
-	n := int(min(int64(p.size), p.total-p.off))
-	ch := make(chan piece, 1)
-	off := p.off
-	go func() {
-		bp := getBuf(n)
-		ch <- piece{bp, p.sec.readAt(*bp, off)}
-	}()
-	p.ahead = ch
 }
 
 // Next returns the next piece, valid until the following call of Next or
@@ -231,26 +215,21 @@ func (p *Pieces) Next() ([]byte, error) {
 		p.off += n
 		return b, nil
 	}
-	r := <-p.ahead
-	p.ahead = nil
-	putBuf(p.cur)
-	p.cur = r.buf
-	if r.err != nil {
-		return nil, r.err
+	if p.buf == nil {
+		p.buf = getBuf(p.size)
+	}
+	b := (*p.buf)[:n]
+	if err := p.sec.readAt(b, p.off); err != nil {
+		return nil, err
 	}
 	p.off += n
-	p.start()
-	return *r.buf, nil
+	return b, nil
 }
 
-// Close waits for a read under way and returns the buffers to the pool.
+// Close returns the buffer to the pool.
 func (p *Pieces) Close() {
-	if p.ahead != nil {
-		putBuf((<-p.ahead).buf)
-		p.ahead = nil
-	}
-	putBuf(p.cur)
-	p.cur = nil
+	putBuf(p.buf)
+	p.buf = nil
 }
 
 // source is the input a Model's sections read from.
