@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -171,12 +172,24 @@ func readStats(file, key string) (weightStats, error) {
 	}
 	out := weightStats{}
 	for _, w := range f.Weights {
-		if len(w.Mean) != len(w.Var) {
+		if len(w.Mean) != len(w.Var) || !finiteStats(w.Mean, w.Var) {
 			return nil, errNoStat
 		}
 		out[tensorKey{w.Subgraph, w.Tensor}] = &quant.ChannelStats{Mean: w.Mean, Var: w.Var}
 	}
 	return out, nil
+}
+
+// finiteStats reports whether every mean is finite and every variance
+// finite and not negative (what the search assumes).
+func finiteStats(mean, v []float32) bool {
+	for j := range mean {
+		m, s := float64(mean[j]), float64(v[j])
+		if math.IsNaN(m) || math.IsInf(m, 0) || !(s >= 0) || math.IsInf(s, 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // writeStats writes the cache file atomically (a reader never sees half).

@@ -278,3 +278,37 @@ func TestCalibrationInputsFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// FuzzReadStats: any bytes in a cache file are either statistics that pass
+// the checks the search relies on or an error (the pass then reruns),
+// never a panic.
+func FuzzReadStats(f *testing.F) {
+	dir := f.TempDir()
+	good := filepath.Join(dir, "good.gob")
+	st := weightStats{{0, 3}: {Mean: []float32{1, -2}, Var: []float32{0.5, 0}}}
+	if err := writeStats(good, "k", st); err != nil {
+		f.Fatal(err)
+	}
+	data, err := os.ReadFile(good)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte("not a gob"))
+	f.Add(data[:len(data)/2])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(t.TempDir(), "c.gob")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readStats(p, "k")
+		if err != nil {
+			return
+		}
+		for _, s := range got {
+			if len(s.Mean) != len(s.Var) || !finiteStats(s.Mean, s.Var) {
+				t.Fatalf("accepted statistics %+v", s)
+			}
+		}
+	})
+}
