@@ -353,12 +353,6 @@ func stridedSlice(in, begin, end, stride []int, o *fb.StridedSliceOptionsT) (sha
 	dense := make([]dimSpec, 0, rank)
 	type finalDim struct{ dense int } // -1 new axis, -2 shrunk
 	var finals []finalDim
-	newAfter := 0
-	for i := ellipsis + 1; ellipsis >= 0 && i < n; i++ {
-		if bit(o.NewAxisMask, i) {
-			newAfter++
-		}
-	}
 	specN := n
 	if ellipsis < 0 {
 		ellipsis = n
@@ -394,7 +388,6 @@ func stridedSlice(in, begin, end, stride []int, o *fb.StridedSliceOptionsT) (sha
 		}
 		dense = append(dense, d)
 	}
-	_ = newAfter
 	if len(dense) != rank {
 		return nil, nil, nil, 0, fmt.Errorf("slice spec covers %d of the input's %d dimensions", len(dense), rank)
 	}
