@@ -103,7 +103,10 @@ type QuantizeStage struct {
 	// Calibration configures the pass that gathers activation statistics
 	// for `scales: calibrated`; nil means the defaults (DefaultCalibration).
 	Calibration *Calibration
-	P           Pos
+	// Budget, when set, chooses the schemes; Recipes is then the one
+	// recipe named BudgetRecipe that the budget fills in.
+	Budget *Budget
+	P      Pos
 }
 
 // Calibration is `quantize.calibration`: how many inputs to run through the
@@ -551,8 +554,8 @@ func (d *decoder) ops(n *yaml.Node, field string) []string {
 
 func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 	st := &QuantizeStage{P: p}
-	var one, many, manyKey *yaml.Node
-	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration"}, false, func(key string, k, v *yaml.Node) {
+	var one, many, manyKey, budget, budgetKey *yaml.Node
+	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration", "budget"}, false, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "recipe":
 			one = v
@@ -562,8 +565,20 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 			st.Scales, _ = d.enum(v, "quantize.scales", ScaleMethods)
 		case "calibration":
 			st.Calibration = d.calibration(v, j)
+		case "budget":
+			budget, budgetKey = v, k
 		}
 	}) {
+		return st
+	}
+	if budget != nil {
+		if one != nil || many != nil {
+			d.errorf(budgetKey, KindQuantize, "budget chooses the schemes itself: leave recipe and recipes out (narrow its choice with budget.candidates)")
+			return st
+		}
+		if st.Budget = d.budget(budget, "quantize.budget"); st.Budget != nil {
+			st.Recipes = []*Recipe{{Name: BudgetRecipe, Suffix: BudgetRecipe, P: st.Budget.P}}
+		}
 		return st
 	}
 	switch {
@@ -576,7 +591,7 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 		}
 		return st
 	case many == nil:
-		d.errorf(d.deref(n), KindQuantize, "missing key recipe (a preset name or a mapping) or recipes (a list of them)")
+		d.errorf(d.deref(n), KindQuantize, "missing key recipe (a preset name or a mapping), recipes (a list of them) or budget (a size or an error to meet)")
 		return st
 	}
 	fields := []string{}
