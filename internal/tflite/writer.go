@@ -125,6 +125,16 @@ func Write(w io.Writer, m *Model, opts WriteOptions) (int64, error) {
 	return cw.n, nil
 }
 
+// Size is the number of bytes Write and WriteFile would write for m: the
+// layout is computed, no content is produced.
+func Size(m *Model, opts WriteOptions) (int64, error) {
+	p, err := layout(m, opts)
+	if err != nil {
+		return 0, err
+	}
+	return p.size, nil
+}
+
 // WriteFile writes m to the file at path: into a temporary file in the
 // same folder, synced, then renamed over path, so that path holds either
 // its old content or the complete new model, never a partial one. Buffer

@@ -200,6 +200,9 @@ func TestWriteDeterministic(t *testing.T) {
 			defer m.Close()
 			for _, l := range []Layout{LayoutAuto, LayoutInline, LayoutOffset} {
 				first := writeBytes(t, m, WriteOptions{Layout: l})
+				if n, err := Size(m, WriteOptions{Layout: l}); err != nil || n != int64(len(first)) {
+					t.Errorf("layout %v: Size = %d, %v; Write wrote %d bytes", l, n, err, len(first))
+				}
 				for _, procs := range []int{1, 2} {
 					prev := runtime.GOMAXPROCS(procs)
 					file := filepath.Join(t.TempDir(), "out.tflite")
