@@ -16,6 +16,8 @@ type Plan struct {
 	// Accuracy is what verify's accuracy gate will measure (nil without
 	// a gate).
 	Accuracy *Accuracy `json:"accuracy,omitempty"`
+	// Budget is what a budget chose, when the job has one.
+	Budget *BudgetReport `json:"budget,omitempty"`
 }
 
 // WeightPlan is one constant weight tensor read by at least one op that a
@@ -49,6 +51,9 @@ type WeightPlan struct {
 	Fallback string `json:"fallback_from,omitempty"`
 	// Note says why a weight was left alone or treated specially.
 	Note string `json:"note,omitempty"`
+	// Budget is what a budget weighed for this weight (shared by the
+	// weights of one buffer).
+	Budget *WeightBudget `json:"budget,omitempty"`
 }
 
 // RuleMatch counts how many ops an annotate rule matched, so that a rule

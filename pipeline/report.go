@@ -103,18 +103,63 @@ type SizeShare struct {
 	BytesOut int64  `json:"bytes_out"`
 }
 
-// BudgetReport says what a budget asked for, what its mix is predicted to
-// give, and the same prediction for the uniform presets.
+// BudgetReport says what a budget asked for, what its mix gives, and the
+// same for the uniform presets, all measured on the same samples.
 type BudgetReport struct {
 	// SizeBytes or MaxKL is the budget.
-	SizeBytes      int64         `json:"size_bytes,omitempty"`
-	MaxKL          float64       `json:"max_kl,omitempty"`
-	PredictedBytes int64         `json:"predicted_bytes"`
-	PredictedKL    float64       `json:"predicted_kl"`
-	Presets        []PresetPoint `json:"presets,omitempty"`
+	SizeBytes int64   `json:"size_bytes,omitempty"`
+	MaxKL     float64 `json:"max_kl,omitempty"`
+	// PredictedBytes is the output's size (computed exactly from its
+	// layout); PredictedKL the sum of its weights' sensitivities;
+	// MeasuredKL the mix's KL measured through the interpreter.
+	PredictedBytes int64   `json:"predicted_bytes"`
+	PredictedKL    float64 `json:"predicted_kl"`
+	MeasuredKL     float64 `json:"measured_kl"`
+	// Method is how the chosen mix was found; Mixes lists every mix that
+	// was measured (the allocation under each error model, the uniform
+	// presets within the budget) with its size and measured KL.
+	Method string        `json:"method"`
+	Mixes  []PresetPoint `json:"mixes,omitempty"`
+	// Presets are the uniform schemes among the candidates: their size and
+	// measured KL.
+	Presets []PresetPoint `json:"presets,omitempty"`
+	// What the sensitivity pass ran: the signature and output compared,
+	// samples and tokens per sample, probes (models evaluated) of which
+	// cached (read from the cache), estimated (options predicted from
+	// weight error instead of measured), and its wall time.
+	Signature string  `json:"signature"`
+	Output    string  `json:"output"`
+	Samples   int     `json:"samples"`
+	Seq       int     `json:"seq"`
+	Probes    int     `json:"probes"`
+	Cached    int     `json:"cached"`
+	Estimated int     `json:"estimated"`
+	Seconds   float64 `json:"seconds"`
 }
 
-// PresetPoint is a uniform preset's size and predicted KL divergence on the
+// WeightBudget is, in a plan, what a budget weighed for one weight: every
+// option with its size and KL, and why it got its scheme.
+type WeightBudget struct {
+	Options []BudgetOption `json:"options"`
+	Why     string         `json:"why"`
+}
+
+// BudgetOption is one scheme a budget could give a weight.
+type BudgetOption struct {
+	Scheme string  `json:"scheme"`
+	Bytes  int64   `json:"bytes"`
+	KL     float64 `json:"kl"`
+	// Predicted is the KL the chosen error model gave it; RelL2 the
+	// weight's error with this scheme.
+	Predicted float64 `json:"predicted_kl"`
+	RelL2     float64 `json:"rel_l2"`
+	// Estimated is set when KL was predicted from the weight error and
+	// another scheme's measured sensitivity, not measured itself.
+	Estimated bool `json:"estimated,omitempty"`
+	Chosen    bool `json:"chosen,omitempty"`
+}
+
+// PresetPoint is a uniform preset's size and measured KL divergence on the
 // same model and samples.
 type PresetPoint struct {
 	Recipe string  `json:"recipe"`

@@ -420,12 +420,25 @@ func tradeoffChart(pts []point, budgetBytes int64, maxKL float64) template.HTML 
 		s.circle(px, py, r, class, "", fmt.Sprintf("%s: %s, KL %s", p.label, binary(p.bytes), sig(p.kl)))
 		placed = append(placed, box{px - r, py - r, px + r, py + r})
 	}
+	// Labels: the chosen point's first; a label with no free spot is left
+	// out (the table below the chart names every point).
+	order := make([]point, 0, len(pts))
 	for _, p := range pts {
+		if p.chosen {
+			order = append([]point{p}, order...)
+		} else {
+			order = append(order, p)
+		}
+	}
+	for _, p := range order {
 		if p.kl <= 0 {
 			continue
 		}
 		px, py := x.at(float64(p.bytes)/(1<<20)), y.at(p.kl)
-		b, anchor := placeLabel(px, py, p.label, x.px0, x.px1, y.px1, y.px0, placed)
+		b, anchor, free := placeLabel(px, py, p.label, x.px0, x.px1, y.px1, y.px0, placed)
+		if !free && !p.chosen {
+			continue
+		}
 		placed = append(placed, b)
 		tx := b.x0
 		if anchor == "end" {
@@ -453,8 +466,9 @@ func (a box) overlaps(b box) bool {
 
 // placeLabel finds a spot near the point (px, py) for a label that covers
 // nothing placed yet, trying right and left of it at growing distances;
-// the last resort is the first spot.
-func placeLabel(px, py float64, label string, left, right, top, bottom float64, placed []box) (box, string) {
+// free is false when every spot covers something (the first one is
+// returned then).
+func placeLabel(px, py float64, label string, left, right, top, bottom float64, placed []box) (b box, anchor string, free bool) {
 	w, h := 6.6*float64(len(label)), 14.0
 	var first box
 	firstAnchor := ""
@@ -470,20 +484,20 @@ func placeLabel(px, py float64, label string, left, right, top, bottom float64, 
 			if firstAnchor == "" {
 				first, firstAnchor = b, side
 			}
-			free := true
+			ok := true
 			for _, o := range placed {
 				if b.overlaps(o) {
-					free = false
+					ok = false
 					break
 				}
 			}
-			if free {
-				return b, side
+			if ok {
+				return b, side, true
 			}
 		}
 	}
 	if firstAnchor == "" {
-		return box{px + 8, py - 15, px + 8 + w, py - 1}, "start"
+		return box{px + 8, py - 15, px + 8 + w, py - 1}, "start", false
 	}
-	return first, firstAnchor
+	return first, firstAnchor, false
 }

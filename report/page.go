@@ -162,12 +162,12 @@ func outputViewOf(jobID string, k int, j *job, o *output) outputView {
 		ov.Worst = &o.Tensors[worst].TensorMetric
 	}
 	if b := o.Budget; b != nil {
-		pts := []point{{label: "this mix (" + o.Recipe + ")", bytes: b.PredictedBytes, kl: b.PredictedKL, chosen: true}}
+		pts := []point{{label: "this mix (" + o.Recipe + ")", bytes: b.PredictedBytes, kl: b.MeasuredKL, chosen: true}}
 		for _, p := range b.Presets {
 			pts = append(pts, point{label: p.Recipe, bytes: p.Bytes, kl: p.KL})
 			ov.Presets = append(ov.Presets, presetRow{PresetPoint: p})
 		}
-		ov.Presets = append(ov.Presets, presetRow{PresetPoint: pipeline.PresetPoint{Recipe: o.Recipe, Bytes: b.PredictedBytes, KL: b.PredictedKL}, Chosen: true})
+		ov.Presets = append(ov.Presets, presetRow{PresetPoint: pipeline.PresetPoint{Recipe: o.Recipe, Bytes: b.PredictedBytes, KL: b.MeasuredKL}, Chosen: true})
 		sort.SliceStable(ov.Presets, func(a, c int) bool { return ov.Presets[a].Bytes < ov.Presets[c].Bytes })
 		ov.BudgetChart = tradeoffChart(pts, b.SizeBytes, b.MaxKL)
 	}

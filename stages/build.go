@@ -27,6 +27,9 @@ type Options struct {
 	// Scales replaces the job's quantize.scales (--scales): the int4 scale
 	// method where neither a scheme nor its recipe sets one.
 	Scales string
+	// BudgetCache is the folder where budgets keep measured sensitivities
+	// between runs ("" = measure every time).
+	BudgetCache string
 }
 
 // Build turns a parsed job file into a runnable job: load and annotate
@@ -73,6 +76,11 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 		recipes = quantize.Recipes
 	}
 	check := &recipeCheck{}
+	var choice map[tensorKey]*config.Scheme
+	if quantize != nil && quantize.Budget != nil {
+		choice = map[tensorKey]*config.Scheme{}
+		pj.Prefix = append(pj.Prefix, &Budget{Config: quantize.Budget, Layout: layout, Choice: choice, CacheDir: opt.BudgetCache})
+	}
 	for _, r := range recipes {
 		b := pipeline.Branch{Recipe: "none", Suffix: "f32"}
 		if r != nil {
@@ -84,6 +92,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				Reference:       opt.DequantizedReference,
 				Scales:          quantize.Scales,
 				Calibration:     quantize.Calibration,
+				Choice:          choice,
 			}
 			if opt.Scales != "" {
 				q.Scales = opt.Scales

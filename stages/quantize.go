@@ -37,6 +37,9 @@ type Quantize struct {
 	// Calibration configures the statistics pass of calibrated scales
 	// (nil: config.DefaultCalibration).
 	Calibration *config.Calibration
+	// Choice, when set, gives weights their scheme ahead of the recipe:
+	// what a budget chose (the schemes are valid for every reader).
+	Choice map[tensorKey]*config.Scheme
 }
 
 // scales is the scale method for the recipe's schemes that set none.

@@ -44,6 +44,14 @@ func (q *Quantize) resolve(m *tflite.Model, uses []*weightUse) ([]request, map[*
 		if err != nil {
 			return nil, nil, err
 		}
+		if c, ok := q.Choice[u.key()]; ok {
+			if sc, err = fromConfig(c, q.scales()); err != nil {
+				return nil, nil, err
+			}
+			if !sc.validFor(u.code, u.input) {
+				return nil, nil, fmt.Errorf("%s: %s was chosen for %s, which does not accept it", tensorLabel(t, u.sg, u.tensor), sc.name, opLabel(u))
+			}
+		}
 		why := fits(sc, t.Shape)
 		if why == "" {
 			why = runtimeRefuses(sc, u.code)

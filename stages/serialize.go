@@ -115,12 +115,21 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 			}
 			if w := planned[[2]int{g.sg, orig}]; w != nil {
 				tm.Role, tm.Layer = w.Role, w.Layer
+				if w.Budget != nil {
+					for _, o := range w.Budget.Options {
+						if o.Chosen {
+							kl := o.KL
+							tm.SensitivityKL = &kl
+						}
+					}
+				}
 			}
 			out.Tensors = append(out.Tensors, tm)
 		}
 	}
 	if s.Plan != nil {
 		out.Sizes = s.Plan.SizesByRole()
+		out.Budget = s.Plan.Budget
 	}
 	s.Output = out
 	return nil

@@ -16,7 +16,7 @@ import (
 func init() {
 	register(command{
 		name:    "plan",
-		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite) [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
+		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite | --budget-size SIZE IN.tflite | --budget-kl KL IN.tflite) [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
 		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
 		run:     planCmd,
 	})
@@ -32,7 +32,8 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	fallback := fs.Bool("fallback", false, "with --recipe: plan on_mismatch: fallback")
 	strict := fs.Bool("strict", false, "fail when the job file has lines that do nothing on its model, instead of warning")
 	scales, checkScales := scalesFlag(fs)
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true, "scales": true})
+	bf := addBudgetFlags(fs)
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true, "scales": true, "budget-size": true, "budget-kl": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}
@@ -47,19 +48,19 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	var job *config.Job
 	var err error
-	if *recipe != "" || *aeq != "" {
-		r, err := cliRecipe(*recipe, *aeq)
+	if *recipe != "" || *aeq != "" || *bf.size != "" || *bf.kl != 0 {
+		r, bud, err := recipeOrBudget(*recipe, *aeq, bf)
 		if err != nil {
 			return err
 		}
-		job, err = oneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, *fallback, "")
+		job, err = oneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, bud, *fallback, "")
 		if err != nil {
 			return err
 		}
 	} else if job, err = config.LoadJob(pos[0]); err != nil {
 		return err
 	}
-	pj, err := stages.Build(job, stages.Options{Strict: *strict, Scales: *scales})
+	pj, err := stages.Build(job, stages.Options{Strict: *strict, Scales: *scales, BudgetCache: budgetCache()})
 	if err != nil {
 		return err
 	}
@@ -148,6 +149,7 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 	if a := p.Accuracy; a != nil {
 		fmt.Fprintf(w, "accuracy gate: %s against the float model: %s\n", accuracySetting(a), accuracyChecks(a))
 	}
+	printBudget(w, p)
 	fmt.Fprintln(w)
 }
 

@@ -13,7 +13,7 @@ import (
 func init() {
 	register(command{
 		name:    "quantize",
-		usage:   "(--recipe NAME | --aeq-recipe FILE.json) [--scales minmax|search|calibrated] [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite OUT.tflite",
+		usage:   "(--recipe NAME | --aeq-recipe FILE.json | --budget-size SIZE | --budget-kl KL) [--scales minmax|search|calibrated] [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite OUT.tflite",
 		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
 		run:     quantizeCmd,
 	})
@@ -32,7 +32,8 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	strictLint := fs.Bool("strict", false, "fail when a rule of the --aeq-recipe matches no op that reads a weight, instead of warning")
 	scales, checkScales := scalesFlag(fs)
 	deqRef := fs.Bool("dequantized-reference", false, "write a float32 model whose weights are the dequantized values of the recipe's output (a reference for accuracy tests)")
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true, "aeq-recipe": true, "scales": true})
+	bf := addBudgetFlags(fs)
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true, "aeq-recipe": true, "scales": true, "budget-size": true, "budget-kl": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}
@@ -42,7 +43,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 2 {
 		return usagef("want IN.tflite OUT.tflite, got %d argument(s)", len(pos))
 	}
-	r, err := cliRecipe(*recipe, *aeq)
+	r, bud, err := recipeOrBudget(*recipe, *aeq, bf)
 	if err != nil {
 		return err
 	}
@@ -50,12 +51,12 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	if r.Warning != "" {
 		log.Warn().Msg(r.Warning)
 	}
-	job, err := oneShotJob(pos[0], pos[1], r, *fallback, *layout)
+	job, err := oneShotJob(pos[0], pos[1], r, bud, *fallback, *layout)
 	if err != nil {
 		return usagef("%v", err)
 	}
 	prog := newProgress(stderr)
-	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint, Scales: *scales}
+	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint, Scales: *scales, BudgetCache: budgetCache()}
 	if prog != nil {
 		opt.Progress = prog.update
 	}
@@ -105,7 +106,7 @@ func cliRecipe(preset, aeq string) (*config.Recipe, error) {
 }
 
 // oneShotJob is the job `qpipe quantize` and `qpipe plan --recipe` run.
-func oneShotJob(in, out string, r *config.Recipe, fallback bool, layout string) (*config.Job, error) {
+func oneShotJob(in, out string, r *config.Recipe, b *config.Budget, fallback bool, layout string) (*config.Job, error) {
 	if layout == "auto" {
 		layout = ""
 	}
@@ -119,7 +120,7 @@ func oneShotJob(in, out string, r *config.Recipe, fallback bool, layout string) 
 		Stages: []config.Stage{
 			&config.LoadStage{Path: in},
 			&config.AnnotateStage{},
-			&config.QuantizeStage{Recipes: []*config.Recipe{r}},
+			&config.QuantizeStage{Recipes: []*config.Recipe{r}, Budget: b},
 			&config.VerifyStage{OnMismatch: onMismatch},
 			&config.SerializeStage{Path: out, Layout: layout},
 		},

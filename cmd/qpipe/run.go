@@ -98,7 +98,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	stderr = &syncWriter{w: stderr}
 	rn := &runner{
 		log:    newLogger(stderr),
-		stage:  stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict, Strict: *strictLint, Scales: *scales},
+		stage:  stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict, Strict: *strictLint, Scales: *scales, BudgetCache: budgetCache()},
 		force:  *force,
 		check:  *check,
 		locked: *locked,

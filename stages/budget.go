@@ -1,0 +1,517 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/budget"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// Budget chooses each weight's scheme from measurements (quantize:
+// {budget: …}): the least output error within a size, or the smallest
+// output within an error. It runs once, before the branch's quantize, and
+// leaves its choice in Choice.
+//
+// Each weight's sensitivity is the mean KL divergence of the model's
+// logits when that weight alone is quantized with a candidate (everything
+// else float), measured through the interpreter on a few samples
+// (sensitivity.go). Sensitivities add up to predict a mix's error; the
+// allocation (internal/budget) then trades bytes for error where it costs
+// least. The result is checked: a size budget against the exact size of
+// the output's layout, an error budget against the mix's measured KL, and
+// tightened until both hold.
+type Budget struct {
+	Config *config.Budget
+	// Layout is the serialize stage's, which the output's size depends on.
+	Layout tflite.Layout
+	// Choice receives the chosen scheme of every weight; the branch's
+	// quantize stage reads it.
+	Choice map[tensorKey]*config.Scheme
+	// CacheDir holds measured sensitivities across runs ("" = no cache).
+	CacheDir string
+	// MaxProbes bounds the models measured per weight and candidate; past
+	// it, one candidate per weight is measured and the others predicted
+	// from their weight error (0 = defaultMaxProbes).
+	MaxProbes int
+}
+
+func (*Budget) Name() string { return "budget" }
+
+// defaultMaxProbes: above this many (weight, candidate) pairs the pass
+// measures one candidate per weight.
+const defaultMaxProbes = 400
+
+// refineRounds bounds the plans made around the best mix so far.
+const refineRounds = 2
+
+// budgetUnit is a set of weights that gets one scheme: the tensors that
+// share a buffer (a tied embedding and lm_head), with the candidate
+// schemes every reader accepts and every shape fits.
+type budgetUnit struct {
+	label      string
+	keys       []tensorKey
+	role       config.Role
+	layer      int
+	floatBytes int64
+	schemes    []*config.Scheme
+}
+
+// budgetUnits groups the weights by buffer and keeps, for each group, the
+// candidates that resolve would accept for every reader.
+func budgetUnits(m *tflite.Model, uses []*weightUse, cfg *config.Budget) ([]*budgetUnit, error) {
+	byBuffer := map[uint32]*budgetUnit{}
+	var units []*budgetUnit
+	readers := map[*budgetUnit][]*weightUse{}
+	for _, u := range uses {
+		t := m.Meta.Subgraphs[u.sg].Tensors[u.tensor]
+		bu := byBuffer[t.Buffer]
+		if bu == nil {
+			bu = &budgetUnit{label: t.Name, role: u.role, layer: u.layer, floatBytes: m.Buffers[t.Buffer].Data.Len()}
+			byBuffer[t.Buffer] = bu
+			units = append(units, bu)
+		}
+		if !containsKey(bu.keys, u.key()) {
+			bu.keys = append(bu.keys, u.key())
+		}
+		readers[bu] = append(readers[bu], u)
+	}
+	var out []*budgetUnit
+	for _, bu := range units {
+		// The candidates of every role among the readers (a tied lm_head
+		// reads the embedding's buffer) that all of them accept.
+		var names []string
+		offered := map[string]*config.Scheme{}
+		count := map[string]int{}
+		roles := map[config.Role]bool{}
+		for _, u := range readers[bu] {
+			if roles[u.role] {
+				continue
+			}
+			roles[u.role] = true
+			for _, c := range cfg.CandidatesFor(u.role) {
+				if _, ok := offered[c.Name]; !ok {
+					offered[c.Name] = c
+					names = append(names, c.Name)
+				}
+				count[c.Name]++
+			}
+		}
+		for _, name := range names {
+			if count[name] != len(roles) {
+				continue
+			}
+			c := offered[name]
+			sc, err := fromConfig(c, "")
+			if err != nil {
+				return nil, err
+			}
+			ok := true
+			for _, u := range readers[bu] {
+				t := m.Meta.Subgraphs[u.sg].Tensors[u.tensor]
+				if !sc.validFor(u.code, u.input) || fits(sc, t.Shape) != "" || runtimeRefuses(sc, u.code) != "" {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				bu.schemes = append(bu.schemes, c)
+			}
+		}
+		if len(bu.schemes) > 0 {
+			out = append(out, bu)
+		}
+	}
+	return out, nil
+}
+
+func containsKey(ks []tensorKey, k tensorKey) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// choiceOf gives every unit's weights the scheme pick returns (nil: left
+// out, so float).
+func choiceOf(units []*budgetUnit, pick func(i int, u *budgetUnit) *config.Scheme) map[tensorKey]*config.Scheme {
+	ch := map[tensorKey]*config.Scheme{}
+	for i, u := range units {
+		if s := pick(i, u); s != nil {
+			for _, k := range u.keys {
+				ch[k] = s
+			}
+		}
+	}
+	return ch
+}
+
+func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
+	start := time.Now()
+	ms, err := model(s)
+	if err != nil {
+		return err
+	}
+	if s.Plan == nil {
+		return fmt.Errorf("no annotations: a budget needs the annotate stage")
+	}
+	units, err := budgetUnits(ms.m, ms.uses, b.Config)
+	if err != nil {
+		return err
+	}
+	if len(units) == 0 {
+		return fmt.Errorf("the budget has no weight to choose for: no candidate scheme fits any weight's ops and shape")
+	}
+	mm, err := newMeasurer(ctx, ms, s.Plan, b.Config, b.Layout, s.InputPath, b.CacheDir)
+	if err != nil {
+		return err
+	}
+	defer mm.saveCache(s)
+	tab, err := mm.table(ctx, units, b.maxProbes())
+	if err != nil {
+		return err
+	}
+	// Candidate mixes: the allocation under each error model, and the
+	// uniform presets that meet the budget; each is measured, the best
+	// kept (so a budget is never worse than a uniform preset on its own
+	// samples).
+	var cands []mixCandidate
+	for _, em := range []struct {
+		name string
+		kl   [][]float64
+	}{{"measured sensitivities", tab.kl}, {"sensitivities pooled with weight error", tab.pooled()}} {
+		c, err := b.allocate(ctx, mm, units, tab, em.kl)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			c.method = em.name
+			cands = append(cands, *c)
+		}
+	}
+	for j, p := range tab.uniform {
+		if !p.ok || (b.Config.Size > 0 && p.size > b.Config.Size) || (b.Config.MaxKL > 0 && p.kl > b.Config.MaxKL) {
+			continue
+		}
+		choice := make([]int, len(units))
+		for i, u := range units {
+			choice[i] = schemeIndex(u, tab.names[j])
+		}
+		cands = append(cands, mixCandidate{method: "uniform " + tab.names[j], choice: choice, kl: tab.kl, out: outcome{p.size, p.kl}})
+	}
+	if len(cands) == 0 {
+		return b.infeasible(units, tab)
+	}
+	best := cands[0]
+	for _, c := range cands[1:] {
+		if b.better(c, best) {
+			best = c
+		}
+	}
+	// Then search around the best mix, with each weight's neighbouring
+	// options measured as a change of that mix, so that the interactions
+	// between the weights are in the numbers: plan again on them, and
+	// climb from the best mix by moves that each measurement confirms.
+	// Costs up to two probes per weight, then one per move tried: only
+	// within the probe bound.
+	for round := 0; round < refineRounds && 2*len(units) <= b.maxProbes(); round++ {
+		around, err := mm.around(ctx, units, tab, best.choice, best.out.kl)
+		if err != nil {
+			return err
+		}
+		start := best
+		c, err := b.allocate(ctx, mm, units, tab, around)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			c.method = "planned around " + origin(start.method)
+			cands = append(cands, *c)
+			if b.better(*c, best) {
+				best = *c
+			}
+		}
+		c, err = b.climb(ctx, mm, units, tab, around, start)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			cands = append(cands, *c)
+			if b.better(*c, best) {
+				best = *c
+			}
+		}
+		if best.method == start.method {
+			break
+		}
+	}
+	if b.Config.Size > 0 {
+		f, err := b.fill(ctx, mm, units, tab, cands, best)
+		if err != nil {
+			return err
+		}
+		if f != nil {
+			cands = append(cands, *f)
+			best = *f
+		}
+	}
+	rep := &pipeline.BudgetReport{
+		SizeBytes: b.Config.Size, MaxKL: b.Config.MaxKL, Method: best.method,
+		PredictedBytes: best.out.size, PredictedKL: best.predicted(tab), MeasuredKL: best.out.kl,
+		Signature: mm.sig, Output: mm.output, Samples: len(mm.inputs), Seq: mm.seq,
+		Probes: mm.probes, Cached: mm.cached, Estimated: tab.estimated,
+	}
+	for _, c := range cands {
+		rep.Mixes = append(rep.Mixes, pipeline.PresetPoint{Recipe: c.method, Bytes: c.out.size, KL: c.out.kl})
+	}
+	for j, p := range tab.uniform {
+		if p.ok {
+			rep.Presets = append(rep.Presets, pipeline.PresetPoint{Recipe: tab.names[j], Bytes: p.size, KL: p.kl})
+		}
+	}
+	for k, v := range choiceOf(units, func(i int, u *budgetUnit) *config.Scheme { return u.schemes[best.choice[i]] }) {
+		b.Choice[k] = v
+	}
+	explain(s.Plan, units, tab, best)
+	rep.Seconds = time.Since(start).Seconds()
+	s.Plan.Budget = rep
+	s.Log.Info().Str("method", best.method).Int64("bytes", best.out.size).Float64("measured_kl", best.out.kl).
+		Int("probes", mm.probes).Int("cached", mm.cached).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("budget: mix chosen")
+	return ctx.Err()
+}
+
+func (b *Budget) maxProbes() int {
+	if b.MaxProbes > 0 {
+		return b.MaxProbes
+	}
+	return defaultMaxProbes
+}
+
+// outcome is what a mix measured to.
+type outcome struct {
+	size int64
+	kl   float64
+}
+
+// mixCandidate is one mix the budget considers: how it was found, each
+// unit's option, the error model it was planned with, what it measured.
+type mixCandidate struct {
+	method string
+	choice []int
+	kl     [][]float64
+	out    outcome
+}
+
+// predicted is the sum of the mix's sensitivities (each weight alone).
+func (c mixCandidate) predicted(tab *sensitivityTable) float64 {
+	sum := 0.0
+	for i, j := range c.choice {
+		sum += tab.kl[i][j]
+	}
+	return sum
+}
+
+// origin is the first way a mix in a chain of refinements was found.
+func origin(method string) string {
+	for _, p := range []string{"planned around ", "climbed from ", "filled from "} {
+		if strings.HasPrefix(method, p) {
+			return origin(strings.TrimPrefix(method, p))
+		}
+	}
+	return method
+}
+
+// better says whether a beats b: under a size, the lower measured KL
+// (then the smaller size); under an error, the smaller size (then the
+// lower KL).
+func (bu *Budget) better(a, b mixCandidate) bool {
+	if bu.Config.Size > 0 {
+		if a.out.kl != b.out.kl {
+			return a.out.kl < b.out.kl
+		}
+		return a.out.size < b.out.size
+	}
+	if a.out.size != b.out.size {
+		return a.out.size < b.out.size
+	}
+	return a.out.kl < b.out.kl
+}
+
+// infeasible explains why nothing meets the budget.
+func (b *Budget) infeasible(units []*budgetUnit, tab *sensitivityTable) error {
+	smallest, best := int64(math.MaxInt64), math.Inf(1)
+	for _, p := range tab.uniform {
+		smallest = min(smallest, p.size)
+		best = math.Min(best, p.kl)
+	}
+	if b.Config.Size > 0 {
+		return fmt.Errorf("no mix of the candidates fits in %d bytes (%s): the smallest uniform one is %d bytes; raise the size or allow smaller schemes", b.Config.Size, binarySize(b.Config.Size), smallest)
+	}
+	return fmt.Errorf("no mix of the candidates keeps the KL divergence within %g: the most accurate measured %g; raise max_kl or allow larger schemes (fp16)", b.Config.MaxKL, best)
+}
+
+// allocate plans a mix under one error model and checks it: a size budget
+// against the exact size of the output, an error budget against the mix's
+// measured KL; a miss tightens the target by the miss and plans again. It
+// returns nil when the model finds no mix within the budget.
+func (b *Budget) allocate(ctx context.Context, mm *measurer, units []*budgetUnit, tab *sensitivityTable, kl [][]float64) (*mixCandidate, error) {
+	const rounds = 8
+	opts := make([]budget.Unit, len(units))
+	for i, u := range units {
+		opts[i] = budget.Unit{Name: u.label}
+		for j, c := range u.schemes {
+			opts[i].Options = append(opts[i].Options, budget.Option{Label: c.Name, Bytes: tab.bytes[i][j], Err: math.Max(0, kl[i][j])})
+		}
+	}
+	p, err := budget.NewPlanner(opts)
+	if err != nil {
+		return nil, err
+	}
+	// The weights' bytes leave out the graph and the constants no
+	// candidate touches: fixed, taken from the float model's layout.
+	fixed := tab.floatSize
+	for _, u := range units {
+		fixed -= u.floatBytes
+	}
+	cfg := b.Config
+	choose := func(mix budget.Mix) map[tensorKey]*config.Scheme {
+		return choiceOf(units, func(i int, u *budgetUnit) *config.Scheme { return u.schemes[mix.Choice[i]] })
+	}
+	if cfg.Size > 0 {
+		limit := cfg.Size - fixed
+		for r := 0; r < rounds; r++ {
+			mix, ok := p.BySize(limit)
+			if !ok {
+				return nil, nil
+			}
+			size, err := mm.size(ctx, choose(mix))
+			if err != nil {
+				return nil, err
+			}
+			if size <= cfg.Size {
+				measured, err := mm.kl(ctx, choose(mix))
+				return &mixCandidate{choice: mix.Choice, kl: kl, out: outcome{size, measured}}, err
+			}
+			limit -= size - cfg.Size
+		}
+		return nil, nil
+	}
+	target := cfg.MaxKL
+	for r := 0; r < rounds; r++ {
+		mix, ok := p.ByError(target)
+		if !ok {
+			return nil, nil
+		}
+		measured, err := mm.kl(ctx, choose(mix))
+		if err != nil {
+			return nil, err
+		}
+		if measured <= cfg.MaxKL {
+			size, err := mm.size(ctx, choose(mix))
+			return &mixCandidate{choice: mix.Choice, kl: kl, out: outcome{size, measured}}, err
+		}
+		// The model under-predicted this mix: aim lower by the miss.
+		target *= 0.97 * cfg.MaxKL / measured
+	}
+	return nil, nil
+}
+
+// explain writes into the plan, for every weight of every unit, its
+// options and why it got its scheme: the error one step down its hull
+// would add per byte saved, and what one step up would remove per byte
+// added, against the price the budget settled at.
+func explain(plan *pipeline.Plan, units []*budgetUnit, tab *sensitivityTable, best mixCandidate) {
+	byKey := map[tensorKey]int{}
+	for i, u := range units {
+		for _, k := range u.keys {
+			byKey[k] = i
+		}
+	}
+	for _, w := range plan.Weights {
+		i, ok := byKey[tensorKey{w.Subgraph, w.Tensor}]
+		if !ok {
+			continue
+		}
+		u := units[i]
+		wb := &pipeline.WeightBudget{}
+		for j, c := range u.schemes {
+			wb.Options = append(wb.Options, pipeline.BudgetOption{Scheme: c.Name, Bytes: tab.bytes[i][j], KL: tab.kl[i][j],
+				Predicted: best.kl[i][j], RelL2: tab.relL2[i][j], Estimated: tab.estimatedAt[i][j], Chosen: j == best.choice[i]})
+		}
+		wb.Why = why(u, i, tab, best)
+		w.Budget = wb
+	}
+}
+
+// why says in one line what the weight's neighbours on the size axis would
+// cost or give.
+func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate) string {
+	c := best.choice[i]
+	kl := best.kl[i]
+	cur := fmt.Sprintf("%s (%s; KL %.3g with it alone quantized so)", u.schemes[c].Name, binarySize(tab.bytes[i][c]), tab.kl[i][c])
+	if strings.HasPrefix(best.method, "uniform") {
+		return cur + "; " + best.method + " measured better than the planned mixes"
+	}
+	// The nearest smaller and larger options the method weighed.
+	down, up := -1, -1
+	for j := range u.schemes {
+		if kl[j] >= aroundOff {
+			continue
+		}
+		if tab.bytes[i][j] < tab.bytes[i][c] && (down < 0 || tab.bytes[i][j] > tab.bytes[i][down]) {
+			down = j
+		}
+		if tab.bytes[i][j] > tab.bytes[i][c] && (up < 0 || tab.bytes[i][j] < tab.bytes[i][up]) {
+			up = j
+		}
+	}
+	basis := "predicted"
+	if strings.HasPrefix(best.method, "measured around") {
+		basis = "measured on the mix"
+	}
+	if down >= 0 {
+		cur += fmt.Sprintf("; %s would save %s for %+.3g KL", u.schemes[down].Name, binarySize(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c])
+	}
+	if up >= 0 {
+		cur += fmt.Sprintf("; %s would cost %s for %+.3g KL", u.schemes[up].Name, binarySize(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c])
+	}
+	if down >= 0 || up >= 0 {
+		cur += " (" + basis + ")"
+	}
+	return cur
+}
+
+func binarySize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// schemeNames lists the distinct candidate names of the units in
+// first-seen order.
+func schemeNames(units []*budgetUnit) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, u := range units {
+		for _, c := range u.schemes {
+			if !seen[c.Name] {
+				seen[c.Name] = true
+				out = append(out, c.Name)
+			}
+		}
+	}
+	return out
+}

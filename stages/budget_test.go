@@ -1,0 +1,309 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// budgetJob is a job file that loads model (a testdata name) and runs a
+// budget, written to dir.
+func budgetJob(t testing.TB, model, budget string) string {
+	return fmt.Sprintf(`version: 1
+name: b
+stages:
+  - load: {path: %s}
+  - quantize:
+      budget: %s
+  - serialize: {path: "{name}_{suffix}.tflite"}
+`, absModel(t, model), budget)
+}
+
+// evalKL is qpipe eval's mean KL of cand against ref (default samples,
+// the given seed).
+func evalKL(t testing.TB, ref, cand string, seed int64) float64 {
+	t.Helper()
+	r, err := evaluate.Open(ref, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := evaluate.Open(cand, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rep, err := evaluate.Compare(context.Background(), r, c, evaluate.Options{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range rep.Signatures {
+		for _, o := range s.Outputs {
+			if o.Logits != nil {
+				return float64(o.Logits.MeanKL)
+			}
+		}
+	}
+	t.Fatal("no logits output")
+	return 0
+}
+
+func fileSize(t testing.TB, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestBudgetUnits: a tied embedding and lm_head are one unit; each unit
+// offers only the candidates every reader accepts and its shape fits;
+// the job's per-role narrowing applies.
+func TestBudgetUnits(t *testing.T) {
+	for _, tc := range []struct {
+		model string
+		cands map[config.Role][]string
+		want  func(u *budgetUnit) string // "" when fine
+	}{
+		{"tiny_decoder.tflite", nil, func(u *budgetUnit) string {
+			if len(u.schemes) != len(config.DefaultBudgetCandidates) {
+				return fmt.Sprintf("%d candidates", len(u.schemes))
+			}
+			return ""
+		}},
+		{"tiny_decoder.tflite", map[config.Role][]string{config.RoleDefault: {"dynamic_int8", "dynamic_int4_block32"}, config.RoleEmbedding: {"fp16"}}, func(u *budgetUnit) string {
+			var names []string
+			for _, s := range u.schemes {
+				names = append(names, s.Name)
+			}
+			got := strings.Join(names, ",")
+			want := "dynamic_int8,dynamic_int4_block32"
+			if u.role == config.RoleEmbedding {
+				want = "fp16"
+			}
+			if got != want {
+				return got + ", want " + want
+			}
+			return ""
+		}},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			m := openModel(t, filepath.Join(models, tc.model))
+			defer m.Close()
+			ms := &modelState{m: m}
+			s := &pipeline.State{Model: ms}
+			if err := (&Annotate{}).Run(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+			cfg := &config.Budget{Size: 1, Candidates: map[config.Role][]*config.Scheme{}}
+			for role, names := range tc.cands {
+				for _, n := range names {
+					r, err := config.Preset(n)
+					if err != nil {
+						t.Fatal(err)
+					}
+					cfg.Candidates[role] = append(cfg.Candidates[role], r.Default.All)
+				}
+			}
+			units, err := budgetUnits(m, ms.uses, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tied := 0
+			for _, u := range units {
+				if len(u.keys) > 1 {
+					tied++
+				}
+				// Every offered scheme resolves for every reader.
+				for _, c := range u.schemes {
+					q := &Quantize{Recipe: &config.Recipe{Name: "t"}, Choice: choiceOf([]*budgetUnit{u}, func(int, *budgetUnit) *config.Scheme { return c })}
+					if _, _, err := q.resolve(m, ms.uses); err != nil {
+						t.Errorf("%s: %s offered but refused: %v", u.label, c.Name, err)
+					}
+				}
+				if msg := tc.want(u); msg != "" {
+					t.Errorf("%s (%s): %s", u.label, u.role, msg)
+				}
+			}
+			if tied != 1 {
+				t.Errorf("%d units share a buffer between tensors, want 1 (the tied embedding and lm_head)", tied)
+			}
+		})
+	}
+}
+
+// TestBudgetNotDivisible: where a block size does not divide a weight's
+// last dimension, the budget does not offer it.
+func TestBudgetNotDivisible(t *testing.T) {
+	m := openModel(t, filepath.Join(models, "tiny_decoder_nodiv.tflite"))
+	defer m.Close()
+	ms := &modelState{m: m}
+	if err := (&Annotate{}).Run(context.Background(), &pipeline.State{Model: ms}); err != nil {
+		t.Fatal(err)
+	}
+	units, err := budgetUnits(m, ms.uses, &config.Budget{Size: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, u := range units {
+		shape := m.Meta.Subgraphs[u.keys[0].sg].Tensors[u.keys[0].tensor].Shape
+		for _, name := range config.DefaultBudgetCandidates {
+			r, _ := config.Preset(name)
+			sc, _ := fromConfig(r.Default.All, "")
+			offered := schemeIndex(u, name) >= 0
+			if fits(sc, shape) != "" {
+				if offered {
+					t.Errorf("%s %v: %s offered but does not fit", u.label, shape, name)
+				}
+				refused++
+			}
+		}
+	}
+	if refused == 0 {
+		t.Error("the model has no weight a block size does not divide: the test tests nothing")
+	}
+}
+
+// TestBudgetErrors: budgets that cannot be met, and models without
+// logits, fail with what to do.
+func TestBudgetErrors(t *testing.T) {
+	for _, tc := range []struct{ model, budget, want string }{
+		{"tiny_decoder.tflite", "{size: 100kB, samples: 1}", "no mix of the candidates fits in 100000 bytes"},
+		{"tiny_decoder.tflite", "{max_kl: 1e-12, samples: 1}", "no mix of the candidates keeps the KL divergence within 1e-12"},
+		{"aeq_conv_fc_mnist.tflite", "{size: 1MB, samples: 1}", "logits output"},
+	} {
+		_, _, err := runJobFile(t, budgetJob(t, tc.model, tc.budget))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s: got %v, want %q", tc.model, tc.budget, err, tc.want)
+		}
+	}
+}
+
+// TestBudgetCacheAndDeterminism: a second run reads every sensitivity
+// from the cache and writes the same bytes; so does a run with another
+// thread count.
+func TestBudgetCacheAndDeterminism(t *testing.T) {
+	cache := t.TempDir()
+	run := func() (string, *pipeline.BudgetReport) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "job.yaml")
+		if err := os.WriteFile(path, []byte(budgetJob(t, "tiny_decoder.tflite", "{size: 900kB, samples: 2}")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		job, err := config.LoadJob(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pj, err := Build(job, Options{BudgetCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &pipeline.State{Log: zerolog.Nop(), Metrics: true}
+		branches, err := pipeline.Run(context.Background(), pj, s)
+		t.Cleanup(func() { Close(s) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fileSum(t, branches[0].Output.Path), branches[0].Output.Budget
+	}
+	sum1, r1 := run()
+	sum2, r2 := run()
+	if sum1 != sum2 {
+		t.Error("the second run wrote other bytes")
+	}
+	if r1.Cached != 0 || r2.Cached == 0 {
+		t.Errorf("cached sensitivities: first run %d, second %d; want 0 then all", r1.Cached, r2.Cached)
+	}
+	if r2.Probes >= r1.Probes {
+		t.Errorf("the cache saved nothing: %d probes, then %d", r1.Probes, r2.Probes)
+	}
+	t.Logf("probes: %d, then %d with %d from the cache", r1.Probes, r2.Probes, r2.Cached)
+}
+
+// TestBudgetProxyRanks: the weight-error estimate (what the pass uses past
+// MaxProbes) ranks each weight's options as the measurements do, and
+// orders the (weight, option) pairs nearly so.
+func TestBudgetProxyRanks(t *testing.T) {
+	m := openModel(t, filepath.Join(models, "tiny_decoder.tflite"))
+	defer m.Close()
+	ms := &modelState{m: m}
+	s := &pipeline.State{Model: ms, Log: zerolog.Nop()}
+	if err := (&Annotate{}).Run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Budget{Size: 1, Samples: 2}
+	units, err := budgetUnits(m, ms.uses, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := newMeasurer(context.Background(), ms, s.Plan, cfg, 0, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := mm.table(context.Background(), units, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := mm.table(context.Background(), units, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proxy.estimated == 0 {
+		t.Fatal("nothing was estimated")
+	}
+	var a, b []float64
+	agree, pairs := 0, 0
+	for i := range units {
+		for j := range units[i].schemes {
+			a = append(a, full.kl[i][j])
+			b = append(b, proxy.kl[i][j])
+			for k := range units[i].schemes {
+				if k > j {
+					pairs++
+					if (full.kl[i][j] < full.kl[i][k]) == (proxy.kl[i][j] < proxy.kl[i][k]) {
+						agree++
+					}
+				}
+			}
+		}
+	}
+	rho := spearman(a, b)
+	t.Logf("estimate vs measurement: Spearman %.3f over %d (weight, scheme) pairs; within a weight %d of %d option pairs ordered alike", rho, len(a), agree, pairs)
+	if rho < 0.8 || float64(agree) < 0.8*float64(pairs) {
+		t.Errorf("the estimate does not rank like the measurements (Spearman %.3f, %d/%d)", rho, agree, pairs)
+	}
+}
+
+func spearman(a, b []float64) float64 {
+	rank := func(x []float64) []float64 {
+		idx := make([]int, len(x))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(i, j int) bool { return x[idx[i]] < x[idx[j]] })
+		r := make([]float64, len(x))
+		for k, i := range idx {
+			r[i] = float64(k)
+		}
+		return r
+	}
+	ra, rb := rank(a), rank(b)
+	n := float64(len(a))
+	var d2 float64
+	for i := range ra {
+		d2 += (ra[i] - rb[i]) * (ra[i] - rb[i])
+	}
+	return 1 - 6*d2/(n*(n*n-1))
+}
