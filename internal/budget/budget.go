@@ -292,21 +292,28 @@ func (p *Planner) bySizePath(limit int64) (Mix, bool) {
 	}
 	// Spend what is left: the single move that removes the most error and
 	// still fits, until none does.
+	p.spend(&mx, func(cur, opt Option) float64 { return cur.Err - opt.Err },
+		func(cur, opt Option) bool { return mx.Bytes+opt.Bytes-cur.Bytes <= limit })
+	return mx, true
+}
+
+// spend applies, until there is none, the single move of highest positive
+// value that allowed accepts (ties: the first unit and option).
+func (p *Planner) spend(mx *Mix, value func(cur, opt Option) float64, allowed func(cur, opt Option) bool) {
 	for {
 		bu, bo, best := -1, -1, 0.0
 		for u, unit := range p.units {
 			cur := unit.Options[mx.Choice[u]]
 			for o, opt := range unit.Options {
-				gain := cur.Err - opt.Err
-				if gain > best && mx.Bytes+opt.Bytes-cur.Bytes <= limit {
-					bu, bo, best = u, o, gain
+				if v := value(cur, opt); v > best && allowed(cur, opt) {
+					bu, bo, best = u, o, v
 				}
 			}
 		}
 		if bu < 0 {
-			return mx, true
+			return
 		}
-		p.apply(&mx, bu, bo)
+		p.apply(mx, bu, bo)
 	}
 }
 
@@ -352,20 +359,7 @@ func (p *Planner) byErrorPath(maxErr float64) (Mix, bool) {
 	}
 	// Spend what is left of the error: the single move that saves the
 	// most bytes and stays within it, until none does.
-	for {
-		bu, bo, best := -1, -1, int64(0)
-		for u, unit := range p.units {
-			cur := unit.Options[mx.Choice[u]]
-			for o, opt := range unit.Options {
-				saved := cur.Bytes - opt.Bytes
-				if saved > best && mx.Err+opt.Err-cur.Err <= maxErr {
-					bu, bo, best = u, o, saved
-				}
-			}
-		}
-		if bu < 0 {
-			return mx, true
-		}
-		p.apply(&mx, bu, bo)
-	}
+	p.spend(&mx, func(cur, opt Option) float64 { return float64(cur.Bytes - opt.Bytes) },
+		func(cur, opt Option) bool { return mx.Err+opt.Err-cur.Err <= maxErr })
+	return mx, true
 }
