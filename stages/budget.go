@@ -174,7 +174,7 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 		return err
 	}
 	defer mm.saveCache(s)
-	tab, err := mm.table(ctx, units, b.maxProbes())
+	tab, err := mm.table(ctx, units, b.maxProbes(), func(tab *sensitivityTable) error { return b.feasible(units, tab) })
 	if err != nil {
 		return err
 	}
@@ -342,6 +342,43 @@ func (bu *Budget) better(a, b mixCandidate) bool {
 		return a.out.size < b.out.size
 	}
 	return a.out.kl < b.out.kl
+}
+
+// feasible fails when no mix can meet the budget: the smallest option of
+// every weight is still too large, or the most accurate uniform preset's
+// measured KL is still too high.
+func (b *Budget) feasible(units []*budgetUnit, tab *sensitivityTable) error {
+	if b.Config.Size > 0 {
+		smallest := tab.floatSize
+		for i, u := range units {
+			smallest += tab.bytes[i][smallestOption(tab.bytes[i])] - u.floatBytes
+		}
+		if smallest > b.Config.Size {
+			return b.infeasible(units, tab)
+		}
+		return nil
+	}
+	// The most accurate mix is known when every weight's most accurate
+	// option is the same scheme: then it is that uniform preset.
+	name := ""
+	for i, u := range units {
+		j := 0
+		for k := range u.schemes {
+			if tab.relL2[i][k] < tab.relL2[i][j] {
+				j = k
+			}
+		}
+		if name != "" && u.schemes[j].Name != name {
+			return nil
+		}
+		name = u.schemes[j].Name
+	}
+	for j, p := range tab.uniform {
+		if tab.names[j] == name && p.ok && p.kl > b.Config.MaxKL {
+			return b.infeasible(units, tab)
+		}
+	}
+	return nil
 }
 
 // infeasible explains why nothing meets the budget.

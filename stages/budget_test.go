@@ -252,11 +252,11 @@ func TestBudgetProxyRanks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := mm.table(context.Background(), units, 1<<20)
+	full, err := mm.table(context.Background(), units, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := mm.table(context.Background(), units, 1)
+	proxy, err := mm.table(context.Background(), units, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

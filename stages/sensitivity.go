@@ -286,7 +286,7 @@ type uniformPoint struct {
 // is probed alone — or, past maxProbes pairs, only each unit's smallest
 // candidate, the others estimated as KL·(their rel L2 / its rel L2)²
 // (output error grows with the weight error's energy).
-func (mm *measurer) table(ctx context.Context, units []*budgetUnit, maxProbes int) (*sensitivityTable, error) {
+func (mm *measurer) table(ctx context.Context, units []*budgetUnit, maxProbes int, feasible func(*sensitivityTable) error) (*sensitivityTable, error) {
 	tab := &sensitivityTable{names: schemeNames(units)}
 	var err error
 	if tab.floatSize, err = tflite.Size(mm.ms.m, tflite.WriteOptions{Layout: mm.layout}); err != nil {
@@ -350,6 +350,12 @@ func (mm *measurer) table(ctx context.Context, units []*budgetUnit, maxProbes in
 			}
 		}
 		tab.uniform = append(tab.uniform, uniformPoint{ok: len(members) == n, size: size, kl: kl})
+	}
+	// A budget that nothing can meet fails before the long part.
+	if feasible != nil {
+		if err := feasible(tab); err != nil {
+			return nil, err
+		}
 	}
 	tab.pairs = pairs
 	measureAll := pairs <= maxProbes

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+func TestBudgetFlags(t *testing.T) {
+	dir := t.TempDir()
+	in := e2eCopy(t, dir, "tiny_decoder.tflite")
+	out := filepath.Join(dir, "o.tflite")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"quantize", "--budget-size", "1MB", "--recipe", "fp16", in, out}, exitUsage, "leave out --recipe"},
+		{[]string{"quantize", "--budget-size", "1MB", "--budget-kl", "0.1", in, out}, exitUsage, "exclusive"},
+		{[]string{"quantize", "--budget-size", "lots", in, out}, exitUsage, `size "lots"`},
+		{[]string{"quantize", "--budget-kl", "-1", in, out}, exitUsage, "positive"},
+		{[]string{"plan", "--budget-size", "10kB", in}, exitFailed, "no mix of the candidates fits in 10000 bytes"},
+	} {
+		code, _, stderr := e2eRun(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q; want exit %d and %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a refused budget wrote an output")
+	}
+}
+
+// TestBudgetPlan: plan shows the budget's choice and why, in text and
+// JSON, and writes nothing.
+func TestBudgetPlan(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QPIPE_CACHE_DIR", filepath.Join(dir, "cache"))
+	e2eCopy(t, dir, "tiny_decoder.tflite")
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: tiny_decoder.tflite}
+  - quantize:
+      budget: {size: 900kB, samples: 1}
+  - serialize: {path: "out/{name}_{suffix}.tflite"}
+`)
+	code, stdout, stderr := e2eRun(t, "plan", job)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"budget: size at most", "chosen: budget", "MEASURED KL", "preset dynamic_int8", "why each weight got its scheme", "arith.constant4: dynamic_int"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, stderr = e2eRun(t, "plan", "--json", job)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var plan struct{ Plans []pipeline.Plan }
+	if err := json.Unmarshal([]byte(stdout), &plan); err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Plans[0]
+	if p.Budget == nil || p.Budget.PredictedBytes > 900000 || p.Budget.Cached == 0 {
+		t.Fatalf("budget %+v: want a mix within 900 kB, its sensitivities read from the cache the first plan filled", p.Budget)
+	}
+	chosen := 0
+	for _, w := range p.Weights {
+		if w.Budget == nil || w.Budget.Why == "" {
+			t.Errorf("%s: no budget explanation", w.Name)
+			continue
+		}
+		for _, o := range w.Budget.Options {
+			if o.Chosen {
+				chosen++
+				if w.Scheme == nil || *w.Scheme != o.Scheme {
+					t.Errorf("%s: chosen %s, planned %v", w.Name, o.Scheme, w.Scheme)
+				}
+			}
+		}
+	}
+	if chosen != len(p.Weights) {
+		t.Errorf("%d of %d weights have a chosen option", chosen, len(p.Weights))
+	}
+	if files := e2eFiles(t, filepath.Join(dir)); len(files) != 3 {
+		t.Errorf("plan wrote files: %v", files)
+	}
+}
