@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"sort"
-	"strings"
 
 	"github.com/qpipe/qpipe/pipeline"
 )
@@ -77,7 +75,7 @@ func parse(data []byte) (*run, error) {
 
 func parseJob(data []byte) (*job, error) {
 	j := &job{JobReport: &pipeline.JobReport{}}
-	rest, err := decode(data, j.JobReport, &j.Extra)
+	rest, err := decode(data, j.JobReport, &j.Extra, "outputs")
 	if err != nil {
 		return nil, err
 	}
@@ -100,11 +98,11 @@ func parseJob(data []byte) (*job, error) {
 
 func parseOutput(data []byte) (*output, error) {
 	o := &output{OutputReport: &pipeline.OutputReport{}}
-	rest, err := decode(data, o.OutputReport, &o.Extra)
+	rest, err := decode(data, o.OutputReport, &o.Extra, "tensors")
 	if err != nil {
 		return nil, err
 	}
-	var ts []map[string]json.RawMessage
+	var ts []json.RawMessage
 	if t, ok := rest["tensors"]; ok {
 		if err := json.Unmarshal(t, &ts); err != nil {
 			return nil, jsonError(t, err)
@@ -112,11 +110,11 @@ func parseOutput(data []byte) (*output, error) {
 	}
 	keys := map[string]bool{}
 	for i, t := range ts {
-		fs, err := unknown(t, reflect.TypeOf(pipeline.TensorMetric{}))
-		if err != nil {
+		var fs []field
+		tm := tensor{Extra: map[string]any{}}
+		if _, err := decode(t, &tm.TensorMetric, &fs); err != nil {
 			return nil, fmt.Errorf("tensors[%d]: %w", i, err)
 		}
-		tm := tensor{TensorMetric: o.OutputReport.Tensors[i], Extra: map[string]any{}}
 		for _, f := range fs {
 			tm.Extra[f.Key] = f.Value
 			keys[f.Key] = true
@@ -130,9 +128,11 @@ func parseOutput(data []byte) (*output, error) {
 	return o, nil
 }
 
-// decode fills typed (a pointer to a struct) from a JSON object, puts the
-// members it has no field for in extra, and returns all the members.
-func decode(data []byte, typed any, extra *[]field) (map[string]json.RawMessage, error) {
+// decode fills typed (a pointer to a struct) from a JSON object, puts
+// what the struct does not carry in extra — members it has no field for,
+// at any depth, keyed by their path (accuracy.checks[0].note) — except
+// the members named in skip, and returns all the members.
+func decode(data []byte, typed any, extra *[]field, skip ...string) (map[string]json.RawMessage, error) {
 	if err := json.Unmarshal(data, typed); err != nil {
 		return nil, jsonError(data, err)
 	}
@@ -140,34 +140,60 @@ func decode(data []byte, typed any, extra *[]field) (map[string]json.RawMessage,
 	if err := json.Unmarshal(data, &rest); err != nil {
 		return nil, jsonError(data, err)
 	}
-	var err error
-	*extra, err = unknown(rest, reflect.TypeOf(typed).Elem())
-	return rest, err
+	back, err := json.Marshal(typed)
+	if err != nil {
+		return nil, err
+	}
+	raw, kept := numbers(data), numbers(back)
+	if m, ok := raw.(map[string]any); ok {
+		for _, k := range skip {
+			delete(m, k)
+		}
+	}
+	*extra = nil
+	leftover("", raw, kept, extra)
+	sort.Slice(*extra, func(i, j int) bool { return (*extra)[i].Key < (*extra)[j].Key })
+	return rest, nil
 }
 
-// unknown returns the members of obj that are not fields of the struct type
-// t, sorted by key, decoded with numbers kept as written.
-func unknown(obj map[string]json.RawMessage, t reflect.Type) ([]field, error) {
-	known := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known[name] = true
-	}
-	var out []field
-	for k, v := range obj {
-		if known[k] {
-			continue
+// numbers decodes JSON keeping numbers as written.
+func numbers(data []byte) any {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v any
+	d.Decode(&v)
+	return v
+}
+
+// leftover appends to out what raw holds that kept (the same JSON after a
+// round trip through the typed structs) lost.
+func leftover(path string, raw, kept any, out *[]field) {
+	switch r := raw.(type) {
+	case map[string]any:
+		k, _ := kept.(map[string]any)
+		for key, v := range r {
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			kv, ok := k[key]
+			if !ok {
+				*out = append(*out, field{p, v})
+				continue
+			}
+			leftover(p, v, kv, out)
 		}
-		d := json.NewDecoder(bytes.NewReader(v))
-		d.UseNumber()
-		var val any
-		if err := d.Decode(&val); err != nil {
-			return nil, jsonError(v, err)
+	case []any:
+		k, _ := kept.([]any)
+		for i, v := range r {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if i >= len(k) {
+				*out = append(*out, field{p, v})
+				continue
+			}
+			leftover(p, v, k[i], out)
 		}
-		out = append(out, field{k, val})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
 }
 
 // jsonError adds the line and column to a decoding error that has an

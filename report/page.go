@@ -38,7 +38,9 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return fmt.Sprint(*l)
 	},
-	"css": func() template.CSS { return template.CSS(css) },
+	"css":   func() template.CSS { return template.CSS(css) },
+	"f64":   func(p *float64) float64 { return *p },
+	"f64ok": func(p *bool) bool { return *p },
 }).Parse(pageHTML))
 
 // HTML writes the page for a run report: data is what `qpipe run --json`
