@@ -82,6 +82,11 @@ func TestBudgetEvidence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the sensitivity pass three times")
 	}
+	if raceEnabled {
+		// Its code paths run under the race detector in the other budget
+		// tests; .ci/run runs this one without it.
+		t.Skip("the race detector makes the three sensitivity passes take minutes")
+	}
 	in := absModel(t, "tiny_decoder.tflite")
 	dir, cache := t.TempDir(), t.TempDir()
 	presets := []string{"fp16", "dynamic_int8", "dynamic_int4_block32", "dynamic_int4_block64", "dynamic_int4_block128", "dynamic_int4_block256"}

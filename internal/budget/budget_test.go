@@ -87,7 +87,7 @@ func TestPathPointsOptimal(t *testing.T) {
 func TestBySizeAndByError(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	worst := 0.0
-	for trial := 0; trial < 16; trial++ {
+	for trial := 0; trial < 10; trial++ {
 		units := randomUnits(r, 2+r.IntN(4))
 		p, _ := NewPlanner(units)
 		lo, hi := p.Smallest().Bytes, p.Largest().Bytes

@@ -1,0 +1,6 @@
+//go:build race
+
+package stages
+
+// raceEnabled: the race detector slows the interpreter tenfold or more.
+const raceEnabled = true
