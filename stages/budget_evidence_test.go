@@ -83,8 +83,7 @@ func TestBudgetEvidence(t *testing.T) {
 		t.Skip("runs the sensitivity pass three times")
 	}
 	if raceEnabled {
-		// Its code paths run under the race detector in the other budget
-		// tests; .ci/run runs this one without it.
+		// .ci/run runs it without the race detector.
 		t.Skip("the race detector makes the three sensitivity passes take minutes")
 	}
 	in := absModel(t, "tiny_decoder.tflite")

@@ -195,6 +195,9 @@ func TestBudgetErrors(t *testing.T) {
 // from the cache and writes the same bytes; so does a run with another
 // thread count.
 func TestBudgetCacheAndDeterminism(t *testing.T) {
+	if raceEnabled {
+		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
+	}
 	cache := t.TempDir()
 	run := func() (string, *pipeline.BudgetReport) {
 		dir := t.TempDir()
@@ -236,6 +239,9 @@ func TestBudgetCacheAndDeterminism(t *testing.T) {
 // MaxProbes) ranks each weight's options as the measurements do, and
 // orders the (weight, option) pairs nearly so.
 func TestBudgetProxyRanks(t *testing.T) {
+	if raceEnabled {
+		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
+	}
 	m := openModel(t, filepath.Join(models, "tiny_decoder.tflite"))
 	defer m.Close()
 	ms := &modelState{m: m}

@@ -38,6 +38,9 @@ func TestBudgetFlags(t *testing.T) {
 // TestBudgetPlan: plan shows the budget's choice and why, in text and
 // JSON, and writes nothing.
 func TestBudgetPlan(t *testing.T) {
+	if raceEnabled {
+		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
+	}
 	dir := t.TempDir()
 	t.Setenv("QPIPE_CACHE_DIR", filepath.Join(dir, "cache"))
 	e2eCopy(t, dir, "tiny_decoder.tflite")
