@@ -86,6 +86,9 @@ type outputView struct {
 	Budget      *pipeline.BudgetReport
 	BudgetChart template.HTML
 	Presets     []presetRow
+	// ScaleSearch is set when some tensor's scales were searched (its
+	// min-max SQNR is then shown beside).
+	ScaleSearch bool
 }
 
 type sizeRow struct {
@@ -144,6 +147,11 @@ func outputViewOf(jobID string, k int, j *job, o *output) outputView {
 			ov.SizeRows = append(ov.SizeRows, sizeRow{SizeShare: s, Color: pal[s.Role], Ratio: ratio(s.BytesOut, s.BytesIn)})
 		}
 		sort.SliceStable(ov.SizeRows, func(a, b int) bool { return roleLess(ov.SizeRows[a].Role, ov.SizeRows[b].Role) })
+	}
+	for _, t := range o.Tensors {
+		if t.Scales != "" || t.SQNRMinMax != nil {
+			ov.ScaleSearch = true
+		}
 	}
 	ov.SQNRChart = layerChart(o.Tensors, sqnrMeasure)
 	ov.SensChart = layerChart(o.Tensors, sensitivityMeasure)
