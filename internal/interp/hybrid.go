@@ -68,6 +68,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 	}
 	scratch := make([][]int8, max(threads, 1))
 	accs := make([][]int32, max(threads, 1))
+	packs := make([][]int64, max(threads, 1))
 	parallel(threads, N, nBlock, func(worker, lo, hi int) {
 		var rows []int8
 		if w.kind == wInt8 {
@@ -85,9 +86,13 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 			accs[worker] = make([]int32, M*nBlock)
 		}
 		acc := accs[worker]
+		if packs[worker] == nil {
+			packs[worker] = make([]int64, 2*min(K, maxPackedK))
+		}
+		pack := packs[worker]
 		if w.block == 0 {
 			clear(acc)
-			gemm(acc, hi-lo, qa, M, K, rows, lo, hi, 0, K)
+			gemmInt8(acc, hi-lo, qa, M, K, rows, lo, hi, 0, K, pack)
 			for n := lo; n < hi; n++ {
 				ws := rowSum(rows[(n-lo)*K : (n-lo+1)*K])
 				s, _ := w.channel(n * K)
@@ -119,7 +124,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 		}
 		for k0 := 0; k0 < K; k0 += B {
 			clear(acc)
-			gemm(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B)
+			gemmInt8(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B, pack)
 			for n := lo; n < hi; n++ {
 				s := w.blockScaleBF16((n*K + k0) / B)
 				for m := 0; m < M; m++ {
@@ -145,4 +150,72 @@ func rowSum(r []int8) int32 {
 		s += int32(v)
 	}
 	return s
+}
+
+// gemmInt8 is gemm for int8 operands with int32 sums, two products per
+// 64-bit multiply: the weight columns n, n+1 are packed as w_n + w_{n+1}·2³²
+// (once per call, reused by all M rows), so x·p accumulates
+// Σx·w_n + 2³²·Σx·w_{n+1} in one int64. Both sums are below 2³¹ in
+// magnitude (|x·w| ≤ 2¹⁴, at most maxPackedK terms), so the low half is the
+// first sum and the rest, shifted down, the second: exact, like any int32
+// summation order. pack is scratch of at least 2·(k1−k0) elements.
+func gemmInt8(c []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 int, pack []int64) {
+	if k1-k0 > maxPackedK {
+		gemm(c, ldc, a, M, K, b, lo, hi, k0, k1)
+		return
+	}
+	L := k1 - k0
+	p01, p23 := pack[:L], pack[L:2*L]
+	n := lo
+	for ; n+4 <= hi; n += 4 {
+		b0 := b[(n-lo)*K+k0 : (n-lo)*K+k1]
+		b1 := b[(n-lo+1)*K+k0 : (n-lo+1)*K+k1][:L]
+		b2 := b[(n-lo+2)*K+k0 : (n-lo+2)*K+k1][:L]
+		b3 := b[(n-lo+3)*K+k0 : (n-lo+3)*K+k1][:L]
+		for k, y := range b0 {
+			p01[k] = int64(y) + int64(b1[k])<<32
+			p23[k] = int64(b2[k]) + int64(b3[k])<<32
+		}
+		m := 0
+		for ; m+2 <= M; m += 2 {
+			a0 := a[m*K+k0 : m*K+k1][:L]
+			a1 := a[(m+1)*K+k0 : (m+1)*K+k1][:L]
+			var s00, s02, s10, s12 int64
+			for k, x := range a0 {
+				x0, x1 := int64(x), int64(a1[k])
+				q01, q23 := p01[k], p23[k]
+				s00 += x0 * q01
+				s02 += x0 * q23
+				s10 += x1 * q01
+				s12 += x1 * q23
+			}
+			addPacked(c[m*ldc+n-lo:m*ldc+n-lo+4], s00, s02)
+			addPacked(c[(m+1)*ldc+n-lo:(m+1)*ldc+n-lo+4], s10, s12)
+		}
+		for ; m < M; m++ {
+			a0 := a[m*K+k0 : m*K+k1][:L]
+			var s0, s2 int64
+			for k, x := range a0 {
+				s0 += int64(x) * p01[k]
+				s2 += int64(x) * p23[k]
+			}
+			addPacked(c[m*ldc+n-lo:m*ldc+n-lo+4], s0, s2)
+		}
+	}
+	if n < hi {
+		gemm(c[n-lo:], ldc, a, M, K, b[(n-lo)*K:], n, hi, k0, k1)
+	}
+}
+
+// maxPackedK bounds the terms of a packed sum: 2¹⁶·2¹⁴ < 2³¹.
+const maxPackedK = 1 << 16
+
+// addPacked adds the two sums packed in each of s01, s23 to o[0..3].
+func addPacked(o []int32, s01, s23 int64) {
+	o = o[:4]
+	l0, l2 := int32(s01), int32(s23)
+	o[0] += l0
+	o[1] += int32((s01 - int64(l0)) >> 32)
+	o[2] += l2
+	o[3] += int32((s23 - int64(l2)) >> 32)
 }
