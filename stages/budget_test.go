@@ -200,25 +200,7 @@ func TestBudgetCacheAndDeterminism(t *testing.T) {
 	}
 	cache := t.TempDir()
 	run := func() (string, *pipeline.BudgetReport) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "job.yaml")
-		if err := os.WriteFile(path, []byte(budgetJob(t, "tiny_decoder.tflite", "{size: 900kB, samples: 2}")), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		job, err := config.LoadJob(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pj, err := Build(job, Options{BudgetCache: cache})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := &pipeline.State{Log: zerolog.Nop(), Metrics: true}
-		branches, err := pipeline.Run(context.Background(), pj, s)
-		t.Cleanup(func() { Close(s) })
-		if err != nil {
-			t.Fatal(err)
-		}
+		branches := runBudgetJob(t, t.TempDir(), budgetJob(t, "tiny_decoder.tflite", "{size: 900kB, samples: 2}"), cache)
 		return fileSum(t, branches[0].Output.Path), branches[0].Output.Budget
 	}
 	sum1, r1 := run()
