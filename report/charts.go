@@ -348,7 +348,7 @@ func fmtMeasure(m layerMeasure, v float64) string {
 	if m.log {
 		return sig(v)
 	}
-	return fixed(v, 1) + m.unit
+	return db(v) + m.unit
 }
 
 // point is one model on the size–KL chart.

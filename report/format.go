@@ -33,11 +33,15 @@ func binary(n int64) string {
 }
 
 // fixed rounds for reading; the exact value goes in a title.
-func fixed(x float64, prec int) string {
+func fixed(x float64, prec int) string { return strconv.FormatFloat(x, 'f', prec, 64) }
+
+// db rounds an SQNR to a tenth of a decibel; the report's 999 (a perfect
+// reconstruction: JSON has no infinity) reads ∞.
+func db(x float64) string {
 	if x >= 999 {
 		return "∞"
 	}
-	return strconv.FormatFloat(x, 'f', prec, 64)
+	return fixed(x, 1)
 }
 
 // sig rounds to a few significant digits (for KL divergences, errors).

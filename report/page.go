@@ -22,6 +22,7 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"size":  size,
 	"num":   num,
 	"fixed": fixed,
+	"db":    db,
 	"sig":   sig,
 	"value": value,
 	"exact": exact,

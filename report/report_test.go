@@ -163,3 +163,16 @@ func FuzzHTML(f *testing.F) {
 		}
 	})
 }
+
+// TestLongRunsAndPerfectWeights: only an SQNR of 999 (the report's
+// stand-in for a perfect reconstruction) reads ∞; a run of 1511 s reads
+// 1511.00 s.
+func TestLongRunsAndPerfectWeights(t *testing.T) {
+	page := string(render(t, []byte(`{"jobs": [{"name": "j", "seconds": 1511, "outputs": [{"recipe": "r", "tensors": [{"tensor": "t", "sqnr_db": 999}]}]}]}`)))
+	if !strings.Contains(page, ">1511.00</span> s") {
+		t.Error("a long run time is not shown as seconds")
+	}
+	if !strings.Contains(page, ">∞</span> dB") {
+		t.Error("a perfect tensor's SQNR is not shown as ∞")
+	}
+}
