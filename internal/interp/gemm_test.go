@@ -12,9 +12,9 @@ import (
 func TestGemmInt8Exact(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, tc := range []struct {
-		name               string
+		name                 string
 		M, K, lo, hi, k0, k1 int
-		fill               func() int8
+		fill                 func() int8
 	}{
 		{"random", 5, 70, 3, 10, 0, 70, func() int8 { return int8(r.IntN(256) - 128) }},
 		{"block", 3, 64, 0, 8, 32, 64, func() int8 { return int8(r.IntN(256) - 128) }},
