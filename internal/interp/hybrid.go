@@ -180,15 +180,7 @@ func gemmInt8(c []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 i
 		for ; m+2 <= M; m += 2 {
 			a0 := a[m*K+k0 : m*K+k1][:L]
 			a1 := a[(m+1)*K+k0 : (m+1)*K+k1][:L]
-			var s00, s02, s10, s12 int64
-			for k, x := range a0 {
-				x0, x1 := int64(x), int64(a1[k])
-				q01, q23 := p01[k], p23[k]
-				s00 += x0 * q01
-				s02 += x0 * q23
-				s10 += x1 * q01
-				s12 += x1 * q23
-			}
+			s00, s02, s10, s12 := dotPacked2x2(a0, a1, p01, p23)
 			addPacked(c[m*ldc+n-lo:m*ldc+n-lo+4], s00, s02)
 			addPacked(c[(m+1)*ldc+n-lo:(m+1)*ldc+n-lo+4], s10, s12)
 		}
@@ -205,6 +197,24 @@ func gemmInt8(c []int32, ldc int, a []int8, M, K int, b []int8, lo, hi, k0, k1 i
 	if n < hi {
 		gemm(c[n-lo:], ldc, a, M, K, b[(n-lo)*K:], n, hi, k0, k1)
 	}
+}
+
+// dotPacked2x2 is the inner loop of gemmInt8 for two activation rows and
+// two packed column pairs. It is kept out of line so that its eight live
+// values stay in registers.
+//
+//go:noinline
+func dotPacked2x2(a0, a1 []int8, p01, p23 []int64) (s00, s02, s10, s12 int64) {
+	a1, p01, p23 = a1[:len(a0)], p01[:len(a0)], p23[:len(a0)]
+	for k, x := range a0 {
+		x0, x1 := int64(x), int64(a1[k])
+		q01, q23 := p01[k], p23[k]
+		s00 += x0 * q01
+		s02 += x0 * q23
+		s10 += x1 * q01
+		s12 += x1 * q23
+	}
+	return
 }
 
 // maxPackedK bounds the terms of a packed sum: 2¹⁶·2¹⁴ < 2³¹.
