@@ -109,20 +109,7 @@ func gemm[E int8 | float32, A int32 | float32](c []A, ldc int, a []E, M, K int, 
 		for ; m+2 <= M; m += 2 {
 			a0 := a[m*K+k0 : m*K+k1]
 			a1 := a[(m+1)*K+k0 : (m+1)*K+k1]
-			a1, b0, b1, b2, b3 := a1[:len(a0)], b0[:len(a0)], b1[:len(a0)], b2[:len(a0)], b3[:len(a0)]
-			var s00, s01, s02, s03, s10, s11, s12, s13 A
-			for k := range a0 {
-				x0, x1 := A(a0[k]), A(a1[k])
-				y0, y1, y2, y3 := A(b0[k]), A(b1[k]), A(b2[k]), A(b3[k])
-				s00 += x0 * y0
-				s01 += x0 * y1
-				s02 += x0 * y2
-				s03 += x0 * y3
-				s10 += x1 * y0
-				s11 += x1 * y1
-				s12 += x1 * y2
-				s13 += x1 * y3
-			}
+			s00, s01, s02, s03, s10, s11, s12, s13 := dot2x4[E, A](a0, a1, b0, b1, b2, b3)
 			o := c[m*ldc+n-lo : m*ldc+n-lo+4]
 			o[0] += s00
 			o[1] += s01
@@ -164,4 +151,26 @@ func gemm[E int8 | float32, A int32 | float32](c []A, ldc int, a []E, M, K int, 
 			c[m*ldc+n-lo] += s
 		}
 	}
+}
+
+// dot2x4 is gemm's inner loop: the 8 dot products of rows a0, a1 with
+// b0..b3, each k ascending in one accumulator. It is kept out of line so
+// that the accumulators stay in registers.
+//
+//go:noinline
+func dot2x4[E int8 | float32, A int32 | float32](a0, a1, b0, b1, b2, b3 []E) (s00, s01, s02, s03, s10, s11, s12, s13 A) {
+	a1, b0, b1, b2, b3 = a1[:len(a0)], b0[:len(a0)], b1[:len(a0)], b2[:len(a0)], b3[:len(a0)]
+	for k := range a0 {
+		x0, x1 := A(a0[k]), A(a1[k])
+		y0, y1, y2, y3 := A(b0[k]), A(b1[k]), A(b2[k]), A(b3[k])
+		s00 += x0 * y0
+		s01 += x0 * y1
+		s02 += x0 * y2
+		s03 += x0 * y3
+		s10 += x1 * y0
+		s11 += x1 * y1
+		s12 += x1 * y2
+		s13 += x1 * y3
+	}
+	return
 }
