@@ -69,6 +69,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 	scratch := make([][]int8, max(threads, 1))
 	accs := make([][]int32, max(threads, 1))
 	packs := make([][]int64, max(threads, 1))
+	faccs := make([][]float32, max(threads, 1))
 	parallel(threads, N, nBlock, func(worker, lo, hi int) {
 		var rows []int8
 		if w.kind == wInt8 {
@@ -111,7 +112,12 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 		// ksum = −Σ_b s_b·Σ_{k∈b} w (float, block order); the GEMM starts
 		// from ksum·zp_a, adds float(Σ_{k∈b} q_a·w)·s_b block by block,
 		// then multiplies by the row's scale and adds the bias.
-		B := w.block
+		// The float sums are kept in f, [M][hi−lo], until the end.
+		B, W := w.block, hi-lo
+		if faccs[worker] == nil {
+			faccs[worker] = make([]float32, M*nBlock)
+		}
+		f := faccs[worker][:M*W]
 		for n := lo; n < hi; n++ {
 			var ksum float32
 			for k0 := 0; k0 < K; k0 += B {
@@ -119,22 +125,27 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 				ksum -= float32(ws) * w.blockScaleBF16((n*K+k0)/B)
 			}
 			for m := 0; m < M; m++ {
-				out[m*N+n] = ksum * float32(rq[m].zp)
+				f[m*W+n-lo] = ksum * float32(rq[m].zp)
 			}
 		}
+		var bs [nBlock]float32
 		for k0 := 0; k0 < K; k0 += B {
 			clear(acc)
-			gemmInt8(acc, hi-lo, qa, M, K, rows, lo, hi, k0, k0+B, pack)
-			for n := lo; n < hi; n++ {
-				s := w.blockScaleBF16((n*K + k0) / B)
-				for m := 0; m < M; m++ {
-					out[m*N+n] += float32(acc[m*(hi-lo)+n-lo]) * s
+			gemmInt8(acc, W, qa, M, K, rows, lo, hi, k0, k0+B, pack)
+			for j := range W {
+				bs[j] = w.blockScaleBF16(((lo+j)*K + k0) / B)
+			}
+			for m := 0; m < M; m++ {
+				fr := f[m*W : (m+1)*W]
+				ar := acc[m*W : (m+1)*W][:len(fr)]
+				for j, v := range ar {
+					fr[j] += float32(v) * bs[j]
 				}
 			}
 		}
-		for n := lo; n < hi; n++ {
-			for m := 0; m < M; m++ {
-				y := out[m*N+n] * rq[m].scale
+		for m := 0; m < M; m++ {
+			for n := lo; n < hi; n++ {
+				y := f[m*W+n-lo] * rq[m].scale
 				if bias != nil {
 					y += bias[n]
 				}
