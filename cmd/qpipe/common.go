@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/tflite"
 )
 
 // newLogger logs to stderr: readable on a terminal, JSON lines otherwise.
@@ -41,6 +42,14 @@ func isTerminal(w io.Writer) bool {
 	}
 	f, ok := w.(*os.File)
 	return ok && isatty.IsTerminal(f.Fd())
+}
+
+// logInputPath logs at debug level how large weights were read (through
+// the mapping or by pread, and why: tflite.InputPath).
+func logInputPath(log *zerolog.Logger) {
+	if path, why := tflite.InputPath(); path != "" {
+		log.Debug().Str("input", path).Msg("large weights read by " + path + " (" + why + ")")
+	}
 }
 
 // nopLogger discards everything (dry runs made for estimates).

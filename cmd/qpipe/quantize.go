@@ -70,6 +70,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	state := &pipeline.State{Log: log, Metrics: *metrics}
 	branches, err := pipeline.Run(ctx, pj, state)
 	prog.finish()
+	logInputPath(&log)
 	defer stages.Close(state)
 	if err != nil {
 		return interrupted(ctx, err)

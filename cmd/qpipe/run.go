@@ -346,6 +346,7 @@ func (rn *runner) build(ctx context.Context, job *config.Job, log zerolog.Logger
 	state := &pipeline.State{Log: log, Metrics: true}
 	branches, err := pipeline.Run(ctx, pj, state)
 	rn.prog.finish()
+	logInputPath(&log)
 	return branches, state, err
 }
 

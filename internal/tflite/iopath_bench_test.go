@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,17 +54,6 @@ func openInput(b *testing.B) (*os.File, int64) {
 	return f, size
 }
 
-var consumed uint64
-
-// consume loads one word of every 64-byte line of p.
-func consume(p []byte) {
-	var s uint64
-	for i := 0; i+8 <= len(p); i += 64 {
-		s ^= *(*uint64)(unsafe.Pointer(&p[i]))
-	}
-	consumed ^= s
-}
-
 func benchMapped(b *testing.B, populate bool) {
 	f, size := openInput(b)
 	for b.Loop() {
@@ -80,7 +68,7 @@ func benchMapped(b *testing.B, populate bool) {
 					b.Fatal(err)
 				}
 			}
-			consume(p)
+			consumeLines(p)
 		}
 		if err := unix.Munmap(m); err != nil {
 			b.Fatal(err)
@@ -104,7 +92,7 @@ func benchPread(b *testing.B, piece int) {
 			if _, err := f.ReadAt(p, off); err != nil {
 				b.Fatal(err)
 			}
-			consume(p)
+			consumeLines(p)
 		}
 	}
 }
@@ -146,7 +134,7 @@ func benchPreadAhead(b *testing.B, piece int) {
 			if off+int64(piece) < size {
 				next = start((k+1)%2, off+int64(piece))
 			}
-			consume(r.p)
+			consumeLines(r.p)
 		}
 	}
 }

@@ -38,17 +38,14 @@ func (s *Section) Bytes() []byte {
 	return s.src.data[s.off : s.off+s.n : s.off+s.n]
 }
 
-// Streaming input. On the VMs qpipe was measured on, a page fault costs
-// more than copying the page: reading a weight that is in the page cache
-// through the mapping (a fault per 4-64 KiB) took twice as long as
-// positioned reads into a reused buffer, and reads of 1 MiB, which stay
-// in the cache until they are used, beat reads of 16 MiB (go test -bench
-// Input ./internal/tflite). So sections larger than smallSection are read
-// by pread (Pieces, in the caller's piece size), and copied between files
-// by the kernel where it can (copy_file_range); the mapping serves the
-// flatbuffer and small buffers.
+// Streaming input. Sections larger than smallSection are read by Pieces,
+// through the mapping or by pread, whichever this machine does faster
+// (inputpath.go); pread reads of 1 MiB, which stay in the cache until they
+// are used, beat reads of 16 MiB (go test -bench Input ./internal/tflite).
+// Unchanged sections are copied between files by the kernel where it can
+// (copy_file_range). The mapping serves the flatbuffer and small buffers.
 const (
-	// smallSection is the largest section read through the mapping.
+	// smallSection is the largest section always read through the mapping.
 	smallSection = 1 << 20
 	// copyChunk is how many bytes WriteTo hands to an io.ReaderFrom at a
 	// time: the grain at which wrappers of w see progress and cancellation.
@@ -89,7 +86,7 @@ func (s *Section) fromMemory() bool {
 // readAt fills p with the section's bytes from offset off of the section.
 func (s *Section) readAt(p []byte, off int64) error {
 	if s.src.closed.Load() {
-		return fmt.Errorf("tflite: %s: section at byte %#x read after the model was closed", s.src.name, s.off)
+		return s.closedErr()
 	}
 	m, err := s.src.r.ReadAt(p, s.off+off)
 	if m < len(p) {
@@ -97,6 +94,34 @@ func (s *Section) readAt(p []byte, off int64) error {
 			err = io.ErrUnexpectedEOF
 		}
 		return fmt.Errorf("tflite: %s: reading %d bytes at %#x: %w", s.src.name, len(p), s.off+off, err)
+	}
+	return nil
+}
+
+// closedErr is the error of a read after the model was closed.
+func (s *Section) closedErr() error {
+	return fmt.Errorf("tflite: %s: section at byte %#x read after the model was closed", s.src.name, s.off)
+}
+
+// stillThere checks, before the section's first end bytes are read through
+// the mapping, that the file still holds them: reading a mapped page past
+// the end of a file that was cut short raises SIGBUS, which no caller could
+// handle. (A file cut while a piece is being read still can; pread cannot
+// fail that way, which is why the mapping is only used on a measured gain.)
+func (s *Section) stillThere(end int64) error {
+	if s.src.closed.Load() {
+		return s.closedErr()
+	}
+	f, ok := s.src.r.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() < s.off+end {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return fmt.Errorf("tflite: %s: reading %d bytes at %#x: %w", s.src.name, end, s.off, err)
 	}
 	return nil
 }
@@ -109,7 +134,7 @@ func (s *Section) readAt(p []byte, off int64) error {
 // pooled buffer and written in chunks.
 func (s *Section) WriteTo(w io.Writer) (int64, error) {
 	if s.src.closed.Load() {
-		return 0, fmt.Errorf("tflite: %s: section at byte %#x read after the model was closed", s.src.name, s.off)
+		return 0, s.closedErr()
 	}
 	if s.fromMemory() {
 		n, err := w.Write(s.Bytes())
@@ -119,7 +144,7 @@ func (s *Section) WriteTo(w io.Writer) (int64, error) {
 		var n int64
 		for n < s.n {
 			if s.src.closed.Load() {
-				return n, fmt.Errorf("tflite: %s: section at byte %#x read after the model was closed", s.src.name, s.off)
+				return n, s.closedErr()
 			}
 			k := min(copyChunk, s.n-n)
 			m, err := rf.ReadFrom(io.NewSectionReader(s.src.r, s.off+n, k))
@@ -165,10 +190,13 @@ func ReadFrom(w io.Writer, r io.Reader) (int64, error) {
 type writerOnly struct{ io.Writer }
 
 // Pieces reads a Content front to back in pieces of a fixed size. A large
-// Section is read by positioned reads into one pooled buffer, reused for
-// every piece: a piece of the kernels' size (1 MiB) is still in the cache
-// when it is quantized. Other content (small sections, bytes in memory) is
-// handed out from memory without copying.
+// Section of a mapped file is read the way this machine reads fastest
+// (inputpath.go): either handed out from the mapping, the pages it has
+// passed released every releaseEvery bytes, or read by positioned reads
+// into one pooled buffer, reused for every piece: a piece of the kernels'
+// size (1 MiB) is still in the cache when it is quantized. Other content
+// (small sections, bytes in memory) is handed out from memory without
+// copying.
 //
 // Reading the next piece ahead on another goroutine measured slower, not
 // faster, with the file in the page cache (go test -bench Pread1M
@@ -180,9 +208,17 @@ type Pieces struct {
 	total int64
 	off   int64 // of the next piece Next returns
 	mem   []byte
-	sec   *Section
+	sec   *Section // read by pread
 	buf   *[]byte
+	// mapped is the section handed out from its mapping; the pages
+	// before rel are released.
+	mapped *Section
+	rel    int64
 }
+
+// releaseEvery is how many bytes of a mapped section Pieces passes between
+// releases of their pages.
+const releaseEvery = 16 << 20
 
 // ReadPieces returns a reader of c in pieces of size bytes (the last may be
 // shorter). The caller must Close it.
@@ -192,6 +228,12 @@ func ReadPieces(c Content, size int) (*Pieces, error) {
 	}
 	p := &Pieces{size: size, total: c.Len()}
 	if s, ok := c.(*Section); ok && !s.fromMemory() && s.src.r != nil && size <= maxPooled {
+		if s.src.mapped && inputPath(s) == InputMapped {
+			if p.mem = s.Bytes(); p.mem != nil {
+				p.mapped = s
+				return p, nil
+			}
+		}
 		p.sec = s
 		return p, nil
 	}
@@ -211,6 +253,14 @@ func (p *Pieces) Next() ([]byte, error) {
 	}
 	n := min(int64(p.size), p.total-p.off)
 	if p.mem != nil {
+		if p.mapped != nil && p.off-p.rel >= releaseEvery {
+			p.release()
+		}
+		if p.mapped != nil {
+			if err := p.mapped.stillThere(p.off + n); err != nil {
+				return nil, err
+			}
+		}
 		b := p.mem[p.off : p.off+n]
 		p.off += n
 		return b, nil
@@ -226,8 +276,19 @@ func (p *Pieces) Next() ([]byte, error) {
 	return b, nil
 }
 
-// Close returns the buffer to the pool.
+// release drops the pages of the mapped section that Next has passed.
+func (p *Pieces) release() {
+	s := p.mapped
+	s.src.releaseMapped(s.off+p.rel, s.off+p.off)
+	p.rel = p.off
+}
+
+// Close returns the buffer to the pool, or releases the pages passed.
 func (p *Pieces) Close() {
+	if p.mapped != nil {
+		p.release()
+		p.mapped, p.mem = nil, nil
+	}
 	putBuf(p.buf)
 	p.buf = nil
 }

@@ -21,6 +21,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -71,6 +72,7 @@ func main() {
 		must(err)
 		in := fi.Size()
 		warm(model)
+		fmt.Printf("%-6s input path: %s\n", size, inputPath(bin, model, filepath.Join(*dir, "out_probe.tflite")))
 		for _, sc := range strings.Split(*schemes, ",") {
 			preset, scales, _ := strings.Cut(sc, ":")
 			out := filepath.Join(*dir, "out_"+strings.ReplaceAll(sc, ":", "_")+".tflite")
@@ -205,6 +207,28 @@ func rss(pid int) (anon, file int64) {
 		}
 	}
 	return anon, file
+}
+
+// inputPath returns how qpipe reads this model's large weights on this
+// machine (mapping or pread, chosen by a probe or QPIPE_INPUT), from its
+// debug log of one dynamic_int8 run.
+func inputPath(bin, model, out string) string {
+	cmd := exec.Command(bin, "quantize", "--recipe", "dynamic_int8", model, out)
+	cmd.Env = append(os.Environ(), "QPIPE_LOG_LEVEL=debug")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	os.Remove(out)
+	if err != nil {
+		return fmt.Sprintf("unknown (%v)", err)
+	}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		var rec struct{ Input, Message string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Input != "" {
+			return rec.Message
+		}
+	}
+	return "unknown (no input line in qpipe's debug log)"
 }
 
 // warm reads the model once so that every command starts from a warm page cache.
