@@ -13,7 +13,7 @@ import (
 // one fixed summation order (k ascending, one accumulator), so the result
 // is bit-identical for any thread count. A worker dequantizes its block of
 // weight rows into scratch (a float32 weight of the mapped file is read in
-// place) and multiplies it with every row of a, 4×4 outputs at a time.
+// place) and multiplies it with every row of a, 2×4 outputs at a time.
 
 // nBlock is how many weight rows a worker takes at a time.
 const nBlock = 16
