@@ -55,6 +55,19 @@ func TestParseBudget(t *testing.T) {
 	if got := names((&Budget{}).CandidatesFor(RoleAttention)); got != strings.Join(DefaultBudgetCandidates, ",") {
 		t.Errorf("default candidates = %s", got)
 	}
+	// A candidate may carry its scale method: the same scheme with two
+	// methods is two candidates.
+	j, err = ParseJob("jobs/b.yaml", []byte(budgetJob("        size: 1GB\n        candidates: {default: [dynamic_int4_block32, {scheme: dynamic_int4_block32, scales: search}, {scheme: dynamic_int4_block64, scales: calibrated}]}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range j.Stages[1].(*QuantizeStage).Budget.CandidatesFor(RoleFeedforward) {
+		got = append(got, s.String())
+	}
+	if want := "dynamic_int4_block32 dynamic_int4_block32+search dynamic_int4_block64+calibrated"; strings.Join(got, " ") != want {
+		t.Errorf("candidates with scales = %v, want %s", got, want)
+	}
 	j, err = ParseJob("jobs/b.yaml", []byte(budgetJob("        max_kl: 0.02\n")))
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +92,8 @@ func TestParseBudgetErrors(t *testing.T) {
 		{"unknown role", "        size: 1GB\n        candidates: {mlp: [fp16]}\n", []wantDiag{d("7:22", "mlp")}},
 		{"unknown scheme", "        size: 1GB\n        candidates: {attention: [int3]}\n", []wantDiag{d("7:34", "int3")}},
 		{"empty list", "        size: 1GB\n        candidates: {attention: []}\n", []wantDiag{d("7:33", "empty list")}},
+		{"scales on int8", "        size: 1GB\n        candidates: {attention: [{scheme: dynamic_int8, scales: search}]}\n", []wantDiag{d("7:65", "int4 blockwise schemes only")}},
+		{"unknown scales", "        size: 1GB\n        candidates: {attention: [{scheme: dynamic_int4_block32, scales: best}]}\n", []wantDiag{d("7:73", "best")}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseJob("jobs/bad.yaml", []byte(budgetJob(c.budget)))

@@ -146,7 +146,11 @@ type WeightBudget struct {
 
 // BudgetOption is one scheme a budget could give a weight.
 type BudgetOption struct {
-	Scheme string  `json:"scheme"`
+	Scheme string `json:"scheme"`
+	// Scales is the int4 scale method when it is not min-max ("search",
+	// "calibrated"), as in the weight's plan: one scheme with two scale
+	// methods is two options of the same size.
+	Scales string  `json:"scales,omitempty"`
 	Bytes  int64   `json:"bytes"`
 	KL     float64 `json:"kl"`
 	// Predicted is the KL the chosen error model gave it; RelL2 the

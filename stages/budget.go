@@ -39,6 +39,13 @@ type Budget struct {
 	// it, one candidate per weight is measured and the others predicted
 	// from their weight error (0 = defaultMaxProbes).
 	MaxProbes int
+	// Scales is the int4 scale method of the candidates that set none, as
+	// the branch's quantize stage applies it (the job's quantize.scales or
+	// --scales; "" = min-max), and Calibration the statistics pass of
+	// calibrated scales (nil: config.DefaultCalibration): the candidates
+	// are measured as they will be written.
+	Scales      string
+	Calibration *config.Calibration
 }
 
 func (*Budget) Name() string { return "budget" }
@@ -62,9 +69,39 @@ type budgetUnit struct {
 	schemes    []*config.Scheme
 }
 
+// budgetScheme is the scheme a candidate stands for: an int4 blockwise
+// scheme with its scale method made explicit (its own, else scales — the
+// job's —, else min-max), so that what the branch's quantize writes is
+// what was measured; other schemes as they are.
+func budgetScheme(c *config.Scheme, scales string) (*config.Scheme, *scheme, error) {
+	sc, err := fromConfig(c, scales)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sc.kind == kindInt4Block && c.Scales != sc.scales {
+		e := *c
+		e.Scales = sc.scales
+		c = &e
+		sc.cfg = c
+	}
+	return c, sc, nil
+}
+
+// optionLabel names a budget option: the scheme's name, followed by its
+// scale method when that is not min-max ("dynamic_int4_block32+search"),
+// as qpipe plan writes a searched weight's scheme. Two candidates are the
+// same option iff their labels are equal.
+func optionLabel(c *config.Scheme) string {
+	if c.Scales == config.ScalesSearch || c.Scales == config.ScalesCalibrated {
+		return c.Name + "+" + c.Scales
+	}
+	return c.Name
+}
+
 // budgetUnits groups the weights by buffer and keeps, for each group, the
-// candidates that resolve would accept for every reader.
-func budgetUnits(m *tflite.Model, uses []*weightUse, cfg *config.Budget) ([]*budgetUnit, error) {
+// candidates that resolve would accept for every reader; scales is the
+// scale method of the int4 candidates that set none.
+func budgetUnits(m *tflite.Model, uses []*weightUse, cfg *config.Budget, scales string) ([]*budgetUnit, error) {
 	byBuffer := map[uint32]*budgetUnit{}
 	var units []*budgetUnit
 	readers := map[*budgetUnit][]*weightUse{}
@@ -85,8 +122,10 @@ func budgetUnits(m *tflite.Model, uses []*weightUse, cfg *config.Budget) ([]*bud
 	for _, bu := range units {
 		// The candidates of every role among the readers (a tied lm_head
 		// reads the embedding's buffer) that all of them accept.
+		// A scheme offered with two scale methods is two options.
 		var names []string
 		offered := map[string]*config.Scheme{}
+		resolved := map[string]*scheme{}
 		count := map[string]int{}
 		roles := map[config.Role]bool{}
 		for _, u := range readers[bu] {
@@ -94,23 +133,29 @@ func budgetUnits(m *tflite.Model, uses []*weightUse, cfg *config.Budget) ([]*bud
 				continue
 			}
 			roles[u.role] = true
+			listed := map[string]bool{}
 			for _, c := range cfg.CandidatesFor(u.role) {
-				if _, ok := offered[c.Name]; !ok {
-					offered[c.Name] = c
-					names = append(names, c.Name)
+				c, sc, err := budgetScheme(c, scales)
+				if err != nil {
+					return nil, err
 				}
-				count[c.Name]++
+				name := optionLabel(c)
+				if listed[name] {
+					continue
+				}
+				listed[name] = true
+				if _, ok := offered[name]; !ok {
+					offered[name], resolved[name] = c, sc
+					names = append(names, name)
+				}
+				count[name]++
 			}
 		}
 		for _, name := range names {
 			if count[name] != len(roles) {
 				continue
 			}
-			c := offered[name]
-			sc, err := fromConfig(c, "")
-			if err != nil {
-				return nil, err
-			}
+			c, sc := offered[name], resolved[name]
 			ok := true
 			for _, u := range readers[bu] {
 				t := m.Meta.Subgraphs[u.sg].Tensors[u.tensor]
@@ -162,7 +207,7 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	if s.Plan == nil {
 		return fmt.Errorf("no annotations: a budget needs the annotate stage")
 	}
-	units, err := budgetUnits(ms.m, ms.uses, b.Config)
+	units, err := budgetUnits(ms.m, ms.uses, b.Config, b.Scales)
 	if err != nil {
 		return err
 	}
@@ -174,6 +219,9 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 		return err
 	}
 	defer mm.saveCache(s)
+	if err := mm.calibrate(ctx, units, b.Calibration, s.Log); err != nil {
+		return err
+	}
 	tab, err := mm.table(ctx, units, b.maxProbes(), func(tab *sensitivityTable) error { return b.feasible(units, tab) })
 	if err != nil {
 		return err
@@ -219,9 +267,9 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	// options measured as a change of that mix, so that the interactions
 	// between the weights are in the numbers: plan again on them, and
 	// climb from the best mix by moves that each measurement confirms.
-	// Costs up to two probes per weight, then one per move tried: only
-	// within the probe bound.
-	for round := 0; round < refineRounds && 2*len(units) <= b.maxProbes(); round++ {
+	// Costs up to two probes per weight and one per other scale method of
+	// its option, then one per move tried: only within the probe bound.
+	for round := 0; round < refineRounds && aroundProbes(units, tab, best.choice) <= b.maxProbes(); round++ {
 		around, err := mm.around(ctx, units, tab, best.choice, best.out.kl)
 		if err != nil {
 			return err
@@ -368,10 +416,10 @@ func (b *Budget) feasible(units []*budgetUnit, tab *sensitivityTable) error {
 				j = k
 			}
 		}
-		if name != "" && u.schemes[j].Name != name {
+		if name != "" && optionLabel(u.schemes[j]) != name {
 			return nil
 		}
-		name = u.schemes[j].Name
+		name = optionLabel(u.schemes[j])
 	}
 	for j, p := range tab.uniform {
 		if tab.names[j] == name && p.ok && p.kl > b.Config.MaxKL {
@@ -404,7 +452,7 @@ func (b *Budget) allocate(ctx context.Context, mm *measurer, units []*budgetUnit
 	for i, u := range units {
 		opts[i] = budget.Unit{Name: u.label}
 		for j, c := range u.schemes {
-			opts[i].Options = append(opts[i].Options, budget.Option{Label: c.Name, Bytes: tab.bytes[i][j], Err: math.Max(0, kl[i][j])})
+			opts[i].Options = append(opts[i].Options, budget.Option{Label: optionLabel(c), Bytes: tab.bytes[i][j], Err: math.Max(0, kl[i][j])})
 		}
 	}
 	p, err := budget.NewPlanner(opts)
@@ -479,50 +527,69 @@ func explain(plan *pipeline.Plan, units []*budgetUnit, tab *sensitivityTable, be
 		u := units[i]
 		wb := &pipeline.WeightBudget{}
 		for j, c := range u.schemes {
-			wb.Options = append(wb.Options, pipeline.BudgetOption{Scheme: c.Name, Bytes: tab.bytes[i][j], KL: tab.kl[i][j],
-				Predicted: best.kl[i][j], RelL2: tab.relL2[i][j], Estimated: tab.estimatedAt[i][j], Chosen: j == best.choice[i]})
+			o := pipeline.BudgetOption{Scheme: c.Name, Bytes: tab.bytes[i][j], KL: tab.kl[i][j],
+				Predicted: best.kl[i][j], RelL2: tab.relL2[i][j], Estimated: tab.estimatedAt[i][j], Chosen: j == best.choice[i]}
+			if optionLabel(c) != c.Name {
+				o.Scales = c.Scales
+			}
+			wb.Options = append(wb.Options, o)
 		}
 		wb.Why = why(u, i, tab, best)
 		w.Budget = wb
 	}
 }
 
-// why says in one line what the weight's neighbours on the size axis would
-// cost or give.
+// why says in one line what the weight's neighbours on the size axis
+// (and the options of its size: other scales) would cost or give.
 func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate) string {
 	c := best.choice[i]
 	kl := best.kl[i]
-	cur := fmt.Sprintf("%s (%s; KL %.3g with it alone quantized so)", u.schemes[c].Name, binarySize(tab.bytes[i][c]), tab.kl[i][c])
+	cur := fmt.Sprintf("%s (%s; KL %.3g with it alone quantized so)", optionLabel(u.schemes[c]), binarySize(tab.bytes[i][c]), tab.kl[i][c])
 	if strings.HasPrefix(best.method, "uniform") {
 		return cur + "; " + best.method + " measured better than the planned mixes"
 	}
 	// The nearest smaller and larger options the method weighed.
-	down, up := -1, -1
-	for j := range u.schemes {
-		if kl[j] >= aroundOff {
-			continue
-		}
-		if tab.bytes[i][j] < tab.bytes[i][c] && (down < 0 || tab.bytes[i][j] > tab.bytes[i][down]) {
-			down = j
-		}
-		if tab.bytes[i][j] > tab.bytes[i][c] && (up < 0 || tab.bytes[i][j] < tab.bytes[i][up]) {
-			up = j
-		}
-	}
+	down, up, same := neighbours(tab.bytes[i], kl, c, func(j int) bool { return kl[j] < aroundOff })
 	basis := "predicted"
 	if strings.HasPrefix(best.method, "measured around") {
 		basis = "measured on the mix"
 	}
+	for _, j := range same {
+		cur += fmt.Sprintf("; %s (same size) would change it by %+.3g KL", optionLabel(u.schemes[j]), kl[j]-kl[c])
+	}
 	if down >= 0 {
-		cur += fmt.Sprintf("; %s would save %s for %+.3g KL", u.schemes[down].Name, binarySize(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c])
+		cur += fmt.Sprintf("; %s would save %s for %+.3g KL", optionLabel(u.schemes[down]), binarySize(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c])
 	}
 	if up >= 0 {
-		cur += fmt.Sprintf("; %s would cost %s for %+.3g KL", u.schemes[up].Name, binarySize(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c])
+		cur += fmt.Sprintf("; %s would cost %s for %+.3g KL", optionLabel(u.schemes[up]), binarySize(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c])
 	}
-	if down >= 0 || up >= 0 {
+	if down >= 0 || up >= 0 || len(same) > 0 {
 		cur += " (" + basis + ")"
 	}
 	return cur
+}
+
+// neighbours are, among a unit's options that ok accepts, the nearest
+// smaller and the nearest larger than option c (-1: none; of two of one
+// size, the one of lower kl, then the first), and those of c's size (the
+// same scheme with other scales).
+func neighbours(bytes []int64, kl []float64, c int, ok func(j int) bool) (down, up int, same []int) {
+	down, up = -1, -1
+	closer := func(j, k int, nearer bool) bool {
+		return k < 0 || nearer || (bytes[j] == bytes[k] && kl[j] < kl[k])
+	}
+	for j := range bytes {
+		switch x := bytes[j]; {
+		case j == c || !ok(j):
+		case x == bytes[c]:
+			same = append(same, j)
+		case x < bytes[c] && closer(j, down, down >= 0 && x > bytes[down]):
+			down = j
+		case x > bytes[c] && closer(j, up, up >= 0 && x < bytes[up]):
+			up = j
+		}
+	}
+	return down, up, same
 }
 
 func binarySize(n int64) string {
@@ -537,16 +604,16 @@ func binarySize(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// schemeNames lists the distinct candidate names of the units in
+// schemeNames lists the distinct options of the units (optionLabel) in
 // first-seen order.
 func schemeNames(units []*budgetUnit) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, u := range units {
 		for _, c := range u.schemes {
-			if !seen[c.Name] {
-				seen[c.Name] = true
-				out = append(out, c.Name)
+			if name := optionLabel(c); !seen[name] {
+				seen[name] = true
+				out = append(out, name)
 			}
 		}
 	}

@@ -93,6 +93,9 @@ func (b *Budget) moves(units []*budgetUnit, tab *sensitivityTable, around [][]fl
 				continue
 			}
 			s := step{i, j, tab.bytes[i][j] - tab.bytes[i][c], around[i][j] - around[i][c]}
+			if s.bytes == 0 && s.kl >= 0 {
+				continue // other scales of the same size that do not help
+			}
 			if s.bytes > 0 {
 				ups = append(ups, s)
 			} else {

@@ -116,7 +116,7 @@ func TestBudgetUnits(t *testing.T) {
 					cfg.Candidates[role] = append(cfg.Candidates[role], r.Default.All)
 				}
 			}
-			units, err := budgetUnits(m, ms.uses, cfg)
+			units, err := budgetUnits(m, ms.uses, cfg, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,7 +152,7 @@ func TestBudgetNotDivisible(t *testing.T) {
 	if err := (&Annotate{}).Run(context.Background(), &pipeline.State{Model: ms}); err != nil {
 		t.Fatal(err)
 	}
-	units, err := budgetUnits(m, ms.uses, &config.Budget{Size: 1})
+	units, err := budgetUnits(m, ms.uses, &config.Budget{Size: 1}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestBudgetProxyRanks(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &config.Budget{Size: 1, Samples: 2}
-	units, err := budgetUnits(m, ms.uses, cfg)
+	units, err := budgetUnits(m, ms.uses, cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}

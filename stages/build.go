@@ -79,7 +79,11 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 	var choice map[tensorKey]*config.Scheme
 	if quantize != nil && quantize.Budget != nil {
 		choice = map[tensorKey]*config.Scheme{}
-		pj.Prefix = append(pj.Prefix, &Budget{Config: quantize.Budget, Layout: layout, Choice: choice, CacheDir: opt.BudgetCache})
+		bs := &Budget{Config: quantize.Budget, Layout: layout, Choice: choice, CacheDir: opt.BudgetCache, Scales: quantize.Scales, Calibration: quantize.Calibration}
+		if opt.Scales != "" {
+			bs.Scales = opt.Scales
+		}
+		pj.Prefix = append(pj.Prefix, bs)
 	}
 	for _, r := range recipes {
 		b := pipeline.Branch{Recipe: "none", Suffix: "f32"}

@@ -81,18 +81,16 @@ func calibrationStats(ctx context.Context, m *tflite.Model, path string, cal *co
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	sum, err := FileSHA256(path)
+	key, err := calibrationKey(path, cal)
 	if err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("model=%s samples=%d seq=%d", sum, cal.Samples, cal.Seq)
-	if cal.Inputs != "" {
-		in, err := FileSHA256(cal.Inputs)
-		if err != nil {
-			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
-		}
-		key += " inputs=" + in
-	}
+	return keyedStats(ctx, m, key, cal, log)
+}
+
+// keyedStats is calibrationStats for a cal that is set and the key
+// calibrationKey gives for it.
+func keyedStats(ctx context.Context, m *tflite.Model, key string, cal *config.Calibration, log zerolog.Logger) (weightStats, error) {
 	statsMu.Lock()
 	e := statsMem[key]
 	if e == nil {
@@ -128,6 +126,24 @@ func calibrationStats(ctx context.Context, m *tflite.Model, path string, cal *co
 		statsMu.Unlock()
 	}
 	return e.stats, e.err
+}
+
+// calibrationKey identifies the statistics of the model at path under
+// cal: what they are cached by.
+func calibrationKey(path string, cal *config.Calibration) (string, error) {
+	sum, err := FileSHA256(path)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("model=%s samples=%d seq=%d", sum, cal.Samples, cal.Seq)
+	if cal.Inputs != "" {
+		in, err := FileSHA256(cal.Inputs)
+		if err != nil {
+			return "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+		}
+		key += " inputs=" + in
+	}
+	return key, nil
 }
 
 // CacheDir is where qpipe caches calibration statistics:
@@ -347,6 +363,9 @@ func (q *Quantize) calibrate(ctx context.Context, s *pipeline.State, reqs []requ
 	}
 	if !need {
 		return nil, nil
+	}
+	if q.stats != nil {
+		return q.stats, nil
 	}
 	ms, err := model(s)
 	if err != nil {

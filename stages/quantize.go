@@ -40,6 +40,9 @@ type Quantize struct {
 	// Choice, when set, gives weights their scheme ahead of the recipe:
 	// what a budget chose (the schemes are valid for every reader).
 	Choice map[tensorKey]*config.Scheme
+	// stats, when set, are the calibration statistics to use instead of
+	// gathering them (a budget's probes share the ones it gathered).
+	stats weightStats
 }
 
 // scales is the scale method for the recipe's schemes that set none.

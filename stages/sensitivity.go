@@ -45,6 +45,12 @@ type measurer struct {
 	cachePath string
 	cache     map[string]cacheEntry
 	dirty     bool
+
+	// stats are the calibration statistics when a candidate has
+	// calibrated scales, gathered once for the pass; calKey identifies
+	// them in the cache's keys.
+	stats  weightStats
+	calKey string
 }
 
 // cacheEntry is one measured (weight, scheme): the mean KL with that
@@ -55,8 +61,8 @@ type cacheEntry struct {
 }
 
 // measurementVersion changes when what a probe measures changes, so that
-// old cache files are not read.
-const measurementVersion = "budget-sensitivity-1"
+// old cache files are not read. (2: the keys name the scale method.)
+const measurementVersion = "budget-sensitivity-2"
 
 func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *config.Budget, layout tflite.Layout, inputPath, cacheDir string) (*measurer, error) {
 	mm := &measurer{ms: ms, plan: plan, layout: layout, cache: map[string]cacheEntry{}}
@@ -122,6 +128,45 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 	return mm, nil
 }
 
+// calibrate gathers the calibration statistics once for the pass when a
+// candidate has calibrated scales, under cal (nil:
+// config.DefaultCalibration), the branch's: its quantize then reuses them
+// from memory.
+func (mm *measurer) calibrate(ctx context.Context, units []*budgetUnit, cal *config.Calibration, log zerolog.Logger) error {
+	need := false
+	for _, u := range units {
+		for _, c := range u.schemes {
+			need = need || c.Scales == config.ScalesCalibrated
+		}
+	}
+	if !need {
+		return nil
+	}
+	if cal == nil {
+		cal = config.DefaultCalibration()
+	}
+	key, err := calibrationKey(mm.ms.path, cal)
+	if err != nil {
+		return err
+	}
+	if mm.stats, err = keyedStats(ctx, mm.ms.m, key, cal, log); err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(key))
+	mm.calKey = hex.EncodeToString(h[:8])
+	return nil
+}
+
+// cacheKey names the sensitivity of unit u with scheme c in the cache:
+// the weight, the option and, for calibrated scales, the statistics.
+func (mm *measurer) cacheKey(u *budgetUnit, c *config.Scheme) string {
+	key := u.label + "|" + optionLabel(c)
+	if c.Scales == config.ScalesCalibrated {
+		key += "|" + mm.calKey
+	}
+	return key
+}
+
 // saveCache writes the measurements for the next run, whole or not at all.
 func (mm *measurer) saveCache(s *pipeline.State) {
 	if mm.cachePath == "" || !mm.dirty {
@@ -159,7 +204,7 @@ func (mm *measurer) quantize(ctx context.Context, choice map[tensorKey]*config.S
 	}
 	fork := f.(*modelState)
 	st := &pipeline.State{Log: zerolog.Nop(), Model: fork, Plan: mm.plan.Clone(), Metrics: true}
-	q := &Quantize{Recipe: &config.Recipe{Name: "probe"}, Choice: choice}
+	q := &Quantize{Recipe: &config.Recipe{Name: "probe"}, Choice: choice, stats: mm.stats}
 	if err := q.Run(ctx, st); err != nil {
 		return nil, err
 	}
@@ -365,7 +410,7 @@ func (mm *measurer) table(ctx context.Context, units []*budgetUnit, maxProbes in
 			if !measureAll && j != probeAt {
 				continue
 			}
-			key := u.label + "|" + c.Name
+			key := mm.cacheKey(u, c)
 			if ce, ok := mm.cache[key]; ok {
 				tab.kl[i][j] = ce.KL
 				mm.cached++
@@ -419,9 +464,11 @@ func smallestOption(bytes []int64) int {
 	return best
 }
 
+// schemeIndex is the index of the unit's option of that label
+// (optionLabel), or -1.
 func schemeIndex(u *budgetUnit, name string) int {
 	for j, c := range u.schemes {
-		if c.Name == name {
+		if optionLabel(c) == name {
 			return j
 		}
 	}
@@ -474,29 +521,24 @@ func (tab *sensitivityTable) pooled() [][]float64 {
 }
 
 // around measures the options next to a mix: for every unit, its nearest
-// smaller and nearest larger option (by bytes) measured as a change of
-// the mix base (whose KL is baseKL) — the KL the mix gets with that one
-// unit moved, less baseKL. Other options are left out (aroundOff). Errors
-// are shifted per unit so that the smallest is 0 (the allocation needs
-// non-negative errors; a constant per unit does not change which option is
-// best). At most two probes per unit.
+// smaller and nearest larger option (by bytes; see neighbours) and the
+// options of its size (other scales), measured as a change of the mix base
+// (whose KL is baseKL) — the KL the mix gets with that one unit moved,
+// less baseKL. Other options are left out (aroundOff). Errors are shifted
+// per unit so that the smallest is 0 (the allocation needs non-negative
+// errors; a constant per unit does not change which option is best).
+// aroundProbes probes.
 func (mm *measurer) around(ctx context.Context, units []*budgetUnit, tab *sensitivityTable, base []int, baseKL float64) ([][]float64, error) {
 	out := make([][]float64, len(units))
 	for i, u := range units {
 		out[i] = make([]float64, len(u.schemes))
-		b := tab.bytes[i][base[i]]
-		down, up := -1, -1
-		for j := range u.schemes {
+		for j := range out[i] {
 			out[i][j] = aroundOff
-			if x := tab.bytes[i][j]; x < b && (down < 0 || x > tab.bytes[i][down]) {
-				down = j
-			} else if x > b && (up < 0 || x < tab.bytes[i][up]) {
-				up = j
-			}
 		}
 		out[i][base[i]] = 0
 		lowest := 0.0
-		for _, j := range []int{down, up} {
+		down, up, same := neighbours(tab.bytes[i], tab.kl[i], base[i], func(int) bool { return true })
+		for _, j := range append([]int{down, up}, same...) {
 			if j < 0 {
 				continue
 			}
@@ -519,6 +561,22 @@ func (mm *measurer) around(ctx context.Context, units []*budgetUnit, tab *sensit
 		}
 	}
 	return out, nil
+}
+
+// aroundProbes is how many models around measures for the mix base.
+func aroundProbes(units []*budgetUnit, tab *sensitivityTable, base []int) int {
+	n := 0
+	for i := range units {
+		down, up, same := neighbours(tab.bytes[i], tab.kl[i], base[i], func(int) bool { return true })
+		n += len(same)
+		if down >= 0 {
+			n++
+		}
+		if up >= 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // aroundOff is the error of an option around leaves out: larger than any

@@ -94,3 +94,65 @@ stages:
 		t.Errorf("plan wrote files: %v", files)
 	}
 }
+
+// TestBudgetPlanScales: with candidates that differ only by their scale
+// method, plan names each weight's option with its method, in the table,
+// the reasons and the JSON options, as it names searched scales outside a
+// budget.
+func TestBudgetPlanScales(t *testing.T) {
+	if raceEnabled {
+		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
+	}
+	dir := t.TempDir()
+	t.Setenv("QPIPE_CACHE_DIR", filepath.Join(dir, "cache"))
+	e2eCopy(t, dir, "tiny_decoder.tflite")
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: tiny_decoder.tflite}
+  - quantize:
+      budget:
+        size: 900kB
+        samples: 1
+        candidates: {default: [dynamic_int8, dynamic_int4_block32, {scheme: dynamic_int4_block32, scales: search}, dynamic_int4_block128]}
+  - serialize: {path: "out/{name}_{suffix}.tflite"}
+`)
+	code, stdout, stderr := e2eRun(t, "plan", "--json", job)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var plan struct{ Plans []pipeline.Plan }
+	if err := json.Unmarshal([]byte(stdout), &plan); err != nil {
+		t.Fatal(err)
+	}
+	searched := 0
+	for _, w := range plan.Plans[0].Weights {
+		var scales []string
+		for _, o := range w.Budget.Options {
+			scales = append(scales, o.Scheme+"+"+o.Scales)
+			if o.Chosen && (w.Scheme == nil || *w.Scheme != o.Scheme || w.Scales != o.Scales) {
+				t.Errorf("%s: chosen %s+%s, planned %v+%s", w.Name, o.Scheme, o.Scales, w.Scheme, w.Scales)
+			}
+		}
+		if got := strings.Join(scales, " "); got != "dynamic_int8+ dynamic_int4_block32+ dynamic_int4_block32+search dynamic_int4_block128+" {
+			t.Errorf("%s: options %s", w.Name, got)
+		}
+		if w.Scales == "search" {
+			searched++
+			if w.SQNR == nil || w.SQNRMinMax == nil {
+				t.Errorf("%s: searched without its SQNRs", w.Name)
+			}
+		}
+	}
+	if searched == 0 {
+		t.Fatal("no weight got searched scales: the test tests nothing")
+	}
+	code, stdout, stderr = e2eRun(t, "plan", job)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"dynamic_int4_block32+search  ", ": dynamic_int4_block32+search (", "(same size) would change it by"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
