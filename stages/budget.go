@@ -280,7 +280,7 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 			return err
 		}
 		if c != nil {
-			c.method = "planned around " + origin(start.method)
+			c.method, c.onMix = "planned around "+origin(start.method), true
 			cands = append(cands, *c)
 			if b.better(*c, best) {
 				best = *c
@@ -355,6 +355,9 @@ type mixCandidate struct {
 	choice []int
 	kl     [][]float64
 	out    outcome
+	// onMix: kl was measured as changes of a mix (around), not per
+	// weight alone.
+	onMix bool
 }
 
 // predicted is the sum of the mix's sensitivities (each weight alone).
@@ -551,7 +554,7 @@ func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate) string 
 	// The nearest smaller and larger options the method weighed.
 	down, up, same := neighbours(tab.bytes[i], kl, c, func(j int) bool { return kl[j] < aroundOff })
 	basis := "predicted"
-	if strings.HasPrefix(best.method, "measured around") {
+	if best.onMix {
 		basis = "measured on the mix"
 	}
 	for _, j := range same {

@@ -59,7 +59,7 @@ func (b *Budget) climb(ctx context.Context, mm *measurer, units []*budgetUnit, t
 			if b.Config.MaxKL > 0 && kl > b.Config.MaxKL {
 				continue
 			}
-			c := mixCandidate{method: "climbed from " + origin(start.method), choice: choice, kl: around, out: outcome{size, kl}}
+			c := mixCandidate{method: "climbed from " + origin(start.method), choice: choice, kl: around, out: outcome{size, kl}, onMix: true}
 			if b.better(c, cur) && (best == nil || b.better(c, *best)) {
 				best = &c
 			}
@@ -250,7 +250,7 @@ func (b *Budget) fill(ctx context.Context, mm *measurer, units []*budgetUnit, ta
 			if kl >= bar {
 				continue
 			}
-			cur = mixCandidate{method: "filled from " + origin(best.method), choice: choice, kl: best.kl, out: outcome{size, kl}}
+			cur = mixCandidate{method: "filled from " + origin(best.method), choice: choice, kl: best.kl, out: outcome{size, kl}, onMix: best.onMix}
 			changed, moved = true, true
 		}
 		if !moved {
