@@ -267,10 +267,12 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	// options measured as a change of that mix, so that the interactions
 	// between the weights are in the numbers: plan again on them, and
 	// climb from the best mix by moves that each measurement confirms.
-	// Costs up to two probes per weight and one per other scale method of
-	// its option, then one per move tried: only within the probe bound.
-	for round := 0; round < refineRounds && aroundProbes(units, tab, best.choice) <= b.maxProbes(); round++ {
-		around, err := mm.around(ctx, units, tab, best.choice, best.out.kl)
+	// Costs up to two probes per weight, and one per other scale method
+	// of its option, then one per move tried: only within the probe bound
+	// (the other scale methods first left out).
+	for round := 0; round < refineRounds && aroundProbes(units, tab, best.choice, false) <= b.maxProbes(); round++ {
+		twins := aroundProbes(units, tab, best.choice, true) <= b.maxProbes()
+		around, err := mm.around(ctx, units, tab, best.choice, best.out.kl, twins)
 		if err != nil {
 			return err
 		}

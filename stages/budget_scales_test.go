@@ -186,3 +186,35 @@ func TestBudgetScales(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetNeighbours: around measures, next to an option, the nearest
+// smaller and larger ones — of two of one size (one scheme, two scale
+// methods), the one of lower KL — and, with twins, the options of its own
+// size; without twins it keeps within the bound it had before scale
+// options.
+func TestBudgetNeighbours(t *testing.T) {
+	// fp16, int4 b32 min-max, b32 search, b128 min-max, b128 search.
+	tab := &sensitivityTable{
+		bytes: [][]int64{{400, 100, 100, 80, 80}},
+		kl:    [][]float64{{0.01, 0.2, 0.1, 0.5, 0.6}},
+	}
+	for _, tc := range []struct {
+		at    int
+		twins bool
+		want  string
+	}{
+		{1, true, "[3 0 2]"},
+		{1, false, "[3 0]"},
+		{2, true, "[3 0 1]"},
+		{0, true, "[2]"},
+		{4, true, "[2 3]"},
+		{4, false, "[2]"},
+	} {
+		if got := fmt.Sprint(aroundOptions(tab, 0, tc.at, tc.twins)); got != tc.want {
+			t.Errorf("around option %d (twins %v): %s, want %s", tc.at, tc.twins, got, tc.want)
+		}
+	}
+	if n := aroundProbes([]*budgetUnit{{}}, tab, []int{1}, true); n != 3 {
+		t.Errorf("aroundProbes = %d, want 3", n)
+	}
+}

@@ -521,14 +521,14 @@ func (tab *sensitivityTable) pooled() [][]float64 {
 }
 
 // around measures the options next to a mix: for every unit, its nearest
-// smaller and nearest larger option (by bytes; see neighbours) and the
-// options of its size (other scales), measured as a change of the mix base
-// (whose KL is baseKL) — the KL the mix gets with that one unit moved,
-// less baseKL. Other options are left out (aroundOff). Errors are shifted
-// per unit so that the smallest is 0 (the allocation needs non-negative
-// errors; a constant per unit does not change which option is best).
-// aroundProbes probes.
-func (mm *measurer) around(ctx context.Context, units []*budgetUnit, tab *sensitivityTable, base []int, baseKL float64) ([][]float64, error) {
+// smaller and nearest larger option (by bytes; see neighbours) and, with
+// twins, the options of its size (other scales), measured as a change of
+// the mix base (whose KL is baseKL) — the KL the mix gets with that one
+// unit moved, less baseKL. Other options are left out (aroundOff). Errors
+// are shifted per unit so that the smallest is 0 (the allocation needs
+// non-negative errors; a constant per unit does not change which option is
+// best). aroundProbes probes.
+func (mm *measurer) around(ctx context.Context, units []*budgetUnit, tab *sensitivityTable, base []int, baseKL float64, twins bool) ([][]float64, error) {
 	out := make([][]float64, len(units))
 	for i, u := range units {
 		out[i] = make([]float64, len(u.schemes))
@@ -537,11 +537,7 @@ func (mm *measurer) around(ctx context.Context, units []*budgetUnit, tab *sensit
 		}
 		out[i][base[i]] = 0
 		lowest := 0.0
-		down, up, same := neighbours(tab.bytes[i], tab.kl[i], base[i], func(int) bool { return true })
-		for _, j := range append([]int{down, up}, same...) {
-			if j < 0 {
-				continue
-			}
+		for _, j := range aroundOptions(tab, i, base[i], twins) {
 			kl, err := mm.kl(ctx, choiceOf(units, func(k int, v *budgetUnit) *config.Scheme {
 				if k == i {
 					return v.schemes[j]
@@ -563,18 +559,26 @@ func (mm *measurer) around(ctx context.Context, units []*budgetUnit, tab *sensit
 	return out, nil
 }
 
+// aroundOptions are the options around measures for unit i at option c.
+func aroundOptions(tab *sensitivityTable, i, c int, twins bool) []int {
+	down, up, same := neighbours(tab.bytes[i], tab.kl[i], c, func(int) bool { return true })
+	var out []int
+	for _, j := range []int{down, up} {
+		if j >= 0 {
+			out = append(out, j)
+		}
+	}
+	if twins {
+		out = append(out, same...)
+	}
+	return out
+}
+
 // aroundProbes is how many models around measures for the mix base.
-func aroundProbes(units []*budgetUnit, tab *sensitivityTable, base []int) int {
+func aroundProbes(units []*budgetUnit, tab *sensitivityTable, base []int, twins bool) int {
 	n := 0
 	for i := range units {
-		down, up, same := neighbours(tab.bytes[i], tab.kl[i], base[i], func(int) bool { return true })
-		n += len(same)
-		if down >= 0 {
-			n++
-		}
-		if up >= 0 {
-			n++
-		}
+		n += len(aroundOptions(tab, i, base[i], twins))
 	}
 	return n
 }
