@@ -27,9 +27,15 @@ type Budget struct {
 }
 
 // DefaultBudgetCandidates are the schemes a budget chooses from unless the
-// job narrows them; each weight gets only those its ops accept and its
-// shape fits.
-var DefaultBudgetCandidates = []string{"fp16", "dynamic_int8", "dynamic_int4_block32", "dynamic_int4_block64", "dynamic_int4_block128", "dynamic_int4_block256"}
+// job narrows them, as Scheme.String prints them (NAME or NAME+SCALES);
+// each weight gets only those its ops accept and its shape fits. Every
+// int4 block size comes with min-max and with searched scales: at the
+// size of uniform dynamic_int4_block128 the searched ones lowered the
+// budget's KL on its samples by 19-30 % on three generated decoders, on
+// held-out samples on two of them (README, Budgets).
+var DefaultBudgetCandidates = []string{"fp16", "dynamic_int8",
+	"dynamic_int4_block32", "dynamic_int4_block32+search", "dynamic_int4_block64", "dynamic_int4_block64+search",
+	"dynamic_int4_block128", "dynamic_int4_block128+search", "dynamic_int4_block256", "dynamic_int4_block256+search"}
 
 // BudgetRecipe is the recipe name and output suffix of a budget's output.
 const BudgetRecipe = "budget"
@@ -48,8 +54,14 @@ func (b *Budget) CandidatesFor(role Role) []*Scheme {
 		return c
 	}
 	out := make([]*Scheme, 0, len(DefaultBudgetCandidates))
-	for _, name := range DefaultBudgetCandidates {
+	for _, c := range DefaultBudgetCandidates {
+		name, scales, _ := strings.Cut(c, "+")
 		s, _ := defaultCatalog.scheme(name)
+		if scales != "" {
+			t := *s
+			t.Scales = scales
+			s = &t
+		}
 		out = append(out, s)
 	}
 	return out

@@ -52,7 +52,14 @@ func TestParseBudget(t *testing.T) {
 			t.Errorf("candidates for %s = %s, want %s", role, got, want)
 		}
 	}
-	if got := names((&Budget{}).CandidatesFor(RoleAttention)); got != strings.Join(DefaultBudgetCandidates, ",") {
+	var defaults []string
+	for _, s := range (&Budget{}).CandidatesFor(RoleAttention) {
+		if msg := scalesFor(s, s.Scales); msg != "" {
+			t.Errorf("default candidate %s: %s", s, msg)
+		}
+		defaults = append(defaults, s.String())
+	}
+	if got := strings.Join(defaults, ","); got != strings.Join(DefaultBudgetCandidates, ",") || !strings.Contains(got, "dynamic_int4_block128+search") {
 		t.Errorf("default candidates = %s", got)
 	}
 	// A candidate may carry its scale method: the same scheme with two

@@ -12,7 +12,9 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/gen"
 	"github.com/qpipe/qpipe/internal/litert"
+	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -166,5 +168,73 @@ func TestBudgetEvidence(t *testing.T) {
 	}
 	if got.kl > x || got.size > smallest {
 		t.Errorf("max_kl %g: KL %g, %d bytes; the smallest uniform preset within it has %d bytes", x, got.kl, got.size, smallest)
+	}
+}
+
+// TestBudgetScalesEvidence measures what searched-scale candidates give a
+// size budget: on the tiny decoder and two other generated decoders, at
+// the size of uniform dynamic_int4_block128, the budget's KL (qpipe eval,
+// seed 0 — the pass's samples — and seed 1, held out) and its pass time
+// with the default candidates and with every int4 block size offered with
+// scales: search too. It decided the default candidates (README,
+// Budgets); run it with QPIPE_BUDGET_EVIDENCE=1 (minutes).
+func TestBudgetScalesEvidence(t *testing.T) {
+	if os.Getenv("QPIPE_BUDGET_EVIDENCE") != "1" {
+		t.Skip("a measurement; set QPIPE_BUDGET_EVIDENCE=1 to run it")
+	}
+	if raceEnabled {
+		t.Skip("the race detector makes the sensitivity passes take many minutes")
+	}
+	dir := t.TempDir()
+	models := []string{absModel(t, "tiny_decoder.tflite")}
+	for _, g := range []struct {
+		name string
+		edit func(*gen.Config)
+	}{
+		{"gelu_seed7", func(c *gen.Config) { c.Seed, c.Activation = 7, gen.ActGELU }},
+		{"wide_4layers", func(c *gen.Config) { c.Seed, c.Layers, c.Dim, c.FFN = 3, 4, 512, 1024 }},
+	} {
+		cfg, _ := gen.Preset("tiny")
+		cfg.Name = g.name
+		g.edit(&cfg)
+		m, err := gen.Decoder(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, g.name+".tflite")
+		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		models = append(models, p)
+	}
+	defaults := strings.Join(config.DefaultBudgetCandidates, ", ")
+	var searched []string
+	for _, b := range []int{32, 64, 128, 256} {
+		searched = append(searched, fmt.Sprintf("{scheme: dynamic_int4_block%d, scales: search}", b))
+	}
+	minmax := "fp16, dynamic_int8, dynamic_int4_block32, dynamic_int4_block64, dynamic_int4_block128, dynamic_int4_block256"
+	for _, in := range models {
+		name := strings.TrimSuffix(filepath.Base(in), ".tflite")
+		uni := runBudgetJob(t, t.TempDir(), fmt.Sprintf("version: 1\nname: u\nstages:\n  - load: {path: %s}\n  - quantize: {recipes: [dynamic_int4_block128, {name: s128, suffix: s128, scales: search, default: dynamic_int4_block128}]}\n  - serialize: {path: \"{name}_{suffix}.tflite\"}\n", in), "")
+		size := uni[0].Output.Bytes
+		t.Logf("%s: uniform dynamic_int4_block128 %d bytes KL %.5f (held out %.5f); with scales: search KL %.5f (held out %.5f)", name, size,
+			evalKL(t, in, uni[0].Output.Path, 0), evalKL(t, in, uni[0].Output.Path, 1), evalKL(t, in, uni[1].Output.Path, 0), evalKL(t, in, uni[1].Output.Path, 1))
+		for _, c := range []struct{ label, list string }{
+			{"defaults", defaults},
+			{"min-max only", minmax},
+			{"+ search", minmax + ", " + strings.Join(searched, ", ")},
+		} {
+			if c.label == "defaults" && c.list == minmax {
+				continue
+			}
+			job := fmt.Sprintf("version: 1\nname: b\nstages:\n  - load: {path: %s}\n  - quantize:\n      budget: {size: %d, candidates: {default: [%s]}}\n  - serialize: {path: \"{name}_{suffix}.tflite\"}\n", in, size, c.list)
+			b := runBudgetJob(t, t.TempDir(), job, "")[0]
+			r := b.Output.Budget
+			if b.Output.Bytes > size {
+				t.Errorf("%s, %s: %d bytes over the budget of %d", name, c.label, b.Output.Bytes, size)
+			}
+			t.Logf("%s, %-12s: %d bytes, KL %.5f (held out %.5f), %s; pass %.1fs, %d probes",
+				name, c.label, b.Output.Bytes, evalKL(t, in, b.Output.Path, 0), evalKL(t, in, b.Output.Path, 1), r.Method, r.Seconds, r.Probes)
+		}
 	}
 }

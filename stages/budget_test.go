@@ -159,9 +159,9 @@ func TestBudgetNotDivisible(t *testing.T) {
 	refused := 0
 	for _, u := range units {
 		shape := m.Meta.Subgraphs[u.keys[0].sg].Tensors[u.keys[0].tensor].Shape
-		for _, name := range config.DefaultBudgetCandidates {
-			r, _ := config.Preset(name)
-			sc, _ := fromConfig(r.Default.All, "")
+		for _, c := range (&config.Budget{}).CandidatesFor(u.role) {
+			sc, _ := fromConfig(c, "")
+			name := optionLabel(c)
 			offered := schemeIndex(u, name) >= 0
 			if fits(sc, shape) != "" {
 				if offered {
