@@ -35,22 +35,31 @@ func TestBudgetFlags(t *testing.T) {
 	}
 }
 
-// TestBudgetPlan: plan shows the budget's choice and why, in text and
-// JSON, and writes nothing.
-func TestBudgetPlan(t *testing.T) {
+// budgetPlanJob writes, in a new folder with its own cache, a job that
+// runs budget (YAML) on the tiny decoder; it skips under the race
+// detector, which makes the sensitivity pass take minutes.
+func budgetPlanJob(t *testing.T, budget string) (dir, job string) {
+	t.Helper()
 	if raceEnabled {
 		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	t.Setenv("QPIPE_CACHE_DIR", filepath.Join(dir, "cache"))
 	e2eCopy(t, dir, "tiny_decoder.tflite")
-	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+	job = e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
 stages:
   - load: {path: tiny_decoder.tflite}
   - quantize:
-      budget: {size: 900kB, samples: 1}
+      budget: `+budget+`
   - serialize: {path: "out/{name}_{suffix}.tflite"}
 `)
+	return dir, job
+}
+
+// TestBudgetPlan: plan shows the budget's choice and why, in text and
+// JSON, and writes nothing.
+func TestBudgetPlan(t *testing.T) {
+	dir, job := budgetPlanJob(t, "{size: 900kB, samples: 1}")
 	code, stdout, stderr := e2eRun(t, "plan", job)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -100,22 +109,7 @@ stages:
 // the reasons and the JSON options, as it names searched scales outside a
 // budget.
 func TestBudgetPlanScales(t *testing.T) {
-	if raceEnabled {
-		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
-	}
-	dir := t.TempDir()
-	t.Setenv("QPIPE_CACHE_DIR", filepath.Join(dir, "cache"))
-	e2eCopy(t, dir, "tiny_decoder.tflite")
-	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
-stages:
-  - load: {path: tiny_decoder.tflite}
-  - quantize:
-      budget:
-        size: 900kB
-        samples: 1
-        candidates: {default: [dynamic_int8, dynamic_int4_block32, {scheme: dynamic_int4_block32, scales: search}, dynamic_int4_block128]}
-  - serialize: {path: "out/{name}_{suffix}.tflite"}
-`)
+	_, job := budgetPlanJob(t, "{size: 900kB, samples: 1, candidates: {default: [dynamic_int8, dynamic_int4_block32, {scheme: dynamic_int4_block32, scales: search}, dynamic_int4_block128]}}")
 	code, stdout, stderr := e2eRun(t, "plan", "--json", job)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
