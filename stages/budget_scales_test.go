@@ -143,6 +143,12 @@ func TestBudgetScales(t *testing.T) {
 		if r.Cached != 0 {
 			t.Errorf("first run: %d sensitivities from the cache, want 0 (each option has its own key)", r.Cached)
 		}
+		// What the pass measured is what it wrote (each probe quantized
+		// with its option's scales, calibrated ones under the job's
+		// calibration).
+		if kl := evalKLSamples(t, in, b.Output.Path, 0, 2); kl != r.MeasuredKL {
+			t.Errorf("the budget measured KL %g, qpipe eval of the output on the same samples %g", r.MeasuredKL, kl)
+		}
 		got := int4Tensors(t, b.Output.Path)
 		chosen := map[string]int{}
 		for _, w := range b.Plan.Weights {
@@ -153,10 +159,21 @@ func TestBudgetScales(t *testing.T) {
 			if w.Scales != "" {
 				method = w.Scales
 			}
+			byScales := map[string]pipeline.BudgetOption{}
 			for _, o := range w.Budget.Options {
 				if o.Chosen && (o.Scheme != *w.Scheme || o.Scales != w.Scales) {
 					t.Errorf("%s: chose %s+%s, planned %s+%s", w.Name, o.Scheme, o.Scales, *w.Scheme, w.Scales)
 				}
+				byScales[o.Scales] = o
+			}
+			// Each option was quantized with its own scales: search has
+			// the lower weight error, and no two options measured alike.
+			mm, se, ca := byScales[""], byScales[config.ScalesSearch], byScales[config.ScalesCalibrated]
+			if !(se.RelL2 < mm.RelL2) || ca.RelL2 == mm.RelL2 || mm.KL == se.KL || mm.KL == ca.KL || se.KL == ca.KL {
+				t.Errorf("%s: options min-max %+v, search %+v, calibrated %+v: not measured with their own scales", w.Name, mm, se, ca)
+			}
+			if mm.Bytes != se.Bytes || mm.Bytes != ca.Bytes {
+				t.Errorf("%s: options of %d, %d and %d bytes, want one size", w.Name, mm.Bytes, se.Bytes, ca.Bytes)
 			}
 			if !strings.HasPrefix(w.Budget.Why, optionLabel(&config.Scheme{Name: *w.Scheme, Scales: method})+" (") {
 				t.Errorf("%s: why %q does not start with its option", w.Name, w.Budget.Why)
@@ -216,5 +233,39 @@ func TestBudgetNeighbours(t *testing.T) {
 	}
 	if n := aroundProbes([]*budgetUnit{{}}, tab, []int{1}, true); n != 3 {
 		t.Errorf("aroundProbes = %d, want 3", n)
+	}
+}
+
+// TestBudgetJobScales: the quantize stage's scales apply to the candidates
+// that set none, in the measurement as in the output: every int4 weight
+// is written with searched scales and the KL the budget reports is the
+// written file's.
+func TestBudgetJobScales(t *testing.T) {
+	if raceEnabled {
+		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
+	}
+	in := absModel(t, "tiny_decoder.tflite")
+	b := runBudgetJob(t, t.TempDir(), scalesJob(in, `{scales: search, budget: {size: 900kB, samples: 2, candidates: {default: [dynamic_int8, dynamic_int4_block32, dynamic_int4_block128]}}}`), "")[0]
+	if kl := evalKLSamples(t, in, b.Output.Path, 0, 2); kl != b.Output.Budget.MeasuredKL {
+		t.Errorf("the budget measured KL %g, qpipe eval of the output on the same samples %g", b.Output.Budget.MeasuredKL, kl)
+	}
+	int4 := 0
+	for _, tm := range b.Output.Tensors {
+		if strings.HasPrefix(tm.Scheme, "dynamic_int4") {
+			int4++
+			if tm.Scales != config.ScalesSearch {
+				t.Errorf("%s: %s with scales %q, want search (the job's)", tm.Tensor, tm.Scheme, tm.Scales)
+			}
+		}
+	}
+	for _, w := range b.Plan.Weights {
+		for _, o := range w.Budget.Options {
+			if strings.HasPrefix(o.Scheme, "dynamic_int4") && o.Scales != config.ScalesSearch {
+				t.Errorf("%s: option %s+%s, want +search", w.Name, o.Scheme, o.Scales)
+			}
+		}
+	}
+	if int4 == 0 {
+		t.Fatal("no int4 weight: the test tests nothing")
 	}
 }

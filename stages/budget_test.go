@@ -33,6 +33,12 @@ stages:
 // the given seed).
 func evalKL(t testing.TB, ref, cand string, seed int64) float64 {
 	t.Helper()
+	return evalKLSamples(t, ref, cand, seed, 0)
+}
+
+// evalKLSamples is evalKL on that many samples (0: the default).
+func evalKLSamples(t testing.TB, ref, cand string, seed int64, samples int) float64 {
+	t.Helper()
 	r, err := evaluate.Open(ref, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +49,7 @@ func evalKL(t testing.TB, ref, cand string, seed int64) float64 {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rep, err := evaluate.Compare(context.Background(), r, c, evaluate.Options{Seed: seed})
+	rep, err := evaluate.Compare(context.Background(), r, c, evaluate.Options{Seed: seed, Samples: samples})
 	if err != nil {
 		t.Fatal(err)
 	}
