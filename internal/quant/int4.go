@@ -67,7 +67,11 @@ func BlockParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampT
 // clampTiny replaced a zero or subnormal scale by 2^-14; ok is false for a
 // non-finite block (scale NaN) or a scale that overflows float16 (scale Inf).
 func blockScale(blk []float32, clampTiny bool) (h uint16, clamped, ok bool) {
-	m := absMaxBits(blk)
+	return absMaxScale(absMaxBits(blk), clampTiny)
+}
+
+// absMaxScale is blockScale for a block whose absMaxBits is m.
+func absMaxScale(m uint32, clampTiny bool) (h uint16, clamped, ok bool) {
 	if m >= f32Inf {
 		return 0x7e00, false, false
 	}

@@ -78,9 +78,9 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 	var nTiny, nBad atomicCount
 	parallelFor(len(src), cols, func(lo, hi int) {
 		t, bad := 0, 0
-		var big []int32 // scratch of the data-free search, one per part
+		var big []float32 // scratch of the data-free search, one per part
 		if stats == nil {
-			big = make([]int32, 0, blockSize)
+			big = make([]float32, blockSize)
 		}
 		for r := lo / cols; r < hi/cols; r++ {
 			x := src[r*cols : (r+1)*cols]
@@ -110,37 +110,65 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 
 // searchRowFree searches each block of one row for its lowest squared error.
 // report asks for the row's errors (e); they cost extra passes and do not
-// change the choice. big is scratch space of blockSize indices.
-func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny, report bool, big []int32) (e RowErrors, tiny, bad int) {
-	for k := range scales {
-		x := src[k*blockSize : (k+1)*blockSize]
-		h0, clamped, ok := blockScale(x, clampTiny)
-		scales[k] = h0
-		switch {
-		case !ok:
-			bad++
-			continue
-		case clamped:
-			tiny++
+// change the choice. big is scratch space of blockSize elements.
+//
+// Blocks go in groups, stage by stage: the largest magnitudes, the
+// searches, the quantization. The blocks of a stage are independent, so
+// the long chain of dependent steps of one block's search overlaps with
+// the next block's instead of running alone.
+func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny, report bool, big []float32) (e RowErrors, tiny, bad int) {
+	var ms [maxSearchGroup]uint32
+	group := searchGroup(blockSize)
+	block := func(k int) []float32 { return src[k*blockSize : (k+1)*blockSize] }
+	for g := 0; g < len(scales); g += group {
+		n := min(group, len(scales)-g)
+		for i := range n {
+			ms[i] = absMaxBits(block(g + i))
 		}
-		h := h0
-		if h0 >= 0x400 {
-			h, big = searchBlock(x, h0, big)
-		}
-		scales[k] = h
-		quantizeBlock(dst[k*blockSize/2:(k+1)*blockSize/2], x, h)
-		if report {
-			e0 := sqErr(x, Float32FromBits16(h0), nil) // min-max never clips
-			eh := e0
-			if h != h0 {
-				eh = sqErr(x, Float32FromBits16(h), bigElements(x, 7.49*Float32FromBits16(h), big[:0]))
+		for i := range n {
+			x := block(g + i)
+			h0, clamped, ok := absMaxScale(ms[i], clampTiny)
+			scales[g+i] = h0
+			switch {
+			case !ok:
+				bad++
+				continue
+			case clamped:
+				tiny++
 			}
-			e.MinMax += float64(e0)
-			e.Chosen += float64(eh)
+			h := h0
+			if h0 >= 0x400 {
+				h = searchBlock(x, math.Float32frombits(ms[i]), h0, big)
+			}
+			scales[g+i] = h
+			if report {
+				e0 := sqErr(x, Float32FromBits16(h0), nil) // min-max never clips
+				eh := e0
+				if h != h0 {
+					s := Float32FromBits16(h)
+					eh = sqErr(x, s, bigElements(x, 7.49*s, big))
+				}
+				e.MinMax += float64(e0)
+				e.Chosen += float64(eh)
+			}
+		}
+		if bad > 0 {
+			continue // the output is not used
+		}
+		for i := range n {
+			k := g + i
+			quantizeBlock(dst[k*blockSize/2:(k+1)*blockSize/2], block(k), scales[k])
 		}
 	}
 	return e, tiny, bad
 }
+
+// maxSearchGroup is the most blocks searchRowFree takes at a time.
+const maxSearchGroup = 16
+
+// searchGroup is how many blocks searchRowFree takes at a time: up to 2 KiB
+// of input, which stays in the L1 cache from one stage to the next.
+func searchGroup(blockSize int) int { return max(1, min(maxSearchGroup, 512/blockSize)) }
 
 // maxFloat16 is the largest finite float16.
 const maxFloat16 = 65504
@@ -159,9 +187,9 @@ func stored(s float32) uint16 {
 	return h
 }
 
-// searchBlock returns the best stored scale for the block (h0, its
-// min-max scale, a positive normal float16). big is scratch space of
-// len(x) indices, returned for reuse.
+// searchBlock returns the best stored scale for the block: absMax is its
+// largest magnitude, h0 its min-max scale (a positive normal float16). big
+// is scratch space of len(x) elements.
 //
 // Evaluating all candidates exactly would cost a pass over the block each
 // (about 8 times min-max's work). Instead a model ranks them: the elements
@@ -177,38 +205,35 @@ func stored(s float32) uint16 {
 // error further. On gaussian and heavy-tailed weights this keeps about 90%
 // of the exhaustive search's gain in dB (search_test.go) at about a fifth
 // of its cost.
-func searchBlock(x []float32, h0 uint16, big []int32) (uint16, []int32) {
-	bound := max(math.Float32frombits(absMaxBits(x)), scaleFloor)
-	var ss, rs, model [len(searchRatios)]float32
-	ss[0] = Float32FromBits16(h0)
-	rs[0] = 1 / ss[0]
-	n := 1
-	for _, r := range searchRatios[1:] {
-		// A bfloat16 in the float16 normal range is exactly a float16:
-		// the stored value is the bfloat16 rounding itself.
-		s := BFloat16Round(float32(bound*r) / 7)
-		if s < MinNormalFloat16 || s > maxFloat16 || s == ss[n-1] {
-			continue
-		}
-		ss[n], rs[n] = s, 1/s
-		n++
-	}
-	big = bigElements(x, 7.49*ss[n-1], big[:0])
-	for _, i := range big {
-		for c := range n {
-			t := float32(x[i] * rs[c])
-			d := q4(t) - t
-			model[c] += float32(d*d) * ss[c] * ss[c]
-		}
-	}
+func searchBlock(x []float32, absMax float32, h0 uint16, big []float32) uint16 {
+	ss, rs := searchCandidates(absMax, h0)
+	big = bigElements(x, 7.49*ss[len(ss)-1], big)
 	rest := float32(len(x)-len(big)) / 12
-	bc := 0
-	for c := range n {
-		model[c] += rest * ss[c] * ss[c]
-		if model[c] < model[bc] {
-			bc = c
-		}
+	// The model of each candidate: the big elements' exact errors in
+	// order, then the rest. All candidates at once, one accumulator each,
+	// so that the few big elements are a single loop.
+	var e0, e1, e2, e3, e4, e5, e6, e7 float32
+	for _, v := range big {
+		e0 += modelTerm(v, rs[0], ss[0])
+		e1 += modelTerm(v, rs[1], ss[1])
+		e2 += modelTerm(v, rs[2], ss[2])
+		e3 += modelTerm(v, rs[3], ss[3])
+		e4 += modelTerm(v, rs[4], ss[4])
+		e5 += modelTerm(v, rs[5], ss[5])
+		e6 += modelTerm(v, rs[6], ss[6])
+		e7 += modelTerm(v, rs[7], ss[7])
 	}
+	// The first lowest: each model value (not negative, so its bits order
+	// as it does) goes with its index in the low bits of a key, and the
+	// smallest key wins, by conditional moves rather than branches that
+	// mispredict. Candidates repeated as padding (see searchCandidates) get
+	// the same value as their original and are never chosen over it.
+	key := func(e float32, c int) uint64 {
+		s := ss[c]
+		return uint64(math.Float32bits(e+float32(rest*s)*s))<<3 | uint64(c)
+	}
+	bc := int(min(key(e0, 0), key(e1, 1), key(e2, 2), key(e3, 3),
+		key(e4, 4), key(e5, 5), key(e6, 6), key(e7, 7)) & 7)
 	best, sm := h0, ss[bc]
 	if bc > 0 {
 		best = Float16Bits(sm)
@@ -222,12 +247,67 @@ func searchBlock(x []float32, h0 uint16, big []int32) (uint16, []int32) {
 			}
 		}
 	}
-	return best, big
+	return best
 }
 
+// searchCandidates returns the candidate scales of a block (largest
+// magnitude absMax, min-max scale h0, a positive normal float16) in
+// decreasing order, min-max's first, and their reciprocals: the stored
+// values of absMax·r/7 for r in searchRatios, leaving out those that are
+// not normal float16 values. When some are left out the last one kept
+// fills the remaining places.
+func searchCandidates(absMax float32, h0 uint16) (ss, rs [len(searchRatios)]float32) {
+	bound := max(absMax, scaleFloor)
+	ss[0] = Float32FromBits16(h0)
+	// A bfloat16 in the float16 normal range is exactly a float16: the
+	// stored value is the bfloat16 rounding itself. The candidates
+	// decrease with r (every rounding is monotonic) and no two of them are
+	// equal (consecutive ratios differ by 4% or more, bfloat16 steps by
+	// 0.8% at most), and none is above min-max's, itself a float16: all are
+	// kept as soon as the smallest is a normal float16.
+	for c := 1; c < len(ss); c++ {
+		ss[c] = BFloat16Round(float32(bound*searchRatios[c]) / 7)
+	}
+	if !(ss[len(ss)-1] >= MinNormalFloat16 && ss[1] <= maxFloat16) {
+		n := 1
+		for _, r := range searchRatios[1:] {
+			s := BFloat16Round(float32(bound*r) / 7)
+			if s < MinNormalFloat16 || s > maxFloat16 || s == ss[n-1] {
+				continue
+			}
+			ss[n] = s
+			n++
+		}
+		for c := n; c < len(ss); c++ {
+			ss[c] = ss[n-1]
+		}
+	}
+	for c, s := range ss {
+		rs[c] = recipBF16(s)
+	}
+	return ss, rs
+}
+
+// recipBF16 is 1/s for s a positive normal float16 with the precision of a
+// bfloat16 (7 mantissa bits, as every candidate scale), without a
+// division: 1/s is 1/m, m the mantissa in [1, 2) (from a table), scaled by
+// the inverse power of two, which is exact as the result is normal.
+func recipBF16(s float32) float32 {
+	b := math.Float32bits(s)
+	return math.Float32frombits(recipMantissa[b>>16&0x7f] + (127<<23 - b&0x7f800000))
+}
+
+// recipMantissa holds the bits of 1/(1 + m/128) for m in [0, 128).
+var recipMantissa = func() (t [128]uint32) {
+	for m := range t {
+		t[m] = math.Float32bits(1 / (1 + float32(m)/128))
+	}
+	return t
+}()
+
 // lsSums returns Σx·q and Σq² for the block quantized with 1/s = r, q =
-// clip(rint(x·r)), big holding every element that clips.
-func lsSums(x []float32, r float32, big []int32) (sxq, sqq float64) {
+// clip(rint(x·r)), big holding every element that clips, in order.
+func lsSums(x []float32, r float32, big []float32) (sxq, sqq float64) {
 	var c0, c1, g0, g1 float32
 	y := x
 	for ; len(y) >= 2; y = y[2:] {
@@ -238,10 +318,10 @@ func lsSums(x []float32, r float32, big []int32) (sxq, sqq float64) {
 		g1 += float32(q1 * q1)
 	}
 	sxq, sqq = float64(c0+c1), float64(g0+g1)
-	for _, i := range big {
-		t := float32(x[i] * r)
+	for _, v := range big {
+		t := float32(v * r)
 		q, u := q4(t), rint32(t)
-		sxq += float64(x[i] * (q - u))
+		sxq += float64(v * (q - u))
 		sqq += float64(q*q) - float64(u*u)
 	}
 	return sxq, sqq
@@ -249,6 +329,25 @@ func lsSums(x []float32, r float32, big []int32) (sxq, sqq float64) {
 
 // rint32 is rint(t) for |t| < 2^22.
 func rint32(t float32) float32 { return float32(t+roundMagic) - roundMagic }
+
+// modelTerm is the squared error, as searchBlock's model counts it, of the
+// element v under the scale s of reciprocal r.
+func modelTerm(v, r, s float32) float32 {
+	t := float32(v * r)
+	d := clip4(t) - t
+	return float32(float32(d*d)*s) * s
+}
+
+// roundMagicBits is math.Float32bits(roundMagic): t + roundMagic has the
+// bits roundMagicBits + rint(t) for |t| < 2^22.
+const roundMagicBits = 0x4b400000
+
+// clip4 is q4(t) without a branch (the clipping is decided on the bits).
+func clip4(t float32) float32 {
+	b := math.Float32bits(t + roundMagic)
+	b = min(max(b, roundMagicBits-8), roundMagicBits+7)
+	return math.Float32frombits(b) - roundMagic
+}
 
 // sqErrRound is Σ(s·rint(x/s)−x)², without clipping.
 func sqErrRound(x []float32, s float32) float32 {
@@ -271,11 +370,11 @@ func sqErrRound(x []float32, s float32) float32 {
 }
 
 // clipFix is what clipping adds to sqErrRound's error over the elements
-// big (the only ones that clip under scale s).
-func clipFix(x []float32, s float32, big []int32) (e float32) {
+// big (every element that clips under scale s).
+func clipFix(s float32, big []float32) (e float32) {
 	r := 1 / s
-	for _, i := range big {
-		t := float32(x[i] * r)
+	for _, v := range big {
+		t := float32(v * r)
 		q, u := q4(t), rint32(t)
 		e += float32((q-t)*(q-t)) - float32((u-t)*(u-t))
 	}
@@ -296,7 +395,7 @@ func q4(t float32) float32 {
 
 // sqErr is Σ(s·q−x)² over the block, q = clip(rint(x/s)); big must hold
 // every element that clips under s (|x| > 7.49·s).
-func sqErr(x []float32, s float32, big []int32) float32 {
+func sqErr(x []float32, s float32, big []float32) float32 {
 	if s == 0 { // a zero scale (reference mode): count the whole weight
 		var e float32
 		for _, v := range x {
@@ -304,18 +403,18 @@ func sqErr(x []float32, s float32, big []int32) float32 {
 		}
 		return e
 	}
-	return sqErrRound(x, s) + clipFix(x, s, big)
+	return sqErrRound(x, s) + clipFix(s, big)
 }
 
-// bigElements returns the indices of the elements of x with |x| > thr
-// (thr >= 0), in big[:0], whose capacity must be at least len(x). Branch
-// free: which elements are big is random, and a branch on it mispredicts.
-func bigElements(x []float32, thr float32, big []int32) []int32 {
+// bigElements returns the elements of x with |x| > thr (thr >= 0), in
+// order, in big[:0], whose length must be at least len(x). Branch free:
+// which elements are big is random, and a branch on it mispredicts.
+func bigElements(x []float32, thr float32, big []float32) []float32 {
 	big = big[:len(x)]
 	t := math.Float32bits(thr)
 	n := 0
-	for i, v := range x {
-		big[n] = int32(i)
+	for _, v := range x {
+		big[n] = v
 		// For non-negative floats the bits order as the values; a NaN
 		// (bits above those of +Inf) counts as big.
 		n += int((t - math.Float32bits(v)&f32AbsMask) >> 31)
