@@ -206,7 +206,9 @@ func stored(s float32) uint16 {
 // of the exhaustive search's gain in dB (search_test.go) at about a fifth
 // of its cost.
 func searchBlock(x []float32, absMax float32, h0 uint16, big []float32) uint16 {
-	ss, rs := searchCandidates(absMax, h0)
+	var cd candidates
+	cd.set(absMax, h0)
+	ss, rs := &cd.s, &cd.r
 	big = bigElements(x, 7.49*ss[len(ss)-1], big)
 	rest := float32(len(x)-len(big)) / 12
 	// The model of each candidate: the big elements' exact errors in
@@ -214,19 +216,23 @@ func searchBlock(x []float32, absMax float32, h0 uint16, big []float32) uint16 {
 	// so that the few big elements are a single loop.
 	var e0, e1, e2, e3, e4, e5, e6, e7 float32
 	for _, v := range big {
-		e0 += modelTerm(v, rs[0], ss[0])
-		e1 += modelTerm(v, rs[1], ss[1])
-		e2 += modelTerm(v, rs[2], ss[2])
-		e3 += modelTerm(v, rs[3], ss[3])
-		e4 += modelTerm(v, rs[4], ss[4])
-		e5 += modelTerm(v, rs[5], ss[5])
-		e6 += modelTerm(v, rs[6], ss[6])
-		e7 += modelTerm(v, rs[7], ss[7])
+		// By symmetry (rint rounds ties to even), v's error is that of
+		// |v| clipped to 7 if v > 0, to 8 if v < 0 (v is not 0).
+		a := math.Float32frombits(math.Float32bits(v) & f32AbsMask)
+		lim := roundMagicBits + 7 + math.Float32bits(v)>>31
+		e0 += modelTerm(a, lim, rs[0], ss[0])
+		e1 += modelTerm(a, lim, rs[1], ss[1])
+		e2 += modelTerm(a, lim, rs[2], ss[2])
+		e3 += modelTerm(a, lim, rs[3], ss[3])
+		e4 += modelTerm(a, lim, rs[4], ss[4])
+		e5 += modelTerm(a, lim, rs[5], ss[5])
+		e6 += modelTerm(a, lim, rs[6], ss[6])
+		e7 += modelTerm(a, lim, rs[7], ss[7])
 	}
 	// The first lowest: each model value (not negative, so its bits order
 	// as it does) goes with its index in the low bits of a key, and the
 	// smallest key wins, by conditional moves rather than branches that
-	// mispredict. Candidates repeated as padding (see searchCandidates) get
+	// mispredict. Candidates repeated as padding (see candidates.set) get
 	// the same value as their original and are never chosen over it.
 	key := func(e float32, c int) uint64 {
 		s := ss[c]
@@ -236,28 +242,42 @@ func searchBlock(x []float32, absMax float32, h0 uint16, big []float32) uint16 {
 		key(e4, 4), key(e5, 5), key(e6, 6), key(e7, 7)) & 7)
 	best, sm := h0, ss[bc]
 	if bc > 0 {
-		best = Float16Bits(sm)
+		best = bf16ToFloat16(sm)
 	}
 	sxq, sqq := lsSums(x, rs[bc], big)
 	if sqq > 0 && sxq > 0 {
-		if h := stored(float32(sxq / sqq)); h != 0 && h != best {
-			s := float64(Float32FromBits16(h))
-			if (s-float64(sm))*((s+float64(sm))*sqq-2*sxq) < 0 {
-				best = h
+		// stored(s*), without its conversions: a bfloat16 in the float16
+		// normal range is that float16.
+		if b := BFloat16Round(float32(sxq / sqq)); b >= MinNormalFloat16 && b <= maxFloat16 {
+			if h := bf16ToFloat16(b); h != best {
+				s := float64(b)
+				if (s-float64(sm))*((s+float64(sm))*sqq-2*sxq) < 0 {
+					best = h
+				}
 			}
 		}
 	}
 	return best
 }
 
-// searchCandidates returns the candidate scales of a block (largest
-// magnitude absMax, min-max scale h0, a positive normal float16) in
-// decreasing order, min-max's first, and their reciprocals: the stored
-// values of absMax·r/7 for r in searchRatios, leaving out those that are
-// not normal float16 values. When some are left out the last one kept
-// fills the remaining places.
-func searchCandidates(absMax float32, h0 uint16) (ss, rs [len(searchRatios)]float32) {
+// bf16ToFloat16 is Float16Bits(b) for a bfloat16 b in the float16 normal
+// range (exact: the exponent is rebiased, the mantissa kept).
+func bf16ToFloat16(b float32) uint16 {
+	return uint16(math.Float32bits(b)>>13 - (127-15)<<10)
+}
+
+// candidates are the candidate scales of a block, s, and their
+// reciprocals, r.
+type candidates struct{ s, r [len(searchRatios)]float32 }
+
+// set makes cd the candidates of a block (largest magnitude absMax,
+// min-max scale h0, a positive normal float16) in decreasing order,
+// min-max's first: the stored values of absMax·r/7 for r in searchRatios,
+// leaving out those that are not normal float16 values. When some are left
+// out the last one kept fills the remaining places.
+func (cd *candidates) set(absMax float32, h0 uint16) {
 	bound := max(absMax, scaleFloor)
+	ss := &cd.s
 	ss[0] = Float32FromBits16(h0)
 	// A bfloat16 in the float16 normal range is exactly a float16: the
 	// stored value is the bfloat16 rounding itself. The candidates
@@ -283,9 +303,8 @@ func searchCandidates(absMax float32, h0 uint16) (ss, rs [len(searchRatios)]floa
 		}
 	}
 	for c, s := range ss {
-		rs[c] = recipBF16(s)
+		cd.r[c] = recipBF16(s)
 	}
-	return ss, rs
 }
 
 // recipBF16 is 1/s for s a positive normal float16 with the precision of a
@@ -309,13 +328,15 @@ var recipMantissa = func() (t [128]uint32) {
 // clip(rint(x·r)), big holding every element that clips, in order.
 func lsSums(x []float32, r float32, big []float32) (sxq, sqq float64) {
 	var c0, c1, g0, g1 float32
-	y := x
-	for ; len(y) >= 2; y = y[2:] {
-		q0, q1 := rint32(float32(y[0]*r)), rint32(float32(y[1]*r))
-		c0 += float32(y[0] * q0)
-		c1 += float32(y[1] * q1)
-		g0 += float32(q0 * q0)
-		g1 += float32(q1 * q1)
+	for ; len(x) >= 32; x = x[32:] { // every block size is a multiple of 32
+		in := (*[32]float32)(x)
+		for j := 0; j < 32; j += 2 {
+			q0, q1 := rint32(float32(in[j]*r)), rint32(float32(in[j+1]*r))
+			c0 += float32(in[j] * q0)
+			c1 += float32(in[j+1] * q1)
+			g0 += float32(q0 * q0)
+			g1 += float32(q1 * q1)
+		}
 	}
 	sxq, sqq = float64(c0+c1), float64(g0+g1)
 	for _, v := range big {
@@ -330,24 +351,18 @@ func lsSums(x []float32, r float32, big []float32) (sxq, sqq float64) {
 // rint32 is rint(t) for |t| < 2^22.
 func rint32(t float32) float32 { return float32(t+roundMagic) - roundMagic }
 
-// modelTerm is the squared error, as searchBlock's model counts it, of the
-// element v under the scale s of reciprocal r.
-func modelTerm(v, r, s float32) float32 {
-	t := float32(v * r)
-	d := clip4(t) - t
+// modelTerm is the squared error, as searchBlock's model counts it, of an
+// element of magnitude a under the scale s of reciprocal r, with a·r
+// clipped to lim − roundMagicBits (7 or 8): (q − a·r)²·s·s.
+func modelTerm(a float32, lim uint32, r, s float32) float32 {
+	t := float32(a * r)
+	d := math.Float32frombits(min(math.Float32bits(t+roundMagic), lim)) - roundMagic - t
 	return float32(float32(d*d)*s) * s
 }
 
 // roundMagicBits is math.Float32bits(roundMagic): t + roundMagic has the
 // bits roundMagicBits + rint(t) for |t| < 2^22.
 const roundMagicBits = 0x4b400000
-
-// clip4 is q4(t) without a branch (the clipping is decided on the bits).
-func clip4(t float32) float32 {
-	b := math.Float32bits(t + roundMagic)
-	b = min(max(b, roundMagicBits-8), roundMagicBits+7)
-	return math.Float32frombits(b) - roundMagic
-}
 
 // sqErrRound is Σ(s·rint(x/s)−x)², without clipping.
 func sqErrRound(x []float32, s float32) float32 {

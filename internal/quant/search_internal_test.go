@@ -21,25 +21,43 @@ func TestRecipBF16(t *testing.T) {
 	}
 }
 
-// TestClip4 checks clip4 against q4 around every rounding and clipping
-// boundary and beyond the clip range.
-func TestClip4(t *testing.T) {
-	for k := -20; k <= 20; k++ {
-		for _, c := range []float32{float32(k), float32(k) + 0.5} {
-			for d := -3; d <= 3; d++ {
-				v := math.Float32frombits(uint32(int32(math.Float32bits(c)) + int32(d)))
-				if c == 0 {
-					v = float32(d) * 1e-30
-				}
-				if got, want := clip4(v), q4(v); got != want {
-					t.Fatalf("clip4(%g) = %g, want %g", v, got, want)
+// TestModelTerm checks modelTerm, which works on |v|, against the
+// model's error of v, (q4(v·r) − v·r)²·s·s, around every rounding and
+// clipping boundary and far beyond, for both signs.
+func TestModelTerm(t *testing.T) {
+	if math.Float32bits(roundMagic) != roundMagicBits {
+		t.Fatalf("roundMagicBits %#08x, want %#08x", roundMagicBits, math.Float32bits(roundMagic))
+	}
+	for _, s := range []float32{MinNormalFloat16, 0.0009765625, 0.25, 3, 65280} {
+		r := recipBF16(s)
+		for k := -20; k <= 20; k++ {
+			for _, c := range []float32{float32(k), float32(k) + 0.5, 1e6 * float32(k)} {
+				for d := -3; d <= 3; d++ {
+					v := math.Float32frombits(uint32(int32(math.Float32bits(c*s)) + int32(d)))
+					if v == 0 || v != v {
+						continue
+					}
+					tt := float32(v * r)
+					e := q4(tt) - tt
+					want := float32(float32(e*e)*s) * s
+					a := math.Float32frombits(math.Float32bits(v) & f32AbsMask)
+					lim := uint32(roundMagicBits + 7 + math.Float32bits(v)>>31)
+					if got := modelTerm(a, lim, r, s); got != want {
+						t.Fatalf("s %g, v %g: modelTerm %g, want %g", s, v, got, want)
+					}
 				}
 			}
 		}
 	}
-	for _, v := range []float32{1e6, -1e6, 4194303, -4194303} {
-		if got, want := clip4(v), q4(v); got != want {
-			t.Fatalf("clip4(%g) = %g, want %g", v, got, want)
+}
+
+// TestBF16ToFloat16 checks bf16ToFloat16 against Float16Bits on every
+// bfloat16 in the float16 normal range.
+func TestBF16ToFloat16(t *testing.T) {
+	for b := math.Float32bits(MinNormalFloat16); math.Float32frombits(b) <= maxFloat16; b += 1 << 16 {
+		s := math.Float32frombits(b)
+		if got, want := bf16ToFloat16(s), Float16Bits(s); got != want || stored(s) != want {
+			t.Fatalf("bf16ToFloat16(%g) = %#04x, want %#04x (stored %#04x)", s, got, want, stored(s))
 		}
 	}
 }
