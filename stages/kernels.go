@@ -193,7 +193,11 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	// nothing.
 	next := func() ([]byte, error) { return nil, nil }
 	if n > 0 {
-		in, err := tflite.ReadPieces(j.src, 4*n)
+		read := tflite.ReadPieces
+		if j.req.sc.kind == kindInt4Block { // its kernels do not read ahead
+			read = tflite.ReadPiecesBuffered
+		}
+		in, err := read(j.src, 4*n)
 		if err != nil {
 			return err
 		}

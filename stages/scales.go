@@ -42,7 +42,7 @@ func (j *bufferJob) measure(ctx context.Context, clampTiny bool) error {
 	if n == 0 {
 		return nil
 	}
-	in, err := tflite.ReadPieces(j.src, 4*n)
+	in, err := tflite.ReadPiecesBuffered(j.src, 4*n) // int4 blocks: see kernels.go
 	if err != nil {
 		return err
 	}

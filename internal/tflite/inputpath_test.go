@@ -37,6 +37,27 @@ func TestPiecesBothInputPaths(t *testing.T) {
 					t.Errorf("pieces of %d: bytes differ", size)
 				}
 			}
+			// Buffered pieces: the same bytes, never the mapping itself.
+			b, err := ReadPiecesBuffered(big, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			mapping := big.(*Section).Bytes()
+			for {
+				piece, err := b.Next()
+				if err != nil {
+					break
+				}
+				if &piece[0] == &mapping[len(got)] {
+					t.Fatalf("buffered piece at %d is the mapping", len(got))
+				}
+				got = append(got, piece...)
+			}
+			b.Close()
+			if !bytes.Equal(got, want[0]) {
+				t.Error("buffered pieces: bytes differ")
+			}
 			p, err := ReadPieces(big, 1<<20)
 			if err != nil {
 				t.Fatal(err)

@@ -214,6 +214,8 @@ type Pieces struct {
 	// before rel are released.
 	mapped *Section
 	rel    int64
+	// buffered copies mapped pieces into buf (ReadPiecesBuffered).
+	buffered bool
 }
 
 // releaseEvery is how many bytes of a mapped section Pieces passes between
@@ -222,11 +224,23 @@ const releaseEvery = 16 << 20
 
 // ReadPieces returns a reader of c in pieces of size bytes (the last may be
 // shorter). The caller must Close it.
-func ReadPieces(c Content, size int) (*Pieces, error) {
+func ReadPieces(c Content, size int) (*Pieces, error) { return readPieces(c, size, false) }
+
+// ReadPiecesBuffered is ReadPieces for a caller whose loop keeps few cache
+// misses in flight (e.g. int4 blocks: a short dependent chain per 32
+// elements, no read-ahead of its own): a piece of a large section is
+// always copied into the pooled buffer, from the mapping or by pread, so
+// that the caller reads it from the cache. Measured on the 1 GB decoder
+// (int4 block 32, mapping chosen): 0.86-0.93 user seconds reading the
+// mapping in place, 0.64-0.68 copying first; int8, whose kernels read
+// ahead, was faster in place (0.42-0.46 against 0.48-0.57).
+func ReadPiecesBuffered(c Content, size int) (*Pieces, error) { return readPieces(c, size, true) }
+
+func readPieces(c Content, size int, buffered bool) (*Pieces, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("tflite: ReadPieces: piece size %d", size)
 	}
-	p := &Pieces{size: size, total: c.Len()}
+	p := &Pieces{size: size, total: c.Len(), buffered: buffered}
 	if s, ok := c.(*Section); ok && !s.fromMemory() && s.src.r != nil && size <= maxPooled {
 		if s.src.mapped && inputPath(s) == InputMapped {
 			if p.mem = s.Bytes(); p.mem != nil {
@@ -262,6 +276,12 @@ func (p *Pieces) Next() ([]byte, error) {
 			}
 		}
 		b := p.mem[p.off : p.off+n]
+		if p.mapped != nil && p.buffered {
+			if p.buf == nil {
+				p.buf = getBuf(p.size)
+			}
+			b = (*p.buf)[:copy((*p.buf)[:n], b)]
+		}
 		p.off += n
 		return b, nil
 	}
