@@ -133,9 +133,11 @@ func ToFloat16(dst []uint16, src []float32) error {
 	return e
 }
 
-// toFloat16 is Float16Bits over a slice (float16Magnitude is inlined); it
-// returns how many inputs were NaN, Inf or rounded to Inf.
-func toFloat16(dst []uint16, src []float32) (bad int) {
+// toFloat16Go is Float16Bits over a slice (float16Magnitude is inlined); it
+// returns how many inputs were NaN, Inf or rounded to Inf. toFloat16 (one
+// per architecture) uses it where there is no vector conversion, and for
+// the tail of a slice that the vector conversion leaves.
+func toFloat16Go(dst []uint16, src []float32) (bad int) {
 	dst = dst[:len(src)]
 	for i, f := range src {
 		b := math.Float32bits(f)
