@@ -180,9 +180,15 @@ func layoutOf(path string) string {
 	return m.Layout.String()
 }
 
-// FileSHA256 is the hex sha256 of a file.
+// digests remembers the files FileSHA256 hashed, with their stat data: the
+// model's digest keys the calibration statistics and the budget's
+// sensitivities, and a job's branches and passes ask for it several times.
+var digests = lockfile.NewStatCache()
+
+// FileSHA256 is the hex sha256 of a file, read once per process while the
+// file is unchanged (lockfile.StatCache's rules).
 func FileSHA256(path string) (string, error) {
-	f, err := lockfile.SHA256(path)
+	f, _, err := digests.Digest(path)
 	return f.SHA256, err
 }
 

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -37,6 +38,7 @@ import (
 type StatCache struct {
 	path    string
 	dir     string
+	mu      sync.Mutex           // guards entries, dirty and Hashed (not held while hashing)
 	entries map[string]statEntry // by path relative to dir
 	dirty   bool
 
@@ -66,6 +68,13 @@ type stamp struct {
 func CachePathFor(lockPath string) string { return lockPath + ".stat" }
 
 const statHeader = "# qpipe stat cache: machine-local, safe to delete (README: Lock files)\nstat 1\n"
+
+// NewStatCache returns an empty cache kept in memory only (Save does
+// nothing), keyed by absolute paths: a process that needs a file's digest
+// several times reads the file once. Safe for concurrent use.
+func NewStatCache() *StatCache {
+	return &StatCache{dir: string(filepath.Separator), entries: map[string]statEntry{}, Now: time.Now}
+}
 
 // OpenStatCache reads the stat cache at path; a missing or malformed file
 // gives an empty cache (it is only a cache).
@@ -111,7 +120,10 @@ func (c *StatCache) Digest(path string) (f File, fromCache bool, err error) {
 		return File{}, false, fmt.Errorf("%s is a folder, not a file", path)
 	}
 	st, ok := stampOf(fi)
-	if e, hit := c.entries[rel]; ok && hit && e.st == st && e.checked-max(st.mtime, st.ctime) >= int64(Racy) {
+	c.mu.Lock()
+	e, hit := c.entries[rel]
+	c.mu.Unlock()
+	if ok && hit && e.st == st && e.checked-max(st.mtime, st.ctime) >= int64(Racy) {
 		return File{Path: rel, Size: st.size, SHA256: e.sum}, true, nil
 	}
 	checked := c.Now().UnixNano()
@@ -119,6 +131,8 @@ func (c *StatCache) Digest(path string) (f File, fromCache bool, err error) {
 	if err != nil {
 		return File{}, false, err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.Hashed++
 	if ok && after == st {
 		c.entries[rel] = statEntry{sum: sum, st: st, checked: checked}
@@ -134,6 +148,8 @@ func (c *StatCache) Digest(path string) (f File, fromCache bool, err error) {
 // Forget drops the entry of path (e.g. an output about to be replaced).
 func (c *StatCache) Forget(path string) {
 	rel := Rel(c.dir, path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if _, ok := c.entries[rel]; ok {
 		delete(c.entries, rel)
 		c.dirty = true
@@ -142,7 +158,9 @@ func (c *StatCache) Forget(path string) {
 
 // Save writes the cache atomically if it changed.
 func (c *StatCache) Save() error {
-	if !c.dirty {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dirty || c.path == "" {
 		return nil
 	}
 	keys := make([]string, 0, len(c.entries))

@@ -142,3 +142,46 @@ func TestStatCacheCorruptOrMissing(t *testing.T) {
 		t.Fatal("digest of a folder")
 	}
 }
+
+// TestMemoryStatCache: the in-memory cache reads an unchanged file once,
+// also when asked from several goroutines, rehashes it after a change,
+// and never writes anything.
+func TestMemoryStatCache(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "model.tflite")
+	if err := os.WriteFile(p, []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := NewStatCache()
+	later(c)
+	if f, hit, err := c.Digest(p); err != nil || hit || f.SHA256 != sumOf([]byte("first")) {
+		t.Fatalf("first digest: %+v hit=%v err=%v", f, hit, err)
+	}
+	done := make(chan bool)
+	for range 4 {
+		go func() {
+			f, hit, err := c.Digest(p)
+			done <- err == nil && hit && f.SHA256 == sumOf([]byte("first"))
+		}()
+	}
+	for range 4 {
+		if !<-done {
+			t.Error("an unchanged file was not served from memory")
+		}
+	}
+	if c.Hashed != 1 {
+		t.Errorf("hashed %d times, want 1", c.Hashed)
+	}
+	if err := os.WriteFile(p, []byte("second"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, hit, _ := c.Digest(p); hit || f.SHA256 != sumOf([]byte("second")) {
+		t.Errorf("changed file: hit=%v sum %s", hit, f.SHA256)
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the memory cache wrote files: %d entries in its folder", len(entries))
+	}
+}
