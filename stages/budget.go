@@ -92,10 +92,10 @@ func budgetScheme(c *config.Scheme, scales string) (*config.Scheme, *scheme, err
 // as qpipe plan writes a searched weight's scheme. Two candidates are the
 // same option iff their labels are equal.
 func optionLabel(c *config.Scheme) string {
-	if c.Scales == config.ScalesSearch || c.Scales == config.ScalesCalibrated {
-		return c.Name + "+" + c.Scales
+	if c.Scales == config.ScalesMinMax {
+		return c.Name
 	}
-	return c.Name
+	return c.String()
 }
 
 // budgetUnits groups the weights by buffer and keeps, for each group, the
