@@ -82,9 +82,10 @@ func QuantizeRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []fl
 // quantizeRunInt8AbsMax is quantizeRunInt8 with zero point 0 that also
 // returns absMaxBits(next), len(next) = len(src).
 func quantizeRunInt8AbsMax(dst []int8, src []float32, scale, lo, hi float32, next []float32) (m uint32) {
+	done, m := quantizeRunInt8Vec(dst, src, next, scale, 0, lo, hi)
+	dst, src, next = dst[done:len(src)], src[done:], next[done:len(src)]
 	r, k := reciprocal(scale, 0)
 	g := newGrid(lo, hi)
-	dst, next = dst[:len(src)], next[:len(src)]
 	for i, x := range src {
 		w := math.Float32bits(float32(x*r) + k)
 		dst[i] = int8(w >> gridShift)
@@ -128,13 +129,20 @@ func QuantizeBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockS
 	// Blocks go in groups of up to 2 KiB of input: first the scales of the
 	// group (independent of each other, so their latency overlaps), then
 	// the quantization, while the group is still in the L1 cache.
-	group := max(1, 512/blockSize)
+	group := min(maxVecBlocks, max(1, 512/blockSize))
 	parallelFor(len(src), blockSize, func(lo, hi int) {
 		t, bad := 0, 0
+		var ms [maxVecBlocks]uint32
 		for g := lo / blockSize; g < hi/blockSize; g += group {
 			end := min(g+group, hi/blockSize)
+			a, b := g*blockSize, end*blockSize
+			if !absMaxBlocksVec(ms[:end-g], src[a:b], blockSize) {
+				for k := g; k < end; k++ {
+					ms[k-g] = absMaxBits(src[k*blockSize : (k+1)*blockSize])
+				}
+			}
 			for k := g; k < end; k++ {
-				h, clamped, ok := blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
+				h, clamped, ok := absMaxScale(ms[k-g], clampTiny)
 				scales[k] = h
 				if !ok {
 					bad++
@@ -142,10 +150,7 @@ func QuantizeBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockS
 					t++
 				}
 			}
-			for k := g; k < end; k++ {
-				a, b := k*blockSize, (k+1)*blockSize
-				quantizeBlock(dst[a/2:b/2], src[a:b], scales[k])
-			}
+			quantizeBlocks(dst[a/2:b/2], src[a:b], scales[g:end], blockSize)
 		}
 		nTiny.add(t)
 		nBad.add(bad)

@@ -141,17 +141,32 @@ func QuantizeInt4(dst []byte, src []float32, cols, blockSize int, scales []uint1
 		for ; lo < hi; lo += chunk {
 			e := min(lo+chunk, hi)
 			t |= touch(src, lo+touchDistance, e+touchDistance)
-			for k := lo / blockSize; k < e/blockSize; k++ {
-				a, b := k*blockSize, (k+1)*blockSize
-				quantizeBlock(dst[a/2:b/2], src[a:b], scales[k])
-			}
+			quantizeBlocks(dst[lo/2:e/2], src[lo:e], scales[lo/blockSize:e/blockSize], blockSize)
 		}
 		touched.Store(t)
 	})
 }
 
+// quantizeBlocks quantizes consecutive blocks against their float16
+// scales, up to maxVecBlocks at a time through the vector kernel.
+func quantizeBlocks(dst []byte, src []float32, scales []uint16, blockSize int) {
+	for len(scales) > 0 {
+		n := min(len(scales), maxVecBlocks)
+		if !quantizeBlocksVec(dst, src, scales[:n], blockSize) {
+			for k := range n {
+				a, b := k*blockSize, (k+1)*blockSize
+				quantizeBlock(dst[a/2:b/2], src[a:b], scales[k])
+			}
+		}
+		dst, src, scales = dst[n*blockSize/2:], src[n*blockSize:], scales[n:]
+	}
+}
+
 // quantizeBlock quantizes one block against its float16 scale h.
 func quantizeBlock(dst []byte, src []float32, h uint16) {
+	if quantizeBlocksVec(dst, src, []uint16{h}, len(src)) {
+		return
+	}
 	s := Float32FromBits16(h)
 	if s == 0 {
 		quantizeZeroScaleInt4(dst, src)

@@ -177,6 +177,12 @@ func reduceExtrema(lo, hi []int32, src []float32, a, b int, l layout) {
 // absMaxBits is max |x| over s as float32 bits (see key), with four
 // accumulators to hide the latency of the compare-and-move chain.
 func absMaxBits(s []float32) uint32 {
+	if m, rest, ok := absMaxBitsVec(s); ok {
+		for _, x := range rest {
+			m = max(m, math.Float32bits(x)&f32AbsMask)
+		}
+		return m
+	}
 	var m0, m1, m2, m3 uint32
 	for len(s) >= 32 {
 		in := (*[32]float32)(s)
@@ -263,9 +269,10 @@ func QuantizeInt8(dst []int8, src []float32, shape []int, axis int, scales []flo
 // the rare elements near a rounding boundary or beyond the clip range
 // recomputed exactly (see reciprocal.go).
 func quantizeRunInt8(dst []int8, src []float32, scale, zp, lo, hi float32) {
+	done, _ := quantizeRunInt8Vec(dst, src, src, scale, zp, lo, hi)
+	dst, src = dst[done:len(src)], src[done:]
 	r, k := reciprocal(scale, zp)
 	g := newGrid(lo, hi)
-	dst = dst[:len(src)]
 	for i, x := range src {
 		w := math.Float32bits(float32(x*r) + k)
 		dst[i] = int8(w >> gridShift)
