@@ -7,3 +7,8 @@ import "os"
 // way; the switch is there to check that (CI runs the tests both ways) and
 // to take the vector code out of the picture when chasing a problem.
 var simdAllowed = os.Getenv("QPIPE_SIMD") != "off"
+
+// VectorKernels reports whether the int8 and int4 quantize kernels run
+// their vector forms (AVX2) on this machine: callers that arrange memory
+// around a kernel's speed may choose differently.
+func VectorKernels() bool { return useAVX2 }
