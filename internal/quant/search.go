@@ -80,7 +80,7 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 		t, bad := 0, 0
 		var big []float32 // scratch of the data-free search, one per part
 		if stats == nil {
-			big = make([]float32, blockSize)
+			big = make([]float32, searchGroup(blockSize)*blockSize)
 		}
 		for r := lo / cols; r < hi/cols; r++ {
 			x := src[r*cols : (r+1)*cols]
@@ -118,6 +118,7 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 // the next block's instead of running alone.
 func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny, report bool, big []float32) (e RowErrors, tiny, bad int) {
 	var ms [maxSearchGroup]uint32
+	var h0s, hs [maxSearchGroup]uint16
 	group := searchGroup(blockSize)
 	block := func(k int) []float32 { return src[k*blockSize : (k+1)*blockSize] }
 	for g := 0; g < len(scales); g += group {
@@ -126,22 +127,23 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 			ms[i] = absMaxBits(block(g + i))
 		}
 		for i := range n {
-			x := block(g + i)
 			h0, clamped, ok := absMaxScale(ms[i], clampTiny)
-			scales[g+i] = h0
+			h0s[i], hs[i] = h0, h0
 			switch {
 			case !ok:
-				bad++
-				continue
+				bad++ // h0 is not a normal float16: not searched
 			case clamped:
 				tiny++
 			}
-			h := h0
-			if h0 >= 0x400 {
-				h = searchBlock(x, math.Float32frombits(ms[i]), h0, big)
-			}
-			scales[g+i] = h
-			if report {
+		}
+		searchBlocks(&hs, src[g*blockSize:(g+n)*blockSize], blockSize, n, &ms, big)
+		copy(scales[g:g+n], hs[:n])
+		if report {
+			for i := range n {
+				x, h0, h := block(g+i), h0s[i], hs[i]
+				if h0 >= 0x7c00 {
+					continue // not ok
+				}
 				e0 := sqErr(x, Float32FromBits16(h0), nil) // min-max never clips
 				eh := e0
 				if h != h0 {
@@ -167,8 +169,14 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 const maxSearchGroup = 16
 
 // searchGroup is how many blocks searchRowFree takes at a time: up to 2 KiB
-// of input, which stays in the L1 cache from one stage to the next.
-func searchGroup(blockSize int) int { return max(1, min(maxSearchGroup, 512/blockSize)) }
+// of input, which stays in the L1 cache from one stage to the next, but at
+// least 8 with AVX2, whose sums take 8 blocks at a time (one per lane).
+func searchGroup(blockSize int) int {
+	if useAVX2 {
+		return min(maxSearchGroup, max(8, 512/blockSize))
+	}
+	return max(1, min(maxSearchGroup, 512/blockSize))
+}
 
 // maxFloat16 is the largest finite float16.
 const maxFloat16 = 65504
@@ -206,7 +214,19 @@ func stored(s float32) uint16 {
 // of the exhaustive search's gain in dB (search_test.go) at about a fifth
 // of its cost.
 func searchBlock(x []float32, absMax float32, h0 uint16, big []float32) uint16 {
-	var cd candidates
+	cd, bc, big := searchModel(x, absMax, h0, big)
+	best := h0
+	if bc > 0 {
+		best = bf16ToFloat16(cd.s[bc])
+	}
+	c, g := lsSums(x, cd.r[bc])
+	return lsStep(best, cd.s[bc], cd.r[bc], c, g, big)
+}
+
+// searchModel is the first part of searchBlock: the candidates, the big
+// elements (in big[:0]) and the index of the candidate the model ranks
+// first.
+func searchModel(x []float32, absMax float32, h0 uint16, big []float32) (cd candidates, bc int, _ []float32) {
 	cd.set(absMax, h0)
 	ss, rs := &cd.s, &cd.r
 	big = bigElements(x, 7.49*ss[len(ss)-1], big)
@@ -238,13 +258,24 @@ func searchBlock(x []float32, absMax float32, h0 uint16, big []float32) uint16 {
 		s := ss[c]
 		return uint64(math.Float32bits(e+float32(rest*s)*s))<<3 | uint64(c)
 	}
-	bc := int(min(key(e0, 0), key(e1, 1), key(e2, 2), key(e3, 3),
+	bc = int(min(key(e0, 0), key(e1, 1), key(e2, 2), key(e3, 3),
 		key(e4, 4), key(e5, 5), key(e6, 6), key(e7, 7)) & 7)
-	best, sm := h0, ss[bc]
-	if bc > 0 {
-		best = bf16ToFloat16(sm)
+	return cd, bc, big
+}
+
+// lsStep is the end of searchBlock: best is the model's choice (scale sm,
+// reciprocal r), c and g are lsSums of the block under r, big holds every
+// element that clips under r, in order (others may be there too: they add
+// exactly zero). It returns the stored scale kept, best or the stored s*.
+func lsStep(best uint16, sm, r, c, g float32, big []float32) uint16 {
+	sxq, sqq := float64(c), float64(g)
+	// The sums counted q = rint(x·r) unclipped: correct the clipped ones.
+	for _, v := range big {
+		t := float32(v * r)
+		q, u := q4(t), rint32(t)
+		sxq += float64(v * (q - u))
+		sqq += float64(q*q) - float64(u*u)
 	}
-	sxq, sqq := lsSums(x, rs[bc], big)
 	if sqq > 0 && sxq > 0 {
 		// stored(s*), without its conversions: a bfloat16 in the float16
 		// normal range is that float16.
@@ -258,6 +289,17 @@ func searchBlock(x []float32, absMax float32, h0 uint16, big []float32) uint16 {
 		}
 	}
 	return best
+}
+
+// searchBlocksGo is searchBlocks in Go: each block k of the n in x whose
+// min-max scale hs[k] is a positive normal float16 gets its searched scale
+// there (ms[k] is its largest magnitude, as bits).
+func searchBlocksGo(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms *[maxSearchGroup]uint32, big []float32) {
+	for k := range n {
+		if h0 := hs[k]; h0 >= 0x400 && h0 < 0x7c00 {
+			hs[k] = searchBlock(x[k*blockSize:(k+1)*blockSize], math.Float32frombits(ms[k]), h0, big[:blockSize])
+		}
+	}
 }
 
 // bf16ToFloat16 is Float16Bits(b) for a bfloat16 b in the float16 normal
@@ -324,9 +366,12 @@ var recipMantissa = func() (t [128]uint32) {
 	return t
 }()
 
-// lsSums returns Σx·q and Σq² for the block quantized with 1/s = r, q =
-// clip(rint(x·r)), big holding every element that clips, in order.
-func lsSums(x []float32, r float32, big []float32) (sxq, sqq float64) {
+// lsSums returns Σx·q and Σq² for the block quantized with 1/s = r,
+// q = rint(x·r) unclipped (lsStep corrects the clipped elements), in
+// float32: c0 sums the even elements' x·q in order, c1 the odd ones', and
+// the result is c0+c1 (the same for g0, g1 and q²). The AVX2 kernel sums
+// eight blocks at once, one per lane, in this same order.
+func lsSums(x []float32, r float32) (c, g float32) {
 	var c0, c1, g0, g1 float32
 	for ; len(x) >= 32; x = x[32:] { // every block size is a multiple of 32
 		in := (*[32]float32)(x)
@@ -338,14 +383,7 @@ func lsSums(x []float32, r float32, big []float32) (sxq, sqq float64) {
 			g1 += float32(q1 * q1)
 		}
 	}
-	sxq, sqq = float64(c0+c1), float64(g0+g1)
-	for _, v := range big {
-		t := float32(v * r)
-		q, u := q4(t), rint32(t)
-		sxq += float64(v * (q - u))
-		sqq += float64(q*q) - float64(u*u)
-	}
-	return sxq, sqq
+	return c0 + c1, g0 + g1
 }
 
 // rint32 is rint(t) for |t| < 2^22.

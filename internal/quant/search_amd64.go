@@ -1,0 +1,80 @@
+//go:build amd64
+
+package quant
+
+import "math"
+
+// searchState is what the AVX2 search of a group (searchBlocks) passes
+// from one stage to the next, per block k of the group.
+type searchState struct {
+	// s and r are the scale the model chose and its reciprocal, best its
+	// stored value, or 0 when the block was not searched by the kernel
+	// (not a positive normal float16 min-max scale, or some candidate out
+	// of the float16 normal range: searchBlock takes those). nbig counts
+	// the block's big elements, copied in order to big[k·blockSize:].
+	s, r [maxSearchGroup]float32
+	nbig [maxSearchGroup]uint32
+	best [maxSearchGroup]uint16
+	// c and g are lsSums of the block under r.
+	c, g [maxSearchGroup]float32
+	// cs and cr are the current block's candidates and reciprocals, where
+	// the kernel picks the chosen lane from.
+	cs, cr [len(searchRatios)]float32
+}
+
+// searchModelAVX2 is the first stage of searchBlock for each of the n
+// blocks at x whose min-max scale hs[k] is a positive normal float16, ms[k]
+// being the block's largest magnitude as bits: the candidates (as
+// candidates.set when none needs to be left out), the big elements
+// (copied to big, blockSize floats per block) and the model, the 8
+// candidates in the 8 lanes, and the model's choice. It fills st's s, r,
+// nbig and best.
+//
+//go:noescape
+func searchModelAVX2(x *float32, blockSize, n int, ms *uint32, hs *uint16, big *float32, st *searchState)
+
+// lsSumsAVX2 is lsSums for 8 blocks of n elements at once, block l at p[l]
+// with reciprocal r[l] in lane l: the lanes add in lsSums' own order. It
+// writes the sums (c and g of lsSums) to sxq[l] and sqq[l].
+//
+//go:noescape
+func lsSumsAVX2(p *[8]*float32, n int, r, sxq, sqq *float32)
+
+// searchBlocks searches the blocks of a group (see searchBlocksGo), with
+// AVX2 when the CPU has it: the model of every block, then the sums of 8
+// blocks at a time (one per lane, so that each adds in lsSums' order),
+// then lsStep in Go. Same bits as searchBlocksGo.
+func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms *[maxSearchGroup]uint32, big []float32) {
+	if !useAVX2 {
+		searchBlocksGo(hs, x, blockSize, n, ms, big)
+		return
+	}
+	x, big = x[:n*blockSize], big[:n*blockSize]
+	var st searchState
+	searchModelAVX2(&x[0], blockSize, n, &ms[0], &hs[0], &big[0], &st)
+	var p [8]*float32
+	for k0 := 0; k0 < n; k0 += len(p) {
+		// A group's last lanes may have no block: they sum block k0
+		// again, unused.
+		for l := range p {
+			k := k0 + l
+			if k >= n {
+				k = k0
+			}
+			p[l] = &x[k*blockSize]
+		}
+		lsSumsAVX2(&p, blockSize, &st.r[k0], &st.c[k0], &st.g[k0])
+	}
+	for k := range n {
+		h0 := hs[k]
+		if h0 < 0x400 || h0 >= 0x7c00 {
+			continue
+		}
+		b := x[k*blockSize : (k+1)*blockSize]
+		if st.best[k] == 0 {
+			hs[k] = searchBlock(b, math.Float32frombits(ms[k]), h0, big[k*blockSize:(k+1)*blockSize])
+			continue
+		}
+		hs[k] = lsStep(st.best[k], st.s[k], st.r[k], st.c[k], st.g[k], big[k*blockSize:k*blockSize+int(st.nbig[k])])
+	}
+}
