@@ -40,10 +40,17 @@ func searchModelAVX2(x *float32, blockSize, n int, ms *uint32, hs *uint16, big *
 //go:noescape
 func lsSumsAVX2(p *[8]*float32, n int, r, sxq, sqq *float32)
 
+// lsStepsAVX2 is lsStep for each of the n blocks that searchModelAVX2
+// chose for (st.best[k] != 0), its sums in st, its big elements at
+// big[k·blockSize:]: it writes the scale kept to hs[k].
+//
+//go:noescape
+func lsStepsAVX2(hs *uint16, n int, big *float32, blockSize int, st *searchState)
+
 // searchBlocks searches the blocks of a group (see searchBlocksGo), with
 // AVX2 when the CPU has it: the model of every block, then the sums of 8
 // blocks at a time (one per lane, so that each adds in lsSums' order),
-// then lsStep in Go. Same bits as searchBlocksGo.
+// then lsStep. Same bits as searchBlocksGo.
 func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms *[maxSearchGroup]uint32, big []float32) {
 	if !useAVX2 {
 		searchBlocksGo(hs, x, blockSize, n, ms, big)
@@ -65,16 +72,10 @@ func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms 
 		}
 		lsSumsAVX2(&p, blockSize, &st.r[k0], &st.c[k0], &st.g[k0])
 	}
+	lsStepsAVX2(&hs[0], n, &big[0], blockSize, &st)
 	for k := range n {
-		h0 := hs[k]
-		if h0 < 0x400 || h0 >= 0x7c00 {
-			continue
+		if h0 := hs[k]; h0 >= 0x400 && h0 < 0x7c00 && st.best[k] == 0 {
+			hs[k] = searchBlock(x[k*blockSize:(k+1)*blockSize], math.Float32frombits(ms[k]), h0, big[k*blockSize:(k+1)*blockSize])
 		}
-		b := x[k*blockSize : (k+1)*blockSize]
-		if st.best[k] == 0 {
-			hs[k] = searchBlock(b, math.Float32frombits(ms[k]), h0, big[k*blockSize:(k+1)*blockSize])
-			continue
-		}
-		hs[k] = lsStep(st.best[k], st.s[k], st.r[k], st.c[k], st.g[k], big[k*blockSize:k*blockSize+int(st.nbig[k])])
 	}
 }

@@ -346,3 +346,118 @@ loop:
 	VMOVUPS Y10, (DI)
 	VZEROUPPER
 	RET
+
+// Constants of lsStep, scalars.
+DATA searchSeven64<>+0(SB)/4, $0x40e00000 // 7, q4's top
+GLOBL searchSeven64<>(SB), RODATA|NOPTR, $4
+DATA searchMinus8<>+0(SB)/4, $0xc1000000 // -8, q4's bottom
+GLOBL searchMinus8<>(SB), RODATA|NOPTR, $4
+
+// func lsStepsAVX2(hs *uint16, n int, big *float32, blockSize int, st *searchState)
+//
+// lsStep for each of the n blocks the model chose for (st.best[k] != 0),
+// in float32 and float64 scalar instructions in lsStep's order; the
+// result goes to hs[k]. Registers: R8 st, R9 k, R12 hs, DI the block's
+// big elements, R13 the block size in bytes; X0 sxq, X1 sqq, X2 r.
+TEXT ·lsStepsAVX2(SB), NOSPLIT, $0-40
+	MOVQ hs+0(FP), R12
+	MOVQ big+16(FP), DI
+	MOVQ blockSize+24(FP), R13
+	SHLQ $2, R13
+	MOVQ st+32(FP), R8
+	XORQ R9, R9
+	CMPQ R9, n+8(FP)
+	JGE  stepsDone
+	VMOVSS searchMagic<>(SB), X15
+	VMOVSS searchSeven64<>(SB), X14
+	VMOVSS searchMinus8<>(SB), X13
+	VXORPD X12, X12, X12
+
+step:
+	MOVWLZX searchState_best(R8)(R9*2), BX
+	TESTL   BX, BX
+	JZ      nextStep
+	VMOVSS    searchState_c(R8)(R9*4), X0
+	VCVTSS2SD X0, X0, X0
+	VMOVSS    searchState_g(R8)(R9*4), X1
+	VCVTSS2SD X1, X1, X1
+	VMOVSS    searchState_r(R8)(R9*4), X2
+	MOVL      searchState_nbig(R8)(R9*4), CX
+	MOVQ      DI, SI
+	TESTL     CX, CX
+	JZ        corrected
+
+correct:
+	// t = v·r; u = rint(t); q = clip(u, -8, 7) (q4);
+	// sxq += float64(v·(q − u)); sqq += float64(q·q) − float64(u·u).
+	VMOVSS    (SI), X3
+	VMULSS    X2, X3, X4
+	VADDSS    X15, X4, X4
+	VSUBSS    X15, X4, X4
+	VMINSS    X14, X4, X5
+	VMAXSS    X13, X5, X5
+	VSUBSS    X4, X5, X6
+	VMULSS    X6, X3, X6
+	VCVTSS2SD X6, X6, X6
+	VADDSD    X6, X0, X0
+	VMULSS    X5, X5, X5
+	VCVTSS2SD X5, X5, X5
+	VMULSS    X4, X4, X4
+	VCVTSS2SD X4, X4, X4
+	VSUBSD    X4, X5, X5
+	VADDSD    X5, X1, X1
+	ADDQ      $4, SI
+	DECL      CX
+	JNZ       correct
+
+corrected:
+	// Only if sqq > 0 and sxq > 0 (ordered compares: a NaN fails them).
+	VUCOMISD X12, X1
+	JBE      keep
+	VUCOMISD X12, X0
+	JBE      keep
+
+	// b = BFloat16Round(float32(sxq/sqq)) (finite and positive: the
+	// integer rounding), kept only in the float16 normal range.
+	VDIVSD    X1, X0, X3
+	VCVTSD2SS X3, X3, X3
+	VMOVD     X3, AX
+	MOVL      AX, DX
+	SHRL      $16, DX
+	ANDL      $1, DX
+	LEAL      0x7fff(AX)(DX*1), AX
+	ANDL      $0xffff0000, AX
+	CMPL      AX, $0x38800000
+	JB        keep
+	CMPL      AX, $0x477fe000
+	JA        keep
+
+	// s = float64(b), sm = float64(s_m): b (as h = bf16ToFloat16(b)) is
+	// kept if (s − sm)·((s + sm)·sqq − 2·sxq) < 0. When h is best the
+	// choice does not matter.
+	VMOVD     AX, X3
+	VCVTSS2SD X3, X3, X3
+	VMOVSS    searchState_s(R8)(R9*4), X4
+	VCVTSS2SD X4, X4, X4
+	VSUBSD    X4, X3, X5
+	VADDSD    X4, X3, X6
+	VMULSD    X1, X6, X6
+	VADDSD    X0, X0, X7
+	VSUBSD    X7, X6, X6
+	VMULSD    X6, X5, X5
+	SHRL      $13, AX
+	SUBL      $((127-15)<<10), AX
+	VUCOMISD  X12, X5
+	CMOVLCS   AX, BX
+
+keep:
+	MOVW BX, (R12)(R9*2)
+
+nextStep:
+	ADDQ R13, DI
+	INCQ R9
+	CMPQ R9, n+8(FP)
+	JLT  step
+
+stepsDone:
+	RET
