@@ -17,9 +17,10 @@ type searchState struct {
 	best [maxSearchGroup]uint16
 	// c and g are lsSums of the block under r.
 	c, g [maxSearchGroup]float32
-	// cs and cr are the current block's candidates and reciprocals, where
-	// the kernel picks the chosen lane from.
-	cs, cr [len(searchRatios)]float32
+	// cs and cr are the blocks' candidates and reciprocals, thr their
+	// big thresholds, from searchModelAVX2's first pass to its second.
+	cs, cr [maxSearchGroup][len(searchRatios)]float32
+	thr    [maxSearchGroup]float32
 }
 
 // searchModelAVX2 is the first stage of searchBlock for each of the n

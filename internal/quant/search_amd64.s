@@ -60,18 +60,14 @@ GLOBL searchMaxF16<>(SB), RODATA|NOPTR, $32
 
 // func searchModelAVX2(x *float32, blockSize, n int, ms *uint32, hs *uint16, big *float32, st *searchState)
 //
-// Registers through the block loop: SI the block, DI its part of big, R8
-// st, R9 the block's index, R11 ms, R12 hs, R13 the block size in bytes;
-// Y0 the 8 candidate scales, Y1 their reciprocals, Y2 the big threshold
-// (all lanes), Y3 the model's sums over the big elements; constants in
-// Y8-Y15.
+// Two passes over the group. The first works out every block's candidates
+// (to st.cs, st.cr, st.thr), the second the models and choices: each
+// block's work is a long chain of dependent steps, and a block's
+// candidates do not wait for the previous block's model (nor for its
+// mispredicted loop exit) when they are computed ahead.
 TEXT ·searchModelAVX2(SB), NOSPLIT, $0-56
-	MOVQ x+0(FP), SI
-	MOVQ blockSize+8(FP), R13
-	SHLQ $2, R13
 	MOVQ ms+24(FP), R11
 	MOVQ hs+32(FP), R12
-	MOVQ big+40(FP), DI
 	MOVQ st+48(FP), R8
 	XORQ R9, R9
 	CMPQ R9, n+16(FP)
@@ -85,7 +81,9 @@ TEXT ·searchModelAVX2(SB), NOSPLIT, $0-56
 	VPBROADCASTD searchHalf<>(SB), Y9
 	VPBROADCASTD searchHigh<>(SB), Y8
 
-block:
+	// Registers of the first pass: R8 st, R9 the block's index k, R10
+	// k·32 (the offset of its 8 candidates), R11 ms, R12 hs.
+candidates:
 	// Only blocks whose min-max scale h0 is a positive normal float16.
 	MOVWLZX (R12)(R9*2), BX
 	LEAL    -0x400(BX), AX
@@ -130,12 +128,50 @@ block:
 	// (reciprocal_internal_test.go), so a division gives its bits.
 	VDIVPS Y0, Y11, Y1
 
-	// The big threshold, float32(7.49)·s_7 (the smallest candidate), in
-	// every lane.
+	// The big threshold, float32(7.49)·s_7 (the smallest candidate).
 	VEXTRACTF128 $1, Y0, X2
 	VSHUFPS      $0xff, X2, X2, X2
 	VMULSS       searchClip<>(SB), X2, X2
-	VBROADCASTSS X2, Y2
+
+	MOVQ    R9, R10
+	SHLQ    $5, R10
+	VMOVUPS Y0, searchState_cs(R8)(R10*1)
+	VMOVUPS Y1, searchState_cr(R8)(R10*1)
+	VMOVSS  X2, searchState_thr(R8)(R9*4)
+	MOVW    $1, searchState_best(R8)(R9*2)
+	JMP     nextCandidates
+
+skip:
+	// Not searched here; r = 0 keeps the unused lane of lsSumsAVX2 quiet.
+	MOVW $0, searchState_best(R8)(R9*2)
+	MOVL $0, searchState_r(R8)(R9*4)
+
+nextCandidates:
+	INCQ R9
+	CMPQ R9, n+16(FP)
+	JLT  candidates
+
+	// Registers of the second pass: SI the block, DI its part of big, R8
+	// st, R9 k, R10 k·32, R11 the block's candidates, R12 hs, R13 the
+	// block size in bytes; Y0 the 8 candidate scales, Y1 their
+	// reciprocals, Y2 the big threshold (all lanes), Y3 the model's sums
+	// over the big elements.
+	MOVQ x+0(FP), SI
+	MOVQ blockSize+8(FP), R13
+	SHLQ $2, R13
+	MOVQ big+40(FP), DI
+	XORQ R9, R9
+
+block:
+	MOVWLZX searchState_best(R8)(R9*2), AX
+	TESTL   AX, AX
+	JZ      next
+	MOVQ         R9, R10
+	SHLQ         $5, R10
+	LEAQ         searchState_cs(R8)(R10*1), R11
+	VMOVUPS      (R11), Y0
+	VMOVUPS      (searchState_cr-searchState_cs)(R11), Y1
+	VBROADCASTSS searchState_thr(R8)(R9*4), Y2
 
 	VXORPS Y3, Y3, Y3
 	MOVQ   SI, DX  // the current 32 elements
@@ -222,14 +258,12 @@ nextSegment:
 	VMOVMSKPS  Y5, AX
 	TZCNTL     AX, AX
 
-	// The chosen lane's scale and reciprocal, through memory; best is h0
-	// for lane 0, else bf16ToFloat16(s): the exponent rebiased, the
-	// mantissa's top 10 bits kept.
-	VMOVUPS Y0, searchState_cs(R8)
-	VMOVUPS Y1, searchState_cr(R8)
-	MOVL    searchState_cs(R8)(AX*4), CX
+	// The chosen lane's scale and reciprocal; best is h0 for lane 0, else
+	// bf16ToFloat16(s): the exponent rebiased, the mantissa's top 10 bits
+	// kept.
+	MOVL    (R11)(AX*4), CX
 	MOVL    CX, searchState_s(R8)(R9*4)
-	MOVL    searchState_cr(R8)(AX*4), DX
+	MOVL    (searchState_cr-searchState_cs)(R11)(AX*4), DX
 	MOVL    DX, searchState_r(R8)(R9*4)
 	SHRL    $13, CX
 	SUBL    $((127-15)<<10), CX
@@ -237,12 +271,6 @@ nextSegment:
 	TESTL   AX, AX
 	CMOVLEQ BX, CX
 	MOVW    CX, searchState_best(R8)(R9*2)
-	JMP     next
-
-skip:
-	// Not searched here; r = 0 keeps the unused lane of lsSumsAVX2 quiet.
-	MOVW $0, searchState_best(R8)(R9*2)
-	MOVL $0, searchState_r(R8)(R9*4)
 
 next:
 	ADDQ R13, SI
