@@ -189,7 +189,26 @@ segment:
 	BIGMASK8(96, Y7, AX)
 	SHLL $24, AX
 	ORL  AX, CX
-	JZ   nextSegment
+
+	// The block's nbig so far (the last segment's is the block's), and
+	// from it Y7 = float32(rest·s_c)·s_c, rest = float32(len(x) − nbig)/12:
+	// known before the model's loop, its chain runs alongside. (Every
+	// AVX2 CPU has POPCNT.)
+	POPCNTL      CX, AX
+	MOVQ         R10, BX
+	SUBQ         DI, BX
+	SHRQ         $2, BX
+	ADDQ         AX, BX
+	MOVL         BX, searchState_nbig(R8)(R9*4)
+	MOVQ         blockSize+8(FP), AX
+	SUBQ         BX, AX
+	VCVTSI2SSQ   AX, X7, X7
+	VDIVSS       searchTwelve<>(SB), X7, X7
+	VBROADCASTSS X7, Y7
+	VMULPS       Y0, Y7, Y7
+	VMULPS       Y0, Y7, Y7
+	TESTL        CX, CX
+	JZ           nextSegment
 
 bigElement:
 	// The lowest set bit: the next big element in order. (TZCNT is BSF on
@@ -229,21 +248,8 @@ nextSegment:
 	CMPQ DX, AX
 	JLT  segment
 
-	// nbig, and rest = float32(len(x) − nbig)/12.
-	MOVQ       R10, AX
-	SUBQ       DI, AX
-	SHRQ       $2, AX
-	MOVL       AX, searchState_nbig(R8)(R9*4)
-	MOVQ       blockSize+8(FP), BX
-	SUBQ       AX, BX
-	VCVTSI2SSQ BX, X4, X4
-	VDIVSS     searchTwelve<>(SB), X4, X4
-
 	// The model values e_c + float32(rest·s_c)·s_c.
-	VBROADCASTSS X4, Y4
-	VMULPS       Y0, Y4, Y4
-	VMULPS       Y0, Y4, Y4
-	VADDPS       Y3, Y4, Y4
+	VADDPS Y3, Y7, Y4
 
 	// The first lowest: the values are not negative, so their bits order
 	// as they do; the minimum of the bits goes to every lane, and the
