@@ -41,23 +41,24 @@ func searchModelAVX2(x *float32, blockSize, n int, ms *uint32, hs *uint16, big *
 //go:noescape
 func lsSumsAVX2(p *[8]*float32, n int, r, sxq, sqq *float32)
 
-// lsStepsAVX2 is lsStep for each of the n blocks that searchModelAVX2
-// chose for (st.best[k] != 0), its sums in st, its big elements at
-// big[k·blockSize:]: it writes the scale kept to hs[k].
+// lsSteps8AVX2 is lsStep for the 8 blocks from k0, one per lane, for
+// those the model chose for (st.best[k] != 0), their sums in st, their big
+// elements at big[k·blockSize:]: it writes the scale kept to hs[k]. big
+// must hold 8 blocks from k0 (they are read up to the largest nbig).
 //
 //go:noescape
-func lsStepsAVX2(hs *uint16, n int, big *float32, blockSize int, st *searchState)
+func lsSteps8AVX2(st *searchState, k0 int, big *float32, blockSize int, hs *uint16)
 
 // searchBlocks searches the blocks of a group (see searchBlocksGo), with
-// AVX2 when the CPU has it: the model of every block, then the sums of 8
-// blocks at a time (one per lane, so that each adds in lsSums' order),
-// then lsStep. Same bits as searchBlocksGo.
+// AVX2 when the CPU has it: the model of every block (searchModelAVX2),
+// then, 8 blocks at a time, one per lane, the sums (each lane adding in
+// lsSums' order) and lsStep. Same bits as searchBlocksGo.
 func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms *[maxSearchGroup]uint32, big []float32) {
 	if !useAVX2 {
 		searchBlocksGo(hs, x, blockSize, n, ms, big)
 		return
 	}
-	x, big = x[:n*blockSize], big[:n*blockSize]
+	x = x[:n*blockSize]
 	var st searchState
 	searchModelAVX2(&x[0], blockSize, n, &ms[0], &hs[0], &big[0], &st)
 	var p [8]*float32
@@ -72,8 +73,9 @@ func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms 
 			p[l] = &x[k*blockSize]
 		}
 		lsSumsAVX2(&p, blockSize, &st.r[k0], &st.c[k0], &st.g[k0])
+		_ = big[(k0+len(p))*blockSize-1] // lsSteps8AVX2 reads there
+		lsSteps8AVX2(&st, k0, &big[0], blockSize, &hs[0])
 	}
-	lsStepsAVX2(&hs[0], n, &big[0], blockSize, &st)
 	for k := range n {
 		if h0 := hs[k]; h0 >= 0x400 && h0 < 0x7c00 && st.best[k] == 0 {
 			hs[k] = searchBlock(x[k*blockSize:(k+1)*blockSize], math.Float32frombits(ms[k]), h0, big[k*blockSize:(k+1)*blockSize])

@@ -381,117 +381,205 @@ loop:
 	VZEROUPPER
 	RET
 
-// Constants of lsStep, scalars.
-DATA searchSeven64<>+0(SB)/4, $0x40e00000 // 7, q4's top
-GLOBL searchSeven64<>(SB), RODATA|NOPTR, $4
-DATA searchMinus8<>+0(SB)/4, $0xc1000000 // -8, q4's bottom
-GLOBL searchMinus8<>(SB), RODATA|NOPTR, $4
+// The lane bits 1, 2, 4, ... 128: an 8-bit mask to 8 lanes.
+DATA searchLaneBits<>+0(SB)/4, $1
+DATA searchLaneBits<>+4(SB)/4, $2
+DATA searchLaneBits<>+8(SB)/4, $4
+DATA searchLaneBits<>+12(SB)/4, $8
+DATA searchLaneBits<>+16(SB)/4, $16
+DATA searchLaneBits<>+20(SB)/4, $32
+DATA searchLaneBits<>+24(SB)/4, $64
+DATA searchLaneBits<>+28(SB)/4, $128
+GLOBL searchLaneBits<>(SB), RODATA|NOPTR, $32
+DATA searchMinus8v<>+0(SB)/4, $0xc1000000 // -8, q4's bottom
+GLOBL searchMinus8v<>(SB), RODATA|NOPTR, $4
+DATA searchMinNormalLess1<>+0(SB)/4, $0x387fffff // 2^-14 less an ulp: b >= 2^-14 is b > this
+GLOBL searchMinNormalLess1<>(SB), RODATA|NOPTR, $4
+DATA searchRebias<>+0(SB)/4, $0x1c000 // bf16ToFloat16's (127-15)<<10
+GLOBL searchRebias<>(SB), RODATA|NOPTR, $4
 
-// func lsStepsAVX2(hs *uint16, n int, big *float32, blockSize int, st *searchState)
+// LANES2PD converts the 8 floats of Y to float64 in LO (lanes 0-3) and HI
+// (lanes 4-7). Y is overwritten.
+#define LANES2PD(Y, X, LO, HI) \
+	VCVTPS2PD    X, LO     \
+	VEXTRACTF128 $1, Y, X  \
+	VCVTPS2PD    X, HI
+
+// func lsSteps8AVX2(st *searchState, k0 int, big *float32, blockSize int, hs *uint16)
 //
-// lsStep for each of the n blocks the model chose for (st.best[k] != 0),
-// in float32 and float64 scalar instructions in lsStep's order; the
-// result goes to hs[k]. Registers: R8 st, R9 k, R12 hs, DI the block's
-// big elements, R13 the block size in bytes; X0 sxq, X1 sqq, X2 r.
-TEXT ·lsStepsAVX2(SB), NOSPLIT, $0-40
-	MOVQ hs+0(FP), R12
-	MOVQ big+16(FP), DI
-	MOVQ blockSize+24(FP), R13
-	SHLQ $2, R13
-	MOVQ st+32(FP), R8
-	XORQ R9, R9
-	CMPQ R9, n+8(FP)
-	JGE  stepsDone
-	VMOVSS searchMagic<>(SB), X15
-	VMOVSS searchSeven64<>(SB), X14
-	VMOVSS searchMinus8<>(SB), X13
-	VXORPD X12, X12, X12
+// lsStep for the 8 blocks k0 to k0+7 at once, block k0+l in lane l: the
+// float32 steps in 8 lanes, the float64 sums and the test in two halves
+// of 4 lanes (Y0/Y1 sxq, Y2/Y3 sqq, lanes 0-3 then 4-7), every lane in
+// lsStep's order. The clipped elements' correction goes through the big
+// elements up to the largest nbig of the 8, a lane past its own nbig
+// taking 0, which adds +0 (the sums are not -0) and so nothing. It
+// writes hs[k0+l] for the lanes the model chose for (best != 0): lsStep's
+// result; the others keep theirs. big must have room for 8 blocks from
+// k0 (searchBlocks checks).
+TEXT ·lsSteps8AVX2(SB), NOSPLIT, $0-40
+	MOVQ st+0(FP), R8
+	MOVQ k0+8(FP), R9
+	MOVQ blockSize+24(FP), R10
+	SHLQ $2, R10                 // S, a block's bytes
+	LEAQ (R10)(R10*2), R11       // 3·S
+	MOVQ R9, SI
+	IMULQ R10, SI
+	ADDQ big+16(FP), SI          // block k0's big elements
 
-step:
-	MOVWLZX searchState_best(R8)(R9*2), BX
-	TESTL   BX, BX
-	JZ      nextStep
-	VMOVSS    searchState_c(R8)(R9*4), X0
-	VCVTSS2SD X0, X0, X0
-	VMOVSS    searchState_g(R8)(R9*4), X1
-	VCVTSS2SD X1, X1, X1
-	VMOVSS    searchState_r(R8)(R9*4), X2
-	MOVL      searchState_nbig(R8)(R9*4), CX
-	MOVQ      DI, SI
-	TESTL     CX, CX
-	JZ        corrected
+	// sxq = float64(c), sqq = float64(g); r, nbig; i = 0.
+	VMOVUPS searchState_c(R8)(R9*4), Y4
+	LANES2PD(Y4, X4, Y0, Y1)
+	VMOVUPS searchState_g(R8)(R9*4), Y4
+	LANES2PD(Y4, X4, Y2, Y3)
+	VMOVUPS      searchState_r(R8)(R9*4), Y15
+	VMOVDQU      searchState_nbig(R8)(R9*4), Y11
+	VBROADCASTSS searchMagic<>(SB), Y14
+	VBROADCASTSS searchSeven<>(SB), Y13
+	VBROADCASTSS searchMinus8v<>(SB), Y12
+	VPXOR        Y10, Y10, Y10
+	VPCMPEQD     Y9, Y9, Y9
+	VPSUBD       Y9, Y10, Y9     // 1 in every lane
 
-correct:
+	// The loop count: the largest nbig.
+	VPERM2I128 $1, Y11, Y11, Y4
+	VPMAXUD    Y4, Y11, Y4
+	VPSHUFD    $0x4e, Y4, Y5
+	VPMAXUD    Y5, Y4, Y4
+	VPSHUFD    $0xb1, Y4, Y5
+	VPMAXUD    Y5, Y4, Y4
+	VMOVD      X4, CX
+	TESTL      CX, CX
+	JZ         decide
+
+correct8:
+	// v: element i of each block's big elements, 0 past its nbig.
+	LEAQ        (SI)(R10*4), DX
+	VMOVD       (SI), X4
+	VPINSRD     $1, (SI)(R10*1), X4, X4
+	VPINSRD     $2, (SI)(R10*2), X4, X4
+	VPINSRD     $3, (SI)(R11*1), X4, X4
+	VMOVD       (DX), X5
+	VPINSRD     $1, (DX)(R10*1), X5, X5
+	VPINSRD     $2, (DX)(R10*2), X5, X5
+	VPINSRD     $3, (DX)(R11*1), X5, X5
+	VINSERTI128 $1, X5, Y4, Y4
+	VPCMPGTD    Y10, Y11, Y5
+	VPAND       Y5, Y4, Y4
+	VPADDD      Y9, Y10, Y10
+
 	// t = v·r; u = rint(t); q = clip(u, -8, 7) (q4);
 	// sxq += float64(v·(q − u)); sqq += float64(q·q) − float64(u·u).
-	VMOVSS    (SI), X3
-	VMULSS    X2, X3, X4
-	VADDSS    X15, X4, X4
-	VSUBSS    X15, X4, X4
-	VMINSS    X14, X4, X5
-	VMAXSS    X13, X5, X5
-	VSUBSS    X4, X5, X6
-	VMULSS    X6, X3, X6
-	VCVTSS2SD X6, X6, X6
-	VADDSD    X6, X0, X0
-	VMULSS    X5, X5, X5
-	VCVTSS2SD X5, X5, X5
-	VMULSS    X4, X4, X4
-	VCVTSS2SD X4, X4, X4
-	VSUBSD    X4, X5, X5
-	VADDSD    X5, X1, X1
-	ADDQ      $4, SI
-	DECL      CX
-	JNZ       correct
+	VMULPS Y15, Y4, Y5
+	VADDPS Y14, Y5, Y5
+	VSUBPS Y14, Y5, Y5
+	VMINPS Y13, Y5, Y6
+	VMAXPS Y12, Y6, Y6
+	VSUBPS Y5, Y6, Y7
+	VMULPS Y7, Y4, Y7
+	VMULPS Y6, Y6, Y6
+	VMULPS Y5, Y5, Y5
+	LANES2PD(Y7, X7, Y8, Y4)
+	VADDPD Y8, Y0, Y0
+	VADDPD Y4, Y1, Y1
+	LANES2PD(Y6, X6, Y8, Y4)
+	LANES2PD(Y5, X5, Y7, Y6)
+	VSUBPD Y7, Y8, Y8
+	VSUBPD Y6, Y4, Y4
+	VADDPD Y8, Y2, Y2
+	VADDPD Y4, Y3, Y3
 
-corrected:
-	// Only if sqq > 0 and sxq > 0 (ordered compares: a NaN fails them).
-	VUCOMISD X12, X1
-	JBE      keep
-	VUCOMISD X12, X0
-	JBE      keep
+	ADDQ $4, SI
+	DECL CX
+	JNZ  correct8
 
-	// b = BFloat16Round(float32(sxq/sqq)) (finite and positive: the
-	// integer rounding), kept only in the float16 normal range.
-	VDIVSD    X1, X0, X3
-	VCVTSD2SS X3, X3, X3
-	VMOVD     X3, AX
-	MOVL      AX, DX
-	SHRL      $16, DX
-	ANDL      $1, DX
-	LEAL      0x7fff(AX)(DX*1), AX
-	ANDL      $0xffff0000, AX
-	CMPL      AX, $0x38800000
-	JB        keep
-	CMPL      AX, $0x477fe000
-	JA        keep
+decide:
+	// AX: the lanes with sqq > 0 and sxq > 0 (ordered: a NaN fails).
+	VXORPD    Y4, Y4, Y4
+	VCMPPD    $0x1e, Y4, Y2, Y5
+	VCMPPD    $0x1e, Y4, Y0, Y6
+	VANDPD    Y6, Y5, Y5
+	VMOVMSKPD Y5, AX
+	VCMPPD    $0x1e, Y4, Y3, Y5
+	VCMPPD    $0x1e, Y4, Y1, Y6
+	VANDPD    Y6, Y5, Y5
+	VMOVMSKPD Y5, BX
+	SHLL      $4, BX
+	ORL       BX, AX
 
-	// s = float64(b), sm = float64(s_m): b (as h = bf16ToFloat16(b)) is
-	// kept if (s − sm)·((s + sm)·sqq − 2·sxq) < 0. When h is best the
-	// choice does not matter.
-	VMOVD     AX, X3
-	VCVTSS2SD X3, X3, X3
-	VMOVSS    searchState_s(R8)(R9*4), X4
-	VCVTSS2SD X4, X4, X4
-	VSUBSD    X4, X3, X5
-	VADDSD    X4, X3, X6
-	VMULSD    X1, X6, X6
-	VADDSD    X0, X0, X7
-	VSUBSD    X7, X6, X6
-	VMULSD    X6, X5, X5
-	SHRL      $13, AX
-	SUBL      $((127-15)<<10), AX
-	VUCOMISD  X12, X5
-	CMOVLCS   AX, BX
+	// Y5: b = BFloat16Round(float32(sxq/sqq)), the integer rounding (the
+	// lanes where it could be NaN or negative are out of AX).
+	VDIVPD       Y2, Y0, Y5
+	VDIVPD       Y3, Y1, Y6
+	VCVTPD2PSY   Y5, X5
+	VCVTPD2PSY   Y6, X6
+	VINSERTF128  $1, X6, Y5, Y5
+	VPSRLD       $16, Y5, Y6
+	VPBROADCASTD searchBit16<>(SB), Y7
+	VPAND        Y7, Y6, Y6
+	VPBROADCASTD searchHalf<>(SB), Y7
+	VPADDD       Y7, Y5, Y5
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTD searchHigh<>(SB), Y7
+	VPAND        Y7, Y5, Y5
 
-keep:
-	MOVW BX, (R12)(R9*2)
+	// Only b in the float16 normal range (as int32 the bits of a positive
+	// float order as it does).
+	VPBROADCASTD searchMinNormalLess1<>(SB), Y6
+	VPCMPGTD     Y6, Y5, Y6
+	VPBROADCASTD searchMaxF16<>(SB), Y7
+	VPCMPGTD     Y7, Y5, Y7
+	VPANDN       Y6, Y7, Y6
+	VMOVMSKPS    Y6, BX
+	ANDL         BX, AX
 
-nextStep:
-	ADDQ R13, DI
-	INCQ R9
-	CMPQ R9, n+8(FP)
-	JLT  step
+	// b is kept where (s − sm)·((s + sm)·sqq − 2·sxq) < 0, s = float64(b),
+	// sm = float64(s_m); lanes 0-3, then 4-7.
+	VMOVUPS searchState_s(R8)(R9*4), Y6
+	LANES2PD(Y6, X6, Y7, Y8)
+	VMOVUPS Y5, Y6
+	LANES2PD(Y6, X6, Y9, Y10)
+	VSUBPD    Y7, Y9, Y11
+	VADDPD    Y7, Y9, Y12
+	VMULPD    Y2, Y12, Y12
+	VADDPD    Y0, Y0, Y13
+	VSUBPD    Y13, Y12, Y12
+	VMULPD    Y12, Y11, Y11
+	VCMPPD    $0x11, Y4, Y11, Y11 // <, ordered
+	VMOVMSKPD Y11, BX
+	VSUBPD    Y8, Y10, Y11
+	VADDPD    Y8, Y10, Y12
+	VMULPD    Y3, Y12, Y12
+	VADDPD    Y1, Y1, Y13
+	VSUBPD    Y13, Y12, Y12
+	VMULPD    Y12, Y11, Y11
+	VCMPPD    $0x11, Y4, Y11, Y11
+	VMOVMSKPD Y11, DX
+	SHLL      $4, DX
+	ORL       DX, BX
+	ANDL      BX, AX
 
-stepsDone:
+	// The result: h = bf16ToFloat16(b) where AX (and the model chose),
+	// else best where the model chose, else hs as it is.
+	VPMOVZXWD    searchState_best(R8)(R9*2), Y6
+	VPXOR        Y4, Y4, Y4
+	VPCMPEQD     Y4, Y6, Y7          // best == 0
+	MOVQ         hs+32(FP), DI
+	VPMOVZXWD    (DI)(R9*2), Y8
+	VPBLENDVB    Y7, Y8, Y6, Y6
+	VMOVMSKPS    Y7, BX
+	NOTL         BX
+	ANDL         BX, AX
+	VMOVD        AX, X9
+	VPBROADCASTD X9, Y9
+	VMOVDQU      searchLaneBits<>(SB), Y10
+	VPAND        Y10, Y9, Y9
+	VPCMPEQD     Y10, Y9, Y9
+	VPSRLD       $13, Y5, Y5
+	VPBROADCASTD searchRebias<>(SB), Y10
+	VPSUBD       Y10, Y5, Y5
+	VPBLENDVB    Y9, Y5, Y6, Y6
+	VEXTRACTI128 $1, Y6, X7
+	VPACKUSDW    X7, X6, X6
+	VMOVDQU      X6, (DI)(R9*2)
+	VZEROUPPER
 	RET
