@@ -311,3 +311,44 @@ func TestSearchSIMDNotFinite(t *testing.T) {
 		}
 	}
 }
+
+// TestLsSteps8AVX2 compares lsSteps8AVX2 with lsStep on the state the
+// kernels before it leave for searchEdgeBlocks (blocks of 32 to 256), and
+// checks that it leaves alone the blocks the model did not choose for.
+func TestLsSteps8AVX2(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2")
+	}
+	src := searchEdgeBlocks(rand.New(rand.NewPCG(17, 18)))
+	for bs := 32; bs <= 256; bs += 32 {
+		x := src[:len(src)/bs*bs]
+		big := make([]float32, maxSearchGroup*bs)
+		for g := 0; g < len(x)/bs; g += 8 {
+			n := min(8, len(x)/bs-g)
+			var ms [maxSearchGroup]uint32
+			var hs [maxSearchGroup]uint16
+			for k := range n {
+				ms[k] = absMaxBits(x[(g+k)*bs : (g+k+1)*bs])
+				hs[k], _, _ = absMaxScale(ms[k], true)
+			}
+			var st searchState
+			searchModelAVX2(&x[g*bs], bs, n, &ms[0], &hs[0], &big[0], &st)
+			var p [8]*float32
+			for l := range p {
+				p[l] = &x[(g+min(l, n-1))*bs]
+			}
+			lsSumsAVX2(&p, bs, &st.r[0], &st.c[0], &st.g[0])
+			got := hs
+			lsSteps8AVX2(&st, 0, &big[0], bs, &got[0])
+			for k := range n {
+				want := hs[k]
+				if st.best[k] != 0 {
+					want = lsStep(st.best[k], st.s[k], st.r[k], st.c[k], st.g[k], big[k*bs:k*bs+int(st.nbig[k])])
+				}
+				if got[k] != want {
+					t.Fatalf("block %d of %d: %#04x, lsStep %#04x", g+k, bs, got[k], want)
+				}
+			}
+		}
+	}
+}
