@@ -6,7 +6,6 @@ import (
 	"math"
 
 	"github.com/qpipe/qpipe/internal/quant"
-	"github.com/qpipe/qpipe/internal/tflite"
 )
 
 // Searched int4 scales (Scheme.Scales search or calibrated): the kernels
@@ -42,7 +41,7 @@ func (j *bufferJob) measure(ctx context.Context, clampTiny bool) error {
 	if n == 0 {
 		return nil
 	}
-	in, err := tflite.ReadPiecesBuffered(j.src, 4*n) // int4 blocks: see kernels.go
+	in, err := readPieces(kindInt4Block, j.src, 4*n)
 	if err != nil {
 		return err
 	}

@@ -123,8 +123,10 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 	block := func(k int) []float32 { return src[k*blockSize : (k+1)*blockSize] }
 	for g := 0; g < len(scales); g += group {
 		n := min(group, len(scales)-g)
-		for i := range n {
-			ms[i] = absMaxBits(block(g + i))
+		if !absMaxBlocksVec(ms[:n], src[g*blockSize:(g+n)*blockSize], blockSize) {
+			for i := range n {
+				ms[i] = absMaxBits(block(g + i))
+			}
 		}
 		for i := range n {
 			h0, clamped, ok := absMaxScale(ms[i], clampTiny)
@@ -157,10 +159,7 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 		if bad > 0 {
 			continue // the output is not used
 		}
-		for i := range n {
-			k := g + i
-			quantizeBlock(dst[k*blockSize/2:(k+1)*blockSize/2], block(k), scales[k])
-		}
+		quantizeBlocks(dst[g*blockSize/2:(g+n)*blockSize/2], src[g*blockSize:(g+n)*blockSize], scales[g:g+n], blockSize)
 	}
 	return e, tiny, bad
 }
