@@ -301,7 +301,7 @@ func runCalibration(ctx context.Context, m *tflite.Model, cal *config.Calibratio
 		for j := range s.sum {
 			mean := s.sum[j] / float64(s.n)
 			st.Mean[j] = float32(mean)
-			st.Var[j] = float32(max(0, s.sq[j]/float64(s.n)-mean*mean))
+			st.Var[j] = float32(max(0, s.sq[j]/float64(s.n)-float64(mean*mean)))
 		}
 		out[k] = st
 	}
@@ -347,7 +347,7 @@ func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[tensorKey]*statSums)
 	for r := 0; r < len(x); r += cols {
 		for j, v := range x[r : r+cols] {
 			s.sum[j] += float64(v)
-			s.sq[j] += float64(v) * float64(v)
+			s.sq[j] += float64(float64(v) * float64(v))
 		}
 		s.n++
 	}

@@ -65,7 +65,7 @@ func (j *bufferJob) measure(ctx context.Context, clampTiny bool) error {
 			return describe(err, r0*cols)
 		}
 		for _, v := range x {
-			signal += float64(v) * float64(v)
+			signal += float64(float64(v) * float64(v))
 		}
 	}
 	j.planSQNR = &planSQNR{minMax: dB(signal, j.search.MinMax), chosen: dB(signal, j.search.Chosen)}

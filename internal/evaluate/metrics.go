@@ -170,7 +170,7 @@ func KL(p, q []float32) float64 {
 	for i, x := range p {
 		a := float64(x) - lp // log P_i
 		b := float64(q[i]) - lq
-		kl += math.Exp(a) * (a - b)
+		kl += float64(math.Exp(a) * (a - b))
 	}
 	return max(kl, 0)
 }
@@ -269,7 +269,7 @@ func (a *StatsAccumulator) Add(x []float32) {
 		a.finite++
 		d := f - a.s.Mean
 		a.s.Mean += d / float64(a.finite)
-		a.m2 += d * (f - a.s.Mean)
+		a.m2 += float64(d * (f - a.s.Mean))
 	}
 }
 

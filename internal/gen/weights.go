@@ -64,7 +64,8 @@ var (
 		p2 := 256.0/65536 - p3
 		p1 := 4096.0/65536 - 256.0/65536
 		p0 := 1 - 4096.0/65536
-		v := p0*mixScale[0]*mixScale[0] + p1*mixScale[1]*mixScale[1] + p2*mixScale[2]*mixScale[2] + p3*mixScale[3]*mixScale[3]
+		v := float64(p0*mixScale[0]*mixScale[0]) + float64(p1*mixScale[1]*mixScale[1]) +
+			float64(p2*mixScale[2]*mixScale[2]) + float64(p3*mixScale[3]*mixScale[3])
 		return 1 / math.Sqrt(v)
 	}()
 )
@@ -97,7 +98,7 @@ func (w weight) outlierChannels(seed uint64) []float32 {
 		if mul[c] != 1 {
 			continue
 		}
-		mul[c] = float32(10 + 40*r.uniform())
+		mul[c] = float32(10 + float64(40*r.uniform()))
 		placed++
 	}
 	return mul

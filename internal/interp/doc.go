@@ -118,5 +118,8 @@
 // Matrix multiplies and convolutions split their work by output rows or
 // columns over Options.Threads workers, never inside a reduction; every
 // element is summed in one fixed order, so outputs are bit-identical for
-// any thread count.
+// any thread count. Products that feed a sum are rounded explicitly
+// (float32(x*y)): Go may otherwise fuse them into a multiply-add on arm64
+// or with GOAMD64=v3, and calibration statistics and budget choices would
+// then differ between machines (.ci/run checks that none is compiled).
 package interp

@@ -35,8 +35,8 @@ func quantizeRowAsym(dst []int8, src []float32) rowQuant {
 	if lo != hi {
 		mult = (qmax - qmin) / (hi - lo)
 	}
-	dmin := lo * mult
-	dmax := hi * mult
+	dmin := float32(lo * mult) // rounded: no fused multiply-add (doc.go)
+	dmax := float32(hi * mult)
 	var zpf float32
 	if (qmin+dmin)+(qmax+dmax) > 0 {
 		zpf = qmin - dmin
@@ -99,7 +99,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 				s, _ := w.channel(n * K)
 				for m := 0; m < M; m++ {
 					v := acc[m*(hi-lo)+n-lo] - rq[m].zp*ws
-					y := float32(float32(v)*rq[m].scale) * s
+					y := float32(float32(float32(v)*rq[m].scale) * s)
 					if bias != nil {
 						y += bias[n]
 					}
@@ -122,7 +122,7 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 			var ksum float32
 			for k0 := 0; k0 < K; k0 += B {
 				ws := rowSum(rows[(n-lo)*K+k0 : (n-lo)*K+k0+B])
-				ksum -= float32(ws) * w.blockScaleBF16((n*K+k0)/B)
+				ksum -= float32(float32(ws) * w.blockScaleBF16((n*K+k0)/B))
 			}
 			for m := 0; m < M; m++ {
 				f[m*W+n-lo] = ksum * float32(rq[m].zp)
@@ -139,13 +139,13 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 				fr := f[m*W : (m+1)*W]
 				ar := acc[m*W : (m+1)*W][:len(fr)]
 				for j, v := range ar {
-					fr[j] += float32(v) * bs[j]
+					fr[j] += float32(float32(v) * bs[j])
 				}
 			}
 		}
 		for m := 0; m < M; m++ {
 			for n := lo; n < hi; n++ {
-				y := f[m*W+n-lo] * rq[m].scale
+				y := float32(f[m*W+n-lo] * rq[m].scale)
 				if bias != nil {
 					y += bias[n]
 				}

@@ -78,7 +78,7 @@ func dotF32(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s float32
 	for k, x := range a {
-		s += x * b[k]
+		s += float32(x * b[k])
 	}
 	return s
 }
@@ -127,10 +127,10 @@ func gemm[E int8 | float32, A int32 | float32](c []A, ldc int, a []E, M, K int, 
 			var s0, s1, s2, s3 A
 			for k := range a0 {
 				x0 := A(a0[k])
-				s0 += x0 * A(b0[k])
-				s1 += x0 * A(b1[k])
-				s2 += x0 * A(b2[k])
-				s3 += x0 * A(b3[k])
+				s0 += A(x0 * A(b0[k]))
+				s1 += A(x0 * A(b1[k]))
+				s2 += A(x0 * A(b2[k]))
+				s3 += A(x0 * A(b3[k]))
 			}
 			o := c[m*ldc+n-lo : m*ldc+n-lo+4]
 			o[0] += s0
@@ -146,7 +146,7 @@ func gemm[E int8 | float32, A int32 | float32](c []A, ldc int, a []E, M, K int, 
 			b0 := b0[:len(a0)]
 			var s A
 			for k, x := range a0 {
-				s += A(x) * A(b0[k])
+				s += A(A(x) * A(b0[k]))
 			}
 			c[m*ldc+n-lo] += s
 		}
@@ -163,14 +163,14 @@ func dot2x4[E int8 | float32, A int32 | float32](a0, a1, b0, b1, b2, b3 []E) (s0
 	for k := range a0 {
 		x0, x1 := A(a0[k]), A(a1[k])
 		y0, y1, y2, y3 := A(b0[k]), A(b1[k]), A(b2[k]), A(b3[k])
-		s00 += x0 * y0
-		s01 += x0 * y1
-		s02 += x0 * y2
-		s03 += x0 * y3
-		s10 += x1 * y0
-		s11 += x1 * y1
-		s12 += x1 * y2
-		s13 += x1 * y3
+		s00 += A(x0 * y0)
+		s01 += A(x0 * y1)
+		s02 += A(x0 * y2)
+		s03 += A(x0 * y3)
+		s10 += A(x1 * y0)
+		s11 += A(x1 * y1)
+		s12 += A(x1 * y2)
+		s13 += A(x1 * y3)
 	}
 	return
 }

@@ -209,13 +209,13 @@ func convKernel(depthwise bool) *kernel {
 									base := ((n*H+iy)*W + ix) * C
 									if depthwise {
 										ic := oc / mult
-										s += float64(ci.x[base+ic]) * float64(wv[(ky*KW+kx)*Cout+oc])
+										s += float64(float64(ci.x[base+ic]) * float64(wv[(ky*KW+kx)*Cout+oc]))
 										continue
 									}
 									g := oc / perGroup
 									wb := ((oc*KH+ky)*KW + kx) * Cf
 									for j := 0; j < Cf; j++ {
-										s += float64(ci.x[base+g*Cf+j]) * float64(wv[wb+j])
+										s += float64(float64(ci.x[base+g*Cf+j]) * float64(wv[wb+j]))
 									}
 								}
 							}
@@ -301,7 +301,7 @@ func transposeConvKernel() *kernel {
 									wb := ((oc*KH+ky)*KW + kx) * C
 									var s float64
 									for ic := 0; ic < C; ic++ {
-										s += float64(ci.x[base+ic]) * float64(wv[wb+ic])
+										s += float64(float64(ci.x[base+ic]) * float64(wv[wb+ic]))
 									}
 									acc[ob+oc] += s
 								}

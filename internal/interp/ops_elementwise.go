@@ -461,7 +461,7 @@ func geluKernel() *kernel {
 // gelu is x·Φ(x), or its tanh approximation.
 func gelu(x float64, approximate bool) float64 {
 	if approximate {
-		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+float64(0.044715*x*x*x))))
 	}
 	return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
 }

@@ -63,10 +63,15 @@
 // SetWorkers goroutines (default GOMAXPROCS). Every output element depends
 // only on its inputs and parameters, extrema are exact, and Compare sums
 // fixed chunks in a fixed order, so results are byte-identical for any worker
-// count and CPU (no fused multiply-add: products that feed sums are rounded
-// explicitly). Inner loops have no bounds checks and call out only for the
-// rare elements of the exact path. The quantizers are scalar (Go has no
-// portable SIMD): per element one multiplication and one addition give a
+// count and CPU (no fused multiply-add: Go may fuse x*y + z on arm64 and
+// with GOAMD64=v3 unless an explicit conversion rounds the product, so
+// products that feed sums are written float32(x*y); .ci/run fails if any is
+// compiled). Inner loops have no bounds checks and call out only for the
+// rare elements of the exact path. The int8 and int4 quantizers, the
+// largest-magnitude reductions and the data-free search have AVX2 forms
+// (kernels_amd64.s, search_amd64.s) that give the scalar forms' bits; the
+// scalar forms run elsewhere and with QPIPE_SIMD=off. Per element one
+// multiplication and one addition give a
 // float32 whose bits hold the rounded value, and integer tests on the same
 // bits decide whether the exact path is needed; that is about half the time
 // of the division, clip and "add 1.5·2^23" rounding it replaced. On tensors

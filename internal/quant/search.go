@@ -255,7 +255,7 @@ func searchModel(x []float32, absMax float32, h0 uint16, big []float32) (cd cand
 	// the same value as their original and are never chosen over it.
 	key := func(e float32, c int) uint64 {
 		s := ss[c]
-		return uint64(math.Float32bits(e+float32(rest*s)*s))<<3 | uint64(c)
+		return uint64(math.Float32bits(e+float32(float32(rest*s)*s)))<<3 | uint64(c)
 	}
 	bc = int(min(key(e0, 0), key(e1, 1), key(e2, 2), key(e3, 3),
 		key(e4, 4), key(e5, 5), key(e6, 6), key(e7, 7)) & 7)
@@ -281,7 +281,7 @@ func lsStep(best uint16, sm, r, c, g float32, big []float32) uint16 {
 		if b := BFloat16Round(float32(sxq / sqq)); b >= MinNormalFloat16 && b <= maxFloat16 {
 			if h := bf16ToFloat16(b); h != best {
 				s := float64(b)
-				if (s-float64(sm))*((s+float64(sm))*sqq-2*sxq) < 0 {
+				if (s-float64(sm))*(float64((s+float64(sm))*sqq)-float64(2*sxq)) < 0 {
 					best = h
 				}
 			}
@@ -360,7 +360,7 @@ func recipBF16(s float32) float32 {
 // recipMantissa holds the bits of 1/(1 + m/128) for m in [0, 128).
 var recipMantissa = func() (t [128]uint32) {
 	for m := range t {
-		t[m] = math.Float32bits(1 / (1 + float32(m)/128))
+		t[m] = math.Float32bits(1 / (1 + float32(float32(m)/128)))
 	}
 	return t
 }()
@@ -394,7 +394,7 @@ func rint32(t float32) float32 { return float32(t+roundMagic) - roundMagic }
 func modelTerm(a float32, lim uint32, r, s float32) float32 {
 	t := float32(a * r)
 	d := math.Float32frombits(min(math.Float32bits(t+roundMagic), lim)) - roundMagic - t
-	return float32(float32(d*d)*s) * s
+	return float32(float32(float32(d*d)*s) * s)
 }
 
 // roundMagicBits is math.Float32bits(roundMagic): t + roundMagic has the
@@ -451,7 +451,7 @@ func sqErr(x []float32, s float32, big []float32) float32 {
 	if s == 0 { // a zero scale (reference mode): count the whole weight
 		var e float32
 		for _, v := range x {
-			e += v * v
+			e += float32(v * v)
 		}
 		return e
 	}
@@ -488,13 +488,13 @@ func moments(x, mu, v []float32, s float32) (m blockMoments) {
 	v, mu = v[:len(x)], mu[:len(x)]
 	for j, xj := range x {
 		q := q4(float32(xj * r))
-		d := float64(q*s - xj)
-		m.err += float64(v[j]) * d * d
-		m.mean += float64(mu[j]) * d
-		m.a += float64(mu[j]) * float64(q)
-		m.c += float64(v[j]) * float64(q) * float64(q)
-		m.dd += float64(v[j]) * float64(xj) * float64(q)
-		m.plain += d * d
+		d := float64(float32(q*s) - xj)
+		m.err += float64(float64(v[j]) * d * d)
+		m.mean += float64(float64(mu[j]) * d)
+		m.a += float64(float64(mu[j]) * float64(q))
+		m.c += float64(float64(v[j]) * float64(q) * float64(q))
+		m.dd += float64(float64(v[j]) * float64(xj) * float64(q))
+		m.plain += float64(d * d)
 	}
 	return m
 }
@@ -503,7 +503,7 @@ func moments(x, mu, v []float32, s float32) (m blockMoments) {
 // block with moments m follows blocks that left mean error carry.
 func (m blockMoments) objective(carry float64) float64 {
 	t := carry + m.mean
-	return t*t + m.err
+	return float64(t*t) + m.err
 }
 
 // searchRowCalibrated searches the blocks of one row in order for the
@@ -536,7 +536,7 @@ func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize i
 		errC += mb.err
 		e.Chosen += mb.plain
 	}
-	e.OutMinMax, e.OutChosen = carry0*carry0+err0, carry*carry+errC
+	e.OutMinMax, e.OutChosen = float64(carry0*carry0)+err0, float64(carry*carry)+errC
 	if bad == 0 && e.OutChosen > e.OutMinMax {
 		for k := range scales {
 			scales[k], _, _ = blockScale(src[k*blockSize:(k+1)*blockSize], clampTiny)
@@ -571,9 +571,9 @@ func searchBlockCalibrated(x, mu, v []float32, h0 uint16, m0 blockMoments, carry
 	// Σ v·(s·q − x)², whose derivative vanishes at
 	// s = (dd − a·(carry − Σμx)) / (a² + c). Σμx = a·s_best − mean.
 	sb := float64(Float32FromBits16(best))
-	mux := mb.a*sb - mb.mean
-	if den := mb.a*mb.a + mb.c; den > 0 {
-		s := (mb.dd - mb.a*(carry-mux)) / den
+	mux := float64(mb.a*sb) - mb.mean
+	if den := float64(mb.a*mb.a) + mb.c; den > 0 {
+		s := (mb.dd - float64(mb.a*(carry-mux))) / den
 		if s > 0 && s < 65504 {
 			if h := stored(float32(s)); h != 0 && h != best {
 				if m := moments(x, mu, v, Float32FromBits16(h)); m.objective(carry) < mb.objective(carry) {
