@@ -32,14 +32,7 @@ func TestInterpreterOnGeneratedDecoders(t *testing.T) {
 	dir := t.TempDir()
 	for _, cfg := range cfgs {
 		t.Run(cfg.Name, func(t *testing.T) {
-			gm, err := gen.Decoder(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, cfg.Name+".tflite")
-			if err := tflite.WriteFile(path, gm, tflite.WriteOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			path := writeDecoder(t, dir, cfg)
 			m := &model{name: cfg.Name, path: path, inputs: map[string][][]litert.Tensor{}}
 			tm, err := tflite.Open(path)
 			if err != nil {
@@ -101,4 +94,19 @@ func TestInterpreterOnGeneratedDecoders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeDecoder generates the decoder cfg describes into dir and returns
+// its path (NAME.tflite).
+func writeDecoder(t *testing.T, dir string, cfg gen.Config) string {
+	t.Helper()
+	gm, err := gen.Decoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, cfg.Name+".tflite")
+	if err := tflite.WriteFile(path, gm, tflite.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

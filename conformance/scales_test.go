@@ -189,15 +189,7 @@ func TestScaleMethodsOnDecoderFamily(t *testing.T) {
 		if seed%2 == 0 {
 			cfg.Activation = gen.ActGELU
 		}
-		gm, err := gen.Decoder(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, cfg.Name+".tflite")
-		if err := tflite.WriteFile(path, gm, tflite.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		byBlock := measureScaleMethods(t, r, path, dir, blocks)
+		byBlock := measureScaleMethods(t, r, writeDecoder(t, dir, cfg), dir, blocks)
 		for _, b := range blocks {
 			e := byBlock[b]
 			mm := e[config.ScalesMinMax]

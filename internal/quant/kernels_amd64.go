@@ -17,11 +17,6 @@ func newGridParams(scale, zp, lo, hi float32) *gridParams {
 	return &gridParams{r: r, k: k, s: scale, zp: zp, lo: lo, hi: hi, base: g.base, span: g.span}
 }
 
-// absMaxAVX2 is absMaxBits over n elements, n a multiple of 8.
-//
-//go:noescape
-func absMaxAVX2(src *float32, n int) uint32
-
 // quantInt8AVX2 is quantizeRunInt8 over n elements, n a multiple of 32,
 // that also returns absMaxBits(next[:n]).
 //
@@ -46,15 +41,16 @@ func absMaxBlocksAVX2(ms *uint32, src *float32, blocks, blockSize int)
 // the scale: zero point 0, clip range [-8, 7].
 var int4Params = newGridParams(1, 0, -8, 7)
 
-// absMaxBitsVec is absMaxBits with the multiple of 8 elements at the
-// front done by absMaxAVX2; ok is false when the AVX2 kernels are off, and
-// m then covers nothing.
+// absMaxBitsVec is absMaxBits with the multiple of 32 elements at the
+// front done by absMaxBlocksAVX2 (as one block); ok is false when the AVX2
+// kernels are off, and m then covers nothing.
 func absMaxBitsVec(s []float32) (m uint32, rest []float32, ok bool) {
-	if !useAVX2 || len(s) < 8 {
+	n := len(s) &^ 31
+	if !useAVX2 || n == 0 {
 		return 0, s, false
 	}
-	n := len(s) &^ 7
-	return absMaxAVX2(&s[0], n), s[n:], true
+	absMaxBlocksAVX2(&m, &s[0], 1, n)
+	return m, s[n:], true
 }
 
 // quantizeRunInt8Vec quantizes the multiple of 32 elements at the front of

@@ -1,47 +1,19 @@
 //go:build amd64
 
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // AVX2 forms of the int8 and int4 quantize loops and of absMaxBits. They
 // compute what the scalar Go kernels compute, bit for bit (see
 // reciprocal.go for the method, kernels_amd64.go for the Go side).
 
 // Constants, 8 lanes each.
-DATA absMask8<>+0(SB)/8, $0x7fffffff7fffffff
-DATA absMask8<>+8(SB)/8, $0x7fffffff7fffffff
-DATA absMask8<>+16(SB)/8, $0x7fffffff7fffffff
-DATA absMask8<>+24(SB)/8, $0x7fffffff7fffffff
-GLOBL absMask8<>(SB), RODATA|NOPTR, $32
-
-DATA gridMask8<>+0(SB)/8, $0x000007ff000007ff
-DATA gridMask8<>+8(SB)/8, $0x000007ff000007ff
-DATA gridMask8<>+16(SB)/8, $0x000007ff000007ff
-DATA gridMask8<>+24(SB)/8, $0x000007ff000007ff
-GLOBL gridMask8<>(SB), RODATA|NOPTR, $32
-
-DATA byteMask8<>+0(SB)/8, $0x000000ff000000ff
-DATA byteMask8<>+8(SB)/8, $0x000000ff000000ff
-DATA byteMask8<>+16(SB)/8, $0x000000ff000000ff
-DATA byteMask8<>+24(SB)/8, $0x000000ff000000ff
-GLOBL byteMask8<>(SB), RODATA|NOPTR, $32
-
-DATA nibbleMask8<>+0(SB)/8, $0x0000000f0000000f
-DATA nibbleMask8<>+8(SB)/8, $0x0000000f0000000f
-DATA nibbleMask8<>+16(SB)/8, $0x0000000f0000000f
-DATA nibbleMask8<>+24(SB)/8, $0x0000000f0000000f
-GLOBL nibbleMask8<>(SB), RODATA|NOPTR, $32
-
-DATA roundMagic8<>+0(SB)/8, $0x4b4000004b400000
-DATA roundMagic8<>+8(SB)/8, $0x4b4000004b400000
-DATA roundMagic8<>+16(SB)/8, $0x4b4000004b400000
-DATA roundMagic8<>+24(SB)/8, $0x4b4000004b400000
-GLOBL roundMagic8<>(SB), RODATA|NOPTR, $32
-
-DATA zero8<>+0(SB)/8, $0
-DATA zero8<>+8(SB)/8, $0
-DATA zero8<>+16(SB)/8, $0
-DATA zero8<>+24(SB)/8, $0
-GLOBL zero8<>(SB), RODATA|NOPTR, $32
+VEC8(absMask8, $0x7fffffff)
+VEC8(gridMask8, $0x000007ff)
+VEC8(byteMask8, $0x000000ff)
+VEC8(nibbleMask8, $0x0000000f)
+VEC8(roundMagic8, $0x4b400000)
+VEC8(zero8, $0)
 
 // After the two packs below, the 4-element groups of 32 inputs sit in the
 // order 0 2 4 6 1 3 5 7 (by dword); this VPERMD index puts them back.
@@ -68,59 +40,6 @@ GLOBL nibblePair<>(SB), RODATA|NOPTR, $32
 #define P_HI 20
 #define P_BASE 24
 #define P_SPAN 28
-
-// func absMaxAVX2(src *float32, n int) uint32
-// n is a multiple of 8. Four accumulators hide VPMAXUD's latency; the
-// float32 bits with the sign cleared order like the magnitudes (NaN and
-// Inf above every finite value), so an unsigned integer max is the answer.
-TEXT ·absMaxAVX2(SB), NOSPLIT, $0-20
-	MOVQ src+0(FP), SI
-	MOVQ n+8(FP), CX
-	VMOVDQU absMask8<>(SB), Y15
-	VPXOR   Y0, Y0, Y0
-	VPXOR   Y1, Y1, Y1
-	VPXOR   Y2, Y2, Y2
-	VPXOR   Y3, Y3, Y3
-	CMPQ    CX, $32
-	JLT     am8
-
-am32:
-	VPAND    0(SI), Y15, Y4
-	VPAND    32(SI), Y15, Y5
-	VPAND    64(SI), Y15, Y6
-	VPAND    96(SI), Y15, Y7
-	VPMAXUD  Y4, Y0, Y0
-	VPMAXUD  Y5, Y1, Y1
-	VPMAXUD  Y6, Y2, Y2
-	VPMAXUD  Y7, Y3, Y3
-	ADDQ     $128, SI
-	SUBQ     $32, CX
-	CMPQ     CX, $32
-	JGE      am32
-
-am8:
-	CMPQ    CX, $8
-	JLT     amdone
-	VPAND   0(SI), Y15, Y4
-	VPMAXUD Y4, Y0, Y0
-	ADDQ    $32, SI
-	SUBQ    $8, CX
-	JMP     am8
-
-amdone:
-	VPMAXUD      Y1, Y0, Y0
-	VPMAXUD      Y3, Y2, Y2
-	VPMAXUD      Y2, Y0, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPMAXUD      X1, X0, X0
-	VPSHUFD      $0x4e, X0, X1
-	VPMAXUD      X1, X0, X0
-	VPSHUFD      $0xb1, X0, X1
-	VPMAXUD      X1, X0, X0
-	VMOVD        X0, AX
-	VZEROUPPER
-	MOVL         AX, ret+16(FP)
-	RET
 
 // GRID(Y) turns 8 inputs x in Y into w = float32(float32(x·r) + K) and
 // ANDs into Y6 whether each lane may take the fast path (all ones) or not:

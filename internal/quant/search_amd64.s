@@ -1,6 +1,7 @@
 //go:build amd64
 
 #include "textflag.h"
+#include "vec_amd64.h"
 #include "go_asm.h"
 
 // The data-free int4 scale search (search.go) with AVX2. Every lane does
@@ -30,24 +31,8 @@ DATA searchHigh<>+0(SB)/4, $0xffff0000 // BFloat16Round: the kept bits
 GLOBL searchHigh<>(SB), RODATA|NOPTR, $4
 
 // The float16 normal range as float32, 8 lanes each (compare operands).
-DATA searchMinNormal<>+0(SB)/4, $0x38800000 // MinNormalFloat16, 2^-14
-DATA searchMinNormal<>+4(SB)/4, $0x38800000
-DATA searchMinNormal<>+8(SB)/4, $0x38800000
-DATA searchMinNormal<>+12(SB)/4, $0x38800000
-DATA searchMinNormal<>+16(SB)/4, $0x38800000
-DATA searchMinNormal<>+20(SB)/4, $0x38800000
-DATA searchMinNormal<>+24(SB)/4, $0x38800000
-DATA searchMinNormal<>+28(SB)/4, $0x38800000
-GLOBL searchMinNormal<>(SB), RODATA|NOPTR, $32
-DATA searchMaxF16<>+0(SB)/4, $0x477fe000 // maxFloat16, 65504
-DATA searchMaxF16<>+4(SB)/4, $0x477fe000
-DATA searchMaxF16<>+8(SB)/4, $0x477fe000
-DATA searchMaxF16<>+12(SB)/4, $0x477fe000
-DATA searchMaxF16<>+16(SB)/4, $0x477fe000
-DATA searchMaxF16<>+20(SB)/4, $0x477fe000
-DATA searchMaxF16<>+24(SB)/4, $0x477fe000
-DATA searchMaxF16<>+28(SB)/4, $0x477fe000
-GLOBL searchMaxF16<>(SB), RODATA|NOPTR, $32
+VEC8(searchMinNormal, $0x38800000) // MinNormalFloat16, 2^-14
+VEC8(searchMaxF16, $0x477fe000) // maxFloat16, 65504
 
 // BIGMASK8 sets the 8 bits of M (from bit 0) for the 8 elements at off(DX)
 // whose magnitude is above the threshold in Y2, bigElements' test: as
