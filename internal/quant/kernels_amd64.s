@@ -41,6 +41,29 @@ GLOBL nibblePair<>(SB), RODATA|NOPTR, $32
 #define P_BASE 24
 #define P_SPAN 28
 
+// ABSMAX32(base, mask, T0, T1, T2, T3) leaves in T0 the lane-wise largest
+// |x| bits of the 32 inputs at base (mask: absMask8 in a register). The
+// float32 bits with the sign cleared order like the magnitudes (NaN and
+// Inf above every finite value), so an unsigned integer max is the answer.
+#define ABSMAX32(base, mask, T0, T1, T2, T3) \
+	VPAND   0(base), mask, T0  \
+	VPAND   32(base), mask, T1 \
+	VPAND   64(base), mask, T2 \
+	VPAND   96(base), mask, T3 \
+	VPMAXUD T1, T0, T0         \
+	VPMAXUD T3, T2, T2         \
+	VPMAXUD T2, T0, T0
+
+// HMAX(Y, X, XT) reduces the 8 lanes of Y (whose low half is X) to their
+// unsigned max in the low lane of X; XT is scratch.
+#define HMAX(Y, X, XT) \
+	VEXTRACTI128 $1, Y, XT  \
+	VPMAXUD      XT, X, X   \
+	VPSHUFD      $0x4e, X, XT \
+	VPMAXUD      XT, X, X   \
+	VPSHUFD      $0xb1, X, XT \
+	VPMAXUD      XT, X, X
+
 // GRID(Y) turns 8 inputs x in Y into w = float32(float32(x·r) + K) and
 // ANDs into Y6 whether each lane may take the fast path (all ones) or not:
 // with n = w − base (as integers), the fast path needs n <= span unsigned
@@ -142,13 +165,7 @@ q8loop:
 	PACK32(byteMask8<>(SB))
 	VMOVDQU Y0, 0(DI)
 	VMOVDQU absMask8<>(SB), Y4
-	VPAND   0(BX), Y4, Y0
-	VPAND   32(BX), Y4, Y1
-	VPAND   64(BX), Y4, Y2
-	VPAND   96(BX), Y4, Y3
-	VPMAXUD Y1, Y0, Y0
-	VPMAXUD Y3, Y2, Y2
-	VPMAXUD Y2, Y0, Y0
+	ABSMAX32(BX, Y4, Y0, Y1, Y2, Y3)
 	VPMAXUD Y0, Y7, Y7
 	ADDQ    $128, SI
 	ADDQ    $128, BX
@@ -157,13 +174,8 @@ q8loop:
 	JNE     q8loop
 
 q8done:
-	VEXTRACTI128 $1, Y7, X1
-	VPMAXUD      X1, X7, X0
-	VPSHUFD      $0x4e, X0, X1
-	VPMAXUD      X1, X0, X0
-	VPSHUFD      $0xb1, X0, X1
-	VPMAXUD      X1, X0, X0
-	VMOVD        X0, AX
+	HMAX(Y7, X7, X1)
+	VMOVD        X7, AX
 	VZEROUPPER
 	MOVL         AX, nextAbsMax+40(FP)
 	RET
@@ -224,29 +236,16 @@ TEXT ·absMaxBlocksAVX2(SB), NOSPLIT, $0-32
 
 abblock:
 	VPXOR Y0, Y0, Y0
-	VPXOR Y1, Y1, Y1
 	MOVQ  R10, CX
 
 abloop:
-	VPAND    0(SI), Y15, Y4
-	VPAND    32(SI), Y15, Y5
-	VPAND    64(SI), Y15, Y6
-	VPAND    96(SI), Y15, Y7
-	VPMAXUD  Y5, Y4, Y4
-	VPMAXUD  Y7, Y6, Y6
+	ABSMAX32(SI, Y15, Y4, Y5, Y6, Y7)
 	VPMAXUD  Y4, Y0, Y0
-	VPMAXUD  Y6, Y1, Y1
 	ADDQ     $128, SI
 	SUBQ     $32, CX
 	JNE      abloop
 
-	VPMAXUD      Y1, Y0, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPMAXUD      X1, X0, X0
-	VPSHUFD      $0x4e, X0, X1
-	VPMAXUD      X1, X0, X0
-	VPSHUFD      $0xb1, X0, X1
-	VPMAXUD      X1, X0, X0
+	HMAX(Y0, X0, X1)
 	VMOVD        X0, 0(DI)
 	ADDQ         $4, DI
 	DECQ         R9

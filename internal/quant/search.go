@@ -85,10 +85,11 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 		if stats == nil {
 			bp := bigPool.Get().(*[]float32)
 			defer bigPool.Put(bp)
-			if n := searchGroup(blockSize) * blockSize; cap(*bp) < n {
+			n := searchGroup(blockSize) * blockSize
+			if cap(*bp) < n {
 				*bp = make([]float32, n)
 			}
-			big = (*bp)[:searchGroup(blockSize)*blockSize]
+			big = (*bp)[:n]
 		}
 		for r := lo / cols; r < hi/cols; r++ {
 			x := src[r*cols : (r+1)*cols]
