@@ -3,19 +3,17 @@ package stages
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/gob"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/internal/evaluate"
 	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/modelinput"
@@ -146,27 +144,8 @@ func calibrationKey(path string, cal *config.Calibration) (string, error) {
 	return key, nil
 }
 
-// CacheDir is where qpipe caches calibration statistics:
-// $QPIPE_CACHE_DIR, else $XDG_CACHE_HOME/qpipe, else ~/.cache/qpipe; "" if
-// none can be determined.
-func CacheDir() string {
-	if d := os.Getenv("QPIPE_CACHE_DIR"); d != "" {
-		return d
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(d, "qpipe")
-}
-
 func cacheFile(key string) string {
-	dir := CacheDir()
-	if dir == "" {
-		return ""
-	}
-	h := sha256.Sum256([]byte(key))
-	return filepath.Join(dir, "calibration-"+hex.EncodeToString(h[:12])+".gob")
+	return cache.File(cache.Dir(), "calibration", key, statsFormat, "gob")
 }
 
 // readStats reads a cache file; any problem (missing, stale, corrupt) is an
@@ -218,23 +197,7 @@ func writeStats(file, key string, st weightStats) error {
 	if err := gob.NewEncoder(&buf).Encode(&f); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".calibration-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+	return cache.Write(file, buf.Bytes())
 }
 
 // statSums accumulates one weight's input columns.

@@ -312,3 +312,31 @@ func FuzzReadStats(f *testing.F) {
 		}
 	})
 }
+
+// TestCalibrationCacheOff: QPIPE_CACHE_DIR=off, as the README documents,
+// turns the cache off: calibration writes no file anywhere (it used to
+// write ./off/calibration-*.gob under the working directory).
+func TestCalibrationCacheOff(t *testing.T) {
+	path := absModel(t, "aeq_conv_fc_mnist.tflite")
+	m := openModel(t, path)
+	wd := t.TempDir()
+	t.Chdir(wd)
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(wd, "xdg"))
+	statsMu.Lock()
+	statsMem = map[string]*statsOnce{}
+	statsMu.Unlock()
+	if _, err := calibrationStats(context.Background(), m, path, &config.Calibration{Samples: 2, Seq: 8}, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	filepath.WalkDir(wd, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) != 0 {
+		t.Fatalf("QPIPE_CACHE_DIR=off left files: %v", files)
+	}
+}

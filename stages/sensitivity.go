@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/internal/evaluate"
 	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/modelinput"
@@ -116,8 +116,7 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 			return nil, err
 		}
 		key := fmt.Sprintf("%s|%s|%s|%s|%d|%d|%d", measurementVersion, sum, mm.sig, mm.output, samples, mm.seq, cfg.Seed)
-		h := sha256.Sum256([]byte(key))
-		mm.cachePath = filepath.Join(cacheDir, "budget-"+hex.EncodeToString(h[:12])+".json")
+		mm.cachePath = cache.File(cacheDir, "budget", key, 1, "json")
 		if data, err := os.ReadFile(mm.cachePath); err == nil {
 			// A cache file that does not parse is measured again.
 			if json.Unmarshal(data, &mm.cache) != nil {
@@ -173,18 +172,11 @@ func (mm *measurer) saveCache(s *pipeline.State) {
 		return
 	}
 	err := func() error {
-		if err := os.MkdirAll(filepath.Dir(mm.cachePath), 0o755); err != nil {
-			return err
-		}
 		data, err := json.MarshalIndent(mm.cache, "", " ")
 		if err != nil {
 			return err
 		}
-		tmp := mm.cachePath + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return err
-		}
-		return os.Rename(tmp, mm.cachePath)
+		return cache.Write(mm.cachePath, data)
 	}()
 	if err != nil {
 		s.Log.Warn().Err(err).Msg("budget: the sensitivity cache was not written")

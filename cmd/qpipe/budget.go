@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/config"
@@ -63,22 +61,6 @@ func recipeOrBudget(preset, aeq string, bf budgetFlags) (*config.Recipe, *config
 		return nil, nil, usagef("a budget chooses the schemes itself: leave out --recipe and --aeq-recipe")
 	}
 	return &config.Recipe{Name: config.BudgetRecipe, Suffix: config.BudgetRecipe}, b, nil
-}
-
-// budgetCache is where budgets keep measured sensitivities between runs:
-// $QPIPE_CACHE_DIR (off: nowhere), else the user's cache folder.
-func budgetCache() string {
-	if d, ok := os.LookupEnv("QPIPE_CACHE_DIR"); ok {
-		if d == "off" {
-			return ""
-		}
-		return d
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(d, "qpipe")
 }
 
 // printBudget shows what a budget chose and why: the mix against the

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
 )
@@ -60,7 +61,7 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	} else if job, err = config.LoadJob(pos[0]); err != nil {
 		return err
 	}
-	pj, err := stages.Build(job, stages.Options{Strict: *strict, Scales: *scales, BudgetCache: budgetCache()})
+	pj, err := stages.Build(job, stages.Options{Strict: *strict, Scales: *scales, BudgetCache: cache.Dir()})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
 )
@@ -56,7 +57,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("%v", err)
 	}
 	prog := newProgress(stderr)
-	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint, Scales: *scales, BudgetCache: budgetCache()}
+	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint, Scales: *scales, BudgetCache: cache.Dir()}
 	if prog != nil {
 		opt.Progress = prog.update
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/qpipe/qpipe/internal/atomicfile"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/report"
 )
@@ -73,23 +74,7 @@ func writeReport(dir string, runJSON []byte) (string, error) {
 		return "", fmt.Errorf("cannot create the report folder: %w", err)
 	}
 	path := filepath.Join(dir, reportFile)
-	tmp, err := os.CreateTemp(dir, ".report-*.html")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(page.Bytes()); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	return path, os.Rename(tmp.Name(), path)
+	return path, atomicfile.WriteFile(path, page.Bytes(), 0o644, false)
 }
 
 // runReportJSON is the JSON `run --json` prints for these reports.

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/internal/lockfile"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
@@ -98,7 +99,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	stderr = &syncWriter{w: stderr}
 	rn := &runner{
 		log:    newLogger(stderr),
-		stage:  stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict, Strict: *strictLint, Scales: *scales, BudgetCache: budgetCache()},
+		stage:  stages.Options{Hash: true, Sync: *fsync, StrictReference: *strict, Strict: *strictLint, Scales: *scales, BudgetCache: cache.Dir()},
 		force:  *force,
 		check:  *check,
 		locked: *locked,

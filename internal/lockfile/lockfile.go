@@ -40,6 +40,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/qpipe/qpipe/internal/atomicfile"
 )
 
 // FormatVersion is the `lock N` line this package writes and reads.
@@ -460,28 +462,5 @@ func isHexDigest(h string) bool {
 // WriteFile writes the lock atomically: a temporary file in the same
 // folder, renamed over path when complete.
 func (l *Lock) WriteFile(path string) error {
-	return writeAtomic(path, l.Format())
-}
-
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, l.Format(), 0o644, false)
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/qpipe/qpipe/internal/atomicfile"
 )
 
 // StatCache remembers, for files hashed before, the digest together with
@@ -174,7 +176,7 @@ func (c *StatCache) Save() error {
 		e := c.entries[k]
 		fmt.Fprintf(&b, "%s %d %d %d %d %d %d %s\n", e.sum, e.st.size, e.st.mtime, e.st.ctime, int64(e.st.ino), int64(e.st.dev), e.checked, strconv.Quote(k))
 	}
-	if err := writeAtomic(c.path, b.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(c.path, b.Bytes(), 0o644, false); err != nil {
 		return err
 	}
 	c.dirty = false
