@@ -11,10 +11,20 @@ import (
 
 // Budget asks qpipe to choose each weight's scheme from measurements:
 // the least output error within Size bytes, or the smallest output whose
-// error stays within MaxKL. Exactly one of the two is set.
+// error stays within MaxKL (metric kl) or MaxRelL2 (metric rel_l2).
+// Exactly one of the three is set.
 type Budget struct {
-	Size  int64   // bytes of the output file
-	MaxKL float64 // mean KL divergence of the logits, in nats
+	Size     int64   // bytes of the output file
+	MaxKL    float64 // mean KL divergence of the logits, in nats
+	MaxRelL2 float64 // relative L2 error of the compared outputs
+	// Metric is the output error the budget measures: BudgetMetricKL (the
+	// mean KL divergence of a logits output) or BudgetMetricRelL2
+	// (‖quantized − float‖₂ / ‖float‖₂ over the compared outputs); ""
+	// = kl when the model has a recognised logits output, else rel_l2.
+	Metric string
+	// Output names the output compared ("" = the logits output for kl,
+	// every float output of the first signature for rel_l2).
+	Output string
 	// Candidates narrows the schemes a role may get (RoleDefault: the
 	// roles not listed); nil entries take DefaultBudgetCandidates.
 	Candidates map[Role][]*Scheme
@@ -36,6 +46,12 @@ type Budget struct {
 var DefaultBudgetCandidates = []string{"fp16", "dynamic_int8",
 	"dynamic_int4_block32", "dynamic_int4_block32+search", "dynamic_int4_block64", "dynamic_int4_block64+search",
 	"dynamic_int4_block128", "dynamic_int4_block128+search", "dynamic_int4_block256", "dynamic_int4_block256+search"}
+
+// The metrics a budget measures.
+const (
+	BudgetMetricKL    = "kl"
+	BudgetMetricRelL2 = "rel_l2"
+)
 
 // BudgetRecipe is the recipe name and output suffix of a budget's output.
 const BudgetRecipe = "budget"
@@ -90,7 +106,7 @@ func ParseSize(s string) (int64, error) {
 	return int64(math.Floor(b)), nil
 }
 
-var budgetKeys = []string{"size", "max_kl", "candidates", "samples", "seq", "seed"}
+var budgetKeys = []string{"size", "max_kl", "max_rel_l2", "metric", "output", "candidates", "samples", "seq", "seed"}
 
 // budget decodes quantize.budget.
 func (d *decoder) budget(n *yaml.Node, field string) *Budget {
@@ -111,14 +127,37 @@ func (d *decoder) budget(n *yaml.Node, field string) *Budget {
 				return
 			}
 			b.Size = size
-		case "max_kl":
+		case "max_kl", "max_rel_l2":
 			v = d.deref(v)
 			x, err := strconv.ParseFloat(v.Value, 64)
 			if v.Kind != yaml.ScalarNode || (v.ShortTag() != "!!float" && v.ShortTag() != "!!int") || err != nil || !(x > 0) || math.IsInf(x, 0) {
-				d.errorf(v, f, "expected a positive number (mean KL divergence in nats, e.g. 0.02), got %s", describe(v))
+				what := "mean KL divergence in nats, e.g. 0.02"
+				if key == "max_rel_l2" {
+					what = "relative L2 error of the outputs, e.g. 0.05"
+				}
+				d.errorf(v, f, "expected a positive number (%s), got %s", what, describe(v))
 				return
 			}
-			b.MaxKL = x
+			if key == "max_kl" {
+				b.MaxKL = x
+			} else {
+				b.MaxRelL2 = x
+			}
+		case "metric", "output":
+			v = d.deref(v)
+			if v == nil || v.Kind != yaml.ScalarNode || v.Value == "" {
+				d.errorf(v, f, "expected a name, got %s", describe(v))
+				return
+			}
+			if key == "output" {
+				b.Output = v.Value
+				return
+			}
+			if v.Value != BudgetMetricKL && v.Value != BudgetMetricRelL2 {
+				d.errorf(v, f, "unknown metric %q: want kl (mean KL divergence of a logits output) or rel_l2 (relative L2 error of the outputs)", v.Value)
+				return
+			}
+			b.Metric = v.Value
 		case "samples", "seq":
 			x, ok := d.integer(v, f)
 			if ok && x <= 0 {
@@ -140,8 +179,18 @@ func (d *decoder) budget(n *yaml.Node, field string) *Budget {
 	if len(d.errs) > before {
 		return nil
 	}
-	if (b.Size > 0) == (b.MaxKL > 0) {
-		d.errorf(d.deref(n), field, "set exactly one of size (the output's bytes, e.g. 1.2GB) and max_kl (the largest mean KL divergence, e.g. 0.02)")
+	set := 0
+	for _, on := range []bool{b.Size > 0, b.MaxKL > 0, b.MaxRelL2 > 0} {
+		if on {
+			set++
+		}
+	}
+	if set != 1 {
+		d.errorf(d.deref(n), field, "set exactly one of size (the output's bytes, e.g. 1.2GB), max_kl (the largest mean KL divergence, e.g. 0.02) and max_rel_l2 (the largest relative L2 error of the outputs)")
+		return nil
+	}
+	if err := b.CheckMetric(); err != nil {
+		d.errorf(d.deref(n), field, "%v", err)
 		return nil
 	}
 	return b
@@ -166,4 +215,21 @@ func (d *decoder) budgetCandidates(n *yaml.Node, field string) map[Role][]*Schem
 		out[Role(key)] = list
 	})
 	return out
+}
+
+// CheckMetric refuses an error bound of the other metric (max_kl with
+// metric rel_l2, max_rel_l2 with metric kl) and, when the bound names the
+// metric, sets it.
+func (b *Budget) CheckMetric() error {
+	switch {
+	case b.MaxKL > 0 && b.Metric == BudgetMetricRelL2:
+		return fmt.Errorf("max_kl bounds the KL divergence: with metric rel_l2 bound the error with max_rel_l2")
+	case b.MaxRelL2 > 0 && b.Metric == BudgetMetricKL:
+		return fmt.Errorf("max_rel_l2 bounds the relative L2 error: with metric kl bound the error with max_kl")
+	case b.MaxKL > 0:
+		b.Metric = BudgetMetricKL
+	case b.MaxRelL2 > 0:
+		b.Metric = BudgetMetricRelL2
+	}
+	return nil
 }

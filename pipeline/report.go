@@ -104,11 +104,29 @@ type SizeShare struct {
 }
 
 // BudgetReport says what a budget asked for, what its mix gives, and the
-// same for the uniform presets, all measured on the same samples.
+// same for the uniform presets, all measured on the same samples; then
+// HeldOut, the same on other samples, decides what is written.
+//
+// Metric is the error measured: "kl" (mean KL divergence of the logits,
+// nats) or "rel_l2" (relative L2 error of the compared outputs). The
+// fields named KL hold the value of that metric.
 type BudgetReport struct {
-	// SizeBytes or MaxKL is the budget.
+	// SizeBytes, MaxKL or MaxRelL2 is the budget.
 	SizeBytes int64   `json:"size_bytes,omitempty"`
 	MaxKL     float64 `json:"max_kl,omitempty"`
+	MaxRelL2  float64 `json:"max_rel_l2,omitempty"`
+	Metric    string  `json:"metric"`
+	// Path is how the sensitivities were found: "measured" (each weight
+	// quantized alone and the model run) or "proxy" (each weight's
+	// expected output error from the calibration statistics, scaled to
+	// the metric per role group by a few model runs).
+	Path string `json:"path"`
+	// Seed is the seed of the samples the mix was chosen on.
+	Seed int64 `json:"seed"`
+	// MeasuredOn says which samples MeasuredKL is from: "choice" (those
+	// the mix was chosen on) or "held-out" (the proxy path runs the
+	// written output only there).
+	MeasuredOn string `json:"measured_on"`
 	// PredictedBytes is the output's size (computed exactly from its
 	// layout); PredictedKL the sum of its weights' sensitivities;
 	// MeasuredKL the mix's KL measured through the interpreter.
@@ -135,6 +153,28 @@ type BudgetReport struct {
 	Cached    int     `json:"cached"`
 	Estimated int     `json:"estimated"`
 	Seconds   float64 `json:"seconds"`
+	// HeldOut is the acceptance on samples the mix was not chosen on.
+	HeldOut *BudgetHeldOut `json:"held_out,omitempty"`
+}
+
+// BudgetHeldOut is a budget's acceptance test: the chosen mix and every
+// uniform preset it competes with (under a size: those of equal or
+// smaller size; under an error bound: all) measured on held-out samples.
+// The mix is written only if it beats them all there; otherwise the best
+// of them is.
+type BudgetHeldOut struct {
+	Seed    int64 `json:"seed"`
+	Samples int   `json:"samples"`
+	// Written is "mix" or the recipe of the uniform preset written; Why
+	// says why, with the numbers.
+	Written string `json:"written"`
+	Why     string `json:"why"`
+	// Mix is the chosen mix on the held-out samples (KL: the metric
+	// there), ChoiceKL its value on the samples it was chosen on
+	// (predicted on the proxy path).
+	Mix      PresetPoint   `json:"mix"`
+	ChoiceKL float64       `json:"choice_kl"`
+	Presets  []PresetPoint `json:"presets,omitempty"`
 }
 
 // WeightBudget is, in a plan, what a budget weighed for one weight: every

@@ -207,6 +207,9 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	if s.Plan == nil {
 		return fmt.Errorf("no annotations: a budget needs the annotate stage")
 	}
+	if err := b.Config.CheckMetric(); err != nil {
+		return fmt.Errorf("quantize.budget: %w", err)
+	}
 	units, err := budgetUnits(ms.m, ms.uses, b.Config, b.Scales)
 	if err != nil {
 		return err
@@ -214,18 +217,113 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	if len(units) == 0 {
 		return fmt.Errorf("the budget has no weight to choose for: no candidate scheme fits any weight's ops and shape")
 	}
-	mm, err := newMeasurer(ctx, ms, s.Plan, b.Config, b.Layout, s.InputPath, b.CacheDir)
+	mm, err := newMeasurer(ctx, ms, s.Plan, b.Config, b.Layout, s.InputPath, b.CacheDir, s.Log)
 	if err != nil {
 		return err
 	}
 	defer mm.saveCache(s)
+	if b.Config.MaxKL > 0 && mm.metric != config.BudgetMetricKL {
+		return fmt.Errorf("quantize.budget.max_kl: the budget measures rel_l2 on %s (no logits output): bound it with max_rel_l2", strings.Join(mm.outputs, ", "))
+	}
 	if err := mm.calibrate(ctx, units, b.Calibration, s.Log); err != nil {
 		return err
 	}
-	tab, err := mm.table(ctx, units, b.maxProbes(), func(tab *sensitivityTable) error { return b.feasible(units, tab) })
+	measured := b.measuredPath(units, mm)
+	if !measured {
+		mm.gatherProxyStats(ctx)
+	}
+	tab, err := mm.table(ctx, units, measured, func(tab *sensitivityTable) error { return b.feasible(units, tab) })
 	if err != nil {
 		return err
 	}
+	var cands []mixCandidate
+	var best mixCandidate
+	if measured {
+		if cands, best, err = b.search(ctx, mm, units, tab); err != nil {
+			return err
+		}
+	} else {
+		// The proxy path plans once on the calibrated proxies; the
+		// held-out comparison below measures the mix against the
+		// presets.
+		c, err := b.allocate(ctx, mm, units, tab, tab.kl, false)
+		if err != nil {
+			return err
+		}
+		if c == nil {
+			return b.infeasible(units, tab)
+		}
+		c.method = "planned on output-error proxies"
+		cands, best = []mixCandidate{*c}, *c
+	}
+	// Accept on held-out samples: the mix is written only if it beats
+	// every uniform preset it competes with there.
+	best, held, err := b.heldOut(ctx, mm, units, tab, best)
+	if err != nil {
+		return err
+	}
+	rep := &pipeline.BudgetReport{
+		SizeBytes: b.Config.Size, MaxKL: b.Config.MaxKL, MaxRelL2: b.Config.MaxRelL2, Metric: mm.metric,
+		Path: "proxy", Seed: mm.choose.seed, MeasuredOn: "choice", Method: best.method,
+		PredictedBytes: best.out.size, PredictedKL: mm.show(best.predicted(tab)), MeasuredKL: mm.show(best.out.kl),
+		Signature: mm.sig, Output: strings.Join(mm.outputs, ","), Samples: len(mm.choose.inputs), Seq: mm.seq,
+		Probes: mm.probes, Cached: mm.cached, Estimated: tab.estimated, HeldOut: held,
+	}
+	if measured {
+		rep.Path = "measured"
+	} else {
+		rep.MeasuredOn, rep.MeasuredKL = "held-out", held.Mix.KL
+		if held.Written != "mix" {
+			for _, p := range held.Presets {
+				if p.Recipe == held.Written {
+					rep.MeasuredKL = p.KL
+				}
+			}
+		}
+	}
+	for _, c := range cands {
+		rep.Mixes = append(rep.Mixes, pipeline.PresetPoint{Recipe: c.method, Bytes: c.out.size, KL: mm.show(c.out.kl)})
+	}
+	for j, p := range tab.uniform {
+		if p.ok {
+			rep.Presets = append(rep.Presets, pipeline.PresetPoint{Recipe: tab.names[j], Bytes: p.size, KL: mm.show(p.kl)})
+		}
+	}
+	for k, v := range choiceOf(units, func(i int, u *budgetUnit) *config.Scheme { return u.schemes[best.choice[i]] }) {
+		b.Choice[k] = v
+	}
+	explain(s.Plan, units, tab, best, mm.show, mm.word())
+	rep.Seconds = time.Since(start).Seconds()
+	s.Plan.Budget = rep
+	s.Log.Info().Str("method", best.method).Str("written", held.Written).Int64("bytes", best.out.size).Float64("held_out", held.Mix.KL).
+		Int("probes", mm.probes).Int("cached", mm.cached).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("budget: mix chosen")
+	return ctx.Err()
+}
+
+// measuredWork bounds the measured path: (unit, candidate) pairs × weight
+// elements × tokens per sample × samples, the work of measuring every
+// weight alone (tiny_decoder with 8 samples: about 2e11; the 1 GB
+// generated decoder: 4e13).
+const measuredWork = 1e12
+
+// measuredPath says whether the sensitivities are measured weight by
+// weight (a model run per pair, within MaxProbes and measuredWork) or
+// predicted from the proxies (a model run per role group).
+func (b *Budget) measuredPath(units []*budgetUnit, mm *measurer) bool {
+	pairs, elems := 0, int64(0)
+	for _, u := range units {
+		pairs += len(u.schemes)
+		elems += u.floatBytes / 4
+	}
+	work := float64(pairs) * float64(elems) * float64(max(mm.seq, 1)) * float64(len(mm.choose.inputs))
+	return pairs <= b.maxProbes() && work <= measuredWork
+}
+
+// search is the measured path's choice among mixes: the allocation under
+// each error model, the uniform presets within the budget, then moves
+// around the best, each measured on the choice samples.
+func (b *Budget) search(ctx context.Context, mm *measurer, units []*budgetUnit, tab *sensitivityTable) ([]mixCandidate, mixCandidate, error) {
+	mm.prog = newBudgetProgress(mm.log, "planning and refining mixes", 0)
 	// Candidate mixes: the allocation under each error model, and the
 	// uniform presets that meet the budget; each is measured, the best
 	// kept (so a budget is never worse than a uniform preset on its own
@@ -235,9 +333,9 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 		name string
 		kl   [][]float64
 	}{{"measured sensitivities", tab.kl}, {"sensitivities pooled with weight error", tab.pooled()}} {
-		c, err := b.allocate(ctx, mm, units, tab, em.kl)
+		c, err := b.allocate(ctx, mm, units, tab, em.kl, true)
 		if err != nil {
-			return err
+			return nil, mixCandidate{}, err
 		}
 		if c != nil {
 			c.method = em.name
@@ -245,17 +343,13 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 		}
 	}
 	for j, p := range tab.uniform {
-		if !p.ok || (b.Config.Size > 0 && p.size > b.Config.Size) || (b.Config.MaxKL > 0 && p.kl > b.Config.MaxKL) {
+		if !p.ok || (b.Config.Size > 0 && p.size > b.Config.Size) || (b.maxErr() > 0 && p.kl > b.maxErr()) {
 			continue
 		}
-		choice := make([]int, len(units))
-		for i, u := range units {
-			choice[i] = schemeIndex(u, tab.names[j])
-		}
-		cands = append(cands, mixCandidate{method: "uniform " + tab.names[j], choice: choice, kl: tab.kl, out: outcome{p.size, p.kl}})
+		cands = append(cands, b.uniformMix(units, tab, j))
 	}
 	if len(cands) == 0 {
-		return b.infeasible(units, tab)
+		return nil, mixCandidate{}, b.infeasible(units, tab)
 	}
 	best := cands[0]
 	for _, c := range cands[1:] {
@@ -274,12 +368,12 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 		twins := aroundProbes(units, tab, best.choice, true) <= b.maxProbes()
 		around, err := mm.around(ctx, units, tab, best.choice, best.out.kl, twins)
 		if err != nil {
-			return err
+			return nil, mixCandidate{}, err
 		}
 		start := best
-		c, err := b.allocate(ctx, mm, units, tab, around)
+		c, err := b.allocate(ctx, mm, units, tab, around, true)
 		if err != nil {
-			return err
+			return nil, mixCandidate{}, err
 		}
 		if c != nil {
 			c.method, c.onMix = "planned around "+origin(start.method), true
@@ -290,7 +384,7 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 		}
 		c, err = b.climb(ctx, mm, units, tab, around, start)
 		if err != nil {
-			return err
+			return nil, mixCandidate{}, err
 		}
 		if c != nil {
 			cands = append(cands, *c)
@@ -305,36 +399,155 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	if b.Config.Size > 0 {
 		f, err := b.fill(ctx, mm, units, tab, cands, best)
 		if err != nil {
-			return err
+			return nil, mixCandidate{}, err
 		}
 		if f != nil {
 			cands = append(cands, *f)
 			best = *f
 		}
 	}
-	rep := &pipeline.BudgetReport{
-		SizeBytes: b.Config.Size, MaxKL: b.Config.MaxKL, Method: best.method,
-		PredictedBytes: best.out.size, PredictedKL: best.predicted(tab), MeasuredKL: best.out.kl,
-		Signature: mm.sig, Output: mm.output, Samples: len(mm.inputs), Seq: mm.seq,
-		Probes: mm.probes, Cached: mm.cached, Estimated: tab.estimated,
+	return cands, best, nil
+}
+
+// uniformMix is uniform preset j as a mix.
+func (b *Budget) uniformMix(units []*budgetUnit, tab *sensitivityTable, j int) mixCandidate {
+	choice := make([]int, len(units))
+	for i, u := range units {
+		choice[i] = schemeIndex(u, tab.names[j])
 	}
-	for _, c := range cands {
-		rep.Mixes = append(rep.Mixes, pipeline.PresetPoint{Recipe: c.method, Bytes: c.out.size, KL: c.out.kl})
+	return mixCandidate{method: "uniform " + tab.names[j], choice: choice, kl: tab.kl, out: outcome{tab.uniform[j].size, tab.uniform[j].kl}}
+}
+
+// maxErr is an error budget in the units the budget adds up (KL, or
+// squared rel L2); 0 under a size.
+func (b *Budget) maxErr() float64 {
+	if b.Config.MaxRelL2 > 0 {
+		return b.Config.MaxRelL2 * b.Config.MaxRelL2
 	}
+	return b.Config.MaxKL
+}
+
+// heldOut measures the chosen mix and the uniform presets it competes
+// with — under a size those of equal or smaller size, under an error
+// bound all — on held-out samples, and returns what is written: the mix
+// if it beats every one of them there (under a size: a lower error; under
+// an error bound: within the bound and smaller than every preset within
+// it), else the best of them.
+func (b *Budget) heldOut(ctx context.Context, mm *measurer, units []*budgetUnit, tab *sensitivityTable, best mixCandidate) (mixCandidate, *pipeline.BudgetHeldOut, error) {
+	var rivals []int
 	for j, p := range tab.uniform {
-		if p.ok {
-			rep.Presets = append(rep.Presets, pipeline.PresetPoint{Recipe: tab.names[j], Bytes: p.size, KL: p.kl})
+		if !p.ok || (b.Config.Size > 0 && p.size > b.Config.Size) {
+			continue
+		}
+		if same(b.uniformMix(units, tab, j).choice, best.choice) {
+			continue // the mix is this preset
+		}
+		rivals = append(rivals, j)
+	}
+	elems := int64(0)
+	for _, u := range units {
+		elems += u.floatBytes / 4
+	}
+	mm.prog = newBudgetProgress(mm.log, "float model on the held-out samples", heldOutMinSamples)
+	set, err := mm.heldOutSet(ctx, elems)
+	if err != nil {
+		return best, nil, err
+	}
+	mm.prog = newBudgetProgress(mm.log, "held-out comparison", (1+len(rivals))*len(set.inputs))
+	choose := func(choice []int) map[tensorKey]*config.Scheme {
+		return choiceOf(units, func(i int, u *budgetUnit) *config.Scheme { return u.schemes[choice[i]] })
+	}
+	mixErr, err := mm.errOn(ctx, choose(best.choice), set)
+	if err != nil {
+		return best, nil, err
+	}
+	h := &pipeline.BudgetHeldOut{Seed: set.seed, Samples: len(set.inputs), Written: "mix",
+		Mix: pipeline.PresetPoint{Recipe: best.method, Bytes: best.out.size, KL: mm.show(mixErr)}, ChoiceKL: mm.show(best.out.kl)}
+	if !tab.measured && !strings.HasPrefix(best.method, "uniform") {
+		h.ChoiceKL = mm.show(best.predicted(tab))
+	}
+	var points []heldOutPoint
+	for _, j := range rivals {
+		e, err := mm.errOn(ctx, choose(b.uniformMix(units, tab, j).choice), set)
+		if err != nil {
+			return best, nil, err
+		}
+		p := tab.uniform[j]
+		points = append(points, heldOutPoint{tab.names[j], p.size, e})
+		h.Presets = append(h.Presets, pipeline.PresetPoint{Recipe: tab.names[j], Bytes: p.size, KL: mm.show(e)})
+	}
+	name := "the mix"
+	if strings.HasPrefix(best.method, "uniform") {
+		name = best.method
+	}
+	w, why := b.accept(heldOutPoint{name, best.out.size, mixErr}, points, mm.show, mm.metricName())
+	h.Why = why
+	if w >= 0 {
+		j := rivals[w]
+		h.Written = tab.names[j]
+		best = b.uniformMix(units, tab, j)
+		best.method = "uniform " + tab.names[j] + " (won on the held-out samples)"
+	}
+	mm.log.Info().Str("written", h.Written).Float64("mix_held_out", h.Mix.KL).Msg("budget: " + h.Why)
+	return best, h, nil
+}
+
+// heldOutPoint is a mix or preset on the held-out samples.
+type heldOutPoint struct {
+	name string
+	size int64
+	err  float64
+}
+
+// accept is the held-out rule: the index of the rival written instead of
+// the mix (-1: the mix is written) and why. Under a size the best rival is
+// the one of lowest error (then the smallest), and the mix must have a
+// lower error still. Under an error bound the best rival is the smallest
+// within the bound (then the lowest error), and the mix must be within it
+// and smaller (or as small with a lower error); with no rival within the
+// bound the mix is written.
+func (b *Budget) accept(mix heldOutPoint, rivals []heldOutPoint, show func(float64) float64, metric string) (int, string) {
+	limit := b.maxErr()
+	w := -1
+	for k, r := range rivals {
+		if b.Config.Size > 0 {
+			if w < 0 || r.err < rivals[w].err || (r.err == rivals[w].err && r.size < rivals[w].size) {
+				w = k
+			}
+		} else if r.err <= limit && (w < 0 || r.size < rivals[w].size || (r.size == rivals[w].size && r.err < rivals[w].err)) {
+			w = k
 		}
 	}
-	for k, v := range choiceOf(units, func(i int, u *budgetUnit) *config.Scheme { return u.schemes[best.choice[i]] }) {
-		b.Choice[k] = v
+	switch {
+	case len(rivals) == 0:
+		return -1, fmt.Sprintf("no uniform preset competes with %s (none of equal or smaller size among the candidates); %s measured %s %.4g on the held-out samples", mix.name, mix.name, metric, show(mix.err))
+	case w < 0:
+		return -1, fmt.Sprintf("no uniform preset keeps the %s within the bound on the held-out samples; %s measured %.4g there", metric, mix.name, show(mix.err))
 	}
-	explain(s.Plan, units, tab, best)
-	rep.Seconds = time.Since(start).Seconds()
-	s.Plan.Budget = rep
-	s.Log.Info().Str("method", best.method).Int64("bytes", best.out.size).Float64("measured_kl", best.out.kl).
-		Int("probes", mm.probes).Int("cached", mm.cached).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("budget: mix chosen")
-	return ctx.Err()
+	r := rivals[w]
+	if b.Config.Size > 0 && mix.err < r.err {
+		return -1, fmt.Sprintf("%s beats every uniform preset of equal or smaller size on the held-out samples: %s %.4g against %.4g for the best of them, %s (%s)", mix.name, metric, show(mix.err), show(r.err), r.name, binarySize(r.size))
+	}
+	if b.Config.Size == 0 && mix.err <= limit && (mix.size < r.size || mix.size == r.size && mix.err < r.err) {
+		return -1, fmt.Sprintf("%s (%s, %s %.4g) is within the bound and smaller than every uniform preset within it on the held-out samples; the smallest is %s (%s, %s %.4g)", mix.name, binarySize(mix.size), metric, show(mix.err), r.name, binarySize(r.size), metric, show(r.err))
+	}
+	how := fmt.Sprintf("%s %.4g against %.4g", metric, show(mix.err), show(r.err))
+	if b.Config.Size == 0 {
+		how = fmt.Sprintf("%s, %s %.4g, against %s, %s %.4g", binarySize(mix.size), metric, show(mix.err), binarySize(r.size), metric, show(r.err))
+	}
+	return w, fmt.Sprintf("%s did not beat uniform %s on the held-out samples (%s): the preset is written", mix.name, r.name, how)
+}
+
+func same(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *Budget) maxProbes() int {
@@ -427,7 +640,7 @@ func (b *Budget) feasible(units []*budgetUnit, tab *sensitivityTable) error {
 		name = optionLabel(u.schemes[j])
 	}
 	for j, p := range tab.uniform {
-		if tab.names[j] == name && p.ok && p.kl > b.Config.MaxKL {
+		if tab.measured && tab.names[j] == name && p.ok && p.kl > b.maxErr() {
 			return b.infeasible(units, tab)
 		}
 	}
@@ -444,14 +657,18 @@ func (b *Budget) infeasible(units []*budgetUnit, tab *sensitivityTable) error {
 	if b.Config.Size > 0 {
 		return fmt.Errorf("no mix of the candidates fits in %d bytes (%s): the smallest uniform one is %d bytes; raise the size or allow smaller schemes", b.Config.Size, binarySize(b.Config.Size), smallest)
 	}
+	if b.Config.MaxRelL2 > 0 {
+		return fmt.Errorf("no mix of the candidates keeps the rel L2 error within %g: the most accurate measured %g; raise max_rel_l2 or allow larger schemes (fp16)", b.Config.MaxRelL2, math.Sqrt(best))
+	}
 	return fmt.Errorf("no mix of the candidates keeps the KL divergence within %g: the most accurate measured %g; raise max_kl or allow larger schemes (fp16)", b.Config.MaxKL, best)
 }
 
 // allocate plans a mix under one error model and checks it: a size budget
 // against the exact size of the output, an error budget against the mix's
 // measured KL; a miss tightens the target by the miss and plans again. It
-// returns nil when the model finds no mix within the budget.
-func (b *Budget) allocate(ctx context.Context, mm *measurer, units []*budgetUnit, tab *sensitivityTable, kl [][]float64) (*mixCandidate, error) {
+// returns nil when the model finds no mix within the budget. Under a size
+// without measure, the mix's error is its prediction (no model run).
+func (b *Budget) allocate(ctx context.Context, mm *measurer, units []*budgetUnit, tab *sensitivityTable, kl [][]float64, measure bool) (*mixCandidate, error) {
 	const rounds = 8
 	opts := make([]budget.Unit, len(units))
 	for i, u := range units {
@@ -486,14 +703,20 @@ func (b *Budget) allocate(ctx context.Context, mm *measurer, units []*budgetUnit
 				return nil, err
 			}
 			if size <= cfg.Size {
-				measured, err := mm.kl(ctx, choose(mix))
-				return &mixCandidate{choice: mix.Choice, kl: kl, out: outcome{size, measured}}, err
+				c := &mixCandidate{choice: mix.Choice, kl: kl, out: outcome{size, 0}}
+				if !measure {
+					c.out.kl = c.predicted(tab)
+					return c, nil
+				}
+				c.out.kl, err = mm.kl(ctx, choose(mix))
+				return c, err
 			}
 			limit -= size - cfg.Size
 		}
 		return nil, nil
 	}
-	target := cfg.MaxKL
+	maxErr := b.maxErr()
+	target := maxErr
 	for r := 0; r < rounds; r++ {
 		mix, ok := p.ByError(target)
 		if !ok {
@@ -503,12 +726,12 @@ func (b *Budget) allocate(ctx context.Context, mm *measurer, units []*budgetUnit
 		if err != nil {
 			return nil, err
 		}
-		if measured <= cfg.MaxKL {
+		if measured <= maxErr {
 			size, err := mm.size(ctx, choose(mix))
 			return &mixCandidate{choice: mix.Choice, kl: kl, out: outcome{size, measured}}, err
 		}
 		// The model under-predicted this mix: aim lower by the miss.
-		target *= 0.97 * cfg.MaxKL / measured
+		target *= 0.97 * maxErr / measured
 	}
 	return nil, nil
 }
@@ -517,7 +740,7 @@ func (b *Budget) allocate(ctx context.Context, mm *measurer, units []*budgetUnit
 // options and why it got its scheme: the error one step down its hull
 // would add per byte saved, and what one step up would remove per byte
 // added, against the price the budget settled at.
-func explain(plan *pipeline.Plan, units []*budgetUnit, tab *sensitivityTable, best mixCandidate) {
+func explain(plan *pipeline.Plan, units []*budgetUnit, tab *sensitivityTable, best mixCandidate, show func(float64) float64, word string) {
 	byKey := map[tensorKey]int{}
 	for i, u := range units {
 		for _, k := range u.keys {
@@ -532,24 +755,28 @@ func explain(plan *pipeline.Plan, units []*budgetUnit, tab *sensitivityTable, be
 		u := units[i]
 		wb := &pipeline.WeightBudget{}
 		for j, c := range u.schemes {
-			o := pipeline.BudgetOption{Scheme: c.Name, Bytes: tab.bytes[i][j], KL: tab.kl[i][j],
-				Predicted: best.kl[i][j], RelL2: tab.relL2[i][j], Estimated: tab.estimatedAt[i][j], Chosen: j == best.choice[i]}
+			o := pipeline.BudgetOption{Scheme: c.Name, Bytes: tab.bytes[i][j], KL: show(tab.kl[i][j]),
+				Predicted: show(best.kl[i][j]), RelL2: tab.relL2[i][j], Estimated: tab.estimatedAt[i][j], Chosen: j == best.choice[i]}
 			if optionLabel(c) != c.Name {
 				o.Scales = c.Scales
 			}
 			wb.Options = append(wb.Options, o)
 		}
-		wb.Why = why(u, i, tab, best)
+		wb.Why = why(u, i, tab, best, show, word)
 		w.Budget = wb
 	}
 }
 
 // why says in one line what the weight's neighbours on the size axis
 // (and the options of its size: other scales) would cost or give.
-func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate) string {
+func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate, show func(float64) float64, word string) string {
 	c := best.choice[i]
 	kl := best.kl[i]
-	cur := fmt.Sprintf("%s (%s; KL %.3g with it alone quantized so)", optionLabel(u.schemes[c]), binarySize(tab.bytes[i][c]), tab.kl[i][c])
+	alone := "with it alone quantized so"
+	if tab.estimatedAt[i][c] {
+		alone = "predicted from its output error"
+	}
+	cur := fmt.Sprintf("%s (%s; %s %.3g %s)", optionLabel(u.schemes[c]), binarySize(tab.bytes[i][c]), word, tab.kl[i][c], alone)
 	if strings.HasPrefix(best.method, "uniform") {
 		return cur + "; " + best.method + " measured better than the planned mixes"
 	}
@@ -560,13 +787,13 @@ func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate) string 
 		basis = "measured on the mix"
 	}
 	for _, j := range same {
-		cur += fmt.Sprintf("; %s (same size) would change it by %+.3g KL", optionLabel(u.schemes[j]), kl[j]-kl[c])
+		cur += fmt.Sprintf("; %s (same size) would change it by %+.3g %s", optionLabel(u.schemes[j]), kl[j]-kl[c], word)
 	}
 	if down >= 0 {
-		cur += fmt.Sprintf("; %s would save %s for %+.3g KL", optionLabel(u.schemes[down]), binarySize(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c])
+		cur += fmt.Sprintf("; %s would save %s for %+.3g %s", optionLabel(u.schemes[down]), binarySize(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c], word)
 	}
 	if up >= 0 {
-		cur += fmt.Sprintf("; %s would cost %s for %+.3g KL", optionLabel(u.schemes[up]), binarySize(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c])
+		cur += fmt.Sprintf("; %s would cost %s for %+.3g %s", optionLabel(u.schemes[up]), binarySize(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c], word)
 	}
 	if down >= 0 || up >= 0 || len(same) > 0 {
 		cur += " (" + basis + ")"

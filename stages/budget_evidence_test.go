@@ -29,7 +29,7 @@ func litertKL(t *testing.T, r *litert.Runner, ref, cand string, vocab int) float
 	}
 	acc := evaluate.NewAccumulator(vocab)
 	for k := 0; k < evaluate.DefaultSamples; k++ {
-		in := litert.RandomInputs(info, evaluate.SampleSeed(0, k), vocab)
+		in := litert.RandomInputs(info, evaluate.SampleSeed(defaultBudgetSeed, k), vocab)
 		want, err := r.Run(ref, in)
 		if err != nil {
 			t.Fatal(err)
@@ -72,8 +72,9 @@ func runBudgetJob(t *testing.T, dir, text, cache string) []*pipeline.State {
 }
 
 // TestBudgetEvidence checks the claims on the tiny decoder with
-// qpipe eval's measurement of the written files (default samples, seed 0 —
-// the budget's own samples — and seed 1, held out, logged):
+// qpipe eval's measurement of the written files (default samples,
+// defaultBudgetSeed — the budget's own samples — and seed 1, held out,
+// logged):
 //   - at the size of uniform dynamic_int4_block128, the budget's KL is
 //     lower than every uniform preset's of that size or smaller;
 //   - at dynamic_int8's size it is no worse than dynamic_int8;
@@ -100,7 +101,7 @@ func TestBudgetEvidence(t *testing.T) {
 	var uniform []point
 	byName := map[string]point{}
 	for _, b := range runBudgetJob(t, dir, fmt.Sprintf("version: 1\nname: u\nstages:\n  - load: {path: %s}\n  - quantize: {recipes: [%s]}\n  - serialize: {path: \"{name}_{suffix}.tflite\"}\n", in, strings.Join(presets, ", ")), "") {
-		p := point{b.Recipe, b.Output.Bytes, evalKL(t, in, b.Output.Path, 0), evalKL(t, in, b.Output.Path, 1), b.Output.Path}
+		p := point{b.Recipe, b.Output.Bytes, evalKL(t, in, b.Output.Path, defaultBudgetSeed), evalKL(t, in, b.Output.Path, 1), b.Output.Path}
 		uniform = append(uniform, p)
 		byName[p.name] = p
 		t.Logf("uniform %-22s %8d bytes  KL %.5f (held out %.5f)", p.name, p.size, p.kl, p.heldo)
@@ -108,7 +109,7 @@ func TestBudgetEvidence(t *testing.T) {
 	budgetRun := func(budget string) (point, *pipeline.BudgetReport) {
 		sub := t.TempDir()
 		b := runBudgetJob(t, sub, budgetJob(t, "tiny_decoder.tflite", budget), cache)[0]
-		p := point{"budget " + budget, b.Output.Bytes, evalKL(t, in, b.Output.Path, 0), evalKL(t, in, b.Output.Path, 1), b.Output.Path}
+		p := point{"budget " + budget, b.Output.Bytes, evalKL(t, in, b.Output.Path, defaultBudgetSeed), evalKL(t, in, b.Output.Path, 1), b.Output.Path}
 		r := b.Output.Budget
 		t.Logf("%-30s %8d bytes  KL %.5f (held out %.5f); the pass: %s, %d probes (%d cached), %.1fs", p.name, p.size, p.kl, p.heldo, r.Method, r.Probes, r.Cached, r.Seconds)
 		if p.kl != r.MeasuredKL {
@@ -174,7 +175,7 @@ func TestBudgetEvidence(t *testing.T) {
 // TestBudgetScalesEvidence measures what searched-scale candidates give a
 // size budget: on the tiny decoder and two other generated decoders, at
 // the size of uniform dynamic_int4_block128, the budget's KL (qpipe eval,
-// seed 0 — the pass's samples — and seed 1, held out) and its pass time
+// defaultBudgetSeed — the pass's samples — and seed 1, held out) and its pass time
 // with the min-max candidates (fp16, dynamic_int8, the four int4 block
 // sizes) and with the defaults, which add each int4 block size with
 // scales: search. It decided the default candidates (README, Budgets);
@@ -217,7 +218,7 @@ func TestBudgetScalesEvidence(t *testing.T) {
 		uni := runBudgetJob(t, t.TempDir(), fmt.Sprintf("version: 1\nname: u\nstages:\n  - load: {path: %s}\n  - quantize: {recipes: [dynamic_int4_block128, {name: s128, suffix: s128, scales: search, default: dynamic_int4_block128}]}\n  - serialize: {path: \"{name}_{suffix}.tflite\"}\n", in), "")
 		size := uni[0].Output.Bytes
 		t.Logf("%s: uniform dynamic_int4_block128 %d bytes KL %.5f (held out %.5f); with scales: search KL %.5f (held out %.5f)", name, size,
-			evalKL(t, in, uni[0].Output.Path, 0), evalKL(t, in, uni[0].Output.Path, 1), evalKL(t, in, uni[1].Output.Path, 0), evalKL(t, in, uni[1].Output.Path, 1))
+			evalKL(t, in, uni[0].Output.Path, defaultBudgetSeed), evalKL(t, in, uni[0].Output.Path, 1), evalKL(t, in, uni[1].Output.Path, defaultBudgetSeed), evalKL(t, in, uni[1].Output.Path, 1))
 		for _, c := range []struct{ label, candidates string }{
 			{"min-max only", ", candidates: " + minmax},
 			{"defaults", ""},
@@ -229,7 +230,7 @@ func TestBudgetScalesEvidence(t *testing.T) {
 				t.Errorf("%s, %s: %d bytes over the budget of %d", name, c.label, b.Output.Bytes, size)
 			}
 			t.Logf("%s, %-12s: %d bytes, KL %.5f (held out %.5f), %s; pass %.1fs, %d probes",
-				name, c.label, b.Output.Bytes, evalKL(t, in, b.Output.Path, 0), evalKL(t, in, b.Output.Path, 1), r.Method, r.Seconds, r.Probes)
+				name, c.label, b.Output.Bytes, evalKL(t, in, b.Output.Path, defaultBudgetSeed), evalKL(t, in, b.Output.Path, 1), r.Method, r.Seconds, r.Probes)
 		}
 	}
 }

@@ -146,7 +146,7 @@ func TestBudgetScales(t *testing.T) {
 		// What the pass measured is what it wrote (each probe quantized
 		// with its option's scales, calibrated ones under the job's
 		// calibration).
-		if kl := evalKLSamples(t, in, b.Output.Path, 0, 2); kl != r.MeasuredKL {
+		if kl := evalKLSamples(t, in, b.Output.Path, r.Seed, 2); kl != r.MeasuredKL {
 			t.Errorf("the budget measured KL %g, qpipe eval of the output on the same samples %g", r.MeasuredKL, kl)
 		}
 		got := int4Tensors(t, b.Output.Path)
@@ -246,7 +246,7 @@ func TestBudgetJobScales(t *testing.T) {
 	}
 	in := absModel(t, "tiny_decoder.tflite")
 	b := runBudgetJob(t, t.TempDir(), scalesJob(in, `{scales: search, budget: {size: 900kB, samples: 2, candidates: {default: [dynamic_int8, dynamic_int4_block32, dynamic_int4_block128]}}}`), "")[0]
-	if kl := evalKLSamples(t, in, b.Output.Path, 0, 2); kl != b.Output.Budget.MeasuredKL {
+	if kl := evalKLSamples(t, in, b.Output.Path, b.Output.Budget.Seed, 2); kl != b.Output.Budget.MeasuredKL {
 		t.Errorf("the budget measured KL %g, qpipe eval of the output on the same samples %g", b.Output.Budget.MeasuredKL, kl)
 	}
 	int4 := 0

@@ -56,7 +56,7 @@ func (b *Budget) climb(ctx context.Context, mm *measurer, units []*budgetUnit, t
 			if err != nil {
 				return nil, err
 			}
-			if b.Config.MaxKL > 0 && kl > b.Config.MaxKL {
+			if b.maxErr() > 0 && kl > b.maxErr() {
 				continue
 			}
 			c := mixCandidate{method: "climbed from " + origin(start.method), choice: choice, kl: around, out: outcome{size, kl}, onMix: true}
@@ -137,7 +137,7 @@ func (b *Budget) moves(units []*budgetUnit, tab *sensitivityTable, around [][]fl
 			}
 		}
 	} else {
-		room := b.Config.MaxKL - cur.out.kl
+		room := b.maxErr() - cur.out.kl
 		// Prefixes of the cheapest downs: the longest that the prediction
 		// keeps within the bound, and shorter ones in case it errs.
 		m := move{to: map[int]int{}}

@@ -188,7 +188,9 @@ func TestBudgetErrors(t *testing.T) {
 	for _, tc := range []struct{ model, budget, want string }{
 		{"tiny_decoder.tflite", "{size: 100kB, samples: 1}", "no mix of the candidates fits in 100000 bytes"},
 		{"tiny_decoder.tflite", "{max_kl: 1e-12, samples: 1}", "no mix of the candidates keeps the KL divergence within 1e-12"},
-		{"aeq_conv_fc_mnist.tflite", "{size: 1MB, samples: 1}", "logits output"},
+		{"aeq_conv_fc_mnist.tflite", "{size: 1MB, samples: 1, metric: kl}", "quantize.budget.metric: kl measures the KL divergence of a logits output"},
+		{"aeq_conv_fc_mnist.tflite", "{max_kl: 0.1, samples: 1}", "quantize.budget.metric: kl measures the KL divergence of a logits output"},
+		{"aeq_conv_fc_mnist.tflite", "{size: 1MB, samples: 1, output: nope}", `quantize.budget.output: the model has no output "nope"; its outputs: serving_default/`},
 	} {
 		_, _, err := runJobFile(t, budgetJob(t, tc.model, tc.budget))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -223,16 +225,19 @@ func TestBudgetCacheAndDeterminism(t *testing.T) {
 	t.Logf("probes: %d, then %d with %d from the cache", r1.Probes, r2.Probes, r2.Cached)
 }
 
-// TestBudgetProxyRanks: the weight-error estimate (what the pass uses past
-// MaxProbes) ranks each weight's options as the measurements do, and
-// orders the (weight, option) pairs nearly so.
+// TestBudgetProxyRanks: the proxy path's estimate (each weight's expected
+// output error under the calibration statistics, scaled per role group by
+// one model run: what the pass uses past MaxProbes or measuredWork) ranks
+// each weight's options as the measurements do, and orders the (weight,
+// option) pairs nearly so.
 func TestBudgetProxyRanks(t *testing.T) {
 	if raceEnabled {
 		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
 	}
-	m := openModel(t, filepath.Join(models, "tiny_decoder.tflite"))
+	path := filepath.Join(models, "tiny_decoder.tflite")
+	m := openModel(t, path)
 	defer m.Close()
-	ms := &modelState{m: m}
+	ms := &modelState{m: m, path: path}
 	s := &pipeline.State{Model: ms, Log: zerolog.Nop()}
 	if err := (&Annotate{}).Run(context.Background(), s); err != nil {
 		t.Fatal(err)
@@ -242,15 +247,19 @@ func TestBudgetProxyRanks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mm, err := newMeasurer(context.Background(), ms, s.Plan, cfg, 0, "", "")
+	mm, err := newMeasurer(context.Background(), ms, s.Plan, cfg, 0, "", "", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := mm.table(context.Background(), units, 1<<20, nil)
+	full, err := mm.table(context.Background(), units, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := mm.table(context.Background(), units, 1, nil)
+	mm.gatherProxyStats(context.Background())
+	if mm.proxyStats == nil {
+		t.Fatal("no calibration statistics")
+	}
+	proxy, err := mm.table(context.Background(), units, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,10 @@ type params struct {
 	// errs accumulates the quantization error as the chunks are written
 	// (metrics on); errs.N is 0 when nothing was measured.
 	errs quant.ErrorSums
+	// outErrs accumulates, when its Stats are set (a budget's
+	// sensitivity pass) and metrics are on, the expected output error of
+	// the weight under its input's statistics.
+	outErrs quant.OutputErrors
 	// stats are the input activations' statistics for calibrated int4
 	// scales (nil: the search is data-free).
 	stats *quant.ChannelStats
@@ -297,6 +301,9 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		}
 		if metrics {
 			j.errs.Add(x, back[:len(x)])
+			if j.outErrs.Stats != nil {
+				j.outErrs.Add(x, back[:len(x)])
+			}
 		}
 		if j.reference {
 			b = quant.Float32Bytes(back[:len(x)])

@@ -43,6 +43,9 @@ type Quantize struct {
 	// stats, when set, are the calibration statistics to use instead of
 	// gathering them (a budget's probes share the ones it gathered).
 	stats weightStats
+	// outStats, when set, are the statistics a budget's proxy weighs each
+	// weight's quantization error with (quant.OutputErrors).
+	outStats weightStats
 }
 
 // scales is the scale method for the recipe's schemes that set none.
@@ -82,6 +85,7 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 		j.reference = q.Reference
 		j.outLen = j.outputLen()
 		j.stats = stats.of(j)
+		j.outErrs.Stats = inputStats(q.outStats, j)
 	}
 	if s.DryRun {
 		if err := measureScales(ctx, jobs, !q.StrictReference); err != nil {

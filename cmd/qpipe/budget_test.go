@@ -23,6 +23,10 @@ func TestBudgetFlags(t *testing.T) {
 		{[]string{"quantize", "--budget-size", "1MB", "--budget-kl", "0.1", in, out}, exitUsage, "exclusive"},
 		{[]string{"quantize", "--budget-size", "lots", in, out}, exitUsage, `size "lots"`},
 		{[]string{"quantize", "--budget-kl", "-1", in, out}, exitUsage, "positive"},
+		{[]string{"quantize", "--budget-size", "1MB", "--budget-metric", "mse", in, out}, exitUsage, `--budget-metric "mse": want kl or rel_l2`},
+		{[]string{"quantize", "--budget-kl", "0.1", "--budget-metric", "rel_l2", in, out}, exitUsage, "max_kl bounds the KL divergence"},
+		{[]string{"quantize", "--budget-metric", "rel_l2", "--recipe", "fp16", in, out}, exitUsage, "go with --budget-size"},
+		{[]string{"plan", "--budget-size", "1MB", "--budget-output", "nope", in}, exitFailed, `quantize.budget.output: the model has no output "nope"`},
 		{[]string{"plan", "--budget-size", "10kB", in}, exitFailed, "no mix of the candidates fits in 10000 bytes"},
 	} {
 		code, _, stderr := e2eRun(t, tc.args...)
@@ -64,7 +68,7 @@ func TestBudgetPlan(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"budget: size at most", "chosen: budget", "MEASURED KL", "preset dynamic_int8", "why each weight got its scheme", "arith.constant4: dynamic_int"} {
+	for _, want := range []string{"budget: size at most", "chosen: budget", "held-out acceptance", "HELD-OUT", "preset dynamic_int8", "why each weight got its scheme", "arith.constant4: dynamic_int"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("plan output lacks %q:\n%s", want, stdout)
 		}
@@ -80,6 +84,9 @@ func TestBudgetPlan(t *testing.T) {
 	p := plan.Plans[0]
 	if p.Budget == nil || p.Budget.PredictedBytes > 900000 || p.Budget.Cached == 0 {
 		t.Fatalf("budget %+v: want a mix within 900 kB, its sensitivities read from the cache the first plan filled", p.Budget)
+	}
+	if h := p.Budget.HeldOut; h == nil || h.Written == "" || h.Why == "" || h.Seed == p.Budget.Seed || p.Budget.Metric != "kl" {
+		t.Errorf("held-out acceptance %+v (metric %q): want what was written and why, on another seed than %d", h, p.Budget.Metric, p.Budget.Seed)
 	}
 	chosen := 0
 	for _, w := range p.Weights {

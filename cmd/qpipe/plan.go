@@ -17,7 +17,7 @@ import (
 func init() {
 	register(command{
 		name:    "plan",
-		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite | --budget-size SIZE IN.tflite | --budget-kl KL IN.tflite) [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
+		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite | --budget-size SIZE IN.tflite | --budget-kl KL IN.tflite) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
 		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
 		run:     planCmd,
 	})
@@ -34,7 +34,7 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 	strict := fs.Bool("strict", false, "fail when the job file has lines that do nothing on its model, instead of warning")
 	scales, checkScales := scalesFlag(fs)
 	bf := addBudgetFlags(fs)
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true, "scales": true, "budget-size": true, "budget-kl": true})
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "aeq-recipe": true, "scales": true, "budget-size": true, "budget-kl": true, "budget-metric": true, "budget-output": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}

@@ -14,7 +14,7 @@ import (
 func init() {
 	register(command{
 		name:    "quantize",
-		usage:   "(--recipe NAME | --aeq-recipe FILE.json | --budget-size SIZE | --budget-kl KL) [--scales minmax|search|calibrated] [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite OUT.tflite",
+		usage:   "(--recipe NAME | --aeq-recipe FILE.json | --budget-size SIZE | --budget-kl KL) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated] [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite OUT.tflite",
 		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
 		run:     quantizeCmd,
 	})
@@ -34,7 +34,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	scales, checkScales := scalesFlag(fs)
 	deqRef := fs.Bool("dequantized-reference", false, "write a float32 model whose weights are the dequantized values of the recipe's output (a reference for accuracy tests)")
 	bf := addBudgetFlags(fs)
-	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true, "aeq-recipe": true, "scales": true, "budget-size": true, "budget-kl": true})
+	flags, pos := flagArgs(args, map[string]bool{"recipe": true, "layout": true, "aeq-recipe": true, "scales": true, "budget-size": true, "budget-kl": true, "budget-metric": true, "budget-output": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}

@@ -122,3 +122,46 @@ func Compare(ref, got []float32) Metrics {
 	}
 	return total.Metrics()
 }
+
+// OutputErrors accumulates the expected squared error of a weight's
+// product with its input, E‖ΔW·x‖², over a weight [rows, cols] streamed
+// in row-major order in pieces of any length (the quantization error of
+// the weight against its reconstruction), and the same of the weight
+// itself, E‖W·x‖². The input x has per-channel mean μ and variance σ²
+// (Stats, cols entries each) and its channels are taken as uncorrelated —
+// the diagonal approximation: E(Δw_r·x)² = (Δw_r·μ)² + Σ_j Δw_rj² σ_j²
+// exactly when the covariance of x is diagonal, and without the cross
+// terms Σ_{j≠k} Δw_rj Δw_rk Cov(x_j, x_k) otherwise. The sums run in
+// float64 in the order the pieces come, so the same pieces give the same
+// sums.
+type OutputErrors struct {
+	Stats         *ChannelStats
+	Noise, Signal float64 // Σ_r E(Δw_r·x)², Σ_r E(w_r·x)²
+	pos           int     // column of the next element
+	dot, sdot     float64 // Δw_r·μ and w_r·μ of the current row so far
+}
+
+// Add adds one piece: ref and its reconstruction got.
+func (o *OutputErrors) Add(ref, got []float32) {
+	if len(ref) != len(got) {
+		panicf("OutputErrors.Add: len(ref) = %d, len(got) = %d", len(ref), len(got))
+	}
+	mu, v := o.Stats.Mean, o.Stats.Var
+	cols := len(mu)
+	for i, x := range ref {
+		w := float64(x)
+		d := w - float64(got[i])
+		m, s := float64(mu[o.pos]), float64(v[o.pos])
+		// Explicit conversions keep every product rounded on its own (no
+		// fused multiply-add): the same sums on every CPU.
+		o.dot += float64(d * m)
+		o.sdot += float64(w * m)
+		o.Noise += float64(float64(d*d) * s)
+		o.Signal += float64(float64(w*w) * s)
+		if o.pos++; o.pos == cols {
+			o.Noise += float64(o.dot * o.dot)
+			o.Signal += float64(o.sdot * o.sdot)
+			o.pos, o.dot, o.sdot = 0, 0, 0
+		}
+	}
+}
