@@ -50,6 +50,13 @@ func litertKL(t *testing.T, r *litert.Runner, ref, cand string, vocab int) float
 // runBudgetJob runs a job file text in dir with a sensitivity cache.
 func runBudgetJob(t *testing.T, dir, text, cache string) []*pipeline.State {
 	t.Helper()
+	return runBudgetJobWith(t, dir, text, cache, 0)
+}
+
+// runBudgetJobWith is runBudgetJob with the budget's MaxProbes (1: the
+// proxy path).
+func runBudgetJobWith(t *testing.T, dir, text, cache string, maxProbes int) []*pipeline.State {
+	t.Helper()
 	path := filepath.Join(dir, "job.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -61,6 +68,11 @@ func runBudgetJob(t *testing.T, dir, text, cache string) []*pipeline.State {
 	pj, err := Build(job, Options{BudgetCache: cache})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, st := range pj.Prefix {
+		if b, ok := st.(*Budget); ok {
+			b.MaxProbes = maxProbes
+		}
 	}
 	s := &pipeline.State{Log: zerolog.Nop(), Metrics: true}
 	branches, err := pipeline.Run(context.Background(), pj, s)
