@@ -143,8 +143,8 @@ type BudgetReport struct {
 	Presets []PresetPoint `json:"presets,omitempty"`
 	// What the sensitivity pass ran: the signature and output compared,
 	// samples and tokens per sample, probes (models evaluated) of which
-	// cached (read from the cache), estimated (options predicted from
-	// weight error instead of measured), and its wall time.
+	// cached (read from the cache), estimated (options predicted on the
+	// proxy path instead of measured), and its wall time.
 	Signature string  `json:"signature"`
 	Output    string  `json:"output"`
 	Samples   int     `json:"samples"`
@@ -197,8 +197,9 @@ type BudgetOption struct {
 	// weight's error with this scheme.
 	Predicted float64 `json:"predicted_kl"`
 	RelL2     float64 `json:"rel_l2"`
-	// Estimated is set when KL was predicted from the weight error and
-	// another scheme's measured sensitivity, not measured itself.
+	// Estimated is set when KL was predicted (the proxy path: the
+	// weight's expected output error scaled by its role group's gain),
+	// not measured with the weight alone quantized.
 	Estimated bool `json:"estimated,omitempty"`
 	Chosen    bool `json:"chosen,omitempty"`
 }

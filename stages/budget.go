@@ -18,14 +18,29 @@ import (
 // output within an error. It runs once, before the branch's quantize, and
 // leaves its choice in Choice.
 //
-// Each weight's sensitivity is the mean KL divergence of the model's
-// logits when that weight alone is quantized with a candidate (everything
-// else float), measured through the interpreter on a few samples
-// (sensitivity.go). Sensitivities add up to predict a mix's error; the
-// allocation (internal/budget) then trades bytes for error where it costs
-// least. The result is checked: a size budget against the exact size of
-// the output's layout, an error budget against the mix's measured KL, and
-// tightened until both hold.
+// The error is the mean KL divergence of a logits output, or the relative
+// L2 error of the model's float outputs (metric rel_l2: models without a
+// recognised logits output), measured through the interpreter against the
+// float model on generated samples (the choice samples). Each weight's
+// sensitivity to each candidate is found one of two ways (sensitivity.go):
+//
+//   - measured, for small models (within MaxProbes and measuredWork): the
+//     error with that weight alone quantized, a model run per (weight,
+//     candidate); then the mixes planned on them are measured and refined
+//     around the best (budget_search.go);
+//   - proxy, for the rest: the weight's layer-local expected output error
+//     E‖ΔW·x‖² under the calibration statistics of its input (computed
+//     while the candidate is quantized, no model run), scaled to the metric
+//     by one gain per role group — the metric measured with the group at
+//     its smallest options over its summed proxy: a model run per group.
+//
+// Sensitivities add up to predict a mix's error; the allocation
+// (internal/budget) trades bytes for error where it costs least; a size
+// budget is checked against the exact size of the output's layout. Then
+// the chosen mix is accepted on held-out samples (another seed): it is
+// written only if it beats every uniform preset it competes with there,
+// else the best of those presets is (heldOut); the report says which and
+// why, with both numbers.
 type Budget struct {
 	Config *config.Budget
 	// Layout is the serialize stage's, which the output's size depends on.
@@ -36,8 +51,8 @@ type Budget struct {
 	// CacheDir holds measured sensitivities across runs ("" = no cache).
 	CacheDir string
 	// MaxProbes bounds the models measured per weight and candidate; past
-	// it, one candidate per weight is measured and the others predicted
-	// from their weight error (0 = defaultMaxProbes).
+	// it (or past measuredWork) the sensitivities come from the proxy
+	// path (0 = defaultMaxProbes).
 	MaxProbes int
 	// Scales is the int4 scale method of the candidates that set none, as
 	// the branch's quantize stage applies it (the job's quantize.scales or
@@ -51,7 +66,7 @@ type Budget struct {
 func (*Budget) Name() string { return "budget" }
 
 // defaultMaxProbes: above this many (weight, candidate) pairs the pass
-// measures one candidate per weight.
+// takes the proxy path.
 const defaultMaxProbes = 400
 
 // refineRounds bounds the plans made around the best mix so far.

@@ -855,6 +855,7 @@ func (mm *measurer) gatherProxyStats(ctx context.Context) {
 		return
 	}
 	cal := &config.Calibration{Samples: len(mm.choose.inputs), Seq: max(mm.seq, 1)}
+	mm.log.Info().Int("samples", cal.Samples).Msg("budget: gathering the calibration statistics of the weights' inputs (one float run over the samples)")
 	st, err := calibrationStats(ctx, mm.ms.m, mm.ms.path, cal, mm.log)
 	if err != nil {
 		mm.log.Warn().Err(err).Msg("budget: no calibration statistics; the proxy is each weight's squared error")
