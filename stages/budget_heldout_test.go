@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/gen"
+	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -233,4 +236,85 @@ func TestBudgetProxyDeterminism(t *testing.T) {
 	if sums[0] != sums[1] || sums[0] != sums[2] {
 		t.Errorf("GOMAXPROCS=1, =2 and QPIPE_SIMD=off wrote %v", sums)
 	}
+}
+
+// TestBudgetHeldOutEvidence measures the held-out acceptance on the
+// bundled decoders, two generated ones and a model without logits, on
+// both paths, at the size of uniform dynamic_int4_block128 (dynamic_int8
+// for the convolutional model): what was written, and the mix's held-out
+// error against the best uniform preset of equal or smaller size. What is
+// written is never worse than that preset there (the rule); run it with
+// QPIPE_BUDGET_EVIDENCE=1 (minutes) to see how often the mix wins.
+func TestBudgetHeldOutEvidence(t *testing.T) {
+	if os.Getenv("QPIPE_BUDGET_EVIDENCE") != "1" {
+		t.Skip("a measurement; set QPIPE_BUDGET_EVIDENCE=1 to run it")
+	}
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	dir := t.TempDir()
+	type model struct{ path, preset string }
+	models := []model{
+		{absModel(t, "tiny_decoder.tflite"), "dynamic_int4_block128"},
+		{absModel(t, "tiny_decoder_nodiv.tflite"), "dynamic_int4_block128"},
+		{absModel(t, "aeq_conv_fc_mnist.tflite"), "dynamic_int8"},
+	}
+	for _, g := range []struct {
+		name string
+		edit func(*gen.Config)
+	}{
+		{"gelu_seed7", func(c *gen.Config) { c.Seed, c.Activation = 7, gen.ActGELU }},
+		{"wide_4layers", func(c *gen.Config) { c.Seed, c.Layers, c.Dim, c.FFN = 3, 4, 512, 1024 }},
+	} {
+		cfg, _ := gen.Preset("tiny")
+		cfg.Name = g.name
+		g.edit(&cfg)
+		m, err := gen.Decoder(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, g.name+".tflite")
+		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		models = append(models, model{p, "dynamic_int4_block128"})
+	}
+	wins, runs := 0, 0
+	for _, md := range models {
+		name := strings.TrimSuffix(filepath.Base(md.path), ".tflite")
+		uni := runBudgetJob(t, t.TempDir(), fmt.Sprintf("version: 1\nname: u\nstages:\n  - load: {path: %s}\n  - quantize: {recipes: [%s]}\n  - serialize: {path: \"{name}_{suffix}.tflite\"}\n", md.path, md.preset), "")
+		size := uni[0].Output.Bytes
+		for _, path := range []struct {
+			label     string
+			maxProbes int
+		}{{"measured", 0}, {"proxy", 1}} {
+			job := fmt.Sprintf("version: 1\nname: b\nstages:\n  - load: {path: %s}\n  - quantize:\n      budget: {size: %d}\n  - serialize: {path: \"{name}_{suffix}.tflite\"}\n", md.path, size)
+			b := runBudgetJobWith(t, t.TempDir(), job, "", path.maxProbes)[0]
+			r := b.Output.Budget
+			h := r.HeldOut
+			best := math.Inf(1)
+			bestName := ""
+			for _, p := range h.Presets {
+				if p.KL < best {
+					best, bestName = p.KL, p.Recipe
+				}
+			}
+			written := h.Mix.KL
+			if h.Written != "mix" {
+				for _, p := range h.Presets {
+					if p.Recipe == h.Written {
+						written = p.KL
+					}
+				}
+			}
+			if written > best || b.Output.Bytes > size {
+				t.Errorf("%s, %s: wrote %s (%d bytes, held-out %s %.5g), worse than %s (%.5g) or over %d bytes", name, path.label, h.Written, b.Output.Bytes, r.Metric, written, bestName, best, size)
+			}
+			runs++
+			if h.Written == "mix" && h.Mix.KL < best {
+				wins++
+			}
+			t.Logf("%-14s %-8s at %s's size: written %-28s held-out %s: mix %.5g (choice %.5g), best preset %s %.5g; %d model runs, %.1fs",
+				name, path.label, md.preset, h.Written, r.Metric, h.Mix.KL, h.ChoiceKL, bestName, best, r.Probes, r.Seconds)
+		}
+	}
+	t.Logf("the mix won on the held-out samples in %d of %d runs", wins, runs)
 }
