@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -454,7 +455,7 @@ func (b *Budget) heldOut(ctx context.Context, mm *measurer, units []*budgetUnit,
 		if !p.ok || (b.Config.Size > 0 && p.size > b.Config.Size) {
 			continue
 		}
-		if same(b.uniformMix(units, tab, j).choice, best.choice) {
+		if slices.Equal(b.uniformMix(units, tab, j).choice, best.choice) {
 			continue // the mix is this preset
 		}
 		rivals = append(rivals, j)
@@ -551,18 +552,6 @@ func (b *Budget) accept(mix heldOutPoint, rivals []heldOutPoint, show func(float
 		how = fmt.Sprintf("%s, %s %.4g, against %s, %s %.4g", binarySize(mix.size), metric, show(mix.err), binarySize(r.size), metric, show(r.err))
 	}
 	return w, fmt.Sprintf("%s did not beat uniform %s on the held-out samples (%s): the preset is written", mix.name, r.name, how)
-}
-
-func same(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (b *Budget) maxProbes() int {

@@ -200,27 +200,7 @@ func TestBudgetScalesEvidence(t *testing.T) {
 		t.Skip("the race detector makes the sensitivity passes take many minutes")
 	}
 	dir := t.TempDir()
-	models := []string{absModel(t, "tiny_decoder.tflite")}
-	for _, g := range []struct {
-		name string
-		edit func(*gen.Config)
-	}{
-		{"gelu_seed7", func(c *gen.Config) { c.Seed, c.Activation = 7, gen.ActGELU }},
-		{"wide_4layers", func(c *gen.Config) { c.Seed, c.Layers, c.Dim, c.FFN = 3, 4, 512, 1024 }},
-	} {
-		cfg, _ := gen.Preset("tiny")
-		cfg.Name = g.name
-		g.edit(&cfg)
-		m, err := gen.Decoder(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, g.name+".tflite")
-		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		models = append(models, p)
-	}
+	models := append([]string{absModel(t, "tiny_decoder.tflite")}, genDecoders(t, dir)...)
 	minmax := "{default: [fp16, dynamic_int8, dynamic_int4_block32, dynamic_int4_block64, dynamic_int4_block128, dynamic_int4_block256]}"
 	if !strings.Contains(strings.Join(config.DefaultBudgetCandidates, " "), "+search") {
 		t.Fatal("the default candidates have no searched scales: compare other lists")
@@ -245,4 +225,32 @@ func TestBudgetScalesEvidence(t *testing.T) {
 				name, c.label, b.Output.Bytes, evalKL(t, in, b.Output.Path, defaultBudgetSeed), evalKL(t, in, b.Output.Path, 1), r.Method, r.Seconds, r.Probes)
 		}
 	}
+}
+
+// genDecoders writes two generated decoders unlike the bundled one (GELU
+// with another seed; wider, four layers) in dir and returns their paths.
+func genDecoders(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, g := range []struct {
+		name string
+		edit func(*gen.Config)
+	}{
+		{"gelu_seed7", func(c *gen.Config) { c.Seed, c.Activation = 7, gen.ActGELU }},
+		{"wide_4layers", func(c *gen.Config) { c.Seed, c.Layers, c.Dim, c.FFN = 3, 4, 512, 1024 }},
+	} {
+		cfg, _ := gen.Preset("tiny")
+		cfg.Name = g.name
+		g.edit(&cfg)
+		m, err := gen.Decoder(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, g.name+".tflite")
+		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -14,9 +14,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
-	"github.com/qpipe/qpipe/internal/evaluate"
-	"github.com/qpipe/qpipe/internal/gen"
-	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -178,21 +175,7 @@ func TestBudgetRelL2(t *testing.T) {
 // evalRelL2 is qpipe eval's rel L2 of cand's first output against ref's.
 func evalRelL2(t testing.TB, ref, cand string, seed int64, samples int) float64 {
 	t.Helper()
-	r, err := evaluate.Open(ref, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	c, err := evaluate.Open(cand, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rep, err := evaluate.Compare(context.Background(), r, c, evaluate.Options{Seed: seed, Samples: samples})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return float64(rep.Signatures[0].Outputs[0].Distance.RelL2)
+	return float64(evalReport(t, ref, cand, seed, samples).Signatures[0].Outputs[0].Distance.RelL2)
 }
 
 // TestBudgetProxyDeterminism: the proxy path writes the same bytes with
@@ -257,24 +240,7 @@ func TestBudgetHeldOutEvidence(t *testing.T) {
 		{absModel(t, "tiny_decoder_nodiv.tflite"), "dynamic_int4_block128"},
 		{absModel(t, "aeq_conv_fc_mnist.tflite"), "dynamic_int8"},
 	}
-	for _, g := range []struct {
-		name string
-		edit func(*gen.Config)
-	}{
-		{"gelu_seed7", func(c *gen.Config) { c.Seed, c.Activation = 7, gen.ActGELU }},
-		{"wide_4layers", func(c *gen.Config) { c.Seed, c.Layers, c.Dim, c.FFN = 3, 4, 512, 1024 }},
-	} {
-		cfg, _ := gen.Preset("tiny")
-		cfg.Name = g.name
-		g.edit(&cfg)
-		m, err := gen.Decoder(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, g.name+".tflite")
-		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range genDecoders(t, dir) {
 		models = append(models, model{p, "dynamic_int4_block128"})
 	}
 	wins, runs := 0, 0

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/evaluate"
 	"github.com/qpipe/qpipe/pipeline"
@@ -39,6 +37,21 @@ func evalKL(t testing.TB, ref, cand string, seed int64) float64 {
 // evalKLSamples is evalKL on that many samples (0: the default).
 func evalKLSamples(t testing.TB, ref, cand string, seed int64, samples int) float64 {
 	t.Helper()
+	for _, s := range evalReport(t, ref, cand, seed, samples).Signatures {
+		for _, o := range s.Outputs {
+			if o.Logits != nil {
+				return float64(o.Logits.MeanKL)
+			}
+		}
+	}
+	t.Fatal("no logits output")
+	return 0
+}
+
+// evalReport is qpipe eval's comparison of cand with ref on that many
+// samples (0: the default) of seed.
+func evalReport(t testing.TB, ref, cand string, seed int64, samples int) *evaluate.Report {
+	t.Helper()
 	r, err := evaluate.Open(ref, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -53,15 +66,7 @@ func evalKLSamples(t testing.TB, ref, cand string, seed int64, samples int) floa
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range rep.Signatures {
-		for _, o := range s.Outputs {
-			if o.Logits != nil {
-				return float64(o.Logits.MeanKL)
-			}
-		}
-	}
-	t.Fatal("no logits output")
-	return 0
+	return rep
 }
 
 func fileSize(t testing.TB, path string) int64 {
@@ -234,23 +239,7 @@ func TestBudgetProxyRanks(t *testing.T) {
 	if raceEnabled {
 		t.Skip("runs the interpreter many times: .ci/run runs it without the race detector")
 	}
-	path := filepath.Join(models, "tiny_decoder.tflite")
-	m := openModel(t, path)
-	defer m.Close()
-	ms := &modelState{m: m, path: path}
-	s := &pipeline.State{Model: ms, Log: zerolog.Nop()}
-	if err := (&Annotate{}).Run(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Budget{Size: 1, Samples: 2}
-	units, err := budgetUnits(m, ms.uses, cfg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mm, err := newMeasurer(context.Background(), ms, s.Plan, cfg, 0, "", "", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	units, mm, _ := budgetFixture(t, &config.Budget{Size: 1, Samples: 2})
 	full, err := mm.table(context.Background(), units, true, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +281,6 @@ func TestBudgetProxyRanks(t *testing.T) {
 		t.Errorf("the estimate does not rank like the measurements (Spearman %.3f, %d/%d)", rho, agree, pairs)
 	}
 }
-
 
 func spearman(a, b []float64) float64 {
 	rank := func(x []float64) []float64 {
