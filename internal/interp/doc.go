@@ -72,8 +72,8 @@
 //     of the qd8-f32-qc8w GEMM: out = float(Σ (q_a − zp)·q_w) · scale_a ·
 //     scale_w[n] + bias, the int32 sum exact.
 //   - google/XNNPACK, src/reference/packing.cc
-//     (xnn_pack_qs8_qb4w_gemm_goi_w): the blockwise int4 weights are packed with kernel zero point 8 and a
-//     float "ksum" per output channel, −Σ_blocks Σ_k w·bf16(scale_b); the
+//     (xnn_pack_qs8_qb4w_gemm_goi_w): the blockwise int4 weights are
+//     packed with kernel zero point 8 and a float "ksum" per output channel, −Σ_blocks Σ_k w·bf16(scale_b); the
 //     qb4w GEMM starts from ksum·zp_a, adds float(Σ_{k∈b} q_a·w)·scale_b
 //     block by block, then multiplies by scale_a and adds the bias
 //     (hybridFC follows that order). The scales are bfloat16: the float16
@@ -82,8 +82,9 @@
 //     litert_qwen_fc_blockwise_quantized (rel L2 0 over 3 seeds); with the
 //     exact float16 scales 1.8e-3, with truncated ones 4.3e-3.
 //   - google-ai-edge/LiteRT, tflite/kernels/embedding_lookup.cc:
-//     EMBEDDING_LOOKUP is not delegated; its hybrid path writes q·scale per row (blockwise
-//     int4 tables: q·float16 block scale); no activation is quantized.
+//     EMBEDDING_LOOKUP is not delegated; its hybrid path writes q·scale
+//     per row (blockwise int4 tables: q·float16 block scale); no
+//     activation is quantized.
 //   - docs/SEMANTICS.md §6.4 and §11 for the layouts, and that XNNPACK
 //     refuses hybrid weights with non-zero zero points
 //     (google-ai-edge/LiteRT, tflite/delegates/xnnpack/xnnpack_delegate.cc;
