@@ -73,7 +73,8 @@
 //     scale_w[n] + bias, the int32 sum exact.
 //   - google/XNNPACK, src/reference/packing.cc
 //     (xnn_pack_qs8_qb4w_gemm_goi_w): the blockwise int4 weights are
-//     packed with kernel zero point 8 and a float "ksum" per output channel, −Σ_blocks Σ_k w·bf16(scale_b); the
+//     packed with kernel zero point 8 and a float "ksum" per output channel,
+//     −Σ_blocks Σ_k w·bf16(scale_b); the
 //     qb4w GEMM starts from ksum·zp_a, adds float(Σ_{k∈b} q_a·w)·scale_b
 //     block by block, then multiplies by scale_a and adds the bias
 //     (hybridFC follows that order). The scales are bfloat16: the float16
