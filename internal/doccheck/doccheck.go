@@ -8,7 +8,8 @@
 // Markdown files, Makefiles and .ci/run. What counts as a citation:
 //
 //   - NAME.md or a path ending in .md (a/b/NAME.md), optionally followed by
-//     sections: `NAME.md §6.4`, `NAME.md §6.1, §7`, `NAME.md §5 and §7`.
+//     sections: `NAME.md §6.4`, `NAME.md §6.1, §7`, `NAME.md §5 and §7`,
+//     `[NAME.md](NAME.md) §2`, `[text](NAME.md) §2` (Markdown links).
 //     The file is looked up next to the citing file, then at the repository
 //     root, then in docs/. A section §n.m exists when the file has a heading
 //     whose title starts with that number (`## 6. …`, `### 6.4 …`).
@@ -55,7 +56,7 @@ var skipDirs = map[string]bool{
 
 var (
 	// A document path and the sections that follow it.
-	docRe = regexp.MustCompile(`((?:[\w.-]+/)*[\w.-]+\.md)\b((?:\s*(?:,|and)?\s*§\d+(?:\.\d+)*)*)`)
+	docRe = regexp.MustCompile(`((?:[\w.-]+/)*[\w.-]+\.md)\b(?:\]\([^)\s]*\)|\))?((?:\s*(?:,|and)?\s*§\d+(?:\.\d+)*)*)`)
 	secRe = regexp.MustCompile(`§(\d+(?:\.\d+)*)`)
 	// README: Heading / README, Heading (not README.md, which docRe takes).
 	readmeRe = regexp.MustCompile(`\bREADME[:,] +(\S[^\n]*)`)

@@ -57,11 +57,12 @@ func TestCheck(t *testing.T) {
 				"pkg/a.go": "package pkg\n\n// Fine (SPEC.md §1), then a missing section (SPEC.md §1, §2),\n" +
 					"// a section only in a code block (SPEC.md §9),\n// a missing file (GONE.md §1, docs/gone.md) and a bare §3.\n" +
 					"func f() {} // README: Guarantees\n",
-				"docs/OTHER.md": "## 1. One\n\nSee §4.\n",
+				"docs/OTHER.md": "## 1. One\n\nSee §4 and [SPEC](SPEC.md) §1.2, [SPEC.md](SPEC.md) §5.\n",
 				".ci/run":       "# SPEC.md §7\n",
 			},
 			want: []string{
 				".ci/run:1: cites SPEC.md §7, but docs/SPEC.md has no heading numbered 7",
+				"docs/OTHER.md:3: cites SPEC.md §5, but docs/SPEC.md has no heading numbered 5",
 				"docs/OTHER.md:3: cites §4, but docs/OTHER.md has no heading numbered 4",
 				"pkg/a.go:3: cites SPEC.md §2, but docs/SPEC.md has no heading numbered 2",
 				"pkg/a.go:4: cites SPEC.md §9, but docs/SPEC.md has no heading numbered 9",
