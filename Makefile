@@ -46,7 +46,7 @@ generate:
 bench:
 	$(GO) run ./tools/bench -sizes 1gb,4gb -runs 3
 
-# The 7B-parameter case (a 28 GB float model, more than this machine's RAM)
+# The 7B-parameter case (a 26.8 GB float model, more than this machine's RAM)
 # with dynamic_int4_block32 and dynamic_int8. Needs about 64 GB of free disk (the model, the cp baseline and the outputs);
 # the tool checks and says so. Not part of CI.
 bench-7b:

@@ -1,7 +1,7 @@
 //go:build linux
 
 // Command bench measures `qpipe quantize` against a plain `cp` of the same
-// input, on generated float decoders of about 1 GB and 4 GB (or 28 GB with
+// input, on generated float decoders of about 1 GB and 4 GB (or 26.8 GB with
 // -sizes 7b): wall time, user and system CPU time, minor and major page
 // faults (the child's rusage), throughput, peak anonymous and file-backed
 // memory, output size, and the ratio of qpipe's time to cp's. Runs are interleaved
