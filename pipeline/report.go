@@ -117,9 +117,10 @@ type BudgetReport struct {
 	MaxRelL2  float64 `json:"max_rel_l2,omitempty"`
 	Metric    string  `json:"metric"`
 	// Path is how the sensitivities were found: "measured" (each weight
-	// quantized alone and the model run) or "proxy" (each weight's
+	// quantized alone and the model run), "proxy" (each weight's
 	// expected output error from the calibration statistics, scaled to
-	// the metric per role group by a few model runs).
+	// the metric per role group by a model run each) or "proxy per
+	// weight" (scaled per weight, a model run each).
 	Path string `json:"path"`
 	// Seed is the seed of the samples the mix was chosen on.
 	Seed int64 `json:"seed"`

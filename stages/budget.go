@@ -244,8 +244,9 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	if err := mm.calibrate(ctx, units, b.Calibration, s.Log); err != nil {
 		return err
 	}
-	measured := b.measuredPath(units, mm)
+	measured, perWeight := b.paths(units, mm)
 	if !measured {
+		mm.perWeight = perWeight
 		mm.gatherProxyStats(ctx)
 	}
 	tab, err := mm.table(ctx, units, measured, func(tab *sensitivityTable) error { return b.feasible(units, tab) })
@@ -288,6 +289,9 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 	if measured {
 		rep.Path = "measured"
 	} else {
+		if perWeight {
+			rep.Path = "proxy per weight"
+		}
 		rep.MeasuredOn, rep.MeasuredKL = "held-out", held.Mix.KL
 		if held.Written != "mix" {
 			for _, p := range held.Presets {
@@ -322,17 +326,21 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 // generated decoder: 4e13).
 const measuredWork = 1e12
 
-// measuredPath says whether the sensitivities are measured weight by
-// weight (a model run per pair, within MaxProbes and measuredWork) or
-// predicted from the proxies (a model run per role group).
-func (b *Budget) measuredPath(units []*budgetUnit, mm *measurer) bool {
+// paths says whether the sensitivities are measured weight by weight (a
+// model run per (weight, candidate) pair, within MaxProbes and
+// measuredWork) or predicted from the proxies and, then, whether their
+// gains are one per weight (a model run per weight, within the same
+// bounds) or one per role group (a model run per group).
+func (b *Budget) paths(units []*budgetUnit, mm *measurer) (measured, perWeight bool) {
 	pairs, elems := 0, int64(0)
 	for _, u := range units {
 		pairs += len(u.schemes)
 		elems += u.floatBytes / 4
 	}
-	work := float64(pairs) * float64(elems) * float64(max(mm.seq, 1)) * float64(len(mm.choose.inputs))
-	return pairs <= b.maxProbes() && work <= measuredWork
+	run := float64(elems) * float64(max(mm.seq, 1)) * float64(len(mm.choose.inputs))
+	measured = pairs <= b.maxProbes() && float64(pairs)*run <= measuredWork
+	perWeight = len(units) <= b.maxProbes() && float64(len(units))*run <= measuredWork
+	return measured, perWeight
 }
 
 // search is the measured path's choice among mixes: the allocation under

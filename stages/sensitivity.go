@@ -80,6 +80,9 @@ type measurer struct {
 	stats      weightStats
 	calKey     string
 	proxyStats weightStats
+	// perWeight scales each weight's proxies by a gain of its own (a
+	// model run per weight) instead of one per role group.
+	perWeight bool
 }
 
 // sampleSet is a set of generated inputs and the float model's outputs on
@@ -499,7 +502,8 @@ type uniformPoint struct {
 
 // proxyGroup is a set of units whose expected output errors are scaled to
 // the metric by one gain: the weights of one role, those weighed with
-// input statistics apart from those without.
+// input statistics apart from those without — or one weight, where a
+// model run per weight is affordable (measurer.perWeight).
 type proxyGroup struct {
 	name     string
 	units    []int
@@ -652,6 +656,9 @@ func (mm *measurer) gains(ctx context.Context, units []*budgetUnit, tab *sensiti
 		if !withStats[i] {
 			name += " (weight error)"
 		}
+		if mm.perWeight {
+			name = u.label
+		}
 		g, ok := byName[name]
 		if !ok {
 			g = len(tab.groups)
@@ -660,7 +667,11 @@ func (mm *measurer) gains(ctx context.Context, units []*budgetUnit, tab *sensiti
 		}
 		tab.groups[g].units = append(tab.groups[g].units, i)
 	}
-	mm.prog = newBudgetProgress(mm.log, "one model run per role group", len(tab.groups)*len(mm.choose.inputs))
+	step := "one model run per role group"
+	if mm.perWeight {
+		step = "one model run per weight"
+	}
+	mm.prog = newBudgetProgress(mm.log, step, len(tab.groups)*len(mm.choose.inputs))
 	for g := range tab.groups {
 		grp := &tab.groups[g]
 		at := map[int]int{}

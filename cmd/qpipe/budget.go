@@ -101,8 +101,11 @@ func printBudget(w io.Writer, p *pipeline.Plan) {
 	fmt.Fprintf(w, "  chosen: %s, %s (%d bytes), %s %.4g %s (%.4g predicted), found by %s\n",
 		p.Recipe, humanBytes(b.PredictedBytes), b.PredictedBytes, metric, b.MeasuredKL, on, b.PredictedKL, b.Method)
 	path := "each weight measured alone"
-	if b.Path == "proxy" {
+	switch b.Path {
+	case "proxy":
 		path = "each weight's output error from the calibration statistics, scaled per role group"
+	case "proxy per weight":
+		path = "each weight's output error from the calibration statistics, scaled per weight"
 	}
 	fmt.Fprintf(w, "  sensitivities: %s; on %s/%s, %d samples of %d tokens (seed %d): %d models run (%d sensitivities from the cache, %d predicted) in %.1fs\n",
 		path, b.Signature, b.Output, b.Samples, b.Seq, b.Seed, b.Probes, b.Cached, b.Estimated, b.Seconds)
