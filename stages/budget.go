@@ -472,7 +472,6 @@ func (b *Budget) heldOut(ctx context.Context, mm *measurer, units []*budgetUnit,
 	for _, u := range units {
 		elems += u.floatBytes / 4
 	}
-	mm.prog = newBudgetProgress(mm.log, "float model on the held-out samples", heldOutMinSamples)
 	set, err := mm.heldOutSet(ctx, elems)
 	if err != nil {
 		return best, nil, err

@@ -288,8 +288,8 @@ func TestBudgetHeldOutEvidence(t *testing.T) {
 			if h.Written == "mix" && h.Mix.KL < best {
 				wins++
 			}
-			t.Logf("%-14s %-10s at %s's size: written %-28s held-out %s: mix %.5g (choice %.5g), best preset %s %.5g; %d model runs, %.1fs",
-				name, path.label, md.preset, h.Written, r.Metric, h.Mix.KL, h.ChoiceKL, bestName, best, r.Probes, r.Seconds)
+			t.Logf("%-14s %-16s at %s's size: written %-28s held-out %s: mix %.5g (choice %.5g), best preset %s %.5g; %d model runs, %.1fs",
+				name, r.Path, md.preset, h.Written, r.Metric, h.Mix.KL, h.ChoiceKL, bestName, best, r.Probes, r.Seconds)
 		}
 	}
 	t.Logf("the mix won on the held-out samples in %d of %d runs", wins, runs)

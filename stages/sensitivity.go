@@ -257,6 +257,7 @@ func (mm *measurer) heldOutSet(ctx context.Context, elems int64) (*sampleSet, er
 		n = heldOutMinSamples
 	}
 	var err error
+	mm.prog = newBudgetProgress(mm.log, "float model on the held-out samples", n)
 	mm.held, err = mm.samples(ctx, int64(uint64(mm.choose.seed)+heldOutSeedOffset), n)
 	return mm.held, err
 }
