@@ -137,7 +137,7 @@ func outputCollisions(paths []string) error {
 // memory.max inside a container. 0 means no bound known.
 func memoryBudget(s string) (int64, error) {
 	if s != "" {
-		return parseSize(s)
+		return config.ParseSize(s)
 	}
 	avail := meminfo("MemAvailable")
 	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
@@ -165,24 +165,6 @@ func meminfo(key string) int64 {
 		}
 	}
 	return 0
-}
-
-// parseSize reads 512MiB, 8GiB, 2GB, 1000000.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}, {"", 1}}
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := strconv.ParseFloat(n, 64)
-			if err != nil || v <= 0 || v*float64(u.mult) > 1<<62 {
-				break
-			}
-			return int64(v * float64(u.mult)), nil
-		}
-	}
-	return 0, fmt.Errorf("want a size such as 512MiB or 8GiB")
 }
 
 // estimateMemory plans the job (a dry run: load and annotate, no weight
