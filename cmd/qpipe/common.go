@@ -19,7 +19,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
-	"github.com/qpipe/qpipe/internal/tflite"
 )
 
 // newLogger logs to stderr: readable on a terminal, JSON lines otherwise.
@@ -43,17 +42,6 @@ func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && isatty.IsTerminal(f.Fd())
 }
-
-// logInputPath logs at debug level how large weights were read (through
-// the mapping or by pread, and why: tflite.InputPath).
-func logInputPath(log *zerolog.Logger) {
-	if path, why := tflite.InputPath(); path != "" {
-		log.Debug().Str("input", path).Msg("large weights read by " + path + " (" + why + ")")
-	}
-}
-
-// nopLogger discards everything (dry runs made for estimates).
-var nopLogger = zerolog.Nop()
 
 // signalContext is cancelled on Ctrl-C or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
@@ -84,7 +72,7 @@ func newProgress(stderr io.Writer) *progressLine {
 	return &progressLine{w: stderr}
 }
 
-func (p *progressLine) start(label string) {
+func (p *progressLine) Start(label string) {
 	if p == nil {
 		return
 	}
@@ -93,7 +81,7 @@ func (p *progressLine) start(label string) {
 	p.mu.Unlock()
 }
 
-func (p *progressLine) update(done, total int64) {
+func (p *progressLine) Update(done, total int64) {
 	if p == nil {
 		return
 	}
@@ -114,7 +102,7 @@ func (p *progressLine) update(done, total int64) {
 	}
 }
 
-func (p *progressLine) finish() {
+func (p *progressLine) Finish() {
 	if p == nil {
 		return
 	}

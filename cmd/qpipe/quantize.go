@@ -7,6 +7,7 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/cache"
+	"github.com/qpipe/qpipe/internal/runner"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
 )
@@ -59,7 +60,7 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	prog := newProgress(stderr)
 	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint, Scales: *scales, BudgetCache: cache.Dir()}
 	if prog != nil {
-		opt.Progress = prog.update
+		opt.Progress = prog.Update
 	}
 	pj, err := stages.Build(job, opt)
 	if err != nil {
@@ -67,11 +68,11 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	prog.start(job.Name)
+	prog.Start(job.Name)
 	state := &pipeline.State{Log: log, Metrics: *metrics}
 	branches, err := pipeline.Run(ctx, pj, state)
-	prog.finish()
-	logInputPath(&log)
+	prog.Finish()
+	runner.LogInputPath(log)
 	defer stages.Close(state)
 	if err != nil {
 		return interrupted(ctx, err)

@@ -1,6 +1,6 @@
-package main
+package runner
 
-// Scaling out `qpipe run`: --shard splits the job files between processes
+// Scaling out a run: --shard splits the job files between processes
 // (machines, Kubernetes pods), --jobs runs several on one machine within a
 // memory budget (README: Shards and parallel jobs).
 
@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/rs/zerolog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,8 +21,8 @@ import (
 	"github.com/qpipe/qpipe/stages"
 )
 
-// parseShard reads INDEX/COUNT with 0 <= INDEX < COUNT.
-func parseShard(s string) (index, count int, err error) {
+// ParseShard reads INDEX/COUNT with 0 <= INDEX < COUNT.
+func ParseShard(s string) (index, count int, err error) {
 	a, b, ok := strings.Cut(s, "/")
 	index, err1 := strconv.Atoi(a)
 	count, err2 := strconv.Atoi(b)
@@ -70,14 +71,14 @@ func within(dir, path string) bool {
 	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator))
 }
 
-// shardJobs returns the job files of shard index out of count. The files
+// ShardJobs returns the job files of shard index out of count. The files
 // are named by shardKeys, sorted by name, and dealt out in turn: file i of
 // the sorted list goes to shard i mod count. Every shard gets within one
 // file of the same number, and the partition depends only on the set of
 // files, not on their order on the command line. A file given twice (by
 // any path) counts once. Two job files that write the same output are
 // refused: shards would write it twice, concurrently.
-func shardJobs(paths []string, index, count int) ([]string, error) {
+func ShardJobs(paths []string, index, count int) ([]string, error) {
 	keys, err := shardKeys(paths)
 	if err != nil {
 		return nil, err
@@ -124,7 +125,7 @@ func outputCollisions(paths []string) error {
 				continue
 			}
 			if other, dup := writer[a]; dup && other != p {
-				return exitError{code: exitFailed, err: fmt.Errorf("job files %s and %s both write %s; give each output one job (shards would write it twice)", other, p, o.Path)}
+				return fmt.Errorf("job files %s and %s both write %s; give each output one job (shards would write it twice)", other, p, o.Path)
 			}
 			writer[a] = p
 		}
@@ -132,10 +133,10 @@ func outputCollisions(paths []string) error {
 	return nil
 }
 
-// memoryBudget parses --memory, or picks 3/4 of the memory available to
+// MemoryBudget parses --memory, or picks 3/4 of the memory available to
 // this process: MemAvailable (/proc/meminfo), capped by the cgroup's
 // memory.max inside a container. 0 means no bound known.
-func memoryBudget(s string) (int64, error) {
+func MemoryBudget(s string) (int64, error) {
 	if s != "" {
 		return config.ParseSize(s)
 	}
@@ -179,7 +180,7 @@ func estimateMemory(ctx context.Context, path string) int64 {
 	if err != nil {
 		return 0
 	}
-	state := &pipeline.State{Log: nopLogger, DryRun: true}
+	state := &pipeline.State{Log: zerolog.Nop(), DryRun: true}
 	branches, err := pipeline.Run(ctx, pj, state)
 	stages.Close(state)
 	if err != nil {
@@ -197,7 +198,7 @@ func estimateMemory(ctx context.Context, path string) int64 {
 // running ones leave of budget (a job larger than the whole budget runs
 // alone). Reports come back in command-line order; outputs are the same as
 // a serial run's (each job's bytes do not depend on what else runs).
-func (rn *runner) concurrent(ctx context.Context, jobs []string, n int, budget int64, keepGoing bool) []*pipeline.JobReport {
+func (rn *Runner) concurrent(ctx context.Context, jobs []string, n int, budget int64, keepGoing bool) []*pipeline.JobReport {
 	reports := make([]*pipeline.JobReport, len(jobs))
 	var (
 		mu      sync.Mutex
@@ -221,16 +222,16 @@ func (rn *runner) concurrent(ctx context.Context, jobs []string, n int, budget i
 		running++
 		used += need
 		mu.Unlock()
-		rn.log.Debug().Str("job", path).Int64("memory_estimate", need).Int64("budget", budget).Msg("start")
+		rn.Log.Debug().Str("job", path).Int64("memory_estimate", need).Int64("budget", budget).Msg("start")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rn.job(ctx, path)
+			r := rn.Job(ctx, path)
 			mu.Lock()
 			reports[i] = r
 			running--
 			used -= need
-			if r.Status == "failed" && !keepGoing {
+			if r.Status == pipeline.StatusFailed && !keepGoing {
 				stop = true
 			}
 			cond.Broadcast()
