@@ -90,10 +90,10 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 			return err
 		}
 	}
-	planned := map[[2]int]*pipeline.WeightPlan{}
+	planned := map[tensorKey]*pipeline.WeightPlan{}
 	if s.Plan != nil {
 		for _, w := range s.Plan.Weights {
-			planned[[2]int{w.Subgraph, w.Tensor}] = w
+			planned[tensorKey{w.Subgraph, w.Tensor}] = w
 		}
 	}
 	for _, j := range ms.jobs {
@@ -109,11 +109,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		}
 		for _, g := range j.tensors {
 			tm := j.metric(ms.m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Name)
-			orig := g.tensor
-			if g.dupOf >= 0 {
-				orig = g.dupOf
-			}
-			if w := planned[[2]int{g.sg, orig}]; w != nil {
+			if w := planned[g.original()]; w != nil {
 				tm.Role, tm.Layer = w.Role, w.Layer
 				if w.Budget != nil {
 					for _, o := range w.Budget.Options {

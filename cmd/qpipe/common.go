@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/bytesize"
 )
 
 // newLogger logs to stderr: readable on a terminal, JSON lines otherwise.
@@ -93,7 +94,7 @@ func (p *progressLine) Update(done, total int64) {
 		if total > 0 {
 			pct = 100 * float64(done) / float64(total)
 		}
-		fmt.Fprintf(p.w, "\r\033[K%s %5.1f%%  %s / %s", p.label, pct, humanBytes(done), humanBytes(total))
+		fmt.Fprintf(p.w, "\r\033[K%s %5.1f%%  %s / %s", p.label, pct, bytesize.Format(done), bytesize.Format(total))
 		p.shown = true
 		if done == total { // the next log line starts on a clean line
 			fmt.Fprint(p.w, "\r\033[K")
@@ -112,19 +113,6 @@ func (p *progressLine) Finish() {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.shown = false
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/tflite"
 )
 
@@ -47,19 +48,19 @@ func inspectCmd(args []string, stdout, stderr io.Writer) error {
 func printInspect(w io.Writer, s *tflite.Summary) error {
 	pw := &inspectWriter{w: w}
 	fmt.Fprintf(pw, "model     %s\n", s.Model)
-	fmt.Fprintf(pw, "file      %s, %s layout, schema version %d", humanBytes(s.FileBytes), s.Layout, s.Version)
+	fmt.Fprintf(pw, "file      %s, %s layout, schema version %d", bytesize.Format(s.FileBytes), s.Layout, s.Version)
 	if s.Description != "" {
 		fmt.Fprintf(pw, ", %q", s.Description)
 	}
-	fmt.Fprintf(pw, "\nbuffers   %d, %s of data\n", s.Buffers, humanBytes(s.DataBytes))
-	fmt.Fprintf(pw, "weights   %s\n", humanBytes(s.WeightBytes))
+	fmt.Fprintf(pw, "\nbuffers   %d, %s of data\n", s.Buffers, bytesize.Format(s.DataBytes))
+	fmt.Fprintf(pw, "weights   %s\n", bytesize.Format(s.WeightBytes))
 
 	if len(s.WeightsByType) > 0 {
 		fmt.Fprintln(pw, "\nWeights by type")
 		tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  TYPE\tTENSORS\tBUFFERS\tBYTES")
 		for _, t := range s.WeightsByType {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d (%s)\n", t.Type, t.Tensors, t.Buffers, t.Bytes, humanBytes(t.Bytes))
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d (%s)\n", t.Type, t.Tensors, t.Buffers, t.Bytes, bytesize.Format(t.Bytes))
 		}
 		tw.Flush()
 	}

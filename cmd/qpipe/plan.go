@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
@@ -120,9 +121,7 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 		if wp.Scheme != nil {
 			scheme = *wp.Scheme
 		}
-		if wp.Scales != "" {
-			scheme += "+" + wp.Scales
-		}
+		scheme = config.SchemeLabel(scheme, wp.Scales)
 		if wp.Fallback != "" {
 			scheme += " (instead of " + wp.Fallback + ")"
 		}
@@ -134,11 +133,11 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s%s\n", wp.Name, wp.Shape, wp.Role, layer, scheme,
-			humanBytes(wp.BytesIn), humanBytes(wp.BytesOut), sqnr, strings.Join(wp.Ops, ","))
+			bytesize.Format(wp.BytesIn), bytesize.Format(wp.BytesOut), sqnr, strings.Join(wp.Ops, ","))
 	}
 	tw.Flush()
 	t := p.Totals
-	fmt.Fprintf(w, "\n%d weights, %d quantized: %s -> %s\n", t.Weights, t.Quantized, humanBytes(t.BytesIn), humanBytes(t.BytesOut))
+	fmt.Fprintf(w, "\n%d weights, %d quantized: %s -> %s\n", t.Weights, t.Quantized, bytesize.Format(t.BytesIn), bytesize.Format(t.BytesOut))
 	for _, r := range p.Rules {
 		if !strings.HasPrefix(r.Source, "built-in") || r.Ops > 0 {
 			fmt.Fprintf(w, "rule %-11s %-40s matched %d op(s)  [%s]\n", r.Role, r.Pattern, r.Ops, r.Source)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/internal/runner"
 	"github.com/qpipe/qpipe/pipeline"
@@ -148,7 +149,7 @@ func printSummary(w io.Writer, reports []*pipeline.JobReport) {
 			fmt.Fprintf(w, "           %s\n", r.Reason)
 		}
 		for _, o := range r.Outputs {
-			fmt.Fprintf(w, "           %s  %s  %s\n", o.Recipe, o.Path, humanBytes(o.Bytes))
+			fmt.Fprintf(w, "           %s  %s  %s\n", o.Recipe, o.Path, bytesize.Format(o.Bytes))
 			if a := o.Accuracy; a != nil {
 				fmt.Fprintf(w, "             accuracy (%s): %s\n", accuracySetting(a), accuracyChecks(a))
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/pipeline"
 )
 
 // Sizes have one grammar (config.ParseSize, units case-insensitive) for
@@ -34,5 +35,15 @@ func TestSizeFlagsOneGrammar(t *testing.T) {
 	code, _, stderr := e2eRun(t, "run", "--jobs", "2", "--memory", "8 parsecs", missing)
 	if code != exitUsage || !strings.Contains(stderr, "--memory 8 parsecs") {
 		t.Errorf("run --memory '8 parsecs': exit %d\n%s", code, stderr)
+	}
+}
+
+// Bytes are formatted one way (internal/bytesize): the run summary printed
+// 916256 bytes as "894.8 KiB" where the HTML report said "895 KiB".
+func TestSummaryBytesAsReport(t *testing.T) {
+	var b strings.Builder
+	printSummary(&b, []*pipeline.JobReport{{Name: "j", Status: pipeline.StatusOK, Outputs: []*pipeline.OutputReport{{Recipe: "r", Path: "o.tflite", Bytes: 916256}}}})
+	if !strings.Contains(b.String(), "o.tflite  895 KiB") {
+		t.Errorf("summary:\n%s", b.String())
 	}
 }
