@@ -22,7 +22,6 @@ import (
 	"github.com/qpipe/qpipe/pipeline"
 )
 
-
 // measurer runs forks of the loaded model, each with some weights
 // quantized, through the interpreter and compares their logits with the
 // float model's on the same samples.

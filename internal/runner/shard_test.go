@@ -82,4 +82,3 @@ func TestShardPartition(t *testing.T) {
 		}
 	}
 }
-
