@@ -23,6 +23,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/qpipe/qpipe/report"
 )
 
 var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/golden_run.txt from this run")
@@ -77,7 +79,7 @@ func TestGoldenRun(t *testing.T) {
 			add(fmt.Sprintf("%s %s exit=%d report.json", j, s.name, code), masked)
 			var page bytes.Buffer
 			if dir := t.TempDir(); code == 0 || code == exitFailed {
-				if p, err := writeReport(dir, masked); err == nil {
+				if p, err := report.WriteFile(dir, masked); err == nil {
 					b, _ := os.ReadFile(p)
 					page.Write(b)
 				}

@@ -11,6 +11,7 @@ import (
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/cache"
+	"github.com/qpipe/qpipe/internal/runner"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
 )
@@ -55,21 +56,14 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		job, err = oneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, bud, *fallback, "")
-		if err != nil {
-			return err
-		}
+		job = config.OneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, bud, *fallback, "")
 	} else if job, err = config.LoadJob(pos[0]); err != nil {
-		return err
-	}
-	pj, err := stages.Build(job, stages.Options{Strict: *strict, Scales: *scales, BudgetCache: cache.Dir()})
-	if err != nil {
 		return err
 	}
 	ctx, stop := signalContext()
 	defer stop()
 	state := &pipeline.State{Log: newLogger(stderr), DryRun: true}
-	branches, err := pipeline.Run(ctx, pj, state)
+	branches, err := runner.Execute(ctx, job, stages.Options{Strict: *strict, Scales: *scales, BudgetCache: cache.Dir()}, state, nil)
 	defer stages.Close(state)
 	if err != nil {
 		return interrupted(ctx, err)
@@ -147,15 +141,10 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if a := p.Accuracy; a != nil {
-		fmt.Fprintf(w, "accuracy gate: %s against the float model: %s\n", accuracySetting(a), accuracyChecks(a))
+		fmt.Fprintf(w, "accuracy gate: %s against the float model: %s\n", a.Setting(), a.Bounds())
 	}
 	printBudget(w, p)
 	fmt.Fprintln(w)
-}
-
-func trimExt(p string) string {
-	b := filepath.Base(p)
-	return strings.TrimSuffix(b, filepath.Ext(b))
 }
 
 // exportPlanAEQ prints the job's one recipe, as resolved on its model, as

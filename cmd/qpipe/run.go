@@ -1,17 +1,17 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/cache"
 	"github.com/qpipe/qpipe/internal/runner"
 	"github.com/qpipe/qpipe/pipeline"
+	"github.com/qpipe/qpipe/report"
 	"github.com/qpipe/qpipe/stages"
 )
 
@@ -50,8 +50,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if len(jobs) == 0 {
 		return usagef("no job file given")
 	}
-	jobs, err := expandJobArgs(jobs)
-	if err != nil {
+	jobs, err := runner.ExpandJobArgs(jobs)
+	if errors.Is(err, runner.ErrNoJobFiles) {
+		return usagef("%v", err)
+	} else if err != nil {
 		return err
 	}
 	if *check && (*force || *locked) {
@@ -107,7 +109,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 			failed++
 		}
 	}
-	runJSON, err := runReportJSON(reports)
+	runJSON, err := report.RunJSON(reports)
 	if err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		return interrupted(ctx, ctx.Err())
 	}
 	if *reportDir != "" {
-		path, err := writeReport(*reportDir, runJSON)
+		path, err := report.WriteFile(*reportDir, runJSON)
 		if err != nil {
 			return exitError{code: exitFailed, err: fmt.Errorf("report: %w", err)}
 		}
@@ -151,7 +153,7 @@ func printSummary(w io.Writer, reports []*pipeline.JobReport) {
 		for _, o := range r.Outputs {
 			fmt.Fprintf(w, "           %s  %s  %s\n", o.Recipe, o.Path, bytesize.Format(o.Bytes))
 			if a := o.Accuracy; a != nil {
-				fmt.Fprintf(w, "             accuracy (%s): %s\n", accuracySetting(a), accuracyChecks(a))
+				fmt.Fprintf(w, "             accuracy (%s): %s\n", a.Setting(), a.Bounds())
 			}
 		}
 		for _, c := range r.Check {
@@ -193,32 +195,4 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
-}
-
-// expandJobArgs replaces a folder among the job arguments by the job files
-// it holds (*.yaml and *.yml, not in subfolders, sorted), so that a
-// container without a shell can be given a folder instead of a glob.
-func expandJobArgs(args []string) ([]string, error) {
-	var out []string
-	for _, a := range args {
-		fi, err := os.Stat(a)
-		if err != nil || !fi.IsDir() {
-			out = append(out, a) // a file, or missing: its run says why
-			continue
-		}
-		ents, err := os.ReadDir(a)
-		if err != nil {
-			return nil, err
-		}
-		n := len(out)
-		for _, e := range ents {
-			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
-				out = append(out, filepath.Join(a, e.Name()))
-			}
-		}
-		if len(out) == n {
-			return nil, usagef("no job files (*.yaml, *.yml) in the folder %s", a)
-		}
-	}
-	return out, nil
 }

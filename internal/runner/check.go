@@ -55,9 +55,7 @@ func (rn *Runner) checkJob(ctx context.Context, r *pipeline.JobReport, p *prepar
 	opt := rn.Stage
 	opt.OutputPath = st.path
 	branches, state, err := rn.build(ctx, p.job, log, opt)
-	if state != nil {
-		defer stages.Close(state)
-	}
+	defer stages.Close(state)
 	if err != nil {
 		r.Error = err.Error()
 		if ctx.Err() != nil {

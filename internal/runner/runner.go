@@ -177,10 +177,8 @@ func (rn *Runner) buildJob(ctx context.Context, r *pipeline.JobReport, p *prepar
 	}
 	defer st.remove()
 	branches, state, err := rn.build(ctx, p.job, p.log, opt)
-	if state != nil {
-		defer stages.Close(state)
-		r.Warnings = append(r.Warnings, state.Warnings...)
-	}
+	defer stages.Close(state)
+	r.Warnings = append(r.Warnings, state.Warnings...)
 	for _, b := range branches {
 		if b.Output != nil {
 			r.Outputs = append(r.Outputs, b.Output)
@@ -225,29 +223,30 @@ func (rn *Runner) buildJob(ctx context.Context, r *pipeline.JobReport, p *prepar
 
 // build runs the job with opt. The returned state must be closed.
 func (rn *Runner) build(ctx context.Context, job *config.Job, log zerolog.Logger, opt stages.Options) ([]*pipeline.State, *pipeline.State, error) {
-	if rn.Progress != nil {
-		opt.Progress = rn.Progress.Update
-	}
-	pj, err := stages.Build(job, opt)
-	if err != nil {
-		return nil, nil, err
-	}
-	if rn.Progress != nil {
-		rn.Progress.Start(job.Name)
-	}
 	state := &pipeline.State{Log: log, Metrics: true}
-	branches, err := pipeline.Run(ctx, pj, state)
-	if rn.Progress != nil {
-		rn.Progress.Finish()
-	}
-	LogInputPath(log)
+	branches, err := Execute(ctx, job, opt, state, rn.Progress)
 	return branches, state, err
 }
 
-// LogInputPath logs at debug level how large weights were read (through
-// the mapping or by pread, and why: tflite.InputPath).
-func LogInputPath(log zerolog.Logger) {
-	if path, why := tflite.InputPath(); path != "" {
-		log.Debug().Str("input", path).Msg("large weights read by " + path + " (" + why + ")")
+// Execute builds the job with opt and runs it in state, showing progress
+// (nil: none) while the outputs are written; the branches' states come
+// back. state must be closed (stages.Close). Every command that runs a job (run, quantize, plan, the memory
+// estimate) runs it so.
+func Execute(ctx context.Context, job *config.Job, opt stages.Options, state *pipeline.State, progress Progress) ([]*pipeline.State, error) {
+	if progress != nil {
+		opt.Progress = progress.Update
+		defer progress.Finish()
 	}
+	pj, err := stages.Build(job, opt)
+	if err != nil {
+		return nil, err
+	}
+	if progress != nil {
+		progress.Start(job.Name)
+	}
+	branches, err := pipeline.Run(ctx, pj, state)
+	if path, why := tflite.InputPath(); path != "" && !state.DryRun {
+		state.Log.Debug().Str("input", path).Msg("large weights read by " + path + " (" + why + ")")
+	}
+	return branches, err
 }

@@ -7,14 +7,16 @@ package runner
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"github.com/rs/zerolog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/pipeline"
@@ -176,12 +178,8 @@ func estimateMemory(ctx context.Context, path string) int64 {
 	if err != nil {
 		return 0
 	}
-	pj, err := stages.Build(job, stages.Options{})
-	if err != nil {
-		return 0
-	}
 	state := &pipeline.State{Log: zerolog.Nop(), DryRun: true}
-	branches, err := pipeline.Run(ctx, pj, state)
+	branches, err := Execute(ctx, job, stages.Options{}, state, nil)
 	stages.Close(state)
 	if err != nil {
 		return 0
@@ -245,4 +243,35 @@ func (rn *Runner) concurrent(ctx context.Context, jobs []string, n int, budget i
 		}
 	}
 	return reports
+}
+
+// ErrNoJobFiles is ExpandJobArgs's error for a folder without job files.
+var ErrNoJobFiles = errors.New("no job files (*.yaml, *.yml)")
+
+// ExpandJobArgs replaces a folder among the job arguments by the job files
+// it holds (*.yaml and *.yml, not in subfolders, sorted), so that a
+// container without a shell can be given a folder instead of a glob.
+func ExpandJobArgs(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil || !fi.IsDir() {
+			out = append(out, a) // a file, or missing: its run says why
+			continue
+		}
+		ents, err := os.ReadDir(a)
+		if err != nil {
+			return nil, err
+		}
+		n := len(out)
+		for _, e := range ents {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				out = append(out, filepath.Join(a, e.Name()))
+			}
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("%w in the folder %s", ErrNoJobFiles, a)
+		}
+	}
+	return out, nil
 }
