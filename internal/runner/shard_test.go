@@ -6,17 +6,8 @@ import (
 	"testing"
 )
 
-func relToWD(t *testing.T, p string) string {
-	t.Helper()
-	wd, _ := os.Getwd()
-	r, err := filepath.Rel(wd, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 func TestShardPartition(t *testing.T) {
+	wd, _ := os.Getwd()
 	root := t.TempDir()
 	var files []string
 	for _, name := range []string{"a.yaml", "b.yaml", "sub/c.yaml", "sub/d.yaml", "e.yaml", "f.yaml", "g.yaml"} {
@@ -37,7 +28,9 @@ func TestShardPartition(t *testing.T) {
 			for k := range files {
 				p := files[(k*3+i)%len(files)]
 				if k%3 == 0 {
-					p = relToWD(t, p)
+					if r, err := filepath.Rel(wd, p); err == nil {
+						p = r
+					}
 				}
 				given = append(given, p)
 			}
