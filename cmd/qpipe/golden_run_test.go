@@ -38,6 +38,9 @@ func TestGoldenRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs every example job and every bundled model")
 	}
+	if raceEnabled {
+		t.Skip("the race detector makes this a minute; .ci/run runs it without")
+	}
 	t.Setenv("QPIPE_CACHE_DIR", "off")
 	root := t.TempDir()
 	copyTree(t, "../../examples", filepath.Join(root, "examples"))
