@@ -1,6 +1,7 @@
 package tflite
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -62,5 +63,37 @@ func TestWriteFileCancelled(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("files left behind: %v", ents)
+	}
+}
+
+// readerFromContent hands its bytes over as an io.SectionReader, as a
+// Section of a file does.
+type readerFromContent struct{ data []byte }
+
+func (c readerFromContent) Len() int64 { return int64(len(c.data)) }
+func (c readerFromContent) WriteTo(w io.Writer) (int64, error) {
+	return ReadFrom(w, io.NewSectionReader(bytes.NewReader(c.data), 0, int64(len(c.data))))
+}
+
+type recordingWriter struct {
+	bytes.Buffer
+	readFrom bool
+}
+
+func (w *recordingWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.readFrom = true
+	return w.Buffer.ReadFrom(r)
+}
+
+// The context check keeps the file writer's ReadFrom (the in-kernel copy)
+// reachable through writeItem's wrappers.
+func TestWriteItemKeepsReadFrom(t *testing.T) {
+	w := &recordingWriter{}
+	c := readerFromContent{[]byte("0123456789abcdef")}
+	if err := writeItem(context.Background(), w, item{what: "buffer 1", content: c, n: c.Len()}, "out.tflite"); err != nil {
+		t.Fatal(err)
+	}
+	if !w.readFrom || w.String() != "0123456789abcdef" {
+		t.Errorf("ReadFrom used %t, wrote %q", w.readFrom, w.String())
 	}
 }

@@ -698,3 +698,12 @@ func (w ctxWriter) Write(p []byte) (int, error) {
 	}
 	return w.w.Write(p)
 }
+
+// ReadFrom checks ctx, then passes r on (Section hands over at most 16 MiB
+// at a time), so that the file writer's in-kernel copy stays available.
+func (w ctxWriter) ReadFrom(r io.Reader) (int64, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return ReadFrom(w.w, r)
+}
