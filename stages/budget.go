@@ -10,6 +10,7 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/budget"
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
@@ -108,10 +109,7 @@ func budgetScheme(c *config.Scheme, scales string) (*config.Scheme, *scheme, err
 // as qpipe plan writes a searched weight's scheme. Two candidates are the
 // same option iff their labels are equal.
 func optionLabel(c *config.Scheme) string {
-	if c.Scales == config.ScalesMinMax {
-		return c.Name
-	}
-	return c.String()
+	return config.SchemeLabel(c.Name, c.Scales)
 }
 
 // budgetUnits groups the weights by buffer and keeps, for each group, the
@@ -549,14 +547,14 @@ func (b *Budget) accept(mix heldOutPoint, rivals []heldOutPoint, show func(float
 	}
 	r := rivals[w]
 	if b.Config.Size > 0 && mix.err < r.err {
-		return -1, fmt.Sprintf("%s beats every uniform preset of equal or smaller size on the held-out samples: %s %.4g against %.4g for the best of them, %s (%s)", mix.name, metric, show(mix.err), show(r.err), r.name, binarySize(r.size))
+		return -1, fmt.Sprintf("%s beats every uniform preset of equal or smaller size on the held-out samples: %s %.4g against %.4g for the best of them, %s (%s)", mix.name, metric, show(mix.err), show(r.err), r.name, bytesize.Format(r.size))
 	}
 	if b.Config.Size == 0 && mix.err <= limit && (mix.size < r.size || mix.size == r.size && mix.err < r.err) {
-		return -1, fmt.Sprintf("%s (%s, %s %.4g) is within the bound and smaller than every uniform preset within it on the held-out samples; the smallest is %s (%s, %s %.4g)", mix.name, binarySize(mix.size), metric, show(mix.err), r.name, binarySize(r.size), metric, show(r.err))
+		return -1, fmt.Sprintf("%s (%s, %s %.4g) is within the bound and smaller than every uniform preset within it on the held-out samples; the smallest is %s (%s, %s %.4g)", mix.name, bytesize.Format(mix.size), metric, show(mix.err), r.name, bytesize.Format(r.size), metric, show(r.err))
 	}
 	how := fmt.Sprintf("%s %.4g against %.4g", metric, show(mix.err), show(r.err))
 	if b.Config.Size == 0 {
-		how = fmt.Sprintf("%s, %s %.4g, against %s, %s %.4g", binarySize(mix.size), metric, show(mix.err), binarySize(r.size), metric, show(r.err))
+		how = fmt.Sprintf("%s, %s %.4g, against %s, %s %.4g", bytesize.Format(mix.size), metric, show(mix.err), bytesize.Format(r.size), metric, show(r.err))
 	}
 	return w, fmt.Sprintf("%s did not beat uniform %s on the held-out samples (%s): the preset is written", mix.name, r.name, how)
 }
@@ -666,7 +664,7 @@ func (b *Budget) infeasible(units []*budgetUnit, tab *sensitivityTable) error {
 		best = math.Min(best, p.kl)
 	}
 	if b.Config.Size > 0 {
-		return fmt.Errorf("no mix of the candidates fits in %d bytes (%s): the smallest uniform one is %d bytes; raise the size or allow smaller schemes", b.Config.Size, binarySize(b.Config.Size), smallest)
+		return fmt.Errorf("no mix of the candidates fits in %d bytes (%s): the smallest uniform one is %d bytes; raise the size or allow smaller schemes", b.Config.Size, bytesize.Format(b.Config.Size), smallest)
 	}
 	if b.Config.MaxRelL2 > 0 {
 		return fmt.Errorf("no mix of the candidates keeps the rel L2 error within %g: the most accurate measured %g; raise max_rel_l2 or allow larger schemes (fp16)", b.Config.MaxRelL2, math.Sqrt(best))
@@ -787,7 +785,7 @@ func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate, show fu
 	if tab.estimatedAt[i][c] {
 		alone = "predicted from its output error"
 	}
-	cur := fmt.Sprintf("%s (%s; %s %.3g %s)", optionLabel(u.schemes[c]), binarySize(tab.bytes[i][c]), word, tab.kl[i][c], alone)
+	cur := fmt.Sprintf("%s (%s; %s %.3g %s)", optionLabel(u.schemes[c]), bytesize.Format(tab.bytes[i][c]), word, tab.kl[i][c], alone)
 	if strings.HasPrefix(best.method, "uniform") {
 		return cur + "; " + best.method + " measured better than the planned mixes"
 	}
@@ -801,10 +799,10 @@ func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate, show fu
 		cur += fmt.Sprintf("; %s (same size) would change it by %+.3g %s", optionLabel(u.schemes[j]), kl[j]-kl[c], word)
 	}
 	if down >= 0 {
-		cur += fmt.Sprintf("; %s would save %s for %+.3g %s", optionLabel(u.schemes[down]), binarySize(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c], word)
+		cur += fmt.Sprintf("; %s would save %s for %+.3g %s", optionLabel(u.schemes[down]), bytesize.Format(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c], word)
 	}
 	if up >= 0 {
-		cur += fmt.Sprintf("; %s would cost %s for %+.3g %s", optionLabel(u.schemes[up]), binarySize(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c], word)
+		cur += fmt.Sprintf("; %s would cost %s for %+.3g %s", optionLabel(u.schemes[up]), bytesize.Format(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c], word)
 	}
 	if down >= 0 || up >= 0 || len(same) > 0 {
 		cur += " (" + basis + ")"
@@ -833,18 +831,6 @@ func neighbours(bytes []int64, kl []float64, c int, ok func(j int) bool) (down, 
 		}
 	}
 	return down, up, same
-}
-
-func binarySize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // schemeNames lists the distinct options of the units (optionLabel) in

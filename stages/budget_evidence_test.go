@@ -247,7 +247,7 @@ func genDecoders(t *testing.T, dir string) []string {
 			t.Fatal(err)
 		}
 		p := filepath.Join(dir, g.name+".tflite")
-		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
+		if err := tflite.WriteFile(context.Background(), p, m, tflite.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, p)

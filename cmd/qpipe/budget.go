@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -86,7 +87,7 @@ func printBudget(w io.Writer, p *pipeline.Plan) {
 	if b.Metric == config.BudgetMetricRelL2 {
 		metric = "REL L2"
 	}
-	goal := fmt.Sprintf("size at most %s (%d bytes)", humanBytes(b.SizeBytes), b.SizeBytes)
+	goal := fmt.Sprintf("size at most %s (%d bytes)", bytesize.Format(b.SizeBytes), b.SizeBytes)
 	switch {
 	case b.MaxKL > 0:
 		goal = fmt.Sprintf("mean KL divergence at most %g", b.MaxKL)
@@ -99,7 +100,7 @@ func printBudget(w io.Writer, p *pipeline.Plan) {
 		on = "measured on the held-out samples"
 	}
 	fmt.Fprintf(w, "  chosen: %s, %s (%d bytes), %s %.4g %s (%.4g predicted), found by %s\n",
-		p.Recipe, humanBytes(b.PredictedBytes), b.PredictedBytes, metric, b.MeasuredKL, on, b.PredictedKL, b.Method)
+		p.Recipe, bytesize.Format(b.PredictedBytes), b.PredictedBytes, metric, b.MeasuredKL, on, b.PredictedKL, b.Method)
 	path := "each weight measured alone"
 	switch b.Path {
 	case "proxy":
@@ -112,19 +113,19 @@ func printBudget(w io.Writer, p *pipeline.Plan) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  MIX\tSIZE\t%s\n", metric)
 	for _, m := range b.Mixes {
-		fmt.Fprintf(tw, "  %s\t%s\t%.4g\n", m.Recipe, humanBytes(m.Bytes), m.KL)
+		fmt.Fprintf(tw, "  %s\t%s\t%.4g\n", m.Recipe, bytesize.Format(m.Bytes), m.KL)
 	}
 	for _, m := range b.Presets {
-		fmt.Fprintf(tw, "  preset %s\t%s\t%.4g\n", m.Recipe, humanBytes(m.Bytes), m.KL)
+		fmt.Fprintf(tw, "  preset %s\t%s\t%.4g\n", m.Recipe, bytesize.Format(m.Bytes), m.KL)
 	}
 	tw.Flush()
 	if h := b.HeldOut; h != nil {
 		fmt.Fprintf(w, "\nheld-out acceptance (%d samples, seed %d): written: %s\n  %s\n", h.Samples, h.Seed, h.Written, h.Why)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "  HELD-OUT\tSIZE\t%s\n", metric)
-		fmt.Fprintf(tw, "  mix (%s)\t%s\t%.4g\n", h.Mix.Recipe, humanBytes(h.Mix.Bytes), h.Mix.KL)
+		fmt.Fprintf(tw, "  mix (%s)\t%s\t%.4g\n", h.Mix.Recipe, bytesize.Format(h.Mix.Bytes), h.Mix.KL)
 		for _, m := range h.Presets {
-			fmt.Fprintf(tw, "  preset %s\t%s\t%.4g\n", m.Recipe, humanBytes(m.Bytes), m.KL)
+			fmt.Fprintf(tw, "  preset %s\t%s\t%.4g\n", m.Recipe, bytesize.Format(m.Bytes), m.KL)
 		}
 		tw.Flush()
 	}
