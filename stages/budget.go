@@ -482,6 +482,7 @@ func (b *Budget) heldOut(ctx context.Context, mm *measurer, units []*budgetUnit,
 	if err != nil {
 		return best, nil, err
 	}
+	mm.log.Info().Str("mix", best.method).Int64("bytes", best.out.size).Float64(mm.metric, mm.show(mixErr)).Msg("budget: held-out mix")
 	h := &pipeline.BudgetHeldOut{Seed: set.seed, Samples: len(set.inputs), Written: "mix",
 		Mix: pipeline.PresetPoint{Recipe: best.method, Bytes: best.out.size, KL: mm.show(mixErr)}, ChoiceKL: mm.show(best.out.kl)}
 	if !tab.measured && !strings.HasPrefix(best.method, "uniform") {
@@ -495,6 +496,7 @@ func (b *Budget) heldOut(ctx context.Context, mm *measurer, units []*budgetUnit,
 		}
 		p := tab.uniform[j]
 		points = append(points, heldOutPoint{tab.names[j], p.size, e})
+		mm.log.Info().Str("preset", tab.names[j]).Int64("bytes", p.size).Float64(mm.metric, mm.show(e)).Msg("budget: held-out preset")
 		h.Presets = append(h.Presets, pipeline.PresetPoint{Recipe: tab.names[j], Bytes: p.size, KL: mm.show(e)})
 	}
 	name := "the mix"
