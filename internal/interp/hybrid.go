@@ -66,6 +66,10 @@ func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []floa
 	for m := 0; m < M; m++ {
 		rq[m] = quantizeRowAsym(qa[m*K:(m+1)*K], a[m*K:(m+1)*K])
 	}
+	if hybridVecOK(w, M, K) {
+		hybridFCVec(threads, out, qa, rq, M, K, N, w, bias)
+		return
+	}
 	scratch := make([][]int8, max(threads, 1))
 	accs := make([][]int32, max(threads, 1))
 	packs := make([][]int64, max(threads, 1))

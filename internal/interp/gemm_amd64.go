@@ -1,0 +1,43 @@
+//go:build amd64
+
+package interp
+
+import "github.com/qpipe/qpipe/internal/quant"
+
+// The AVX2 GEMM tiles of gemm_amd64.s run where the CPU has AVX2 and
+// QPIPE_SIMD is not off (quant.VectorKernels: one place decides); the
+// scalar Go kernels are the reference they match bit for bit.
+var useSIMD = quant.VectorKernels()
+
+// hasSIMD reports whether the tiles can run on this CPU at all (tests
+// compare both forms even under QPIPE_SIMD=off).
+var hasSIMD, hasFMA = quant.CPU()
+
+// f32Tile6 adds Σ_k a[r·lda+k]·b[k·16+j] (k ascending, products rounded,
+// then added) to c[r·16+j] for 6 rows r and 16 columns j; c is the
+// accumulator at entry.
+//
+//go:noescape
+func f32Tile6(c *float32, a *float32, lda int, b *float32, k int)
+
+// i16Tile6 stores in c[r·16+j] the int32 Σ_p a[r·lda+2p]·b[p·16+j].lo +
+// a[r·lda+2p+1]·b[p·16+j].hi over pairs pairs, b's int32 holding two int16.
+//
+//go:noescape
+func i16Tile6(c *int32, a *int16, lda int, b *int32, pairs int)
+
+// qbTile6 is i16Tile6 over blocks consecutive blocks of pairs pairs, each
+// block's sum s added as f[r·16+j] += float32(float32(s)·scales[blk·16+j]),
+// blocks in order.
+//
+//go:noescape
+func qbTile6(f *float32, a *int16, lda int, b *int32, pairs, blocks int, scales *float32)
+
+// peakFMA and peakMulAdd run n iterations of 192 register-only flops
+// (benchmarks only).
+//
+//go:noescape
+func peakFMA(n int)
+
+//go:noescape
+func peakMulAdd(n int)

@@ -1,0 +1,16 @@
+//go:build !amd64
+
+package interp
+
+// No vector tiles on this architecture: the scalar Go kernels run.
+var useSIMD = false
+
+const hasSIMD, hasFMA = false, false
+
+func f32Tile6(c *float32, a *float32, lda int, b *float32, k int) { panic("interp: no vector tiles") }
+func i16Tile6(c *int32, a *int16, lda int, b *int32, pairs int)   { panic("interp: no vector tiles") }
+func qbTile6(f *float32, a *int16, lda int, b *int32, pairs, blocks int, scales *float32) {
+	panic("interp: no vector tiles")
+}
+func peakFMA(n int)    { panic("interp: no vector tiles") }
+func peakMulAdd(n int) { panic("interp: no vector tiles") }
