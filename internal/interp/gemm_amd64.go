@@ -20,7 +20,7 @@ var hasSIMD, hasFMA = quant.CPU()
 //go:noescape
 func f32Tile6(c *float32, a *float32, lda int, b *float32, k int)
 
-// i16Tile6 stores in c[r·16+j] the int32 Σ_p a[r·lda+2p]·b[p·16+j].lo +
+// i16Tile6 adds to c[r·16+j] the int32 Σ_p a[r·lda+2p]·b[p·16+j].lo +
 // a[r·lda+2p+1]·b[p·16+j].hi over pairs pairs, b's int32 holding two int16.
 //
 //go:noescape
@@ -41,3 +41,22 @@ func peakFMA(n int)
 
 //go:noescape
 func peakMulAdd(n int)
+
+// packF32x16 writes panel[k·16+j] = rows[j·ld+k] for 16 rows j and k < n
+// (n a multiple of 8).
+//
+//go:noescape
+func packF32x16(panel *float32, rows *float32, ld int, n int)
+
+// packInt4x16 writes the int16-pair panel of pairs pairs (a multiple of 4)
+// of 16 packed int4 rows at raw (row j at raw+j·ld, idx = the offsets of
+// rows 0..7) and adds each row's nibbles to sums[j].
+//
+//go:noescape
+func packInt4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, pairs int)
+
+// packInt8x16 is packInt4x16 for int8 rows (pairs a multiple of 2, whole
+// pairs).
+//
+//go:noescape
+func packInt8x16(panel *int32, sums *int32, raw *int8, idx *int32, ld int, pairs int)

@@ -141,7 +141,7 @@ TEXT ·i16Tile6(SB), NOSPLIT, $0-40
 	MOVQ pairs+32(FP), CX
 	LEAQ (SI)(R8*2), R9
 	ADDQ R8, R9
-	ZEROTILE
+	LOADTILE(DX)
 	TESTQ CX, CX
 	JZ    i16done
 
@@ -274,5 +274,212 @@ maloop:
 	JNZ  maloop
 
 madone:
+	VZEROUPPER
+	RET
+
+// Panel packing (gemm_vec.go).
+
+// TRANSPOSE8 transposes the 8×8 float32 block in Y0..Y7 (row i in Yi)
+// into Y8..Y15 (column i in Y(8+i) as written below: Y8 col 0, Y9 col 1,
+// Y10 col 2, Y11 col 3, Y12 col 4, Y13 col 5, Y14 col 6, Y15 col 7).
+#define TRANSPOSE8 \
+	VUNPCKLPS  Y1, Y0, Y8      \
+	VUNPCKHPS  Y1, Y0, Y9      \
+	VUNPCKLPS  Y3, Y2, Y10     \
+	VUNPCKHPS  Y3, Y2, Y11     \
+	VUNPCKLPS  Y5, Y4, Y12     \
+	VUNPCKHPS  Y5, Y4, Y13     \
+	VUNPCKLPS  Y7, Y6, Y14     \
+	VUNPCKHPS  Y7, Y6, Y15     \
+	VSHUFPS    $0x44, Y10, Y8, Y0 \
+	VSHUFPS    $0xEE, Y10, Y8, Y1 \
+	VSHUFPS    $0x44, Y11, Y9, Y2 \
+	VSHUFPS    $0xEE, Y11, Y9, Y3 \
+	VSHUFPS    $0x44, Y14, Y12, Y4 \
+	VSHUFPS    $0xEE, Y14, Y12, Y5 \
+	VSHUFPS    $0x44, Y15, Y13, Y6 \
+	VSHUFPS    $0xEE, Y15, Y13, Y7 \
+	VPERM2F128 $0x20, Y4, Y0, Y8  \
+	VPERM2F128 $0x20, Y5, Y1, Y9  \
+	VPERM2F128 $0x20, Y6, Y2, Y10 \
+	VPERM2F128 $0x20, Y7, Y3, Y11 \
+	VPERM2F128 $0x31, Y4, Y0, Y12 \
+	VPERM2F128 $0x31, Y5, Y1, Y13 \
+	VPERM2F128 $0x31, Y6, Y2, Y14 \
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+// PACK8(A, B, C, off): rows at A, A+R8, A+2·R8, B, A+4·R8, B+2·R8, C,
+// C+R8 (B = A+3·R8, C = A+6·R8), 8 floats each, transposed into the
+// panel's 8 rows at DI (stride 64 bytes), columns at byte offset off.
+#define PACK8(A, B, C, off) \
+	VMOVUPS (A), Y0         \
+	VMOVUPS (A)(R8*1), Y1   \
+	VMOVUPS (A)(R8*2), Y2   \
+	VMOVUPS (B), Y3         \
+	VMOVUPS (A)(R8*4), Y4   \
+	VMOVUPS (B)(R8*2), Y5   \
+	VMOVUPS (C), Y6         \
+	VMOVUPS (C)(R8*1), Y7   \
+	TRANSPOSE8              \
+	VMOVUPS Y8, off(DI)     \
+	VMOVUPS Y9, off+64(DI)  \
+	VMOVUPS Y10, off+128(DI) \
+	VMOVUPS Y11, off+192(DI) \
+	VMOVUPS Y12, off+256(DI) \
+	VMOVUPS Y13, off+320(DI) \
+	VMOVUPS Y14, off+384(DI) \
+	VMOVUPS Y15, off+448(DI)
+
+// func packF32x16(panel *float32, rows *float32, ld int, n int)
+//
+// panel[k·16+j] = rows[j·ld+k] for j < 16, k < n (n a multiple of 8).
+TEXT ·packF32x16(SB), NOSPLIT, $0-32
+	MOVQ panel+0(FP), DI
+	MOVQ rows+8(FP), SI
+	MOVQ ld+16(FP), R8
+	SHLQ $2, R8
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	JZ   pfdone
+	LEAQ (SI)(R8*2), R10
+	ADDQ R8, R10         // row 3
+	LEAQ (R10)(R8*2), R11
+	ADDQ R8, R11         // row 6
+	LEAQ (SI)(R8*8), DX  // row 8
+	LEAQ (DX)(R8*2), R12
+	ADDQ R8, R12         // row 11
+	LEAQ (R12)(R8*2), R13
+	ADDQ R8, R13         // row 14
+
+pfloop:
+	PACK8(SI, R10, R11, 0)
+	PACK8(DX, R12, R13, 32)
+	ADDQ $32, SI
+	ADDQ $32, R10
+	ADDQ $32, R11
+	ADDQ $32, DX
+	ADDQ $32, R12
+	ADDQ $32, R13
+	ADDQ $512, DI
+	DECQ CX
+	JNZ  pfloop
+
+pfdone:
+	VZEROUPPER
+	RET
+
+// Int4 pairs: a gathered dword holds 4 bytes of one weight row, 4 pairs
+// of nibbles (element 2p in the low nibble of byte p); int8 pairs: 4 bytes
+// are 2 pairs. PAIR(G, shLo, shHi, sr, off) sign-extends the two fields
+// of a pair (shifted to the top by shLo, shHi, then arithmetically down by
+// sr: 28 for a nibble, 24 for a byte), adds both to Y6 (the row sums) and
+// stores lo | hi<<16 for the 8 rows at DI+off.
+#define PAIR(G, shLo, shHi, sr, off) \
+	VPSLLD  $shLo, G, Y4   \
+	VPSRAD  $sr, Y4, Y4    \
+	VPSLLD  $shHi, G, Y5   \
+	VPSRAD  $sr, Y5, Y5    \
+	VPADDD  Y4, Y6, Y6     \
+	VPADDD  Y5, Y6, Y6     \
+	VPAND   Y15, Y4, Y4    \
+	VPSLLD  $16, Y5, Y5    \
+	VPOR    Y5, Y4, Y4     \
+	VMOVDQU Y4, off(DI)
+
+// GATHER4(base, off): 4 pairs of 8 rows (row offsets in Y14) at base into
+// the panel at DI + off (4 panel rows), adding the 8 nibbles of each row
+// to Y6.
+#define GATHER4(base, off) \
+	VPCMPEQD    Y7, Y7, Y7            \
+	VPGATHERDD  Y7, (base)(Y14*1), Y3 \
+	PAIR(Y3, 28, 24, 28, off)         \
+	PAIR(Y3, 20, 16, 28, off+64)      \
+	PAIR(Y3, 12, 8, 28, off+128)      \
+	PAIR(Y3, 4, 0, 28, off+192)
+
+// GATHER2(base, off) is GATHER4 for int8 rows: 2 pairs.
+#define GATHER2(base, off) \
+	VPCMPEQD    Y7, Y7, Y7            \
+	VPGATHERDD  Y7, (base)(Y14*1), Y3 \
+	PAIR(Y3, 24, 16, 24, off)         \
+	PAIR(Y3, 8, 0, 24, off+64)
+
+// func packInt4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, pairs int)
+//
+// For 16 rows of packed int4 (row j at raw + j·ld bytes) and pairs pairs
+// (a multiple of 4): panel[p·16+j] = lo | hi<<16 (the sign-extended
+// nibbles of byte p of row j as int16), and sums[j] += Σ of the row's
+// 2·pairs nibbles. idx holds the 8 row offsets 0, ld, …, 7·ld.
+TEXT ·packInt4x16(SB), NOSPLIT, $0-48
+	MOVQ panel+0(FP), DI
+	MOVQ sums+8(FP), BX
+	MOVQ raw+16(FP), SI
+	MOVQ idx+24(FP), AX
+	MOVQ ld+32(FP), R8
+	MOVQ pairs+40(FP), CX
+	VMOVDQU (AX), Y14
+	VPCMPEQD Y15, Y15, Y15
+	VPSRLD   $16, Y15, Y15 // 0x0000ffff
+	LEAQ  (SI)(R8*8), DX   // row 8
+	VMOVDQU (BX), Y8       // sums of rows 0..7
+	VMOVDQU 32(BX), Y9     // rows 8..15
+	SHRQ  $2, CX
+	JZ    p4done
+
+p4loop:
+	VPXOR   Y6, Y6, Y6
+	GATHER4(SI, 0)
+	VPADDD  Y6, Y8, Y8
+	VPXOR   Y6, Y6, Y6
+	GATHER4(DX, 32)
+	VPADDD  Y6, Y9, Y9
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $256, DI
+	DECQ CX
+	JNZ  p4loop
+
+p4done:
+	VMOVDQU Y8, (BX)
+	VMOVDQU Y9, 32(BX)
+	VZEROUPPER
+	RET
+
+// func packInt8x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, pairs int)
+//
+// packInt4x16 for int8 rows: pairs a multiple of 2, both elements of each
+// pair inside the row.
+TEXT ·packInt8x16(SB), NOSPLIT, $0-48
+	MOVQ panel+0(FP), DI
+	MOVQ sums+8(FP), BX
+	MOVQ raw+16(FP), SI
+	MOVQ idx+24(FP), AX
+	MOVQ ld+32(FP), R8
+	MOVQ pairs+40(FP), CX
+	VMOVDQU (AX), Y14
+	VPCMPEQD Y15, Y15, Y15
+	VPSRLD   $16, Y15, Y15
+	LEAQ  (SI)(R8*8), DX
+	VMOVDQU (BX), Y8
+	VMOVDQU 32(BX), Y9
+	SHRQ  $1, CX
+	JZ    p8done
+
+p8loop:
+	VPXOR   Y6, Y6, Y6
+	GATHER2(SI, 0)
+	VPADDD  Y6, Y8, Y8
+	VPXOR   Y6, Y6, Y6
+	GATHER2(DX, 32)
+	VPADDD  Y6, Y9, Y9
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  p8loop
+
+p8done:
+	VMOVDQU Y8, (BX)
+	VMOVDQU Y9, 32(BX)
 	VZEROUPPER
 	RET

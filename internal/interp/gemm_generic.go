@@ -14,3 +14,10 @@ func qbTile6(f *float32, a *int16, lda int, b *int32, pairs, blocks int, scales 
 }
 func peakFMA(n int)    { panic("interp: no vector tiles") }
 func peakMulAdd(n int) { panic("interp: no vector tiles") }
+func packF32x16(panel *float32, rows *float32, ld int, n int) { panic("interp: no vector tiles") }
+func packInt4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, pairs int) {
+	panic("interp: no vector tiles")
+}
+func packInt8x16(panel *int32, sums *int32, raw *int8, idx *int32, ld int, pairs int) {
+	panic("interp: no vector tiles")
+}

@@ -4,35 +4,47 @@ import "github.com/qpipe/qpipe/internal/quant"
 
 // The vector forms of matmulF32 and hybridFC (tiles in gemm_amd64.s).
 // They compute every output element with the scalar kernels' operations in
-// the scalar order, vectorised across output columns: a worker packs its
-// block of 16 weight rows transposed into a panel (panel[k·16+j] = W[lo+j][k],
-// zero columns past the last row) and runs a 6×16 tile over each group of
-// 6 activation rows. Rows past M are zeros in a padded copy of the last
-// group; their results are dropped.
+// the scalar order, vectorised across output columns. A worker takes a
+// block of 16 weight rows (output columns) and, chunk by chunk of k, packs
+// it transposed into a panel that stays in the L1 cache (panel[k·16+j] =
+// W[lo+j][k], zero columns past the last row), then runs a 6×16 tile over
+// each group of 6 activation rows; the tile's sums live in a per-worker
+// [rows][16] buffer between chunks (float32 or int32, exactly what the
+// scalar accumulator holds), so chunking changes no bit. A last group of
+// fewer than 6 rows reads a zero-padded copy; its extra rows are dropped.
 
 const tileM, tileN = 6, nBlock
 
-// padRows returns the rows [g, g+tileM) of a (M rows of ld), copied into
-// pad with zero rows after the last when fewer than tileM remain.
-func padRows[E float32 | int16](a []E, M, ld, g int, pad []E) []E {
-	if g+tileM <= M {
-		return a[g*ld : (g+tileM)*ld]
+// chunkK is how many k (f32) or k pairs (int) a panel chunk holds: 16 KiB.
+const chunkK = 256
+
+// groups returns the row groups of a (M rows of ld): the start of each
+// group of tileM rows, the last one a zero-padded copy when M is not a
+// multiple of tileM.
+func groups[E float32 | int16](a []E, M, ld int) [][]E {
+	gs := make([][]E, 0, (M+tileM-1)/tileM)
+	for g := 0; g < M; g += tileM {
+		if g+tileM <= M {
+			gs = append(gs, a[g*ld:(g+tileM)*ld])
+			continue
+		}
+		pad := make([]E, tileM*ld)
+		copy(pad, a[g*ld:M*ld])
+		gs = append(gs, pad)
 	}
-	clear(pad)
-	copy(pad, a[g*ld:M*ld])
-	return pad
+	return gs
 }
 
 // matmulF32Vec is matmulF32 with the f32 tile (K > 0, M > 0).
 func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff int) {
-	type scratch struct{ rows, panel, tile, pad []float32 }
+	gs := groups(a, M, K)
+	type scratch struct{ rows, panel, acc []float32 }
 	scr := make([]scratch, max(threads, 1))
 	parallel(threads, N, nBlock, func(worker, lo, hi int) {
 		s := &scr[worker]
 		if s.panel == nil {
-			s.panel = make([]float32, K*tileN)
-			s.tile = make([]float32, tileM*tileN)
-			s.pad = make([]float32, tileM*K)
+			s.panel = make([]float32, chunkK*tileN)
+			s.acc = make([]float32, len(gs)*tileM*tileN)
 		}
 		var rows []float32
 		if w.kind == wFloat32 {
@@ -45,29 +57,55 @@ func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff in
 			w.decode(rows, wOff+lo*K)
 		}
 		W := hi - lo
-		packF32(s.panel, rows, K, W)
-		for g := 0; g < M; g += tileM {
-			clear(s.tile)
-			ag := padRows(a, M, K, g, s.pad)
-			f32Tile6(&s.tile[0], &ag[0], K, &s.panel[0], K)
-			for m := g; m < min(g+tileM, M); m++ {
-				copy(out[m*N+lo:m*N+hi], s.tile[(m-g)*tileN:(m-g)*tileN+W])
+		clear(s.acc)
+		for k0 := 0; k0 < K; k0 += chunkK {
+			k1 := min(k0+chunkK, K)
+			packF32(s.panel, rows, K, k0, k1, W)
+			for i, ag := range gs {
+				f32Tile6(&s.acc[i*tileM*tileN], &ag[k0], K, &s.panel[0], k1-k0)
 			}
+		}
+		for m := 0; m < M; m++ {
+			copy(out[m*N+lo:m*N+hi], s.acc[m*tileN:m*tileN+W])
 		}
 	})
 }
 
-// packF32 writes the transposed panel of W rows of K.
-func packF32(panel, rows []float32, K, W int) {
-	panel = panel[:K*tileN]
+// packF32 writes the transposed panel of k in [k0, k1) of W rows of K.
+func packF32(panel, rows []float32, K, k0, k1, W int) {
+	n := k1 - k0
+	panel = panel[:n*tileN]
 	if W < tileN {
 		clear(panel)
-	}
-	for j := 0; j < W; j++ {
-		r := rows[j*K : (j+1)*K]
-		for k, v := range r {
-			panel[k*tileN+j] = v
+		for j := 0; j < W; j++ {
+			for k, v := range rows[j*K+k0 : j*K+k1] {
+				panel[k*tileN+j] = v
+			}
 		}
+		return
+	}
+	if useSIMD && n >= 8 {
+		n8 := n &^ 7
+		packF32x16(&panel[0], &rows[k0], K, n8)
+		if n8 == n {
+			return
+		}
+		panel = panel[n8*tileN:]
+		k0 += n8
+		n -= n8
+	}
+	var r [tileN][]float32
+	for j := range r {
+		r[j] = rows[j*K+k0 : j*K+k1 : j*K+k1]
+	}
+	r0, r1, r2, r3, r4, r5, r6, r7 := r[0], r[1][:n], r[2][:n], r[3][:n], r[4][:n], r[5][:n], r[6][:n], r[7][:n]
+	r8, r9, r10, r11, r12, r13, r14, r15 := r[8][:n], r[9][:n], r[10][:n], r[11][:n], r[12][:n], r[13][:n], r[14][:n], r[15][:n]
+	for k := range r0 {
+		p := panel[k*tileN : k*tileN+tileN : k*tileN+tileN]
+		p[0], p[1], p[2], p[3] = r0[k], r1[k], r2[k], r3[k]
+		p[4], p[5], p[6], p[7] = r4[k], r5[k], r6[k], r7[k]
+		p[8], p[9], p[10], p[11] = r8[k], r9[k], r10[k], r11[k]
+		p[12], p[13], p[14], p[15] = r12[k], r13[k], r14[k], r15[k]
 	}
 }
 
@@ -90,157 +128,215 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 			dst[k] = int16(v)
 		}
 	}
-	B, nb, sumLen := w.block, 1, K // sumLen: the span of each weight sum
+	gs := groups(a16, M, L)
+	// A chunk is whole blocks of pairs; sums cover a block (or the row).
+	B, nb, sumLen, chunk := w.block, 1, K, chunkK
 	if B > 0 {
 		nb, sumLen = K/B, B
+		chunk = max(1, chunkK/(B/2)) * (B / 2)
 	}
 	type scratch struct {
 		rows   []int8
 		panel  []int32
 		sums   []int32
-		tile   []int32
-		ftile  []float32
+		acc    []int32
+		facc   []float32
 		scales []float32
-		pad    []int16
 	}
 	scr := make([]scratch, max(threads, 1))
 	parallel(threads, N, nBlock, func(worker, lo, hi int) {
 		s := &scr[worker]
 		if s.panel == nil {
-			s.panel = make([]int32, P*tileN)
+			if B > 0 {
+				s.panel = make([]int32, P*tileN)
+			} else {
+				s.panel = make([]int32, chunk*tileN)
+			}
 			s.sums = make([]int32, nb*tileN)
-			s.pad = make([]int16, tileM*L)
-			s.tile = make([]int32, tileM*tileN)
-			s.ftile = make([]float32, tileM*tileN)
 			if B > 0 {
 				s.scales = make([]float32, nb*tileN)
+				s.facc = make([]float32, len(gs)*tileM*tileN)
+			} else {
+				s.acc = make([]int32, len(gs)*tileM*tileN)
 			}
 		}
 		W := hi - lo
-		if w.kind == wInt4 && K%2 == 0 {
-			packInt4(s.panel, s.sums, w.raw[lo*K/2:hi*K/2], K, W, sumLen)
-		} else {
-			var rows []int8
-			if w.kind == wInt8 {
-				rows = quant.BytesInt8(w.raw[lo*K : hi*K])
-			} else {
-				if s.rows == nil {
-					s.rows = make([]int8, nBlock*K)
-				}
-				rows = s.rows[:W*K]
-				w.ints(rows, lo*K)
+		var rows []int8
+		var raw4 []byte // int4 rows of even K: pairs are bytes
+		switch {
+		case w.kind == wInt4 && K%2 == 0:
+			raw4 = w.raw[lo*K/2 : hi*K/2]
+		case w.kind == wInt8:
+			rows = quant.BytesInt8(w.raw[lo*K : hi*K])
+		default:
+			if s.rows == nil {
+				s.rows = make([]int8, nBlock*K)
 			}
-			packInt8(s.panel, s.sums, rows, K, W, sumLen)
+			rows = s.rows[:W*K]
+			w.ints(rows, lo*K)
+		}
+		pack := func(p0, p1 int) {
+			if raw4 != nil {
+				packInt4(s.panel, s.sums, raw4, K, p0, p1, W, sumLen)
+			} else {
+				packInt8(s.panel, s.sums, rows, K, p0, p1, W, sumLen)
+			}
 		}
 		if B == 0 {
-			for g := 0; g < M; g += tileM {
-				ag := padRows(a16, M, L, g, s.pad)
-				i16Tile6(&s.tile[0], &ag[0], L, &s.panel[0], P)
-				for m := g; m < min(g+tileM, M); m++ {
-					acc := s.tile[(m-g)*tileN : (m-g)*tileN+W]
-					o := out[m*N+lo : m*N+hi][:len(acc)]
-					sc, zp := rq[m].scale, rq[m].zp
-					for j, v := range acc {
-						ch, _ := w.channel((lo + j) * K)
-						y := float32(float32(float32(v-zp*s.sums[j])*sc) * ch)
-						if bias != nil {
-							y += bias[lo+j]
-						}
-						o[j] = y
-					}
+			clear(s.acc)
+			for p0 := 0; p0 < P; p0 += chunk {
+				p1 := min(p0+chunk, P)
+				pack(p0, p1)
+				for i, ag := range gs {
+					i16Tile6(&s.acc[i*tileM*tileN], &ag[2*p0], L, &s.panel[0], p1-p0)
 				}
 			}
-			return
-		}
-		// Blockwise: the bf16 block scales [block][column] and ksum, then
-		// the float sums start at ksum·zp_a and take each block in turn.
-		var ksum [tileN]float32
-		for b := 0; b < nb; b++ {
-			sc := s.scales[b*tileN : (b+1)*tileN]
-			for j := 0; j < W; j++ {
-				bs := w.blockScaleBF16(((lo+j)*K + b*B) / B)
-				sc[j] = bs
-				ksum[j] -= float32(float32(s.sums[b*tileN+j]) * bs)
+			var chs [tileN]float32
+			for j := range W {
+				chs[j], _ = w.channel((lo + j) * K)
 			}
-			clear(sc[W:])
-		}
-		for g := 0; g < M; g += tileM {
-			ag := padRows(a16, M, L, g, s.pad)
-			f := s.ftile[:tileM*tileN]
-			for r := 0; r < tileM; r++ {
-				fr := f[r*tileN : (r+1)*tileN]
-				if g+r >= M {
-					clear(fr)
-					continue
-				}
-				zp := float32(rq[g+r].zp)
-				for j := range fr {
-					fr[j] = ksum[j] * zp
-				}
-			}
-			qbTile6(&f[0], &ag[0], L, &s.panel[0], B/2, nb, &s.scales[0])
-			for m := g; m < min(g+tileM, M); m++ {
-				fr := f[(m-g)*tileN : (m-g)*tileN+W]
-				o := out[m*N+lo : m*N+hi][:len(fr)]
-				sc := rq[m].scale
-				for j, v := range fr {
-					y := float32(v * sc)
+			for m := 0; m < M; m++ {
+				acc := s.acc[m*tileN : m*tileN+W]
+				o := out[m*N+lo : m*N+hi][:len(acc)]
+				sc, zp := rq[m].scale, rq[m].zp
+				for j, v := range acc {
+					y := float32(float32(float32(v-zp*s.sums[j])*sc) * chs[j])
 					if bias != nil {
 						y += bias[lo+j]
 					}
 					o[j] = y
 				}
 			}
+			return
+		}
+		// Blockwise: the whole panel first (the float sums start at
+		// ksum·zp_a, ksum = −Σ_b float(Σ w)·scale_b in block order, which
+		// needs every block's weight sum), the bf16 block scales
+		// [block][column], then each chunk of whole blocks over every row
+		// group, blocks in order.
+		pack(0, P)
+		var ksum [tileN]float32
+		for b := 0; b < nb; b++ {
+			sc := s.scales[b*tileN : (b+1)*tileN]
+			for j := 0; j < W; j++ {
+				sc[j] = w.blockScaleBF16(((lo+j)*K + b*B) / B)
+				ksum[j] -= float32(float32(s.sums[b*tileN+j]) * sc[j])
+			}
+			clear(sc[W:])
+		}
+		for i := range gs {
+			for r := 0; r < tileM; r++ {
+				fr := s.facc[(i*tileM+r)*tileN : (i*tileM+r+1)*tileN]
+				m := i*tileM + r
+				if m >= M {
+					clear(fr)
+					continue
+				}
+				zp := float32(rq[m].zp)
+				for j := range fr {
+					fr[j] = ksum[j] * zp
+				}
+			}
+		}
+		for p0 := 0; p0 < P; p0 += chunk {
+			p1 := min(p0+chunk, P)
+			b0 := 2 * p0 / B
+			for i, ag := range gs {
+				qbTile6(&s.facc[i*tileM*tileN], &ag[2*p0], L, &s.panel[p0*tileN], B/2, (p1-p0)*2/B, &s.scales[b0*tileN])
+			}
+		}
+		for m := 0; m < M; m++ {
+			fr := s.facc[m*tileN : m*tileN+W]
+			o := out[m*N+lo : m*N+hi][:len(fr)]
+			sc := rq[m].scale
+			for j, v := range fr {
+				y := float32(v * sc)
+				if bias != nil {
+					y += bias[lo+j]
+				}
+				o[j] = y
+			}
 		}
 	})
 }
 
-// packInt8 writes the int16-pair panel of W int8 rows of K (panel[p·16+j]
-// = w[j][2p] | w[j][2p+1]<<16, a zero past K and past W) and the sums of
-// each block of B elements of each row in sums[b·16+j].
-func packInt8(panel, sums []int32, rows []int8, K, W, B int) {
-	P := (K + 1) / 2
-	panel = panel[:P*tileN]
+// packInt8 writes the int16-pair panel of pairs [p0, p1) of W int8 rows of
+// K (panel[(p−p0)·16+j] = w[j][2p] | w[j][2p+1]<<16, a zero past K and past
+// W) and adds the elements to sums[b·16+j], b the block of sumLen elements
+// (sums of a block are complete once its last pair is packed; the first
+// pair of a block resets them).
+func packInt8(panel, sums []int32, rows []int8, K, p0, p1, W, sumLen int) {
+	n := p1 - p0
+	panel = panel[:n*tileN]
 	if W < tileN {
 		clear(panel)
 	}
-	for j := 0; j < W; j++ {
-		r := rows[j*K : (j+1)*K]
-		for b0 := 0; b0 < K; b0 += B {
-			var s int32
-			blk := r[b0 : b0+B]
-			for i := 0; i+1 < len(blk); i += 2 {
-				x, y := blk[i], blk[i+1]
-				s += int32(x) + int32(y)
-				panel[(b0+i)/2*tileN+j] = int32(uint16(int16(x))) | int32(y)<<16
-			}
-			if len(blk)%2 == 1 {
-				x := blk[len(blk)-1]
-				s += int32(x)
-				panel[(b0+len(blk)-1)/2*tileN+j] = int32(uint16(int16(x)))
-			}
-			sums[b0/B*tileN+j] = s
+	bp := (sumLen + 1) / 2 // pairs per block (sumLen is even or K)
+	for q0 := p0; q0 < p1; {
+		b := q0 / bp
+		q1 := min((b+1)*bp, p1)
+		var s [tileN]int32
+		if q0 > b*bp { // the block began in an earlier chunk
+			copy(s[:W], sums[b*tileN:b*tileN+W])
 		}
+		q := q0
+		if useSIMD && W == tileN {
+			v := (min(q1, K/2) - q0) &^ 1 // whole pairs, 2 at a time
+			if v > 0 {
+				idx := [8]int32{0, int32(K), int32(2 * K), int32(3 * K), int32(4 * K), int32(5 * K), int32(6 * K), int32(7 * K)}
+				packInt8x16(&panel[(q0-p0)*tileN], &s[0], &rows[2*q0], &idx[0], K, v)
+				q += v
+			}
+		}
+		for j := 0; j < W; j++ {
+			r := rows[j*K : (j+1)*K]
+			for p := q; p < q1; p++ {
+				x := r[2*p]
+				var y int8
+				if 2*p+1 < K {
+					y = r[2*p+1]
+				}
+				s[j] += int32(x) + int32(y)
+				panel[(p-p0)*tileN+j] = int32(uint16(int16(x))) | int32(y)<<16
+			}
+		}
+		copy(sums[b*tileN:b*tileN+W], s[:W])
+		q0 = q1
 	}
 }
 
 // packInt4 is packInt8 for packed int4 rows (K even: each byte is a pair).
-func packInt4(panel, sums []int32, raw []byte, K, W, B int) {
+func packInt4(panel, sums []int32, raw []byte, K, p0, p1, W, sumLen int) {
 	P := K / 2
-	panel = panel[:P*tileN]
+	n := p1 - p0
+	panel = panel[:n*tileN]
 	if W < tileN {
 		clear(panel)
 	}
-	for j := 0; j < W; j++ {
-		r := raw[j*P : (j+1)*P]
-		for b0 := 0; b0 < P; b0 += B / 2 {
-			var s int32
-			for p, v := range r[b0 : b0+B/2] {
-				x, y := int8(v<<4)>>4, int8(v)>>4
-				s += int32(x) + int32(y)
-				panel[(b0+p)*tileN+j] = int32(uint16(int16(x))) | int32(y)<<16
-			}
-			sums[b0*2/B*tileN+j] = s
+	bp := sumLen / 2 // pairs per block
+	for q0 := p0; q0 < p1; {
+		b := q0 / bp
+		q1 := min((b+1)*bp, p1)
+		var s [tileN]int32
+		if q0 > b*bp { // the block began in an earlier chunk
+			copy(s[:W], sums[b*tileN:b*tileN+W])
 		}
+		if useSIMD && W == tileN && (q1-q0)%4 == 0 {
+			idx := [8]int32{0, int32(P), int32(2 * P), int32(3 * P), int32(4 * P), int32(5 * P), int32(6 * P), int32(7 * P)}
+			packInt4x16(&panel[(q0-p0)*tileN], &s[0], &raw[q0], &idx[0], P, q1-q0)
+			copy(sums[b*tileN:b*tileN+W], s[:W])
+			q0 = q1
+			continue
+		}
+		for j := 0; j < W; j++ {
+			r := raw[j*P+q0 : j*P+q1]
+			for p, v := range r {
+				x, y := int8(v<<4)>>4, int8(v)>>4
+				s[j] += int32(x) + int32(y)
+				panel[(q0-p0+p)*tileN+j] = int32(uint16(int16(x))) | int32(y)<<16
+			}
+		}
+		copy(sums[b*tileN:b*tileN+W], s[:W])
+		q0 = q1
 	}
 }
