@@ -12,8 +12,8 @@ func i16Tile6(c *int32, a *int16, lda int, b *int32, pairs int)   { panic("inter
 func qbTile6(f *float32, a *int16, lda int, b *int32, pairs, blocks int, scales *float32) {
 	panic("interp: no vector tiles")
 }
-func peakFMA(n int)    { panic("interp: no vector tiles") }
-func peakMulAdd(n int) { panic("interp: no vector tiles") }
+func peakFMA(n int)                                           { panic("interp: no vector tiles") }
+func peakMulAdd(n int)                                        { panic("interp: no vector tiles") }
 func packF32x16(panel *float32, rows *float32, ld int, n int) { panic("interp: no vector tiles") }
 func packInt4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, pairs int) {
 	panic("interp: no vector tiles")
