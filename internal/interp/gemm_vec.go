@@ -215,14 +215,16 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		// [block][column], then each chunk of whole blocks over every row
 		// group, blocks in order.
 		pack(0, P)
+		clear(s.scales)
+		for j := 0; j < W; j++ {
+			w.blockScalesBF16(s.scales[j:], tileN, (lo+j)*nb, nb)
+		}
 		var ksum [tileN]float32
 		for b := 0; b < nb; b++ {
 			sc := s.scales[b*tileN : (b+1)*tileN]
 			for j := 0; j < W; j++ {
-				sc[j] = w.blockScaleBF16(((lo+j)*K + b*B) / B)
 				ksum[j] -= float32(float32(s.sums[b*tileN+j]) * sc[j])
 			}
-			clear(sc[W:])
 		}
 		for i := range gs {
 			for r := 0; r < tileM; r++ {
