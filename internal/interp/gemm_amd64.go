@@ -60,3 +60,17 @@ func packInt4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, pairs
 //
 //go:noescape
 func packInt8x16(panel *int32, sums *int32, raw *int8, idx *int32, ld int, pairs int)
+
+// q4Tile6 is qbTile6 for blocks of 32 k with unsigned activations a (q+128,
+// lda bytes a row), an int8-quad panel b (packQ4x16) and corr[blk·16+j] =
+// 128·Σw of the block, subtracted from each block's sum.
+//
+//go:noescape
+func q4Tile6(f *float32, a *uint8, lda int, b *int32, blocks int, scales *float32, corr *int32)
+
+// packQ4x16 writes the int8-quad panel of blocks blocks of 32 k of 16
+// packed int4 rows at raw (row j at raw+j·ld, idx = the offsets of rows
+// 0..7) and stores each block's weight sums in sums[b·16+j].
+//
+//go:noescape
+func packQ4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, blocks int)

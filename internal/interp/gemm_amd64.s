@@ -483,3 +483,180 @@ p8done:
 	VMOVDQU Y9, 32(BX)
 	VZEROUPPER
 	RET
+
+// Int4 weights with blocks of 32 (the common blockwise form) take a denser
+// path: the activations as unsigned bytes q+128, the weights as int8 quads
+// (4 consecutive k of a column in a dword), VPMADDUBSW (u8·s8, pairs
+// summed to int16) accumulated in int16 over the 32 k of a block: each
+// lane sums 16 products of magnitude ≤ 255·8, at most 32640, so nothing
+// saturates or wraps. A block's int32 sum is then Σ(q+128)·w, and
+// 128·Σw (corr) is subtracted: the exact Σ q·w, as every other path.
+
+DATA ones16<>+0(SB)/8, $0x0001000100010001
+DATA ones16<>+8(SB)/8, $0x0001000100010001
+DATA ones16<>+16(SB)/8, $0x0001000100010001
+DATA ones16<>+24(SB)/8, $0x0001000100010001
+GLOBL ones16<>(SB), RODATA|NOPTR, $32
+
+DATA ones8<>+0(SB)/8, $0x0101010101010101
+DATA ones8<>+8(SB)/8, $0x0101010101010101
+DATA ones8<>+16(SB)/8, $0x0101010101010101
+DATA ones8<>+24(SB)/8, $0x0101010101010101
+GLOBL ones8<>(SB), RODATA|NOPTR, $32
+
+DATA nib8<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nib8<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nib8<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nib8<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nib8<>(SB), RODATA|NOPTR, $32
+
+DATA eight8<>+0(SB)/8, $0x0808080808080808
+DATA eight8<>+8(SB)/8, $0x0808080808080808
+DATA eight8<>+16(SB)/8, $0x0808080808080808
+DATA eight8<>+24(SB)/8, $0x0808080808080808
+GLOBL eight8<>(SB), RODATA|NOPTR, $32
+
+// U8ROW adds the quad products a[row][4q..4q+3]·w[n][4q..4q+3], as two
+// int16 pair sums per column, to one row's int16 accumulators.
+#define U8ROW(src, A0, A1) \
+	VPBROADCASTD src, Y14        \
+	VPMADDUBSW   Y12, Y14, Y15   \
+	VPADDW       Y15, A0, A0     \
+	VPMADDUBSW   Y13, Y14, Y15   \
+	VPADDW       Y15, A1, A1
+
+// Q4EPI turns a block's int16 accumulators into the int32 sums, removes
+// 128·Σw and adds float32(float32(sum)·scale) to the float tile.
+#define Q4EPI(A, off, soff) \
+	VPMADDWD  ones16<>(SB), A, A \
+	VPSUBD    soff(R12), A, A    \
+	VCVTDQ2PS A, A               \
+	VMULPS    soff(R10), A, A    \
+	VMOVUPS   off(DX), Y15       \
+	VADDPS    A, Y15, Y15        \
+	VMOVUPS   Y15, off(DX)
+
+// func q4Tile6(f *float32, a *uint8, lda int, b *int32, blocks int, scales *float32, corr *int32)
+//
+// qbTile6 for blocks of 32: a holds q+128 (lda bytes a row), b int8 quads
+// (8 panel rows of 16 dwords a block), corr 128·Σw per block and column.
+TEXT ·q4Tile6(SB), NOSPLIT, $0-56
+	MOVQ f+0(FP), DX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	MOVQ b+24(FP), DI
+	MOVQ blocks+32(FP), R11
+	MOVQ scales+40(FP), R10
+	MOVQ corr+48(FP), R12
+	LEAQ (SI)(R8*2), R9
+	ADDQ R8, R9
+	TESTQ R11, R11
+	JZ    q4done
+
+q4block:
+	ZEROTILE
+	MOVQ $8, CX
+
+q4loop:
+	VMOVDQU (DI), Y12
+	VMOVDQU 32(DI), Y13
+	U8ROW(ROW0, Y0, Y1)
+	U8ROW(ROW1, Y2, Y3)
+	U8ROW(ROW2, Y4, Y5)
+	U8ROW(ROW3, Y6, Y7)
+	U8ROW(ROW4, Y8, Y9)
+	U8ROW(ROW5, Y10, Y11)
+	ADDQ $4, SI
+	ADDQ $4, R9
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  q4loop
+	Q4EPI(Y0, 0, 0)
+	Q4EPI(Y1, 32, 32)
+	Q4EPI(Y2, 64, 0)
+	Q4EPI(Y3, 96, 32)
+	Q4EPI(Y4, 128, 0)
+	Q4EPI(Y5, 160, 32)
+	Q4EPI(Y6, 192, 0)
+	Q4EPI(Y7, 224, 32)
+	Q4EPI(Y8, 256, 0)
+	Q4EPI(Y9, 288, 32)
+	Q4EPI(Y10, 320, 0)
+	Q4EPI(Y11, 352, 32)
+	ADDQ $64, R10
+	ADDQ $64, R12
+	DECQ R11
+	JNZ  q4block
+
+q4done:
+	VZEROUPPER
+	RET
+
+// QUADS(base, off, S): 4 bytes (8 nibbles, 2 quads) of 8 int4 rows (row
+// offsets in Y14) at base, as two panel rows of sign-extended int8 quads
+// at DI+off and DI+off+64; their pair sums added to the int16 lanes of S.
+#define QUADS(base, off, S) \
+	VPCMPEQD    Y7, Y7, Y7            \
+	VPGATHERDD  Y7, (base)(Y14*1), Y3 \
+	VPAND       Y13, Y3, Y4           \
+	VPSRLW      $4, Y3, Y5            \
+	VPAND       Y13, Y5, Y5           \
+	VPUNPCKLBW  Y5, Y4, Y6            \
+	VPUNPCKHBW  Y5, Y4, Y7            \
+	VSHUFPS     $0x88, Y7, Y6, Y4     \
+	VSHUFPS     $0xDD, Y7, Y6, Y5     \
+	VPXOR       Y12, Y4, Y4           \
+	VPSUBB      Y12, Y4, Y4           \
+	VPXOR       Y12, Y5, Y5           \
+	VPSUBB      Y12, Y5, Y5           \
+	VMOVDQU     Y4, off(DI)           \
+	VMOVDQU     Y5, off+64(DI)        \
+	VPMADDUBSW  Y4, Y11, Y6           \
+	VPADDW      Y6, S, S              \
+	VPMADDUBSW  Y5, Y11, Y6           \
+	VPADDW      Y6, S, S
+
+// func packQ4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, blocks int)
+//
+// The int8-quad panel of blocks blocks of 32 k of 16 packed int4 rows (row
+// j at raw + j·ld bytes, idx = the offsets of rows 0..7), and each block's
+// weight sums in sums[b·16+j] (stored).
+TEXT ·packQ4x16(SB), NOSPLIT, $0-48
+	MOVQ panel+0(FP), DI
+	MOVQ sums+8(FP), BX
+	MOVQ raw+16(FP), SI
+	MOVQ idx+24(FP), AX
+	MOVQ ld+32(FP), R8
+	MOVQ blocks+40(FP), CX
+	VMOVDQU (AX), Y14
+	VMOVDQU nib8<>(SB), Y13
+	VMOVDQU eight8<>(SB), Y12
+	VMOVDQU ones8<>(SB), Y11
+	LEAQ  (SI)(R8*8), DX
+	TESTQ CX, CX
+	JZ    pq4done
+
+pq4block:
+	VPXOR Y8, Y8, Y8
+	VPXOR Y9, Y9, Y9
+	MOVQ  $4, R9
+
+pq4loop:
+	QUADS(SI, 0, Y8)
+	QUADS(DX, 32, Y9)
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $128, DI
+	DECQ R9
+	JNZ  pq4loop
+	VPMADDWD ones16<>(SB), Y8, Y8
+	VPMADDWD ones16<>(SB), Y9, Y9
+	VMOVDQU  Y8, (BX)
+	VMOVDQU  Y9, 32(BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ  pq4block
+
+pq4done:
+	VZEROUPPER
+	RET

@@ -21,3 +21,9 @@ func packInt4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, pairs
 func packInt8x16(panel *int32, sums *int32, raw *int8, idx *int32, ld int, pairs int) {
 	panic("interp: no vector tiles")
 }
+func q4Tile6(f *float32, a *uint8, lda int, b *int32, blocks int, scales *float32, corr *int32) {
+	panic("interp: no vector tiles")
+}
+func packQ4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, blocks int) {
+	panic("interp: no vector tiles")
+}

@@ -21,7 +21,7 @@ const chunkK = 256
 // groups returns the row groups of a (M rows of ld): the start of each
 // group of tileM rows, the last one a zero-padded copy when M is not a
 // multiple of tileM.
-func groups[E float32 | int16](a []E, M, ld int) [][]E {
+func groups[E float32 | int16 | uint8](a []E, M, ld int) [][]E {
 	gs := make([][]E, 0, (M+tileM-1)/tileM)
 	for g := 0; g < M; g += tileM {
 		if g+tileM <= M {
@@ -129,6 +129,17 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		}
 	}
 	gs := groups(a16, M, L)
+	// Int4 in blocks of 32 takes the u8·s8 tile (q4Tile6): activations as
+	// q+128 bytes.
+	q4 := w.kind == wInt4 && w.block == 32
+	var gu [][]uint8
+	if q4 {
+		au := make([]uint8, M*K)
+		for i, v := range qa[:M*K] {
+			au[i] = uint8(v) ^ 0x80
+		}
+		gu = groups(au, M, K)
+	}
 	// A chunk is whole blocks of pairs; sums cover a block (or the row).
 	B, nb, sumLen, chunk := w.block, 1, K, chunkK
 	if B > 0 {
@@ -139,6 +150,7 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		rows   []int8
 		panel  []int32
 		sums   []int32
+		corr   []int32
 		acc    []int32
 		facc   []float32
 		scales []float32
@@ -214,7 +226,11 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		// needs every block's weight sum), the bf16 block scales
 		// [block][column], then each chunk of whole blocks over every row
 		// group, blocks in order.
-		pack(0, P)
+		if q4 {
+			packQ4(s.panel, s.sums, raw4, K, W)
+		} else {
+			pack(0, P)
+		}
 		clear(s.scales)
 		for j := 0; j < W; j++ {
 			w.blockScalesBF16(s.scales[j:], tileN, (lo+j)*nb, nb)
@@ -240,7 +256,21 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 				}
 			}
 		}
-		for p0 := 0; p0 < P; p0 += chunk {
+		if q4 {
+			if s.corr == nil {
+				s.corr = make([]int32, nb*tileN)
+			}
+			for i, v := range s.sums {
+				s.corr[i] = 128 * v
+			}
+			for b0 := 0; b0 < nb; b0 += chunk / 16 {
+				b1 := min(b0+chunk/16, nb)
+				for i, ag := range gu {
+					q4Tile6(&s.facc[i*tileM*tileN], &ag[32*b0], K, &s.panel[8*b0*tileN], b1-b0, &s.scales[b0*tileN], &s.corr[b0*tileN])
+				}
+			}
+		}
+		for p0 := 0; p0 < P && !q4; p0 += chunk {
 			p1 := min(p0+chunk, P)
 			b0 := 2 * p0 / B
 			for i, ag := range gs {
@@ -340,5 +370,32 @@ func packInt4(panel, sums []int32, raw []byte, K, p0, p1, W, sumLen int) {
 		}
 		copy(sums[b*tileN:b*tileN+W], s[:W])
 		q0 = q1
+	}
+}
+
+// packQ4 writes the int8-quad panel of W packed int4 rows of K (a multiple
+// of 32) for q4Tile6 (panel[q·16+j] = the 4 elements 4q..4q+3 of row j as
+// bytes, zero past W) and the sums of each block of 32 in sums[b·16+j].
+func packQ4(panel, sums []int32, raw []byte, K, W int) {
+	P, nb := K/2, K/32
+	panel = panel[:K/4*tileN]
+	if useSIMD && W == tileN {
+		idx := [8]int32{0, int32(P), int32(2 * P), int32(3 * P), int32(4 * P), int32(5 * P), int32(6 * P), int32(7 * P)}
+		packQ4x16(&panel[0], &sums[0], &raw[0], &idx[0], P, nb)
+		return
+	}
+	clear(panel)
+	clear(sums)
+	for j := 0; j < W; j++ {
+		r := raw[j*P : (j+1)*P]
+		for q := 0; q < K/4; q++ {
+			var d uint32
+			for i, v := range r[2*q : 2*q+2] {
+				x, y := int8(v<<4)>>4, int8(v)>>4
+				sums[q/8*tileN+j] += int32(x) + int32(y)
+				d |= uint32(uint8(x))<<(16*i) | uint32(uint8(y))<<(16*i+8)
+			}
+			panel[q*tileN+j] = int32(d)
+		}
 	}
 }
