@@ -13,13 +13,6 @@ var useSIMD = quant.VectorKernels()
 // compare both forms even under QPIPE_SIMD=off).
 var hasSIMD, hasFMA = quant.CPU()
 
-// f32Tile6 adds Σ_k a[r·lda+k]·b[k·16+j] (k ascending, products rounded,
-// then added) to c[r·16+j] for 6 rows r and 16 columns j; c is the
-// accumulator at entry.
-//
-//go:noescape
-func f32Tile6(c *float32, a *float32, lda int, b *float32, k int)
-
 // i16Tile6 adds to c[r·16+j] the int32 Σ_p a[r·lda+2p]·b[p·16+j].lo +
 // a[r·lda+2p+1]·b[p·16+j].hi over pairs pairs, b's int32 holding two int16.
 //
@@ -42,11 +35,11 @@ func peakFMA(n int)
 //go:noescape
 func peakMulAdd(n int)
 
-// packF32x16 writes panel[k·16+j] = rows[j·ld+k] for 16 rows j and k < n
-// (n a multiple of 8).
+// packF32x8 writes panel[k·stride+j] = rows[j·ld+k] for 8 rows j and
+// k < n (n a multiple of 8).
 //
 //go:noescape
-func packF32x16(panel *float32, rows *float32, ld int, n int)
+func packF32x8(panel *float32, rows *float32, ld int, n int, stride int)
 
 // packInt4x16 writes the int16-pair panel of pairs pairs (a multiple of 4)
 // of 16 packed int4 rows at raw (row j at raw+j·ld, idx = the offsets of
@@ -74,3 +67,10 @@ func q4Tile6(f *float32, a *uint8, lda int, b *int32, blocks int, scales *float3
 //
 //go:noescape
 func packQ4x16(panel *int32, sums *int32, raw *byte, idx *int32, ld int, blocks int)
+
+// f32Tile3x32 adds Σ_k a[r·lda+k]·b[k·32+j] (k ascending, products
+// rounded, then added) to c[r·32+j] for 3 rows r and 32 columns j; c is
+// the accumulator at entry.
+//
+//go:noescape
+func f32Tile3x32(c *float32, a *float32, lda int, b *float32, k int)

@@ -2,17 +2,18 @@
 
 #include "textflag.h"
 
-// AVX2 GEMM tiles (gemm_amd64.go): 6 rows of activations × 16 output
-// columns, the columns of a transposed weight panel (panel row k holds the
-// 16 columns' k-th elements). Every output element keeps one accumulator
-// and is summed k ascending, as the scalar Go kernels do: the float32 tile
-// multiplies (VMULPS, rounding the product) and then adds (VADDPS), never a
-// fused multiply-add, so the bytes are the scalar code's.
+// AVX2 GEMM tiles (gemm_amd64.go): a few rows of activations × the
+// columns of a transposed weight panel (panel row k holds the columns'
+// k-th elements): 3×32 for float32, 6×16 for the integer tiles. Every
+// output element keeps one accumulator and is summed k ascending, as the
+// scalar Go kernels do: the float32 tile multiplies (VMULPS, rounding the
+// product) and then adds (VADDPS), never a fused multiply-add, so the
+// bytes are the scalar code's.
 //
-// Registers: Y0..Y11 the 12 accumulators (row r in Y(2r), Y(2r+1)),
-// Y12/Y13 the panel's 16 columns at k, Y14 the broadcast activation, Y15
-// the product. SI points at row 0's element k, R9 at row 3's, R8 is the
-// row stride in bytes.
+// Integer tiles' registers: Y0..Y11 the 12 accumulators (row r in Y(2r),
+// Y(2r+1)), Y12/Y13 the panel's 16 columns at k, Y14 the broadcast
+// activation, Y15 the product. SI points at row 0's element k, R9 at row
+// 3's, R8 is the row stride in bytes.
 
 #define ROW0 (SI)
 #define ROW1 (SI)(R8*1)
@@ -20,16 +21,6 @@
 #define ROW3 (R9)
 #define ROW4 (R9)(R8*1)
 #define ROW5 (R9)(R8*2)
-
-// F32ROW adds a[row][k]·panel[k] to one row's two accumulators: the
-// product first (a is the first operand, as in the scalar x·y), then the
-// sum (the accumulator first, as in s += p).
-#define F32ROW(src, A0, A1) \
-	VBROADCASTSS src, Y14  \
-	VMULPS       Y12, Y14, Y15 \
-	VADDPS       Y15, A0, A0   \
-	VMULPS       Y13, Y14, Y15 \
-	VADDPS       Y15, A1, A1
 
 // I16ROW adds the pair (a[row][2p], a[row][2p+1])·(w[n][2p], w[n][2p+1])
 // to one row's two int32 accumulators (exact).
@@ -81,40 +72,6 @@
 	VPXOR Y9, Y9, Y9    \
 	VPXOR Y10, Y10, Y10 \
 	VPXOR Y11, Y11, Y11
-
-// func f32Tile6(c *float32, a *float32, lda int, b *float32, k int)
-TEXT ·f32Tile6(SB), NOSPLIT, $0-40
-	MOVQ c+0(FP), DX
-	MOVQ a+8(FP), SI
-	MOVQ lda+16(FP), R8
-	SHLQ $2, R8
-	MOVQ b+24(FP), DI
-	MOVQ k+32(FP), CX
-	LEAQ (SI)(R8*2), R9
-	ADDQ R8, R9
-	LOADTILE(DX)
-	TESTQ CX, CX
-	JZ    f32done
-
-f32loop:
-	VMOVUPS (DI), Y12
-	VMOVUPS 32(DI), Y13
-	F32ROW(ROW0, Y0, Y1)
-	F32ROW(ROW1, Y2, Y3)
-	F32ROW(ROW2, Y4, Y5)
-	F32ROW(ROW3, Y6, Y7)
-	F32ROW(ROW4, Y8, Y9)
-	F32ROW(ROW5, Y10, Y11)
-	ADDQ $4, SI
-	ADDQ $4, R9
-	ADDQ $64, DI
-	DECQ CX
-	JNZ  f32loop
-
-f32done:
-	STORETILE(DX)
-	VZEROUPPER
-	RET
 
 // One pair of the int16 loop; SI, R9, DI advance, CX counts down.
 #define I16STEP \
@@ -308,59 +265,55 @@ madone:
 	VPERM2F128 $0x31, Y6, Y2, Y14 \
 	VPERM2F128 $0x31, Y7, Y3, Y15
 
-// PACK8(A, B, C, off): rows at A, A+R8, A+2·R8, B, A+4·R8, B+2·R8, C,
-// C+R8 (B = A+3·R8, C = A+6·R8), 8 floats each, transposed into the
-// panel's 8 rows at DI (stride 64 bytes), columns at byte offset off.
-#define PACK8(A, B, C, off) \
-	VMOVUPS (A), Y0         \
-	VMOVUPS (A)(R8*1), Y1   \
-	VMOVUPS (A)(R8*2), Y2   \
-	VMOVUPS (B), Y3         \
-	VMOVUPS (A)(R8*4), Y4   \
-	VMOVUPS (B)(R8*2), Y5   \
-	VMOVUPS (C), Y6         \
-	VMOVUPS (C)(R8*1), Y7   \
-	TRANSPOSE8              \
-	VMOVUPS Y8, off(DI)     \
-	VMOVUPS Y9, off+64(DI)  \
-	VMOVUPS Y10, off+128(DI) \
-	VMOVUPS Y11, off+192(DI) \
-	VMOVUPS Y12, off+256(DI) \
-	VMOVUPS Y13, off+320(DI) \
-	VMOVUPS Y14, off+384(DI) \
-	VMOVUPS Y15, off+448(DI)
-
-// func packF32x16(panel *float32, rows *float32, ld int, n int)
+// func packF32x8(panel *float32, rows *float32, ld int, n int, stride int)
 //
-// panel[k·16+j] = rows[j·ld+k] for j < 16, k < n (n a multiple of 8).
-TEXT ·packF32x16(SB), NOSPLIT, $0-32
+// panel[k·stride+j] = rows[j·ld+k] for 8 rows j and k < n (n a multiple of
+// 8; ld and stride in elements): 8×8 blocks transposed in registers.
+TEXT ·packF32x8(SB), NOSPLIT, $0-40
 	MOVQ panel+0(FP), DI
 	MOVQ rows+8(FP), SI
 	MOVQ ld+16(FP), R8
 	SHLQ $2, R8
 	MOVQ n+24(FP), CX
+	MOVQ stride+32(FP), R9
+	SHLQ $2, R9
 	SHRQ $3, CX
 	JZ   pfdone
 	LEAQ (SI)(R8*2), R10
 	ADDQ R8, R10         // row 3
 	LEAQ (R10)(R8*2), R11
 	ADDQ R8, R11         // row 6
-	LEAQ (SI)(R8*8), DX  // row 8
-	LEAQ (DX)(R8*2), R12
-	ADDQ R8, R12         // row 11
-	LEAQ (R12)(R8*2), R13
-	ADDQ R8, R13         // row 14
+	LEAQ (DI)(R9*2), BX
+	ADDQ R9, BX          // panel row 3
+	LEAQ (BX)(R9*2), DX
+	ADDQ R9, DX          // panel row 6
+	MOVQ R9, R12
+	SHLQ $3, R12         // 8 panel rows
 
 pfloop:
-	PACK8(SI, R10, R11, 0)
-	PACK8(DX, R12, R13, 32)
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R8*1), Y1
+	VMOVUPS (SI)(R8*2), Y2
+	VMOVUPS (R10), Y3
+	VMOVUPS (SI)(R8*4), Y4
+	VMOVUPS (R10)(R8*2), Y5
+	VMOVUPS (R11), Y6
+	VMOVUPS (R11)(R8*1), Y7
+	TRANSPOSE8
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, (DI)(R9*1)
+	VMOVUPS Y10, (DI)(R9*2)
+	VMOVUPS Y11, (BX)
+	VMOVUPS Y12, (DI)(R9*4)
+	VMOVUPS Y13, (BX)(R9*2)
+	VMOVUPS Y14, (DX)
+	VMOVUPS Y15, (DX)(R9*1)
 	ADDQ $32, SI
 	ADDQ $32, R10
 	ADDQ $32, R11
-	ADDQ $32, DX
-	ADDQ $32, R12
-	ADDQ $32, R13
-	ADDQ $512, DI
+	ADDQ R12, DI
+	ADDQ R12, BX
+	ADDQ R12, DX
 	DECQ CX
 	JNZ  pfloop
 
@@ -658,5 +611,54 @@ pq4loop:
 	JNZ  pq4block
 
 pq4done:
+	VZEROUPPER
+	RET
+
+// F32ROW32 adds a[row][k]·panel[k] to one row's four accumulators (32
+// columns), the panel read as the multiply's memory operand (the product
+// is still a·w: the broadcast is the first source).
+#define F32ROW32(src, A0, A1, A2, A3) \
+	VBROADCASTSS src, Y14          \
+	VMULPS       0(DI), Y14, Y15   \
+	VADDPS       Y15, A0, A0       \
+	VMULPS       32(DI), Y14, Y15  \
+	VADDPS       Y15, A1, A1       \
+	VMULPS       64(DI), Y14, Y15  \
+	VADDPS       Y15, A2, A2       \
+	VMULPS       96(DI), Y14, Y15  \
+	VADDPS       Y15, A3, A3
+
+// func f32Tile3x32(c *float32, a *float32, lda int, b *float32, k int)
+//
+// c[r·32+j] += Σ_k a[r·lda+k]·b[k·32+j] for 3 rows and 32 columns (k
+// ascending, products rounded, then added; c is the accumulator at
+// entry). One broadcast feeds 4 multiplies: the broadcasts, not the
+// arithmetic, bound a 6×16 tile (2 multiplies each; measured: with them
+// taken out it ran at the mul+add peak, with them at ~2/3 of it).
+TEXT ·f32Tile3x32(SB), NOSPLIT, $0-40
+	MOVQ c+0(FP), DX
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), R8
+	SHLQ $2, R8
+	MOVQ b+24(FP), DI
+	MOVQ k+32(FP), CX
+	LOADTILE(DX)
+	TESTQ CX, CX
+	JZ    t32done
+	LEAQ (AX)(CX*4), AX
+	LEAQ (AX)(R8*1), BX
+	LEAQ (BX)(R8*1), R10
+	NEGQ CX
+
+t32loop:
+	F32ROW32((AX)(CX*4), Y0, Y1, Y2, Y3)
+	F32ROW32((BX)(CX*4), Y4, Y5, Y6, Y7)
+	F32ROW32((R10)(CX*4), Y8, Y9, Y10, Y11)
+	ADDQ $128, DI
+	INCQ CX
+	JNZ  t32loop
+
+t32done:
+	STORETILE(DX)
 	VZEROUPPER
 	RET

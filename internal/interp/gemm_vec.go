@@ -5,53 +5,62 @@ import "github.com/qpipe/qpipe/internal/quant"
 // The vector forms of matmulF32 and hybridFC (tiles in gemm_amd64.s).
 // They compute every output element with the scalar kernels' operations in
 // the scalar order, vectorised across output columns. A worker takes a
-// block of 16 weight rows (output columns) and, chunk by chunk of k, packs
-// it transposed into a panel that stays in the L1 cache (panel[k·16+j] =
-// W[lo+j][k], zero columns past the last row), then runs a 6×16 tile over
-// each group of 6 activation rows; the tile's sums live in a per-worker
-// [rows][16] buffer between chunks (float32 or int32, exactly what the
-// scalar accumulator holds), so chunking changes no bit. A last group of
-// fewer than 6 rows reads a zero-padded copy; its extra rows are dropped.
+// block of weight rows (output columns: 32 for float32, 16 for the integer
+// tiles) and, chunk by chunk of k, packs it transposed into a panel that
+// stays in the L1 cache (panel[k·width+j] = W[lo+j][k], zero columns past
+// the last row), then runs its tile (3×32 float32, 6×16 integer) over each
+// group of activation rows; the tile's sums live in a per-worker [rows]
+// [width] buffer between chunks (float32 or int32, exactly what the scalar
+// accumulator holds), so chunking changes no bit. A last group of fewer
+// rows reads a zero-padded copy; its extra rows are dropped. How the work
+// is split does not change any element, so the blocks need not be the
+// scalar kernels' (nBlock).
 
-const tileM, tileN = 6, nBlock
+// The integer tiles: 6 rows × 16 columns.
+const tileM, tileN = 6, 16
 
-// chunkK is how many k (f32) or k pairs (int) a panel chunk holds: 16 KiB.
+// chunkK is how many k (f32) or k pairs (int) a panel chunk holds.
 const chunkK = 256
 
 // groups returns the row groups of a (M rows of ld): the start of each
-// group of tileM rows, the last one a zero-padded copy when M is not a
-// multiple of tileM.
-func groups[E float32 | int16 | uint8](a []E, M, ld int) [][]E {
-	gs := make([][]E, 0, (M+tileM-1)/tileM)
-	for g := 0; g < M; g += tileM {
-		if g+tileM <= M {
-			gs = append(gs, a[g*ld:(g+tileM)*ld])
+// group of rows rows, the last one a zero-padded copy when M is not a
+// multiple of rows.
+func groups[E float32 | int16 | uint8](a []E, M, ld, rows int) [][]E {
+	gs := make([][]E, 0, (M+rows-1)/rows)
+	for g := 0; g < M; g += rows {
+		if g+rows <= M {
+			gs = append(gs, a[g*ld:(g+rows)*ld])
 			continue
 		}
-		pad := make([]E, tileM*ld)
+		pad := make([]E, rows*ld)
 		copy(pad, a[g*ld:M*ld])
 		gs = append(gs, pad)
 	}
 	return gs
 }
 
+// The float32 tile is 3 rows × 32 columns: one broadcast of an activation
+// feeds 4 multiplies (the broadcasts, not the arithmetic, bound a 6×16
+// tile: without them it ran at the machine's mul+add peak).
+const f32M, f32N = 3, 32
+
 // matmulF32Vec is matmulF32 with the f32 tile (K > 0, M > 0).
 func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff int) {
-	gs := groups(a, M, K)
+	gs := groups(a, M, K, f32M)
 	type scratch struct{ rows, panel, acc []float32 }
 	scr := make([]scratch, max(threads, 1))
-	parallel(threads, N, nBlock, func(worker, lo, hi int) {
+	parallel(threads, N, f32N, func(worker, lo, hi int) {
 		s := &scr[worker]
 		if s.panel == nil {
-			s.panel = make([]float32, chunkK*tileN)
-			s.acc = make([]float32, len(gs)*tileM*tileN)
+			s.panel = make([]float32, chunkK*f32N)
+			s.acc = make([]float32, len(gs)*f32M*f32N)
 		}
 		var rows []float32
 		if w.kind == wFloat32 {
 			rows = w.f32[wOff+lo*K : wOff+hi*K]
 		} else {
 			if s.rows == nil {
-				s.rows = make([]float32, nBlock*K)
+				s.rows = make([]float32, f32N*K)
 			}
 			rows = s.rows[:(hi-lo)*K]
 			w.decode(rows, wOff+lo*K)
@@ -62,50 +71,39 @@ func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff in
 			k1 := min(k0+chunkK, K)
 			packF32(s.panel, rows, K, k0, k1, W)
 			for i, ag := range gs {
-				f32Tile6(&s.acc[i*tileM*tileN], &ag[k0], K, &s.panel[0], k1-k0)
+				f32Tile3x32(&s.acc[i*f32M*f32N], &ag[k0], K, &s.panel[0], k1-k0)
 			}
 		}
 		for m := 0; m < M; m++ {
-			copy(out[m*N+lo:m*N+hi], s.acc[m*tileN:m*tileN+W])
+			copy(out[m*N+lo:m*N+hi], s.acc[m*f32N:m*f32N+W])
 		}
 	})
 }
 
-// packF32 writes the transposed panel of k in [k0, k1) of W rows of K.
+// packF32 writes the transposed panel (rows of f32N) of k in [k0, k1) of W
+// rows of K: whole groups of 8 rows and 8 k by packF32x8, the rest here;
+// zero columns past W.
 func packF32(panel, rows []float32, K, k0, k1, W int) {
 	n := k1 - k0
-	panel = panel[:n*tileN]
-	if W < tileN {
+	panel = panel[:n*f32N]
+	if W < f32N {
 		clear(panel)
-		for j := 0; j < W; j++ {
-			for k, v := range rows[j*K+k0 : j*K+k1] {
-				panel[k*tileN+j] = v
-			}
+	}
+	j0, n8 := 0, 0
+	if useSIMD {
+		j0, n8 = W&^7, n&^7
+		for j := 0; j < j0 && n8 > 0; j += 8 {
+			packF32x8(&panel[j], &rows[j*K+k0], K, n8, f32N)
 		}
-		return
 	}
-	if useSIMD && n >= 8 {
-		n8 := n &^ 7
-		packF32x16(&panel[0], &rows[k0], K, n8)
-		if n8 == n {
-			return
+	for j := 0; j < W; j++ {
+		kFrom := 0
+		if j < j0 {
+			kFrom = n8
 		}
-		panel = panel[n8*tileN:]
-		k0 += n8
-		n -= n8
-	}
-	var r [tileN][]float32
-	for j := range r {
-		r[j] = rows[j*K+k0 : j*K+k1 : j*K+k1]
-	}
-	r0, r1, r2, r3, r4, r5, r6, r7 := r[0], r[1][:n], r[2][:n], r[3][:n], r[4][:n], r[5][:n], r[6][:n], r[7][:n]
-	r8, r9, r10, r11, r12, r13, r14, r15 := r[8][:n], r[9][:n], r[10][:n], r[11][:n], r[12][:n], r[13][:n], r[14][:n], r[15][:n]
-	for k := range r0 {
-		p := panel[k*tileN : k*tileN+tileN : k*tileN+tileN]
-		p[0], p[1], p[2], p[3] = r0[k], r1[k], r2[k], r3[k]
-		p[4], p[5], p[6], p[7] = r4[k], r5[k], r6[k], r7[k]
-		p[8], p[9], p[10], p[11] = r8[k], r9[k], r10[k], r11[k]
-		p[12], p[13], p[14], p[15] = r12[k], r13[k], r14[k], r15[k]
+		for k, v := range rows[j*K+k0+kFrom : j*K+k1] {
+			panel[(kFrom+k)*f32N+j] = v
+		}
 	}
 }
 
@@ -128,7 +126,7 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 			dst[k] = int16(v)
 		}
 	}
-	gs := groups(a16, M, L)
+	gs := groups(a16, M, L, tileM)
 	// Int4 in blocks of 32 takes the u8·s8 tile (q4Tile6): activations as
 	// q+128 bytes.
 	q4 := w.kind == wInt4 && w.block == 32
@@ -138,7 +136,7 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		for i, v := range qa[:M*K] {
 			au[i] = uint8(v) ^ 0x80
 		}
-		gu = groups(au, M, K)
+		gu = groups(au, M, K, tileM)
 	}
 	// A chunk is whole blocks of pairs; sums cover a block (or the row).
 	B, nb, sumLen, chunk := w.block, 1, K, chunkK
@@ -156,7 +154,7 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		scales []float32
 	}
 	scr := make([]scratch, max(threads, 1))
-	parallel(threads, N, nBlock, func(worker, lo, hi int) {
+	parallel(threads, N, tileN, func(worker, lo, hi int) {
 		s := &scr[worker]
 		if s.panel == nil {
 			if B > 0 {
@@ -182,7 +180,7 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 			rows = quant.BytesInt8(w.raw[lo*K : hi*K])
 		default:
 			if s.rows == nil {
-				s.rows = make([]int8, nBlock*K)
+				s.rows = make([]int8, tileN*K)
 			}
 			rows = s.rows[:W*K]
 			w.ints(rows, lo*K)
