@@ -445,29 +445,19 @@ p8done:
 // saturates or wraps. A block's int32 sum is then Σ(q+128)·w, and
 // 128·Σw (corr) is subtracted: the exact Σ q·w, as every other path.
 
-DATA ones16<>+0(SB)/8, $0x0001000100010001
-DATA ones16<>+8(SB)/8, $0x0001000100010001
-DATA ones16<>+16(SB)/8, $0x0001000100010001
-DATA ones16<>+24(SB)/8, $0x0001000100010001
-GLOBL ones16<>(SB), RODATA|NOPTR, $32
+// BYTES32(name, bits) defines name<> as 32 read-only bytes, the 8-byte
+// value bits four times.
+#define BYTES32(name, bits) \
+	DATA name<>+0(SB)/8, bits  \
+	DATA name<>+8(SB)/8, bits  \
+	DATA name<>+16(SB)/8, bits \
+	DATA name<>+24(SB)/8, bits \
+	GLOBL name<>(SB), RODATA|NOPTR, $32
 
-DATA ones8<>+0(SB)/8, $0x0101010101010101
-DATA ones8<>+8(SB)/8, $0x0101010101010101
-DATA ones8<>+16(SB)/8, $0x0101010101010101
-DATA ones8<>+24(SB)/8, $0x0101010101010101
-GLOBL ones8<>(SB), RODATA|NOPTR, $32
-
-DATA nib8<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA nib8<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA nib8<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA nib8<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL nib8<>(SB), RODATA|NOPTR, $32
-
-DATA eight8<>+0(SB)/8, $0x0808080808080808
-DATA eight8<>+8(SB)/8, $0x0808080808080808
-DATA eight8<>+16(SB)/8, $0x0808080808080808
-DATA eight8<>+24(SB)/8, $0x0808080808080808
-GLOBL eight8<>(SB), RODATA|NOPTR, $32
+BYTES32(ones16, $0x0001000100010001)
+BYTES32(ones8, $0x0101010101010101)
+BYTES32(nib8, $0x0f0f0f0f0f0f0f0f)
+BYTES32(eight8, $0x0808080808080808)
 
 // U8ROW adds the quad products a[row][4q..4q+3]·w[n][4q..4q+3], as two
 // int16 pair sums per column, to one row's int16 accumulators.

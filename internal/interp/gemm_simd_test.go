@@ -130,11 +130,16 @@ func randomInt8Weight(r *rand.Rand, N, K int) *weight {
 			w.raw[i] = 0x80
 		}
 	}
+	channelScales(r, w, N, K)
+	return w
+}
+
+// channelScales gives w one random scale per row (zero points 0).
+func channelScales(r *rand.Rand, w *weight, N, K int) {
 	w.scale, w.zp, w.axisStride, w.axisDim = make([]float32, N), make([]int32, N), K, N
 	for i := range w.scale {
 		w.scale[i] = float32(math.Ldexp(r.Float64()+0.5, -r.IntN(12)))
 	}
-	return w
 }
 
 func randomInt4Weight(r *rand.Rand, N, K, B int) *weight {
@@ -144,10 +149,7 @@ func randomInt4Weight(r *rand.Rand, N, K, B int) *weight {
 		w.raw[i] = byte(r.Uint32())
 	}
 	if B == 0 {
-		w.scale, w.zp, w.axisStride, w.axisDim = make([]float32, N), make([]int32, N), K, N
-		for i := range w.scale {
-			w.scale[i] = float32(math.Ldexp(r.Float64()+0.5, -r.IntN(12)))
-		}
+		channelScales(r, w, N, K)
 		return w
 	}
 	w.block = B

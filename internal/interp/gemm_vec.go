@@ -290,18 +290,15 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 	})
 }
 
-// packInt8 writes the int16-pair panel of pairs [p0, p1) of W int8 rows of
-// K (panel[(p−p0)·16+j] = w[j][2p] | w[j][2p+1]<<16, a zero past K and past
-// W) and adds the elements to sums[b·16+j], b the block of sumLen elements
-// (sums of a block are complete once its last pair is packed; the first
-// pair of a block resets them).
-func packInt8(panel, sums []int32, rows []int8, K, p0, p1, W, sumLen int) {
-	n := p1 - p0
-	panel = panel[:n*tileN]
+// packPairs walks pairs [p0, p1) block by block (bp pairs a block): f
+// packs pairs [q0, q1) of one block and adds each row's elements to s,
+// which holds the block's sums so far (zero at the block's first pair) and
+// is stored back to sums[b·16+j]. The panel rows of the span are cleared
+// first when W < 16 (zero columns).
+func packPairs(panel, sums []int32, p0, p1, W, bp int, f func(q0, q1 int, s *[tileN]int32)) {
 	if W < tileN {
-		clear(panel)
+		clear(panel[:(p1-p0)*tileN])
 	}
-	bp := (sumLen + 1) / 2 // pairs per block (sumLen is even or K)
 	for q0 := p0; q0 < p1; {
 		b := q0 / bp
 		q1 := min((b+1)*bp, p1)
@@ -309,11 +306,26 @@ func packInt8(panel, sums []int32, rows []int8, K, p0, p1, W, sumLen int) {
 		if q0 > b*bp { // the block began in an earlier chunk
 			copy(s[:W], sums[b*tileN:b*tileN+W])
 		}
+		f(q0, q1, &s)
+		copy(sums[b*tileN:b*tileN+W], s[:W])
+		q0 = q1
+	}
+}
+
+// pair is the panel's int32 of two int16 elements.
+func pair(x, y int8) int32 { return int32(uint16(int16(x))) | int32(y)<<16 }
+
+// packInt8 writes the int16-pair panel of pairs [p0, p1) of W int8 rows of
+// K (panel[(p−p0)·16+j] = w[j][2p] | w[j][2p+1]<<16, a zero past K and past
+// W) and the sums of each block of sumLen elements in sums[b·16+j]
+// (complete once the block's last pair is packed).
+func packInt8(panel, sums []int32, rows []int8, K, p0, p1, W, sumLen int) {
+	packPairs(panel, sums, p0, p1, W, (sumLen+1)/2, func(q0, q1 int, s *[tileN]int32) {
 		q := q0
 		if useSIMD && W == tileN {
 			v := (min(q1, K/2) - q0) &^ 1 // whole pairs, 2 at a time
 			if v > 0 {
-				idx := [8]int32{0, int32(K), int32(2 * K), int32(3 * K), int32(4 * K), int32(5 * K), int32(6 * K), int32(7 * K)}
+				idx := rowOffsets(K)
 				packInt8x16(&panel[(q0-p0)*tileN], &s[0], &rows[2*q0], &idx[0], K, v)
 				q += v
 			}
@@ -327,48 +339,38 @@ func packInt8(panel, sums []int32, rows []int8, K, p0, p1, W, sumLen int) {
 					y = r[2*p+1]
 				}
 				s[j] += int32(x) + int32(y)
-				panel[(p-p0)*tileN+j] = int32(uint16(int16(x))) | int32(y)<<16
+				panel[(p-p0)*tileN+j] = pair(x, y)
 			}
 		}
-		copy(sums[b*tileN:b*tileN+W], s[:W])
-		q0 = q1
-	}
+	})
 }
 
 // packInt4 is packInt8 for packed int4 rows (K even: each byte is a pair).
 func packInt4(panel, sums []int32, raw []byte, K, p0, p1, W, sumLen int) {
 	P := K / 2
-	n := p1 - p0
-	panel = panel[:n*tileN]
-	if W < tileN {
-		clear(panel)
-	}
-	bp := sumLen / 2 // pairs per block
-	for q0 := p0; q0 < p1; {
-		b := q0 / bp
-		q1 := min((b+1)*bp, p1)
-		var s [tileN]int32
-		if q0 > b*bp { // the block began in an earlier chunk
-			copy(s[:W], sums[b*tileN:b*tileN+W])
-		}
+	packPairs(panel, sums, p0, p1, W, sumLen/2, func(q0, q1 int, s *[tileN]int32) {
 		if useSIMD && W == tileN && (q1-q0)%4 == 0 {
-			idx := [8]int32{0, int32(P), int32(2 * P), int32(3 * P), int32(4 * P), int32(5 * P), int32(6 * P), int32(7 * P)}
+			idx := rowOffsets(P)
 			packInt4x16(&panel[(q0-p0)*tileN], &s[0], &raw[q0], &idx[0], P, q1-q0)
-			copy(sums[b*tileN:b*tileN+W], s[:W])
-			q0 = q1
-			continue
+			return
 		}
 		for j := 0; j < W; j++ {
-			r := raw[j*P+q0 : j*P+q1]
-			for p, v := range r {
+			for p, v := range raw[j*P+q0 : j*P+q1] {
 				x, y := int8(v<<4)>>4, int8(v)>>4
 				s[j] += int32(x) + int32(y)
-				panel[(q0-p0+p)*tileN+j] = int32(uint16(int16(x))) | int32(y)<<16
+				panel[(q0-p0+p)*tileN+j] = pair(x, y)
 			}
 		}
-		copy(sums[b*tileN:b*tileN+W], s[:W])
-		q0 = q1
+	})
+}
+
+// rowOffsets are the offsets of 8 rows ld apart (the gathers' index).
+func rowOffsets(ld int) [8]int32 {
+	var o [8]int32
+	for i := range o {
+		o[i] = int32(i * ld)
 	}
+	return o
 }
 
 // packQ4 writes the int8-quad panel of W packed int4 rows of K (a multiple
@@ -378,7 +380,7 @@ func packQ4(panel, sums []int32, raw []byte, K, W int) {
 	P, nb := K/2, K/32
 	panel = panel[:K/4*tileN]
 	if useSIMD && W == tileN {
-		idx := [8]int32{0, int32(P), int32(2 * P), int32(3 * P), int32(4 * P), int32(5 * P), int32(6 * P), int32(7 * P)}
+		idx := rowOffsets(P)
 		packQ4x16(&panel[0], &sums[0], &raw[0], &idx[0], P, nb)
 		return
 	}
