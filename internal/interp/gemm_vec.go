@@ -1,6 +1,10 @@
 package interp
 
-import "github.com/qpipe/qpipe/internal/quant"
+import (
+	"sync"
+
+	"github.com/qpipe/qpipe/internal/quant"
+)
 
 // The vector forms of matmulF32 and hybridFC (tiles in gemm_amd64.s).
 // They compute every output element with the scalar kernels' operations in
@@ -21,6 +25,48 @@ const tileM, tileN = 6, 16
 
 // chunkK is how many k (f32) or k pairs (int) a panel chunk holds.
 const chunkK = 256
+
+// Scratch is kept between calls (a GEMM would otherwise allocate up to a
+// megabyte, and the collector run every few calls): per-worker panels and
+// sums, and a call's converted activations. grow hands out a slice of n
+// elements, not cleared: every user writes what it reads.
+type f32Scratch struct{ rows, panel, acc []float32 }
+
+type intScratch struct {
+	rows              []int8
+	panel, sums, corr []int32
+	acc               []int32
+	facc, scales      []float32
+}
+
+type callBuffers struct {
+	qa  []int8
+	a16 []int16
+	au  []uint8
+}
+
+var (
+	f32Pool  = sync.Pool{New: func() any { return new(f32Scratch) }}
+	intPool  = sync.Pool{New: func() any { return new(intScratch) }}
+	callPool = sync.Pool{New: func() any { return new(callBuffers) }}
+)
+
+func grow[T any](s *[]T, n int) []T {
+	if cap(*s) < n {
+		*s = make([]T, n)
+	}
+	*s = (*s)[:n]
+	return *s
+}
+
+// putScratch returns the workers' scratch to its pool.
+func putScratch[S any](p *sync.Pool, scr []*S) {
+	for _, s := range scr {
+		if s != nil {
+			p.Put(s)
+		}
+	}
+}
 
 // groups returns the row groups of a (M rows of ld): the start of each
 // group of rows rows, the last one a zero-padded copy when M is not a
@@ -47,22 +93,21 @@ const f32M, f32N = 3, 32
 // matmulF32Vec is matmulF32 with the f32 tile (K > 0, M > 0).
 func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff int) {
 	gs := groups(a, M, K, f32M)
-	type scratch struct{ rows, panel, acc []float32 }
-	scr := make([]scratch, max(threads, 1))
+	scr := make([]*f32Scratch, max(threads, 1))
+	defer putScratch(&f32Pool, scr)
 	parallel(threads, N, f32N, func(worker, lo, hi int) {
-		s := &scr[worker]
-		if s.panel == nil {
-			s.panel = make([]float32, chunkK*f32N)
-			s.acc = make([]float32, len(gs)*f32M*f32N)
+		s := scr[worker]
+		if s == nil {
+			s = f32Pool.Get().(*f32Scratch)
+			scr[worker] = s
+			s.panel = grow(&s.panel, chunkK*f32N)
+			s.acc = grow(&s.acc, len(gs)*f32M*f32N)
 		}
 		var rows []float32
 		if w.kind == wFloat32 {
 			rows = w.f32[wOff+lo*K : wOff+hi*K]
 		} else {
-			if s.rows == nil {
-				s.rows = make([]float32, f32N*K)
-			}
-			rows = s.rows[:(hi-lo)*K]
+			rows = grow(&s.rows, (hi-lo)*K)
 			w.decode(rows, wOff+lo*K)
 		}
 		W := hi - lo
@@ -119,11 +164,16 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 	// The activations as int16, K rounded up to pairs (a zero pads an odd K).
 	P := (K + 1) / 2
 	L := 2 * P
-	a16 := make([]int16, M*L)
+	cb := callPool.Get().(*callBuffers)
+	defer callPool.Put(cb)
+	a16 := grow(&cb.a16, M*L)
 	for m := 0; m < M; m++ {
-		dst := a16[m*L : m*L+K]
-		for k, v := range qa[m*K : (m+1)*K][:len(dst)] {
+		dst := a16[m*L : m*L+L]
+		for k, v := range qa[m*K : (m+1)*K][:K] {
 			dst[k] = int16(v)
+		}
+		if L > K {
+			dst[K] = 0
 		}
 	}
 	gs := groups(a16, M, L, tileM)
@@ -132,7 +182,7 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 	q4 := w.kind == wInt4 && w.block == 32
 	var gu [][]uint8
 	if q4 {
-		au := make([]uint8, M*K)
+		au := grow(&cb.au, M*K)
 		for i, v := range qa[:M*K] {
 			au[i] = uint8(v) ^ 0x80
 		}
@@ -144,30 +194,25 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		nb, sumLen = K/B, B
 		chunk = max(1, chunkK/(B/2)) * (B / 2)
 	}
-	type scratch struct {
-		rows   []int8
-		panel  []int32
-		sums   []int32
-		corr   []int32
-		acc    []int32
-		facc   []float32
-		scales []float32
-	}
-	scr := make([]scratch, max(threads, 1))
+	scr := make([]*intScratch, max(threads, 1))
+	defer putScratch(&intPool, scr)
 	parallel(threads, N, tileN, func(worker, lo, hi int) {
-		s := &scr[worker]
-		if s.panel == nil {
+		s := scr[worker]
+		if s == nil {
+			s = intPool.Get().(*intScratch)
+			scr[worker] = s
 			if B > 0 {
-				s.panel = make([]int32, P*tileN)
+				s.panel = grow(&s.panel, P*tileN)
 			} else {
-				s.panel = make([]int32, chunk*tileN)
+				s.panel = grow(&s.panel, chunk*tileN)
 			}
-			s.sums = make([]int32, nb*tileN)
+			s.sums = grow(&s.sums, nb*tileN)
 			if B > 0 {
-				s.scales = make([]float32, nb*tileN)
-				s.facc = make([]float32, len(gs)*tileM*tileN)
+				s.scales = grow(&s.scales, nb*tileN)
+				s.facc = grow(&s.facc, len(gs)*tileM*tileN)
+				s.corr = grow(&s.corr, nb*tileN)
 			} else {
-				s.acc = make([]int32, len(gs)*tileM*tileN)
+				s.acc = grow(&s.acc, len(gs)*tileM*tileN)
 			}
 		}
 		W := hi - lo
@@ -179,10 +224,7 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 		case w.kind == wInt8:
 			rows = quant.BytesInt8(w.raw[lo*K : hi*K])
 		default:
-			if s.rows == nil {
-				s.rows = make([]int8, tileN*K)
-			}
-			rows = s.rows[:W*K]
+			rows = grow(&s.rows, W*K)
 			w.ints(rows, lo*K)
 		}
 		pack := func(p0, p1 int) {
@@ -255,9 +297,6 @@ func hybridFCVec(threads int, out []float32, qa []int8, rq []rowQuant, M, K, N i
 			}
 		}
 		if q4 {
-			if s.corr == nil {
-				s.corr = make([]int32, nb*tileN)
-			}
 			for i, v := range s.sums {
 				s.corr[i] = 128 * v
 			}

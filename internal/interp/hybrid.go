@@ -61,7 +61,9 @@ func quantizeRowAsym(dst []int8, src []float32) rowQuant {
 // quantized per row, multiplied in int32, and scaled back as XNNPACK's
 // qd8-f32-qc8w / qc4w / qb4w GEMMs do. bias may be nil.
 func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []float32) {
-	qa := make([]int8, M*K)
+	cb := callPool.Get().(*callBuffers)
+	defer callPool.Put(cb)
+	qa := grow(&cb.qa, M*K)
 	rq := make([]rowQuant, M)
 	// Rows are quantized independently: split over the workers.
 	parallel(threads, M, max(1, elementGrain/max(K, 1)), func(_, lo, hi int) {
