@@ -344,11 +344,7 @@ func (st weightStats) of(j *bufferJob) *quant.ChannelStats {
 		return nil
 	}
 	for _, g := range j.tensors {
-		k := tensorKey{g.sg, g.tensor}
-		if g.dupOf >= 0 {
-			k.tensor = g.dupOf
-		}
-		if c := st[k]; c != nil && len(c.Mean) == j.shape[1] {
+		if c := st[g.original()]; c != nil && len(c.Mean) == j.shape[1] {
 			return c
 		}
 	}
