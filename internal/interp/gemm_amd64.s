@@ -31,6 +31,23 @@
 	VPMADDWD     Y13, Y14, Y15 \
 	VPADDD       Y15, A1, A1
 
+// PAIRSETUP loads packInt4x16's and packInt8x16's arguments: DI panel, BX
+// sums, SI row 0, DX row 8, R8 the row stride, CX pairs, Y14 the gather
+// offsets, Y15 0x0000ffff in each lane, Y8/Y9 the sums of rows 0..7/8..15.
+#define PAIRSETUP \
+	MOVQ     panel+0(FP), DI   \
+	MOVQ     sums+8(FP), BX    \
+	MOVQ     raw+16(FP), SI    \
+	MOVQ     idx+24(FP), AX    \
+	MOVQ     ld+32(FP), R8     \
+	MOVQ     pairs+40(FP), CX  \
+	VMOVDQU  (AX), Y14         \
+	VPCMPEQD Y15, Y15, Y15     \
+	VPSRLD   $16, Y15, Y15     \
+	LEAQ     (SI)(R8*8), DX    \
+	VMOVDQU  (BX), Y8          \
+	VMOVDQU  32(BX), Y9
+
 #define LOADTILE(R) \
 	VMOVUPS 0(R), Y0    \
 	VMOVUPS 32(R), Y1   \
@@ -364,18 +381,7 @@ pfdone:
 // nibbles of byte p of row j as int16), and sums[j] += Σ of the row's
 // 2·pairs nibbles. idx holds the 8 row offsets 0, ld, …, 7·ld.
 TEXT ·packInt4x16(SB), NOSPLIT, $0-48
-	MOVQ panel+0(FP), DI
-	MOVQ sums+8(FP), BX
-	MOVQ raw+16(FP), SI
-	MOVQ idx+24(FP), AX
-	MOVQ ld+32(FP), R8
-	MOVQ pairs+40(FP), CX
-	VMOVDQU (AX), Y14
-	VPCMPEQD Y15, Y15, Y15
-	VPSRLD   $16, Y15, Y15 // 0x0000ffff
-	LEAQ  (SI)(R8*8), DX   // row 8
-	VMOVDQU (BX), Y8       // sums of rows 0..7
-	VMOVDQU 32(BX), Y9     // rows 8..15
+	PAIRSETUP
 	SHRQ  $2, CX
 	JZ    p4done
 
@@ -403,18 +409,7 @@ p4done:
 // packInt4x16 for int8 rows: pairs a multiple of 2, both elements of each
 // pair inside the row.
 TEXT ·packInt8x16(SB), NOSPLIT, $0-48
-	MOVQ panel+0(FP), DI
-	MOVQ sums+8(FP), BX
-	MOVQ raw+16(FP), SI
-	MOVQ idx+24(FP), AX
-	MOVQ ld+32(FP), R8
-	MOVQ pairs+40(FP), CX
-	VMOVDQU (AX), Y14
-	VPCMPEQD Y15, Y15, Y15
-	VPSRLD   $16, Y15, Y15
-	LEAQ  (SI)(R8*8), DX
-	VMOVDQU (BX), Y8
-	VMOVDQU 32(BX), Y9
+	PAIRSETUP
 	SHRQ  $1, CX
 	JZ    p8done
 
