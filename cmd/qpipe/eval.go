@@ -46,7 +46,8 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	if set["seq"] && *seq < 1 {
 		return usagef("--seq %d: want at least 1", *seq)
 	}
-	opt := evaluate.Options{Samples: *samples, Seq: *seq, Seed: *seed}
+	log := newLogger(stderr)
+	opt := evaluate.Options{Samples: *samples, Seq: *seq, Seed: *seed, Log: &log}
 	if set["signature"] {
 		opt.Signatures = []string{*signature}
 	}

@@ -9,8 +9,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/modelinput"
+	"github.com/qpipe/qpipe/internal/progress"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
@@ -60,6 +63,10 @@ type Options struct {
 	// inputs a line does not name are generated.
 	Inputs     []*Sample
 	InputsFile string
+	// Log, when set, receives the progress of the runs (one count per
+	// sample per model; internal/progress): a line on a terminal, else
+	// periodic "progress" events.
+	Log *zerolog.Logger
 }
 
 // Report is the result of Compare or Smoke; its JSON form is what
@@ -212,6 +219,15 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 		r.Candidate = models[1].Path
 	}
 	vocabs := modelVocabs(models[0].File.Meta)
+	var prog *progress.Reporter
+	if opt.Log != nil {
+		sigs := len(opt.Signatures)
+		if sigs == 0 {
+			sigs = len(models[0].Interp.Signatures())
+		}
+		prog = progress.Start(*opt.Log, "eval", int64(samplesOf(opt)*sigs*len(models)), "runs")
+		defer prog.Done()
+	}
 	err := eachSignature(models[0], opt, func(sig interp.Signature, l *Layout) error {
 		for _, m := range models[1:] {
 			if err := matchSignature(m, sig); err != nil {
@@ -227,6 +243,7 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 				if outs[j], err = m.Interp.Run(ctx, sig.Key, inputs); err != nil {
 					return fmt.Errorf("%s: signature %q, sample %d: %w", m.Path, sig.Key, k, err)
 				}
+				prog.Add(1)
 			}
 			for i, o := range sig.Outputs {
 				vals := make([]*interp.Tensor, len(models))
