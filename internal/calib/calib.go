@@ -253,15 +253,20 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	}
 	out := Stats{}
 	for k, s := range sums {
-		st := &quant.ChannelStats{Mean: make([]float32, len(s.sum)), Var: make([]float32, len(s.sum))}
-		for j := range s.sum {
-			mean := s.sum[j] / float64(s.n)
-			st.Mean[j] = float32(mean)
-			st.Var[j] = float32(max(0, s.sq[j]/float64(s.n)-float64(mean*mean)))
-		}
-		out[k] = st
+		out[k] = s.stats()
 	}
 	return out, nil
+}
+
+// stats are the mean and variance of the columns summed.
+func (s *statSums) stats() *quant.ChannelStats {
+	st := &quant.ChannelStats{Mean: make([]float32, len(s.sum)), Var: make([]float32, len(s.sum))}
+	for j := range s.sum {
+		mean := s.sum[j] / float64(s.n)
+		st.Mean[j] = float32(mean)
+		st.Var[j] = float32(max(0, s.sq[j]/float64(s.n)-float64(mean*mean)))
+	}
+	return st
 }
 
 // seqFor is the sequence length to run sig at: seq where one of its token
