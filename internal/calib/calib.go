@@ -195,9 +195,20 @@ type statSums struct {
 	n       int
 }
 
+// batchSize bounds how many samples one pass holds the activations of.
+const batchSize = 32
+
 // Run runs m on the calibration inputs of cal and gathers the statistics
 // of every FULLY_CONNECTED weight's input, reporting its progress (one
 // count per sample) on log.
+//
+// The samples run in batches (interp.RunBatch), operator by operator, so
+// each weight is read once per batch, not once per sample, and what is
+// held is one batch's live activations. The pass stops before the last
+// FULLY_CONNECTED of the signature's subgraph runs, once its input is
+// seen (the logits layer of a decoder, a quarter of its work, computes
+// nothing the statistics need). A weight's sums add its inputs operator
+// by operator, samples in order.
 func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zerolog.Logger) (Stats, error) {
 	var samples []*evaluate.Sample
 	if cal.Inputs != "" {
@@ -216,7 +227,12 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		samples = samples[:min(len(samples), cal.Samples)]
 	}
 	sums := map[Key]*statSums{}
-	in, err := interp.New(m, interp.Options{Observe: func(ev interp.OpEvent) { observeFC(m, ev, sums) }})
+	top := -1 // the subgraph whose FULLY_CONNECTEDs the before hook sees
+	in, err := interp.New(m, interp.Options{Observe: func(ev interp.OpEvent) {
+		if ev.Subgraph != top {
+			observeFC(m, ev, sums)
+		}
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("calibration: %w (calibrated scales need a model the reference interpreter runs; use scales: search)", err)
 	}
@@ -231,24 +247,36 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		if err != nil {
 			return nil, fmt.Errorf("calibration: %w", err)
 		}
-		for k := range n {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+		top = sig.Subgraph
+		stop := lastNeeded(m, sig.Subgraph)
+		before := func(k int, ev interp.OpEvent) bool {
+			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
+				observeFC(m, ev, sums)
 			}
-			var inputs map[string]*interp.Tensor
-			if samples != nil {
-				// The file's lengths rule its token inputs (seq 0).
-				inputs, err = l.Bind(samples[k], cal.Inputs, evaluate.CalibrationSeed, k, 0)
-			} else {
-				inputs, err = l.Generate(evaluate.CalibrationSeed, k)
+			return ev.Operator != stop
+		}
+		for lo := 0; lo < n; lo += batchSize {
+			batch := make([]map[string]*interp.Tensor, 0, min(batchSize, n-lo))
+			for k := lo; k < min(n, lo+batchSize); k++ {
+				var inputs map[string]*interp.Tensor
+				if samples != nil {
+					// The file's lengths rule its token inputs (seq 0).
+					inputs, err = l.Bind(samples[k], cal.Inputs, evaluate.CalibrationSeed, k, 0)
+				} else {
+					inputs, err = l.Generate(evaluate.CalibrationSeed, k)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("calibration: %w", err)
+				}
+				batch = append(batch, inputs)
 			}
-			if err != nil {
-				return nil, fmt.Errorf("calibration: %w", err)
+			if _, err := in.RunBatch(ctx, sig.Key, batch, before); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, fmt.Errorf("calibration, signature %q, samples %d-%d: %w", sig.Key, lo, lo+len(batch)-1, err)
 			}
-			if _, err := in.Run(ctx, sig.Key, inputs); err != nil {
-				return nil, fmt.Errorf("calibration, signature %q, sample %d: %w", sig.Key, k, err)
-			}
-			prog.Add(1)
+			prog.Add(int64(len(batch)))
 		}
 	}
 	out := Stats{}
@@ -256,6 +284,24 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		out[k] = s.stats()
 	}
 	return out, nil
+}
+
+// lastNeeded is the operator of subgraph sg before which a calibration
+// pass stops: its last FULLY_CONNECTED when no later operator runs
+// another subgraph (which may hold more), else -1 (the pass runs to the
+// end).
+func lastNeeded(m *tflite.Model, sg int) int {
+	ops := m.Meta.Subgraphs[sg].Operators
+	for i := len(ops) - 1; i >= 0; i-- {
+		switch m.OpCode(ops[i]) {
+		case fb.BuiltinOperatorFULLY_CONNECTED:
+			return i
+		case fb.BuiltinOperatorIF, fb.BuiltinOperatorWHILE, fb.BuiltinOperatorCALL_ONCE,
+			fb.BuiltinOperatorSTABLEHLO_WHILE, fb.BuiltinOperatorSTABLEHLO_CASE, fb.BuiltinOperatorSTABLEHLO_COMPOSITE:
+			return -1
+		}
+	}
+	return -1
 }
 
 // stats are the mean and variance of the columns summed.

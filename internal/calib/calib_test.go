@@ -14,7 +14,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/interp"
+	"github.com/qpipe/qpipe/internal/modelinput"
 	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 const models = "../../testdata/models"
@@ -223,5 +227,49 @@ func TestCalibrationCacheOff(t *testing.T) {
 	})
 	if len(files) != 0 {
 		t.Fatalf("QPIPE_CACHE_DIR=off left files: %v", files)
+	}
+}
+
+// TestPassStopsBeforeLogits: on a decoder the pass stops at its last
+// FULLY_CONNECTED (the logits layer, whose input is all it needs), and
+// the statistics are those of running every operator.
+func TestPassStopsBeforeLogits(t *testing.T) {
+	m := openModel(t, absModel(t, "tiny_decoder.tflite"))
+	ops := m.Meta.Subgraphs[0].Operators
+	stop := lastNeeded(m, 0)
+	if stop < 0 || m.OpCode(ops[stop]) != fb.BuiltinOperatorFULLY_CONNECTED {
+		t.Fatalf("stops at %d of %d operators", stop, len(ops))
+	}
+	cal := &config.Calibration{Samples: 3, Seq: 8}
+	got, err := Run(context.Background(), m, cal, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The whole model, sample by sample, every FULLY_CONNECTED observed.
+	sums := map[Key]*statSums{}
+	in, err := interp.New(m, interp.Options{Observe: func(ev interp.OpEvent) { observeFC(m, ev, sums) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := in.Signatures()[0]
+	l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range cal.Samples {
+		inputs, err := l.Generate(evaluate.CalibrationSeed, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Run(context.Background(), sig.Key, inputs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := Stats{}
+	for k, s := range sums {
+		want[k] = s.stats()
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("the batched, stopped pass gathers other statistics than whole runs sample by sample")
 	}
 }
