@@ -206,4 +206,3 @@ func expectedError(w, deq []float32, cols int, st *quant.ChannelStats) float64 {
 	}
 	return e
 }
-
