@@ -76,22 +76,31 @@ func (in *Interpreter) RunBatch(ctx context.Context, signature string, batch []m
 	}
 	outs := make([]map[string]*Tensor, len(frames))
 	for b, f := range frames {
-		outs[b] = make(map[string]*Tensor, len(sig.Outputs))
-		for _, io := range sig.Outputs {
-			v, err := f.value(io.Tensor)
-			if err != nil {
-				return nil, err
-			}
-			if v == nil {
-				return nil, fmt.Errorf("interp: %s: signature %q: output %q (tensor %d) was never computed", in.m.Name, sig.Key, io.Name, io.Tensor)
-			}
-			outs[b][io.Name] = v
+		var err error
+		if outs[b], err = in.outputs(sig, f); err != nil {
+			return nil, err
 		}
 	}
 	return outs, nil
 }
 
-// step runs one operator of a top-level frame as subgraph.run does.
+// outputs are the signature's outputs in a frame that ran.
+func (in *Interpreter) outputs(sig *Signature, f *frame) (map[string]*Tensor, error) {
+	out := make(map[string]*Tensor, len(sig.Outputs))
+	for _, io := range sig.Outputs {
+		v, err := f.value(io.Tensor)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			return nil, fmt.Errorf("interp: %s: signature %q: output %q (tensor %d) was never computed", in.m.Name, sig.Key, io.Name, io.Tensor)
+		}
+		out[io.Name] = v
+	}
+	return out, nil
+}
+
+// step runs one operator in frame c.f (subgraph.run's step).
 func (s *subgraph) step(c *opCtx) error {
 	p, f := c.p, c.f
 	if !p.folded {
@@ -113,8 +122,8 @@ func (s *subgraph) step(c *opCtx) error {
 	return nil
 }
 
-// inputEvent is the event of the operator about to run: its inputs as
-// observe gives them, no outputs.
+// inputEvent is the event of the operator about to run or just run: its
+// inputs (constant weights nil), no outputs.
 func inputEvent(c *opCtx) OpEvent {
 	ev := OpEvent{Subgraph: c.sg.index, Operator: c.p.index, Code: c.p.code}
 	for k, t := range c.p.op.Inputs {
