@@ -42,11 +42,17 @@ generate:
 # Quantize generated ~1 GB and ~4 GB float decoders with each main preset
 # and compare with a plain cp of the same file (tools/bench; models cached in
 # .cache/bench). Not part of CI.
-.PHONY: bench bench-7b
+.PHONY: bench bench-7b bench-measure
 bench:
 	$(GO) run ./tools/bench -sizes 1gb,4gb -runs 3
 
-# The 7B-parameter case (a 28 GB float model, more than this machine's RAM)
+# What the measuring commands cost on the same models: eval (8x64 tokens),
+# calibrated int4 scales and a budget at uniform int4 block 128's size
+# (tools/bench -measure). Not part of CI.
+bench-measure:
+	$(GO) run ./tools/bench -sizes 1gb,4gb -runs 1 -measure eval,calibrated,budget
+
+# The 7B-parameter case (a 26.8 GB float model, more than this machine's RAM)
 # with dynamic_int4_block32 and dynamic_int8. Needs about 64 GB of free disk (the model, the cp baseline and the outputs);
 # the tool checks and says so. Not part of CI.
 bench-7b:

@@ -32,7 +32,7 @@ type Budget struct {
 // int4 block size comes with min-max and with searched scales: at the
 // size of uniform dynamic_int4_block128 the searched ones lowered the
 // budget's KL on its samples by 19-30 % on three generated decoders, on
-// held-out samples on two of them (README, Budgets).
+// held-out samples on two of them (docs/METHODS.md §2.4).
 var DefaultBudgetCandidates = []string{"fp16", "dynamic_int8",
 	"dynamic_int4_block32", "dynamic_int4_block32+search", "dynamic_int4_block64", "dynamic_int4_block64+search",
 	"dynamic_int4_block128", "dynamic_int4_block128+search", "dynamic_int4_block256", "dynamic_int4_block256+search"}

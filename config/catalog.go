@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -45,14 +46,34 @@ type SchemeInfo struct {
 	Scheme      *Scheme
 }
 
+// MarshalJSON writes the scheme as `qpipe recipes --json` lists it: name,
+// description, then what the scheme does.
+func (s SchemeInfo) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		Weight      string `json:"weight,omitempty"`
+		Mode        string `json:"mode,omitempty"`
+		Granularity string `json:"granularity,omitempty"`
+		BlockSize   int    `json:"block_size,omitempty"`
+		Symmetric   bool   `json:"symmetric"`
+	}{Name: s.Name, Description: s.Description}
+	if c := s.Scheme; c != nil {
+		out.Weight, out.Mode, out.Granularity, out.BlockSize, out.Symmetric = c.Weight, c.Mode, c.Granularity, c.BlockSize, c.Symmetric
+	}
+	return json.Marshal(out)
+}
+
 // PresetInfo describes a recipe preset of recipes.yaml, for listings such as
 // `qpipe recipes`.
 type PresetInfo struct {
-	Name        string
-	Suffix      string   // the output-name suffix, {suffix} in serialize paths
-	Description string   // one paragraph
-	Summary     string   // the recipe's slots, e.g. "default: dynamic_int8"
-	Deprecated  []string // old upstream names accepted for this preset, in file order
+	Name        string `json:"name"`
+	Suffix      string `json:"suffix"`      // the output-name suffix, {suffix} in serialize paths
+	Description string `json:"description"` // one paragraph
+	Summary     string `json:"recipe"`      // the recipe's slots, e.g. "default: dynamic_int8"
+	// Deprecated are old upstream names accepted for this preset, in file
+	// order.
+	Deprecated []string `json:"deprecated_aliases,omitempty"`
 }
 
 // Preset returns a copy of the named recipe preset. Besides the names of

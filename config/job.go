@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/qpipe/qpipe/internal/evaluate"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -140,7 +141,8 @@ type VerifyStage struct {
 // float model's on the same inputs (internal/evaluate). The bounds left
 // out (nil) are not checked; at least one is set.
 type AccuracyGate struct {
-	// Samples is the number of generated input samples (default 8).
+	// Samples is the number of generated input samples (default
+	// evaluate.DefaultSamples, as qpipe eval).
 	Samples int
 	// Seq is the token sequence length; 0 = the model's own.
 	Seq int
@@ -154,10 +156,6 @@ type AccuracyGate struct {
 	MaxRelL2 *float64
 	P        Pos
 }
-
-// DefaultAccuracySamples is AccuracyGate.Samples when the job leaves it
-// out.
-const DefaultAccuracySamples = 8
 
 // SerializeStage writes each output model.
 type SerializeStage struct {
@@ -673,7 +671,7 @@ func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
 // accuracy decodes verify.accuracy.
 func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 	const field = "verify.accuracy"
-	g := &AccuracyGate{Samples: DefaultAccuracySamples, P: p}
+	g := &AccuracyGate{Samples: evaluate.DefaultSamples, P: p}
 	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2"}
 	before := len(d.errs)
 	if !d.mapping(n, field, keys, false, func(key string, k, v *yaml.Node) {

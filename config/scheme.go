@@ -100,6 +100,17 @@ const maxBlockSize = 1 << 20
 // is not the marker: it means "not set".
 func (s *Scheme) IsNone() bool { return s != nil && s.Name == SchemeNone }
 
+// SchemeLabel names a scheme as plans, budgets, metrics and reports show
+// it: the name, followed by "+" and the scale method when that is not
+// min-max ("dynamic_int4_block32+search"). Scheme.String, which a lock
+// records, keeps an explicit min-max too: it is what the job file set.
+func SchemeLabel(name, scales string) string {
+	if scales == "" || scales == ScalesMinMax {
+		return name
+	}
+	return name + "+" + scales
+}
+
 // String returns the canonical name, followed by "+" and the scale method
 // when one is set ("dynamic_int4_block32+search"); a nil Scheme (what
 // Resolve returns to keep a weight float) prints as "none".

@@ -105,7 +105,7 @@ func writeDecoder(t *testing.T, dir string, cfg gen.Config) string {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, cfg.Name+".tflite")
-	if err := tflite.WriteFile(path, gm, tflite.WriteOptions{}); err != nil {
+	if err := tflite.WriteFile(context.Background(), path, gm, tflite.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return path

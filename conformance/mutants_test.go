@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -252,7 +253,7 @@ func writeMutant(r *result, mu mutant) (string, error) {
 		return "", err
 	}
 	path := strings.TrimSuffix(r.quant, ".tflite") + "_" + mu.name + ".tflite"
-	return path, tflite.WriteFile(path, out, tflite.WriteOptions{})
+	return path, tflite.WriteFile(context.Background(), path, out, tflite.WriteOptions{})
 }
 
 func mutantNamed(t *testing.T, name string) mutant {

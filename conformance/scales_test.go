@@ -40,12 +40,10 @@ var scaleCases = []scaleCase{
 	{"aeq_conv_fc_mnist.tflite", "trained", []int{32}},
 }
 
-// Bounds, from measurement (go test -v -run TestScaleMethodsOnRuntime prints the table). On the
-// generated decoders the output error is 35-86% and moves by ±5% between
-// any two quantizations of similar weight error (an exhaustive search,
-// 0.1 dB better in weight SQNR, measured 2.4% where this one measured
-// -2.2%, and 4.0% where it measured 8.6%), so single cases are bounded
-// loosely and the mean cut tightly:
+// Bounds, from measurement (go test -v -run TestScaleMethodsOnRuntime
+// prints the table). On the generated decoders the output error is 35-86%
+// and moves by ±5% between quantizations of similar weight error, so
+// single cases are bounded loosely and the mean cut tightly:
 const (
 	// attnSearchCut: search's cut of min-max's rel L2 on the attention
 	// model, every block size (measured 8.8% and 12.9%).

@@ -17,11 +17,12 @@ import (
 
 // TestImage builds the image with `make image` (podman) and checks what is
 // in it: the static qpipe binary and the user files only, a non-root USER,
-// qpipe as the entrypoint. It is skipped where podman is not installed
-// (CI's machines; apt-get install podman to run it). Running the container
-// is tried too, but sandboxes often refuse it (setrlimit, cgroups): then
-// the image's binary is run directly on the host instead, and the refusal
-// is logged. `make image` rebuilds bin/qpipe (with the test's VERSION) on the way.
+// qpipe as the entrypoint. CI installs podman from Debian (.ci/run); the
+// test is skipped where podman is not installed. Building needs no network
+// (FROM scratch, the static binary). Running the container is tried too,
+// but sandboxes often refuse it (crun: setrlimit RLIMIT_NOFILE, cgroups):
+// then only that step is left out, the image's binary is run directly on
+// the host instead, and the refusal is logged. `make image` rebuilds bin/qpipe (with the test's VERSION) on the way.
 func TestImage(t *testing.T) {
 	podman, err := exec.LookPath("podman")
 	if err != nil {

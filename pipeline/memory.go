@@ -8,8 +8,8 @@ package pipeline
 // a part proportional to the weights (per-channel scales, the tables of the
 // output) and, for blockwise int4, the float16 block scales, written last
 // (one 2-byte scale per B float32 weights, i.e. bytes_in/(2B)). Measured
-// peaks (README, Performance): 23 MiB for a 1 GB model, 172 MiB (int8) and
-// 416 MiB (int4, block 32) for a 26.8 GB one; the estimate stays above them.
+// peaks (README, Performance): 22 MiB for a 1 GB model, 186 MiB (int8) and
+// 424 MiB (int4, block 32) for a 26.8 GB one; the estimate stays above them.
 // Branches (recipes) run one after the other, so a job needs its largest
 // branch. Page-cache pages of the mapped input are not counted: the kernel
 // reclaims them.

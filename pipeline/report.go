@@ -1,11 +1,24 @@
 package pipeline
 
+// Status is how a job ended: StatusOK, StatusFailed or StatusSkipped.
+type Status string
+
+const (
+	// StatusOK: the job ran (or, with --check, matched its lock).
+	StatusOK Status = "ok"
+	// StatusFailed: the job failed, or differs from its lock (--check).
+	StatusFailed Status = "failed"
+	// StatusSkipped: up to date with its lock, or not run after an
+	// earlier failure.
+	StatusSkipped Status = "skipped"
+)
+
 // JobReport is one job's entry in `qpipe run --json`. Its JSON form is
 // stable: fields are only ever added.
 type JobReport struct {
 	Name   string `json:"name"`
 	File   string `json:"file"`
-	Status string `json:"status"` // "ok", "failed" or "skipped"
+	Status Status `json:"status"`
 	// Reason says why a job was skipped: up to date with its lock file,
 	// or not run after an earlier failure.
 	Reason string `json:"reason,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -41,19 +42,19 @@ func sizeChart(inputBytes int64, o *pipeline.OutputReport) template.HTML {
 	}
 	var inSegs, outSegs []segment
 	for _, r := range roles {
-		inSegs = append(inSegs, segment{label: r, title: fmt.Sprintf("%s: %s float", r, binary(in[r])), color: pal[r], bytes: in[r]})
+		inSegs = append(inSegs, segment{label: r, title: fmt.Sprintf("%s: %s float", r, bytesize.Format(in[r])), color: pal[r], bytes: in[r]})
 		for _, s := range o.Sizes {
 			if s.Role == r {
 				outSegs = append(outSegs, segment{
 					label: shortScheme(s.Scheme), color: pal[r], bytes: s.BytesOut, faded: s.Scheme == pipeline.Unchanged,
-					title: fmt.Sprintf("%s, %s: %d tensor(s), %s → %s", r, s.Scheme, s.Tensors, binary(s.BytesIn), binary(s.BytesOut)),
+					title: fmt.Sprintf("%s, %s: %d tensor(s), %s → %s", r, s.Scheme, s.Tensors, bytesize.Format(s.BytesIn), bytesize.Format(s.BytesOut)),
 				})
 			}
 		}
 	}
 	other := func(total, weights int64) segment {
 		return segment{label: "other", color: "#c9ccd1", bytes: total - weights,
-			title: fmt.Sprintf("graph, signatures and constants no scheme reads: %s", binary(total-weights))}
+			title: fmt.Sprintf("graph, signatures and constants no scheme reads: %s", bytesize.Format(total-weights))}
 	}
 	inSegs = append(inSegs, other(inputBytes, inWeights))
 	outSegs = append(outSegs, other(o.Bytes, outWeights))
@@ -81,7 +82,7 @@ func sizeChart(inputBytes int64, o *pipeline.OutputReport) template.HTML {
 			}
 			x += w
 		}
-		s.text(x+8, y+barH/2+4, "start", "tot", binary(total))
+		s.text(x+8, y+barH/2+4, "start", "tot", bytesize.Format(total))
 	}
 	bar(top, "float input", inSegs, inputBytes)
 	bar(top+barH+gap, "output", outSegs, o.Bytes)
@@ -400,7 +401,7 @@ func tradeoffChart(pts []point, budgetBytes int64, maxKL float64) template.HTML 
 	if budgetBytes > 0 {
 		bx := x.at(float64(budgetBytes) / (1 << 20))
 		s.line(bx, y.px0, bx, y.px1, "budget", "")
-		s.text(bx+4, y.px0-6, "start", "leg", "budget "+binary(budgetBytes))
+		s.text(bx+4, y.px0-6, "start", "leg", "budget "+bytesize.Format(budgetBytes))
 	}
 	if maxKL > 0 {
 		by := y.at(maxKL)
@@ -417,7 +418,7 @@ func tradeoffChart(pts []point, budgetBytes int64, maxKL float64) template.HTML 
 		if p.chosen {
 			class, r = "pt chosen", 6.5
 		}
-		s.circle(px, py, r, class, "", fmt.Sprintf("%s: %s, KL %s", p.label, binary(p.bytes), sig(p.kl)))
+		s.circle(px, py, r, class, "", fmt.Sprintf("%s: %s, KL %s", p.label, bytesize.Format(p.bytes), sig(p.kl)))
 		placed = append(placed, box{px - r, py - r, px + r, py + r})
 	}
 	// Labels: the chosen point's first; a label with no free spot is left

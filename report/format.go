@@ -8,29 +8,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/qpipe/qpipe/internal/bytesize"
 )
 
 // exact writes a float as the shortest text that reads back as the same
 // value, as the JSON has it.
 func exact(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
-
-// binary formats a byte count for reading: 1.6 MiB.
-func binary(n int64) string {
-	const unit = 1024
-	if n < unit && n > -unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, exp := float64(n), 0
-	for math.Abs(v) >= unit && exp < 6 {
-		v /= unit
-		exp++
-	}
-	prec := 1
-	if math.Abs(v) >= 100 {
-		prec = 0
-	}
-	return strconv.FormatFloat(v, 'f', prec, 64) + " " + string("KMGTPE"[exp-1]) + "iB"
-}
 
 // fixed rounds for reading; the exact value goes in a title.
 func fixed(x float64, prec int) string { return strconv.FormatFloat(x, 'f', prec, 64) }
@@ -71,7 +55,7 @@ func num(shown string, x float64, unit string) template.HTML {
 // size shows a byte count in binary units with the exact count as the
 // tooltip.
 func size(n int64) template.HTML {
-	return template.HTML(`<span title="` + strconv.FormatInt(n, 10) + ` bytes">` + esc(binary(n)) + `</span>`)
+	return template.HTML(`<span title="` + strconv.FormatInt(n, 10) + ` bytes">` + esc(bytesize.Format(n)) + `</span>`)
 }
 
 // ratio is a / b, or 0.

@@ -3,12 +3,16 @@ package report
 import (
 	"bytes"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/qpipe/qpipe/internal/atomicfile"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -196,4 +200,30 @@ func uniqueRoles(rs []string) []string {
 	}
 	sortRoles(out)
 	return out
+}
+
+// File is the page's name in a report folder.
+const File = "report.html"
+
+// WriteFile renders a run report (RunJSON's bytes) into dir/report.html,
+// replacing it whole or not at all, and returns the page's path.
+func WriteFile(dir string, runJSON []byte) (string, error) {
+	var page bytes.Buffer
+	if err := HTML(&page, runJSON); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("cannot create the report folder: %w", err)
+	}
+	path := filepath.Join(dir, File)
+	return path, atomicfile.WriteFile(path, page.Bytes(), 0o644, false)
+}
+
+// RunJSON is the JSON `qpipe run --json` prints for these job reports.
+func RunJSON(reports []*pipeline.JobReport) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	err := enc.Encode(map[string]any{"jobs": reports})
+	return b.Bytes(), err
 }

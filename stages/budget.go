@@ -9,6 +9,7 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/budget"
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
@@ -92,10 +93,7 @@ func budgetScheme(c *config.Scheme, scales string) (*config.Scheme, *scheme, err
 // as qpipe plan writes a searched weight's scheme. Two candidates are the
 // same option iff their labels are equal.
 func optionLabel(c *config.Scheme) string {
-	if c.Scales == config.ScalesMinMax {
-		return c.Name
-	}
-	return c.String()
+	return config.SchemeLabel(c.Name, c.Scales)
 }
 
 // budgetUnits groups the weights by buffer and keeps, for each group, the
@@ -442,7 +440,7 @@ func (b *Budget) infeasible(units []*budgetUnit, tab *sensitivityTable) error {
 		best = math.Min(best, p.kl)
 	}
 	if b.Config.Size > 0 {
-		return fmt.Errorf("no mix of the candidates fits in %d bytes (%s): the smallest uniform one is %d bytes; raise the size or allow smaller schemes", b.Config.Size, binarySize(b.Config.Size), smallest)
+		return fmt.Errorf("no mix of the candidates fits in %d bytes (%s): the smallest uniform one is %d bytes; raise the size or allow smaller schemes", b.Config.Size, bytesize.Format(b.Config.Size), smallest)
 	}
 	return fmt.Errorf("no mix of the candidates keeps the KL divergence within %g: the most accurate measured %g; raise max_kl or allow larger schemes (fp16)", b.Config.MaxKL, best)
 }
@@ -549,7 +547,7 @@ func explain(plan *pipeline.Plan, units []*budgetUnit, tab *sensitivityTable, be
 func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate) string {
 	c := best.choice[i]
 	kl := best.kl[i]
-	cur := fmt.Sprintf("%s (%s; KL %.3g with it alone quantized so)", optionLabel(u.schemes[c]), binarySize(tab.bytes[i][c]), tab.kl[i][c])
+	cur := fmt.Sprintf("%s (%s; KL %.3g with it alone quantized so)", optionLabel(u.schemes[c]), bytesize.Format(tab.bytes[i][c]), tab.kl[i][c])
 	if strings.HasPrefix(best.method, "uniform") {
 		return cur + "; " + best.method + " measured better than the planned mixes"
 	}
@@ -563,10 +561,10 @@ func why(u *budgetUnit, i int, tab *sensitivityTable, best mixCandidate) string 
 		cur += fmt.Sprintf("; %s (same size) would change it by %+.3g KL", optionLabel(u.schemes[j]), kl[j]-kl[c])
 	}
 	if down >= 0 {
-		cur += fmt.Sprintf("; %s would save %s for %+.3g KL", optionLabel(u.schemes[down]), binarySize(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c])
+		cur += fmt.Sprintf("; %s would save %s for %+.3g KL", optionLabel(u.schemes[down]), bytesize.Format(tab.bytes[i][c]-tab.bytes[i][down]), kl[down]-kl[c])
 	}
 	if up >= 0 {
-		cur += fmt.Sprintf("; %s would cost %s for %+.3g KL", optionLabel(u.schemes[up]), binarySize(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c])
+		cur += fmt.Sprintf("; %s would cost %s for %+.3g KL", optionLabel(u.schemes[up]), bytesize.Format(tab.bytes[i][up]-tab.bytes[i][c]), kl[up]-kl[c])
 	}
 	if down >= 0 || up >= 0 || len(same) > 0 {
 		cur += " (" + basis + ")"
@@ -595,18 +593,6 @@ func neighbours(bytes []int64, kl []float64, c int, ok func(j int) bool) (down, 
 		}
 	}
 	return down, up, same
-}
-
-func binarySize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // schemeNames lists the distinct options of the units (optionLabel) in

@@ -203,7 +203,7 @@ func TestBudgetScalesEvidence(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := filepath.Join(dir, g.name+".tflite")
-		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
+		if err := tflite.WriteFile(context.Background(), p, m, tflite.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		models = append(models, p)

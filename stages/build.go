@@ -30,6 +30,11 @@ type Options struct {
 	// BudgetCache is the folder where budgets keep measured sensitivities
 	// between runs ("" = measure every time).
 	BudgetCache string
+	// OutputPath, when set, chooses where branch i writes the output whose
+	// destination is dest (the serialize path with {name} and {suffix}
+	// filled in): `qpipe run --locked` and `--check` build beside or away
+	// from the destinations. An error fails the build.
+	OutputPath func(i int, dest string) (string, error)
 }
 
 // Build turns a parsed job file into a runnable job: load and annotate
@@ -85,7 +90,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 		}
 		pj.Prefix = append(pj.Prefix, bs)
 	}
-	for _, r := range recipes {
+	for i, r := range recipes {
 		b := pipeline.Branch{Recipe: "none", Suffix: "f32"}
 		if r != nil {
 			b.Recipe, b.Suffix = r.Name, r.Suffix
@@ -107,7 +112,13 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 		if verify != nil {
 			b.Stages = append(b.Stages, &Verify{Accuracy: verify.Accuracy})
 		}
-		b.Stages = append(b.Stages, &Serialize{Path: serialize.Path, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
+		path := serialize.Path
+		if opt.OutputPath != nil {
+			if path, err = opt.OutputPath(i, ExpandPath(path, job.Name, b.Suffix)); err != nil {
+				return nil, err
+			}
+		}
+		b.Stages = append(b.Stages, &Serialize{Path: path, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
 		pj.Branches = append(pj.Branches, b)
 	}
 	if len(check.quantize) > 1 {

@@ -84,11 +84,8 @@ func (st weightStats) of(j *bufferJob) *quant.ChannelStats {
 		return nil
 	}
 	for _, g := range j.tensors {
-		k := calib.Key{Subgraph: g.sg, Tensor: g.tensor}
-		if g.dupOf >= 0 {
-			k.Tensor = g.dupOf
-		}
-		if c := st[k]; c != nil && len(c.Mean) == j.shape[1] {
+		o := g.original()
+		if c := st[calib.Key{Subgraph: o.sg, Tensor: o.tensor}]; c != nil && len(c.Mean) == j.shape[1] {
 			return c
 		}
 	}

@@ -45,7 +45,7 @@ func largeDecoder(t *testing.T) string {
 			return
 		}
 		largePath = filepath.Join(largeDir, "large_decoder.tflite")
-		largeErr = tflite.WriteFile(largePath, m, tflite.WriteOptions{})
+		largeErr = tflite.WriteFile(context.Background(), largePath, m, tflite.WriteOptions{})
 	})
 	if largeErr != nil {
 		t.Fatal(largeErr)

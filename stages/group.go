@@ -15,6 +15,16 @@ type tensorGroup struct {
 	dupOf      int // original tensor index when this is a duplicate, else -1
 }
 
+// original is the tensor whose weight the group holds: its own, or the
+// one it duplicates. Plans, metrics and calibration statistics are kept
+// under the original.
+func (g *tensorGroup) original() tensorKey {
+	if g.dupOf >= 0 {
+		return tensorKey{g.sg, g.dupOf}
+	}
+	return tensorKey{g.sg, g.tensor}
+}
+
 // groupTensors gives each set of agreeing readers of a tensor its own
 // tensor: the float readers (or, with none, the first group) keep the
 // original; every other group gets a copy (SEMANTICS.md §8).

@@ -1,7 +1,6 @@
 package stages
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -25,7 +24,6 @@ const chunkElems = 1 << 18
 
 // params are a buffer job's quantization parameters and running totals.
 type params struct {
-	ctx         context.Context
 	scales      []float32 // int8: one per channel
 	zeroPoints  []int64   // int8: one per channel
 	blockScales []uint16  // int4: float16 bits, [rows, cols/block]
@@ -227,11 +225,6 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		rowErrs = make([]quant.RowErrors, min(step, rows))
 	}
 	for r0 := 0; r0 < rows; r0 += step {
-		if j.ctx != nil {
-			if err := j.ctx.Err(); err != nil {
-				return err
-			}
-		}
 		r1 := min(rows, r0+step)
 		p, err := next()
 		if err != nil {

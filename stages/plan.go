@@ -12,18 +12,16 @@ import (
 // bytes_out counts each quantized buffer once (with its scales), plus the
 // float original when some reader still needs it.
 func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs []*bufferJob, fallbacks map[*weightUse]string) {
-	type orig struct{ sg, tensor int }
-	out := map[orig]int64{}
-	keepsFloat := map[orig]bool{}
-	schemes := map[orig][]string{}
-	blocks := map[orig]int{}
-	from := map[orig]string{}
-	searched := map[orig]*bufferJob{}
+	out := map[tensorKey]int64{}
+	keepsFloat := map[tensorKey]bool{}
+	schemes := map[tensorKey][]string{}
+	blocks := map[tensorKey]int{}
+	from := map[tensorKey]string{}
+	searched := map[tensorKey]*bufferJob{}
 	for _, j := range jobs {
 		for gi, g := range j.tensors {
-			o := orig{g.sg, g.tensor}
+			o := g.original()
 			if g.dupOf >= 0 {
-				o.tensor = g.dupOf
 				keepsFloat[o] = true
 				p.Notes = append(p.Notes, fmt.Sprintf("%s: its readers disagree: duplicated as %q for %s", tensorLabel(m.Meta.Subgraphs[g.sg].Tensors[g.dupOf], g.sg, g.dupOf), m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Name, g.req.sc.name))
 			}
@@ -45,7 +43,7 @@ func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs [
 		}
 	}
 	for _, w := range p.Weights {
-		o := orig{w.Subgraph, w.Tensor}
+		o := tensorKey{w.Subgraph, w.Tensor}
 		names := dedupe(schemes[o])
 		if len(names) == 0 {
 			continue

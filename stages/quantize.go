@@ -94,9 +94,6 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	if err := computeParams(ctx, m, jobs, !q.StrictReference); err != nil {
 		return err
 	}
-	for _, j := range jobs {
-		j.ctx = ctx
-	}
 	rewrite(m, groups, jobs, s.Metrics)
 	ms.jobs = jobs
 	updatePlan(s.Plan, m, groups, jobs, fallbacks)

@@ -39,12 +39,7 @@ func (s *scheme) searched() bool {
 
 // label names the scheme with its scale method when that is not min-max:
 // "dynamic_int4_block32+search".
-func (s *scheme) label() string {
-	if s.searched() {
-		return s.name + "+" + s.scales
-	}
-	return s.name
-}
+func (s *scheme) label() string { return config.SchemeLabel(s.name, s.scales) }
 
 func (s *scheme) dequantize() bool {
 	return s.kind == kindWOInt8 || s.kind == kindFP16 || s.kind == kindWOInt4

@@ -22,11 +22,6 @@ import (
 	"github.com/qpipe/qpipe/pipeline"
 )
 
-// defaultBudgetSamples is how many samples the sensitivity pass runs when
-// the job does not say: qpipe eval's default, so that with the same seed
-// and length a budget measures on the inputs eval checks it with.
-const defaultBudgetSamples = evaluate.DefaultSamples
-
 // measurer runs forks of the loaded model, each with some weights
 // quantized, through the interpreter and compares their logits with the
 // float model's on the same samples.
@@ -96,7 +91,7 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 	mm.seq = l.Seq
 	samples := cfg.Samples
 	if samples == 0 {
-		samples = defaultBudgetSamples
+		samples = evaluate.DefaultSamples // qpipe eval's: a budget measures on the inputs eval checks it with
 	}
 	for k := 0; k < samples; k++ {
 		inputs, err := l.Generate(cfg.Seed, k)

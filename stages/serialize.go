@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,7 +53,6 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 	if z.Progress != nil {
 		m = withProgress(m, z.Progress)
 	}
-	m = withContext(ctx, m)
 	wo := tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}
 	var accuracy *pipeline.Accuracy
 	if g := ms.gate; g != nil {
@@ -65,7 +63,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 			return err
 		}
 	}
-	if err := tflite.WriteFile(path, m, wo); err != nil {
+	if err := tflite.WriteFile(ctx, path, m, wo); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -90,10 +88,10 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 			return err
 		}
 	}
-	planned := map[[2]int]*pipeline.WeightPlan{}
+	planned := map[tensorKey]*pipeline.WeightPlan{}
 	if s.Plan != nil {
 		for _, w := range s.Plan.Weights {
-			planned[[2]int{w.Subgraph, w.Tensor}] = w
+			planned[tensorKey{w.Subgraph, w.Tensor}] = w
 		}
 	}
 	for _, j := range ms.jobs {
@@ -109,11 +107,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		}
 		for _, g := range j.tensors {
 			tm := j.metric(ms.m.Meta.Subgraphs[g.sg].Tensors[g.tensor].Name)
-			orig := g.tensor
-			if g.dupOf >= 0 {
-				orig = g.dupOf
-			}
-			if w := planned[[2]int{g.sg, orig}]; w != nil {
+			if w := planned[g.original()]; w != nil {
 				tm.Role, tm.Layer = w.Role, w.Layer
 				if w.Budget != nil {
 					for _, o := range w.Budget.Options {
@@ -205,15 +199,6 @@ func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model
 	return wrapContents(m, func(c tflite.Content) tflite.Content { return progressContent{c, p} })
 }
 
-// withContext returns a shallow copy of m whose buffer contents fail with
-// ctx.Err() at their next write once ctx is cancelled, so that Ctrl-C
-// stops the writing of float buffers (which, unlike quantized ones, do
-// not check the context themselves) and the writer removes its
-// temporary file.
-func withContext(ctx context.Context, m *tflite.Model) *tflite.Model {
-	return wrapContents(m, func(c tflite.Content) tflite.Content { return ctxContent{c, ctx} })
-}
-
 // wrapContents returns a shallow copy of m whose non-empty buffer contents
 // are wrapped by wrap. A tflite.Late content stays Late around its wrapper,
 // so that the writer still produces it after the others.
@@ -232,40 +217,4 @@ func wrapContents(m *tflite.Model, wrap func(tflite.Content) tflite.Content) *tf
 		}
 	}
 	return &c
-}
-
-type ctxContent struct {
-	tflite.Content
-	ctx context.Context
-}
-
-func (c ctxContent) WriteTo(w io.Writer) (int64, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.Content.WriteTo(ctxWriter{w, c.ctx})
-}
-
-// ctxWriter checks the context before every write; contents write in
-// chunks of at most 16 MiB (Section; the kernels write the output of 1 MiB
-// of input at a time), so a cancel takes effect within one chunk.
-type ctxWriter struct {
-	w   io.Writer
-	ctx context.Context
-}
-
-func (w ctxWriter) Write(p []byte) (int, error) {
-	if err := w.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return w.w.Write(p)
-}
-
-// ReadFrom checks the context, then passes on the in-kernel copy (at most
-// 16 MiB at a time, see tflite.Section.WriteTo).
-func (w ctxWriter) ReadFrom(r io.Reader) (int64, error) {
-	if err := w.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return tflite.ReadFrom(w.w, r)
 }

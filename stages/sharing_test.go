@@ -2,6 +2,7 @@ package stages
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -241,7 +242,7 @@ func writeFCAndBMM(t *testing.T, path string) []byte {
 		Buffers: []tflite.Buffer{{}, {Data: tflite.Bytes(w)}},
 		Name:    "fc_and_bmm",
 	}
-	if err := tflite.WriteFile(path, m, tflite.WriteOptions{}); err != nil {
+	if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return w

@@ -35,6 +35,7 @@ type weightUse struct {
 
 func (w *weightUse) key() tensorKey { return tensorKey{w.sg, w.tensor} }
 
+// tensorKey names a tensor of the model: subgraph and tensor index.
 type tensorKey struct{ sg, tensor int }
 
 // Fork implements pipeline.Forker.

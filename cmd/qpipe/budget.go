@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -70,22 +71,22 @@ func printBudget(w io.Writer, p *pipeline.Plan) {
 	if b == nil {
 		return
 	}
-	goal := fmt.Sprintf("size at most %s (%d bytes)", humanBytes(b.SizeBytes), b.SizeBytes)
+	goal := fmt.Sprintf("size at most %s (%d bytes)", bytesize.Format(b.SizeBytes), b.SizeBytes)
 	if b.MaxKL > 0 {
 		goal = fmt.Sprintf("mean KL divergence at most %g", b.MaxKL)
 	}
 	fmt.Fprintf(w, "\nbudget: %s\n", goal)
 	fmt.Fprintf(w, "  chosen: %s, %s (%d bytes), KL %.4g measured (%.4g predicted), found by %s\n",
-		p.Recipe, humanBytes(b.PredictedBytes), b.PredictedBytes, b.MeasuredKL, b.PredictedKL, b.Method)
+		p.Recipe, bytesize.Format(b.PredictedBytes), b.PredictedBytes, b.MeasuredKL, b.PredictedKL, b.Method)
 	fmt.Fprintf(w, "  measured on %s/%s, %d samples of %d tokens: %d models run (%d sensitivities from the cache, %d estimated from weight error) in %.1fs\n",
 		b.Signature, b.Output, b.Samples, b.Seq, b.Probes, b.Cached, b.Estimated, b.Seconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  MIX\tSIZE\tMEASURED KL")
 	for _, m := range b.Mixes {
-		fmt.Fprintf(tw, "  %s\t%s\t%.4g\n", m.Recipe, humanBytes(m.Bytes), m.KL)
+		fmt.Fprintf(tw, "  %s\t%s\t%.4g\n", m.Recipe, bytesize.Format(m.Bytes), m.KL)
 	}
 	for _, m := range b.Presets {
-		fmt.Fprintf(tw, "  preset %s\t%s\t%.4g\n", m.Recipe, humanBytes(m.Bytes), m.KL)
+		fmt.Fprintf(tw, "  preset %s\t%s\t%.4g\n", m.Recipe, bytesize.Format(m.Bytes), m.KL)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nwhy each weight got its scheme (KL with the weight alone quantized; a shared buffer is listed once):")

@@ -19,7 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
-	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/bytesize"
 )
 
 // newLogger logs to stderr: readable on a terminal, JSON lines otherwise.
@@ -43,17 +43,6 @@ func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && isatty.IsTerminal(f.Fd())
 }
-
-// logInputPath logs at debug level how large weights were read (through
-// the mapping or by pread, and why: tflite.InputPath).
-func logInputPath(log *zerolog.Logger) {
-	if path, why := tflite.InputPath(); path != "" {
-		log.Debug().Str("input", path).Msg("large weights read by " + path + " (" + why + ")")
-	}
-}
-
-// nopLogger discards everything (dry runs made for estimates).
-var nopLogger = zerolog.Nop()
 
 // signalContext is cancelled on Ctrl-C or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
@@ -84,7 +73,7 @@ func newProgress(stderr io.Writer) *progressLine {
 	return &progressLine{w: stderr}
 }
 
-func (p *progressLine) start(label string) {
+func (p *progressLine) Start(label string) {
 	if p == nil {
 		return
 	}
@@ -93,7 +82,7 @@ func (p *progressLine) start(label string) {
 	p.mu.Unlock()
 }
 
-func (p *progressLine) update(done, total int64) {
+func (p *progressLine) Update(done, total int64) {
 	if p == nil {
 		return
 	}
@@ -105,7 +94,7 @@ func (p *progressLine) update(done, total int64) {
 		if total > 0 {
 			pct = 100 * float64(done) / float64(total)
 		}
-		fmt.Fprintf(p.w, "\r\033[K%s %5.1f%%  %s / %s", p.label, pct, humanBytes(done), humanBytes(total))
+		fmt.Fprintf(p.w, "\r\033[K%s %5.1f%%  %s / %s", p.label, pct, bytesize.Format(done), bytesize.Format(total))
 		p.shown = true
 		if done == total { // the next log line starts on a clean line
 			fmt.Fprint(p.w, "\r\033[K")
@@ -114,7 +103,7 @@ func (p *progressLine) update(done, total int64) {
 	}
 }
 
-func (p *progressLine) finish() {
+func (p *progressLine) Finish() {
 	if p == nil {
 		return
 	}
@@ -124,19 +113,6 @@ func (p *progressLine) finish() {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.shown = false
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func writeJSON(w io.Writer, v any) error {

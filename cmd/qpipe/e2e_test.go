@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -118,7 +119,7 @@ func nanModel(t *testing.T, in, out, name string) {
 	if !found {
 		t.Fatalf("%s has no tensor %q", in, name)
 	}
-	if err := tflite.WriteFile(out, m, tflite.WriteOptions{}); err != nil {
+	if err := tflite.WriteFile(context.Background(), out, m, tflite.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

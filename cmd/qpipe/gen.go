@@ -110,8 +110,7 @@ func genMain(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stopOnCancel(ctx, m)
-	if err := tflite.WriteFile(out, m, opts); err != nil {
+	if err := tflite.WriteFile(ctx, out, m, opts); err != nil {
 		if ctx.Err() != nil {
 			// WriteFile removed its temporary file.
 			return interrupted(ctx, ctx.Err())
@@ -125,26 +124,3 @@ func genMain(ctx context.Context, args []string, stdout io.Writer) error {
 
 // stopOnCancel makes every generated buffer fail at its next chunk once ctx
 // is done, so that WriteFile stops and removes its temporary file.
-func stopOnCancel(ctx context.Context, m *tflite.Model) {
-	for i, b := range m.Buffers {
-		cf, ok := b.Data.(tflite.ContentFunc)
-		if !ok {
-			continue
-		}
-		m.Buffers[i].Data = tflite.ContentFunc{N: cf.N, Write: func(w io.Writer) error {
-			return cf.Write(cancelWriter{ctx, w})
-		}}
-	}
-}
-
-type cancelWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c cancelWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
-}

@@ -65,7 +65,7 @@ func hostileModels(t *testing.T, dir string) map[string][]byte {
 		defer m.Close()
 		f(m)
 		p := filepath.Join(dir, name+".tflite")
-		if err := tflite.WriteFile(p, m, tflite.WriteOptions{}); err != nil {
+		if err := tflite.WriteFile(context.Background(), p, m, tflite.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(p)

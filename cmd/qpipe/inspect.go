@@ -4,9 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/tflite"
 )
 
@@ -47,19 +47,19 @@ func inspectCmd(args []string, stdout, stderr io.Writer) error {
 func printInspect(w io.Writer, s *tflite.Summary) error {
 	pw := &inspectWriter{w: w}
 	fmt.Fprintf(pw, "model     %s\n", s.Model)
-	fmt.Fprintf(pw, "file      %s, %s layout, schema version %d", humanBytes(s.FileBytes), s.Layout, s.Version)
+	fmt.Fprintf(pw, "file      %s, %s layout, schema version %d", bytesize.Format(s.FileBytes), s.Layout, s.Version)
 	if s.Description != "" {
 		fmt.Fprintf(pw, ", %q", s.Description)
 	}
-	fmt.Fprintf(pw, "\nbuffers   %d, %s of data\n", s.Buffers, humanBytes(s.DataBytes))
-	fmt.Fprintf(pw, "weights   %s\n", humanBytes(s.WeightBytes))
+	fmt.Fprintf(pw, "\nbuffers   %d, %s of data\n", s.Buffers, bytesize.Format(s.DataBytes))
+	fmt.Fprintf(pw, "weights   %s\n", bytesize.Format(s.WeightBytes))
 
 	if len(s.WeightsByType) > 0 {
 		fmt.Fprintln(pw, "\nWeights by type")
 		tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  TYPE\tTENSORS\tBUFFERS\tBYTES")
 		for _, t := range s.WeightsByType {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d (%s)\n", t.Type, t.Tensors, t.Buffers, t.Bytes, humanBytes(t.Bytes))
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d (%s)\n", t.Type, t.Tensors, t.Buffers, t.Bytes, bytesize.Format(t.Bytes))
 		}
 		tw.Flush()
 	}
@@ -84,7 +84,7 @@ func printInspect(w io.Writer, s *tflite.Summary) error {
 			ts  []tflite.SigTensor
 		}{{"in", sig.Inputs}, {"out", sig.Outputs}} {
 			for _, t := range list.ts {
-				fmt.Fprintf(tw, "    %s\t%s\ttensor %d\t%s\t%s\n", list.dir, t.Name, t.Tensor, t.Type, inspectShape(t.Shape, t.ShapeSignature))
+				fmt.Fprintf(tw, "    %s\t%s\ttensor %d\t%s\t%s\n", list.dir, t.Name, t.Tensor, t.Type, tflite.ShapeString(t.Shape, t.ShapeSignature))
 			}
 		}
 		tw.Flush()
@@ -105,7 +105,7 @@ func printInspect(w io.Writer, s *tflite.Summary) error {
 				constant = "yes"
 			}
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", t.Index, t.Name, t.Type,
-				inspectShape(t.Shape, t.ShapeSignature), inspectQuant(t.Quantization), t.Bytes, constant, t.Buffer)
+				tflite.ShapeString(t.Shape, t.ShapeSignature), t.Quantization.String(), t.Bytes, constant, t.Buffer)
 		}
 		tw.Flush()
 	}
@@ -119,45 +119,6 @@ func printInspect(w io.Writer, s *tflite.Summary) error {
 		tw.Flush()
 	}
 	return pw.err
-}
-
-// inspectShape prints a shape, with -1 for the dynamic dimensions that the
-// shape signature marks.
-func inspectShape(shape, signature []int32) string {
-	dims := make([]string, len(shape))
-	for i, d := range shape {
-		if len(signature) == len(shape) && signature[i] == -1 {
-			dims[i] = "-1"
-		} else {
-			dims[i] = fmt.Sprint(d)
-		}
-	}
-	return "[" + strings.Join(dims, ",") + "]"
-}
-
-func inspectQuant(q tflite.Quantization) string {
-	switch q.Kind {
-	case "per-tensor":
-		s := "per-tensor"
-		if q.Scale != nil {
-			s += fmt.Sprintf(" scale %.6g", *q.Scale)
-		}
-		if q.ZeroPoint != nil {
-			s += fmt.Sprintf(" zp %d", *q.ZeroPoint)
-		}
-		return s
-	case "per-channel":
-		return fmt.Sprintf("per-channel axis %d ×%d", *q.Axis, q.Count)
-	case "blockwise", "multi-axis":
-		s := fmt.Sprintf("%s block %d scales t%d", q.Kind, q.BlockSize, *q.ScaleTensor)
-		if *q.ZeroPointTensor >= 0 {
-			s += fmt.Sprintf(" zp t%d", *q.ZeroPointTensor)
-		}
-		return s
-	case "none":
-		return "-"
-	}
-	return q.Kind
 }
 
 // inspectWriter keeps the first write error so that printing code can ignore

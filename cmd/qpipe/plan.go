@@ -9,7 +9,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/cache"
+	"github.com/qpipe/qpipe/internal/runner"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
 )
@@ -54,21 +56,14 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		job, err = oneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, bud, *fallback, "")
-		if err != nil {
-			return err
-		}
+		job = config.OneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, bud, *fallback, "")
 	} else if job, err = config.LoadJob(pos[0]); err != nil {
-		return err
-	}
-	pj, err := stages.Build(job, stages.Options{Strict: *strict, Scales: *scales, BudgetCache: cache.Dir()})
-	if err != nil {
 		return err
 	}
 	ctx, stop := signalContext()
 	defer stop()
 	state := &pipeline.State{Log: newLogger(stderr), DryRun: true}
-	branches, err := pipeline.Run(ctx, pj, state)
+	branches, err := runner.Execute(ctx, job, stages.Options{Strict: *strict, Scales: *scales, BudgetCache: cache.Dir()}, state, nil)
 	defer stages.Close(state)
 	if err != nil {
 		return interrupted(ctx, err)
@@ -120,9 +115,7 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 		if wp.Scheme != nil {
 			scheme = *wp.Scheme
 		}
-		if wp.Scales != "" {
-			scheme += "+" + wp.Scales
-		}
+		scheme = config.SchemeLabel(scheme, wp.Scales)
 		if wp.Fallback != "" {
 			scheme += " (instead of " + wp.Fallback + ")"
 		}
@@ -134,11 +127,11 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s%s\n", wp.Name, wp.Shape, wp.Role, layer, scheme,
-			humanBytes(wp.BytesIn), humanBytes(wp.BytesOut), sqnr, strings.Join(wp.Ops, ","))
+			bytesize.Format(wp.BytesIn), bytesize.Format(wp.BytesOut), sqnr, strings.Join(wp.Ops, ","))
 	}
 	tw.Flush()
 	t := p.Totals
-	fmt.Fprintf(w, "\n%d weights, %d quantized: %s -> %s\n", t.Weights, t.Quantized, humanBytes(t.BytesIn), humanBytes(t.BytesOut))
+	fmt.Fprintf(w, "\n%d weights, %d quantized: %s -> %s\n", t.Weights, t.Quantized, bytesize.Format(t.BytesIn), bytesize.Format(t.BytesOut))
 	for _, r := range p.Rules {
 		if !strings.HasPrefix(r.Source, "built-in") || r.Ops > 0 {
 			fmt.Fprintf(w, "rule %-11s %-40s matched %d op(s)  [%s]\n", r.Role, r.Pattern, r.Ops, r.Source)
@@ -148,15 +141,10 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if a := p.Accuracy; a != nil {
-		fmt.Fprintf(w, "accuracy gate: %s against the float model: %s\n", accuracySetting(a), accuracyChecks(a))
+		fmt.Fprintf(w, "accuracy gate: %s against the float model: %s\n", a.Setting(), a.Bounds())
 	}
 	printBudget(w, p)
 	fmt.Fprintln(w)
-}
-
-func trimExt(p string) string {
-	b := filepath.Base(p)
-	return strings.TrimSuffix(b, filepath.Ext(b))
 }
 
 // exportPlanAEQ prints the job's one recipe, as resolved on its model, as

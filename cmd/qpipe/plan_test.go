@@ -6,6 +6,7 @@ package main
 // model.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -267,7 +268,7 @@ func fourLayerDecoder(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "four_layers.tflite")
-	if err := tflite.WriteFile(path, m, tflite.WriteOptions{}); err != nil {
+	if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -7,6 +7,7 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/cache"
+	"github.com/qpipe/qpipe/internal/runner"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
 )
@@ -52,26 +53,16 @@ func quantizeCmd(args []string, stdout, stderr io.Writer) error {
 	if r.Warning != "" {
 		log.Warn().Msg(r.Warning)
 	}
-	job, err := oneShotJob(pos[0], pos[1], r, bud, *fallback, *layout)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	prog := newProgress(stderr)
+	job := config.OneShotJob(pos[0], pos[1], r, bud, *fallback, *layout)
 	opt := stages.Options{Sync: *fsync, StrictReference: *strict, DequantizedReference: *deqRef, Strict: *strictLint, Scales: *scales, BudgetCache: cache.Dir()}
-	if prog != nil {
-		opt.Progress = prog.update
-	}
-	pj, err := stages.Build(job, opt)
-	if err != nil {
-		return err
+	var prog runner.Progress
+	if p := newProgress(stderr); p != nil {
+		prog = p
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	prog.start(job.Name)
 	state := &pipeline.State{Log: log, Metrics: *metrics}
-	branches, err := pipeline.Run(ctx, pj, state)
-	prog.finish()
-	logInputPath(&log)
+	branches, err := runner.Execute(ctx, job, opt, state, prog)
 	defer stages.Close(state)
 	if err != nil {
 		return interrupted(ctx, err)
@@ -105,26 +96,4 @@ func cliRecipe(preset, aeq string) (*config.Recipe, error) {
 		return nil, usagef("%v", err)
 	}
 	return r, nil
-}
-
-// oneShotJob is the job `qpipe quantize` and `qpipe plan --recipe` run.
-func oneShotJob(in, out string, r *config.Recipe, b *config.Budget, fallback bool, layout string) (*config.Job, error) {
-	if layout == "auto" {
-		layout = ""
-	}
-	onMismatch := "fail"
-	if fallback {
-		onMismatch = "fallback"
-	}
-	return &config.Job{
-		Path: in,
-		Name: trimExt(in),
-		Stages: []config.Stage{
-			&config.LoadStage{Path: in},
-			&config.AnnotateStage{},
-			&config.QuantizeStage{Recipes: []*config.Recipe{r}, Budget: b},
-			&config.VerifyStage{OnMismatch: onMismatch},
-			&config.SerializeStage{Path: out, Layout: layout},
-		},
-	}, nil
 }

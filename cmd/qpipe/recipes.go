@@ -50,37 +50,7 @@ func recipesCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	presets, schemes := config.Presets(), config.Schemes()
 	if *asJSON {
-		type preset struct {
-			Name        string   `json:"name"`
-			Suffix      string   `json:"suffix"`
-			Description string   `json:"description"`
-			Recipe      string   `json:"recipe"`
-			Deprecated  []string `json:"deprecated_aliases,omitempty"`
-		}
-		type scheme struct {
-			Name        string `json:"name"`
-			Description string `json:"description"`
-			Weight      string `json:"weight,omitempty"`
-			Mode        string `json:"mode,omitempty"`
-			Granularity string `json:"granularity,omitempty"`
-			BlockSize   int    `json:"block_size,omitempty"`
-			Symmetric   bool   `json:"symmetric"`
-		}
-		out := struct {
-			Presets []preset `json:"presets"`
-			Schemes []scheme `json:"schemes"`
-		}{}
-		for _, p := range presets {
-			out.Presets = append(out.Presets, preset{p.Name, p.Suffix, p.Description, p.Summary, p.Deprecated})
-		}
-		for _, s := range schemes {
-			sc := scheme{Name: s.Name, Description: s.Description}
-			if s.Scheme != nil {
-				sc.Weight, sc.Mode, sc.Granularity, sc.BlockSize, sc.Symmetric = s.Scheme.Weight, s.Scheme.Mode, s.Scheme.Granularity, s.Scheme.BlockSize, s.Scheme.Symmetric
-			}
-			out.Schemes = append(out.Schemes, sc)
-		}
-		return writeJSON(stdout, out)
+		return writeJSON(stdout, map[string]any{"presets": presets, "schemes": schemes})
 	}
 	fmt.Fprintln(stdout, "Presets (qpipe quantize --recipe NAME, or `recipe: NAME` in a job file):")
 	for _, p := range presets {

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
-	"github.com/qpipe/qpipe/internal/atomicfile"
-	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/report"
 )
 
@@ -21,9 +18,6 @@ func init() {
 		run:     reportCmd,
 	})
 }
-
-// reportFile is the page's name in the report folder.
-const reportFile = "report.html"
 
 func reportCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
@@ -52,7 +46,7 @@ func reportCmd(args []string, stdout, stderr io.Writer) error {
 			*dir = filepath.Dir(pos[0])
 		}
 	}
-	path, err := writeReport(*dir, data)
+	path, err := report.WriteFile(*dir, data)
 	if err != nil {
 		if pos[0] != "-" {
 			return fmt.Errorf("%s: %w", pos[0], err)
@@ -61,25 +55,4 @@ func reportCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "wrote %s\n", path)
 	return nil
-}
-
-// writeReport renders a run report into dir/report.html, replacing it
-// whole or not at all.
-func writeReport(dir string, runJSON []byte) (string, error) {
-	var page bytes.Buffer
-	if err := report.HTML(&page, runJSON); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("cannot create the report folder: %w", err)
-	}
-	path := filepath.Join(dir, reportFile)
-	return path, atomicfile.WriteFile(path, page.Bytes(), 0o644, false)
-}
-
-// runReportJSON is the JSON `run --json` prints for these reports.
-func runReportJSON(reports []*pipeline.JobReport) ([]byte, error) {
-	var b bytes.Buffer
-	err := writeJSON(&b, map[string]any{"jobs": reports})
-	return b.Bytes(), err
 }

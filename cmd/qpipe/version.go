@@ -5,6 +5,8 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/qpipe/qpipe/internal/runner"
 )
 
 // version is set at release time with -ldflags "-X main.version=v1.2.3".
@@ -19,7 +21,7 @@ func init() {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])
 			}
-			t := toolIdentity()
+			t := runner.Tool(versionString())
 			fmt.Fprintf(stdout, "qpipe %s (%s, %s/%s, build %s)\n", t.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH, t.Build)
 			return nil
 		},

@@ -2,6 +2,7 @@ package gen
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"flag"
 	"fmt"
@@ -38,7 +39,7 @@ func nodivConfig(t testing.TB) Config {
 func writeModel(t testing.TB, c Config, path string, layout tflite.Layout) {
 	t.Helper()
 	m := mustDecoder(t, c)
-	if err := tflite.WriteFile(path, m, tflite.WriteOptions{Layout: layout}); err != nil {
+	if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{Layout: layout}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -57,22 +57,24 @@
 // FULLY_CONNECTED XNNPACK inserts a convert node f32→qdint8 with one batch
 // dimension per row (num_nonbatch_dims = 1: per row of the [batch, in]
 // input) and a qd8-f32-qc8w (int8 per channel), qc4w or qb4w (blockwise
-// int4) GEMM. Sources read (via the search tool; facts only):
+// int4) GEMM. Upstream sources (repository, file; facts only):
 //
-//   - XNNPACK src/xnnpack/quantization.h,
+//   - google/XNNPACK, src/xnnpack/quantization.h,
 //     xnn_f32_qd8_asymmetric_quantization_params: range [min(0, min x),
 //     max(0, max x)], multiplier 255/(max − min) (1 when equal), zero point
 //     from whichever end has the smaller error, clamped to [−128, 127] and
 //     rounded half to even (lrintf); the dequantization scale is
 //     1/multiplier.
-//   - XNNPACK src/operator-run.c (xnn_compute_f32_qd8_convert) and the
-//     f32-qs8-vcvt kernels: q = clamp(rint(x · (1/scale)) + zero_point),
+//   - google/XNNPACK, src/operator-run.c (xnn_compute_f32_qd8_convert) and
+//     the f32-qs8-vcvt kernels: q = clamp(rint(x · (1/scale)) + zero_point),
 //     round half to even; asymmetric, per row, int8.
-//   - XNNPACK test references for qd8-f32-qc8w GEMM: out = float(Σ (q_a −
-//     zp)·q_w) · scale_a · scale_w[n] + bias, the int32 sum exact.
-//   - XNNPACK src/reference/packing.cc (xnn_pack_qs8_qb4w_gemm_goi_w): the
-//     blockwise int4 weights are packed with kernel zero point 8 and a
-//     float "ksum" per output channel, −Σ_blocks Σ_k w·bf16(scale_b); the
+//   - google/XNNPACK, test/gemm-microkernel-tester.cc, the reference
+//     of the qd8-f32-qc8w GEMM: out = float(Σ (q_a − zp)·q_w) · scale_a ·
+//     scale_w[n] + bias, the int32 sum exact.
+//   - google/XNNPACK, src/reference/packing.cc
+//     (xnn_pack_qs8_qb4w_gemm_goi_w): the blockwise int4 weights are
+//     packed with kernel zero point 8 and a float "ksum" per output channel,
+//     −Σ_blocks Σ_k w·bf16(scale_b); the
 //     qb4w GEMM starts from ksum·zp_a, adds float(Σ_{k∈b} q_a·w)·scale_b
 //     block by block, then multiplies by scale_a and adds the bias
 //     (hybridFC follows that order). The scales are bfloat16: the float16
@@ -80,12 +82,14 @@
 //     bf16-rounded scales the interpreter matches LiteRT.js bit for bit on
 //     litert_qwen_fc_blockwise_quantized (rel L2 0 over 3 seeds); with the
 //     exact float16 scales 1.8e-3, with truncated ones 4.3e-3.
-//   - TFLite tensorflow/lite/kernels/embedding_lookup.cc: EMBEDDING_LOOKUP
-//     is not delegated; its hybrid path writes q·scale per row (blockwise
-//     int4 tables: q·float16 block scale); no activation is quantized.
-//   - SEMANTICS.md (project reference) §6.4 and §11 for the layouts, and
-//     that XNNPACK refuses hybrid weights with non-zero zero points (the
-//     interpreter refuses them too, as unsupported).
+//   - google-ai-edge/LiteRT, tflite/kernels/embedding_lookup.cc:
+//     EMBEDDING_LOOKUP is not delegated; its hybrid path writes q·scale
+//     per row (blockwise int4 tables: q·float16 block scale); no
+//     activation is quantized.
+//   - docs/SEMANTICS.md §6.4 and §11 for the layouts, and that XNNPACK
+//     refuses hybrid weights with non-zero zero points
+//     (google-ai-edge/LiteRT, tflite/delegates/xnnpack/xnnpack_delegate.cc;
+//     the interpreter refuses them too, as unsupported).
 //
 // Convolutions: hybrid CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV quantize
 // the input per image (XNNPACK's convert with num_nonbatch_dims = 3: one

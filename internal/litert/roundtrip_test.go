@@ -1,6 +1,7 @@
 package litert
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -52,7 +53,7 @@ func TestRoundTripRunsBitIdentical(t *testing.T) {
 			rewritten := map[tflite.Layout]string{}
 			for _, layout := range []tflite.Layout{tflite.LayoutInline, tflite.LayoutOffset} {
 				out := filepath.Join(t.TempDir(), fmt.Sprintf("%s.%s.tflite", strings.TrimSuffix(name, ".tflite"), layout))
-				if err := tflite.WriteFile(out, m, tflite.WriteOptions{Layout: layout}); err != nil {
+				if err := tflite.WriteFile(context.Background(), out, m, tflite.WriteOptions{Layout: layout}); err != nil {
 					t.Fatalf("%s layout: %v", layout, err)
 				}
 				checkLayout(t, out, layout)
@@ -142,7 +143,7 @@ func TestRoundTripComparisonDetectsAChangedWeight(t *testing.T) {
 	}
 	m.Buffers[w.Buffer].Data = tflite.Bytes(changed)
 	out := filepath.Join(t.TempDir(), "changed.tflite")
-	if err := tflite.WriteFile(out, m, tflite.WriteOptions{}); err != nil {
+	if err := tflite.WriteFile(context.Background(), out, m, tflite.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	info, err := r.Info(path)

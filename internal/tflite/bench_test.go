@@ -1,6 +1,7 @@
 package tflite
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ func benchModels(b *testing.B, dir string) map[string]string {
 	synthetic := filepath.Join(dir, "synthetic64MiB.tflite")
 	if _, err := os.Stat(synthetic); err != nil {
 		m := syntheticModel(4096, 1024, pattern(1, 16<<20), pattern(2, 16<<20), pattern(3, 16<<20), pattern(4, 16<<20))
-		if err := WriteFile(synthetic, m, WriteOptions{}); err != nil {
+		if err := WriteFile(context.Background(), synthetic, m, WriteOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -69,7 +70,7 @@ func BenchmarkReadWrite(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := WriteFile(out, m, WriteOptions{}); err != nil {
+				if err := WriteFile(context.Background(), out, m, WriteOptions{}); err != nil {
 					b.Fatal(err)
 				}
 				m.Close()

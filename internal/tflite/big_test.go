@@ -2,6 +2,7 @@ package tflite
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"io"
 	"os"
@@ -68,7 +69,7 @@ func TestOver2GiB(t *testing.T) {
 	runtime.GC()
 	measured := resetPeak()
 	before := procStatus("VmRSS")
-	if err := WriteFile(path, m, WriteOptions{}); err != nil {
+	if err := WriteFile(context.Background(), path, m, WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	writePeak := procStatus("VmHWM")

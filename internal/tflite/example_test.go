@@ -1,6 +1,7 @@
 package tflite_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"os"
@@ -41,7 +42,7 @@ func ExampleWriteFile() {
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "offset.tflite")
-	if err := tflite.WriteFile(out, m, tflite.WriteOptions{Layout: tflite.LayoutOffset}); err != nil {
+	if err := tflite.WriteFile(context.Background(), out, m, tflite.WriteOptions{Layout: tflite.LayoutOffset}); err != nil {
 		log.Fatal(err)
 	}
 	w, err := tflite.Open(out)

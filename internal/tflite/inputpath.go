@@ -11,18 +11,13 @@ import (
 
 // Reading large weights: through the mapping or by positioned reads.
 //
-// Which is cheaper depends on the machine, not on qpipe. Reading a weight
-// that is in the page cache through the mapping costs a page fault per
-// 4-64 KiB (fewer where the kernel maps large folios); pread costs a copy
-// of every byte into a buffer. Measured one thread at a time on a 1 GB
-// file (go test -bench Input ./internal/tflite): on one 2-vCPU VM (AMD
-// EPYC) faulting in the mapping ran at 1.6 GB/s and pread at 3.4 GB/s; on
-// another (Intel Xeon, Linux 6.18) the mapping at 12.9 GB/s and pread at
-// 5.4 GB/s. Either fixed choice makes qpipe 1.3-2x slower than it need be
-// on one of them. So the first large section a process reads decides, by
-// timing both ways on a few MiB of that section (warm in the page cache
-// first, so that the disk is not what is measured); QPIPE_INPUT=mmap or
-// pread sets the choice instead. The choice changes no output byte.
+// Which is cheaper depends on the machine: the mapping costs a page fault
+// per 4-64 KiB, pread a copy of every byte, and between two 2-vCPU VMs the
+// faster way differed by 2x in each direction (docs/METHODS.md §3). So the
+// first large section a process reads decides, by timing both ways on a few
+// MiB of that section (warm in the page cache first, so that the disk is
+// not what is measured); QPIPE_INPUT=mmap or pread sets the choice instead.
+// The choice changes no output byte.
 
 // Input paths (InputPath).
 const (

@@ -1,8 +1,10 @@
 package tflite
 
 import (
+	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
@@ -354,4 +356,45 @@ func quantization(t *fb.TensorT) Quantization {
 func sigTensor(tm *fb.TensorMapT, tensors []*fb.TensorT) SigTensor {
 	t := tensors[tm.TensorIndex]
 	return SigTensor{Name: tm.Name, Tensor: tm.TensorIndex, Shape: nonNil(t.Shape), ShapeSignature: t.ShapeSignature, Type: TypeName(t.Type)}
+}
+
+// ShapeString writes a shape as [1,-1,256], with -1 for the dynamic dimensions that the
+// shape signature marks.
+func ShapeString(shape, signature []int32) string {
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		if len(signature) == len(shape) && signature[i] == -1 {
+			dims[i] = "-1"
+		} else {
+			dims[i] = fmt.Sprint(d)
+		}
+	}
+	return "[" + strings.Join(dims, ",") + "]"
+}
+
+// String describes the quantization in a few words: "per-channel axis 0
+// ×256", "blockwise block 32 scales t7", "-" for none.
+func (q Quantization) String() string {
+	switch q.Kind {
+	case "per-tensor":
+		s := "per-tensor"
+		if q.Scale != nil {
+			s += fmt.Sprintf(" scale %.6g", *q.Scale)
+		}
+		if q.ZeroPoint != nil {
+			s += fmt.Sprintf(" zp %d", *q.ZeroPoint)
+		}
+		return s
+	case "per-channel":
+		return fmt.Sprintf("per-channel axis %d ×%d", *q.Axis, q.Count)
+	case "blockwise", "multi-axis":
+		s := fmt.Sprintf("%s block %d scales t%d", q.Kind, q.BlockSize, *q.ScaleTensor)
+		if *q.ZeroPointTensor >= 0 {
+			s += fmt.Sprintf(" zp t%d", *q.ZeroPointTensor)
+		}
+		return s
+	case "none":
+		return "-"
+	}
+	return q.Kind
 }

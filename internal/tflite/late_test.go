@@ -2,6 +2,7 @@ package tflite
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,7 @@ func TestLateTablesAndContents(t *testing.T) {
 		}
 		done.Store(false)
 		path := filepath.Join(t.TempDir(), "late.tflite")
-		if err := WriteFile(path, m, WriteOptions{Layout: l, Workers: 4}); err != nil {
+		if err := WriteFile(context.Background(), path, m, WriteOptions{Layout: l, Workers: 4}); err != nil {
 			t.Fatalf("%v: %v", l, err)
 		}
 		got, err := Open(path)

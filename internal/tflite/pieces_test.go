@@ -2,6 +2,7 @@ package tflite
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +29,7 @@ func streamModel(t *testing.T, dir string) (string, [][]byte) {
 		weights = append(weights, Bytes(b.Bytes()))
 	}
 	path := filepath.Join(dir, "stream.tflite")
-	if err := WriteFile(path, syntheticModel(4, 4, weights...), WriteOptions{Layout: LayoutOffset}); err != nil {
+	if err := WriteFile(context.Background(), path, syntheticModel(4, 4, weights...), WriteOptions{Layout: LayoutOffset}); err != nil {
 		t.Fatal(err)
 	}
 	return path, want
@@ -203,7 +204,7 @@ func TestWriteFileCopiesUnchanged(t *testing.T) {
 		for _, kernel := range []bool{true, false} {
 			kernelCopy = kernel
 			out := filepath.Join(t.TempDir(), fmt.Sprintf("out-%v.tflite", kernel))
-			err := WriteFile(out, m, WriteOptions{})
+			err := WriteFile(context.Background(), out, m, WriteOptions{})
 			kernelCopy = true
 			if err != nil {
 				t.Fatal(err)
@@ -244,7 +245,7 @@ func TestReadFromBounded(t *testing.T) {
 	defer f.Close()
 	m := syntheticModel(4, 4, overlong{f, 1 << 20}, Bytes(make([]byte, 64)))
 	out := filepath.Join(t.TempDir(), "out.tflite")
-	if err := WriteFile(out, m, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "more bytes than its Len") {
+	if err := WriteFile(context.Background(), out, m, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "more bytes than its Len") {
 		t.Errorf("WriteFile: %v, want an error about too many bytes", err)
 	}
 	if _, err := os.Stat(out); err == nil {

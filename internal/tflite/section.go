@@ -198,11 +198,9 @@ type writerOnly struct{ io.Writer }
 // (small sections, bytes in memory) is handed out from memory without
 // copying.
 //
-// Reading the next piece ahead on another goroutine measured slower, not
-// faster, with the file in the page cache (go test -bench Pread1M
-// ./internal/tflite: the piece lands in another core's cache) and no
-// better in whole runs; when the file is not cached, the kernel's own
-// readahead of a sequential stream keeps the disk busy.
+// There is no read-ahead goroutine: it was slower with the file in the
+// page cache (go test -bench Pread1M ./internal/tflite; the piece lands in
+// another core's cache), and the kernel's readahead serves uncached files.
 type Pieces struct {
 	size  int
 	total int64
@@ -230,10 +228,9 @@ func ReadPieces(c Content, size int) (*Pieces, error) { return readPieces(c, siz
 // misses in flight (e.g. int4 blocks: a short dependent chain per 32
 // elements, no read-ahead of its own): a piece of a large section is
 // always copied into the pooled buffer, from the mapping or by pread, so
-// that the caller reads it from the cache. Measured on the 1 GB decoder
-// (int4 block 32, mapping chosen): 0.86-0.93 user seconds reading the
-// mapping in place, 0.64-0.68 copying first; int8, whose kernels read
-// ahead, was faster in place (0.42-0.46 against 0.48-0.57).
+// that the caller reads it from the cache (int4 block 32 on the 1 GB
+// decoder: 0.64-0.68 user seconds against 0.86-0.93 in place; int8, whose
+// kernels read ahead, stays in place).
 func ReadPiecesBuffered(c Content, size int) (*Pieces, error) { return readPieces(c, size, true) }
 
 func readPieces(c Content, size int, buffered bool) (*Pieces, error) {

@@ -115,7 +115,7 @@ func Write(w io.Writer, m *Model, opts WriteOptions) (int64, error) {
 				return cw.n, err
 			}
 		}
-		if err := writeItem(cw, it, m.Name); err != nil {
+		if err := writeItem(context.Background(), cw, it, "a copy of "+m.Name); err != nil {
 			return cw.n, err
 		}
 	}
@@ -140,8 +140,9 @@ func Size(m *Model, opts WriteOptions) (int64, error) {
 // its old content or the complete new model, never a partial one. Buffer
 // contents are produced concurrently (see WriteOptions) and each is
 // streamed to its offset. WriteFile refuses to write over a file the
-// model's buffers are read from.
-func WriteFile(path string, m *Model, opts WriteOptions) (err error) {
+// model's buffers are read from. Once ctx is done, every content fails at
+// its next write and the temporary file is removed.
+func WriteFile(ctx context.Context, path string, m *Model, opts WriteOptions) (err error) {
 	if err := refuseInput(path, m); err != nil {
 		return err
 	}
@@ -159,7 +160,7 @@ func WriteFile(path string, m *Model, opts WriteOptions) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if err := writePlan(f, p, m, opts); err != nil {
+	if err := writePlan(ctx, f, path, p, m, opts); err != nil {
 		return err
 	}
 	if err := f.Chmod(0o644); err != nil {
@@ -210,7 +211,7 @@ func lateItems(p *plan) map[int]bool {
 // at its offset, concurrently — Late contents after all others — and the
 // flatbuffer last, built again when the model's tables were completed while
 // the contents were written (Model.LateTables).
-func writePlan(f *os.File, p *plan, m *Model, opts WriteOptions) error {
+func writePlan(ctx context.Context, f *os.File, path string, p *plan, m *Model, opts WriteOptions) error {
 	if err := f.Truncate(p.size); err != nil { // the gaps read as zeros
 		return fmt.Errorf("tflite: %w", err)
 	}
@@ -234,22 +235,25 @@ func writePlan(f *os.File, p *plan, m *Model, opts WriteOptions) error {
 	late := lateItems(p)
 	for _, phase := range []bool{false, true} {
 		sem := semaphore.NewWeighted(maxInFlight)
-		g, ctx := errgroup.WithContext(context.Background())
+		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(workers)
 		for i, it := range p.items {
 			if late[i] != phase {
 				continue
 			}
 			weight := min(max(it.n, 1), maxInFlight)
-			if err := sem.Acquire(ctx, weight); err != nil {
-				break // a worker failed; Wait returns its error
+			if err := sem.Acquire(gctx, weight); err != nil {
+				break // a worker failed or ctx is done; Wait returns why
 			}
 			g.Go(func() error {
 				defer sem.Release(weight)
-				return writeItem(&fileWriter{f: f, off: it.off}, it, m.Name)
+				return writeItem(gctx, &fileWriter{f: f, off: it.off}, it, path)
 			})
 		}
 		if err := g.Wait(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
@@ -271,15 +275,20 @@ func writePlan(f *os.File, p *plan, m *Model, opts WriteOptions) error {
 }
 
 // writeItem streams it's content to w, which must be positioned at it.off,
-// and checks that the content writes exactly the bytes it announced.
-func writeItem(w io.Writer, it item, name string) error {
-	ew := &exactWriter{w: w, left: it.n}
+// and checks that the content writes exactly the bytes it announced. Once
+// ctx is done the content's next write fails. out names what is written in
+// errors.
+func writeItem(ctx context.Context, w io.Writer, it item, out string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ew := &exactWriter{w: ctxWriter{ctx, w}, left: it.n}
 	n, err := it.content.WriteTo(ew)
 	if err == nil && (n != it.n || ew.left != 0) {
 		err = fmt.Errorf("content wrote %d bytes, its Len is %d", it.n-ew.left, it.n)
 	}
 	if err != nil {
-		return fmt.Errorf("tflite: writing %s: %s: %w", name, it.what, err)
+		return fmt.Errorf("tflite: writing %s: %s: %w", out, it.what, err)
 	}
 	return nil
 }
@@ -672,4 +681,29 @@ func withLargeOptionPlaceholders(sgs []*fb.SubGraphT, ops []largeOptions) []*fb.
 		out[o.sg].Operators[o.op] = &op
 	}
 	return out
+}
+
+// ctxWriter fails every write once ctx is done: contents write in chunks
+// of at most 16 MiB (Section; the quantize kernels write the output of 1 MiB
+// of input at a time), so a cancel takes effect within one chunk. It lives
+// for one writeItem call.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (w ctxWriter) Write(p []byte) (int, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return w.w.Write(p)
+}
+
+// ReadFrom checks ctx, then passes r on (Section hands over at most 16 MiB
+// at a time), so that the file writer's in-kernel copy stays available.
+func (w ctxWriter) ReadFrom(r io.Reader) (int64, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return ReadFrom(w.w, r)
 }

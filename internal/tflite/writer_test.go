@@ -2,6 +2,7 @@ package tflite
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -131,7 +132,7 @@ func TestFidelityFlatc(t *testing.T) {
 			}
 			defer m.Close()
 			out := filepath.Join(t.TempDir(), filepath.Base(path))
-			if err := WriteFile(out, m, WriteOptions{}); err != nil {
+			if err := WriteFile(context.Background(), out, m, WriteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			orig, err := os.ReadFile(path)
@@ -206,7 +207,7 @@ func TestWriteDeterministic(t *testing.T) {
 				for _, procs := range []int{1, 2} {
 					prev := runtime.GOMAXPROCS(procs)
 					file := filepath.Join(t.TempDir(), "out.tflite")
-					err := WriteFile(file, m, WriteOptions{Layout: l, MaxInFlight: 100, Workers: 3})
+					err := WriteFile(context.Background(), file, m, WriteOptions{Layout: l, MaxInFlight: 100, Workers: 3})
 					runtime.GOMAXPROCS(prev)
 					if err != nil {
 						t.Fatal(err)
@@ -379,8 +380,8 @@ func TestWriteFileRefusesInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, link} {
-		if err := WriteFile(p, m, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "refusing") {
-			t.Errorf("WriteFile(%s) over its input: %v", p, err)
+		if err := WriteFile(context.Background(), p, m, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "refusing") {
+			t.Errorf("WriteFile(context.Background(), %s) over its input: %v", p, err)
 		}
 	}
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, orig) {
@@ -401,7 +402,7 @@ func TestWriteFileNoPartialOutput(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "out.tflite")
 			for _, l := range []Layout{LayoutInline, LayoutOffset} {
-				err := WriteFile(path, m, WriteOptions{Layout: l})
+				err := WriteFile(context.Background(), path, m, WriteOptions{Layout: l})
 				if err == nil || !strings.Contains(err.Error(), "buffer 3") {
 					t.Errorf("%v: %v, want an error naming buffer 3", l, err)
 				}
@@ -423,12 +424,12 @@ func TestWriteFileCheck(t *testing.T) {
 	m := syntheticModel(4, 4, Bytes(make([]byte, 64)), pattern(1, 5000))
 	dir := t.TempDir()
 	plain, checked := filepath.Join(dir, "plain.tflite"), filepath.Join(dir, "checked.tflite")
-	if err := WriteFile(plain, m, WriteOptions{}); err != nil {
+	if err := WriteFile(context.Background(), plain, m, WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := os.ReadFile(plain)
 	var seen string
-	err := WriteFile(checked, m, WriteOptions{Check: func(tmp string) error {
+	err := WriteFile(context.Background(), checked, m, WriteOptions{Check: func(tmp string) error {
 		seen = tmp
 		if _, err := os.Stat(checked); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("the output exists while it is checked: %v", err)
@@ -447,7 +448,7 @@ func TestWriteFileCheck(t *testing.T) {
 	}
 	refused := errors.New("refused")
 	failed := filepath.Join(dir, "failed.tflite")
-	if err := WriteFile(failed, m, WriteOptions{Check: func(string) error { return refused }}); !errors.Is(err, refused) {
+	if err := WriteFile(context.Background(), failed, m, WriteOptions{Check: func(string) error { return refused }}); !errors.Is(err, refused) {
 		t.Errorf("failing check: %v, want its error", err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {

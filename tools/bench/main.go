@@ -1,7 +1,7 @@
 //go:build linux
 
 // Command bench measures `qpipe quantize` against a plain `cp` of the same
-// input, on generated float decoders of about 1 GB and 4 GB (or 28 GB with
+// input, on generated float decoders of about 1 GB and 4 GB (or 26.8 GB with
 // -sizes 7b): wall time, user and system CPU time, minor and major page
 // faults (the child's rusage), throughput, peak anonymous and file-backed
 // memory, output size, and the ratio of qpipe's time to cp's. Runs are interleaved
@@ -9,10 +9,18 @@
 // reported, because copying gigabytes on a VM is noisy.
 //
 //	go run ./tools/bench [-sizes 1gb,4gb] [-runs 3] [-schemes ...] [-dir .cache/bench] [-base OLD-QPIPE]
+//	go run ./tools/bench -sizes 1gb -measure eval,calibrated,budget [-runs 1]
 //
 // With -base, a second qpipe binary (main before a change, say) runs in the
 // same rounds (base, qpipe, cp, base, qpipe, cp, …), each with its ratio to
 // the cp of its round: on a shared machine, the only fair before/after.
+//
+// With -measure eval,calibrated,budget it measures instead what qpipe's
+// measuring commands cost on the same models (one warm-up, then -runs runs,
+// caches off): `qpipe eval --samples 8 --seq 64` of the float model against
+// its dynamic_int4_block32 output; `quantize --scales calibrated` with
+// dynamic_int4_block32; and `quantize --budget-size` at the size of the
+// uniform dynamic_int4_block128 output. Times are next to min-max int4's.
 //
 // Generated models are cached in -dir between runs. Outputs are deleted after
 // each run and the page cache is flushed (sync) outside the timed region, so
@@ -49,6 +57,7 @@ func main() {
 	dir := flag.String("dir", ".cache/bench", "where models are generated and cached")
 	qpipe := flag.String("qpipe", "", "qpipe binary (default: build ./cmd/qpipe into -dir)")
 	base := flag.String("base", "", "another qpipe binary (say, main before a change) measured in the same interleaved rounds")
+	measures := flag.String("measure", "", "measure qpipe's measuring commands instead: eval,calibrated,budget")
 	flag.Parse()
 
 	must(os.MkdirAll(*dir, 0o755))
@@ -73,6 +82,10 @@ func main() {
 		in := fi.Size()
 		warm(model)
 		fmt.Printf("%-6s input path: %s\n", size, inputPath(bin, model, filepath.Join(*dir, "out_probe.tflite")))
+		if *measures != "" {
+			measureCommands(bin, *base, size, model, *dir, strings.Split(*measures, ","), *runs, in)
+			continue
+		}
 		for _, sc := range strings.Split(*schemes, ",") {
 			preset, scales, _ := strings.Cut(sc, ":")
 			out := filepath.Join(*dir, "out_"+strings.ReplaceAll(sc, ":", "_")+".tflite")
@@ -148,10 +161,57 @@ func stats(x []float64) (med, lo, hi float64) {
 	return s[len(s)/2], s[0], s[len(s)-1]
 }
 
+// measureCommands is -measure: eval, calibrated scales and a budget on
+// model, each after a warm-up, next to min-max int4 in the same rounds.
+func measureCommands(bin, base, size, model, dir string, which []string, runs int, in int64) {
+	q32 := filepath.Join(dir, "meas_"+size+"_q4b32.tflite")
+	q128 := filepath.Join(dir, "meas_"+size+"_q4b128.tflite")
+	run(bin, "quantize", "--recipe", "dynamic_int4_block32", model, q32)
+	run(bin, "quantize", "--recipe", "dynamic_int4_block128", model, q128)
+	fi, err := os.Stat(q128)
+	must(err)
+	out := filepath.Join(dir, "meas_out.tflite")
+	cmds := map[string][]string{
+		"minmax":     {"quantize", "--recipe", "dynamic_int4_block32", model, out},
+		"eval":       {"eval", "--samples", "8", "--seq", "64", model, q32},
+		"calibrated": {"quantize", "--recipe", "dynamic_int4_block32", "--scales", "calibrated", model, out},
+		"budget":     {"quantize", "--budget-size", strconv.FormatInt(fi.Size(), 10), model, out},
+	}
+	bins := []string{bin}
+	if base != "" {
+		bins = append(bins, base)
+	}
+	for _, w := range append([]string{"minmax"}, which...) {
+		args, ok := cmds[w]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench: -measure %s: want eval, calibrated or budget\n", w)
+			os.Exit(2)
+		}
+		for _, b := range bins {
+			argv := append([]string{b}, args...)
+			measure(argv, out) // warm-up (and the budget's float model in the page cache)
+			var ss []sample
+			for i := 0; i < runs; i++ {
+				ss = append(ss, measure(argv, out))
+			}
+			name := "qpipe " + w
+			if b != bin {
+				name = "base " + w
+			}
+			report(size, name, ss, in, nil)
+		}
+		fmt.Printf("%-6s load average %s\n", "", loadavg())
+	}
+	os.Remove(q32)
+	os.Remove(q128)
+}
+
 // measure runs a command, sampling its memory every 5 ms, and removes its
 // output afterwards (after recording its size), then flushes dirty pages.
+// Caches are off (QPIPE_CACHE_DIR=off): each run does its whole work.
 func measure(argv []string, out string) sample {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "QPIPE_CACHE_DIR=off")
 	cmd.Stderr = nil
 	start := time.Now()
 	must(cmd.Start())

@@ -2,7 +2,7 @@
 // schema so that the object API is faithful and safe on untrusted input:
 //
 //   - UnPack keeps absent vectors nil (flatc makes them empty, which the runtime
-//     reads differently: see FORMAT.md pitfall 1) and present empty ones empty.
+//     reads differently: see FORMAT.md §9) and present empty ones empty.
 //   - UnPack copies byte vectors instead of aliasing the input (the input may be
 //     an mmap that is unmapped later).
 //   - Every allocation made while unpacking is charged to a budget (see

@@ -1,12 +1,13 @@
-package main
+package runner
 
-// Scaling out `qpipe run`: --shard splits the job files between processes
+// Scaling out a run: --shard splits the job files between processes
 // (machines, Kubernetes pods), --jobs runs several on one machine within a
 // memory budget (README: Shards and parallel jobs).
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,13 +16,15 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
+
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
 )
 
-// parseShard reads INDEX/COUNT with 0 <= INDEX < COUNT.
-func parseShard(s string) (index, count int, err error) {
+// ParseShard reads INDEX/COUNT with 0 <= INDEX < COUNT.
+func ParseShard(s string) (index, count int, err error) {
 	a, b, ok := strings.Cut(s, "/")
 	index, err1 := strconv.Atoi(a)
 	count, err2 := strconv.Atoi(b)
@@ -70,14 +73,14 @@ func within(dir, path string) bool {
 	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator))
 }
 
-// shardJobs returns the job files of shard index out of count. The files
+// ShardJobs returns the job files of shard index out of count. The files
 // are named by shardKeys, sorted by name, and dealt out in turn: file i of
 // the sorted list goes to shard i mod count. Every shard gets within one
 // file of the same number, and the partition depends only on the set of
 // files, not on their order on the command line. A file given twice (by
 // any path) counts once. Two job files that write the same output are
 // refused: shards would write it twice, concurrently.
-func shardJobs(paths []string, index, count int) ([]string, error) {
+func ShardJobs(paths []string, index, count int) ([]string, error) {
 	keys, err := shardKeys(paths)
 	if err != nil {
 		return nil, err
@@ -124,7 +127,7 @@ func outputCollisions(paths []string) error {
 				continue
 			}
 			if other, dup := writer[a]; dup && other != p {
-				return exitError{code: exitFailed, err: fmt.Errorf("job files %s and %s both write %s; give each output one job (shards would write it twice)", other, p, o.Path)}
+				return fmt.Errorf("job files %s and %s both write %s; give each output one job (shards would write it twice)", other, p, o.Path)
 			}
 			writer[a] = p
 		}
@@ -132,12 +135,12 @@ func outputCollisions(paths []string) error {
 	return nil
 }
 
-// memoryBudget parses --memory, or picks 3/4 of the memory available to
+// MemoryBudget parses --memory, or picks 3/4 of the memory available to
 // this process: MemAvailable (/proc/meminfo), capped by the cgroup's
 // memory.max inside a container. 0 means no bound known.
-func memoryBudget(s string) (int64, error) {
+func MemoryBudget(s string) (int64, error) {
 	if s != "" {
-		return parseSize(s)
+		return config.ParseSize(s)
 	}
 	avail := meminfo("MemAvailable")
 	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
@@ -167,24 +170,6 @@ func meminfo(key string) int64 {
 	return 0
 }
 
-// parseSize reads 512MiB, 8GiB, 2GB, 1000000.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}, {"", 1}}
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := strconv.ParseFloat(n, 64)
-			if err != nil || v <= 0 || v*float64(u.mult) > 1<<62 {
-				break
-			}
-			return int64(v * float64(u.mult)), nil
-		}
-	}
-	return 0, fmt.Errorf("want a size such as 512MiB or 8GiB")
-}
-
 // estimateMemory plans the job (a dry run: load and annotate, no weight
 // read) and estimates its peak memory; 0 when it cannot be planned (the
 // run itself will report why).
@@ -193,12 +178,8 @@ func estimateMemory(ctx context.Context, path string) int64 {
 	if err != nil {
 		return 0
 	}
-	pj, err := stages.Build(job, stages.Options{})
-	if err != nil {
-		return 0
-	}
-	state := &pipeline.State{Log: nopLogger, DryRun: true}
-	branches, err := pipeline.Run(ctx, pj, state)
+	state := &pipeline.State{Log: zerolog.Nop(), DryRun: true}
+	branches, err := Execute(ctx, job, stages.Options{}, state, nil)
 	stages.Close(state)
 	if err != nil {
 		return 0
@@ -215,7 +196,7 @@ func estimateMemory(ctx context.Context, path string) int64 {
 // running ones leave of budget (a job larger than the whole budget runs
 // alone). Reports come back in command-line order; outputs are the same as
 // a serial run's (each job's bytes do not depend on what else runs).
-func (rn *runner) concurrent(ctx context.Context, jobs []string, n int, budget int64, keepGoing bool) []*pipeline.JobReport {
+func (rn *Runner) concurrent(ctx context.Context, jobs []string, n int, budget int64, keepGoing bool) []*pipeline.JobReport {
 	reports := make([]*pipeline.JobReport, len(jobs))
 	var (
 		mu      sync.Mutex
@@ -239,16 +220,16 @@ func (rn *runner) concurrent(ctx context.Context, jobs []string, n int, budget i
 		running++
 		used += need
 		mu.Unlock()
-		rn.log.Debug().Str("job", path).Int64("memory_estimate", need).Int64("budget", budget).Msg("start")
+		rn.Log.Debug().Str("job", path).Int64("memory_estimate", need).Int64("budget", budget).Msg("start")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rn.job(ctx, path)
+			r := rn.Job(ctx, path)
 			mu.Lock()
 			reports[i] = r
 			running--
 			used -= need
-			if r.Status == "failed" && !keepGoing {
+			if r.Status == pipeline.StatusFailed && !keepGoing {
 				stop = true
 			}
 			cond.Broadcast()
@@ -262,4 +243,35 @@ func (rn *runner) concurrent(ctx context.Context, jobs []string, n int, budget i
 		}
 	}
 	return reports
+}
+
+// ErrNoJobFiles is ExpandJobArgs's error for a folder without job files.
+var ErrNoJobFiles = errors.New("no job files (*.yaml, *.yml)")
+
+// ExpandJobArgs replaces a folder among the job arguments by the job files
+// it holds (*.yaml and *.yml, not in subfolders, sorted), so that a
+// container without a shell can be given a folder instead of a glob.
+func ExpandJobArgs(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil || !fi.IsDir() {
+			out = append(out, a) // a file, or missing: its run says why
+			continue
+		}
+		ents, err := os.ReadDir(a)
+		if err != nil {
+			return nil, err
+		}
+		n := len(out)
+		for _, e := range ents {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				out = append(out, filepath.Join(a, e.Name()))
+			}
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("%w in the folder %s", ErrNoJobFiles, a)
+		}
+	}
+	return out, nil
 }

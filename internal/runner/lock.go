@@ -1,12 +1,14 @@
-package main
+package runner
 
-// Lock files: what `qpipe run` records next to each job file, how a job is
-// found up to date, and the identity of this qpipe (README: Lock files).
+// Lock files: what a run records next to each job file, how a job is found
+// up to date, and the identity of this qpipe (README: Lock files).
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,9 +20,10 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/lockfile"
+	"github.com/qpipe/qpipe/pipeline"
 )
 
-// toolIdentity is this qpipe as a lock records it. Two qpipes are "the
+// Tool is this qpipe, of the given version, as a lock records it. Two qpipes are "the
 // same" for up-to-date checks when version, build and platform all match:
 // a release build is named by its VCS revision (stamped by `go build` from
 // a clean checkout); any other build (`go run`, `go test`, a modified
@@ -28,8 +31,8 @@ import (
 // executable, so that every rebuild from different sources counts as
 // another qpipe and redoes the jobs, while rebuilding the same sources
 // (Go builds are reproducible) does not.
-func toolIdentity() lockfile.Tool {
-	return lockfile.Tool{Version: versionString(), Build: buildID(), Platform: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+func Tool(version string) lockfile.Tool {
+	return lockfile.Tool{Version: version, Build: buildID(), Platform: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
 }
 
 var buildID = sync.OnceValue(func() string {
@@ -137,7 +140,7 @@ func canonicalRecipe(r *config.Recipe) string {
 
 // expectedLock is the lock a run of job would write, without the digests
 // of the input and the outputs (zero Files with the paths filled in).
-func expectedLock(jobPath string, job *config.Job, strictReference bool, scales string) (*lockfile.Lock, error) {
+func expectedLock(tool lockfile.Tool, jobPath string, job *config.Job, strictReference bool, scales string) (*lockfile.Lock, error) {
 	data, err := os.ReadFile(jobPath)
 	if err != nil {
 		return nil, err
@@ -145,7 +148,7 @@ func expectedLock(jobPath string, job *config.Job, strictReference bool, scales 
 	sum := sha256.Sum256(data)
 	dir := lockDir(jobPath)
 	l := &lockfile.Lock{
-		Tool:    toolIdentity(),
+		Tool:    tool,
 		Job:     lockfile.File{Path: lockfile.Rel(dir, jobPath), SHA256: hex.EncodeToString(sum[:])},
 		Options: lockOptions(strictReference, scales),
 	}
@@ -220,3 +223,54 @@ func staleReasons(dir string, old, want *lockfile.Lock, cache *lockfile.StatCach
 	}
 	return reasons
 }
+
+// newLock is want with the digests of the input and of what was written.
+func newLock(dir string, want *lockfile.Lock, in lockfile.File, outs []*pipeline.OutputReport) *lockfile.Lock {
+	l := *want
+	l.Outputs = append([]lockfile.Output(nil), want.Outputs...)
+	for i := range l.Outputs {
+		l.Outputs[i].Input = lockfile.File{Path: l.Outputs[i].Input.Path, Size: in.Size, SHA256: in.SHA256}
+		for _, o := range outs {
+			if lockfile.Rel(dir, o.Path) == l.Outputs[i].File.Path {
+				l.Outputs[i].File.Size, l.Outputs[i].File.SHA256 = o.Bytes, o.SHA256
+			}
+		}
+	}
+	return &l
+}
+
+// fillFrom is want with the digests and the tool of old, so that Diff
+// shows only what a job file decides.
+func fillFrom(old, want *lockfile.Lock) *lockfile.Lock {
+	w := withTool(want, old.Tool)
+	for i := range w.Outputs {
+		if o := old.Output(w.Outputs[i].File.Path); o != nil {
+			w.Outputs[i].File = o.File
+			w.Outputs[i].Input.Size, w.Outputs[i].Input.SHA256 = o.Input.Size, o.Input.SHA256
+		}
+	}
+	return w
+}
+
+func withTool(l *lockfile.Lock, t lockfile.Tool) *lockfile.Lock {
+	c := *l
+	c.Tool = t
+	c.Outputs = append([]lockfile.Output(nil), l.Outputs...)
+	return &c
+}
+
+// compareFile reads a file in full and compares it with the lock's entry.
+func compareFile(path string, want lockfile.File) (bool, string) {
+	f, err := lockfile.SHA256(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, "missing"
+	case err != nil:
+		return false, err.Error()
+	case f.Size != want.Size || f.SHA256 != want.SHA256:
+		return false, fmt.Sprintf("%d bytes sha256:%s, the lock %d bytes sha256:%s", f.Size, f.SHA256, want.Size, want.SHA256)
+	}
+	return true, ""
+}
+
+func joinLines(s []string) string { return strings.Join(s, "\n") }

@@ -1,14 +1,13 @@
-package main
+package pipeline
 
 import (
 	"fmt"
 	"strings"
-
-	"github.com/qpipe/qpipe/pipeline"
 )
 
-// accuracySetting describes what an accuracy gate runs.
-func accuracySetting(a *pipeline.Accuracy) string {
+// Setting describes what an accuracy gate runs: "8 samples x 16 tokens,
+// seed 1".
+func (a *Accuracy) Setting() string {
 	s := fmt.Sprintf("%d samples", a.Samples)
 	if a.Seq > 0 {
 		s += fmt.Sprintf(" x %d tokens", a.Seq)
@@ -16,9 +15,9 @@ func accuracySetting(a *pipeline.Accuracy) string {
 	return s + fmt.Sprintf(", seed %d", a.Seed)
 }
 
-// accuracyChecks lists an accuracy gate's bounds, with the measured values
-// when there are.
-func accuracyChecks(a *pipeline.Accuracy) string {
+// Bounds lists an accuracy gate's bounds, with the measured values when
+// there are.
+func (a *Accuracy) Bounds() string {
 	var parts []string
 	for _, c := range a.Checks {
 		op := "<="
