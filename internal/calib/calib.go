@@ -239,7 +239,7 @@ func SamplesFor(samples int, l *evaluate.Layout) int {
 
 // Run runs m on the calibration inputs of cal and gathers the statistics
 // of every FULLY_CONNECTED weight's input, reporting its progress (one
-// count per sample) on log.
+// count per operator run for a batch) on log.
 //
 // The samples run in batches (interp.RunBatch), operator by operator, so
 // each weight is read once per batch, not once per sample, and what is
@@ -282,7 +282,7 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	sigs := in.Signatures()
 	layouts := make([]*evaluate.Layout, len(sigs))
 	counts := make([]int, len(sigs))
-	total := 0
+	total := 0 // operators × batches
 	for i, sig := range sigs {
 		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
 		if err != nil {
@@ -292,15 +292,23 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		if samples != nil {
 			counts[i] = len(samples)
 		}
-		total += counts[i]
+		// Progress counts operators run for a batch.
+		ops := lastNeeded(m, sig.Subgraph) + 1
+		if ops == 0 {
+			ops = len(m.Meta.Subgraphs[sig.Subgraph].Operators)
+		}
+		total += ops * ((counts[i] + batchSize - 1) / batchSize)
 	}
-	prog := progress.Start(log, "calibration", int64(total), "samples")
+	prog := progress.Start(log, "calibration", int64(total), "operators")
 	defer prog.Done()
 	for i, sig := range sigs {
 		l, n := layouts[i], counts[i]
 		top = sig.Subgraph
 		stop := lastNeeded(m, sig.Subgraph)
 		before := func(k int, ev interp.OpEvent) bool {
+			if k == 0 && ev.Subgraph == top {
+				prog.Add(1)
+			}
 			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
 				observeFC(m, ev, sums)
 			}
@@ -327,7 +335,6 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 				}
 				return nil, fmt.Errorf("calibration, signature %q, samples %d-%d: %w", sig.Key, lo, lo+len(batch)-1, err)
 			}
-			prog.Add(int64(len(batch)))
 		}
 	}
 	out := Stats{}

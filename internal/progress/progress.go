@@ -72,6 +72,7 @@ type Reporter struct {
 	lastDraw, lastLog time.Time
 	done, total       int64
 	shown, logged     bool
+	loggedDone        int64 // done at the last event
 }
 
 // Start begins reporting step, which counts total units (the unit names
@@ -131,10 +132,10 @@ func (r *Reporter) Done() {
 		termMu.Unlock()
 		r.shown = false
 	}
-	if r.logged {
+	if r.logged && r.loggedDone != r.done {
 		r.event(r.now())
-		r.logged = false
 	}
+	r.logged = false
 }
 
 // ETA estimates the time left from the rate so far (0 when nothing or
@@ -173,7 +174,7 @@ func (r *Reporter) draw(now time.Time) {
 
 // event logs one progress event (r.mu held).
 func (r *Reporter) event(now time.Time) {
-	r.logged = true
+	r.logged, r.loggedDone = true, r.done
 	r.log.Info().Str("step", r.step).Int64("done", r.done).Int64("total", r.total).
 		Float64("eta_s", r.eta(now).Round(100*time.Millisecond).Seconds()).Msg("progress")
 }

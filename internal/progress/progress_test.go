@@ -105,3 +105,17 @@ func TestFormatETA(t *testing.T) {
 		}
 	}
 }
+
+// TestDoneNoRepeat: Done logs no second event for a count already logged.
+func TestDoneNoRepeat(t *testing.T) {
+	var logs bytes.Buffer
+	c := newClock()
+	r := New(zerolog.New(&logs), "x", 2, "", Options{Now: c.now})
+	r.term = nil
+	c.tick(6 * time.Second)
+	r.Add(2)
+	r.Done()
+	if n := strings.Count(logs.String(), "\n"); n != 1 {
+		t.Fatalf("%d events: %s", n, logs.String())
+	}
+}
