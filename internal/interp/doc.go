@@ -110,12 +110,22 @@
 //
 // # Speed and memory
 //
-// The GEMMs are plain Go (no SIMD): 2×4 register blocks over k, float32 or
-// int32 accumulators, blocks of 16 weight rows claimed by the workers. They
-// are compute-bound: at 64 rows a weight byte is used 64 times, so a plain
-// read of the weights (BenchmarkFC/read) is 10-100× faster than the
-// multiply. A run holds the live activations only (each value is dropped
-// after its last reader) plus per-worker scratch of 16 weight rows.
+// On amd64 with AVX2 the GEMMs run assembly tiles (gemm_amd64.s,
+// gemm_vec.go) vectorised across output columns, so that every element
+// keeps the scalar order (one accumulator, k ascending, the float32
+// product rounded before the add: VMULPS then VADDPS, no FMA): a worker
+// packs a block of weight rows transposed into a panel of L1 size
+// (decoding int4/int8 rows into int16 pairs or int8 quads with their block
+// sums), then runs a 3×32 float32 or 6×16 integer tile over the activation
+// rows. Integer sums are exact in any order (int16 pairs by VPMADDWD; int4
+// blocks of 32 as (q+128)·w by VPMADDUBSW, 128·Σw subtracted); the float
+// epilogues keep the scalar operation order, 8 lanes at a time. The scalar
+// Go kernels (2×4 register blocks) are the reference: QPIPE_SIMD=off, other
+// architectures and the differential tests (gemm_simd_test.go) run them.
+// Element-wise ops and softmax rows are split over the workers too.
+// BenchmarkFC, BenchmarkTile and BenchmarkPeak measure them against the
+// machine's register-only peak. A run holds the live activations only
+// (each value is dropped after its last reader) plus per-worker panels.
 //
 // # Threads and determinism
 //

@@ -61,10 +61,19 @@ func quantizeRowAsym(dst []int8, src []float32) rowQuant {
 // quantized per row, multiplied in int32, and scaled back as XNNPACK's
 // qd8-f32-qc8w / qc4w / qb4w GEMMs do. bias may be nil.
 func hybridFC(threads int, out, a []float32, M, K, N int, w *weight, bias []float32) {
-	qa := make([]int8, M*K)
+	cb := callPool.Get().(*callBuffers)
+	defer callPool.Put(cb)
+	qa := grow(&cb.qa, M*K)
 	rq := make([]rowQuant, M)
-	for m := 0; m < M; m++ {
-		rq[m] = quantizeRowAsym(qa[m*K:(m+1)*K], a[m*K:(m+1)*K])
+	// Rows are quantized independently: split over the workers.
+	parallel(threads, M, max(1, elementGrain/max(K, 1)), func(_, lo, hi int) {
+		for m := lo; m < hi; m++ {
+			rq[m] = quantizeRowAsym(qa[m*K:(m+1)*K], a[m*K:(m+1)*K])
+		}
+	})
+	if hybridVecOK(w, M, K) {
+		hybridFCVec(threads, out, qa, rq, M, K, N, w, bias)
+		return
 	}
 	scratch := make([][]int8, max(threads, 1))
 	accs := make([][]int32, max(threads, 1))

@@ -53,6 +53,10 @@ func parallel(threads, n, grain int, f func(worker, lo, hi int)) {
 // matmulF32 computes out[m·N+n] = Σ_k a[m·K+k]·W[wOff+n·K+k] for m < M,
 // n < N, where W is w's elements decoded as floats.
 func matmulF32(threads int, out, a []float32, M, K, N int, w *weight, wOff int) {
+	if useSIMD && M > 0 && K > 0 {
+		matmulF32Vec(threads, out, a, M, K, N, w, wOff)
+		return
+	}
 	scratch := make([][]float32, max(threads, 1))
 	parallel(threads, N, nBlock, func(worker, lo, hi int) {
 		var rows []float32

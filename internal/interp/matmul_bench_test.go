@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/qpipe/qpipe/internal/quant"
 )
@@ -61,11 +63,31 @@ func benchInput(M int) []float32 {
 	return a
 }
 
-func reportGFLOPs(b *testing.B, M int) {
-	flops := 2 * float64(M) * benchN * benchK * float64(b.N)
-	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+// reportGFLOPs reports the GFLOP/s of b (2·M·N·K per op) over the wall
+// time and over the process's CPU time since cpu0 (cpuSeconds before the
+// loop): on a shared machine the second is what the code does while it
+// runs; ×threads it compares with the peak of that many cores.
+func reportGFLOPs(b *testing.B, M int, cpu0 float64) {
+	reportFlops(b, 2*float64(M)*benchN*benchK*float64(b.N), cpu0)
 }
 
+func reportFlops(b *testing.B, flops, cpu0 float64) {
+	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(flops/(cpuSeconds()-cpu0)/1e9, "GFLOP/cpu-s")
+}
+
+// cpuSeconds is the user+system time of the process.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkFC runs each form with the vector tiles (simd) and the scalar Go
+// kernels (go), at 1 thread and GOMAXPROCS threads; BenchmarkPeak is the
+// ceiling to compare with.
 func BenchmarkFC(b *testing.B) {
 	threads := runtime.GOMAXPROCS(0)
 	for _, M := range []int{64, 1} {
@@ -76,24 +98,34 @@ func BenchmarkFC(b *testing.B) {
 			kind weightKind
 		}{{"f32", wFloat32}, {"int8", wInt8}, {"int4b32", wInt4}} {
 			w := benchWeights(kc.kind)
-			for _, th := range []int{1, threads} {
-				b.Run(fmt.Sprintf("M=%d/%s/threads=%d", M, kc.name, th), func(b *testing.B) {
-					for b.Loop() {
-						if w.quantized {
-							hybridFC(th, out, a, M, benchK, benchN, w, nil)
-						} else {
-							matmulF32(th, out, a, M, benchK, benchN, w, 0)
+			for _, form := range []string{"simd", "go"} {
+				if form == "simd" && !hasSIMD {
+					continue
+				}
+				for _, th := range []int{1, threads} {
+					b.Run(fmt.Sprintf("M=%d/%s/%s/threads=%d", M, kc.name, form, th), func(b *testing.B) {
+						was := useSIMD
+						useSIMD = form == "simd"
+						defer func() { useSIMD = was }()
+						cpu0 := cpuSeconds()
+						for b.Loop() {
+							if w.quantized {
+								hybridFC(th, out, a, M, benchK, benchN, w, nil)
+							} else {
+								matmulF32(th, out, a, M, benchK, benchN, w, 0)
+							}
 						}
-					}
-					reportGFLOPs(b, M)
-				})
+						reportGFLOPs(b, M, cpu0)
+					})
+				}
 			}
 			if kc.kind == wFloat32 {
 				b.Run(fmt.Sprintf("M=%d/f32/naive", M), func(b *testing.B) {
+					cpu0 := cpuSeconds()
 					for b.Loop() {
 						matmulNaive(out, a, M, benchK, benchN, w.f32)
 					}
-					reportGFLOPs(b, M)
+					reportGFLOPs(b, M, cpu0)
 				})
 			}
 		}
@@ -130,4 +162,32 @@ func readAll(b []byte) uint64 {
 		s3 += binary.LittleEndian.Uint64(b[i+24:])
 	}
 	return s0 + s1 + s2 + s3
+}
+
+// BenchmarkPeak is the machine's float32 ceiling: register-only loops of 12
+// independent 8-lane chains, fused multiply-adds (fma) or a multiply then
+// an add (muladd, what the GEMM tiles do), on 1 thread and on GOMAXPROCS
+// threads (one loop per thread). GFLOP/s counts 2 flops per lane and pair.
+func BenchmarkPeak(b *testing.B) {
+	if !hasSIMD {
+		b.Skip("no vector tiles on this CPU")
+	}
+	const iters = 1 << 20 // 192 flops each
+	for _, k := range []struct {
+		name string
+		f    func(int)
+	}{{"fma", peakFMA}, {"muladd", peakMulAdd}} {
+		if k.name == "fma" && !hasFMA {
+			continue
+		}
+		for _, th := range []int{1, runtime.GOMAXPROCS(0)} {
+			b.Run(fmt.Sprintf("%s/threads=%d", k.name, th), func(b *testing.B) {
+				cpu0 := cpuSeconds()
+				for b.Loop() {
+					parallel(th, th, 1, func(_, _, _ int) { k.f(iters) })
+				}
+				reportFlops(b, 192*iters*float64(th)*float64(b.N), cpu0)
+			})
+		}
+	}
 }

@@ -168,11 +168,25 @@ func arithKernel(code fb.BuiltinOperator) *kernel {
 				return err
 			}
 			out := NewTensor(x.Type, shape)
-			if x.Type == fb.TensorTypeFLOAT32 && sameShape(x.Shape, y.Shape) {
-				for i := range out.F32 {
-					out.F32[i] = a.f(x.F32[i], y.F32[i])
-				}
-				activation(fusedActivation(c.p.op), out.F32)
+			xr, xn, xok := repeatIndex(x.Shape, shape)
+			yr, yn, yok := repeatIndex(y.Shape, shape)
+			if x.Type == fb.TensorTypeFLOAT32 && xok && yok {
+				// The common broadcasts (same shape, a scalar, a row of
+				// weights, a value per row): element i reads x[(i/xr) mod
+				// xn], y likewise. Chunks of elements run on the workers;
+				// each element is computed alone, so the bytes do not
+				// depend on them.
+				act := fusedActivation(c.p.op)
+				xs, ys, os := x.F32, y.F32, out.F32
+				parallel(c.sg.in.threads, len(os), elementGrain, func(_, lo, hi int) {
+					xc, yc := newRepeat(lo, xr, xn), newRepeat(lo, yr, yn)
+					for i := lo; i < hi; i++ {
+						os[i] = a.f(xs[xc.i], ys[yc.i])
+						xc.next()
+						yc.next()
+					}
+					activation(act, os[lo:hi])
+				})
 				c.set(0, out)
 				return nil
 			}
@@ -417,12 +431,61 @@ func unaryKernel(f func(x float64) float64) *kernel {
 				return err
 			}
 			out := NewTensor(fb.TensorTypeFLOAT32, x.Shape)
-			for i, v := range x.F32 {
-				out.F32[i] = float32(f(float64(v)))
-			}
+			parallel(c.sg.in.threads, len(x.F32), elementGrain, func(_, lo, hi int) {
+				o := out.F32[lo:hi]
+				for i, v := range x.F32[lo:hi][:len(o)] {
+					o[i] = float32(f(float64(v)))
+				}
+			})
 			c.set(0, out)
 			return nil
 		},
+	}
+}
+
+// elementGrain is how many elements a worker takes at a time in the
+// element-wise ops (smaller tensors run on one).
+const elementGrain = 1 << 15
+
+// repeatIndex reports whether broadcasting in to out reads element
+// (i/r) mod n of in for element i of out: in (aligned right) is out's
+// dimensions over a contiguous span, 1 after it (r is the product of out's
+// dimensions there) and 1 or missing before it.
+func repeatIndex(in, out []int) (r, n int, ok bool) {
+	if len(in) > len(out) {
+		return 0, 0, false
+	}
+	out = out[len(out)-len(in):]
+	r, n = 1, 1
+	j := len(in) - 1
+	for ; j >= 0 && in[j] == 1; j-- {
+		r *= out[j]
+	}
+	for ; j >= 0 && in[j] != 1; j-- {
+		if in[j] != out[j] {
+			return 0, 0, false
+		}
+		n *= in[j]
+	}
+	for ; j >= 0; j-- {
+		if in[j] != 1 {
+			return 0, 0, false
+		}
+	}
+	return r, n, r > 0 && n > 0
+}
+
+// repeat walks (i/r) mod n as i counts up.
+type repeat struct{ i, k, r, n int }
+
+func newRepeat(i, r, n int) repeat { return repeat{i: (i / r) % n, k: i % r, r: r, n: n} }
+
+func (p *repeat) next() {
+	if p.k++; p.k == p.r {
+		p.k = 0
+		if p.i++; p.i == p.n {
+			p.i = 0
+		}
 	}
 }
 

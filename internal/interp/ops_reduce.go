@@ -123,24 +123,39 @@ func softmaxKernel(logSoftmax bool) *kernel {
 			}
 			d := x.Shape[len(x.Shape)-1]
 			out := NewTensor(fb.TensorTypeFLOAT32, x.Shape)
-			for r := 0; r+d <= len(x.F32) && d > 0; r += d {
-				row := x.F32[r : r+d]
-				mx := math.Inf(-1)
-				for _, v := range row {
-					mx = max(mx, float64(v))
+			rows := 0
+			if d > 0 {
+				rows = len(x.F32) / d
+			}
+			// Rows run on the workers, each row's exponentials kept (in
+			// float64) between the sum and the division: the values the
+			// row would compute twice.
+			ex := make([][]float64, c.sg.in.threads)
+			parallel(c.sg.in.threads, rows, max(1, elementGrain/max(d, 1)), func(worker, lo, hi int) {
+				if ex[worker] == nil {
+					ex[worker] = make([]float64, d)
 				}
-				sum := 0.0
-				for _, v := range row {
-					sum += math.Exp(beta * (float64(v) - mx))
-				}
-				for i, v := range row {
-					if logSoftmax {
-						out.F32[r+i] = float32(float64(v) - mx - math.Log(sum))
-					} else {
-						out.F32[r+i] = float32(math.Exp(beta*(float64(v)-mx)) / sum)
+				e := ex[worker]
+				for r := lo * d; r < hi*d; r += d {
+					row := x.F32[r : r+d]
+					mx := math.Inf(-1)
+					for _, v := range row {
+						mx = max(mx, float64(v))
+					}
+					sum := 0.0
+					for i, v := range row {
+						e[i] = math.Exp(beta * (float64(v) - mx))
+						sum += e[i]
+					}
+					for i, v := range row {
+						if logSoftmax {
+							out.F32[r+i] = float32(float64(v) - mx - math.Log(sum))
+						} else {
+							out.F32[r+i] = float32(e[i] / sum)
+						}
 					}
 				}
-			}
+			})
 			c.set(0, out)
 			return nil
 		},

@@ -316,3 +316,17 @@ func (w *weight) blockScale(b int) float32 {
 // blockScaleBF16 is block b's scale rounded to bfloat16 (nearest even):
 // what XNNPACK's blockwise GEMM multiplies by (it stores bf16 scales).
 func (w *weight) blockScaleBF16(b int) float32 { return quant.BFloat16Round(w.blockScale(b)) }
+
+// blockScalesBF16 writes blockScaleBF16(first+i) to dst[i·stride] for i < n.
+func (w *weight) blockScalesBF16(dst []float32, stride, first, n int) {
+	if w.bscaleF32 {
+		for i := range n {
+			dst[i*stride] = quant.BFloat16Round(math.Float32frombits(binary.LittleEndian.Uint32(w.bscaleRaw[4*(first+i):])))
+		}
+		return
+	}
+	raw := w.bscaleRaw[2*first : 2*(first+n)]
+	for i := range n {
+		dst[i*stride] = quant.BFloat16Round(quant.Float32FromBits16(uint16(raw[2*i]) | uint16(raw[2*i+1])<<8))
+	}
+}

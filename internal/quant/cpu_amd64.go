@@ -10,12 +10,15 @@ package quant
 // SSE and AVX bits), and POPCNT: toFloat16 converts 8 floats at a time with
 // VCVTPS2PH (every F16C CPU has POPCNT). hasAVX2: AVX2 with the same OS
 // support: the int8 and int4 quantize kernels and the largest-magnitude
-// reductions run 8 lanes wide.
-var hasF16C, hasAVX2 = detectCPU()
+// reductions run 8 lanes wide. hasFMA: FMA3 with the same OS support (no
+// kernel fuses a product into a sum; internal/interp's peak benchmark
+// measures with it).
+var hasF16C, hasAVX2, hasFMA = detectCPU()
 
-func detectCPU() (f16c, avx2 bool) {
+func detectCPU() (f16c, avx2, fma bool) {
 	const (
-		popcnt   = 1 << 23 // CPUID.1:ECX
+		fmaBit   = 1 << 12 // CPUID.1:ECX
+		popcnt   = 1 << 23
 		osxsave  = 1 << 27
 		avx      = 1 << 28
 		f16cBit  = 1 << 29
@@ -25,18 +28,19 @@ func detectCPU() (f16c, avx2 bool) {
 	)
 	maxLeaf, _, _, _ := cpuid(0, 0)
 	if maxLeaf < 1 {
-		return false, false
+		return false, false, false
 	}
 	_, _, ecx, _ := cpuid(1, 0)
 	if ecx&needBase != needBase || xgetbv0()&ymmSave != ymmSave {
-		return false, false
+		return false, false, false
 	}
 	f16c = ecx&(popcnt|f16cBit) == popcnt|f16cBit
+	fma = ecx&fmaBit != 0
 	if maxLeaf >= 7 {
 		_, ebx, _, _ := cpuid(7, 0)
 		avx2 = ebx&avx2Bit != 0
 	}
-	return f16c, avx2
+	return f16c, avx2, fma
 }
 
 // cpuid executes CPUID with EAX = leaf and ECX = sub.

@@ -6,5 +6,8 @@ package quant
 // on this architecture.
 const hasAVX2 = false
 
+// hasFMA reports whether the CPU has FMA3 (x86 only).
+const hasFMA = false
+
 // useAVX2 is hasAVX2 unless a test turns the AVX2 kernels off.
 var useAVX2 = false
