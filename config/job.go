@@ -113,8 +113,11 @@ type QuantizeStage struct {
 // Calibration is `quantize.calibration`: how many inputs to run through the
 // float model, and which.
 type Calibration struct {
-	Samples int // inputs to run (default 64)
-	Seq     int // tokens per random input of a token-id model (default 128)
+	// Samples is the number of inputs to run; 0 (the default) lets the
+	// model decide: enough for 512 token positions, 8 to 64 (64 for a
+	// model without token inputs, and the first 64 lines of Inputs).
+	Samples int
+	Seq     int // tokens per random input of a dynamic-length token-id model (default 64)
 	// Inputs is a file of pre-tokenized inputs (JSON lines, as qpipe eval
 	// reads them), resolved against Job.Dir; "" means random inputs.
 	Inputs string
@@ -122,7 +125,7 @@ type Calibration struct {
 }
 
 // DefaultCalibration is the calibration of a job that sets none.
-func DefaultCalibration() *Calibration { return &Calibration{Samples: 64, Seq: 128} }
+func DefaultCalibration() *Calibration { return &Calibration{Seq: 64} }
 
 // VerifyStage checks the quantized tensors against the runtime's rules
 // and, with Accuracy, the quantized model's outputs against the float

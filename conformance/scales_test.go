@@ -17,7 +17,7 @@ import (
 
 // scaleSeeds are the input sets the scale methods are compared on: at 40%
 // output error two seeds cannot rank two methods, sixteen pooled can.
-// Calibration draws its inputs from other seeds (stages.calibrationSeed).
+// Calibration draws its inputs from other seeds (evaluate.CalibrationSeed).
 var scaleSeeds = func() []int64 {
 	s := make([]int64, 16)
 	for i := range s {

@@ -28,7 +28,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	signature := fs.String("signature", "", "run only this signature (default: every signature)")
 	samples := fs.Int("samples", 0, fmt.Sprintf("number of samples (default %d, or every line of --inputs)", evaluate.DefaultSamples))
 	seq := fs.Int("seq", 0, fmt.Sprintf("tokens per sequence (default: the model's; %d where it is dynamic)", evaluate.DefaultSeq))
-	seed := fs.Int64("seed", 1, "seed of the generated inputs")
+	seed := fs.Int64("seed", evaluate.MeasureSeed, "seed of the generated inputs")
 	inputs := fs.String("inputs", "", "JSON-lines file of inputs, one sample per line (README: Evaluating)")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
 	flags, pos := flagArgs(args, map[string]bool{"signature": true, "samples": true, "seq": true, "seed": true, "inputs": true})
@@ -46,7 +46,8 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	if set["seq"] && *seq < 1 {
 		return usagef("--seq %d: want at least 1", *seq)
 	}
-	opt := evaluate.Options{Samples: *samples, Seq: *seq, Seed: *seed}
+	log := newLogger(stderr)
+	opt := evaluate.Options{Samples: *samples, Seq: *seq, Seed: *seed, Log: &log}
 	if set["signature"] {
 		opt.Signatures = []string{*signature}
 	}

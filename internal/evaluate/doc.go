@@ -19,6 +19,15 @@
 // Everything is computed in float64 in a fixed order (log-sum-exp for the
 // softmax), so the numbers are the same on every run and machine.
 //
-// The package imports the interpreter, the format package and
-// internal/modelinput only: nothing of config, pipeline or stages.
+// Samples run through each model in batches (interp.RunBatch), so a model
+// larger than memory is read from disk once per batch, not per sample.
+//
+// It is also the one evaluation baseline of the other measures: "the
+// logits" are LogitsOutputs for eval, the accuracy gate and the budget,
+// and the seed policy is MeasureSeed for measuring, CalibrationSeed (far
+// from it) for calibration inputs.
+//
+// The package imports the interpreter, the format package,
+// internal/modelinput and internal/progress only: nothing of config,
+// pipeline or stages.
 package evaluate

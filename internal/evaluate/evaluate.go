@@ -9,14 +9,22 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/modelinput"
+	"github.com/qpipe/qpipe/internal/progress"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 // DefaultSamples is how many samples run when none are asked for.
 const DefaultSamples = 8
+
+// evalBatch is how many samples run through a model at once
+// (interp.RunBatch): a model larger than memory is read from disk once
+// per batch, and a batch's outputs of every model are held.
+const evalBatch = 8
 
 // Model is a model file opened for evaluation: memory-mapped, weights
 // read in place by the interpreter.
@@ -60,6 +68,10 @@ type Options struct {
 	// inputs a line does not name are generated.
 	Inputs     []*Sample
 	InputsFile string
+	// Log, when set, receives the progress of the runs (one count per
+	// sample per model; internal/progress): a line on a terminal, else
+	// periodic "progress" events.
+	Log *zerolog.Logger
 }
 
 // Report is the result of Compare or Smoke; its JSON form is what
@@ -212,6 +224,15 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 		r.Candidate = models[1].Path
 	}
 	vocabs := modelVocabs(models[0].File.Meta)
+	var prog *progress.Reporter
+	if opt.Log != nil {
+		sigs := len(opt.Signatures)
+		if sigs == 0 {
+			sigs = len(models[0].Interp.Signatures())
+		}
+		prog = progress.Start(*opt.Log, "eval", int64(samplesOf(opt)*sigs*len(models)), "runs")
+		defer prog.Done()
+	}
 	err := eachSignature(models[0], opt, func(sig interp.Signature, l *Layout) error {
 		for _, m := range models[1:] {
 			if err := matchSignature(m, sig); err != nil {
@@ -220,36 +241,56 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 		}
 		sr := signatureReport(l)
 		sinks := make([]sink, len(sig.Outputs))
-		err := eachSample(ctx, l, opt, func(k int, inputs map[string]*interp.Tensor) error {
-			outs := make([]map[string]*interp.Tensor, len(models))
+		// The samples run in batches, each model on the whole batch
+		// operator by operator (each weight read once per batch), and
+		// the sinks take them in sample order.
+		var batch []map[string]*interp.Tensor
+		first := 0
+		flush := func() error {
+			outs := make([][]map[string]*interp.Tensor, len(models))
 			for j, m := range models {
 				var err error
-				if outs[j], err = m.Interp.Run(ctx, sig.Key, inputs); err != nil {
-					return fmt.Errorf("%s: signature %q, sample %d: %w", m.Path, sig.Key, k, err)
+				if outs[j], err = m.Interp.RunBatch(ctx, sig.Key, batch, nil); err != nil {
+					return fmt.Errorf("%s: signature %q, samples %d-%d: %w", m.Path, sig.Key, first, first+len(batch)-1, err)
+				}
+				prog.Add(int64(len(batch)))
+			}
+			for b := range batch {
+				for i, o := range sig.Outputs {
+					vals := make([]*interp.Tensor, len(models))
+					for j := range models {
+						if vals[j] = outs[j][b][o.Name]; vals[j] == nil {
+							return fmt.Errorf("%s: signature %q output %q: missing from the run", models[j].Path, sig.Key, o.Name)
+						}
+					}
+					w := vals[0]
+					for _, g := range vals[1:] {
+						if w.Type != g.Type || !slices.Equal(w.Shape, g.Shape) {
+							return fmt.Errorf("signature %q output %q: the candidate gives %s %v, the reference %s %v", sig.Key, o.Name, g.Type, g.Shape, w.Type, w.Shape)
+						}
+					}
+					if sinks[i] == nil {
+						v := logitsVocab(w.Type, w.Shape, vocabs)
+						sinks[i] = newSink(v)
+						sr.Outputs = append(sr.Outputs, OutputReport{Name: o.Name, Type: w.Type.String(), Shape: slices.Clone(w.Shape), Vocab: v})
+					}
+					sinks[i].add(vals)
 				}
 			}
-			for i, o := range sig.Outputs {
-				vals := make([]*interp.Tensor, len(models))
-				for j := range models {
-					if vals[j] = outs[j][o.Name]; vals[j] == nil {
-						return fmt.Errorf("%s: signature %q output %q: missing from the run", models[j].Path, sig.Key, o.Name)
-					}
-				}
-				w := vals[0]
-				for _, g := range vals[1:] {
-					if w.Type != g.Type || !slices.Equal(w.Shape, g.Shape) {
-						return fmt.Errorf("signature %q output %q: the candidate gives %s %v, the reference %s %v", sig.Key, o.Name, g.Type, g.Shape, w.Type, w.Shape)
-					}
-				}
-				if sinks[i] == nil {
-					v := logitsVocab(w.Type, w.Shape, vocabs)
-					sinks[i] = newSink(v)
-					sr.Outputs = append(sr.Outputs, OutputReport{Name: o.Name, Type: w.Type.String(), Shape: slices.Clone(w.Shape), Vocab: v})
-				}
-				sinks[i].add(vals)
+			first += len(batch)
+			batch = batch[:0]
+			return nil
+		}
+		err := eachSample(ctx, l, opt, func(k int, inputs map[string]*interp.Tensor) error {
+			batch = append(batch, inputs)
+			if len(batch) == evalBatch {
+				return flush()
 			}
 			return nil
 		})
+		if err == nil && len(batch) > 0 {
+			err = flush()
+		}
 		if err != nil {
 			return err
 		}

@@ -246,18 +246,7 @@ func (in *Interpreter) Run(ctx context.Context, signature string, inputs map[str
 	if err := sg.run(ctx, frame, 0); err != nil {
 		return nil, err
 	}
-	out := make(map[string]*Tensor, len(sig.Outputs))
-	for _, io := range sig.Outputs {
-		v, err := frame.value(io.Tensor)
-		if err != nil {
-			return nil, err
-		}
-		if v == nil {
-			return nil, fmt.Errorf("interp: %s: signature %q: output %q (tensor %d) was never computed", in.m.Name, sig.Key, io.Name, io.Tensor)
-		}
-		out[io.Name] = v
-	}
-	return out, nil
+	return in.outputs(sig, frame)
 }
 
 func checkInput(io IO, t *Tensor) error {

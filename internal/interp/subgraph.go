@@ -242,26 +242,9 @@ func (s *subgraph) run(ctx context.Context, f *frame, depth int) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c := &opCtx{ctx: ctx, sg: s, f: f, p: p, depth: depth}
-		if p.folded {
-			s.observe(c)
-			s.release(f, p)
-			continue
-		}
-		if err := p.k.run(c); err != nil {
+		if err := s.step(&opCtx{ctx: ctx, sg: s, f: f, p: p, depth: depth}); err != nil {
 			return err
 		}
-		for k, o := range p.op.Outputs {
-			v := f.vals[o]
-			if v == nil {
-				return c.errf("output %d was not computed", k)
-			}
-			if err := checkOutput(s.sg.Tensors[o], v); err != nil {
-				return c.errf("output %d (%q): %v", k, s.sg.Tensors[o].Name, err)
-			}
-		}
-		s.observe(c)
-		s.release(f, p)
 	}
 	return nil
 }
@@ -309,15 +292,7 @@ func (s *subgraph) observe(c *opCtx) {
 	if obs == nil {
 		return
 	}
-	ev := OpEvent{Subgraph: s.index, Operator: c.p.index, Code: c.p.code}
-	for k, t := range c.p.op.Inputs {
-		ev.InputTensors = append(ev.InputTensors, int(t))
-		var v *Tensor
-		if t >= 0 && !c.p.folded && !(weightSlot(c.p.code, k) && c.weightLike(k)) {
-			v, _ = c.f.value(int(t))
-		}
-		ev.Inputs = append(ev.Inputs, v)
-	}
+	ev := inputEvent(c)
 	for _, t := range c.p.op.Outputs {
 		var v *Tensor
 		if !c.p.folded {

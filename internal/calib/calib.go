@@ -1,0 +1,419 @@
+// Package calib gathers the activation statistics of `scales: calibrated`:
+// the float model runs on the calibration inputs (generated as qpipe eval
+// generates them, from evaluate.CalibrationSeed on, or the first lines of
+// an inputs file in qpipe eval's format) through the reference
+// interpreter, and for every FULLY_CONNECTED weight the per-column mean
+// and variance of its input activation (input 0, rows flattened) are
+// gathered; the int4 scale search then minimises each output row's
+// expected error under them (quant.SearchBlocksInt4). A weight read by
+// several FULLY_CONNECTEDs pools their inputs.
+//
+// The statistics are cached on disk (internal/cache, kind "calibration"),
+// keyed by the model's sha256, the calibration settings and the
+// definition of the statistics (Definition), and in memory for the
+// process: the branches of a multi-recipe job, the budget's measurements
+// and later runs of the same job reuse them.
+package calib
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/cache"
+	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/interp"
+	"github.com/qpipe/qpipe/internal/modelinput"
+	"github.com/qpipe/qpipe/internal/progress"
+	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// Definition names what the statistics are; it is part of every cache
+// key, so that a change to what is gathered (or how) is a new key and
+// never reads statistics of the old definition.
+const Definition = "fc-input-mean-var/1"
+
+// statsFormat versions the cache files' layout.
+const statsFormat = 1
+
+// Key identifies a weight: its subgraph and tensor index.
+type Key struct{ Subgraph, Tensor int }
+
+// Stats are the statistics of one model, by weight tensor.
+type Stats map[Key]*quant.ChannelStats
+
+// statsFile is the cached form.
+type statsFile struct {
+	Format  int
+	Key     string
+	Weights []statsEntry
+}
+
+type statsEntry struct {
+	Subgraph, Tensor int
+	Mean, Var        []float32
+}
+
+var (
+	statsMu   sync.Mutex
+	statsMem  = map[string]*statsOnce{}
+	errNoStat = errors.New("no statistics")
+)
+
+type statsOnce struct {
+	once  sync.Once
+	stats Stats
+	err   error
+}
+
+// CacheKey is the key of the statistics of the model whose sha256 is
+// modelSum under cal (inputsSum: the sha256 of cal.Inputs, when set).
+func CacheKey(modelSum string, cal *config.Calibration, inputsSum string) string {
+	samples := "auto"
+	if cal.Samples > 0 {
+		samples = fmt.Sprint(cal.Samples)
+	}
+	key := fmt.Sprintf("def=%s model=%s samples=%s seq=%d", Definition, modelSum, samples, cal.Seq)
+	if cal.Inputs != "" {
+		key += " inputs=" + inputsSum
+	}
+	return key
+}
+
+// Get returns the statistics of m under cal, whose key is key (CacheKey),
+// from the caches or by running m (Run).
+func Get(ctx context.Context, m *tflite.Model, key string, cal *config.Calibration, log zerolog.Logger) (Stats, error) {
+	statsMu.Lock()
+	e := statsMem[key]
+	if e == nil {
+		e = &statsOnce{}
+		statsMem[key] = e
+	}
+	statsMu.Unlock()
+	first := false
+	e.once.Do(func() {
+		first = true
+		file := cacheFile(key)
+		if e.stats, e.err = readStats(file, key); e.err == nil {
+			log.Info().Str("cache", file).Msg("calibration statistics from the cache")
+			return
+		}
+		e.stats, e.err = Run(ctx, m, cal, log)
+		if e.err != nil {
+			return
+		}
+		log.Info().Int("weights", len(e.stats)).Str("cache", file).Msg("calibration: ran the float model")
+		if file != "" {
+			if err := writeStats(file, key, e.stats); err != nil {
+				log.Warn().Err(err).Msg("calibration statistics not cached")
+			}
+		}
+	})
+	if !first && e.err == nil {
+		log.Info().Msg("calibration statistics reused (gathered earlier in this process)")
+	}
+	if e.err != nil {
+		statsMu.Lock()
+		delete(statsMem, key) // a cancelled or failed pass is not remembered
+		statsMu.Unlock()
+	}
+	return e.stats, e.err
+}
+
+// forget empties the in-memory cache (tests: a fresh process).
+func forget() {
+	statsMu.Lock()
+	statsMem = map[string]*statsOnce{}
+	statsMu.Unlock()
+}
+
+func cacheFile(key string) string {
+	return cache.File(cache.Dir(), "calibration", key, statsFormat, "gob")
+}
+
+// readStats reads a cache file; any problem (missing, stale, corrupt) is an
+// error, and the caller recomputes.
+func readStats(file, key string) (Stats, error) {
+	if file == "" {
+		return nil, errNoStat
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var f statsFile
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&f); err != nil {
+		return nil, err
+	}
+	if f.Format != statsFormat || f.Key != key {
+		return nil, errNoStat
+	}
+	out := Stats{}
+	for _, w := range f.Weights {
+		if len(w.Mean) != len(w.Var) || !finiteStats(w.Mean, w.Var) {
+			return nil, errNoStat
+		}
+		out[Key{w.Subgraph, w.Tensor}] = &quant.ChannelStats{Mean: w.Mean, Var: w.Var}
+	}
+	return out, nil
+}
+
+// finiteStats reports whether every mean is finite and every variance
+// finite and not negative (what the search assumes).
+func finiteStats(mean, v []float32) bool {
+	for j := range mean {
+		m, s := float64(mean[j]), float64(v[j])
+		if math.IsNaN(m) || math.IsInf(m, 0) || !(s >= 0) || math.IsInf(s, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// writeStats writes the cache file atomically (a reader never sees half).
+func writeStats(file, key string, st Stats) error {
+	f := statsFile{Format: statsFormat, Key: key}
+	for k, s := range st {
+		f.Weights = append(f.Weights, statsEntry{Subgraph: k.Subgraph, Tensor: k.Tensor, Mean: s.Mean, Var: s.Var})
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&f); err != nil {
+		return err
+	}
+	return cache.Write(file, buf.Bytes())
+}
+
+// statSums accumulates one weight's input columns.
+type statSums struct {
+	sum, sq []float64
+	n       int
+}
+
+// batchSize bounds how many samples one pass holds the activations of.
+const batchSize = 32
+
+// The number of samples when the settings leave it to the model
+// (config.Calibration.Samples 0): enough for autoTokens token positions
+// per FULLY_CONNECTED input, within [autoMin, autoMax]; autoMax for a
+// model without token inputs. Measured (TestMeasureSettings) on the
+// generated 1 GB decoder and the tiny decoder: 512 positions keep most of
+// the calibrated scales' gain over min-max, and cost 1/8 of the former
+// 64 samples × 64 tokens on the 1 GB decoder.
+const (
+	autoTokens = 512
+	autoMin    = 8
+	autoMax    = 64
+)
+
+// SamplesFor is the number of samples a calibration with samples
+// (0: automatic) runs on layout l.
+func SamplesFor(samples int, l *evaluate.Layout) int {
+	if samples > 0 {
+		return samples
+	}
+	tokens := 0
+	for _, in := range l.Inputs {
+		if in.Vocab > 0 {
+			n := 1
+			for _, d := range in.Shape {
+				n *= d
+			}
+			tokens = max(tokens, n)
+		}
+	}
+	if tokens == 0 {
+		return autoMax
+	}
+	return min(autoMax, max(autoMin, (autoTokens+tokens-1)/tokens))
+}
+
+// Run runs m on the calibration inputs of cal and gathers the statistics
+// of every FULLY_CONNECTED weight's input, reporting its progress (one
+// count per operator run for a batch) on log.
+//
+// The samples run in batches (interp.RunBatch), operator by operator, so
+// each weight is read once per batch, not once per sample, and what is
+// held is one batch's live activations. The pass stops before the last
+// FULLY_CONNECTED of the signature's subgraph runs, once its input is
+// seen (the logits layer of a decoder, a quarter of its work, computes
+// nothing the statistics need). A weight's sums add its inputs operator
+// by operator, samples in order.
+func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zerolog.Logger) (Stats, error) {
+	var samples []*evaluate.Sample
+	if cal.Inputs != "" {
+		f, err := os.Open(cal.Inputs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+		}
+		samples, err = evaluate.ParseSamples(f, cal.Inputs)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(samples) == 0 {
+			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %s has no sample", cal.P, cal.Inputs)
+		}
+		limit := cal.Samples
+		if limit <= 0 {
+			limit = autoMax
+		}
+		samples = samples[:min(len(samples), limit)]
+	}
+	sums := map[Key]*statSums{}
+	top := -1 // the subgraph whose FULLY_CONNECTEDs the before hook sees
+	in, err := interp.New(m, interp.Options{Observe: func(ev interp.OpEvent) {
+		if ev.Subgraph != top {
+			observeFC(m, ev, sums)
+		}
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("calibration: %w (calibrated scales need a model the reference interpreter runs; use scales: search)", err)
+	}
+	sigs := in.Signatures()
+	layouts := make([]*evaluate.Layout, len(sigs))
+	counts := make([]int, len(sigs))
+	total := 0 // operators × batches
+	for i, sig := range sigs {
+		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
+		if err != nil {
+			return nil, fmt.Errorf("calibration: %w", err)
+		}
+		layouts[i], counts[i] = l, SamplesFor(cal.Samples, l)
+		if samples != nil {
+			counts[i] = len(samples)
+		}
+		// Progress counts operators run for a batch.
+		ops := lastNeeded(m, sig.Subgraph) + 1
+		if ops == 0 {
+			ops = len(m.Meta.Subgraphs[sig.Subgraph].Operators)
+		}
+		total += ops * ((counts[i] + batchSize - 1) / batchSize)
+	}
+	prog := progress.Start(log, "calibration", int64(total), "operators")
+	defer prog.Done()
+	for i, sig := range sigs {
+		l, n := layouts[i], counts[i]
+		top = sig.Subgraph
+		stop := lastNeeded(m, sig.Subgraph)
+		before := func(k int, ev interp.OpEvent) bool {
+			if k == 0 && ev.Subgraph == top {
+				prog.Add(1)
+			}
+			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
+				observeFC(m, ev, sums)
+			}
+			return ev.Operator != stop
+		}
+		for lo := 0; lo < n; lo += batchSize {
+			batch := make([]map[string]*interp.Tensor, 0, min(batchSize, n-lo))
+			for k := lo; k < min(n, lo+batchSize); k++ {
+				var inputs map[string]*interp.Tensor
+				if samples != nil {
+					// The file's lengths rule its token inputs (seq 0).
+					inputs, err = l.Bind(samples[k], cal.Inputs, evaluate.CalibrationSeed, k, 0)
+				} else {
+					inputs, err = l.Generate(evaluate.CalibrationSeed, k)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("calibration: %w", err)
+				}
+				batch = append(batch, inputs)
+			}
+			if _, err := in.RunBatch(ctx, sig.Key, batch, before); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, fmt.Errorf("calibration, signature %q, samples %d-%d: %w", sig.Key, lo, lo+len(batch)-1, err)
+			}
+		}
+	}
+	out := Stats{}
+	for k, s := range sums {
+		out[k] = s.stats()
+	}
+	return out, nil
+}
+
+// lastNeeded is the operator of subgraph sg before which a calibration
+// pass stops: its last FULLY_CONNECTED when no later operator runs
+// another subgraph (which may hold more), else -1 (the pass runs to the
+// end).
+func lastNeeded(m *tflite.Model, sg int) int {
+	ops := m.Meta.Subgraphs[sg].Operators
+	for i := len(ops) - 1; i >= 0; i-- {
+		switch m.OpCode(ops[i]) {
+		case fb.BuiltinOperatorFULLY_CONNECTED:
+			return i
+		case fb.BuiltinOperatorIF, fb.BuiltinOperatorWHILE, fb.BuiltinOperatorCALL_ONCE,
+			fb.BuiltinOperatorSTABLEHLO_WHILE, fb.BuiltinOperatorSTABLEHLO_CASE, fb.BuiltinOperatorSTABLEHLO_COMPOSITE:
+			return -1
+		}
+	}
+	return -1
+}
+
+// stats are the mean and variance of the columns summed.
+func (s *statSums) stats() *quant.ChannelStats {
+	st := &quant.ChannelStats{Mean: make([]float32, len(s.sum)), Var: make([]float32, len(s.sum))}
+	for j := range s.sum {
+		mean := s.sum[j] / float64(s.n)
+		st.Mean[j] = float32(mean)
+		st.Var[j] = float32(max(0, s.sq[j]/float64(s.n)-float64(mean*mean)))
+	}
+	return st
+}
+
+// seqFor is the sequence length to run sig at: seq where one of its token
+// inputs has a dynamic sequence (last) dimension, else 0, the model's own
+// (a fixed length wins over the setting).
+func seqFor(sig interp.Signature, m *tflite.Model, seq int) int {
+	tokens := modelinput.TokenInputs(m.Meta, sig.Subgraph)
+	for _, io := range sig.Inputs {
+		if tokens[io.Tensor] > 0 && len(io.Shape) > 0 && io.Shape[len(io.Shape)-1] < 0 {
+			return seq
+		}
+	}
+	return 0
+}
+
+// observeFC adds a FULLY_CONNECTED's input rows to its weight's sums.
+func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
+	if ev.Code != fb.BuiltinOperatorFULLY_CONNECTED || len(ev.InputTensors) < 2 || len(ev.Inputs) < 1 || ev.Inputs[0] == nil || ev.InputTensors[1] < 0 {
+		return
+	}
+	w := m.Meta.Subgraphs[ev.Subgraph].Tensors[ev.InputTensors[1]]
+	if len(w.Shape) != 2 || w.Shape[1] <= 0 || ev.Inputs[0].Type != fb.TensorTypeFLOAT32 {
+		return
+	}
+	cols := int(w.Shape[1])
+	x := ev.Inputs[0].F32
+	if len(x)%cols != 0 {
+		return
+	}
+	k := Key{ev.Subgraph, ev.InputTensors[1]}
+	s := sums[k]
+	if s == nil {
+		s = &statSums{sum: make([]float64, cols), sq: make([]float64, cols)}
+		sums[k] = s
+	}
+	if len(s.sum) != cols {
+		return
+	}
+	for r := 0; r < len(x); r += cols {
+		for j, v := range x[r : r+cols] {
+			s.sum[j] += float64(v)
+			s.sq[j] += float64(float64(v) * float64(v))
+		}
+		s.n++
+	}
+}
