@@ -236,6 +236,7 @@ func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
 		return err
 	}
 	defer mm.saveCache(s)
+	defer func() { mm.prog.Done() }() // the last step's line
 	if b.Config.MaxKL > 0 && mm.metric != config.BudgetMetricKL {
 		return fmt.Errorf("quantize.budget.max_kl: the budget measures rel_l2 on %s (no logits output): bound it with max_rel_l2", strings.Join(mm.outputs, ", "))
 	}
@@ -345,7 +346,7 @@ func (b *Budget) paths(units []*budgetUnit, mm *measurer) (measured, perWeight b
 // each error model, the uniform presets within the budget, then moves
 // around the best, each measured on the choice samples.
 func (b *Budget) search(ctx context.Context, mm *measurer, units []*budgetUnit, tab *sensitivityTable) ([]mixCandidate, mixCandidate, error) {
-	mm.prog = newBudgetProgress(mm.log, "planning and refining mixes", 0)
+	mm.step("planning and refining mixes", 0, "mixes")
 	// Candidate mixes: the allocation under each error model, and the
 	// uniform presets that meet the budget; each is measured, the best
 	// kept (so a budget is never worse than a uniform preset on its own
@@ -474,7 +475,7 @@ func (b *Budget) heldOut(ctx context.Context, mm *measurer, units []*budgetUnit,
 	if err != nil {
 		return best, nil, err
 	}
-	mm.prog = newBudgetProgress(mm.log, "held-out comparison", (1+len(rivals))*len(set.inputs))
+	mm.step("held-out comparison", (1+len(rivals))*len(set.inputs), "model runs")
 	choose := func(choice []int) map[tensorKey]*config.Scheme {
 		return choiceOf(units, func(i int, u *budgetUnit) *config.Scheme { return u.schemes[choice[i]] })
 	}

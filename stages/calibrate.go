@@ -80,14 +80,8 @@ func (q *Quantize) calibrate(ctx context.Context, s *pipeline.State, reqs []requ
 // of returns the statistics for a calibrated job's weight (nil for other
 // jobs and for weights no FULLY_CONNECTED read during calibration).
 func (st weightStats) of(j *bufferJob) *quant.ChannelStats {
-	if st == nil || j.req.sc.scales != config.ScalesCalibrated || len(j.shape) != 2 {
+	if j.req.sc.scales != config.ScalesCalibrated {
 		return nil
 	}
-	for _, g := range j.tensors {
-		o := g.original()
-		if c := st[calib.Key{Subgraph: o.sg, Tensor: o.tensor}]; c != nil && len(c.Mean) == j.shape[1] {
-			return c
-		}
-	}
-	return nil
+	return inputStats(st, j)
 }

@@ -7,14 +7,15 @@ import (
 	"github.com/qpipe/qpipe/internal/tflite"
 )
 
-type progress struct {
+// byteCounter counts the bytes serialize writes and reports them.
+type byteCounter struct {
 	mu     sync.Mutex
 	done   int64
 	total  int64
 	report func(done, total int64)
 }
 
-func (p *progress) add(n int) {
+func (p *byteCounter) add(n int) {
 	p.mu.Lock()
 	p.done += int64(n)
 	done := p.done
@@ -25,7 +26,7 @@ func (p *progress) add(n int) {
 // progressContent counts the bytes a Content writes.
 type progressContent struct {
 	tflite.Content
-	p *progress
+	p *byteCounter
 }
 
 func (c progressContent) WriteTo(w io.Writer) (int64, error) {
@@ -34,7 +35,7 @@ func (c progressContent) WriteTo(w io.Writer) (int64, error) {
 
 type progressWriter struct {
 	w io.Writer
-	p *progress
+	p *byteCounter
 }
 
 func (w progressWriter) Write(b []byte) (int, error) {

@@ -13,15 +13,16 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/cache"
+	"github.com/qpipe/qpipe/internal/calib"
 	"github.com/qpipe/qpipe/internal/evaluate"
 	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/modelinput"
+	"github.com/qpipe/qpipe/internal/progress"
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
@@ -67,7 +68,7 @@ type measurer struct {
 	choose, held *sampleSet
 
 	probes, cached int
-	prog           *budgetProgress
+	prog           *progress.Reporter
 
 	cachePath string
 	cache     map[string]cacheEntry
@@ -201,7 +202,7 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 	if seed == 0 {
 		seed = defaultBudgetSeed
 	}
-	mm.prog = newBudgetProgress(log, "float model on the choice samples", samples)
+	mm.step("float model on the choice samples", samples, "samples")
 	if mm.choose, err = mm.samples(ctx, seed, samples); err != nil {
 		return nil, err
 	}
@@ -240,7 +241,7 @@ func (mm *measurer) samples(ctx context.Context, seed int64, n int) (*sampleSet,
 		}
 		set.inputs = append(set.inputs, inputs)
 		set.ref = append(set.ref, ref)
-		mm.prog.add(1)
+		mm.prog.Add(1)
 	}
 	return set, nil
 }
@@ -257,7 +258,7 @@ func (mm *measurer) heldOutSet(ctx context.Context, elems int64) (*sampleSet, er
 		n = heldOutMinSamples
 	}
 	var err error
-	mm.prog = newBudgetProgress(mm.log, "float model on the held-out samples", n)
+	mm.step("float model on the held-out samples", n, "samples")
 	mm.held, err = mm.samples(ctx, int64(uint64(mm.choose.seed)+heldOutSeedOffset), n)
 	return mm.held, err
 }
@@ -416,7 +417,7 @@ func (mm *measurer) runOn(ctx context.Context, p *probe, set *sampleSet) (float6
 		for o, name := range mm.outputs {
 			acc.Add(set.ref[k][o], out[name].F32)
 		}
-		mm.prog.add(1)
+		mm.prog.Add(1)
 	}
 	mm.probes++
 	if vocab > 0 {
@@ -548,7 +549,7 @@ func (mm *measurer) table(ctx context.Context, units []*budgetUnit, measured boo
 	if measured {
 		perName = len(mm.choose.inputs)
 	}
-	mm.prog = newBudgetProgress(mm.log, "quantizing each candidate", len(tab.names)*perName)
+	mm.step("quantizing each candidate", len(tab.names)*perName, "quantizations")
 	withStats := make([]bool, n)
 	for _, name := range tab.names {
 		choice := choiceOf(units, func(_ int, u *budgetUnit) *config.Scheme { return schemeNamed(u, name) })
@@ -569,7 +570,7 @@ func (mm *measurer) table(ctx context.Context, units []*budgetUnit, measured boo
 			if err := drain(ctx, p.ms.m); err != nil {
 				return nil, err
 			}
-			mm.prog.add(1)
+			mm.prog.Add(1)
 		}
 		e := relL2(p, units)
 		oe, st := outputErrors(p, units)
@@ -620,14 +621,14 @@ func (mm *measurer) table(ctx context.Context, units []*budgetUnit, measured boo
 	if !measured {
 		return tab, nil
 	}
-	mm.prog = newBudgetProgress(mm.log, "measuring each weight alone", pairs*len(mm.choose.inputs))
+	mm.step("measuring each weight alone", pairs*len(mm.choose.inputs), "model runs")
 	for i, u := range units {
 		for j, c := range u.schemes {
 			key := mm.cacheKey(u, c)
 			if ce, ok := mm.cache[key]; ok {
 				tab.kl[i][j] = ce.KL
 				mm.cached++
-				mm.prog.add(len(mm.choose.inputs))
+				mm.prog.Add(int64(len(mm.choose.inputs)))
 				continue
 			}
 			kl, err := mm.kl(ctx, choiceOf(units, func(k int, _ *budgetUnit) *config.Scheme {
@@ -672,7 +673,7 @@ func (mm *measurer) gains(ctx context.Context, units []*budgetUnit, tab *sensiti
 	if mm.perWeight {
 		step = "one model run per weight"
 	}
-	mm.prog = newBudgetProgress(mm.log, step, len(tab.groups)*len(mm.choose.inputs))
+	mm.step(step, len(tab.groups)*len(mm.choose.inputs), "model runs")
 	for g := range tab.groups {
 		grp := &tab.groups[g]
 		at := map[int]int{}
@@ -799,43 +800,11 @@ func drain(ctx context.Context, m *tflite.Model) error {
 	return ctx.Err()
 }
 
-// budgetProgress logs a long step's progress at most every
-// progressEvery, with counts and the time left. TODO(lead): switch to
-// internal/progress (branch calib) once it is on main, for the terminal
-// line.
-type budgetProgress struct {
-	log         zerolog.Logger
-	step        string
-	done, total int
-	start, last time.Time
-}
-
-const progressEvery = 2 * time.Second
-
-func newBudgetProgress(log zerolog.Logger, step string, total int) *budgetProgress {
-	now := time.Now()
-	return &budgetProgress{log: log, step: step, total: total, start: now, last: now}
-}
-
-func (p *budgetProgress) add(n int) {
-	if p == nil {
-		return
-	}
-	p.done += n
-	now := time.Now()
-	if now.Sub(p.last) < progressEvery && p.done != p.total {
-		return
-	}
-	p.last = now
-	ev := p.log.Info().Str("step", p.step).Int("done", p.done)
-	if p.total > 0 {
-		ev = ev.Int("total", p.total)
-		if p.done > 0 && p.done <= p.total {
-			el := now.Sub(p.start)
-			ev = ev.Str("eta", (el * time.Duration(p.total-p.done) / time.Duration(p.done)).Round(time.Second).String())
-		}
-	}
-	ev.Str("elapsed", now.Sub(p.start).Round(time.Second).String()).Msg("budget: progress")
+// step starts reporting the budget's next long step (total units; 0 when
+// the count is not known ahead), ending the previous one.
+func (mm *measurer) step(name string, total int, unit string) {
+	mm.prog.Done()
+	mm.prog = progress.Start(mm.log, "budget: "+name, int64(total), unit)
 }
 
 // inputStats are the statistics of a 2-D weight's input, as a
@@ -846,11 +815,8 @@ func inputStats(st weightStats, j *bufferJob) *quant.ChannelStats {
 		return nil
 	}
 	for _, g := range j.tensors {
-		k := tensorKey{g.sg, g.tensor}
-		if g.dupOf >= 0 {
-			k.tensor = g.dupOf
-		}
-		if c := st[k]; c != nil && len(c.Mean) == j.shape[1] && len(c.Var) == j.shape[1] {
+		o := g.original()
+		if c := st[calib.Key{Subgraph: o.sg, Tensor: o.tensor}]; c != nil && len(c.Mean) == j.shape[1] && len(c.Var) == j.shape[1] {
 			return c
 		}
 	}

@@ -195,7 +195,7 @@ func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model
 			total += b.Data.Len()
 		}
 	}
-	p := &progress{total: total, report: report}
+	p := &byteCounter{total: total, report: report}
 	return wrapContents(m, func(c tflite.Content) tflite.Content { return progressContent{c, p} })
 }
 

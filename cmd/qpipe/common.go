@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -19,7 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
-	"github.com/qpipe/qpipe/internal/bytesize"
+	"github.com/qpipe/qpipe/internal/progress"
 )
 
 // newLogger logs to stderr: readable on a terminal, JSON lines otherwise.
@@ -57,13 +56,13 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
-// progressLine draws one self-updating progress line on a terminal.
+// progressLine shows the progress of a job's outputs on a terminal
+// (internal/progress draws the line).
 type progressLine struct {
 	mu    sync.Mutex
 	w     io.Writer
 	label string
-	last  time.Time
-	shown bool
+	r     *progress.Reporter
 }
 
 func newProgress(stderr io.Writer) *progressLine {
@@ -87,20 +86,12 @@ func (p *progressLine) Update(done, total int64) {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if now := time.Now(); now.Sub(p.last) > 200*time.Millisecond || done == total {
-		p.last = now
-		pct := 100.0
-		if total > 0 {
-			pct = 100 * float64(done) / float64(total)
-		}
-		fmt.Fprintf(p.w, "\r\033[K%s %5.1f%%  %s / %s", p.label, pct, bytesize.Format(done), bytesize.Format(total))
-		p.shown = true
-		if done == total { // the next log line starts on a clean line
-			fmt.Fprint(p.w, "\r\033[K")
-			p.shown = false
-		}
+	if p.r == nil {
+		p.r = progress.New(zerolog.Nop(), p.label, total, progress.Bytes, progress.Options{Term: p.w})
 	}
+	r := p.r
+	p.mu.Unlock()
+	r.Set(done)
 }
 
 func (p *progressLine) Finish() {
@@ -108,11 +99,10 @@ func (p *progressLine) Finish() {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.shown = false
-	}
+	r := p.r
+	p.r = nil
+	p.mu.Unlock()
+	r.Done()
 }
 
 func writeJSON(w io.Writer, v any) error {

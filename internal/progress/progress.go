@@ -23,6 +23,8 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/internal/bytesize"
 )
 
 const (
@@ -75,6 +77,9 @@ type Reporter struct {
 	loggedDone        int64 // done at the last event
 }
 
+// Bytes as a Reporter's unit shows the counts as sizes (895 KiB / 2.0 MiB).
+const Bytes = "bytes"
+
 // Start begins reporting step, which counts total units (the unit names
 // them on the terminal line: "samples", "weights"), to the process's
 // terminal or log.
@@ -104,6 +109,22 @@ func (r *Reporter) Add(n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.done += n
+	r.report()
+}
+
+// Set says done units are done (for a counter kept elsewhere).
+func (r *Reporter) Set(done int64) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done = done
+	r.report()
+}
+
+// report draws or logs the count after a change (r.mu held).
+func (r *Reporter) report() {
 	now := r.now()
 	if r.term != nil {
 		if !r.shown || now.Sub(r.lastDraw) >= drawEvery {
@@ -160,6 +181,9 @@ func (r *Reporter) eta(now time.Time) time.Duration {
 // draw writes the line (r.mu held).
 func (r *Reporter) draw(now time.Time) {
 	line := fmt.Sprintf("%s %d/%d %s", r.step, r.done, r.total, r.unit)
+	if r.unit == Bytes {
+		line = fmt.Sprintf("%s %s / %s", r.step, bytesize.Format(r.done), bytesize.Format(r.total))
+	}
 	if r.total > 0 {
 		line += fmt.Sprintf(" (%.0f%%)", 100*float64(r.done)/float64(r.total))
 	}
