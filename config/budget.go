@@ -153,8 +153,8 @@ func (d *decoder) budget(n *yaml.Node, field string) *Budget {
 				b.Output = v.Value
 				return
 			}
-			if v.Value != BudgetMetricKL && v.Value != BudgetMetricRelL2 {
-				d.errorf(v, f, "unknown metric %q: want kl (mean KL divergence of a logits output) or rel_l2 (relative L2 error of the outputs)", v.Value)
+			if err := checkMetricName(v.Value); err != nil {
+				d.errorf(v, f, "%v", err)
 				return
 			}
 			b.Metric = v.Value
@@ -215,6 +215,49 @@ func (d *decoder) budgetCandidates(n *yaml.Node, field string) map[Role][]*Schem
 		out[Role(key)] = list
 	})
 	return out
+}
+
+// checkMetricName refuses a metric other than kl and rel_l2.
+func checkMetricName(m string) error {
+	if m != BudgetMetricKL && m != BudgetMetricRelL2 {
+		return fmt.Errorf("unknown metric %q: want kl (mean KL divergence of a logits output) or rel_l2 (relative L2 error of the outputs)", m)
+	}
+	return nil
+}
+
+// FlagBudget is the budget of the command line's flags (--budget-size
+// SIZE or --budget-kl KL, with --budget-metric and --budget-output), nil
+// when neither bound is set; errors name the flag.
+func FlagBudget(size string, maxKL float64, metric, output string) (*Budget, error) {
+	if size == "" && maxKL == 0 {
+		if metric != "" || output != "" {
+			return nil, fmt.Errorf("--budget-metric and --budget-output go with --budget-size or --budget-kl")
+		}
+		return nil, nil
+	}
+	if size != "" && maxKL != 0 {
+		return nil, fmt.Errorf("--budget-size and --budget-kl are exclusive")
+	}
+	if maxKL < 0 {
+		return nil, fmt.Errorf("--budget-kl must be positive")
+	}
+	b := &Budget{MaxKL: maxKL, Metric: metric, Output: output}
+	if metric != "" {
+		if err := checkMetricName(metric); err != nil {
+			return nil, fmt.Errorf("--budget-metric: %v", err)
+		}
+	}
+	if err := b.CheckMetric(); err != nil {
+		return nil, fmt.Errorf("--budget-kl: %v", err)
+	}
+	if size != "" {
+		n, err := ParseSize(size)
+		if err != nil {
+			return nil, fmt.Errorf("--budget-size: %v", err)
+		}
+		b.Size = n
+	}
+	return b, nil
 }
 
 // CheckMetric refuses an error bound of the other metric (max_kl with

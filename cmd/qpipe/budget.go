@@ -30,31 +30,9 @@ func addBudgetFlags(fs *flag.FlagSet) budgetFlags {
 
 // budget is the command line's budget, nil without one.
 func (f budgetFlags) budget() (*config.Budget, error) {
-	if *f.size == "" && *f.kl == 0 {
-		if *f.metric != "" || *f.output != "" {
-			return nil, usagef("--budget-metric and --budget-output go with --budget-size or --budget-kl")
-		}
-		return nil, nil
-	}
-	if *f.size != "" && *f.kl != 0 {
-		return nil, usagef("--budget-size and --budget-kl are exclusive")
-	}
-	if *f.kl < 0 {
-		return nil, usagef("--budget-kl must be positive")
-	}
-	b := &config.Budget{MaxKL: *f.kl, Metric: *f.metric, Output: *f.output}
-	if b.Metric != "" && b.Metric != config.BudgetMetricKL && b.Metric != config.BudgetMetricRelL2 {
-		return nil, usagef("--budget-metric %q: want kl or rel_l2", b.Metric)
-	}
-	if err := b.CheckMetric(); err != nil {
-		return nil, usagef("--budget-kl: %v", err)
-	}
-	if *f.size != "" {
-		n, err := config.ParseSize(*f.size)
-		if err != nil {
-			return nil, usagef("--budget-size: %v", err)
-		}
-		b.Size = n
+	b, err := config.FlagBudget(*f.size, *f.kl, *f.metric, *f.output)
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
 	return b, nil
 }

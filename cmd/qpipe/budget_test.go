@@ -23,7 +23,7 @@ func TestBudgetFlags(t *testing.T) {
 		{[]string{"quantize", "--budget-size", "1MB", "--budget-kl", "0.1", in, out}, exitUsage, "exclusive"},
 		{[]string{"quantize", "--budget-size", "lots", in, out}, exitUsage, `size "lots"`},
 		{[]string{"quantize", "--budget-kl", "-1", in, out}, exitUsage, "positive"},
-		{[]string{"quantize", "--budget-size", "1MB", "--budget-metric", "mse", in, out}, exitUsage, `--budget-metric "mse": want kl or rel_l2`},
+		{[]string{"quantize", "--budget-size", "1MB", "--budget-metric", "mse", in, out}, exitUsage, `--budget-metric: unknown metric "mse": want kl`},
 		{[]string{"quantize", "--budget-kl", "0.1", "--budget-metric", "rel_l2", in, out}, exitUsage, "max_kl bounds the KL divergence"},
 		{[]string{"quantize", "--budget-metric", "rel_l2", "--recipe", "fp16", in, out}, exitUsage, "go with --budget-size"},
 		{[]string{"plan", "--budget-size", "1MB", "--budget-output", "nope", in}, exitFailed, `quantize.budget.output: the model has no output "nope"`},
