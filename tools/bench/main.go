@@ -16,8 +16,8 @@
 // the cp of its round: on a shared machine, the only fair before/after.
 //
 // With -measure eval,calibrated,budget it measures instead what qpipe's
-// measuring commands cost on the same models (one warm-up, then -runs runs,
-// caches off): `qpipe eval --samples 8 --seq 64` of the float model against
+// measuring commands cost on the same models (-runs runs from a warm page
+// cache, no warm-up run, caches off): `qpipe eval --samples 8 --seq 64` of the float model against
 // its dynamic_int4_block32 output; `quantize --scales calibrated` with
 // dynamic_int4_block32; and `quantize --budget-size` at the size of the
 // uniform dynamic_int4_block128 output. Times are next to min-max int4's.
@@ -189,8 +189,7 @@ func measureCommands(bin, base, size, model, dir string, which []string, runs in
 		}
 		for _, b := range bins {
 			argv := append([]string{b}, args...)
-			measure(argv, out) // warm-up (and the budget's float model in the page cache)
-			var ss []sample
+			var ss []sample // no warm-up run: the model is in the page cache (warm) and runs take minutes
 			for i := 0; i < runs; i++ {
 				ss = append(ss, measure(argv, out))
 			}
