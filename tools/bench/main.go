@@ -162,7 +162,7 @@ func stats(x []float64) (med, lo, hi float64) {
 }
 
 // measureCommands is -measure: eval, calibrated scales and a budget on
-// model, each after a warm-up, next to min-max int4 in the same rounds.
+// model, next to min-max int4 in the same rounds.
 func measureCommands(bin, base, size, model, dir string, which []string, runs int, in int64) {
 	q32 := filepath.Join(dir, "meas_"+size+"_q4b32.tflite")
 	q128 := filepath.Join(dir, "meas_"+size+"_q4b128.tflite")
