@@ -520,6 +520,39 @@ func (m blockMoments) objective(carry float64) float64 {
 	return float64(t*t) + m.err
 }
 
+// candMoments are moments' err, mean and plain of a block under 8
+// candidate scales, candidate c at index c.
+type candMoments struct{ err, mean, plain [len(searchRatios)]float64 }
+
+// candidateMomentsGo is candidateMoments in Go: moments of each candidate
+// (r[c] is 1/s[c], as moments computes it).
+func candidateMomentsGo(x, mu, v []float32, s *[len(searchRatios)]float32, out *candMoments) {
+	for c, sc := range s {
+		m := moments(x, mu, v, sc)
+		out.err[c], out.mean[c], out.plain[c] = m.err, m.mean, m.plain
+	}
+}
+
+// calibCandidates returns the scales the calibrated search evaluates for a
+// block (largest magnitude absMax, min-max scale h0 a positive normal
+// float16), in order: h0, then the stored candidates of searchRatios that
+// are normal float16 values and differ from the one before. The rest of hs
+// repeats the last one; n counts the distinct ones.
+func calibCandidates(hs *[len(searchRatios)]uint16, absMax float32, h0 uint16) (n int) {
+	bound := max(absMax, scaleFloor)
+	hs[0], n = h0, 1
+	for _, r := range searchRatios[1:] {
+		if h := candidate(bound, r); h != 0 && h != hs[n-1] {
+			hs[n] = h
+			n++
+		}
+	}
+	for c := n; c < len(hs); c++ {
+		hs[c] = hs[n-1]
+	}
+	return n
+}
+
 // searchRowCalibrated searches the blocks of one row in order for the
 // lowest expected output error, then falls back to min-max for the whole
 // row if that came out worse.
@@ -537,14 +570,17 @@ func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize i
 		case clamped:
 			tiny++
 		}
-		m0 := moments(x, mu, v, Float32FromBits16(h0))
+		var m0, mb blockMoments
+		var best uint16
+		if h0 >= 0x400 {
+			best, m0, mb = searchBlockCalibrated(x, mu, v, h0, carry)
+		} else {
+			m0 = moments(x, mu, v, Float32FromBits16(h0))
+			best, mb = h0, m0
+		}
 		carry0 += m0.mean
 		err0 += m0.err
 		e.MinMax += m0.plain
-		best, mb := h0, m0
-		if h0 >= 0x400 {
-			best, mb = searchBlockCalibrated(x, mu, v, h0, m0, carry)
-		}
 		scales[k] = best
 		carry += mb.mean
 		errC += mb.err
@@ -566,25 +602,35 @@ func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize i
 	return e, tiny, bad
 }
 
-// searchBlockCalibrated is searchBlock for the calibrated objective.
-func searchBlockCalibrated(x, mu, v []float32, h0 uint16, m0 blockMoments, carry float64) (uint16, blockMoments) {
-	bound := max(math.Float32frombits(absMaxBits(x)), scaleFloor)
-	best, mb := h0, m0
-	prev := h0
-	for _, r := range searchRatios[1:] {
-		h := candidate(bound, r)
-		if h == 0 || h == prev {
-			continue
-		}
-		prev = h
-		if m := moments(x, mu, v, Float32FromBits16(h)); m.objective(carry) < mb.objective(carry) {
-			best, mb = h, m
+// searchBlockCalibrated is searchBlock for the calibrated objective: it
+// returns the scale chosen, the moments of min-max's scale h0 (err, mean
+// and plain) and those of the scale chosen. The candidates are evaluated
+// all at once (candidateMoments), the first of lowest objective kept; then
+// one least-squares step from it.
+func searchBlockCalibrated(x, mu, v []float32, h0 uint16, carry float64) (best uint16, m0, mb blockMoments) {
+	var hs [len(searchRatios)]uint16
+	var ss [len(searchRatios)]float32
+	n := calibCandidates(&hs, math.Float32frombits(absMaxBits(x)), h0)
+	for c, h := range hs {
+		ss[c] = Float32FromBits16(h)
+	}
+	var cm candMoments
+	candidateMoments(x, mu, v, &ss, &cm)
+	m0 = blockMoments{err: cm.err[0], mean: cm.mean[0], plain: cm.plain[0]}
+	bc := 0
+	for c := 1; c < n; c++ {
+		t, tb := carry+cm.mean[c], carry+cm.mean[bc]
+		if float64(t*t)+cm.err[c] < float64(tb*tb)+cm.err[bc] {
+			bc = c
 		}
 	}
+	// The chosen candidate's other sums (same err, mean and plain).
+	best = hs[bc]
+	mb = moments(x, mu, v, ss[bc])
 	// Least squares in s for the kept q: minimise (carry − Σμx + s·a)² +
 	// Σ v·(s·q − x)², whose derivative vanishes at
 	// s = (dd − a·(carry − Σμx)) / (a² + c). Σμx = a·s_best − mean.
-	sb := float64(Float32FromBits16(best))
+	sb := float64(ss[bc])
 	mux := float64(mb.a*sb) - mb.mean
 	if den := float64(mb.a*mb.a) + mb.c; den > 0 {
 		s := (mb.dd - float64(mb.a*(carry-mux))) / den
@@ -596,5 +642,5 @@ func searchBlockCalibrated(x, mu, v []float32, h0 uint16, m0 blockMoments, carry
 			}
 		}
 	}
-	return best, mb
+	return best, m0, mb
 }

@@ -568,3 +568,85 @@ decide:
 	VMOVDQU      X6, (DI)(R9*2)
 	VZEROUPPER
 	RET
+
+DATA searchMinus8<>+0(SB)/4, $0xc1000000 // -8
+GLOBL searchMinus8<>(SB), RODATA|NOPTR, $4
+
+// func momentsAVX2(x, mu, v *float32, n int, s, r *[8]float32, out *candMoments)
+//
+// moments' err, mean and plain for the 8 scales s (reciprocals r) at once,
+// candidate c in lane c: q and d in float32 (8 lanes of one YMM), the sums
+// in float64 (lanes 0-3 in one YMM, 4-7 in another), each product rounded
+// as in moments, each lane adding in element order.
+TEXT ·momentsAVX2(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ mu+8(FP), DI
+	MOVQ v+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ s+32(FP), AX
+	MOVQ r+40(FP), BX
+	MOVQ out+48(FP), R8
+	VMOVUPS      (AX), Y9
+	VMOVUPS      (BX), Y8
+	VBROADCASTSS searchMagic<>(SB), Y10
+	VBROADCASTSS searchSeven<>(SB), Y11
+	VBROADCASTSS searchMinus8<>(SB), Y12
+	VXORPD       Y2, Y2, Y2 // err
+	VXORPD       Y3, Y3, Y3
+	VXORPD       Y4, Y4, Y4 // mean
+	VXORPD       Y5, Y5, Y5
+	VXORPD       Y6, Y6, Y6 // plain
+	VXORPD       Y7, Y7, Y7
+	XORQ         R9, R9
+	CMPQ         R9, CX
+	JGE          momentsDone
+
+momentsLoop:
+	// q = q4(float32(x·r)), d = float64(float32(q·s) − x).
+	VBROADCASTSS (SI)(R9*4), Y0
+	VMULPS       Y8, Y0, Y1
+	VADDPS       Y10, Y1, Y1
+	VSUBPS       Y10, Y1, Y1
+	VMINPS       Y11, Y1, Y1
+	VMAXPS       Y12, Y1, Y1
+	VMULPS       Y9, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VCVTPS2PD    X1, Y13
+	VEXTRACTF128 $1, Y1, X1
+	VCVTPS2PD    X1, Y14
+
+	// err += float64(v)·d·d, plain += d·d
+	VBROADCASTSS (DX)(R9*4), X0
+	VCVTPS2PD    X0, Y0
+	VMULPD       Y0, Y13, Y1
+	VMULPD       Y13, Y1, Y1
+	VADDPD       Y1, Y2, Y2
+	VMULPD       Y0, Y14, Y1
+	VMULPD       Y14, Y1, Y1
+	VADDPD       Y1, Y3, Y3
+	VMULPD       Y13, Y13, Y1
+	VADDPD       Y1, Y6, Y6
+	VMULPD       Y14, Y14, Y1
+	VADDPD       Y1, Y7, Y7
+
+	// mean += float64(μ)·d
+	VBROADCASTSS (DI)(R9*4), X0
+	VCVTPS2PD    X0, Y0
+	VMULPD       Y0, Y13, Y13
+	VADDPD       Y13, Y4, Y4
+	VMULPD       Y0, Y14, Y14
+	VADDPD       Y14, Y5, Y5
+
+	INCQ R9
+	CMPQ R9, CX
+	JLT  momentsLoop
+
+momentsDone:
+	VMOVUPD Y2, candMoments_err(R8)
+	VMOVUPD Y3, candMoments_err+32(R8)
+	VMOVUPD Y4, candMoments_mean(R8)
+	VMOVUPD Y5, candMoments_mean+32(R8)
+	VMOVUPD Y6, candMoments_plain(R8)
+	VMOVUPD Y7, candMoments_plain+32(R8)
+	VZEROUPPER
+	RET
