@@ -82,6 +82,18 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 	parallelFor(len(src), cols, func(lo, hi int) {
 		t, bad := 0, 0
 		var big []float32 // scratch of the data-free search, one per part
+		var st64 statsF64 // the statistics as float64 (AVX2 calibrated search)
+		if stats != nil && useAVX2 {
+			sp := statsPool.Get().(*[]float64)
+			defer statsPool.Put(sp)
+			if cap(*sp) < 2*cols {
+				*sp = make([]float64, 2*cols)
+			}
+			st64 = statsF64{mean: (*sp)[:cols], v: (*sp)[cols : 2*cols]}
+			for j := range cols {
+				st64.mean[j], st64.v[j] = float64(stats.Mean[j]), float64(stats.Var[j])
+			}
+		}
 		if stats == nil {
 			bp := bigPool.Get().(*[]float32)
 			defer bigPool.Put(bp)
@@ -100,7 +112,7 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 			if stats == nil {
 				e, rt, rb = searchRowFree(out, sc, x, blockSize, clampTiny, rowErrs != nil, big)
 			} else {
-				e, rt, rb = searchRowCalibrated(out, sc, x, blockSize, clampTiny, stats)
+				e, rt, rb = searchRowCalibrated(out, sc, x, blockSize, clampTiny, stats, st64)
 			}
 			t += rt
 			bad += rb
@@ -177,6 +189,13 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 // call (a part of a 1 MiB chunk), it was garbage enough to raise the peak
 // memory of a 4 GB model by 14 MiB.
 var bigPool = sync.Pool{New: func() any { return new([]float32) }}
+
+// statsF64 are a weight's ChannelStats as float64 (exact), as the AVX2
+// calibrated search reads them.
+type statsF64 struct{ mean, v []float64 }
+
+// statsPool holds the statsF64 of the calibrated search between calls.
+var statsPool = sync.Pool{New: func() any { return new([]float64) }}
 
 // maxSearchGroup is the most blocks searchRowFree takes at a time.
 const maxSearchGroup = 16
@@ -520,16 +539,21 @@ func (m blockMoments) objective(carry float64) float64 {
 	return float64(t*t) + m.err
 }
 
-// candMoments are moments' err, mean and plain of a block under 8
+// candMoments are the moments of a block under 8
 // candidate scales, candidate c at index c.
-type candMoments struct{ err, mean, plain [len(searchRatios)]float64 }
+type candMoments struct{ err, mean, plain, a, c, dd [len(searchRatios)]float64 }
 
-// candidateMomentsGo is candidateMoments in Go: moments of each candidate
-// (r[c] is 1/s[c], as moments computes it).
+// at is candidate c's moments.
+func (cm *candMoments) at(c int) blockMoments {
+	return blockMoments{err: cm.err[c], mean: cm.mean[c], a: cm.a[c], c: cm.c[c], dd: cm.dd[c], plain: cm.plain[c]}
+}
+
+// candidateMomentsGo is candidateMoments in Go: moments of each candidate.
 func candidateMomentsGo(x, mu, v []float32, s *[len(searchRatios)]float32, out *candMoments) {
 	for c, sc := range s {
 		m := moments(x, mu, v, sc)
 		out.err[c], out.mean[c], out.plain[c] = m.err, m.mean, m.plain
+		out.a[c], out.c[c], out.dd[c] = m.a, m.c, m.dd
 	}
 }
 
@@ -556,7 +580,9 @@ func calibCandidates(hs *[len(searchRatios)]uint16, absMax float32, h0 uint16) (
 // searchRowCalibrated searches the blocks of one row in order for the
 // lowest expected output error, then falls back to min-max for the whole
 // row if that came out worse.
-func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny bool, st *ChannelStats) (e RowErrors, tiny, bad int) {
+//
+// st64 holds st as float64 for the AVX2 kernel (empty without AVX2).
+func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny bool, st *ChannelStats, st64 statsF64) (e RowErrors, tiny, bad int) {
 	var carry, carry0, err0, errC float64
 	for k := range scales {
 		a, b := k*blockSize, (k+1)*blockSize
@@ -573,7 +599,11 @@ func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize i
 		var m0, mb blockMoments
 		var best uint16
 		if h0 >= 0x400 {
-			best, m0, mb = searchBlockCalibrated(x, mu, v, h0, carry)
+			var mu64, v64 []float64
+			if st64.mean != nil {
+				mu64, v64 = st64.mean[a:b], st64.v[a:b]
+			}
+			best, m0, mb = searchBlockCalibrated(x, mu, v, mu64, v64, h0, carry)
 		} else {
 			m0 = moments(x, mu, v, Float32FromBits16(h0))
 			best, mb = h0, m0
@@ -607,7 +637,7 @@ func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize i
 // and plain) and those of the scale chosen. The candidates are evaluated
 // all at once (candidateMoments), the first of lowest objective kept; then
 // one least-squares step from it.
-func searchBlockCalibrated(x, mu, v []float32, h0 uint16, carry float64) (best uint16, m0, mb blockMoments) {
+func searchBlockCalibrated(x, mu, v []float32, mu64, v64 []float64, h0 uint16, carry float64) (best uint16, m0, mb blockMoments) {
 	var hs [len(searchRatios)]uint16
 	var ss [len(searchRatios)]float32
 	n := calibCandidates(&hs, math.Float32frombits(absMaxBits(x)), h0)
@@ -615,8 +645,8 @@ func searchBlockCalibrated(x, mu, v []float32, h0 uint16, carry float64) (best u
 		ss[c] = Float32FromBits16(h)
 	}
 	var cm candMoments
-	candidateMoments(x, mu, v, &ss, &cm)
-	m0 = blockMoments{err: cm.err[0], mean: cm.mean[0], plain: cm.plain[0]}
+	candidateMoments(x, mu, v, mu64, v64, &ss, &cm)
+	m0 = cm.at(0)
 	bc := 0
 	for c := 1; c < n; c++ {
 		t, tb := carry+cm.mean[c], carry+cm.mean[bc]
@@ -624,9 +654,7 @@ func searchBlockCalibrated(x, mu, v []float32, h0 uint16, carry float64) (best u
 			bc = c
 		}
 	}
-	// The chosen candidate's other sums (same err, mean and plain).
-	best = hs[bc]
-	mb = moments(x, mu, v, ss[bc])
+	best, mb = hs[bc], cm.at(bc)
 	// Least squares in s for the kept q: minimise (carry − Σμx + s·a)² +
 	// Σ v·(s·q − x)², whose derivative vanishes at
 	// s = (dd − a·(carry − Σμx)) / (a² + c). Σμx = a·s_best − mean.

@@ -83,25 +83,25 @@ func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms 
 	}
 }
 
-// momentsAVX2 is moments' err, mean and plain of the n elements at x (with
-// statistics mu, v) under the 8 scales s, reciprocals r, candidate c in
-// lane c, each lane in moments' order and rounding: out gets the bits of
+// momentsAVX2 is moments of the n elements at x (mean mu and variance v
+// as float64) under the 8 scales s, reciprocals r, candidate c in lane c,
+// each lane in moments' order and rounding: out gets the bits of
 // candidateMomentsGo.
 //
 //go:noescape
-func momentsAVX2(x, mu, v *float32, n int, s, r *[len(searchRatios)]float32, out *candMoments)
+func momentsAVX2(x *float32, mu, v *float64, n int, s, r *[len(searchRatios)]float32, out *candMoments)
 
-// candidateMoments is moments' err, mean and plain of block x under the 8
-// scales s (see candMoments), with AVX2 when the CPU has it (same bits).
-func candidateMoments(x, mu, v []float32, s *[len(searchRatios)]float32, out *candMoments) {
-	if !useAVX2 || len(x) == 0 {
+// candidateMoments is the moments of block x under the 8 scales s (see
+// candMoments), with AVX2 when the CPU has it and the statistics are also
+// given as float64 (mu64, v64): the same bits either way.
+func candidateMoments(x, mu, v []float32, mu64, v64 []float64, s *[len(searchRatios)]float32, out *candMoments) {
+	if !useAVX2 || len(x) == 0 || len(mu64) < len(x) || len(v64) < len(x) {
 		candidateMomentsGo(x, mu, v, s, out)
 		return
 	}
-	mu, v = mu[:len(x)], v[:len(x)]
 	var r [len(searchRatios)]float32
 	for c, sc := range s {
-		r[c] = 1 / sc
+		r[c] = 1 / sc // as moments
 	}
-	momentsAVX2(&x[0], &mu[0], &v[0], len(x), s, &r, out)
+	momentsAVX2(&x[0], &mu64[0], &v64[0], len(x), s, &r, out)
 }

@@ -8,8 +8,8 @@ func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms 
 	searchBlocksGo(hs, x, blockSize, n, ms, big)
 }
 
-// candidateMoments is moments' err, mean and plain of block x under the 8
-// scales s (see candMoments): in Go on this architecture.
-func candidateMoments(x, mu, v []float32, s *[len(searchRatios)]float32, out *candMoments) {
+// candidateMoments is the moments of block x under the 8 scales s (see
+// candMoments): in Go on this architecture (mu64 and v64 are not used).
+func candidateMoments(x, mu, v []float32, _, _ []float64, s *[len(searchRatios)]float32, out *candMoments) {
 	candidateMomentsGo(x, mu, v, s, out)
 }
