@@ -539,8 +539,8 @@ func (m blockMoments) objective(carry float64) float64 {
 	return float64(t*t) + m.err
 }
 
-// candMoments are the moments of a block under 8
-// candidate scales, candidate c at index c.
+// candMoments are the moments of a block under its 8 candidate scales,
+// candidate c at index c of each sum.
 type candMoments struct{ err, mean, plain, a, c, dd [len(searchRatios)]float64 }
 
 // at is candidate c's moments.
@@ -647,18 +647,16 @@ func searchBlockCalibrated(x, mu, v []float32, mu64, v64 []float64, h0 uint16, c
 	var cm candMoments
 	candidateMoments(x, mu, v, mu64, v64, &ss, &cm)
 	m0 = cm.at(0)
-	bc := 0
+	best, mb = h0, m0
 	for c := 1; c < n; c++ {
-		t, tb := carry+cm.mean[c], carry+cm.mean[bc]
-		if float64(t*t)+cm.err[c] < float64(tb*tb)+cm.err[bc] {
-			bc = c
+		if m := cm.at(c); m.objective(carry) < mb.objective(carry) {
+			best, mb = hs[c], m
 		}
 	}
-	best, mb = hs[bc], cm.at(bc)
 	// Least squares in s for the kept q: minimise (carry − Σμx + s·a)² +
 	// Σ v·(s·q − x)², whose derivative vanishes at
 	// s = (dd − a·(carry − Σμx)) / (a² + c). Σμx = a·s_best − mean.
-	sb := float64(ss[bc])
+	sb := float64(Float32FromBits16(best))
 	mux := float64(mb.a*sb) - mb.mean
 	if den := float64(mb.a*mb.a) + mb.c; den > 0 {
 		s := (mb.dd - float64(mb.a*(carry-mux))) / den
