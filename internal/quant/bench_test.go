@@ -242,3 +242,18 @@ func BenchmarkFloat16(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkInt4Block32SearchCalibrated is the calibrated scale search
+// (activation statistics as testStats).
+func BenchmarkInt4Block32SearchCalibrated(b *testing.B) {
+	st := testStats(benchCols)
+	runBench(b, func(b *testing.B, src []float32) func() {
+		scales := make([]uint16, len(src)/32)
+		dst := make([]byte, len(src)/2)
+		return func() {
+			if _, err := quant.SearchBlocksInt4(dst, scales, src, benchCols, 32, true, st, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -68,7 +68,8 @@
 // products that feed sums are written float32(x*y); .ci/run fails if any is
 // compiled). Inner loops have no bounds checks and call out only for the
 // rare elements of the exact path. The int8 and int4 quantizers, the
-// largest-magnitude reductions and the data-free search have AVX2 forms
+// largest-magnitude reductions and the data-free and calibrated searches
+// have AVX2 forms
 // (kernels_amd64.s, search_amd64.s) that give the scalar forms' bits; the
 // scalar forms run elsewhere and with QPIPE_SIMD=off. Per element one
 // multiplication and one addition give a

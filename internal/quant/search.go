@@ -82,6 +82,18 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 	parallelFor(len(src), cols, func(lo, hi int) {
 		t, bad := 0, 0
 		var big []float32 // scratch of the data-free search, one per part
+		var st64 statsF64 // the statistics as float64 (AVX2 calibrated search)
+		if stats != nil && useAVX2 {
+			sp := statsPool.Get().(*[]float64)
+			defer statsPool.Put(sp)
+			if cap(*sp) < 2*cols {
+				*sp = make([]float64, 2*cols)
+			}
+			st64 = statsF64{mean: (*sp)[:cols], v: (*sp)[cols : 2*cols]}
+			for j := range cols {
+				st64.mean[j], st64.v[j] = float64(stats.Mean[j]), float64(stats.Var[j])
+			}
+		}
 		if stats == nil {
 			bp := bigPool.Get().(*[]float32)
 			defer bigPool.Put(bp)
@@ -100,7 +112,7 @@ func SearchBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSiz
 			if stats == nil {
 				e, rt, rb = searchRowFree(out, sc, x, blockSize, clampTiny, rowErrs != nil, big)
 			} else {
-				e, rt, rb = searchRowCalibrated(out, sc, x, blockSize, clampTiny, stats)
+				e, rt, rb = searchRowCalibrated(out, sc, x, blockSize, clampTiny, stats, st64)
 			}
 			t += rt
 			bad += rb
@@ -177,6 +189,13 @@ func searchRowFree(dst []byte, scales []uint16, src []float32, blockSize int, cl
 // call (a part of a 1 MiB chunk), it was garbage enough to raise the peak
 // memory of a 4 GB model by 14 MiB.
 var bigPool = sync.Pool{New: func() any { return new([]float32) }}
+
+// statsF64 are a weight's ChannelStats as float64 (exact), as the AVX2
+// calibrated search reads them.
+type statsF64 struct{ mean, v []float64 }
+
+// statsPool holds the statsF64 of the calibrated search between calls.
+var statsPool = sync.Pool{New: func() any { return new([]float64) }}
 
 // maxSearchGroup is the most blocks searchRowFree takes at a time.
 const maxSearchGroup = 16
@@ -520,10 +539,50 @@ func (m blockMoments) objective(carry float64) float64 {
 	return float64(t*t) + m.err
 }
 
+// candMoments are the moments of a block under its 8 candidate scales,
+// candidate c at index c of each sum.
+type candMoments struct{ err, mean, plain, a, c, dd [len(searchRatios)]float64 }
+
+// at is candidate c's moments.
+func (cm *candMoments) at(c int) blockMoments {
+	return blockMoments{err: cm.err[c], mean: cm.mean[c], a: cm.a[c], c: cm.c[c], dd: cm.dd[c], plain: cm.plain[c]}
+}
+
+// candidateMomentsGo is candidateMoments in Go: moments of each candidate.
+func candidateMomentsGo(x, mu, v []float32, s *[len(searchRatios)]float32, out *candMoments) {
+	for c, sc := range s {
+		m := moments(x, mu, v, sc)
+		out.err[c], out.mean[c], out.plain[c] = m.err, m.mean, m.plain
+		out.a[c], out.c[c], out.dd[c] = m.a, m.c, m.dd
+	}
+}
+
+// calibCandidates returns the scales the calibrated search evaluates for a
+// block (largest magnitude absMax, min-max scale h0 a positive normal
+// float16), in order: h0, then the stored candidates of searchRatios that
+// are normal float16 values and differ from the one before. The rest of hs
+// repeats the last one; n counts the distinct ones.
+func calibCandidates(hs *[len(searchRatios)]uint16, absMax float32, h0 uint16) (n int) {
+	bound := max(absMax, scaleFloor)
+	hs[0], n = h0, 1
+	for _, r := range searchRatios[1:] {
+		if h := candidate(bound, r); h != 0 && h != hs[n-1] {
+			hs[n] = h
+			n++
+		}
+	}
+	for c := n; c < len(hs); c++ {
+		hs[c] = hs[n-1]
+	}
+	return n
+}
+
 // searchRowCalibrated searches the blocks of one row in order for the
 // lowest expected output error, then falls back to min-max for the whole
 // row if that came out worse.
-func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny bool, st *ChannelStats) (e RowErrors, tiny, bad int) {
+//
+// st64 holds st as float64 for the AVX2 kernel (empty without AVX2).
+func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize int, clampTiny bool, st *ChannelStats, st64 statsF64) (e RowErrors, tiny, bad int) {
 	var carry, carry0, err0, errC float64
 	for k := range scales {
 		a, b := k*blockSize, (k+1)*blockSize
@@ -537,14 +596,21 @@ func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize i
 		case clamped:
 			tiny++
 		}
-		m0 := moments(x, mu, v, Float32FromBits16(h0))
+		var m0, mb blockMoments
+		var best uint16
+		if h0 >= 0x400 {
+			var mu64, v64 []float64
+			if st64.mean != nil {
+				mu64, v64 = st64.mean[a:b], st64.v[a:b]
+			}
+			best, m0, mb = searchBlockCalibrated(x, mu, v, mu64, v64, h0, carry)
+		} else {
+			m0 = moments(x, mu, v, Float32FromBits16(h0))
+			best, mb = h0, m0
+		}
 		carry0 += m0.mean
 		err0 += m0.err
 		e.MinMax += m0.plain
-		best, mb := h0, m0
-		if h0 >= 0x400 {
-			best, mb = searchBlockCalibrated(x, mu, v, h0, m0, carry)
-		}
 		scales[k] = best
 		carry += mb.mean
 		errC += mb.err
@@ -566,19 +632,25 @@ func searchRowCalibrated(dst []byte, scales []uint16, src []float32, blockSize i
 	return e, tiny, bad
 }
 
-// searchBlockCalibrated is searchBlock for the calibrated objective.
-func searchBlockCalibrated(x, mu, v []float32, h0 uint16, m0 blockMoments, carry float64) (uint16, blockMoments) {
-	bound := max(math.Float32frombits(absMaxBits(x)), scaleFloor)
-	best, mb := h0, m0
-	prev := h0
-	for _, r := range searchRatios[1:] {
-		h := candidate(bound, r)
-		if h == 0 || h == prev {
-			continue
-		}
-		prev = h
-		if m := moments(x, mu, v, Float32FromBits16(h)); m.objective(carry) < mb.objective(carry) {
-			best, mb = h, m
+// searchBlockCalibrated is searchBlock for the calibrated objective: it
+// returns the scale chosen, the moments of min-max's scale h0 (err, mean
+// and plain) and those of the scale chosen. The candidates are evaluated
+// all at once (candidateMoments), the first of lowest objective kept; then
+// one least-squares step from it.
+func searchBlockCalibrated(x, mu, v []float32, mu64, v64 []float64, h0 uint16, carry float64) (best uint16, m0, mb blockMoments) {
+	var hs [len(searchRatios)]uint16
+	var ss [len(searchRatios)]float32
+	n := calibCandidates(&hs, math.Float32frombits(absMaxBits(x)), h0)
+	for c, h := range hs {
+		ss[c] = Float32FromBits16(h)
+	}
+	var cm candMoments
+	candidateMoments(x, mu, v, mu64, v64, &ss, &cm)
+	m0 = cm.at(0)
+	best, mb = h0, m0
+	for c := 1; c < n; c++ {
+		if m := cm.at(c); m.objective(carry) < mb.objective(carry) {
+			best, mb = hs[c], m
 		}
 	}
 	// Least squares in s for the kept q: minimise (carry − Σμx + s·a)² +
@@ -596,5 +668,5 @@ func searchBlockCalibrated(x, mu, v []float32, h0 uint16, m0 blockMoments, carry
 			}
 		}
 	}
-	return best, mb
+	return best, m0, mb
 }

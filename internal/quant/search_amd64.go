@@ -82,3 +82,26 @@ func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms 
 		}
 	}
 }
+
+// momentsAVX2 is moments of the n elements at x (mean mu and variance v
+// as float64) under the 8 scales s, reciprocals r, candidate c in lane c,
+// each lane in moments' order and rounding: out gets the bits of
+// candidateMomentsGo.
+//
+//go:noescape
+func momentsAVX2(x *float32, mu, v *float64, n int, s, r *[len(searchRatios)]float32, out *candMoments)
+
+// candidateMoments is the moments of block x under the 8 scales s (see
+// candMoments), with AVX2 when the CPU has it and the statistics are also
+// given as float64 (mu64, v64): the same bits either way.
+func candidateMoments(x, mu, v []float32, mu64, v64 []float64, s *[len(searchRatios)]float32, out *candMoments) {
+	if !useAVX2 || len(x) == 0 || len(mu64) < len(x) || len(v64) < len(x) {
+		candidateMomentsGo(x, mu, v, s, out)
+		return
+	}
+	var r [len(searchRatios)]float32
+	for c, sc := range s {
+		r[c] = 1 / sc // as moments
+	}
+	momentsAVX2(&x[0], &mu64[0], &v64[0], len(x), s, &r, out)
+}

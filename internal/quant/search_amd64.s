@@ -568,3 +568,112 @@ decide:
 	VMOVDQU      X6, (DI)(R9*2)
 	VZEROUPPER
 	RET
+
+// The operands of moments' q4, 8 lanes each (memory operands).
+VEC8(momMagic, $0x4b400000) // roundMagic
+VEC8(momSeven, $0x40e00000) // 7
+VEC8(momMinus8, $0xc1000000) // -8
+
+// MOMENTS4(D, Q, T, err, mean, plain, a, c, dd) adds 4 lanes of moments'
+// sums: D holds d, Q holds q (float64), DX and DI point at element j's
+// float64 variance and mean, vx-32(SP) holds its float64(v)·float64(x) in
+// 4 lanes; T is scratch, D and Q are spent. Each product is rounded as in
+// moments, in its order.
+#define MOMENTS4(D, Q, T, err, mean, plain, a, c, dd) \
+	VBROADCASTSD (DX)(R9*8), T \
+	VMULPD       D, T, T       \
+	VMULPD       D, T, T       \
+	VADDPD       T, err, err   \
+	VMULPD       D, D, T       \
+	VADDPD       T, plain, plain \
+	VBROADCASTSD (DI)(R9*8), T \
+	VMULPD       D, T, T       \
+	VADDPD       T, mean, mean \
+	VBROADCASTSD (DI)(R9*8), T \
+	VMULPD       Q, T, T       \
+	VADDPD       T, a, a       \
+	VBROADCASTSD (DX)(R9*8), T \
+	VMULPD       Q, T, T       \
+	VMULPD       Q, T, T       \
+	VADDPD       T, c, c       \
+	VMULPD       vx-32(SP), Q, Q \
+	VADDPD       Q, dd, dd
+
+// func momentsAVX2(x *float32, mu, v *float64, n int, s, r *[8]float32, out *candMoments)
+//
+// moments' sums for the 8 scales s (reciprocals r) at once, candidate c
+// in lane c: q and d in float32 (8 lanes of one YMM), the sums in float64
+// (lanes 0-3 in one YMM, 4-7 in another), each lane adding in element
+// order. mu and v are the statistics as float64 (exact conversions).
+TEXT ·momentsAVX2(SB), NOSPLIT, $32-56
+	MOVQ   x+0(FP), SI
+	MOVQ   mu+8(FP), DI
+	MOVQ   v+16(FP), DX
+	MOVQ   n+24(FP), CX
+	MOVQ   s+32(FP), AX
+	MOVQ   r+40(FP), BX
+	VXORPD Y0, Y0, Y0   // err
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2   // mean
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4   // plain
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6   // a
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8   // c
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10 // dd
+	VXORPD Y11, Y11, Y11
+	XORQ   R9, R9
+	CMPQ   R9, CX
+	JGE    momentsDone
+
+momentsLoop:
+	// q = q4(float32(x·r)) in Y13, d = float32(q·s) − x in Y14.
+	VBROADCASTSS (SI)(R9*4), Y12
+	VMULPS       (BX), Y12, Y13
+	VADDPS       momMagic<>(SB), Y13, Y13
+	VSUBPS       momMagic<>(SB), Y13, Y13
+	VMINPS       momSeven<>(SB), Y13, Y13
+	VMAXPS       momMinus8<>(SB), Y13, Y13
+	VMULPS       (AX), Y13, Y14
+	VSUBPS       Y12, Y14, Y14
+
+	// float64(v)·float64(x), 4 lanes, to vx.
+	VCVTPS2PD    X12, Y12
+	VBROADCASTSD (DX)(R9*8), Y15
+	VMULPD       Y15, Y12, Y12
+	VMOVUPD      Y12, vx-32(SP)
+
+	// Y12 = the upper halves of d and q; lanes 0-3, then 4-7.
+	VEXTRACTF128 $1, Y14, X12
+	VEXTRACTF128 $1, Y13, X15
+	VINSERTF128  $1, X15, Y12, Y12
+	VCVTPS2PD    X14, Y14
+	VCVTPS2PD    X13, Y13
+	MOMENTS4(Y14, Y13, Y15, Y0, Y2, Y4, Y6, Y8, Y10)
+	VCVTPS2PD    X12, Y14
+	VEXTRACTF128 $1, Y12, X13
+	VCVTPS2PD    X13, Y13
+	MOMENTS4(Y14, Y13, Y15, Y1, Y3, Y5, Y7, Y9, Y11)
+
+	INCQ R9
+	CMPQ R9, CX
+	JLT  momentsLoop
+
+momentsDone:
+	MOVQ    out+48(FP), R8
+	VMOVUPD Y0, candMoments_err(R8)
+	VMOVUPD Y1, candMoments_err+32(R8)
+	VMOVUPD Y2, candMoments_mean(R8)
+	VMOVUPD Y3, candMoments_mean+32(R8)
+	VMOVUPD Y4, candMoments_plain(R8)
+	VMOVUPD Y5, candMoments_plain+32(R8)
+	VMOVUPD Y6, candMoments_a(R8)
+	VMOVUPD Y7, candMoments_a+32(R8)
+	VMOVUPD Y8, candMoments_c(R8)
+	VMOVUPD Y9, candMoments_c+32(R8)
+	VMOVUPD Y10, candMoments_dd(R8)
+	VMOVUPD Y11, candMoments_dd+32(R8)
+	VZEROUPPER
+	RET

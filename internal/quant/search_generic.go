@@ -7,3 +7,9 @@ package quant
 func searchBlocks(hs *[maxSearchGroup]uint16, x []float32, blockSize, n int, ms *[maxSearchGroup]uint32, big []float32) {
 	searchBlocksGo(hs, x, blockSize, n, ms, big)
 }
+
+// candidateMoments is the moments of block x under the 8 scales s (see
+// candMoments): in Go on this architecture (mu64 and v64 are not used).
+func candidateMoments(x, mu, v []float32, _, _ []float64, s *[len(searchRatios)]float32, out *candMoments) {
+	candidateMomentsGo(x, mu, v, s, out)
+}

@@ -352,3 +352,107 @@ func TestLsSteps8AVX2(t *testing.T) {
 		}
 	}
 }
+
+// TestMomentsAVX2 compares the calibrated search's kernel with moments bit
+// for bit, every sum of every lane, on the edge blocks (ties, zeros,
+// clamped and tiny scales, outliers) under statistics with zero and large
+// variances, zero, negative and positive means, with the block's own
+// candidates, scales far too small (everything clipped, q·s far from x)
+// and random ones, at every block size.
+func TestMomentsAVX2(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2")
+	}
+	defer SetAVX2(SetAVX2(true))
+	r := rand.New(rand.NewPCG(21, 22))
+	src := searchEdgeBlocks(r)
+	src = append(src, heavyTailedBlocks(r, 4096)...)
+	stats := func(n int, kind int) (mu, v []float32) {
+		mu, v = make([]float32, n), make([]float32, n)
+		for j := range n {
+			switch kind {
+			case 0: // zero variance, zero mean
+			case 1: // negative means, small variances
+				mu[j], v[j] = float32(-1-r.Float64()), float32(r.Float64()*1e-3)
+			case 2: // ReLU-like: means of one sign, varied spreads
+				if j%2 == 0 {
+					mu[j] = float32(1 + r.Float64())
+				}
+				v[j] = float32(0.1 + r.Float64()*r.Float64()*4)
+			default: // wide ranges of both
+				mu[j] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(9)-4)))
+				v[j] = float32(math.Pow(10, float64(r.IntN(13)-6)) * r.Float64())
+			}
+		}
+		return mu, v
+	}
+	same := func(a, b [8]float64) bool {
+		for c := range a {
+			if math.Float64bits(a[c]) != math.Float64bits(b[c]) {
+				return false
+			}
+		}
+		return true
+	}
+	n := 0
+	for bs := 32; bs <= 256; bs += 32 {
+		for k := 0; k+bs <= len(src); k += bs {
+			x := src[k : k+bs]
+			mu, v := stats(bs, (k/bs+bs)%4)
+			mu64, v64 := make([]float64, bs), make([]float64, bs)
+			for j := range bs {
+				mu64[j], v64[j] = float64(mu[j]), float64(v[j])
+			}
+			h0, _, ok := blockScale(x, true)
+			if !ok || h0 < 0x400 {
+				continue
+			}
+			var hs [8]uint16
+			var ss [8]float32
+			calibCandidates(&hs, math.Float32frombits(absMaxBits(x)), h0)
+			for c, h := range hs {
+				ss[c] = Float32FromBits16(h)
+				switch r.IntN(6) {
+				case 0:
+					ss[c] = MinNormalFloat16 * float32(1+r.IntN(4))
+				case 1:
+					ss[c] = BFloat16Round(float32(r.Float64() * 2 * float64(ss[c])))
+					ss[c] = max(ss[c], MinNormalFloat16)
+				}
+			}
+			var got, want candMoments
+			candidateMoments(x, mu, v, mu64, v64, &ss, &got)
+			candidateMomentsGo(x, mu, v, &ss, &want)
+			for _, f := range []struct {
+				name      string
+				got, want [8]float64
+			}{{"err", got.err, want.err}, {"mean", got.mean, want.mean}, {"plain", got.plain, want.plain},
+				{"a", got.a, want.a}, {"c", got.c, want.c}, {"dd", got.dd, want.dd}} {
+				if !same(f.got, f.want) {
+					t.Fatalf("block at %d of %d, scales %v: %s %v, Go %v", k, bs, ss, f.name, f.got, f.want)
+				}
+			}
+			n++
+		}
+	}
+	if n < 1000 {
+		t.Fatalf("only %d blocks compared", n)
+	}
+}
+
+// heavyTailedBlocks are n gaussian weights of varied spreads with a few
+// large outliers, as trained layers have.
+func heavyTailedBlocks(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	sigma := 0.02
+	for i := range x {
+		if i%32 == 0 {
+			sigma = math.Pow(10, -3+3*r.Float64())
+		}
+		x[i] = float32(r.NormFloat64() * sigma)
+		if r.IntN(50) == 0 {
+			x[i] *= 8
+		}
+	}
+	return x
+}
