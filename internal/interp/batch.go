@@ -65,6 +65,21 @@ func (in *Interpreter) RunBatch(ctx context.Context, signature string, batch []m
 				return nil, nil
 			}
 		}
+		if p.k.runBatch != nil && !p.folded && len(frames) > 1 {
+			cs := make([]*opCtx, len(frames))
+			for b, f := range frames {
+				cs[b] = &opCtx{ctx: ctx, sg: sg, f: f, p: p}
+			}
+			if err := p.k.runBatch(cs); err != nil {
+				return nil, err
+			}
+			for b, c := range cs {
+				if err := sg.finish(c); err != nil {
+					return nil, fmt.Errorf("sample %d: %w", b, err)
+				}
+			}
+			continue
+		}
 		for b, f := range frames {
 			if err := sg.step(&opCtx{ctx: ctx, sg: sg, f: f, p: p}); err != nil {
 				if len(frames) > 1 {
@@ -102,11 +117,19 @@ func (in *Interpreter) outputs(sig *Signature, f *frame) (map[string]*Tensor, er
 
 // step runs one operator in frame c.f (subgraph.run's step).
 func (s *subgraph) step(c *opCtx) error {
-	p, f := c.p, c.f
-	if !p.folded {
-		if err := p.k.run(c); err != nil {
+	if !c.p.folded {
+		if err := c.p.k.run(c); err != nil {
 			return err
 		}
+	}
+	return s.finish(c)
+}
+
+// finish checks what an operator computed, shows it to the observer and
+// releases the values no later operator reads.
+func (s *subgraph) finish(c *opCtx) error {
+	p, f := c.p, c.f
+	if !p.folded {
 		for k, o := range p.op.Outputs {
 			v := f.vals[o]
 			if v == nil {

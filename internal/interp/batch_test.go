@@ -38,7 +38,7 @@ func eventOf(sample int, ev interp.OpEvent) event {
 // an operator stops the pass there, after seeing that operator's inputs
 // for every sample.
 func TestRunBatchMatchesRun(t *testing.T) {
-	for _, name := range []string{"tiny_decoder.tflite", "aeq_conv_fc_mnist.tflite", "aeq_two_signatures.tflite", "aeq_bmm.tflite"} {
+	for _, name := range []string{"tiny_decoder.tflite", "aeq_conv_fc_mnist.tflite", "aeq_two_signatures.tflite", "aeq_bmm.tflite", "litert_qwen_fc_blockwise_quantized.tflite", "aeq_mnist_quantized.tflite"} {
 		t.Run(name, func(t *testing.T) {
 			m, err := tflite.Open(filepath.Join("../../testdata/models", name))
 			if err != nil {

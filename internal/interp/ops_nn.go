@@ -73,58 +73,112 @@ func fcKernel() *kernel {
 			return first(c.typeIn(0, f32Only...), c.typeIn(2, f32Only...), c.checkWeight(1, true), c.checkHybrid(1, axis0, true), c.typeOut(0, f32Only...))
 		},
 		run: func(c *opCtx) error {
-			x, err := c.f32(0)
+			fc, err := prepareFC(c)
 			if err != nil {
 				return err
 			}
-			w, err := c.weight(1)
-			if err != nil {
-				return err
-			}
-			var bias []float32
-			if b, err := c.opt(2); err != nil {
-				return err
-			} else if b != nil {
-				bias = b.F32
-			}
-			o, _ := builtinOptions(c.p.op).(*fb.FullyConnectedOptionsT)
-			if o == nil {
-				o = &fb.FullyConnectedOptionsT{}
-			}
-			if len(w.shape) != 2 {
-				return c.errf("weights have shape %v, want [out, in]", w.shape)
-			}
-			N, K := w.shape[0], w.shape[1]
-			n := numElements(x.Shape)
-			if K == 0 || n%K != 0 || len(x.Shape) == 0 {
-				return c.errf("input %v does not divide into rows of %d (weights %v)", x.Shape, K, w.shape)
-			}
-			M := n / K
-			if o.KeepNumDims && x.Shape[len(x.Shape)-1] != K {
-				return c.errf("keep_num_dims: input's last dimension %d is not the weights' %d", x.Shape[len(x.Shape)-1], K)
-			}
-			if bias != nil && len(bias) != N {
-				return c.errf("bias has %d elements, want %d", len(bias), N)
-			}
-			shape := []int{M, N}
-			if o.KeepNumDims {
-				shape = append(append([]int{}, x.Shape[:len(x.Shape)-1]...), N)
-			}
-			if err := c.checkSize(shape); err != nil {
-				return err
-			}
-			out := NewTensor(fb.TensorTypeFLOAT32, shape)
-			if w.quantized {
-				hybridFC(c.sg.in.threads, out.F32, x.F32, M, K, N, w, bias)
-			} else {
-				matmulF32(c.sg.in.threads, out.F32, x.F32, M, K, N, w, 0)
-				addBias(out.F32, bias)
-			}
-			activation(o.FusedActivationFunction, out.F32)
+			out := NewTensor(fb.TensorTypeFLOAT32, fc.shape)
+			fc.compute(c.sg.in.threads, out.F32, fc.x.F32, fc.M)
 			c.set(0, out)
 			return nil
 		},
+		// Samples run as one GEMM over all their rows: every output element
+		// is computed as for one sample (one summation order, per-row
+		// activation quantization), and the weight is decoded once.
+		runBatch: func(cs []*opCtx) error {
+			fcs := make([]*fcCall, len(cs))
+			rows := 0
+			for b, c := range cs {
+				fc, err := prepareFC(c)
+				if err != nil {
+					return fmt.Errorf("sample %d: %w", b, err)
+				}
+				fcs[b] = fc
+				rows += fc.M
+			}
+			K, N := fcs[0].K, fcs[0].N
+			x := make([]float32, rows*K)
+			at := 0
+			for _, fc := range fcs {
+				at += copy(x[at:], fc.x.F32[:fc.M*K])
+			}
+			out := make([]float32, rows*N)
+			fcs[0].compute(cs[0].sg.in.threads, out, x, rows)
+			at = 0
+			for b, fc := range fcs {
+				t := NewTensor(fb.TensorTypeFLOAT32, fc.shape)
+				at += copy(t.F32, out[at:at+fc.M*N])
+				cs[b].set(0, t)
+			}
+			return nil
+		},
 	}
+}
+
+// fcCall is one FULLY_CONNECTED's operands, checked.
+type fcCall struct {
+	x       *Tensor
+	w       *weight
+	bias    []float32
+	act     fb.ActivationFunctionType
+	M, K, N int
+	shape   []int
+}
+
+func prepareFC(c *opCtx) (*fcCall, error) {
+	x, err := c.f32(0)
+	if err != nil {
+		return nil, err
+	}
+	w, err := c.weight(1)
+	if err != nil {
+		return nil, err
+	}
+	var bias []float32
+	if b, err := c.opt(2); err != nil {
+		return nil, err
+	} else if b != nil {
+		bias = b.F32
+	}
+	o, _ := builtinOptions(c.p.op).(*fb.FullyConnectedOptionsT)
+	if o == nil {
+		o = &fb.FullyConnectedOptionsT{}
+	}
+	if len(w.shape) != 2 {
+		return nil, c.errf("weights have shape %v, want [out, in]", w.shape)
+	}
+	N, K := w.shape[0], w.shape[1]
+	n := numElements(x.Shape)
+	if K == 0 || n%K != 0 || len(x.Shape) == 0 {
+		return nil, c.errf("input %v does not divide into rows of %d (weights %v)", x.Shape, K, w.shape)
+	}
+	M := n / K
+	if o.KeepNumDims && x.Shape[len(x.Shape)-1] != K {
+		return nil, c.errf("keep_num_dims: input's last dimension %d is not the weights' %d", x.Shape[len(x.Shape)-1], K)
+	}
+	if bias != nil && len(bias) != N {
+		return nil, c.errf("bias has %d elements, want %d", len(bias), N)
+	}
+	shape := []int{M, N}
+	if o.KeepNumDims {
+		shape = append(append([]int{}, x.Shape[:len(x.Shape)-1]...), N)
+	}
+	if err := c.checkSize(shape); err != nil {
+		return nil, err
+	}
+	return &fcCall{x: x, w: w, bias: bias, act: o.FusedActivationFunction, M: M, K: K, N: N, shape: shape}, nil
+}
+
+// compute writes the M rows of x times the weight (plus bias, activated)
+// to out.
+func (fc *fcCall) compute(threads int, out, x []float32, M int) {
+	if fc.w.quantized {
+		hybridFC(threads, out, x, M, fc.K, fc.N, fc.w, fc.bias)
+	} else {
+		matmulF32(threads, out, x, M, fc.K, fc.N, fc.w, 0)
+		addBias(out, fc.bias)
+	}
+	activation(fc.act, out)
 }
 
 func addBias(out, bias []float32) {

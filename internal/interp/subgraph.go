@@ -49,6 +49,9 @@ type kernel struct {
 	check func(c *opCtx) error
 	// run computes the outputs.
 	run func(c *opCtx) error
+	// runBatch, when set, computes the outputs of the same operator for
+	// several samples at once (RunBatch), exactly as run would for each.
+	runBatch func(cs []*opCtx) error
 }
 
 func newSubgraph(in *Interpreter, index int, sg *fb.SubGraphT) *subgraph {
