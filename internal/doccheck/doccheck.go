@@ -7,18 +7,19 @@
 // What is scanned: the comments of every .go file, and the whole text of
 // Markdown files, Makefiles and .ci/run. What counts as a citation:
 //
-//   - NAME.md or a path ending in .md (a/b/NAME.md), optionally followed by
-//     sections: `NAME.md §6.4`, `NAME.md §6.1, §7`, `NAME.md §5 and §7`,
-//     `[NAME.md](NAME.md) §2`, `[text](NAME.md) §2` (Markdown links).
+//   - A file name or path ending in .md (docs/SEMANTICS.md), optionally
+//     followed by sections: `SEMANTICS.md §6.4`, `SEMANTICS.md §6.1, §7`,
+//     `SEMANTICS.md §5 and §7`, `[SEMANTICS.md](SEMANTICS.md) §2`,
+//     `[text](SEMANTICS.md) §2` (Markdown links).
 //     The file is looked up next to the citing file, then at the repository
 //     root, then in docs/. A section §n.m exists when the file has a heading
 //     whose title starts with that number (`## 6. …`, `### 6.4 …`).
-//     Lower-case names are citations only with a folder (docs/x.md), and a
+//     Lower-case names are citations only with a folder before them, and a
 //     path right after a '/' (a URL, an upstream repository) is not ours.
 //   - A bare §n: in a Markdown file it is a section of that file; elsewhere it
 //     names no document and is reported.
-//   - `README: Heading` or `README, Heading`: README.md must have a heading
-//     whose title starts the cited text.
+//   - `README: Lock files` or `README, Lock files`: README.md must have a
+//     heading whose title starts the cited text.
 package doccheck
 
 import (
@@ -44,10 +45,6 @@ type Problem struct {
 
 func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg) }
 
-// selfDir is this package, whose comments and tests cite made-up documents
-// as examples.
-const selfDir = "internal/doccheck"
-
 // skipDirs are folders never scanned: generated bindings, vendored
 // JavaScript, test data and caches.
 var skipDirs = map[string]bool{
@@ -58,7 +55,8 @@ var (
 	// A document path and the sections that follow it.
 	docRe = regexp.MustCompile(`((?:[\w.-]+/)*[\w.-]+\.md)\b(?:\]\([^)\s]*\)|\))?((?:\s*(?:,|and)?\s*§\d+(?:\.\d+)*)*)`)
 	secRe = regexp.MustCompile(`§(\d+(?:\.\d+)*)`)
-	// README: Heading / README, Heading (not README.md, which docRe takes).
+	// "README" then a colon or comma and a heading (not README.md, which
+	// docRe takes).
 	readmeRe = regexp.MustCompile(`\bREADME[:,] +(\S[^\n]*)`)
 	// A numbered Markdown heading, and any heading's title.
 	headingRe = regexp.MustCompile(`^#{1,6}\s+(.*?)\s*$`)
@@ -81,7 +79,7 @@ func Check(root string) ([]Problem, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if path != root && (skipDirs[name] || (strings.HasPrefix(name, ".") && name != ".ci") || rel == selfDir) {
+			if path != root && (skipDirs[name] || (strings.HasPrefix(name, ".") && name != ".ci")) {
 				return filepath.SkipDir
 			}
 			return nil
