@@ -42,7 +42,7 @@ func TestCheck(t *testing.T) {
 			name: "good citations",
 			files: map[string]string{
 				"docs/{spec}": spec,
-				"README.md":    readme,
+				"README.md":   readme,
 				"pkg/a.go": "package pkg\n\n// Wraps a line ({spec}\n// §1.2), lists ({spec} §1, §3; {spec} §1 and §3),\n" +
 					"// paths (docs/{spec} §3) and the README (README: Lock files).\n" +
 					"// Not ours: https://github.com/x/y/blob/main/{other}, notes.md.\n" +
@@ -58,12 +58,12 @@ func TestCheck(t *testing.T) {
 			name: "bad citations",
 			files: map[string]string{
 				"docs/{spec}": spec,
-				"README.md":    readme,
+				"README.md":   readme,
 				"pkg/a.go": "package pkg\n\n// Fine ({spec} §1), then a missing section ({spec} §1, §2),\n" +
 					"// a section only in a code block ({spec} §9),\n// a missing file ({gone} §1, docs/gone.md) and a bare §3.\n" +
 					"func f() {} // README: Guarantees\n",
 				"docs/{other}": "## 1. One\n\nSee §4 and [SPEC]({spec}) §1.2, [{spec}]({spec}) §5.\n",
-				".ci/run":       "# {spec} §7\n",
+				".ci/run":      "# {spec} §7\n",
 			},
 			want: []string{
 				".ci/run:1: cites {spec} §7, but docs/{spec} has no heading numbered 7",
