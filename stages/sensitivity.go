@@ -110,11 +110,15 @@ const measurementVersion = "budget-sensitivity-3"
 // compares: the job's output and metric when set (errors name the key and
 // list the outputs), else the logits output with kl, else every float
 // output of the first signature with rel_l2.
-func budgetOutputs(sigs []interp.Signature, vocab int, cfg *config.Budget) (sig *interp.Signature, outputs []string, metric string, err error) {
+func budgetOutputs(meta *fb.ModelT, sigs []interp.Signature, cfg *config.Budget) (sig *interp.Signature, outputs []string, metric string, vocab int, err error) {
 	sort.SliceStable(sigs, func(a, b int) bool { return sigs[a].Key < sigs[b].Key })
-	logits := func(o interp.IO) bool {
-		return vocab > 1 && o.Type == fb.TensorTypeFLOAT32 && len(o.Shape) > 0 && o.Shape[len(o.Shape)-1] == vocab
+	// The logits are what qpipe eval and the gates call logits
+	// (evaluate.LogitsOutputs), with their vocabulary.
+	vocabs := map[[2]string]int{}
+	for _, l := range evaluate.LogitsOutputs(meta, sigs) {
+		vocabs[[2]string{l.Signature, l.Output}] = l.Vocab
 	}
+	logitsVocab := func(s *interp.Signature, o interp.IO) int { return vocabs[[2]string{s.Key, o.Name}] }
 	var all []string
 	for i := range sigs {
 		for _, o := range sigs[i].Outputs {
@@ -133,33 +137,33 @@ func budgetOutputs(sigs []interp.Signature, vocab int, cfg *config.Budget) (sig 
 					continue
 				}
 				if o.Type != fb.TensorTypeFLOAT32 {
-					return nil, nil, "", fmt.Errorf("quantize.budget.output: %s is %v; a budget compares a float output; the model's outputs: %s", cfg.Output, o.Type, list)
+					return nil, nil, "", 0, fmt.Errorf("quantize.budget.output: %s is %v; a budget compares a float output; the model's outputs: %s", cfg.Output, o.Type, list)
 				}
 				metric = cfg.Metric
 				if metric == "" {
 					metric = config.BudgetMetricRelL2
-					if logits(o) {
+					if logitsVocab(&sigs[i], o) > 0 {
 						metric = config.BudgetMetricKL
 					}
 				}
-				if metric == config.BudgetMetricKL && !logits(o) {
-					return nil, nil, "", fmt.Errorf("quantize.budget.metric: kl needs a logits output (a float output whose last dimension is the vocabulary, %d); %s %v is not: use metric: rel_l2", vocab, cfg.Output, o.Shape)
+				if metric == config.BudgetMetricKL && logitsVocab(&sigs[i], o) == 0 {
+					return nil, nil, "", 0, fmt.Errorf("quantize.budget.metric: kl needs a logits output (a float output whose last dimension is the vocabulary of a token input); %s %v is not: use metric: rel_l2", cfg.Output, o.Shape)
 				}
-				return &sigs[i], []string{o.Name}, metric, nil
+				return &sigs[i], []string{o.Name}, metric, logitsVocab(&sigs[i], o), nil
 			}
 		}
-		return nil, nil, "", fmt.Errorf("quantize.budget.output: the model has no output %q; its outputs: %s", cfg.Output, list)
+		return nil, nil, "", 0, fmt.Errorf("quantize.budget.output: the model has no output %q; its outputs: %s", cfg.Output, list)
 	}
 	if cfg.Metric != config.BudgetMetricRelL2 {
 		for i := range sigs {
 			for _, o := range sigs[i].Outputs {
-				if logits(o) {
-					return &sigs[i], []string{o.Name}, config.BudgetMetricKL, nil
+				if v := logitsVocab(&sigs[i], o); v > 0 {
+					return &sigs[i], []string{o.Name}, config.BudgetMetricKL, v, nil
 				}
 			}
 		}
 		if cfg.Metric == config.BudgetMetricKL {
-			return nil, nil, "", fmt.Errorf("quantize.budget.metric: kl measures the KL divergence of a logits output (a float output whose last dimension is the vocabulary of the token embedding): this model has none; use metric: rel_l2 (and output: NAME to pick one); its outputs: %s", list)
+			return nil, nil, "", 0, fmt.Errorf("quantize.budget.metric: kl measures the KL divergence of a logits output (a float output whose last dimension is the vocabulary of the token embedding): this model has none; use metric: rel_l2 (and output: NAME to pick one); its outputs: %s", list)
 		}
 	}
 	for i := range sigs {
@@ -170,10 +174,10 @@ func budgetOutputs(sigs []interp.Signature, vocab int, cfg *config.Budget) (sig 
 			}
 		}
 		if len(outs) > 0 {
-			return &sigs[i], outs, config.BudgetMetricRelL2, nil
+			return &sigs[i], outs, config.BudgetMetricRelL2, 0, nil
 		}
 	}
-	return nil, nil, "", fmt.Errorf("a budget compares the model's float outputs: this model has none; its outputs: %s", list)
+	return nil, nil, "", 0, fmt.Errorf("a budget compares the model's float outputs: this model has none; its outputs: %s", list)
 }
 
 func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *config.Budget, layout tflite.Layout, inputPath, cacheDir string, log zerolog.Logger) (*measurer, error) {
@@ -183,12 +187,11 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 		return nil, fmt.Errorf("the budget measures the model through the interpreter: %w", err)
 	}
 	mm.float = in
-	mm.vocab = modelinput.VocabSize(ms.m.Meta)
-	sig, outputs, metric, err := budgetOutputs(in.Signatures(), mm.vocab, cfg)
+	sig, outputs, metric, vocab, err := budgetOutputs(ms.m.Meta, in.Signatures(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	mm.sig, mm.outputs, mm.metric = sig.Key, outputs, metric
+	mm.sig, mm.outputs, mm.metric, mm.vocab = sig.Key, outputs, metric, vocab
 	l, err := evaluate.PlanInputs(*sig, modelinput.TokenInputs(ms.m.Meta, sig.Subgraph), cfg.Seq)
 	if err != nil {
 		return nil, err

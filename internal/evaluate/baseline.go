@@ -8,14 +8,14 @@ import (
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
-// The seed policy: every measurement of a quantized model (qpipe eval's
-// default, the accuracy gate, the budget's sensitivities) draws its
-// generated inputs from small seeds, and calibration from seeds far
-// above them, so that what a calibrated model is measured on is never
-// what it was calibrated on.
+// The seed policy: qpipe eval's default and the accuracy gate draw their
+// generated inputs from small seeds, calibration from seeds far above
+// them, and budgets (stages) from seeds far from both, so that what a
+// calibrated model or a budget's mix is judged on is never what it was
+// made from.
 const (
 	// MeasureSeed seeds the generated inputs of qpipe eval (its --seed
-	// default), the accuracy gate and the budget's measurements.
+	// default) and the accuracy gate.
 	MeasureSeed = 1
 	// CalibrationSeed is the first seed of the generated calibration
 	// inputs (sample k uses CalibrationSeed with index k).
