@@ -249,19 +249,74 @@ func SamplesFor(samples int, l *evaluate.Layout) int {
 // nothing the statistics need). A weight's sums add its inputs operator
 // by operator, samples in order.
 func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zerolog.Logger) (Stats, error) {
+	sums := map[Key]*statSums{}
+	top := -1 // the subgraph whose FULLY_CONNECTEDs the before hook sees
+	err := RunPass(ctx, m, cal, log, Pass{
+		Step: "calibration",
+		Observe: func(ev interp.OpEvent) {
+			if ev.Subgraph != top {
+				observeFC(m, ev, sums)
+			}
+		},
+		Stop: func(sig interp.Signature) int {
+			top = sig.Subgraph
+			return lastNeeded(m, sig.Subgraph)
+		},
+		Before: func(ev interp.OpEvent) {
+			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
+				observeFC(m, ev, sums)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := Stats{}
+	for k, s := range sums {
+		out[k] = s.stats()
+	}
+	return out, nil
+}
+
+// Pass is what one calibration pass (RunPass) does besides running the
+// model: hooks called as the samples run. Every hook is optional.
+type Pass struct {
+	// Step names the pass in progress reports ("calibration").
+	Step string
+	// Observe is interp.Options.Observe: every operator of every subgraph
+	// after it ran, each sample's event in turn.
+	Observe func(ev interp.OpEvent)
+	// Stop returns the operator of the signature's subgraph before which
+	// the pass stops (-1: it runs to the end). It is called once per
+	// signature, before its samples run.
+	Stop func(sig interp.Signature) int
+	// Before sees each operator of the signature's subgraph before it runs
+	// (inputs only), each sample's event in turn.
+	Before func(ev interp.OpEvent)
+	// Inputs sees each sample's inputs before it runs (sample is its index
+	// among the signature's samples).
+	Inputs func(sig interp.Signature, sample int, inputs map[string]*interp.Tensor)
+}
+
+// RunPass runs every signature of m on the calibration inputs of cal
+// (generated, or the lines of cal.Inputs) in batches through the reference
+// interpreter (interp.RunBatch), calling p's hooks, and reports progress
+// (one count per operator run for a batch) on log. A file that does not
+// fit a signature is an error naming the file, line and input.
+func RunPass(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zerolog.Logger, p Pass) error {
 	var samples []*evaluate.Sample
 	if cal.Inputs != "" {
 		f, err := os.Open(cal.Inputs)
 		if err != nil {
-			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+			return fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
 		}
 		samples, err = evaluate.ParseSamples(f, cal.Inputs)
 		f.Close()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(samples) == 0 {
-			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %s has no sample", cal.P, cal.Inputs)
+			return fmt.Errorf("%s: quantize.calibration.inputs: %s has no sample", cal.P, cal.Inputs)
 		}
 		limit := cal.Samples
 		if limit <= 0 {
@@ -269,15 +324,9 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		}
 		samples = samples[:min(len(samples), limit)]
 	}
-	sums := map[Key]*statSums{}
-	top := -1 // the subgraph whose FULLY_CONNECTEDs the before hook sees
-	in, err := interp.New(m, interp.Options{Observe: func(ev interp.OpEvent) {
-		if ev.Subgraph != top {
-			observeFC(m, ev, sums)
-		}
-	}})
+	in, err := interp.New(m, interp.Options{Observe: p.Observe})
 	if err != nil {
-		return nil, fmt.Errorf("calibration: %w (calibrated scales need a model the reference interpreter runs; use scales: search)", err)
+		return fmt.Errorf("calibration: %w (calibration needs a model the reference interpreter runs)", err)
 	}
 	sigs := in.Signatures()
 	layouts := make([]*evaluate.Layout, len(sigs))
@@ -286,31 +335,35 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	for i, sig := range sigs {
 		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
 		if err != nil {
-			return nil, fmt.Errorf("calibration: %w", err)
+			return fmt.Errorf("calibration: %w", err)
 		}
 		layouts[i], counts[i] = l, SamplesFor(cal.Samples, l)
 		if samples != nil {
 			counts[i] = len(samples)
 		}
 		// Progress counts operators run for a batch.
-		ops := lastNeeded(m, sig.Subgraph) + 1
-		if ops == 0 {
-			ops = len(m.Meta.Subgraphs[sig.Subgraph].Operators)
+		ops := len(m.Meta.Subgraphs[sig.Subgraph].Operators)
+		if p.Stop != nil {
+			if stop := p.Stop(sig); stop >= 0 {
+				ops = stop + 1
+			}
 		}
 		total += ops * ((counts[i] + batchSize - 1) / batchSize)
 	}
-	prog := progress.Start(log, "calibration", int64(total), "operators")
+	prog := progress.Start(log, p.Step, int64(total), "operators")
 	defer prog.Done()
 	for i, sig := range sigs {
 		l, n := layouts[i], counts[i]
-		top = sig.Subgraph
-		stop := lastNeeded(m, sig.Subgraph)
+		stop := -1
+		if p.Stop != nil {
+			stop = p.Stop(sig)
+		}
 		before := func(k int, ev interp.OpEvent) bool {
-			if k == 0 && ev.Subgraph == top {
+			if k == 0 && ev.Subgraph == sig.Subgraph {
 				prog.Add(1)
 			}
-			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
-				observeFC(m, ev, sums)
+			if p.Before != nil {
+				p.Before(ev)
 			}
 			return ev.Operator != stop
 		}
@@ -325,23 +378,22 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 					inputs, err = l.Generate(evaluate.CalibrationSeed, k)
 				}
 				if err != nil {
-					return nil, fmt.Errorf("calibration: %w", err)
+					return fmt.Errorf("calibration: %w", err)
+				}
+				if p.Inputs != nil {
+					p.Inputs(sig, k, inputs)
 				}
 				batch = append(batch, inputs)
 			}
 			if _, err := in.RunBatch(ctx, sig.Key, batch, before); err != nil {
 				if ctx.Err() != nil {
-					return nil, ctx.Err()
+					return ctx.Err()
 				}
-				return nil, fmt.Errorf("calibration, signature %q, samples %d-%d: %w", sig.Key, lo, lo+len(batch)-1, err)
+				return fmt.Errorf("calibration, signature %q, samples %d-%d: %w", sig.Key, lo, lo+len(batch)-1, err)
 			}
 		}
 	}
-	out := Stats{}
-	for k, s := range sums {
-		out[k] = s.stats()
-	}
-	return out, nil
+	return nil
 }
 
 // lastNeeded is the operator of subgraph sg before which a calibration
