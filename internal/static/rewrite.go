@@ -1,0 +1,751 @@
+package static
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// Options say what Rewrite writes.
+type Options struct {
+	// Bits is the activation width: 8 (static_int8) or 16 (static_int16x8).
+	Bits int
+	// SymmetricInt8 makes int8 activations symmetric (zero point 0, range
+	// ±127) instead of asymmetric; int16 activations are always symmetric.
+	SymmetricInt8 bool
+	// IntegerIO keeps the signature inputs and outputs that quantized ops
+	// read or write integer; by default they stay float32 with QUANTIZE
+	// and DEQUANTIZE ops at the boundary.
+	IntegerIO bool
+	// Int32Bias writes 16x8 CONV_2D and FULLY_CONNECTED biases as int32
+	// with quantized_bias_type INT32 instead of int64.
+	Int32Bias bool
+	// FloatOps are op names (CONV_2D, …) kept float.
+	FloatOps []string
+	// FloatScope keeps float every op whose scope (output tensor names
+	// joined with ';') it finds.
+	FloatScope *regexp.Regexp
+	// Ops, when set, are the only op names quantized; asking for one that
+	// has no kernel at the width is an error.
+	Ops []string
+}
+
+// FloatOp is an op the rewrite left float, and why.
+type FloatOp struct {
+	Subgraph int    `json:"subgraph"`
+	Operator int    `json:"operator"`
+	Op       string `json:"op"`
+	Output   string `json:"output"`
+	Reason   string `json:"reason"`
+}
+
+// Result summarises a rewrite.
+type Result struct {
+	// Quantized counts the ops that now run on integers, by op name.
+	Quantized map[string]int `json:"quantized"`
+	// Float lists the ops left float.
+	Float []FloatOp `json:"float,omitempty"`
+	// Quantize and Dequantize count the inserted ops.
+	Quantize   int `json:"quantize_ops"`
+	Dequantize int `json:"dequantize_ops"`
+}
+
+// params are one tensor's per-tensor integer parameters.
+type params struct {
+	scale float32
+	zp    int64
+}
+
+// opName is the builtin op's schema name.
+func opName(code fb.BuiltinOperator) string { return fb.EnumNamesBuiltinOperator[code] }
+
+// CheckFloat refuses a model that is not a float model: a tensor with
+// quantization parameters or an integer op is named.
+func CheckFloat(m *tflite.Model) error {
+	for si, sg := range m.Meta.Subgraphs {
+		for ti, t := range sg.Tensors {
+			if q := t.Quantization; q != nil && (len(q.Scale) > 0 || q.Details != nil) {
+				return fmt.Errorf("%s: subgraph %d tensor %d %q is already quantized (%s); static quantization needs the float model", m.Name, si, ti, t.Name, tflite.TypeName(t.Type))
+			}
+		}
+	}
+	return nil
+}
+
+// rewriter holds the state of one subgraph's rewrite.
+type rewriter struct {
+	m    *tflite.Model
+	r    Ranges
+	opt  Options
+	res  *Result
+	si   int
+	sg   *fb.SubGraphT
+	prod map[int32]int // tensor → producing op
+	// qp are the tensors that hold integers, with their parameters.
+	qp map[int32]params
+	// copies are inserted QUANTIZE outputs by (tensor, parameters) and
+	// DEQUANTIZE outputs by tensor.
+	qcopy map[qkey]int32
+	fcopy map[int32]int32
+	ops   []*fb.OperatorT
+	// readers counts op inputs reading each tensor (exclusive constants
+	// are rewritten in place).
+	readers   map[int32]int
+	bufUsers  map[uint32]int
+	sgIO      map[int32]bool
+	sigOutput map[int32]bool
+}
+
+type qkey struct {
+	t int32
+	p params
+}
+
+// Rewrite turns the float model m into its static form in place, with
+// the activation ranges r (Calibrate). Quantized constants become content
+// computed while the file is written. Nothing of m is changed when it
+// returns an error.
+func Rewrite(m *tflite.Model, r Ranges, opt Options) (*Result, error) {
+	if opt.Bits != 8 && opt.Bits != 16 {
+		return nil, fmt.Errorf("static: activation width %d: want 8 or 16", opt.Bits)
+	}
+	if err := CheckFloat(m); err != nil {
+		return nil, err
+	}
+	for _, name := range append(append([]string(nil), opt.FloatOps...), opt.Ops...) {
+		if _, ok := fb.EnumValuesBuiltinOperator[name]; !ok {
+			return nil, fmt.Errorf("static: unknown op %q", name)
+		}
+	}
+	if opt.Bits == 16 {
+		for _, name := range opt.Ops {
+			if ru, ok := rules[fb.EnumValuesBuiltinOperator[name]]; ok && !ru.int16 {
+				if t := firstOutput(m, fb.EnumValuesBuiltinOperator[name]); t != "" {
+					return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (STATIC.md §3.5); leave it float or use static_int8", name, t)
+				}
+			}
+		}
+	}
+	res := &Result{Quantized: map[string]int{}}
+	bufUsers := map[uint32]int{}
+	for _, sg := range m.Meta.Subgraphs {
+		for _, t := range sg.Tensors {
+			bufUsers[t.Buffer]++
+		}
+	}
+	for _, si := range signatureSubgraphs(m) {
+		rw := &rewriter{m: m, r: r, opt: opt, res: res, si: si, sg: m.Meta.Subgraphs[si], bufUsers: bufUsers}
+		if err := rw.run(); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// firstOutput names the first output of the first op with code, or "".
+func firstOutput(m *tflite.Model, code fb.BuiltinOperator) string {
+	for _, sg := range m.Meta.Subgraphs {
+		for _, op := range sg.Operators {
+			if m.OpCode(op) == code && len(op.Outputs) > 0 && op.Outputs[0] >= 0 {
+				return sg.Tensors[op.Outputs[0]].Name
+			}
+		}
+	}
+	return ""
+}
+
+// signatureSubgraphs are the subgraphs the signatures run (subgraph 0
+// for a model without signatures).
+func signatureSubgraphs(m *tflite.Model) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, sd := range m.Meta.SignatureDefs {
+		if si := int(sd.SubgraphIndex); !seen[si] && si < len(m.Meta.Subgraphs) {
+			seen[si] = true
+			out = append(out, si)
+		}
+	}
+	if len(out) == 0 && len(m.Meta.Subgraphs) > 0 {
+		out = []int{0}
+	}
+	sort.Ints(out)
+	return out
+}
+
+func (w *rewriter) isConst(t int32) bool {
+	tt := w.sg.Tensors[t]
+	return int(tt.Buffer) < len(w.m.Buffers) && tt.Buffer != 0 && w.m.Buffers[tt.Buffer].Data != nil && w.m.Buffers[tt.Buffer].Data.Len() > 0
+}
+
+func (w *rewriter) scope(op *fb.OperatorT) string {
+	var names []string
+	for _, o := range op.Outputs {
+		if o >= 0 {
+			names = append(names, w.sg.Tensors[o].Name)
+		}
+	}
+	return strings.Join(names, ";")
+}
+
+// floatReason is why op stays float, "" when it is quantized.
+func (w *rewriter) floatReason(code fb.BuiltinOperator, op *fb.OperatorT) string {
+	name := opName(code)
+	ru, ok := rules[code]
+	switch {
+	case !ok:
+		return "not in the static op list"
+	case w.opt.Bits == 16 && !ru.int16:
+		return "no int16 kernel in LiteRT"
+	case contains(w.opt.FloatOps, name):
+		return "kept float by the job (op type)"
+	case w.opt.FloatScope != nil && w.opt.FloatScope.MatchString(w.scope(op)):
+		return fmt.Sprintf("kept float by the job (output regex %q)", w.opt.FloatScope.String())
+	case len(w.opt.Ops) > 0 && !contains(w.opt.Ops, name):
+		return "not among the job's ops"
+	}
+	for k, t := range op.Inputs {
+		if t < 0 {
+			continue
+		}
+		tt := w.sg.Tensors[t]
+		switch {
+		case k == ru.weight:
+			if !w.isConst(t) || tt.Type != fb.TensorTypeFLOAT32 || len(tt.Shape) <= ru.axis || tt.Shape[ru.axis] <= 0 {
+				return fmt.Sprintf("weight %q is not a constant float32 tensor with a channel axis %d", tt.Name, ru.axis)
+			}
+		case k == ru.bias:
+			if !w.isConst(t) || tt.Type != fb.TensorTypeFLOAT32 {
+				return fmt.Sprintf("bias %q is not a constant float32 tensor", tt.Name)
+			}
+		case ru.isAct(k):
+			if tt.Type != fb.TensorTypeFLOAT32 {
+				return fmt.Sprintf("input %q is %s", tt.Name, tflite.TypeName(tt.Type))
+			}
+			if tt.IsVariable {
+				return fmt.Sprintf("input %q is a variable tensor", tt.Name)
+			}
+			if !w.isConst(t) && w.r[Key{w.si, int(t)}] == nil && !w.integerProducer(t) {
+				return fmt.Sprintf("input %q has no calibrated range", tt.Name)
+			}
+		}
+	}
+	if ru.bias >= 0 && code == fb.BuiltinOperatorCONV_2D && (len(op.Inputs) <= ru.bias || op.Inputs[ru.bias] < 0) {
+		return "CONV_2D without a bias (LiteRT's integer kernel needs one)"
+	}
+	for _, o := range op.Outputs {
+		if o < 0 {
+			continue
+		}
+		tt := w.sg.Tensors[o]
+		if tt.Type != fb.TensorTypeFLOAT32 {
+			return fmt.Sprintf("output %q is %s", tt.Name, tflite.TypeName(tt.Type))
+		}
+		if (ru.c == free || ru.c == sameOut) && w.r[Key{w.si, int(o)}] == nil {
+			return fmt.Sprintf("output %q has no calibrated range", tt.Name)
+		}
+	}
+	if len(op.Outputs) == 0 {
+		return "no output"
+	}
+	return ""
+}
+
+// integerProducer says whether t's producer was quantized already.
+func (w *rewriter) integerProducer(t int32) bool {
+	_, ok := w.qp[t]
+	return ok
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *rewriter) run() error {
+	sg := w.sg
+	w.qp = map[int32]params{}
+	w.qcopy = map[qkey]int32{}
+	w.fcopy = map[int32]int32{}
+	w.readers = map[int32]int{}
+	w.sgIO = map[int32]bool{}
+	for _, op := range sg.Operators {
+		for _, t := range op.Inputs {
+			if t >= 0 {
+				w.readers[t]++
+			}
+		}
+	}
+	for _, t := range append(append([]int32(nil), sg.Inputs...), sg.Outputs...) {
+		w.sgIO[t] = true
+	}
+	// Decide first, so that integer I/O knows which inputs quantized ops read.
+	reasons := make([]string, len(sg.Operators))
+	for i, op := range sg.Operators {
+		reasons[i] = w.floatReason(w.m.OpCode(op), op)
+		if reasons[i] == "" {
+			// Its outputs will hold integers: later readers may rely on it.
+			for _, o := range op.Outputs {
+				w.qp[o] = params{}
+			}
+		}
+	}
+	w.qp = map[int32]params{}
+	if w.opt.IntegerIO {
+		for _, t := range sg.Inputs {
+			tt := sg.Tensors[t]
+			rg := w.r[Key{w.si, int(t)}]
+			if tt.Type != fb.TensorTypeFLOAT32 || rg == nil || !w.readByQuantized(t, reasons) {
+				continue
+			}
+			p := w.rangeParams(rg)
+			w.retype(tt, p)
+			w.qp[t] = p
+		}
+	}
+	for i, op := range sg.Operators {
+		code := w.m.OpCode(op)
+		if reasons[i] != "" {
+			if _, known := rules[code]; known || code != fb.BuiltinOperatorDEQUANTIZE {
+				w.res.Float = append(w.res.Float, FloatOp{Subgraph: w.si, Operator: i, Op: opName(code), Output: w.scope(op), Reason: reasons[i]})
+			}
+			for k, t := range op.Inputs {
+				if t >= 0 {
+					if _, ok := w.qp[t]; ok {
+						op.Inputs[k] = w.dequantized(t)
+					}
+				}
+			}
+			w.ops = append(w.ops, op)
+			continue
+		}
+		if err := w.quantizeOp(code, op); err != nil {
+			return err
+		}
+		w.res.Quantized[opName(code)]++
+		w.ops = append(w.ops, op)
+	}
+	// Outputs: float by default, behind a DEQUANTIZE.
+	if !w.opt.IntegerIO {
+		for k, t := range sg.Outputs {
+			if _, ok := w.qp[t]; ok {
+				f := w.dequantized(t)
+				sg.Outputs[k] = f
+				for _, sd := range w.m.Meta.SignatureDefs {
+					if int(sd.SubgraphIndex) != w.si {
+						continue
+					}
+					for _, tm := range sd.Outputs {
+						if tm.TensorIndex == uint32(t) {
+							tm.TensorIndex = uint32(f)
+						}
+					}
+				}
+			}
+		}
+	}
+	sg.Operators = w.ops
+	return nil
+}
+
+// readByQuantized says whether an op to be quantized reads t.
+func (w *rewriter) readByQuantized(t int32, reasons []string) bool {
+	for i, op := range w.sg.Operators {
+		if reasons[i] != "" {
+			continue
+		}
+		ru := rules[w.m.OpCode(op)]
+		for k, in := range op.Inputs {
+			if in == t && ru.isAct(k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rangeParams are the activation parameters of a calibrated range
+// (uniform_quantize_tensor.py:492-586): symmetric max|x|/qmax with zero
+// point 0, or asymmetric (max(mx,0)−min(mn,0))/255 with the zero point
+// that makes 0 exact; computed in float64, stored as float32.
+func (w *rewriter) rangeParams(rg *Range) params {
+	return actParams(rg.Min, rg.Max, w.opt.Bits, w.opt.Bits == 16 || w.opt.SymmetricInt8)
+}
+
+func actParams(mn, mx float64, bits int, symmetric bool) params {
+	if symmetric {
+		qmax := float64(int64(1)<<(bits-1) - 1)
+		bound := math.Max(math.Max(math.Abs(mn), math.Abs(mx)), 1e-9)
+		return params{scale: float32(bound / qmax)}
+	}
+	bmin, bmax := math.Min(mn, 0), math.Max(mx, 0)
+	scale := math.Max(bmax-bmin, 1e-9) / 255
+	zp := math.RoundToEven(-128 - bmin/scale)
+	return params{scale: float32(scale), zp: int64(max(-128, min(127, zp)))}
+}
+
+func (w *rewriter) actType() fb.TensorType {
+	if w.opt.Bits == 16 {
+		return fb.TensorTypeINT16
+	}
+	return fb.TensorTypeINT8
+}
+
+// retype makes t an integer activation with parameters p.
+func (w *rewriter) retype(t *fb.TensorT, p params) {
+	t.Type = w.actType()
+	t.Quantization = &fb.QuantizationParametersT{Scale: []float32{p.scale}, ZeroPoint: []int64{p.zp}}
+}
+
+// newTensor appends a tensor like t (name with suffix) and returns its index.
+func (w *rewriter) newTensor(t *fb.TensorT, suffix string, typ fb.TensorType, q *fb.QuantizationParametersT, buffer uint32) int32 {
+	nt := &fb.TensorT{
+		Name:           t.Name + suffix,
+		Type:           typ,
+		Shape:          append([]int32(nil), t.Shape...),
+		ShapeSignature: append([]int32(nil), t.ShapeSignature...),
+		Quantization:   q,
+		Buffer:         buffer,
+		HasRank:        t.HasRank,
+	}
+	w.sg.Tensors = append(w.sg.Tensors, nt)
+	return int32(len(w.sg.Tensors) - 1)
+}
+
+// insert appends an op of code reading in and writing out.
+func (w *rewriter) insert(code fb.BuiltinOperator, version int32, in, out int32) {
+	idx := w.m.OperatorCodeIndex(code, version)
+	w.ops = append(w.ops, &fb.OperatorT{OpcodeIndex: idx, Inputs: []int32{in}, Outputs: []int32{out}})
+}
+
+// dequantized is the float32 copy of integer tensor t (one DEQUANTIZE,
+// inserted before its first float reader).
+func (w *rewriter) dequantized(t int32) int32 {
+	if f, ok := w.fcopy[t]; ok {
+		return f
+	}
+	tt := w.sg.Tensors[t]
+	f := w.newTensor(tt, "_dequant", fb.TensorTypeFLOAT32, nil, 0)
+	v := int32(2)
+	if tt.Type == fb.TensorTypeINT16 {
+		v = 3
+	}
+	w.insert(fb.BuiltinOperatorDEQUANTIZE, v, t, f)
+	w.fcopy[t] = f
+	w.res.Dequantize++
+	return f
+}
+
+// quantized is the integer copy of tensor t with parameters p: a QUANTIZE
+// from float32, or a requantizing QUANTIZE from another integer form.
+func (w *rewriter) quantized(t int32, p params) int32 {
+	k := qkey{t, p}
+	if q, ok := w.qcopy[k]; ok {
+		return q
+	}
+	tt := w.sg.Tensors[t]
+	suffix := "_quant"
+	v := int32(1)
+	if _, isInt := w.qp[t]; isInt {
+		suffix, v = "_requant", 2
+	}
+	if w.opt.Bits == 16 {
+		v = 2
+	}
+	q := w.newTensor(tt, suffix, w.actType(), &fb.QuantizationParametersT{Scale: []float32{p.scale}, ZeroPoint: []int64{p.zp}}, 0)
+	w.insert(fb.BuiltinOperatorQUANTIZE, v, t, q)
+	w.qcopy[k] = q
+	w.qp[q] = p
+	w.res.Quantize++
+	return q
+}
+
+// quantizeOp rewrites one op to its integer form.
+func (w *rewriter) quantizeOp(code fb.BuiltinOperator, op *fb.OperatorT) error {
+	ru := rules[code]
+	sg := w.sg
+	var want *params
+	if ru.c == sameOut {
+		p := w.rangeParams(w.r[Key{w.si, int(op.Outputs[0])}])
+		want = &p
+	}
+	var in0 *params
+	for k, t := range op.Inputs {
+		if t < 0 || k == ru.weight || k == ru.bias || !ru.isAct(k) {
+			continue
+		}
+		var p params
+		switch cur, isInt := w.qp[t]; {
+		case w.isConst(t):
+			nt, cp, err := w.constAct(t, want)
+			if err != nil {
+				return err
+			}
+			op.Inputs[k], p = nt, cp
+		case isInt:
+			p = cur
+			if want != nil && p != *want {
+				op.Inputs[k], p = w.quantized(t, *want), *want
+			}
+		default:
+			rg := w.r[Key{w.si, int(t)}]
+			if rg == nil {
+				return fmt.Errorf("static: subgraph %d: %s input %q has no calibrated range", w.si, opName(code), sg.Tensors[t].Name)
+			}
+			p = w.rangeParams(rg)
+			if want != nil {
+				p = *want
+			}
+			op.Inputs[k] = w.quantized(t, p)
+		}
+		if in0 == nil {
+			pp := p
+			in0 = &pp
+		}
+	}
+	if in0 == nil {
+		return fmt.Errorf("static: subgraph %d: %s %q has no activation input", w.si, opName(code), w.scope(op))
+	}
+	if ru.weight >= 0 {
+		wScales, err := w.weight(op, ru)
+		if err != nil {
+			return err
+		}
+		if ru.bias >= 0 && len(op.Inputs) > ru.bias && op.Inputs[ru.bias] >= 0 {
+			if err := w.bias(code, op, ru, in0.scale, wScales); err != nil {
+				return err
+			}
+		}
+	}
+	for _, o := range op.Outputs {
+		if o < 0 {
+			continue
+		}
+		var p params
+		switch ru.c {
+		case fixed:
+			p.scale, p.zp = fixedParams(code, w.opt.Bits)
+		case sameIn:
+			p = *in0
+		case sameOut:
+			p = *want
+		default:
+			p = w.rangeParams(w.r[Key{w.si, int(o)}])
+		}
+		w.retype(sg.Tensors[o], p)
+		w.qp[o] = p
+	}
+	oc := w.m.Meta.OperatorCodes[op.OpcodeIndex]
+	if v := ru.version(code, op, w.opt.Bits); oc.Version < v {
+		oc.Version = v
+	}
+	return nil
+}
+
+// exclusive says whether constant t can be rewritten in place: one reader,
+// not a subgraph input or output, its buffer used by no other tensor.
+func (w *rewriter) exclusive(t int32) bool {
+	return w.readers[t] == 1 && !w.sgIO[t] && w.bufUsers[w.sg.Tensors[t].Buffer] == 1
+}
+
+// constTarget returns where a quantized form of constant t goes: t itself
+// and its buffer when exclusive, else a new tensor and buffer. The
+// tensor's type and quantization are set by the caller.
+func (w *rewriter) constTarget(t int32, suffix string, c tflite.Content) (int32, *fb.TensorT) {
+	tt := w.sg.Tensors[t]
+	if w.exclusive(t) {
+		w.m.Buffers[tt.Buffer] = tflite.Buffer{Data: c}
+		w.m.Meta.Buffers[tt.Buffer] = &fb.BufferT{}
+		return t, tt
+	}
+	b := w.m.AddBuffer(c)
+	nt := w.newTensor(tt, suffix, tt.Type, nil, b)
+	w.bufUsers[b] = 1
+	return nt, w.sg.Tensors[nt]
+}
+
+// floats reads constant t as float32 values.
+func (w *rewriter) floats(t int32) ([]float32, error) {
+	tt := w.sg.Tensors[t]
+	data, err := tflite.ReadAll(w.m.Buffers[tt.Buffer].Data)
+	if err != nil {
+		return nil, fmt.Errorf("static: subgraph %d tensor %q: %w", w.si, tt.Name, err)
+	}
+	x := quant.Float32s(data)
+	if err := quant.CheckFinite(x); err != nil {
+		return nil, fmt.Errorf("static: subgraph %d tensor %q: %w", w.si, tt.Name, err)
+	}
+	return x, nil
+}
+
+// constAct quantizes a constant read as an activation (the other operand
+// of ADD, MUL, a CONCATENATION input, a GATHER table) per tensor with the
+// activation settings, or with want when the op ties it.
+func (w *rewriter) constAct(t int32, want *params) (int32, params, error) {
+	x, err := w.floats(t)
+	if err != nil {
+		return 0, params{}, err
+	}
+	sym := w.opt.Bits == 16 || w.opt.SymmetricInt8
+	var p params
+	if want != nil {
+		p = *want
+	} else {
+		lo, hi, _ := finiteRange(x)
+		if len(x) == 0 {
+			lo, hi = 0, 0
+		}
+		p = actParams(lo, hi, w.opt.Bits, sym)
+	}
+	bits := w.opt.Bits
+	src := w.m.Buffers[w.sg.Tensors[t].Buffer].Data
+	n := int64(len(x)) * int64(bits/8)
+	content := tflite.ContentFunc{N: n, Write: func(out io.Writer) error {
+		data, err := tflite.ReadAll(src)
+		if err != nil {
+			return err
+		}
+		return writeActInts(out, quant.Float32s(data), p, bits, sym)
+	}}
+	nt, tt := w.constTarget(t, "_quant", content)
+	w.retype(tt, p)
+	w.qp[nt] = p
+	return nt, p, nil
+}
+
+// writeActInts writes x quantized with p: rint(x/s + zp) (half to even,
+// as the reference quantizer's numpy), clipped to the narrow range when
+// symmetric; little-endian int8 or int16.
+func writeActInts(out io.Writer, x []float32, p params, bits int, sym bool) error {
+	qmax := int64(1)<<(bits-1) - 1
+	qmin := -qmax - 1
+	if sym {
+		qmin = -qmax
+	}
+	buf := make([]byte, len(x)*bits/8)
+	for i, v := range x {
+		q := int64(math.RoundToEven(float64(v)/float64(p.scale) + float64(p.zp)))
+		q = max(qmin, min(qmax, q))
+		if bits == 8 {
+			buf[i] = byte(int8(q))
+		} else {
+			binary.LittleEndian.PutUint16(buf[2*i:], uint16(int16(q)))
+		}
+	}
+	_, err := out.Write(buf)
+	return err
+}
+
+// weight quantizes op's weight int8 symmetric per channel along the
+// rule's axis and returns the scales.
+func (w *rewriter) weight(op *fb.OperatorT, ru opRule) ([]float32, error) {
+	t := op.Inputs[ru.weight]
+	tt := w.sg.Tensors[t]
+	x, err := w.floats(t)
+	if err != nil {
+		return nil, err
+	}
+	shape := make([]int, len(tt.Shape))
+	for i, d := range tt.Shape {
+		shape[i] = int(d)
+	}
+	ch := shape[ru.axis]
+	scales, zps := make([]float32, ch), make([]int64, ch)
+	if err := quant.ChannelParamsInt8(scales, zps, x, shape, ru.axis, true); err != nil {
+		return nil, fmt.Errorf("static: subgraph %d weight %q: %w", w.si, tt.Name, err)
+	}
+	src := w.m.Buffers[tt.Buffer].Data
+	content := tflite.ContentFunc{N: int64(len(x)), Write: func(out io.Writer) error {
+		data, err := tflite.ReadAll(src)
+		if err != nil {
+			return err
+		}
+		f := quant.Float32s(data)
+		q := make([]int8, len(f))
+		quant.QuantizeInt8(q, f, shape, ru.axis, scales, zps, true)
+		_, err = out.Write(quant.Int8Bytes(q))
+		return err
+	}}
+	nt, nt2 := w.constTarget(t, "_quant", content)
+	nt2.Type = fb.TensorTypeINT8
+	nt2.Quantization = &fb.QuantizationParametersT{Scale: scales, ZeroPoint: zps, QuantizedDimension: int32(ru.axis)}
+	op.Inputs[ru.weight] = nt
+	return scales, nil
+}
+
+// bias quantizes op's bias at scale s_in·s_w[c], zero point 0: int32, or
+// int64 under 16-bit activations (uniform_quantize_tensor.py:412-489).
+func (w *rewriter) bias(code fb.BuiltinOperator, op *fb.OperatorT, ru opRule, sIn float32, sW []float32) error {
+	t := op.Inputs[ru.bias]
+	tt := w.sg.Tensors[t]
+	x, err := w.floats(t)
+	if err != nil {
+		return err
+	}
+	if len(x) != len(sW) {
+		return fmt.Errorf("static: subgraph %d: %s bias %q has %d values, its weight %d channels", w.si, opName(code), tt.Name, len(x), len(sW))
+	}
+	scales := make([]float32, len(sW))
+	for c, s := range sW {
+		scales[c] = float32(float64(sIn) * float64(s))
+	}
+	wide := w.opt.Bits == 16 && !(w.opt.Int32Bias && code != fb.BuiltinOperatorDEPTHWISE_CONV_2D)
+	size := int64(4)
+	typ := fb.TensorTypeINT32
+	if wide {
+		size, typ = 8, fb.TensorTypeINT64
+	}
+	src := w.m.Buffers[tt.Buffer].Data
+	content := tflite.ContentFunc{N: int64(len(x)) * size, Write: func(out io.Writer) error {
+		data, err := tflite.ReadAll(src)
+		if err != nil {
+			return err
+		}
+		f := quant.Float32s(data)
+		buf := make([]byte, int64(len(f))*size)
+		const lim = math.MaxInt32
+		for c, v := range f {
+			q := int64(math.RoundToEven(float64(v) / float64(scales[c])))
+			q = max(-lim, min(lim, q))
+			if wide {
+				binary.LittleEndian.PutUint64(buf[8*c:], uint64(q))
+			} else {
+				binary.LittleEndian.PutUint32(buf[4*c:], uint32(int32(q)))
+			}
+		}
+		_, err = out.Write(buf)
+		return err
+	}}
+	nt, nt2 := w.constTarget(t, "_quant", content)
+	nt2.Type = typ
+	nt2.Quantization = &fb.QuantizationParametersT{Scale: scales, ZeroPoint: make([]int64, len(scales))}
+	op.Inputs[ru.bias] = nt
+	if w.opt.Bits == 16 && w.opt.Int32Bias && !wide {
+		setBiasType(op, fb.TensorTypeINT32)
+	}
+	return nil
+}
+
+// setBiasType sets quantized_bias_type on a CONV_2D or FULLY_CONNECTED.
+func setBiasType(op *fb.OperatorT, typ fb.TensorType) {
+	if op.BuiltinOptions == nil {
+		return
+	}
+	switch o := op.BuiltinOptions.Value.(type) {
+	case *fb.FullyConnectedOptionsT:
+		o.QuantizedBiasType = typ
+	case *fb.Conv2DOptionsT:
+		o.QuantizedBiasType = typ
+	}
+}
