@@ -49,13 +49,16 @@ type Range struct {
 	Min, Max float64
 	// Samples is how many sample ranges were merged in.
 	Samples int
+	// Clipped says some sample held values at or beyond ±3e38 (an
+	// attention mask's lowest float32), left out of the range.
+	Clipped bool
 }
 
 // Ranges are the activation ranges of a model.
 type Ranges map[Key]*Range
 
 // Definition names what Ranges are; part of the cache key.
-const Definition = "activation-range/1"
+const Definition = "activation-range/2"
 
 const rangesFormat = 1
 
@@ -117,6 +120,7 @@ type rangeEntry struct {
 	Min      float64 `json:"min"`
 	Max      float64 `json:"max"`
 	Samples  int     `json:"samples"`
+	Clipped  bool    `json:"clipped,omitempty"`
 }
 
 var errStale = errors.New("stale ranges")
@@ -141,7 +145,7 @@ func readRanges(file, key string) (Ranges, error) {
 		if math.IsNaN(e.Min) || math.IsNaN(e.Max) || math.IsInf(e.Min, 0) || math.IsInf(e.Max, 0) || e.Min > e.Max {
 			return nil, errStale
 		}
-		r[Key{e.Subgraph, e.Tensor}] = &Range{Min: e.Min, Max: e.Max, Samples: e.Samples}
+		r[Key{e.Subgraph, e.Tensor}] = &Range{Min: e.Min, Max: e.Max, Samples: e.Samples, Clipped: e.Clipped}
 	}
 	return r, nil
 }
@@ -150,7 +154,7 @@ func writeRanges(file, key string, r Ranges) error {
 	f := rangesFile{Format: rangesFormat, Key: key}
 	for _, k := range r.keys() {
 		e := r[k]
-		f.Tensors = append(f.Tensors, rangeEntry{Subgraph: k.Subgraph, Tensor: k.Tensor, Min: e.Min, Max: e.Max, Samples: e.Samples})
+		f.Tensors = append(f.Tensors, rangeEntry{Subgraph: k.Subgraph, Tensor: k.Tensor, Min: e.Min, Max: e.Max, Samples: e.Samples, Clipped: e.Clipped})
 	}
 	data, err := json.Marshal(&f)
 	if err != nil {
@@ -195,14 +199,14 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 		if t == nil || t.Type != fb.TensorTypeFLOAT32 {
 			return
 		}
-		lo, hi, ok := finiteRange(t.F32)
+		lo, hi, clipped, ok := finiteRange(t.F32)
 		if !ok {
 			return
 		}
 		e := r[k]
 		switch {
 		case e == nil:
-			r[k] = &Range{Min: lo, Max: hi, Samples: 1}
+			r[k] = &Range{Min: lo, Max: hi, Samples: 1, Clipped: clipped}
 			return
 		case estimator == EstimatorMovingAverage:
 			e.Min = smoothing*e.Min + (1-smoothing)*lo
@@ -211,6 +215,7 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 			e.Min, e.Max = math.Min(e.Min, lo), math.Max(e.Max, hi)
 		}
 		e.Samples++
+		e.Clipped = e.Clipped || clipped
 	}
 	var sigs []interp.Signature
 	err := calib.RunPass(ctx, m, cal, log, calib.Pass{
@@ -242,18 +247,20 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 }
 
 // finiteRange is the min and max of x without values at or beyond
-// ±bigValue (and NaN); ok is false when none is left.
-func finiteRange(x []float32) (lo, hi float64, ok bool) {
+// ±bigValue (and NaN), which clipped reports; ok is false when none is
+// left.
+func finiteRange(x []float32) (lo, hi float64, clipped, ok bool) {
 	lo, hi = math.Inf(1), math.Inf(-1)
 	for _, v := range x {
 		f := float64(v)
 		if !(f > -bigValue && f < bigValue) {
+			clipped = true
 			continue
 		}
 		lo, hi = math.Min(lo, f), math.Max(hi, f)
 		ok = true
 	}
-	return lo, hi, ok
+	return lo, hi, clipped, ok
 }
 
 // unifyShared gives the signature inputs and outputs that share a name
@@ -277,6 +284,7 @@ func unifyShared(m *tflite.Model, r Ranges) {
 					u = &Range{Min: e.Min, Max: e.Max, Samples: e.Samples}
 				}
 				u.Min, u.Max = math.Min(u.Min, e.Min), math.Max(u.Max, e.Max)
+				u.Clipped = u.Clipped || e.Clipped
 			}
 		}
 		if u == nil {
@@ -284,7 +292,7 @@ func unifyShared(m *tflite.Model, r Ranges) {
 		}
 		for _, k := range ks {
 			if e := r[k]; e != nil {
-				e.Min, e.Max = u.Min, u.Max
+				e.Min, e.Max, e.Clipped = u.Min, u.Max, u.Clipped
 			}
 		}
 	}

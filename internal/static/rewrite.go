@@ -235,6 +235,9 @@ func (w *rewriter) floatReason(code fb.BuiltinOperator, op *fb.OperatorT) string
 			if !w.isConst(t) && w.r[Key{w.si, int(t)}] == nil && !w.integerProducer(t) {
 				return fmt.Sprintf("input %q has no calibrated range", tt.Name)
 			}
+			if w.saturated(t) {
+				return fmt.Sprintf("input %q holds values at ±3.4e38 (an attention mask), which integers cannot carry", tt.Name)
+			}
 		}
 	}
 	if ru.bias >= 0 && code == fb.BuiltinOperatorCONV_2D && (len(op.Inputs) <= ru.bias || op.Inputs[ru.bias] < 0) {
@@ -251,11 +254,33 @@ func (w *rewriter) floatReason(code fb.BuiltinOperator, op *fb.OperatorT) string
 		if (ru.c == free || ru.c == sameOut) && w.r[Key{w.si, int(o)}] == nil {
 			return fmt.Sprintf("output %q has no calibrated range", tt.Name)
 		}
+		if w.saturated(o) {
+			return fmt.Sprintf("output %q holds values at ±3.4e38 (an attention mask), which integers cannot carry", tt.Name)
+		}
 	}
 	if len(op.Outputs) == 0 {
 		return "no output"
 	}
 	return ""
+}
+
+// saturated says whether t holds values at or beyond ±3e38: a constant
+// that does, or a tensor whose calibration saw such values.
+func (w *rewriter) saturated(t int32) bool {
+	if w.isConst(t) {
+		tt := w.sg.Tensors[t]
+		if tt.Type != fb.TensorTypeFLOAT32 {
+			return false
+		}
+		data, err := tflite.ReadAll(w.m.Buffers[tt.Buffer].Data)
+		if err != nil {
+			return false
+		}
+		_, _, clipped, _ := finiteRange(quant.Float32s(data))
+		return clipped
+	}
+	rg := w.r[Key{w.si, int(t)}]
+	return rg != nil && rg.Clipped
 }
 
 // integerProducer says whether t's producer was quantized already.
@@ -602,7 +627,7 @@ func (w *rewriter) constAct(t int32, want *params) (int32, params, error) {
 	if want != nil {
 		p = *want
 	} else {
-		lo, hi, _ := finiteRange(x)
+		lo, hi, _, _ := finiteRange(x)
 		if len(x) == 0 {
 			lo, hi = 0, 0
 		}
