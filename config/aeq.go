@@ -678,6 +678,9 @@ func AEQRule(pattern, op string, s *Scheme) (ScopeRule, error) {
 // any scope rules) as AI Edge Quantizer rules. Role slots depend on the
 // model's names: export those with the model (qpipe plan --export-aeq).
 func (r *Recipe) AEQRules() ([]ScopeRule, error) {
+	if r.Static != nil {
+		return nil, fmt.Errorf("config: recipe %s is static (%s); exporting static recipes as AI Edge Quantizer rules (default_a8w8 / default_a16w8 with activation_tensor_config) is not implemented yet", r.Name, r.Static)
+	}
 	if r.Embedding != nil || r.Attention != nil || r.Feedforward != nil {
 		return nil, fmt.Errorf("config: recipe %s sets role slots (%s), which depend on the model's op names; export it with `qpipe plan JOB --export-aeq`, which resolves them on the model", r.Name, r.String())
 	}

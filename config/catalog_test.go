@@ -17,7 +17,14 @@ func TestCatalog(t *testing.T) {
 		if len(p.Description) < 20 || strings.Contains(p.Description, "\n") {
 			t.Errorf("%s: description %q", p.Name, p.Description)
 		}
-		if want := "default: " + p.Name; p.Summary != want {
+		want := "default: " + p.Name
+		if strings.HasPrefix(p.Name, "static_") {
+			want = map[string]string{
+				"static_int8":    "static: int8 asymmetric activations, float I/O, minmax",
+				"static_int16x8": "static: int16 symmetric activations, float I/O, minmax",
+			}[p.Name]
+		}
+		if p.Summary != want {
 			t.Errorf("%s: summary %q, want %q", p.Name, p.Summary, want)
 		}
 	}
@@ -31,6 +38,8 @@ func TestCatalog(t *testing.T) {
 		"dynamic_int4_block128=q4_block128 []",
 		"dynamic_int4_block256=q4_block256 []",
 		"weight_only_int8_asym=q8_wo_asym []",
+		"static_int8=a8w8 []",
+		"static_int16x8=a16w8 []",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("presets:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

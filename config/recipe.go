@@ -70,6 +70,10 @@ type Recipe struct {
 	// set their own (Scheme.Scales); "" leaves it to the quantize stage.
 	Scales string
 
+	// Static, when set, makes this a static (full-integer) recipe: the
+	// role slots are then unset.
+	Static *Static
+
 	// Warning is set when the recipe was chosen by a deprecated upstream
 	// name; the caller should log it.
 	Warning string
@@ -160,6 +164,9 @@ func (r *Recipe) String() string {
 	if len(r.Rules) > 0 {
 		parts = append(parts, fmt.Sprintf("%d AI Edge Quantizer rule(s) from %s", len(r.Rules), r.AEQ))
 	}
+	if r.Static != nil {
+		parts = append(parts, "static: "+r.Static.String())
+	}
 	if len(parts) == 0 {
 		return "(empty)"
 	}
@@ -221,7 +228,7 @@ func (rr *RoleRecipe) clone() *RoleRecipe {
 	return &c
 }
 
-var recipeKeys = []string{"name", "suffix", "scales", "default", "embedding", "attention", "feedforward"}
+var recipeKeys = []string{"name", "suffix", "scales", "default", "embedding", "attention", "feedforward", "static"}
 
 // recipe decodes `recipe:` (or an item of `recipes:`): a preset name or a
 // written-out mapping.
@@ -317,10 +324,19 @@ func (d *decoder) customRecipe(n *yaml.Node, field, name, suffix string) *Recipe
 			r.Attention = d.roleRecipe(v, f, true)
 		case "feedforward":
 			r.Feedforward = d.roleRecipe(v, f, true)
+		case "static":
+			r.Static = d.static(v, f)
 		}
 	})
 	if len(d.errs) > before {
 		return nil
+	}
+	if r.Static != nil {
+		if r.Default != nil || r.Embedding != nil || r.Attention != nil || r.Feedforward != nil || r.Scales != "" {
+			d.errorf(n, field, "a static recipe quantizes the whole graph: it takes no default/embedding/attention/feedforward slot or scales")
+			return nil
+		}
+		return r
 	}
 	if r.Default == nil && r.Embedding == nil && r.Attention == nil && r.Feedforward == nil {
 		d.errorf(n, field, "the recipe sets no slot; set default, embedding, attention or feedforward (or use the preset none to keep the model float)")

@@ -92,7 +92,10 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 	}
 	for i, r := range recipes {
 		b := pipeline.Branch{Recipe: "none", Suffix: "f32"}
-		if r != nil {
+		if r != nil && r.Static != nil {
+			b.Recipe, b.Suffix = r.Name, r.Suffix
+			b.Stages = append(b.Stages, &StaticQuantize{Recipe: r, Calibration: quantize.Calibration})
+		} else if r != nil {
 			b.Recipe, b.Suffix = r.Name, r.Suffix
 			q := &Quantize{
 				Recipe:          r,

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/static"
 
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
@@ -51,6 +52,11 @@ func (v *Verify) Run(ctx context.Context, s *pipeline.State) error {
 		}
 	}
 	bad = append(bad, verifyVersions(ms.m, ms.jobs)...)
+	if ms.static {
+		if err := static.Check(ms.m); err != nil {
+			bad = append(bad, strings.Split(err.Error(), "\n")...)
+		}
+	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%d problem(s) in the quantized model:\n  %s", len(bad), strings.Join(bad, "\n  "))
 	}

@@ -20,6 +20,8 @@ type modelState struct {
 	jobs []*bufferJob
 	// gate is verify's accuracy gate, applied by serialize (nil without).
 	gate *accuracyGate
+	// static says a static recipe rewrote the model (internal/static).
+	static bool
 }
 
 // weightUse is one op input reading a candidate weight tensor.

@@ -1,0 +1,128 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Static is a static (full-integer) recipe: `recipe: {static: {...}}` or
+// the presets static_int8 and static_int16x8 (docs/SEMANTICS.md §15).
+// Every op of the static op list gets integer activations with calibrated
+// ranges (quantize.calibration), int8 per-channel weights and integer
+// biases; the rest stays float behind DEQUANTIZE/QUANTIZE.
+type Static struct {
+	// Activations is 8 (static_int8) or 16 (static_int16x8).
+	Activations int
+	// Symmetric makes int8 activations symmetric (zero point 0); int16
+	// activations are always symmetric.
+	Symmetric bool
+	// IntegerIO keeps the model's inputs and outputs integer instead of
+	// float32 with QUANTIZE/DEQUANTIZE at the boundary.
+	IntegerIO bool
+	// Estimator merges the samples' ranges: minmax or moving_average.
+	Estimator string
+	// Int32Bias writes 16x8 biases as int32 with quantized_bias_type.
+	Int32Bias bool
+	// FloatOps are op types kept float; FloatOutputs keeps float the ops
+	// whose output names it finds (Pattern as written).
+	FloatOps     []string
+	FloatOutputs *regexp.Regexp
+	Pattern      string
+	// Ops, when set, are the only op types quantized.
+	Ops []string
+	P   Pos
+}
+
+// Static range estimators (internal/static).
+var staticEstimators = []string{"minmax", "moving_average"}
+
+var staticKeys = []string{"activations", "symmetric", "io", "estimator", "bias", "float_ops", "float_outputs", "ops"}
+
+// static decodes a recipe's `static:` mapping.
+func (d *decoder) static(n *yaml.Node, field string) *Static {
+	s := &Static{Activations: 8, Estimator: "minmax", P: d.at(n)}
+	before := len(d.errs)
+	if d.deref(n) == nil {
+		return s
+	}
+	d.mapping(n, field, staticKeys, false, func(key string, k, v *yaml.Node) {
+		f := join(field, key)
+		switch key {
+		case "activations":
+			if a, ok := d.enum(v, f, []string{"int8", "int16"}); ok && a == "int16" {
+				s.Activations = 16
+			}
+		case "symmetric":
+			s.Symmetric, _ = d.boolean(v, f)
+		case "io":
+			if io, ok := d.enum(v, f, []string{"float", "integer"}); ok {
+				s.IntegerIO = io == "integer"
+			}
+		case "estimator":
+			s.Estimator, _ = d.enum(v, f, staticEstimators)
+		case "bias":
+			if b, ok := d.enum(v, f, []string{"int64", "int32"}); ok {
+				s.Int32Bias = b == "int32"
+			}
+		case "float_ops":
+			s.FloatOps = d.ops(v, f)
+		case "ops":
+			s.Ops = d.ops(v, f)
+		case "float_outputs":
+			if p, ok := d.nonEmpty(v, f); ok {
+				re, err := regexp.Compile(p)
+				if err != nil {
+					d.errorf(d.deref(v), f, "bad regular expression: %v", err)
+					return
+				}
+				s.FloatOutputs, s.Pattern = re, p
+			}
+		}
+	})
+	if len(d.errs) > before {
+		return nil
+	}
+	if s.Activations == 16 && s.Symmetric {
+		d.warnf(n, field, "int16 activations are always symmetric; symmetric changes nothing")
+	}
+	if s.Activations == 8 && s.Int32Bias {
+		d.errorf(n, join(field, "bias"), "bias: int32 is the 8-bit default; the choice is for int16 activations")
+		return nil
+	}
+	return s
+}
+
+// String summarises the recipe: "int8 asymmetric activations, float I/O,
+// minmax".
+func (s *Static) String() string {
+	parts := []string{fmt.Sprintf("int%d", s.Activations)}
+	switch {
+	case s.Activations == 16:
+		parts[0] += " symmetric activations"
+		if s.Int32Bias {
+			parts = append(parts, "int32 bias")
+		}
+	case s.Symmetric:
+		parts[0] += " symmetric activations"
+	default:
+		parts[0] += " asymmetric activations"
+	}
+	io := "float I/O"
+	if s.IntegerIO {
+		io = "integer I/O"
+	}
+	parts = append(parts, io, s.Estimator)
+	if len(s.Ops) > 0 {
+		parts = append(parts, "ops "+strings.Join(s.Ops, "|"))
+	}
+	if len(s.FloatOps) > 0 {
+		parts = append(parts, "float "+strings.Join(s.FloatOps, "|"))
+	}
+	if s.Pattern != "" {
+		parts = append(parts, "float outputs /"+s.Pattern+"/")
+	}
+	return strings.Join(parts, ", ")
+}
