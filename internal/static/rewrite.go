@@ -129,7 +129,7 @@ func Rewrite(m *tflite.Model, r Ranges, opt Options) (*Result, error) {
 		for _, name := range opt.Ops {
 			if ru, ok := rules[fb.EnumValuesBuiltinOperator[name]]; ok && !ru.int16 {
 				if t := firstOutput(m, fb.EnumValuesBuiltinOperator[name]); t != "" {
-					return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (STATIC.md §3.5); leave it float or use static_int8", name, t)
+					return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (docs/SEMANTICS.md §15.3); leave it float or use static_int8", name, t)
 				}
 			}
 		}
