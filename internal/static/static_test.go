@@ -231,3 +231,33 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// With integer I/O the signature's input and output tensors themselves
+// become int8: no QUANTIZE or DEQUANTIZE at the boundary.
+func TestIntegerIO(t *testing.T) {
+	m := open(t, mnistModel)
+	cal := &config.Calibration{Samples: 4, Inputs: writeInputs(t, "conv2d_input", digitImages(6, 4))}
+	r, err := Calibrate(context.Background(), m, cal, EstimatorMinMax, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Rewrite(m, r, Options{Bits: 8, IntegerIO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(m); err != nil {
+		t.Fatal(err)
+	}
+	if res.Quantize != 0 || res.Dequantize != 0 {
+		t.Errorf("inserted %d QUANTIZE, %d DEQUANTIZE; want none", res.Quantize, res.Dequantize)
+	}
+	sd := m.Meta.SignatureDefs[0]
+	sg := m.Meta.Subgraphs[0]
+	in, out := sg.Tensors[sd.Inputs[0].TensorIndex], sg.Tensors[sd.Outputs[0].TensorIndex]
+	if in.Type != fb.TensorTypeINT8 || out.Type != fb.TensorTypeINT8 {
+		t.Errorf("input %s, output %s; want INT8", tflite.TypeName(in.Type), tflite.TypeName(out.Type))
+	}
+	if q := out.Quantization; q.Scale[0] != 1.0/256 || q.ZeroPoint[0] != -128 {
+		t.Errorf("softmax output %v %v", q.Scale, q.ZeroPoint)
+	}
+}
