@@ -50,7 +50,10 @@ type ScopeRule struct {
 	// SkipChecks makes the rule win for every op it matches, valid or not;
 	// an op qpipe cannot give the scheme then fails the job.
 	SkipChecks bool
-	P          Pos
+	// Static is set on a rule with an activation_tensor_config (a static
+	// recipe's rule, config/aeqstatic.go); Scheme is then nil.
+	Static *Static
+	P      Pos
 }
 
 // String names the rule for messages: `rule 2 (regex ".*", operation
@@ -145,6 +148,11 @@ func ParseAEQRecipe(path string, data []byte) (*Recipe, error) {
 	rules := d.rules(root)
 	if len(d.errs) > 0 {
 		return nil, d.errs.Sorted()
+	}
+	for _, r := range rules {
+		if r.Static != nil {
+			return staticRecipe(path, rules)
+		}
 	}
 	name := aeqName(path)
 	return &Recipe{Name: name, Suffix: name, Rules: effectiveOrder(rules), AEQ: path, P: Pos{File: path, Line: 1, Col: 1}}, nil
@@ -427,6 +435,10 @@ func (d *aeqDecoder) rule(i int, n *jsonNode) (ScopeRule, bool) {
 	if !ok {
 		return r, false
 	}
+	if c.activation != nil {
+		r.Static, ok = d.staticConfig(alg, c, field)
+		return r, ok
+	}
 	s, at, f, msg := c.scheme(alg)
 	if s == nil {
 		if at == nil {
@@ -646,11 +658,12 @@ type aeqRuleJSON struct {
 }
 
 type aeqOpCfgJSON struct {
-	Weight             aeqTensorCfgJSON `json:"weight_tensor_config"`
-	ComputePrecision   string           `json:"compute_precision"`
-	ExplicitDequantize bool             `json:"explicit_dequantize"`
-	SkipChecks         bool             `json:"skip_checks"`
-	MinWeightElements  int64            `json:"min_weight_elements"`
+	Activation         *aeqTensorCfgJSON `json:"activation_tensor_config,omitempty"`
+	Weight             aeqTensorCfgJSON  `json:"weight_tensor_config"`
+	ComputePrecision   string            `json:"compute_precision"`
+	ExplicitDequantize bool              `json:"explicit_dequantize"`
+	SkipChecks         bool              `json:"skip_checks"`
+	MinWeightElements  int64             `json:"min_weight_elements"`
 }
 
 type aeqTensorCfgJSON struct {
@@ -679,7 +692,7 @@ func AEQRule(pattern, op string, s *Scheme) (ScopeRule, error) {
 // model's names: export those with the model (qpipe plan --export-aeq).
 func (r *Recipe) AEQRules() ([]ScopeRule, error) {
 	if r.Static != nil {
-		return nil, fmt.Errorf("config: recipe %s is static (%s); exporting static recipes as AI Edge Quantizer rules (default_a8w8 / default_a16w8 with activation_tensor_config) is not implemented yet", r.Name, r.Static)
+		return staticAEQRules(r.Static)
 	}
 	if r.Embedding != nil || r.Attention != nil || r.Feedforward != nil {
 		return nil, fmt.Errorf("config: recipe %s sets role slots (%s), which depend on the model's op names; export it with `qpipe plan JOB --export-aeq`, which resolves them on the model", r.Name, r.String())
@@ -714,6 +727,13 @@ func MarshalAEQ(rules []ScopeRule) ([]byte, error) {
 			op = r.Op
 		}
 		j := aeqRuleJSON{Regex: r.Pattern, Operation: op}
+		if st := r.Static; st != nil {
+			act := aeqTensorCfgJSON{NumBits: st.Activations, Symmetric: st.Activations == 16 || st.Symmetric, Granularity: "TENSORWISE", DType: "INT"}
+			j.AlgorithmKey = AEQMinMax
+			j.OpConfig = &aeqOpCfgJSON{Activation: &act, Weight: aeqTensorCfgJSON{NumBits: 8, Symmetric: true, Granularity: "CHANNELWISE", DType: "INT"}, ComputePrecision: "INTEGER"}
+			out = append(out, j)
+			continue
+		}
 		s := r.Scheme
 		if s == nil || s.IsNone() {
 			j.AlgorithmKey = AEQNoQuantize

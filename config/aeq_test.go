@@ -116,8 +116,8 @@ func TestAEQRejections(t *testing.T) {
 		name, src, pos string
 		subs           []string
 	}{
-		{"activation", "[\n" + aeqRule(".*", "*", AEQMinMax, int8CW, dyn+`, "activation_tensor_config": {"num_bits": 8, "symmetric": false, "granularity": "TENSORWISE", "dtype": "INT"}`) + "]",
-			"2:290", []string{"rules[0].op_config.activation_tensor_config", "rule 0", "activation quantization", "a8w8"}},
+		{"per-channel activations", "[\n" + aeqRule(".*", "*", AEQMinMax, int8CW, dyn+`, "activation_tensor_config": {"num_bits": 8, "symmetric": false, "granularity": "CHANNELWISE", "dtype": "INT"}`) + "]",
+			"2:341", []string{"rules[0].op_config.activation_tensor_config.granularity", "per tensor"}},
 		{"mse", `[` + aeqRule(".*", "*", "MSE", int8CW, dyn) + `]`, "1:53", []string{"rules[0].algorithm_key", "rule 0: algorithm MSE", "not one qpipe runs"}},
 		{"octav", `[` + aeqRule(".*", "*", "OCTAV", int4B32, dyn) + `]`, "1:53", []string{"algorithm OCTAV"}},
 		{"gptq", `[` + aeqRule(".*", "*", "GPTQ", int8CW, dyn) + `]`, "1:53", []string{"GPTQ (needs calibration data)"}},
@@ -216,6 +216,19 @@ func TestAEQExportEveryPreset(t *testing.T) {
 		back, err := ParseAEQRecipe(p.Name+".json", data)
 		if err != nil {
 			t.Fatalf("%s: export does not import:\n%s\n%v", p.Name, data, err)
+		}
+		if r.Static != nil {
+			if back.Static == nil || back.Static.String() != r.Static.String() {
+				t.Fatalf("%s: imports as %v, want static %v", p.Name, back, r.Static)
+			}
+			rules, err := back.AEQRules()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, err := MarshalAEQ(rules); err != nil || string(again) != string(data) {
+				t.Errorf("%s: export is not stable:\n%s\n%s", p.Name, data, again)
+			}
+			continue
 		}
 		if len(back.Rules) != 1 || back.Rules[0].Pattern != ".*" || back.Rules[0].Op != "" {
 			t.Fatalf("%s: rules %+v", p.Name, back.Rules)
@@ -340,4 +353,43 @@ func FuzzParseAEQRecipe(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The reference quantizer's static recipes import as qpipe's static
+// recipes: default_a8w8 / default_a16w8 as written (integer I/O), and
+// with INPUT and OUTPUT kept float, an op type and a scope kept float.
+func TestAEQStaticImport(t *testing.T) {
+	rule := func(bits int, sym bool) string {
+		return fmt.Sprintf(`{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
+ "op_config": {"activation_tensor_config": {"num_bits": %d, "symmetric": %t, "granularity": "TENSORWISE", "dtype": "INT"},
+               "weight_tensor_config": {"num_bits": 8, "symmetric": true, "granularity": "CHANNELWISE", "dtype": "INT"},
+               "compute_precision": "INTEGER", "explicit_dequantize": false, "skip_checks": false, "min_weight_elements": 0}}`, bits, sym)
+	}
+	noq := func(re, op string) string {
+		return fmt.Sprintf(`{"regex": %q, "operation": %q, "algorithm_key": "no_quantize"}`, re, op)
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"default_a8w8_recipe", "[" + rule(8, false) + "]", "int8 asymmetric activations, integer I/O, minmax"},
+		{"default_a16w8_recipe", "[" + rule(16, true) + "]", "int16 symmetric activations, integer I/O, minmax"},
+		{"float_io", "[" + rule(8, true) + "," + noq(".*", "INPUT") + "," + noq(".*", "OUTPUT") + "," + noq(".*", "SOFTMAX") + "," + noq("lm_head", "*") + "]",
+			"int8 symmetric activations, float I/O, minmax, float SOFTMAX, float outputs /lm_head/"},
+	} {
+		r, err := ParseAEQRecipe(tc.name+".json", []byte(tc.text))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if r.Static == nil || r.Static.String() != tc.want || r.Name != tc.name {
+			t.Errorf("%s: %s %v, want static %s", tc.name, r.Name, r.Static, tc.want)
+		}
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"int16 asymmetric", "[" + rule(16, false) + "]", "asymmetric int16 activations"},
+		{"mixed", "[" + rule(8, false) + "," + strings.Replace(rule(8, false), `"activation_tensor_config": {"num_bits": 8, "symmetric": false, "granularity": "TENSORWISE", "dtype": "INT"},`, "", 1) + "]", "mixing"},
+		{"one of the I/O", "[" + rule(8, false) + "," + noq(".*", "INPUT") + "]", "only one of INPUT and OUTPUT"},
+	} {
+		_, err := ParseAEQRecipe(tc.name+".json", []byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
+		}
+	}
 }

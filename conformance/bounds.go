@@ -30,11 +30,23 @@ const (
 	// through a DEQUANTIZE: the reference quantizer's weight-only int4.
 	FamilyWeightOnlyInt4          Family = "weight_only_int4"
 	FamilyWeightOnlyInt4PerTensor Family = "weight_only_int4_per_tensor"
+
+	// Static (full-integer) recipes: integer activations with calibrated
+	// ranges (docs/SEMANTICS.md §15). Their "reference" is the same static
+	// model (there is no dequantized form of integer activations).
+	FamilyStaticInt8  Family = "static_int8"
+	FamilyStaticInt16 Family = "static_int16x8"
 )
 
 // FamilyOf classifies a preset by the scheme its default slot sets (every
 // preset of recipes.yaml sets only that slot).
 func FamilyOf(r *config.Recipe) (Family, error) {
+	if r.Static != nil {
+		if r.Static.Activations == 16 {
+			return FamilyStaticInt16, nil
+		}
+		return FamilyStaticInt8, nil
+	}
 	s := r.Resolve(config.RoleDefault, -1)
 	switch {
 	case s == nil:
@@ -173,6 +185,12 @@ var Bounds = map[BoundKey]Bound{
 	{FamilyWeightOnlyInt4, ClassDeep}:             {VsFloat: Limit{1.0, 0.95}, VsReference: Limit{3e-6, 3e-6}},
 	{FamilyWeightOnlyInt4PerTensor, ClassShallow}: {VsFloat: Limit{0.2, 0.24}, VsReference: Limit{3e-6, 3e-6}},
 	{FamilyWeightOnlyInt4PerTensor, ClassDeep}:    {VsFloat: Limit{3.2, 9}, VsReference: Limit{3e-6, 3e-6}},
+	// Static: calibrated on generated inputs, measured on the suite's
+	// seeds (REPORT.md). The reference is the static model itself.
+	{FamilyStaticInt8, ClassShallow}:  {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
+	{FamilyStaticInt8, ClassDeep}:     {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
+	{FamilyStaticInt16, ClassShallow}: {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
+	{FamilyStaticInt16, ClassDeep}:    {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
 }
 
 // BoundFor returns the bound of a family and class.

@@ -144,6 +144,9 @@ func build(r *litert.Runner) (*suite, error) {
 		}
 		s.models = append(s.models, m)
 		for _, p := range presets {
+			if strings.HasPrefix(p.Name, "static_") {
+				continue // measured by TestStaticOnRuntime (static_test.go)
+			}
 			res, err := s.runCase(m, p.Name)
 			if err != nil {
 				return nil, fmt.Errorf("%s/%s: %w", m.short(), p.Name, err)

@@ -46,10 +46,6 @@ func TestAEQRoundTripEveryPreset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Static != nil {
-			// Static recipes do not export as AEQ rules yet (AEQRules says so).
-			continue
-		}
 		rules, err := r.AEQRules()
 		if err != nil {
 			t.Fatal(err)

@@ -125,13 +125,16 @@ func Rewrite(m *tflite.Model, r Ranges, opt Options) (*Result, error) {
 			return nil, fmt.Errorf("static: unknown op %q", name)
 		}
 	}
-	if opt.Bits == 16 {
-		for _, name := range opt.Ops {
-			if ru, ok := rules[fb.EnumValuesBuiltinOperator[name]]; ok && !ru.int16 {
-				if t := firstOutput(m, fb.EnumValuesBuiltinOperator[name]); t != "" {
-					return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (docs/SEMANTICS.md §15.3); leave it float or use static_int8", name, t)
-				}
-			}
+	for _, name := range opt.Ops {
+		code := fb.EnumValuesBuiltinOperator[name]
+		t := firstOutput(m, code)
+		ru, ok := rules[code]
+		switch {
+		case t == "":
+		case !ok:
+			return nil, fmt.Errorf("static: %s (output %q) has no integer form in qpipe's static rewrite (docs/SEMANTICS.md §15.3); leave it float", name, t)
+		case opt.Bits == 16 && !ru.int16:
+			return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (docs/SEMANTICS.md §15.3); leave it float or use static_int8", name, t)
 		}
 	}
 	res := &Result{Quantized: map[string]int{}}
