@@ -21,6 +21,11 @@ func AEQRules(s *pipeline.State, r *config.Recipe) (rules []config.ScopeRule, no
 	if err != nil {
 		return nil, nil, err
 	}
+	if r.Static != nil {
+		// A static recipe does not depend on the model's weights.
+		rules, err := r.AEQRules()
+		return rules, nil, err
+	}
 	var base *config.Scheme
 	if r.Default != nil && !r.Default.All.IsNone() {
 		base = r.Default.All

@@ -43,17 +43,25 @@ func keyedStats(ctx context.Context, m *tflite.Model, key string, cal *config.Ca
 // calibrationKey identifies the statistics of the model at path under
 // cal: what they are cached by.
 func calibrationKey(path string, cal *config.Calibration) (string, error) {
-	sum, err := FileSHA256(path)
+	sum, in, err := calibrationSums(path, cal)
 	if err != nil {
 		return "", err
 	}
-	in := ""
+	return calib.CacheKey(sum, cal, in), nil
+}
+
+// calibrationSums are the sha256 of the model at path and of cal's inputs
+// file ("" without one): what calibration caches are keyed by.
+func calibrationSums(path string, cal *config.Calibration) (model, inputs string, err error) {
+	if model, err = FileSHA256(path); err != nil {
+		return "", "", err
+	}
 	if cal.Inputs != "" {
-		if in, err = FileSHA256(cal.Inputs); err != nil {
-			return "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+		if inputs, err = FileSHA256(cal.Inputs); err != nil {
+			return "", "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
 		}
 	}
-	return calib.CacheKey(sum, cal, in), nil
+	return model, inputs, nil
 }
 
 // calibrate returns the activation statistics when some request asks for

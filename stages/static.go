@@ -40,13 +40,11 @@ func (q *StaticQuantize) Run(ctx context.Context, s *pipeline.State) error {
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	key, err := calibrationKey(ms.path, cal)
+	sum, in, err := calibrationSums(ms.path, cal)
 	if err != nil {
 		return err
 	}
-	// calibrationKey is the weights' statistics key; the ranges' own key
-	// adds their definition and the estimator.
-	key = fmt.Sprintf("%s estimator=%s [%s]", static.Definition, st.Estimator, key)
+	key := static.CacheKey(sum, cal, in, st.Estimator)
 	ranges, err := static.Get(ctx, ms.m, key, cal, st.Estimator, s.Log)
 	if err != nil {
 		return err
