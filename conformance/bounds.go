@@ -185,12 +185,16 @@ var Bounds = map[BoundKey]Bound{
 	{FamilyWeightOnlyInt4, ClassDeep}:             {VsFloat: Limit{1.0, 0.95}, VsReference: Limit{3e-6, 3e-6}},
 	{FamilyWeightOnlyInt4PerTensor, ClassShallow}: {VsFloat: Limit{0.2, 0.24}, VsReference: Limit{3e-6, 3e-6}},
 	{FamilyWeightOnlyInt4PerTensor, ClassDeep}:    {VsFloat: Limit{3.2, 9}, VsReference: Limit{3e-6, 3e-6}},
-	// Static: calibrated on generated inputs, measured on the suite's
-	// seeds (REPORT.md). The reference is the static model itself.
-	{FamilyStaticInt8, ClassShallow}:  {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
-	{FamilyStaticInt8, ClassDeep}:     {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
-	{FamilyStaticInt16, ClassShallow}: {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
-	{FamilyStaticInt16, ClassDeep}:    {VsFloat: Limit{10, 10}, VsReference: Limit{0, 0}},
+	// Static (TestStaticOnRuntime, static_test.go): calibrated on generated
+	// inputs, measured on the suite's seeds; worst rel L2 / rel max
+	// measured: shallow int8 0.042 / 0.064 (aeq_two_signatures), int16
+	// 0.015 / 0.024 (tflm_hello_world_float); the generated decoders int8
+	// 0.72 / 0.77, int16 0.10 / 0.074 (docs/SEMANTICS.md §15.5). There is no dequantized reference of
+	// integer activations: VsReference is not used.
+	{FamilyStaticInt8, ClassShallow}:  {VsFloat: Limit{0.06, 0.09}},
+	{FamilyStaticInt8, ClassDeep}:     {VsFloat: Limit{0.95, 0.95}},
+	{FamilyStaticInt16, ClassShallow}: {VsFloat: Limit{0.02, 0.03}},
+	{FamilyStaticInt16, ClassDeep}:    {VsFloat: Limit{0.13, 0.1}},
 }
 
 // BoundFor returns the bound of a family and class.

@@ -53,6 +53,9 @@ type Result struct {
 	Quantized map[string]int `json:"quantized"`
 	// Float lists the ops left float.
 	Float []FloatOp `json:"float,omitempty"`
+	// Tables counts the EMBEDDING_LOOKUP tables made int8 (their output
+	// stays float).
+	Tables int `json:"int8_tables,omitempty"`
 	// Quantize and Dequantize count the inserted ops.
 	Quantize   int `json:"quantize_ops"`
 	Dequantize int `json:"dequantize_ops"`
@@ -100,8 +103,23 @@ type rewriter struct {
 	// are rewritten in place).
 	readers   map[int32]int
 	bufUsers  map[uint32]int
+	// shared are the int8 weights written so far by (float buffer, axis):
+	// tensors sharing a float buffer (a tied embedding and logits layer)
+	// share the quantized one.
+	shared map[sharedKey]*sharedWeight
 	sgIO      map[int32]bool
 	sigOutput map[int32]bool
+}
+
+type sharedKey struct {
+	buffer uint32
+	axis   int
+}
+
+type sharedWeight struct {
+	buffer uint32
+	scales []float32
+	zps    []int64
 }
 
 type qkey struct {
@@ -144,13 +162,56 @@ func Rewrite(m *tflite.Model, r Ranges, opt Options) (*Result, error) {
 			bufUsers[t.Buffer]++
 		}
 	}
+	shared := map[sharedKey]*sharedWeight{}
 	for _, si := range signatureSubgraphs(m) {
-		rw := &rewriter{m: m, r: r, opt: opt, res: res, si: si, sg: m.Meta.Subgraphs[si], bufUsers: bufUsers}
+		rw := &rewriter{m: m, r: r, opt: opt, res: res, si: si, sg: m.Meta.Subgraphs[si], bufUsers: bufUsers, shared: shared}
 		if err := rw.run(); err != nil {
 			return nil, err
 		}
 	}
+	dropDeadBuffers(m)
 	return res, nil
+}
+
+// dropDeadBuffers empties the buffers that only tensors no op, subgraph or
+// signature uses any longer refer to (float weights every reader of which
+// now reads a quantized copy), and points those tensors at buffer 0.
+func dropDeadBuffers(m *tflite.Model) {
+	live := map[uint32]bool{}
+	dead := map[[2]int]bool{}
+	for si, sg := range m.Meta.Subgraphs {
+		used := map[int32]bool{}
+		for _, op := range sg.Operators {
+			for _, t := range append(append(append([]int32(nil), op.Inputs...), op.Outputs...), op.Intermediates...) {
+				used[t] = true
+			}
+		}
+		for _, t := range append(append([]int32(nil), sg.Inputs...), sg.Outputs...) {
+			used[t] = true
+		}
+		for _, sd := range m.Meta.SignatureDefs {
+			if int(sd.SubgraphIndex) == si {
+				for _, tm := range append(append([]*fb.TensorMapT(nil), sd.Inputs...), sd.Outputs...) {
+					used[int32(tm.TensorIndex)] = true
+				}
+			}
+		}
+		for ti, t := range sg.Tensors {
+			if used[int32(ti)] || t.IsVariable {
+				live[t.Buffer] = true
+			} else if t.Buffer != 0 {
+				dead[[2]int{si, ti}] = true
+			}
+		}
+	}
+	for k := range dead {
+		t := m.Meta.Subgraphs[k[0]].Tensors[k[1]]
+		if !live[t.Buffer] {
+			m.Buffers[t.Buffer] = tflite.Buffer{}
+			m.Meta.Buffers[t.Buffer] = &fb.BufferT{}
+			t.Buffer = 0
+		}
+	}
 }
 
 // firstOutput names the first output of the first op with code, or "".
@@ -345,9 +406,13 @@ func (w *rewriter) run() error {
 	for i, op := range sg.Operators {
 		code := w.m.OpCode(op)
 		if reasons[i] != "" {
-			if _, known := rules[code]; known || code != fb.BuiltinOperatorDEQUANTIZE {
-				w.res.Float = append(w.res.Float, FloatOp{Subgraph: w.si, Operator: i, Op: opName(code), Output: w.scope(op), Reason: reasons[i]})
+			if w.lookupTable(code, op) {
+				reasons[i] = "float output; its table int8 per row (the hybrid lookup)"
+				if err := w.quantizeTable(op); err != nil {
+					return err
+				}
 			}
+			w.res.Float = append(w.res.Float, FloatOp{Subgraph: w.si, Operator: i, Op: opName(code), Output: w.scope(op), Reason: reasons[i]})
 			for k, t := range op.Inputs {
 				if t >= 0 {
 					if _, ok := w.qp[t]; ok {
@@ -384,6 +449,32 @@ func (w *rewriter) run() error {
 		}
 	}
 	sg.Operators = w.ops
+	return nil
+}
+
+// lookupTable says whether op is an EMBEDDING_LOOKUP of a constant
+// float32 table the job does not keep float.
+func (w *rewriter) lookupTable(code fb.BuiltinOperator, op *fb.OperatorT) bool {
+	if code != fb.BuiltinOperatorEMBEDDING_LOOKUP || len(op.Inputs) < 2 || op.Inputs[1] < 0 ||
+		contains(w.opt.FloatOps, opName(code)) || (len(w.opt.Ops) > 0 && !contains(w.opt.Ops, opName(code))) ||
+		(w.opt.FloatScope != nil && w.opt.FloatScope.MatchString(w.scope(op))) {
+		return false
+	}
+	t := w.sg.Tensors[op.Inputs[1]]
+	return w.isConst(op.Inputs[1]) && t.Type == fb.TensorTypeFLOAT32 && len(t.Shape) == 2 && t.Shape[0] > 0
+}
+
+// quantizeTable gives an EMBEDDING_LOOKUP an int8 table with a scale per
+// row, which LiteRT's lookup dequantizes (the dynamic_int8 form, version 4,
+// FORMAT.md §5): the static recipes have no integer lookup, and a float32
+// table would be the largest tensor of a static decoder.
+func (w *rewriter) quantizeTable(op *fb.OperatorT) error {
+	if _, err := w.weight(op, opRule{weight: 1, axis: 0, bias: -1}); err != nil {
+		return err
+	}
+	oc := w.m.Meta.OperatorCodes[op.OpcodeIndex]
+	oc.Version = max(oc.Version, 4)
+	w.res.Tables++
 	return nil
 }
 
@@ -680,6 +771,12 @@ func writeActInts(out io.Writer, x []float32, p params, bits int, sym bool) erro
 func (w *rewriter) weight(op *fb.OperatorT, ru opRule) ([]float32, error) {
 	t := op.Inputs[ru.weight]
 	tt := w.sg.Tensors[t]
+	key := sharedKey{tt.Buffer, ru.axis}
+	if sw := w.shared[key]; sw != nil {
+		nt := w.newTensor(tt, "_quant", fb.TensorTypeINT8, &fb.QuantizationParametersT{Scale: sw.scales, ZeroPoint: sw.zps, QuantizedDimension: int32(ru.axis)}, sw.buffer)
+		op.Inputs[ru.weight] = nt
+		return sw.scales, nil
+	}
 	x, err := w.floats(t)
 	if err != nil {
 		return nil, err
@@ -709,6 +806,7 @@ func (w *rewriter) weight(op *fb.OperatorT, ru opRule) ([]float32, error) {
 	nt2.Type = fb.TensorTypeINT8
 	nt2.Quantization = &fb.QuantizationParametersT{Scale: scales, ZeroPoint: zps, QuantizedDimension: int32(ru.axis)}
 	op.Inputs[ru.weight] = nt
+	w.shared[key] = &sharedWeight{buffer: nt2.Buffer, scales: scales, zps: zps}
 	return scales, nil
 }
 
