@@ -215,7 +215,7 @@ func (c *opCheck) weighted(ru opRule, inT *fb.TensorT) {
 	// must have been quantized at s_in·s_w, up to float32 rounding.
 	sIn, _, _ := scaleZP(inT)
 	for k, s := range bq.Scale {
-		want := float64(sIn) * float64(q.Scale[k])
+		want := float64(float64(sIn) * float64(q.Scale[k]))
 		if math.Abs(want-float64(s)) > 1e-6*want {
 			c.errorf(b, "bias scale %g of channel %d is not input scale × filter scale (%g)", s, k, want)
 			break
@@ -246,7 +246,7 @@ func (c *opCheck) fixedOutput(typ fb.TensorType) {
 	}
 	switch c.code {
 	case fb.BuiltinOperatorSOFTMAX:
-		if zp != -128 || math.Abs(float64(s)*256-1) > 0.001 {
+		if zp != -128 || math.Abs(float64(float64(s)*256)-1) > 0.001 {
 			c.errorf(o, "int8 output scale %g zero point %d: must be 1/256 and -128", s, zp)
 		}
 	case fb.BuiltinOperatorLOGISTIC:

@@ -209,8 +209,8 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 			r[k] = &Range{Min: lo, Max: hi, Samples: 1, Clipped: clipped}
 			return
 		case estimator == EstimatorMovingAverage:
-			e.Min = smoothing*e.Min + (1-smoothing)*lo
-			e.Max = smoothing*e.Max + (1-smoothing)*hi
+			e.Min = float64(smoothing*e.Min) + float64((1-smoothing)*lo)
+			e.Max = float64(smoothing*e.Max) + float64((1-smoothing)*hi)
 		default:
 			e.Min, e.Max = math.Min(e.Min, lo), math.Max(e.Max, hi)
 		}
