@@ -92,15 +92,16 @@ stages:
 	}
 
 	// Refusals: exit 1, file:line:col, the rule and the field; no output.
+	// (The reference's a8w8 recipe itself is a static recipe, docs/SEMANTICS.md §15.1.)
 	bad := e2eWrite(t, filepath.Join(dir, "a8w8.json"), `[
   {"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
-   "op_config": {"activation_tensor_config": {"num_bits": 8, "symmetric": false, "granularity": "TENSORWISE", "dtype": "INT"},
+   "op_config": {"activation_tensor_config": {"num_bits": 8, "symmetric": false, "granularity": "CHANNELWISE", "dtype": "INT"},
                  "weight_tensor_config": {"num_bits": 8, "symmetric": true, "granularity": "CHANNELWISE", "dtype": "INT"},
                  "compute_precision": "INTEGER", "explicit_dequantize": false}}
 ]`)
 	before := e2eFiles(t, dir)
 	code, _, stderr = e2eRun(t, "quantize", "--aeq-recipe", bad, in, filepath.Join(dir, "bad.tflite"))
-	if code != 1 || !strings.Contains(stderr, bad+":3:46: rules[0].op_config.activation_tensor_config: rule 0: activation quantization") {
+	if code != 1 || !strings.Contains(stderr, bad+":3:97: rules[0].op_config.activation_tensor_config.granularity: CHANNELWISE activations") {
 		t.Errorf("a8w8: exit %d\n%s", code, stderr)
 	}
 	if after := e2eFiles(t, dir); !slices.Equal(before, after) {
