@@ -105,7 +105,7 @@ func (r opRule) version(code fb.BuiltinOperator, op *fb.OperatorT, bits int) int
 		v = r.v16
 	}
 	if code == fb.BuiltinOperatorFULLY_CONNECTED {
-		if len(op.Inputs) < 3 || op.Inputs[2] < 0 {
+		if len(op.Inputs) < 3 { // an absent bias (-1) still counts as an input
 			return 6
 		}
 		if o := fcOptions(op); o != nil {

@@ -574,11 +574,13 @@ func (w *rewriter) quantized(t int32, p params) int32 {
 		return q
 	}
 	tt := w.sg.Tensors[t]
+	// QUANTIZE: version 2 for an int16 output, else 1, requantizing or
+	// not (op_version.cc).
 	suffix := "_quant"
-	v := int32(1)
 	if _, isInt := w.qp[t]; isInt {
-		suffix, v = "_requant", 2
+		suffix = "_requant"
 	}
+	v := int32(1)
 	if w.opt.Bits == 16 {
 		v = 2
 	}
@@ -665,11 +667,29 @@ func (w *rewriter) quantizeOp(code fb.BuiltinOperator, op *fb.OperatorT) error {
 		w.retype(sg.Tensors[o], p)
 		w.qp[o] = p
 	}
-	oc := w.m.Meta.OperatorCodes[op.OpcodeIndex]
-	if v := ru.version(code, op, w.opt.Bits); oc.Version < v {
+	v := ru.version(code, op, w.opt.Bits)
+	if code == fb.BuiltinOperatorMUL && w.opt.Bits == 8 && len(op.Inputs) == 2 {
+		// Version 3 when s1·s2/s_out ≥ 1 (op_version.cc).
+		s1, s2, so := w.scaleOf(op.Inputs[0]), w.scaleOf(op.Inputs[1]), w.scaleOf(op.Outputs[0])
+		if so > 0 && float64(s1)*float64(s2)/float64(so) >= 1 {
+			v = 3
+		}
+	}
+	if oc := w.m.Meta.OperatorCodes[op.OpcodeIndex]; oc.Version < v {
 		oc.Version = v
 	}
 	return nil
+}
+
+// scaleOf is the per-tensor scale of integer tensor t (0 if none).
+func (w *rewriter) scaleOf(t int32) float32 {
+	if t < 0 {
+		return 0
+	}
+	if q := w.sg.Tensors[t].Quantization; q != nil && len(q.Scale) == 1 {
+		return q.Scale[0]
+	}
+	return 0
 }
 
 // exclusive says whether constant t can be rewritten in place: one reader,
