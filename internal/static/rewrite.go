@@ -101,12 +101,12 @@ type rewriter struct {
 	ops   []*fb.OperatorT
 	// readers counts op inputs reading each tensor (exclusive constants
 	// are rewritten in place).
-	readers   map[int32]int
-	bufUsers  map[uint32]int
+	readers  map[int32]int
+	bufUsers map[uint32]int
 	// shared are the int8 weights written so far by (float buffer, axis):
 	// tensors sharing a float buffer (a tied embedding and logits layer)
 	// share the quantized one.
-	shared map[sharedKey]*sharedWeight
+	shared    map[sharedKey]*sharedWeight
 	sgIO      map[int32]bool
 	sigOutput map[int32]bool
 }
