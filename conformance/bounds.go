@@ -189,12 +189,12 @@ var Bounds = map[BoundKey]Bound{
 	// inputs, measured on the suite's seeds; worst rel L2 / rel max
 	// measured: shallow int8 0.042 / 0.064 (aeq_two_signatures), int16
 	// 0.015 / 0.024 (tflm_hello_world_float); the generated decoders int8
-	// 0.72 / 0.77, int16 0.10 / 0.074 (docs/SEMANTICS.md §15.5). There is no dequantized reference of
+	// 0.68 / 0.87, int16 0.11 / 0.091 (docs/SEMANTICS.md §15.5). There is no dequantized reference of
 	// integer activations: VsReference is not used.
 	{FamilyStaticInt8, ClassShallow}:  {VsFloat: Limit{0.06, 0.09}},
-	{FamilyStaticInt8, ClassDeep}:     {VsFloat: Limit{0.95, 0.95}},
+	{FamilyStaticInt8, ClassDeep}:     {VsFloat: Limit{0.95, 1.1}},
 	{FamilyStaticInt16, ClassShallow}: {VsFloat: Limit{0.02, 0.03}},
-	{FamilyStaticInt16, ClassDeep}:    {VsFloat: Limit{0.13, 0.1}},
+	{FamilyStaticInt16, ClassDeep}:    {VsFloat: Limit{0.15, 0.13}},
 }
 
 // BoundFor returns the bound of a family and class.

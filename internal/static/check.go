@@ -71,7 +71,12 @@ func scaleZP(t *fb.TensorT) (float32, int64, bool) {
 
 func (c *opCheck) run() {
 	ru, quantizable := rules[c.code]
-	in, inT := c.tensor(0, false)
+	var inT *fb.TensorT
+	if quantizable && ru.acts != nil {
+		_, inT = c.tensor(ru.acts[0], false)
+	} else {
+		_, inT = c.tensor(0, false)
+	}
 	if !quantizable || !isIntAct(inT) {
 		if c.code == fb.BuiltinOperatorQUANTIZE {
 			c.quantize()
@@ -89,7 +94,7 @@ func (c *opCheck) run() {
 		c.activation(k, true, inT.Type)
 	}
 	switch c.code {
-	case fb.BuiltinOperatorCONV_2D, fb.BuiltinOperatorDEPTHWISE_CONV_2D, fb.BuiltinOperatorFULLY_CONNECTED:
+	case fb.BuiltinOperatorCONV_2D, fb.BuiltinOperatorDEPTHWISE_CONV_2D, fb.BuiltinOperatorFULLY_CONNECTED, fb.BuiltinOperatorTRANSPOSE_CONV:
 		c.weighted(ru, inT)
 	case fb.BuiltinOperatorSOFTMAX, fb.BuiltinOperatorLOGISTIC, fb.BuiltinOperatorTANH:
 		c.fixedOutput(inT.Type)
@@ -109,7 +114,6 @@ func (c *opCheck) run() {
 			}
 		}
 	}
-	_ = in
 }
 
 // activation checks one activation input or output.
@@ -169,8 +173,8 @@ func (c *opCheck) weighted(ru opRule, inT *fb.TensorT) {
 			c.errorf(w, "per-channel FULLY_CONNECTED filter along dimension %d: must be 0", dim)
 		case c.code == fb.BuiltinOperatorDEPTHWISE_CONV_2D && dim != 3:
 			c.errorf(w, "per-channel DEPTHWISE_CONV_2D filter along dimension %d: must be 3", dim)
-		case c.code == fb.BuiltinOperatorCONV_2D && dim != 0:
-			c.errorf(w, "per-channel CONV_2D filter along dimension %d: must be 0", dim)
+		case (c.code == fb.BuiltinOperatorCONV_2D || c.code == fb.BuiltinOperatorTRANSPOSE_CONV) && dim != 0:
+			c.errorf(w, "per-channel %s filter along dimension %d: must be 0", opName(c.code), dim)
 		}
 	}
 	b, bT := c.tensor(ru.bias, false)
@@ -184,7 +188,10 @@ func (c *opCheck) weighted(ru opRule, inT *fb.TensorT) {
 	if o := fcOptions(c.op); o != nil {
 		biasType = o.QuantizedBiasType
 	} else if c.op.BuiltinOptions != nil {
-		if o, ok := c.op.BuiltinOptions.Value.(*fb.Conv2DOptionsT); ok && o != nil {
+		switch o := c.op.BuiltinOptions.Value.(type) {
+		case *fb.Conv2DOptionsT:
+			biasType = o.QuantizedBiasType
+		case *fb.TransposeConvOptionsT:
 			biasType = o.QuantizedBiasType
 		}
 	}

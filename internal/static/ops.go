@@ -70,6 +70,30 @@ var rules = map[fb.BuiltinOperator]opRule{
 	fb.BuiltinOperatorGATHER:          act(sameIn, []int{0}, true, 2, 4),
 
 	fb.BuiltinOperatorCONCATENATION: act(sameOut, nil, true, 2, 3),
+
+	// The rest of the reference's static lists. Byte-moving ops and the
+	// same-scale ones run on LiteRT's generic or integer kernels; only
+	// TRANSPOSE_CONV among them has a test model on LiteRT.js here.
+	fb.BuiltinOperatorTRANSPOSE_CONV:          {c: free, acts: []int{2}, weight: 1, axis: 0, bias: 3, int16: true, v8: 2, v16: 1},
+	fb.BuiltinOperatorSPLIT:                   act(sameIn, []int{1}, true, 2, 4),
+	fb.BuiltinOperatorUNPACK:                  act(sameIn, []int{0}, true, 2, 4),
+	fb.BuiltinOperatorGATHER_ND:               act(sameIn, []int{0}, true, 1, 3),
+	fb.BuiltinOperatorBROADCAST_TO:            act(sameIn, []int{0}, true, 3, 3),
+	fb.BuiltinOperatorMIRROR_PAD:              act(sameIn, []int{0}, true, 2, 3),
+	fb.BuiltinOperatorRESIZE_BILINEAR:         act(sameIn, []int{0}, true, 2, 4),
+	fb.BuiltinOperatorRESIZE_NEAREST_NEIGHBOR: act(sameIn, []int{0}, true, 2, 4),
+	fb.BuiltinOperatorSPACE_TO_DEPTH:          act(sameIn, []int{0}, false, 2, 2),
+	fb.BuiltinOperatorREDUCE_MIN:              act(sameIn, []int{0}, true, 2, 3),
+	fb.BuiltinOperatorPACK:                    act(sameOut, nil, true, 2, 3),
+	fb.BuiltinOperatorSELECT:                  act(sameOut, []int{1, 2}, true, 2, 2),
+	fb.BuiltinOperatorSELECT_V2:               act(sameOut, []int{1, 2}, true, 1, 1),
+	fb.BuiltinOperatorDYNAMIC_UPDATE_SLICE:    act(sameOut, []int{0, 1}, true, 1, 4),
+	fb.BuiltinOperatorPADV2:                   act(sameOut, []int{0, 2}, true, 2, 3),
+	fb.BuiltinOperatorMAXIMUM:                 act(sameOut, []int{0, 1}, true, 2, 4),
+	fb.BuiltinOperatorDIV:                     act(free, []int{0, 1}, true, 1, 1),
+	fb.BuiltinOperatorSQRT:                    act(free, []int{0}, true, 2, 2),
+	fb.BuiltinOperatorHARD_SWISH:              act(free, []int{0}, false, 1, 1),
+	fb.BuiltinOperatorSQUARED_DIFFERENCE:      act(free, []int{0, 1}, false, 2, 2),
 }
 
 // fixedParams are the output parameters of the fixed-output ops
@@ -103,6 +127,9 @@ func (r opRule) version(code fb.BuiltinOperator, op *fb.OperatorT, bits int) int
 	v := r.v8
 	if bits == 16 {
 		v = r.v16
+	}
+	if code == fb.BuiltinOperatorTRANSPOSE_CONV && bits == 8 && len(op.Inputs) > 3 && op.Inputs[3] >= 0 {
+		v = 3
 	}
 	if code == fb.BuiltinOperatorFULLY_CONNECTED {
 		if len(op.Inputs) < 3 { // an absent bias (-1) still counts as an input

@@ -106,9 +106,8 @@ type rewriter struct {
 	// shared are the int8 weights written so far by (float buffer, axis):
 	// tensors sharing a float buffer (a tied embedding and logits layer)
 	// share the quantized one.
-	shared    map[sharedKey]*sharedWeight
-	sgIO      map[int32]bool
-	sigOutput map[int32]bool
+	shared map[sharedKey]*sharedWeight
+	sgIO   map[int32]bool
 }
 
 type sharedKey struct {
@@ -892,6 +891,8 @@ func setBiasType(op *fb.OperatorT, typ fb.TensorType) {
 	case *fb.FullyConnectedOptionsT:
 		o.QuantizedBiasType = typ
 	case *fb.Conv2DOptionsT:
+		o.QuantizedBiasType = typ
+	case *fb.TransposeConvOptionsT:
 		o.QuantizedBiasType = typ
 	}
 }
