@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -22,8 +23,11 @@ type Static struct {
 	// IntegerIO keeps the model's inputs and outputs integer instead of
 	// float32 with QUANTIZE/DEQUANTIZE at the boundary.
 	IntegerIO bool
-	// Estimator merges the samples' ranges: minmax or moving_average.
-	Estimator string
+	// Estimator merges the samples' ranges: minmax, moving_average or
+	// percentile (each sample's range clipped to its Percentile-th and
+	// (100−Percentile)-th percentiles, then min/max).
+	Estimator  string
+	Percentile float64
 	// Int32Bias writes 16x8 biases as int32 with quantized_bias_type.
 	Int32Bias bool
 	// FloatOps are op types kept float; FloatOutputs keeps float the ops
@@ -37,9 +41,21 @@ type Static struct {
 }
 
 // Static range estimators (internal/static).
-var staticEstimators = []string{"minmax", "moving_average"}
+var staticEstimators = []string{"minmax", "moving_average", "percentile"}
 
-var staticKeys = []string{"activations", "symmetric", "io", "estimator", "bias", "float_ops", "float_outputs", "ops"}
+// DefaultPercentile is the percentile estimator's P when the job sets none.
+const DefaultPercentile = 99.99
+
+var staticKeys = []string{"activations", "symmetric", "io", "estimator", "percentile", "bias", "float_ops", "float_outputs", "ops"}
+
+// EstimatorKey is the estimator as internal/static names it:
+// "percentile:P" or the estimator's name.
+func (s *Static) EstimatorKey() string {
+	if s.Estimator == "percentile" {
+		return "percentile:" + strconv.FormatFloat(s.Percentile, 'g', -1, 64)
+	}
+	return s.Estimator
+}
 
 // static decodes a recipe's `static:` mapping.
 func (d *decoder) static(n *yaml.Node, field string) *Static {
@@ -63,6 +79,14 @@ func (d *decoder) static(n *yaml.Node, field string) *Static {
 			}
 		case "estimator":
 			s.Estimator, _ = d.enum(v, f, staticEstimators)
+		case "percentile":
+			if p, ok := d.number(v, f); ok {
+				if !(p > 50 && p <= 100) {
+					d.errorf(d.deref(v), f, "percentile %g: want a number above 50 and at most 100", p)
+					return
+				}
+				s.Percentile = p
+			}
 		case "bias":
 			if b, ok := d.enum(v, f, []string{"int64", "int32"}); ok {
 				s.Int32Bias = b == "int32"
@@ -83,6 +107,13 @@ func (d *decoder) static(n *yaml.Node, field string) *Static {
 		}
 	})
 	if len(d.errs) > before {
+		return nil
+	}
+	switch {
+	case s.Estimator == "percentile" && s.Percentile == 0:
+		s.Percentile = DefaultPercentile
+	case s.Estimator != "percentile" && s.Percentile != 0:
+		d.errorf(n, join(field, "percentile"), "percentile is read by estimator: percentile only")
 		return nil
 	}
 	if s.Activations == 16 && s.Symmetric {
@@ -114,7 +145,11 @@ func (s *Static) String() string {
 	if s.IntegerIO {
 		io = "integer I/O"
 	}
-	parts = append(parts, io, s.Estimator)
+	est := s.Estimator
+	if est == "percentile" {
+		est += " " + strconv.FormatFloat(s.Percentile, 'g', -1, 64)
+	}
+	parts = append(parts, io, est)
 	if len(s.Ops) > 0 {
 		parts = append(parts, "ops "+strings.Join(s.Ops, "|"))
 	}

@@ -44,8 +44,8 @@ func (q *StaticQuantize) Run(ctx context.Context, s *pipeline.State) error {
 	if err != nil {
 		return err
 	}
-	key := static.CacheKey(sum, cal, in, st.Estimator)
-	ranges, err := static.Get(ctx, ms.m, key, cal, st.Estimator, s.Log)
+	key := static.CacheKey(sum, cal, in, st.EstimatorKey())
+	ranges, err := static.Get(ctx, ms.m, key, cal, st.EstimatorKey(), s.Log)
 	if err != nil {
 		return err
 	}

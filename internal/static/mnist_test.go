@@ -169,6 +169,7 @@ func TestMNISTOnLiteRT(t *testing.T) {
 		// The reference quantizer's moving average narrows the ranges to
 		// about the average sample's: the logits clip (measured 0.973, 0.164).
 		{"int8_ema", Options{Bits: 8}, EstimatorMovingAverage, 0.95, 0.25},
+		{"int8_p99.9", Options{Bits: 8}, EstimatorPercentile + ":99.9", 0.99, 0.02},
 		{"int16x8", Options{Bits: 16}, EstimatorMinMax, 0.99, 0.01},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -29,10 +32,53 @@ const (
 	// first sample's min and max, then q = 0.95·q + 0.05·sample for each
 	// later sample, in sample order (qsv_utils.moving_average_update).
 	EstimatorMovingAverage = "moving_average"
+
+	// EstimatorPercentile clips each sample's range to its P-th and
+	// (100−P)-th percentiles, then merges the samples as min/max; written
+	// "percentile:P" (P in (50, 100]).
+	EstimatorPercentile = "percentile"
 )
 
-// Estimators lists the valid estimator names.
-var Estimators = []string{EstimatorMinMax, EstimatorMovingAverage}
+// parseEstimator splits "percentile:P" into the kind and P (100 for the
+// other kinds).
+func parseEstimator(est string) (kind string, p float64, err error) {
+	if est == "" {
+		return EstimatorMinMax, 100, nil
+	}
+	kind, arg, hasArg := strings.Cut(est, ":")
+	switch {
+	case kind == EstimatorPercentile && hasArg:
+		p, err = strconv.ParseFloat(arg, 64)
+		if err != nil || !(p > 50 && p <= 100) {
+			return "", 0, fmt.Errorf("range estimator %q: the percentile must be a number in (50, 100]", est)
+		}
+		return kind, p, nil
+	case (kind == EstimatorMinMax || kind == EstimatorMovingAverage) && !hasArg:
+		return kind, 100, nil
+	}
+	return "", 0, fmt.Errorf("range estimator %q: want %s, %s or %s:P", est, EstimatorMinMax, EstimatorMovingAverage, EstimatorPercentile)
+}
+
+// percentileRange is the (100−p)-th and p-th percentiles of x without
+// values at or beyond ±bigValue: the nearest-rank values of the sorted
+// finite values.
+func percentileRange(x []float32, p float64) (lo, hi float64, clipped, ok bool) {
+	v := make([]float32, 0, len(x))
+	for _, f := range x {
+		if d := float64(f); d > -bigValue && d < bigValue {
+			v = append(v, f)
+		} else {
+			clipped = true
+		}
+	}
+	if len(v) == 0 {
+		return 0, 0, clipped, false
+	}
+	slices.Sort(v)
+	k := int(math.Ceil(p/100*float64(len(v)))) - 1
+	k = max(0, min(len(v)-1, k))
+	return float64(v[len(v)-1-k]), float64(v[k]), clipped, true
+}
 
 // smoothing is the moving average's weight of the old value.
 const smoothing = 0.95
@@ -188,11 +234,9 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	if estimator == "" {
-		estimator = EstimatorMinMax
-	}
-	if estimator != EstimatorMinMax && estimator != EstimatorMovingAverage {
-		return nil, fmt.Errorf("range estimator %q: want %s or %s", estimator, EstimatorMinMax, EstimatorMovingAverage)
+	kind, pct, err := parseEstimator(estimator)
+	if err != nil {
+		return nil, err
 	}
 	r := Ranges{}
 	add := func(k Key, t *interp.Tensor) {
@@ -200,6 +244,9 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 			return
 		}
 		lo, hi, clipped, ok := finiteRange(t.F32)
+		if kind == EstimatorPercentile && pct < 100 {
+			lo, hi, clipped, ok = percentileRange(t.F32, pct)
+		}
 		if !ok {
 			return
 		}
@@ -208,7 +255,7 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 		case e == nil:
 			r[k] = &Range{Min: lo, Max: hi, Samples: 1, Clipped: clipped}
 			return
-		case estimator == EstimatorMovingAverage:
+		case kind == EstimatorMovingAverage:
 			e.Min = float64(smoothing*e.Min) + float64((1-smoothing)*lo)
 			e.Max = float64(smoothing*e.Max) + float64((1-smoothing)*hi)
 		default:
@@ -218,7 +265,7 @@ func Calibrate(ctx context.Context, m *tflite.Model, cal *config.Calibration, es
 		e.Clipped = e.Clipped || clipped
 	}
 	var sigs []interp.Signature
-	err := calib.RunPass(ctx, m, cal, log, calib.Pass{
+	err = calib.RunPass(ctx, m, cal, log, calib.Pass{
 		Step: "activation ranges",
 		Observe: func(ev interp.OpEvent) {
 			for k, t := range ev.Outputs {

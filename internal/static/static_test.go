@@ -261,3 +261,29 @@ func TestIntegerIO(t *testing.T) {
 		t.Errorf("softmax output %v %v", q.Scale, q.ZeroPoint)
 	}
 }
+
+// The percentile estimator's per-sample range and the estimator names.
+func TestPercentile(t *testing.T) {
+	x := make([]float32, 1000)
+	for i := range x {
+		x[i] = float32(i) // 0..999
+	}
+	x[0], x[999] = -math.MaxFloat32, 1e6 // a mask value, an outlier
+	// 999 finite values 1..998, 1e6; nearest rank: the 990th smallest
+	// and the 990th largest.
+	lo, hi, clipped, ok := percentileRange(x, 99)
+	if !ok || !clipped || lo != 10 || hi != 990 {
+		t.Errorf("99: [%g, %g] clipped=%t ok=%t, want [10, 990] clipped", lo, hi, clipped, ok)
+	}
+	if lo, hi, _, _ := percentileRange(x, 100); lo != 1 || hi != 1e6 {
+		t.Errorf("100: [%g, %g]", lo, hi)
+	}
+	for _, bad := range []string{"percentile", "percentile:50", "percentile:101", "percentile:x", "minmax:3", "median"} {
+		if _, _, err := parseEstimator(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if k, p, err := parseEstimator("percentile:99.99"); err != nil || k != EstimatorPercentile || p != 99.99 {
+		t.Errorf("percentile:99.99: %s %g %v", k, p, err)
+	}
+}
