@@ -67,8 +67,21 @@ func (q *StaticQuantize) Run(ctx context.Context, s *pipeline.State) error {
 	}
 	if s.Plan != nil {
 		s.Plan.Notes = append(s.Plan.Notes, staticNotes(q.Recipe.Name, res)...)
+		staticWeights(s.Plan, q.Recipe.Name, res)
 	}
 	return ctx.Err()
+}
+
+// staticWeights marks the plan's weights the rewrite made int8, with
+// their output bytes (a shared buffer counted once).
+func staticWeights(p *pipeline.Plan, recipe string, res *static.Result) {
+	for _, w := range p.Weights {
+		if n, ok := res.Weights[static.Key{Subgraph: w.Subgraph, Tensor: w.Tensor}]; ok {
+			name := recipe
+			w.Scheme, w.BytesOut = &name, n
+		}
+	}
+	p.Sum()
 }
 
 // staticNotes describe a static rewrite for the plan: the ops made

@@ -53,6 +53,11 @@ type Result struct {
 	Quantized map[string]int `json:"quantized"`
 	// Float lists the ops left float.
 	Float []FloatOp `json:"float,omitempty"`
+	// Weights are the float weights now read as int8 (CONV_2D,
+	// DEPTHWISE_CONV_2D, TRANSPOSE_CONV, FULLY_CONNECTED filters and
+	// EMBEDDING_LOOKUP tables) with the bytes they add: a buffer several
+	// of them share counts for the first.
+	Weights map[Key]int64 `json:"-"`
 	// Tables counts the EMBEDDING_LOOKUP tables made int8 (their output
 	// stays float).
 	Tables int `json:"int8_tables,omitempty"`
@@ -154,7 +159,7 @@ func Rewrite(m *tflite.Model, r Ranges, opt Options) (*Result, error) {
 			return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (docs/SEMANTICS.md §15.3); leave it float or use static_int8", name, t)
 		}
 	}
-	res := &Result{Quantized: map[string]int{}}
+	res := &Result{Quantized: map[string]int{}, Weights: map[Key]int64{}}
 	bufUsers := map[uint32]int{}
 	for _, sg := range m.Meta.Subgraphs {
 		for _, t := range sg.Tensors {
@@ -794,6 +799,9 @@ func (w *rewriter) weight(op *fb.OperatorT, ru opRule) ([]float32, error) {
 	if sw := w.shared[key]; sw != nil {
 		nt := w.newTensor(tt, "_quant", fb.TensorTypeINT8, &fb.QuantizationParametersT{Scale: sw.scales, ZeroPoint: sw.zps, QuantizedDimension: int32(ru.axis)}, sw.buffer)
 		op.Inputs[ru.weight] = nt
+		if _, seen := w.res.Weights[Key{w.si, int(t)}]; !seen {
+			w.res.Weights[Key{w.si, int(t)}] = 0
+		}
 		return sw.scales, nil
 	}
 	x, err := w.floats(t)
@@ -826,6 +834,7 @@ func (w *rewriter) weight(op *fb.OperatorT, ru opRule) ([]float32, error) {
 	nt2.Quantization = &fb.QuantizationParametersT{Scale: scales, ZeroPoint: zps, QuantizedDimension: int32(ru.axis)}
 	op.Inputs[ru.weight] = nt
 	w.shared[key] = &sharedWeight{buffer: nt2.Buffer, scales: scales, zps: zps}
+	w.res.Weights[Key{w.si, int(t)}] += int64(len(x))
 	return scales, nil
 }
 
