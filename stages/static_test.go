@@ -42,7 +42,7 @@ stages:
 		t.Error("no int16 tensor written")
 	}
 	notes := strings.Join(branches[0].Plan.Notes, "\n")
-	for _, want := range []string{"integer ops: ", "LOGISTIC (output", "kept float by the job (op type)", `kept float by the job (output regex "final_norm")`, "EMBEDDING_LOOKUP", "not in the static op list"} {
+	for _, want := range []string{"integer ops: ", "LOGISTIC (output", "kept float by the job (op type)", `kept float by the job (output regex "final_norm")`, "EMBEDDING_LOOKUP", "its table int8 per row"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("plan notes do not say %q:\n%s", want, notes)
 		}
