@@ -2,15 +2,13 @@ package stages
 
 import (
 	"context"
-
 	"fmt"
-	"github.com/qpipe/qpipe/config"
 	"math"
 	"strings"
 
+	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/static"
-
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 	"github.com/qpipe/qpipe/pipeline"
