@@ -287,3 +287,25 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("percentile:99.99: %s %g %v", k, p, err)
 	}
 }
+
+// Signature inputs and outputs named alike in several signatures (a KV
+// cache read by one and written by another) get one range: the union.
+func TestSharedSignatureTensors(t *testing.T) {
+	m := &tflite.Model{Meta: &fb.ModelT{SignatureDefs: []*fb.SignatureDefT{
+		{SignatureKey: "prefill", SubgraphIndex: 0, Inputs: []*fb.TensorMapT{{Name: "tokens", TensorIndex: 0}}, Outputs: []*fb.TensorMapT{{Name: "kv", TensorIndex: 5}}},
+		{SignatureKey: "decode", SubgraphIndex: 1, Inputs: []*fb.TensorMapT{{Name: "kv", TensorIndex: 2}}, Outputs: []*fb.TensorMapT{{Name: "kv", TensorIndex: 7}, {Name: "logits", TensorIndex: 9}}},
+	}}}
+	r := Ranges{
+		{0, 5}: {Min: -1, Max: 2}, {1, 2}: {Min: -3, Max: 1}, {1, 7}: {Min: 0, Max: 4, Clipped: true},
+		{1, 9}: {Min: -9, Max: 9}, {0, 0}: {Min: 0, Max: 1},
+	}
+	unifyShared(m, r)
+	for _, k := range []Key{{0, 5}, {1, 2}, {1, 7}} {
+		if e := r[k]; e.Min != -3 || e.Max != 4 || !e.Clipped {
+			t.Errorf("%v: %+v, want [-3, 4] clipped", k, e)
+		}
+	}
+	if e := r[Key{1, 9}]; e.Min != -9 || e.Max != 9 {
+		t.Errorf("logits changed: %+v", e)
+	}
+}
