@@ -106,3 +106,40 @@ stages:
 		})
 	}
 }
+
+// Static and weight-only recipes in one job: each branch rewrites its own
+// copy, so the dynamic_int8 output is the bytes of a job of its own.
+func TestStaticBesideOtherRecipes(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	model := absModel(t, "aeq_conv_fc_mnist.tflite")
+	dir, _, err := runJobFile(t, `version: 1
+stages:
+  - load: {path: `+model+`}
+  - quantize:
+      recipes: [static_int8, static_int16x8, dynamic_int8]
+      calibration: {samples: 4}
+  - serialize: {path: "out_{suffix}.tflite"}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, _, err := runJobFile(t, `version: 1
+stages:
+  - load: {path: `+model+`}
+  - quantize: {recipe: dynamic_int8}
+  - serialize: {path: "out_{suffix}.tflite"}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fileSum(t, filepath.Join(dir, "out_q8.tflite")), fileSum(t, filepath.Join(alone, "out_q8.tflite")); a != b {
+		t.Errorf("dynamic_int8 beside static recipes %s, alone %s", a, b)
+	}
+	for _, s := range []string{"a8w8", "a16w8"} {
+		m, err := tflite.Open(filepath.Join(dir, "out_"+s+".tflite"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+	}
+}
