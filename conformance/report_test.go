@@ -56,6 +56,7 @@ func (s *suite) report(muts [][]*mutantResult) string {
 	s.reportSummary(p)
 	s.reportModels(p)
 	s.reportNotRun(p)
+	s.reportStatic(p)
 	s.reportVersions(p)
 	reportMutants(p, muts)
 	return b.String()
@@ -145,7 +146,7 @@ func (s *suite) reportModels(p printer) {
 	none = none[:0]
 	for _, m := range s.models {
 		if ps := byModel[m]; len(ps) > 0 {
-			if len(ps) == len(config.Presets())-1 {
+			if len(ps) == len(config.Presets())-len(staticPresets)-1 { // all but none and the static ones
 				none = append(none, m.short()+" (every preset)")
 			} else {
 				none = append(none, m.short()+" ("+strings.Join(ps, ", ")+")")

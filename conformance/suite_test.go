@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -144,8 +145,8 @@ func build(r *litert.Runner) (*suite, error) {
 		}
 		s.models = append(s.models, m)
 		for _, p := range presets {
-			if strings.HasPrefix(p.Name, "static_") {
-				continue // measured by TestStaticOnRuntime (static_test.go)
+			if slices.Contains(staticPresets, p.Name) {
+				continue // measured by staticResults (static_test.go)
 			}
 			res, err := s.runCase(m, p.Name)
 			if err != nil {
