@@ -56,19 +56,25 @@ func readIDs(t *testing.T, path string) [][]int {
 }
 
 // TestSentencePieceGolden encodes strings.txt and the first 400 lines of
-// botchan.txt with every model of testdata/tokenizers and compares with
-// the ids spm_encode gave (make.sh).
-func TestSentencePieceGolden(t *testing.T) {
-	models, _ := filepath.Glob(filepath.Join(testdir, "spm_*.model"))
-	if len(models) < 8 {
-		t.Fatalf("found %d models in %s", len(models), testdir)
+// botchan.txt with every SentencePiece model of testdata/tokenizers and
+// compares with the ids spm_encode gave (make.sh).
+func TestSentencePieceGolden(t *testing.T) { testGolden(t, "spm_*.model", 8) }
+
+// TestHFGolden does the same with the tokenizer.json files and the ids
+// Hugging Face's Tokenizers.js gave (make_hf.mjs).
+func TestHFGolden(t *testing.T) { testGolden(t, "hf_*.json", 3) }
+
+func testGolden(t *testing.T, glob string, atLeast int) {
+	models, _ := filepath.Glob(filepath.Join(testdir, glob))
+	if len(models) < atLeast {
+		t.Fatalf("found %d tokenizers %s in %s", len(models), glob, testdir)
 	}
 	inputs := map[string][]string{
 		"strings": readLines(t, filepath.Join(testdir, "strings.txt"), 0),
 		"botchan": readLines(t, filepath.Join(testdir, "botchan.txt"), 400),
 	}
 	for _, path := range models {
-		name := strings.TrimSuffix(filepath.Base(path), ".model")
+		name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 		t.Run(name, func(t *testing.T) {
 			tok, err := Load(path)
 			if err != nil {

@@ -36,7 +36,11 @@ func Load(path string) (Tokenizer, error) {
 // Parse reads a tokenizer from its bytes; name names it in errors.
 func Parse(data []byte, name string) (Tokenizer, error) {
 	if t := bytes.TrimLeft(data, " \t\r\n\ufeff"); len(t) > 0 && t[0] == '{' {
-		return nil, fmt.Errorf("%s: Hugging Face tokenizer.json: not yet", name)
+		t, err := ParseHF(data, name)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
 	}
 	return ParseSentencePiece(data, name)
 }

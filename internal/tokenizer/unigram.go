@@ -8,7 +8,8 @@ const unkPenalty = 10
 // of the unigram model: the segmentation whose pieces' scores sum highest,
 // a character no piece covers scoring minScore − 10 as the unknown piece,
 // a user-defined piece scoring length·maxScore − 0.1 (so that it is always
-// taken). Positions are UTF-8 byte offsets; among equal scores the first
+// taken). The arithmetic is SentencePiece's, float and double as there:
+// equal sums in a different order decide ties. Positions are UTF-8 byte offsets; among equal scores the first
 // path found is kept, as SentencePiece's optimised encoder does.
 func (m *SentencePiece) encodeUnigram(s string) []segment {
 	type best struct {
@@ -31,14 +32,15 @@ func (m *SentencePiece) encodeUnigram(s string) []segment {
 				return
 			}
 			t := &ends[start+n]
+			// SentencePiece's piece score is a double (the common type
+			// of its user-defined and normal branches): the path's score
+			// is summed and compared in double, then kept as a float.
+			score := float64(p.Score)
 			if p.Type == UserDefined {
-				// SentencePiece computes this one in double precision.
-				c := float64(float32(n)*m.maxScore) - 0.1 + float64(here)
-				if t.start < 0 || c > float64(t.score) {
-					*t = best{float32(c), start, id}
-				}
-			} else if c := p.Score + here; t.start < 0 || c > t.score {
-				*t = best{c, start, id}
+				score = float64(float32(n)*m.maxScore) - 0.1
+			}
+			if c := score + float64(here); t.start < 0 || c > float64(t.score) {
+				*t = best{float32(c), start, id}
 			}
 			if n == mblen {
 				single = true
