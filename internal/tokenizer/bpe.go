@@ -9,12 +9,7 @@ import "container/heap"
 // until no pair is a piece. A merged UNUSED piece is split back into the
 // pair it was made of.
 func (m *SentencePiece) encodeBPE(s string) []segment {
-	type symbol struct {
-		start, end int // bytes of s
-		prev, next int
-		freeze     bool
-	}
-	var syms []symbol
+	var syms []span
 	for i := 0; i < len(s); {
 		n, freeze := 0, false
 		if m.user != nil {
@@ -25,47 +20,21 @@ func (m *SentencePiece) encodeBPE(s string) []segment {
 		if n == 0 {
 			n = min(oneCharLen(s[i]), len(s)-i)
 		}
-		syms = append(syms, symbol{start: i, end: i + n, prev: len(syms) - 1, next: len(syms) + 1, freeze: freeze})
+		syms = append(syms, span{start: i, end: i + n, freeze: freeze})
 		i += n
 	}
-	if len(syms) == 0 {
-		return nil
-	}
-	syms[len(syms)-1].next = -1
 	revMerge := map[string][2]string{}
-	q := &pairQueue{}
-	add := func(l, r int) {
-		if l < 0 || r < 0 || syms[l].freeze || syms[r].freeze {
-			return
-		}
-		piece := s[syms[l].start:syms[r].end]
+	merged := mergePairs(s, syms, func(l, r span) (float32, bool) {
+		piece := s[l.start:r.end]
 		id, ok := m.pieces[piece]
 		if !ok {
-			return
+			return 0, false
 		}
-		heap.Push(q, pair{left: l, right: r, score: m.Pieces[id].Score, size: len(piece)})
 		if m.Pieces[id].Type == Unused {
-			revMerge[piece] = [2]string{s[syms[l].start:syms[l].end], s[syms[r].start:syms[r].end]}
+			revMerge[piece] = [2]string{s[l.start:l.end], s[r.start:r.end]}
 		}
-	}
-	for i := 1; i < len(syms); i++ {
-		add(i-1, i)
-	}
-	for q.Len() > 0 {
-		top := heap.Pop(q).(pair)
-		l, r := &syms[top.left], &syms[top.right]
-		if l.end == l.start || r.end == r.start || (r.end-r.start)+(l.end-l.start) != top.size {
-			continue // stale: one side was merged since
-		}
-		l.end = r.end
-		l.next = r.next
-		if r.next >= 0 {
-			syms[r.next].prev = top.left
-		}
-		r.start = r.end // empty
-		add(l.prev, top.left)
-		add(top.left, l.next)
-	}
+		return m.Pieces[id].Score, true
+	})
 	var out []segment
 	var reseg func(w string)
 	reseg = func(w string) {
@@ -82,8 +51,64 @@ func (m *SentencePiece) encodeBPE(s string) []segment {
 		reseg(p[0])
 		reseg(p[1])
 	}
-	for i := 0; i >= 0; i = syms[i].next {
-		reseg(s[syms[i].start:syms[i].end])
+	for _, sp := range merged {
+		reseg(s[sp.start:sp.end])
+	}
+	return out
+}
+
+// span is a symbol of BPE: bytes [start, end) of the string being merged.
+// A frozen symbol is never merged.
+type span struct {
+	start, end int
+	freeze     bool
+}
+
+// mergePairs runs BPE over the symbols syms of s (adjacent, in order):
+// repeatedly the adjacent pair with the highest score (score reports
+// whether a pair may merge at all, and its score) is merged, the leftmost
+// among equal scores, until no pair may. It returns the symbols left, in
+// order. It takes O(n log n) for n symbols.
+func mergePairs(s string, syms []span, score func(l, r span) (float32, bool)) []span {
+	if len(syms) == 0 {
+		return nil
+	}
+	prev := make([]int, len(syms))
+	next := make([]int, len(syms))
+	for i := range syms {
+		prev[i], next[i] = i-1, i+1
+	}
+	next[len(syms)-1] = -1
+	q := &pairQueue{}
+	add := func(l, r int) {
+		if l < 0 || r < 0 || syms[l].freeze || syms[r].freeze {
+			return
+		}
+		if sc, ok := score(syms[l], syms[r]); ok {
+			heap.Push(q, pair{left: l, right: r, score: sc, size: syms[r].end - syms[l].start})
+		}
+	}
+	for i := 1; i < len(syms); i++ {
+		add(i-1, i)
+	}
+	for q.Len() > 0 {
+		top := heap.Pop(q).(pair)
+		l, r := &syms[top.left], &syms[top.right]
+		if l.end == l.start || r.end == r.start || r.end-l.start != top.size || l.end != r.start {
+			continue // stale: one side was merged since
+		}
+		l.end = r.end
+		next[top.left] = next[top.right]
+		if next[top.right] >= 0 {
+			prev[next[top.right]] = top.left
+		}
+		r.start = r.end // empty
+		add(prev[top.left], top.left)
+		add(top.left, next[top.left])
+	}
+	var out []span
+	for i := 0; i >= 0; i = next[i] {
+		out = append(out, syms[i])
 	}
 	return out
 }

@@ -126,6 +126,9 @@ func ParseHF(data []byte, name string) (*HF, error) {
 	if err != nil {
 		return nil, errf("model.merges: %v", err)
 	}
+	if len(merges) > 1<<24 {
+		return nil, errf("%d merges: more than 2^24, whose ranks this reader keeps exactly", len(merges))
+	}
 	for r, m := range merges {
 		if _, ok := t.vocab[m[0]+m[1]]; !ok {
 			return nil, errf("merge %d (%q %q): %q is not in the vocabulary", r, m[0], m[1], m[0]+m[1])
@@ -327,45 +330,34 @@ var byteAlphabet = func() (m [256]string) {
 	return m
 }()
 
-func byteLevel(s string) []string {
-	out := make([]string, len(s))
+func byteLevel(s string) string {
+	var b strings.Builder
+	b.Grow(2 * len(s))
 	for i := 0; i < len(s); i++ {
-		out[i] = byteAlphabet[s[i]]
+		b.WriteString(byteAlphabet[s[i]])
 	}
-	return out
+	return b.String()
 }
 
-// bpe merges one pre-token's symbols and appends their ids.
-func (t *HF) bpe(syms []string, out []int) []int {
+// bpe merges one pre-token's byte-level string and appends the ids of
+// its pieces.
+func (t *HF) bpe(w string, out []int) []int {
 	if t.ignore {
-		if id, ok := t.vocab[strings.Join(syms, "")]; ok {
+		if id, ok := t.vocab[w]; ok {
 			return append(out, id)
 		}
 	}
-	for len(syms) > 1 {
-		best, at := -1, -1
-		for i := 0; i+1 < len(syms); i++ {
-			if r, ok := t.ranks[[2]string{syms[i], syms[i+1]}]; ok && (best < 0 || r < best) {
-				best, at = r, i
-			}
-		}
-		if at < 0 {
-			break
-		}
-		a, b := syms[at], syms[at+1]
-		merged := syms[:0:0]
-		for i := 0; i < len(syms); i++ {
-			if i+1 < len(syms) && syms[i] == a && syms[i+1] == b {
-				merged = append(merged, a+b)
-				i++
-			} else {
-				merged = append(merged, syms[i])
-			}
-		}
-		syms = merged
+	syms := make([]span, 0, len(w))
+	for i, r := range w {
+		syms = append(syms, span{start: i, end: i + utf8.RuneLen(r)})
 	}
-	for _, s := range syms {
-		if id, ok := t.vocab[s]; ok {
+	// The lowest rank merges first: as a score, the highest −rank.
+	merged := mergePairs(w, syms, func(l, r span) (float32, bool) {
+		rank, ok := t.ranks[[2]string{w[l.start:l.end], w[r.start:r.end]}]
+		return -float32(rank), ok
+	})
+	for _, sp := range merged {
+		if id, ok := t.vocab[w[sp.start:sp.end]]; ok {
 			out = append(out, id)
 		} else if t.unk >= 0 {
 			out = append(out, t.unk)
