@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
 // quantizedTiny writes tiny_decoder quantized with recipe into dir and
@@ -295,6 +296,61 @@ func TestAccuracyGateErrors(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
 			t.Errorf("%s: an output folder was made", tc.name)
+		}
+	}
+}
+
+// Eval on a text gives the numbers of eval on the inputs file of the same
+// token ids (one line per window), next-token perplexity and KL included.
+func TestEvalTextEqualsInputs(t *testing.T) {
+	dir := t.TempDir()
+	ref, cand := quantizedTiny(t, dir, "dynamic_int4_block32")
+	text := filepath.Join("..", "..", "testdata", "tokenizers", "botchan.txt")
+	tok := filepath.Join("..", "..", "testdata", "tokenizers", "spm_bpe_nfkc_bytes.model")
+	fromText := evalJSON(t, "--text", text, "--tokenizer", tok, "--samples", "6", ref, cand)
+	if fromText.Text == nil || fromText.Text.Seq != 8 || fromText.Text.Windows != fromText.Text.Tokens/8 || fromText.Inputs != text {
+		t.Fatalf("text report %+v", fromText.Text)
+	}
+	tz, err := tokenizer.Load(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(text)
+	ids := tz.Encode(string(b))
+	var lines strings.Builder
+	for w := 0; w < 6; w++ {
+		js, _ := json.Marshal(map[string][]int{"tokens": ids[w*8 : (w+1)*8]})
+		lines.Write(append(js, '\n'))
+	}
+	jsonl := filepath.Join(dir, "ids.jsonl")
+	if err := os.WriteFile(jsonl, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromIDs := evalJSON(t, "--inputs", jsonl, ref, cand)
+	a, _ := json.Marshal(fromText.Signatures)
+	c, _ := json.Marshal(fromIDs.Signatures)
+	if string(a) != string(c) {
+		t.Errorf("text and inputs file differ:\n%s\n%s", a, c)
+	}
+	n := logitsOf(t, fromText).NextToken
+	if n == nil || n.Scored != 6*3 || n.PPLRatio <= 0 || n.MeanKL <= 0 {
+		t.Errorf("next token %+v", n)
+	}
+	// Generated inputs have no next-token comparison.
+	if o := logitsOf(t, evalJSON(t, "--samples", "1", ref, cand)); o.NextToken != nil {
+		t.Errorf("generated inputs: next token %+v", o.NextToken)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--text", text, ref}, "--text needs --tokenizer"},
+		{[]string{"--tokenizer", tok, ref}, "--tokenizer is for --text"},
+		{[]string{"--text", text, "--tokenizer", tok, "--inputs", jsonl, ref}, "give one"},
+	} {
+		code, _, stderr := e2eRun(t, append([]string{"eval"}, tc.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("eval %v: exit %d, %q; want usage error %q", tc.args, code, stderr, tc.want)
 		}
 	}
 }

@@ -1,0 +1,94 @@
+package evaluate
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/qpipe/qpipe/internal/tokenizer"
+)
+
+// MaxTextBytes bounds a text file given to eval, calibration or the
+// accuracy gate.
+const MaxTextBytes = 1 << 30
+
+// TextInfo says how a text file became samples.
+type TextInfo struct {
+	File      string `json:"file"`
+	Tokenizer string `json:"tokenizer"`
+	Kind      string `json:"tokenizer_kind"`
+	// Tokens is how many ids the text gave; Windows how many samples of
+	// Seq tokens they fill; the last Tokens − Windows·Seq are not run.
+	Tokens  int `json:"tokens"`
+	Seq     int `json:"seq"`
+	Windows int `json:"windows"`
+}
+
+// TextSamples tokenizes the text file with the tokenizer file and cuts
+// the ids into consecutive windows of the sequence length of m's token
+// input (the signature's, when one is selected), one sample each, named
+// by the "tokens" key as an inputs file would name them: a text run
+// through these samples gives exactly the numbers of the same ids written
+// as an inputs file. The whole file is one text (no BOS or EOS is added).
+// The tokenizer's ids must fit the model's embedding table.
+func TextSamples(m *Model, opt Options, textFile, tokenizerFile string) ([]*Sample, *TextInfo, error) {
+	tok, err := tokenizer.Load(tokenizerFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	sigs, err := Describe(m, Options{Signatures: opt.Signatures, Seq: opt.Seq})
+	if err != nil {
+		return nil, nil, err
+	}
+	seq, vocab := 0, 0
+	for _, s := range sigs {
+		for _, in := range s.Inputs {
+			if in.Vocab == 0 {
+				continue
+			}
+			if seq != 0 && (s.Seq != seq || in.Vocab != vocab) {
+				return nil, nil, fmt.Errorf("%s: its signatures' token inputs differ in length or vocabulary (%d and %d tokens, %d and %d ids): choose one signature for text", m.Path, seq, s.Seq, vocab, in.Vocab)
+			}
+			seq, vocab = s.Seq, in.Vocab
+		}
+	}
+	if seq == 0 {
+		return nil, nil, fmt.Errorf("%s has no token input (an integer input that indexes an embedding table): it cannot be run on text", m.Path)
+	}
+	if tok.VocabSize() > vocab {
+		return nil, nil, fmt.Errorf("tokenizer %s (%s) has %d ids, the model %s's embedding table %d rows: they do not belong together", tokenizerFile, tok.Kind(), tok.VocabSize(), m.Path, vocab)
+	}
+	st, err := os.Stat(textFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Size() > MaxTextBytes {
+		return nil, nil, fmt.Errorf("%s: %d bytes, more than the %d MiB a text may have", textFile, st.Size(), MaxTextBytes>>20)
+	}
+	text, err := os.ReadFile(textFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := tok.Encode(string(text))
+	info := &TextInfo{File: textFile, Tokenizer: tokenizerFile, Kind: tok.Kind(), Tokens: len(ids), Seq: seq, Windows: len(ids) / seq}
+	if info.Windows == 0 {
+		return nil, nil, fmt.Errorf("%s gives %d tokens with %s, fewer than one window of the model's %d", textFile, len(ids), tokenizerFile, seq)
+	}
+	return WindowSamples(ids, seq), info, nil
+}
+
+// WindowSamples cuts ids into consecutive windows of seq, one sample each
+// (the last, partial window left out), as ParseSamples would read the
+// lines {"tokens": [...]} of each window.
+func WindowSamples(ids []int, seq int) []*Sample {
+	var out []*Sample
+	for w := 0; (w+1)*seq <= len(ids); w++ {
+		v := &Value{Shape: []int{seq}, Nums: make([]json.Number, seq), col: 1}
+		for i, id := range ids[w*seq : (w+1)*seq] {
+			v.Nums[i] = json.Number(strconv.Itoa(id))
+		}
+		out = append(out, &Sample{Line: w + 1, Values: map[string]*Value{TokensKey: v}, keys: []string{TokensKey}})
+	}
+	return out
+}
