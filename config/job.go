@@ -121,7 +121,12 @@ type Calibration struct {
 	// Inputs is a file of pre-tokenized inputs (JSON lines, as qpipe eval
 	// reads them), resolved against Job.Dir; "" means random inputs.
 	Inputs string
-	P      Pos
+	// Text is a text file tokenized with Tokenizer (a SentencePiece model
+	// or a tokenizer.json) and cut into windows of the model's sequence
+	// length, as qpipe eval --text does; both resolved against Job.Dir.
+	// Text and Inputs exclude each other.
+	Text, Tokenizer string
+	P               Pos
 }
 
 // DefaultCalibration is the calibration of a job that sets none.
@@ -622,12 +627,13 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 // take seconds to minutes, not to be a benchmark.
 const maxCalibration = 1 << 16
 
-// calibration decodes quantize.calibration: {samples: N, seq: N, inputs: FILE}.
+// calibration decodes quantize.calibration: {samples: N, seq: N, inputs:
+// FILE} or {..., text: FILE, tokenizer: FILE}.
 func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 	const field = "quantize.calibration"
 	c := DefaultCalibration()
 	c.P = d.at(d.deref(n))
-	d.mapping(n, field, []string{"samples", "seq", "inputs"}, false, func(key string, k, v *yaml.Node) {
+	d.mapping(n, field, []string{"samples", "seq", "inputs", "text", "tokenizer"}, false, func(key string, k, v *yaml.Node) {
 		f := join(field, key)
 		switch key {
 		case "samples", "seq":
@@ -644,12 +650,20 @@ func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 			} else {
 				c.Seq = x
 			}
-		case "inputs":
+		case "inputs", "text", "tokenizer":
 			if s, ok := d.nonEmpty(v, f); ok {
-				c.Inputs = resolvePath(j.Dir, s)
+				*map[string]*string{"inputs": &c.Inputs, "text": &c.Text, "tokenizer": &c.Tokenizer}[key] = resolvePath(j.Dir, s)
 			}
 		}
 	})
+	switch {
+	case c.Text != "" && c.Inputs != "":
+		d.errorf(d.deref(n), field, "text and inputs: give one")
+	case c.Text != "" && c.Tokenizer == "":
+		d.errorf(d.deref(n), field, "text needs tokenizer: FILE (a SentencePiece model or a tokenizer.json)")
+	case c.Text == "" && c.Tokenizer != "":
+		d.errorf(d.deref(n), field, "tokenizer is for text: FILE")
+	}
 	return c
 }
 

@@ -362,6 +362,12 @@ var badJobs = []struct {
 		[]wantDiag{d("4:53", "samples 0: want 1 to 65536"), d("4:61", "seq 70000: want 1 to 65536")}},
 	{"calibration unknown key", head + "  - quantize: {recipe: fp16, calibration: {sample: 3}}\n" + tail,
 		[]wantDiag{d("4:44", `unknown key "sample" (did you mean "samples"?)`)}},
+	{"calibration text and inputs", head + "  - quantize: {recipe: fp16, calibration: {text: a.txt, tokenizer: t.model, inputs: a.jsonl}}\n" + tail,
+		[]wantDiag{d("4:43", "text and inputs: give one")}},
+	{"calibration text without tokenizer", head + "  - quantize: {recipe: fp16, calibration: {text: a.txt}}\n" + tail,
+		[]wantDiag{d("4:43", "text needs tokenizer")}},
+	{"calibration tokenizer without text", head + "  - quantize: {recipe: fp16, calibration: {tokenizer: t.model}}\n" + tail,
+		[]wantDiag{d("4:43", "tokenizer is for text")}},
 	{"recipe and recipes", head + "  - quantize: {recipe: fp16, recipes: [fp16]}\n" + tail,
 		[]wantDiag{d("4:30", "recipe and recipes are exclusive")}},
 	{"no recipe", head + "  - quantize: {}\n" + tail,
@@ -618,5 +624,23 @@ func TestExamples(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("no examples/%s.yaml", name)
 		}
+	}
+}
+
+// TestJobCalibrationText: calibration's text and tokenizer resolve against
+// the job's folder.
+func TestJobCalibrationText(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "j.yaml")
+	text := head + "  - quantize: {recipe: fp16, calibration: {text: data/a.txt, tokenizer: tok.model}}\n" + tail
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err := LoadJob(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := j.Quantize().Calibration; c.Text != filepath.Join(dir, "data", "a.txt") || c.Tokenizer != filepath.Join(dir, "tok.model") || c.Inputs != "" {
+		t.Fatalf("calibration %+v", c)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
+	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
 // Definition names what the statistics are; it is part of every cache
@@ -77,14 +78,15 @@ type statsOnce struct {
 }
 
 // CacheKey is the key of the statistics of the model whose sha256 is
-// modelSum under cal (inputsSum: the sha256 of cal.Inputs, when set).
+// modelSum under cal (inputsSum: the sha256 of cal.Inputs, or those of
+// cal.Text and cal.Tokenizer, when set).
 func CacheKey(modelSum string, cal *config.Calibration, inputsSum string) string {
 	samples := "auto"
 	if cal.Samples > 0 {
 		samples = fmt.Sprint(cal.Samples)
 	}
 	key := fmt.Sprintf("def=%s model=%s samples=%s seq=%d", Definition, modelSum, samples, cal.Seq)
-	if cal.Inputs != "" {
+	if cal.Inputs != "" || cal.Text != "" {
 		key += " inputs=" + inputsSum
 	}
 	return key
@@ -283,14 +285,32 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	layouts := make([]*evaluate.Layout, len(sigs))
 	counts := make([]int, len(sigs))
 	total := 0 // operators × batches
+	sigSamples := make([][]*evaluate.Sample, len(sigs))
+	var textIDs []int
 	for i, sig := range sigs {
 		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
 		if err != nil {
 			return nil, fmt.Errorf("calibration: %w", err)
 		}
 		layouts[i], counts[i] = l, SamplesFor(cal.Samples, l)
-		if samples != nil {
-			counts[i] = len(samples)
+		sigSamples[i] = samples
+		if cal.Text != "" {
+			if textIDs == nil {
+				if textIDs, err = calibrationText(cal, l); err != nil {
+					return nil, err
+				}
+			}
+			if l.Seq == 0 {
+				return nil, fmt.Errorf("%s: quantize.calibration.text: signature %q has no token input to feed text to", cal.P, sig.Key)
+			}
+			sigSamples[i] = evaluate.WindowSamples(textIDs, l.Seq)
+			if len(sigSamples[i]) == 0 {
+				return nil, fmt.Errorf("%s: quantize.calibration.text: %s gives %d tokens, fewer than one window of %d", cal.P, cal.Text, len(textIDs), l.Seq)
+			}
+			sigSamples[i] = sigSamples[i][:min(len(sigSamples[i]), counts[i])]
+		}
+		if sigSamples[i] != nil {
+			counts[i] = len(sigSamples[i])
 		}
 		// Progress counts operators run for a batch.
 		ops := lastNeeded(m, sig.Subgraph) + 1
@@ -302,7 +322,11 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	prog := progress.Start(log, "calibration", int64(total), "operators")
 	defer prog.Done()
 	for i, sig := range sigs {
-		l, n := layouts[i], counts[i]
+		l, n, samples := layouts[i], counts[i], sigSamples[i]
+		file := cal.Inputs
+		if cal.Text != "" {
+			file = cal.Text
+		}
 		top = sig.Subgraph
 		stop := lastNeeded(m, sig.Subgraph)
 		before := func(k int, ev interp.OpEvent) bool {
@@ -320,7 +344,7 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 				var inputs map[string]*interp.Tensor
 				if samples != nil {
 					// The file's lengths rule its token inputs (seq 0).
-					inputs, err = l.Bind(samples[k], cal.Inputs, evaluate.CalibrationSeed, k, 0)
+					inputs, err = l.Bind(samples[k], file, evaluate.CalibrationSeed, k, 0)
 				} else {
 					inputs, err = l.Generate(evaluate.CalibrationSeed, k)
 				}
@@ -416,4 +440,26 @@ func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
 		}
 		s.n++
 	}
+}
+
+// calibrationText tokenizes cal.Text for the token input of layout l.
+func calibrationText(cal *config.Calibration, l *evaluate.Layout) ([]int, error) {
+	vocab := 0
+	for _, in := range l.Inputs {
+		if in.Vocab > 0 {
+			vocab = in.Vocab
+		}
+	}
+	if vocab == 0 {
+		return nil, fmt.Errorf("%s: quantize.calibration.text: signature %q has no token input to feed text to", cal.P, l.Signature)
+	}
+	tok, err := tokenizer.Load(cal.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
+	}
+	ids, _, err := evaluate.TokenizeText(cal.Text, tok, cal.Tokenizer, vocab, "being calibrated")
+	if err != nil {
+		return nil, fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
+	}
+	return ids, nil
 }

@@ -56,8 +56,24 @@ func TextSamples(m *Model, opt Options, textFile, tokenizerFile string) ([]*Samp
 	if seq == 0 {
 		return nil, nil, fmt.Errorf("%s has no token input (an integer input that indexes an embedding table): it cannot be run on text", m.Path)
 	}
+	ids, info, err := TokenizeText(textFile, tok, tokenizerFile, vocab, m.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	info.Seq, info.Windows = seq, len(ids)/seq
+	if info.Windows == 0 {
+		return nil, nil, fmt.Errorf("%s gives %d tokens with %s, fewer than one window of the model's %d", textFile, len(ids), tokenizerFile, seq)
+	}
+	return WindowSamples(ids, seq), info, nil
+}
+
+// TokenizeText reads the text file and returns its ids under tok (read
+// from tokenizerFile), checking that they fit an embedding table of vocab
+// rows (of the model named model). The info's Seq and Windows are left
+// for the caller.
+func TokenizeText(textFile string, tok tokenizer.Tokenizer, tokenizerFile string, vocab int, model string) ([]int, *TextInfo, error) {
 	if tok.VocabSize() > vocab {
-		return nil, nil, fmt.Errorf("tokenizer %s (%s) has %d ids, the model %s's embedding table %d rows: they do not belong together", tokenizerFile, tok.Kind(), tok.VocabSize(), m.Path, vocab)
+		return nil, nil, fmt.Errorf("tokenizer %s (%s) has %d ids, the model %s's embedding table %d rows: they do not belong together", tokenizerFile, tok.Kind(), tok.VocabSize(), model, vocab)
 	}
 	st, err := os.Stat(textFile)
 	if err != nil {
@@ -71,11 +87,7 @@ func TextSamples(m *Model, opt Options, textFile, tokenizerFile string) ([]*Samp
 		return nil, nil, err
 	}
 	ids := tok.Encode(string(text))
-	info := &TextInfo{File: textFile, Tokenizer: tokenizerFile, Kind: tok.Kind(), Tokens: len(ids), Seq: seq, Windows: len(ids) / seq}
-	if info.Windows == 0 {
-		return nil, nil, fmt.Errorf("%s gives %d tokens with %s, fewer than one window of the model's %d", textFile, len(ids), tokenizerFile, seq)
-	}
-	return WindowSamples(ids, seq), info, nil
+	return ids, &TextInfo{File: textFile, Tokenizer: tokenizerFile, Kind: tok.Kind(), Tokens: len(ids)}, nil
 }
 
 // WindowSamples cuts ids into consecutive windows of seq, one sample each
