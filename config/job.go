@@ -159,7 +159,13 @@ type AccuracyGate struct {
 	MinTop1 *float64
 	// MaxRelL2 bounds the relative L2 error of every output.
 	MaxRelL2 *float64
-	P        Pos
+	// Text and Tokenizer, when set, make the samples the text's windows
+	// (as qpipe eval --text; Samples of them), resolved against Job.Dir.
+	Text, Tokenizer string
+	// MaxPPLRatio bounds the quantized model's next-token perplexity on
+	// Text over the float model's, for every logits output (needs Text).
+	MaxPPLRatio *float64
+	P           Pos
 }
 
 // SerializeStage writes each output model.
@@ -427,7 +433,7 @@ func (d *decoder) stageItem(item *yaml.Node, field string, j *Job) (stageEntry, 
 	case KindQuantize:
 		st = d.quantizeStage(v, p, j)
 	case KindVerify:
-		st = d.verifyStage(v, p)
+		st = d.verifyStage(v, p, j.Dir)
 	case KindSerialize:
 		st = d.serializeStage(v, p, j)
 	}
@@ -667,7 +673,7 @@ func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 	return c
 }
 
-func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
+func (d *decoder) verifyStage(n *yaml.Node, p Pos, dir string) *VerifyStage {
 	st := &VerifyStage{OnMismatch: OnMismatchFail, P: p}
 	d.mapping(n, KindVerify, []string{"on_mismatch", "accuracy"}, true, func(key string, k, v *yaml.Node) {
 		switch key {
@@ -676,17 +682,17 @@ func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
 				st.OnMismatch = s
 			}
 		case "accuracy":
-			st.Accuracy = d.accuracy(v, d.at(k))
+			st.Accuracy = d.accuracy(v, d.at(k), dir)
 		}
 	})
 	return st
 }
 
 // accuracy decodes verify.accuracy.
-func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
+func (d *decoder) accuracy(n *yaml.Node, p Pos, dir string) *AccuracyGate {
 	const field = "verify.accuracy"
 	g := &AccuracyGate{Samples: evaluate.DefaultSamples, P: p}
-	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2"}
+	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2", "text", "tokenizer", "max_ppl_ratio"}
 	before := len(d.errs)
 	if !d.mapping(n, field, keys, false, func(key string, k, v *yaml.Node) {
 		f := join(field, key)
@@ -714,6 +720,22 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 					g.MaxRelL2 = &x
 				}
 			}
+		case "text", "tokenizer":
+			if s, ok := d.nonEmpty(v, f); ok {
+				if key == "text" {
+					g.Text = resolvePath(dir, s)
+				} else {
+					g.Tokenizer = resolvePath(dir, s)
+				}
+			}
+		case "max_ppl_ratio":
+			if x, ok := d.number(v, f); ok {
+				if !(x >= 1) {
+					d.errorf(d.deref(v), f, "%g: a bound on the quantized model's perplexity over the float model's, at least 1 (1.05 = 5 %% worse)", x)
+					return
+				}
+				g.MaxPPLRatio = &x
+			}
 		case "min_top1":
 			if x, ok := d.number(v, f); ok {
 				if x < 0 || x > 1 {
@@ -726,8 +748,16 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 	}) {
 		return nil
 	}
-	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil {
-		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2")
+	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil && g.MaxPPLRatio == nil {
+		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2, max_ppl_ratio")
+	}
+	switch {
+	case g.MaxPPLRatio != nil && g.Text == "":
+		d.errorf(d.deref(n), field, "max_ppl_ratio measures perplexity on a text: set text: FILE and tokenizer: FILE")
+	case g.Text != "" && g.Tokenizer == "":
+		d.errorf(d.deref(n), field, "text needs tokenizer: FILE (a SentencePiece model or a tokenizer.json)")
+	case g.Text == "" && g.Tokenizer != "":
+		d.errorf(d.deref(n), field, "tokenizer is for text: FILE")
 	}
 	return g
 }

@@ -283,7 +283,7 @@ func TestAccuracyGateErrors(t *testing.T) {
 		{"fixed length", gateJobText("  - verify: {accuracy: {seq: 64, max_rel_l2: 1}}\n"),
 			[]string{"job.yaml:5:14: verify.accuracy", "the model's sequence length is 8"}},
 		{"KL without logits", strings.NewReplacer("tiny_decoder", "aeq_single_fc", "dynamic_int4_block32", "dynamic_int8").Replace(gateJobText("  - verify: {accuracy: {max_kl: 1}}\n")),
-			[]string{"max_kl and min_top1 measure logits outputs", "this model has none"}},
+			[]string{"max_kl, min_top1 and max_ppl_ratio measure logits outputs", "this model has none"}},
 	} {
 		job := e2eWrite(t, filepath.Join(dir, "job.yaml"), tc.job)
 		for _, cmd := range []string{"run", "plan"} {
@@ -352,5 +352,60 @@ func TestEvalTextEqualsInputs(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {
 			t.Errorf("eval %v: exit %d, %q; want usage error %q", tc.args, code, stderr, tc.want)
 		}
+	}
+}
+
+// TestAccuracyGateText: the gate on a text measures the next-token
+// perplexity ratio qpipe eval --text reports for the same windows; a
+// ratio over the bound fails the job and writes nothing.
+func TestAccuracyGateText(t *testing.T) {
+	dir := t.TempDir()
+	ref := e2eCopy(t, dir, "tiny_decoder.tflite")
+	for _, f := range []string{"botchan.txt", "spm_unigram_nfkc.model"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "tokenizers", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2eWrite(t, filepath.Join(dir, f), string(b))
+	}
+	gate := func(bound string) string {
+		return gateJobText("  - verify:\n      accuracy: {text: botchan.txt, tokenizer: spm_unigram_nfkc.model, max_ppl_ratio: " + bound + "}\n")
+	}
+	tight := e2eWrite(t, filepath.Join(dir, "tight.yaml"), gate("1.05"))
+	code, _, stderr := e2eRun(t, "run", tight)
+	for _, w := range []string{"tight.yaml:6:7", `output "logits" (signature "serving_default"): ppl_ratio 1.1`, "> max_ppl_ratio 1.05", "on 8 sample(s)", "not written"} {
+		if code != exitFailed || !strings.Contains(stderr, w) {
+			t.Errorf("too tight: exit %d, missing %q in:\n%s", code, w, stderr)
+		}
+	}
+	loose := e2eWrite(t, filepath.Join(dir, "loose.yaml"), gate("2"))
+	code, stdout, stderr := e2eRun(t, "run", "--json", loose)
+	if code != 0 {
+		t.Fatalf("loose gate: exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Jobs []struct {
+			Outputs []struct {
+				Accuracy *struct {
+					Samples int
+					Checks  []struct {
+						Metric string
+						Value  *float64
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	a := rep.Jobs[0].Outputs[0].Accuracy
+	if a == nil || a.Samples != 8 || len(a.Checks) != 1 || a.Checks[0].Metric != "ppl_ratio" || a.Checks[0].Value == nil {
+		t.Fatalf("run --json accuracy: %+v", a)
+	}
+	cand := filepath.Join(dir, "out", "loose_q4_block32.tflite")
+	n := logitsOf(t, evalJSON(t, "--samples", "8", "--text", filepath.Join(dir, "botchan.txt"), "--tokenizer", filepath.Join(dir, "spm_unigram_nfkc.model"), ref, cand)).NextToken
+	if n == nil || math.Abs(float64(n.PPLRatio)-*a.Checks[0].Value) > 1e-12 {
+		t.Errorf("gate ppl_ratio %v, eval --text %+v", *a.Checks[0].Value, n)
 	}
 }
