@@ -1,0 +1,35 @@
+// Package tokenizer turns text into token ids for evaluation and
+// calibration on real text (qpipe eval --text, calibration and the
+// accuracy gate's text). It reads two formats (Load tells them apart):
+//
+//   - SentencePiece model files (a serialized ModelProto): unigram
+//     (Viterbi over the pieces' scores) and BPE (merges by score),
+//     byte fallback, user-defined pieces (never split, never normalised),
+//     control and unused pieces, and the normaliser the model asks for:
+//     identity, or any precompiled character map (nmt_nfkc, nfkc,
+//     nfkc_cf, ...: a darts-clone double-array trie of the UTF-8 sequences
+//     that change and a blob of their replacements), with
+//     add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces and
+//     treat_whitespace_as_suffix. The ids are spm_encode's (no BOS/EOS).
+//     WORD and CHAR models are refused.
+//   - Hugging Face tokenizer.json with a BPE model over byte-level
+//     pre-tokenisation: ByteLevel with its GPT-2 split, or a Split by the
+//     GPT-2 or Llama 3 pattern before it; merges as "a b" or ["a", "b"];
+//     added tokens (lstrip/rstrip); ignore_merges. Normalisers, other
+//     split patterns, WordPiece/Unigram models, BPE dropout and byte
+//     fallback are refused by name.
+//
+// The protobuf wire format is read by hand (proto.go): the model file
+// needs seven fields of three messages, and a hand reader keeps the
+// module free of a protobuf runtime and generated code while checking
+// every length against the bytes left. No Go library on the module proxy
+// list reads SentencePiece models (the well-kept ones bind the C++
+// library through cgo), so the algorithms are written here from the
+// reference implementation's behaviour and checked against its ids
+// (testdata/tokenizers: spm_encode 0.1.97 on six trained and two upstream
+// models, Tokenizers.js on three tokenizer.json files).
+//
+// A model file is untrusted: every field, length, piece and trie offset
+// is checked, and a bad file is an error naming the file and the place
+// (FuzzParse); encoding never indexes outside the model.
+package tokenizer
