@@ -3,6 +3,8 @@ package tokenizer
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,8 +63,52 @@ func readIDs(t *testing.T, path string) [][]int {
 func TestSentencePieceGolden(t *testing.T) { testGolden(t, "spm_*.model", 8) }
 
 // TestHFGolden does the same with the tokenizer.json files and the ids
-// Hugging Face's Tokenizers.js gave (make_hf.mjs).
-func TestHFGolden(t *testing.T) { testGolden(t, "hf_*.json", 3) }
+// Hugging Face's Tokenizers.js gave (make_hf.mjs); hf_gpt2_full.json.gz
+// is all of GPT-2.
+func TestHFGolden(t *testing.T) { testGolden(t, "hf_*.json*", 4) }
+
+// loadTest loads a test tokenizer, gunzipping a .gz file.
+func loadTest(t *testing.T, path string) Tokenizer {
+	t.Helper()
+	if !strings.HasSuffix(path, ".gz") {
+		tok, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Parse(b, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestGPT2Upstream: an id sequence Hugging Face's tokenizers tests state
+// for GPT-2 (bindings/python/tests/bindings/test_tokenizer.py, a Thai
+// character split into byte-level pieces), and the vocabulary size.
+func TestGPT2Upstream(t *testing.T) {
+	tok := loadTest(t, filepath.Join(testdir, "hf_gpt2_full.json.gz"))
+	if got, want := tok.Encode("อั"), []int{19567, 255, 19567, 109}; !slices.Equal(got, want) {
+		t.Errorf("อั: %v, want %v", got, want)
+	}
+	if n := tok.VocabSize(); n != 50257 {
+		t.Errorf("VocabSize %d, want 50257", n)
+	}
+}
 
 func testGolden(t *testing.T, glob string, atLeast int) {
 	models, _ := filepath.Glob(filepath.Join(testdir, glob))
@@ -74,12 +120,9 @@ func testGolden(t *testing.T, glob string, atLeast int) {
 		"botchan": readLines(t, filepath.Join(testdir, "botchan.txt"), 400),
 	}
 	for _, path := range models {
-		name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".gz"), filepath.Ext(strings.TrimSuffix(path, ".gz")))
 		t.Run(name, func(t *testing.T) {
-			tok, err := Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tok := loadTest(t, path)
 			for set, lines := range inputs {
 				want := readIDs(t, filepath.Join(testdir, name+"."+set+".ids"))
 				if len(want) != len(lines) {

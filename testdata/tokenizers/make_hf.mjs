@@ -11,10 +11,13 @@
 // that it fits the 1024-token test decoders. hf_gpt2_1024_prefix.json: the
 // same with add_prefix_space and two added tokens ("<mask>" with lstrip,
 // "<sep>"). hf_llama3_1024.json: the same vocabulary with Llama 3's split
-// pattern and ignore_merges. NAME.strings.ids and NAME.botchan.ids: ids of
-// strings.txt and of the first 400 lines of botchan.txt (without
-// special tokens added).
+// pattern and ignore_merges. hf_gpt2_full.json.gz: all of GPT-2 (50257
+// ids), gzipped; its ids are checked against gpt-3-encoder's own encoder
+// too (a second implementation), and the script says where they differ.
+// NAME.strings.ids and NAME.botchan.ids: ids of strings.txt and of the
+// first 400 lines of botchan.txt (without special tokens added).
 import fs from "node:fs";
+import zlib from "node:zlib";
 import { createRequire } from "node:module";
 const require = createRequire(process.env.NODE_PATH + "/");
 const { Tokenizer } = await import(process.env.NODE_PATH + "/@huggingface/tokenizers/dist/tokenizers.mjs");
@@ -37,6 +40,13 @@ const make = (added, pre, ignoreMerges = false) => ({
 	model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "",
 		fuse_unk: false, byte_fallback: false, ignore_merges: ignoreMerges, vocab, merges },
 });
+const full = {
+	version: "1.0", truncation: null, padding: null, added_tokens: [special(50256, "<|endoftext|>")], normalizer: null,
+	pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true }, post_processor: null,
+	decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+	model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "",
+		fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: enc, merges: bpe },
+};
 const files = {
 	hf_gpt2_1024: make([special(1023, "<|endoftext|>")], { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true }),
 	hf_gpt2_1024_prefix: make([special(1023, "<|endoftext|>"), special(1024, "<mask>", { lstrip: true }), special(1025, "<sep>")],
@@ -53,6 +63,20 @@ const lines = (f, n) => {
 const inputs = { strings: lines("strings.txt"), botchan: lines("botchan.txt", 400) };
 for (const [name, json] of Object.entries(files)) {
 	fs.writeFileSync(`${name}.json`, JSON.stringify(json));
+	encodeAll(name, json);
+}
+fs.writeFileSync("hf_gpt2_full.json.gz", zlib.gzipSync(JSON.stringify(full), { level: 9 }));
+encodeAll("hf_gpt2_full", full);
+const { encode } = require("gpt-3-encoder");
+for (const [set, ls] of Object.entries(inputs)) {
+	const want = fs.readFileSync(`hf_gpt2_full.${set}.ids`, "utf8").split("\n");
+	ls.forEach((l, i) => {
+		const got = encode(l).join(" ");
+		if (got !== want[i]) console.log(`gpt-3-encoder differs on ${set} line ${i + 1}: ${got} vs ${want[i]}`);
+	});
+}
+
+function encodeAll(name, json) {
 	const tok = new Tokenizer(json, {});
 	for (const [set, ls] of Object.entries(inputs)) {
 		const out = ls.map((l) => tok.encode(l, { add_special_tokens: false }).ids.join(" "));
