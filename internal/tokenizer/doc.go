@@ -14,10 +14,12 @@
 //     WORD and CHAR models are refused.
 //   - Hugging Face tokenizer.json with a BPE model over byte-level
 //     pre-tokenisation: ByteLevel with its GPT-2 split, or a Split by the
-//     GPT-2 or Llama 3 pattern before it; merges as "a b" or ["a", "b"];
-//     added tokens (lstrip/rstrip); ignore_merges. Normalisers, other
-//     split patterns, WordPiece/Unigram models, BPE dropout and byte
-//     fallback are refused by name.
+//     GPT-2, Llama 3 or Qwen 2 pattern before it (implemented by hand: Go's
+//     regexp has no look-ahead); merges as "a b" or ["a", "b"]; added
+//     tokens (lstrip/rstrip); ignore_merges; no normaliser or one Unicode
+//     normal form (NFC, NFKC, NFD, NFKD, golang.org/x/text's tables).
+//     Other normalisers and split patterns, WordPiece/Unigram models, BPE
+//     dropout and byte fallback are refused by name.
 //
 // The protobuf wire format is read by hand (proto.go): the model file
 // needs seven fields of three messages, and a hand reader keeps the
@@ -27,7 +29,7 @@
 // library through cgo), so the algorithms are written here from the
 // reference implementation's behaviour and checked against its ids
 // (testdata/tokenizers: spm_encode 0.1.97 on six trained and two upstream
-// models, Tokenizers.js on three tokenizer.json files).
+// models, Tokenizers.js on five tokenizer.json files, one of them all of GPT-2).
 //
 // A model file is untrusted: every field, length, piece and trie offset
 // is checked, and a bad file is an error naming the file and the place

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // HF is a Hugging Face tokenizer.json with a BPE model over byte-level
@@ -25,6 +27,7 @@ type HF struct {
 	prefix  bool
 	ignore  bool
 	splitFn func(string) []string
+	norm    *norm.Form // nil: no normaliser
 }
 
 type addedToken struct {
@@ -67,6 +70,8 @@ type hfComponent struct {
 const (
 	gpt2Pattern  = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 	llama3Prefix = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	// Qwen 2's is Llama 3's with single digits.
+	qwen2Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
 // ParseHF reads a tokenizer.json. What is not supported (another model
@@ -85,8 +90,9 @@ func ParseHF(data []byte, name string) (*HF, error) {
 	if f.Model.Type != "BPE" {
 		return nil, errf("model type %q: only BPE is supported", f.Model.Type)
 	}
-	if len(f.Normalizer) > 0 && string(f.Normalizer) != "null" {
-		return nil, errf("normalizer %s: only tokenizers without a normalizer are supported", short(f.Normalizer))
+	nf, err := hfNormalizer(f.Normalizer)
+	if err != nil {
+		return nil, errf("%v", err)
 	}
 	if f.Model.Dropout != nil && *f.Model.Dropout > 0 {
 		return nil, errf("BPE dropout %g: only deterministic BPE is supported", *f.Model.Dropout)
@@ -100,7 +106,7 @@ func ParseHF(data []byte, name string) (*HF, error) {
 	if p := f.Model.EndOfWordSuffix; p != nil && *p != "" {
 		return nil, errf("end_of_word_suffix %q is not supported", *p)
 	}
-	t := &HF{vocab: f.Model.Vocab, ranks: map[[2]string]int{}, unk: -1, ignore: f.Model.IgnoreMerges}
+	t := &HF{vocab: f.Model.Vocab, ranks: map[[2]string]int{}, unk: -1, ignore: f.Model.IgnoreMerges, norm: nf}
 	if len(t.vocab) == 0 {
 		return nil, errf("the model has no vocabulary")
 	}
@@ -152,6 +158,24 @@ func ParseHF(data []byte, name string) (*HF, error) {
 		return nil, errf("pre_tokenizer: %v", err)
 	}
 	return t, nil
+}
+
+// hfNormalizer accepts no normaliser or one Unicode normal form (NFC,
+// NFKC, NFD, NFKD: golang.org/x/text's tables).
+func hfNormalizer(raw json.RawMessage) (*norm.Form, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var c struct{ Type string }
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("normalizer: %v", err)
+	}
+	forms := map[string]norm.Form{"NFC": norm.NFC, "NFKC": norm.NFKC, "NFD": norm.NFD, "NFKD": norm.NFKD}
+	f, ok := forms[c.Type]
+	if !ok {
+		return nil, fmt.Errorf("normalizer %s: only none or one of NFC, NFKC, NFD, NFKD is supported", short(raw))
+	}
+	return &f, nil
 }
 
 func short(b []byte) string {
@@ -235,9 +259,11 @@ func (t *HF) preTokenizer(raw json.RawMessage) error {
 			case gpt2Pattern:
 				t.splitFn = splitGPT2
 			case llama3Prefix:
-				t.splitFn = splitLlama3
+				t.splitFn = func(s string) []string { return splitLlama3(s, 3) }
+			case qwen2Pattern:
+				t.splitFn = func(s string) []string { return splitLlama3(s, 1) }
 			default:
-				return fmt.Errorf("Split pattern %q: only the GPT-2 and Llama 3 patterns are supported", *pat.Regex)
+				return fmt.Errorf("Split pattern %q: only the GPT-2, Llama 3 and Qwen 2 patterns are supported", *pat.Regex)
 			}
 		default:
 			return fmt.Errorf("%q: only ByteLevel (and a Split before it) is supported", p.Type)
@@ -302,6 +328,9 @@ func (t *HF) nextAdded(s string) (int, addedToken, int, int) {
 }
 
 func (t *HF) encodePlain(s string, out []int) []int {
+	if t.norm != nil {
+		s = t.norm.String(s)
+	}
 	if s == "" {
 		return out
 	}
@@ -442,7 +471,8 @@ func splitGPT2(s string) []string {
 // splitLlama3 splits s as the Llama 3 pattern does:
 // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 // ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-func splitLlama3(s string) []string {
+// with digits runs of at most digits (3; Qwen 2's pattern: 1).
+func splitLlama3(s string, digits int) []string {
 	var out []string
 	isCRLF := func(r rune) bool { return r == '\r' || r == '\n' }
 	other := func(r rune) bool { return !isSpace(r) && !isL(r) && !isN(r) }
@@ -467,9 +497,9 @@ func splitLlama3(s string) []string {
 				end = e
 			}
 		}
-		if end < 0 && isN(r) { // \p{N}{1,3}
+		if end < 0 && isN(r) { // \p{N}{1,digits}
 			end = i
-			for n := 0; n < 3 && end < len(s); n++ {
+			for n := 0; n < digits && end < len(s); n++ {
 				q, kk := utf8.DecodeRuneInString(s[end:])
 				if !isN(q) {
 					break

@@ -118,10 +118,10 @@ func TestHFHostile(t *testing.T) {
 		{"bad merge pair", `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}}`, "neither"},
 		{"unk not in vocab", `{"model": {"type": "BPE", "vocab": {"a": 0}, "unk_token": "<unk>"}}`, "unk_token"},
 		{"dropout", `{"model": {"type": "BPE", "vocab": {"a": 0}, "dropout": 0.1}}`, "dropout"},
-		{"normalizer", strings.Replace(s, `"normalizer":null`, `"normalizer":{"type":"NFC"}`, 1), "normalizer"},
+		{"normalizer", strings.Replace(s, `"normalizer":null`, `"normalizer":{"type":"Lowercase"}`, 1), "only none or one of NFC"},
 		{"no pre-tokenizer", strings.Replace(s, `"pre_tokenizer":{"type":"ByteLevel"`, `"pre_tokenizer":null,"x":{"type":"ByteLevel"`, 1), "only byte-level"},
 		{"metaspace", strings.Replace(s, `"pre_tokenizer":{"type":"ByteLevel"`, `"pre_tokenizer":{"type":"Metaspace"`, 1), `"Metaspace"`},
-		{"other regex", `{"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"}, {"type": "ByteLevel"}]}, "model": {"type": "BPE", "vocab": {"a": 0}}}`, "only the GPT-2 and Llama 3 patterns"},
+		{"other regex", `{"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"}, {"type": "ByteLevel"}]}, "model": {"type": "BPE", "vocab": {"a": 0}}}`, "only the GPT-2, Llama 3 and Qwen 2 patterns"},
 		{"single word", strings.Replace(s, `"single_word":false`, `"single_word":true`, 1), "single_word"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,7 +11,8 @@
 // that it fits the 1024-token test decoders. hf_gpt2_1024_prefix.json: the
 // same with add_prefix_space and two added tokens ("<mask>" with lstrip,
 // "<sep>"). hf_llama3_1024.json: the same vocabulary with Llama 3's split
-// pattern and ignore_merges. hf_gpt2_full.json.gz: all of GPT-2 (50257
+// pattern and ignore_merges. hf_qwen2_nfc_1024.json: the same vocabulary
+// with Qwen 2's split pattern and an NFC normalizer. hf_gpt2_full.json.gz: all of GPT-2 (50257
 // ids), gzipped; its ids are checked against gpt-3-encoder's own encoder
 // too (a second implementation), and the script says where they differ.
 // NAME.strings.ids and NAME.botchan.ids: ids of strings.txt and of the
@@ -34,8 +35,9 @@ for (const [i, m] of merges.entries()) {
 const special = (id, content, extra = {}) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true, ...extra });
 const gpt2 = `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`;
 const llama3 = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`;
-const make = (added, pre, ignoreMerges = false) => ({
-	version: "1.0", truncation: null, padding: null, added_tokens: added, normalizer: null, pre_tokenizer: pre,
+const qwen2 = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`;
+const make = (added, pre, ignoreMerges = false, normalizer = null) => ({
+	version: "1.0", truncation: null, padding: null, added_tokens: added, normalizer, pre_tokenizer: pre,
 	post_processor: null, decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
 	model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "",
 		fuse_unk: false, byte_fallback: false, ignore_merges: ignoreMerges, vocab, merges },
@@ -54,6 +56,9 @@ const files = {
 	hf_llama3_1024: make([special(1023, "<|endoftext|>")], { type: "Sequence", pretokenizers: [
 		{ type: "Split", pattern: { Regex: llama3 }, behavior: "Isolated", invert: false },
 		{ type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false }] }, true),
+	hf_qwen2_nfc_1024: make([special(1023, "<|endoftext|>")], { type: "Sequence", pretokenizers: [
+		{ type: "Split", pattern: { Regex: qwen2 }, behavior: "Isolated", invert: false },
+		{ type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false }] }, false, { type: "NFC" }),
 };
 const lines = (f, n) => {
 	const all = fs.readFileSync(f, "utf8").split("\n");
