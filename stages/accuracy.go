@@ -66,7 +66,7 @@ func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, er
 	}
 	defer m.Close()
 	if cfg.Text != "" {
-		if g.text, _, err = evaluate.TextSamples(m, g.options(), cfg.Text, cfg.Tokenizer); err != nil {
+		if g.text, _, err = evaluate.TextSamples(m, g.options(), cfg.Text, cfg.Tokenizer, evaluate.NoBOS); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}

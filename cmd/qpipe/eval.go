@@ -16,7 +16,7 @@ import (
 func init() {
 	register(command{
 		name:    "eval",
-		usage:   "[--signature S] [--samples N] [--seq L] [--seed S] [--inputs FILE | --text FILE --tokenizer FILE] [--json] REF.tflite [CAND.tflite]",
+		usage:   "[--signature S] [--samples N] [--seq L] [--seed S] [--inputs FILE | --text FILE --tokenizer FILE [--bos ID]] [--json] REF.tflite [CAND.tflite]",
 		summary: "run CAND and REF on the same inputs and compare their outputs (rel L2, max abs, cosine; KL and top-1/top-5 for logits; perplexity, KL and Δp of the next token on text or an inputs file), or run one model and print its output statistics",
 		run:     evalCmd,
 	})
@@ -32,8 +32,9 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	inputs := fs.String("inputs", "", "JSON-lines file of inputs, one sample per line (README: Evaluating)")
 	text := fs.String("text", "", "text file: tokenized with --tokenizer and run in windows of the model's sequence length (docs/EVAL.md)")
 	tokFile := fs.String("tokenizer", "", "tokenizer of --text: a SentencePiece model or a tokenizer.json")
+	bos := fs.Int("bos", evaluate.NoBOS, "with --text: start every window with this token id (the model's BOS), then L-1 text tokens")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
-	flags, pos := flagArgs(args, map[string]bool{"signature": true, "samples": true, "seq": true, "seed": true, "inputs": true, "text": true, "tokenizer": true})
+	flags, pos := flagArgs(args, map[string]bool{"signature": true, "samples": true, "seq": true, "seed": true, "inputs": true, "text": true, "tokenizer": true, "bos": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}
@@ -60,6 +61,8 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("--text needs --tokenizer FILE (a SentencePiece model or a tokenizer.json)")
 	case *text == "" && *tokFile != "":
 		return usagef("--tokenizer is for --text")
+	case set["bos"] && (*text == "" || *bos < 0):
+		return usagef("--bos ID: a token id (0 or more), with --text")
 	}
 	if *inputs != "" {
 		f, err := os.Open(*inputs)
@@ -91,7 +94,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	var info *evaluate.TextInfo
 	if *text != "" {
 		var err error
-		if opt.Inputs, info, err = evaluate.TextSamples(models[0], opt, *text, *tokFile); err != nil {
+		if opt.Inputs, info, err = evaluate.TextSamples(models[0], opt, *text, *tokFile, *bos); err != nil {
 			return err
 		}
 		opt.InputsFile = *text
@@ -152,7 +155,11 @@ func printEval(w io.Writer, r *evaluate.Report) {
 		fmt.Fprintf(w, "inputs     %d sample(s) from %s\n", r.Samples, r.Inputs)
 	}
 	if t := r.Text; t != nil {
-		fmt.Fprintf(w, "text       %d tokens (%s %s), %d window(s) of %d\n", t.Tokens, t.Kind, t.Tokenizer, t.Windows, t.Seq)
+		fmt.Fprintf(w, "text       %d tokens (%s %s), %d window(s) of %d", t.Tokens, t.Kind, t.Tokenizer, t.Windows, t.Seq)
+		if t.BOS != nil {
+			fmt.Fprintf(w, ", each BOS %d and %d text tokens", *t.BOS, t.Seq-1)
+		}
+		fmt.Fprintln(w)
 	}
 	for _, s := range r.Signatures {
 		fmt.Fprintf(w, "\nsignature %q", s.Signature)

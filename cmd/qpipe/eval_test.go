@@ -332,6 +332,20 @@ func TestEvalTextEqualsInputs(t *testing.T) {
 	if string(a) != string(c) {
 		t.Errorf("text and inputs file differ:\n%s\n%s", a, c)
 	}
+	// With a BOS: each window is the BOS and the next 7 text tokens.
+	lines.Reset()
+	for w := 0; w < 2; w++ {
+		js, _ := json.Marshal(map[string][]int{"tokens": append([]int{1}, ids[w*7:(w+1)*7]...)})
+		lines.Write(append(js, '\n'))
+	}
+	if err := os.WriteFile(jsonl, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = json.Marshal(evalJSON(t, "--text", text, "--tokenizer", tok, "--bos", "1", "--samples", "2", ref, cand).Signatures)
+	c, _ = json.Marshal(evalJSON(t, "--inputs", jsonl, ref, cand).Signatures)
+	if string(a) != string(c) {
+		t.Errorf("text with BOS and inputs file differ:\n%s\n%s", a, c)
+	}
 	n := logitsOf(t, fromText).NextToken
 	if n == nil || n.Scored != 6*3 || n.PPLRatio <= 0 || n.MeanKL <= 0 {
 		t.Errorf("next token %+v", n)
@@ -347,6 +361,8 @@ func TestEvalTextEqualsInputs(t *testing.T) {
 		{[]string{"--text", text, ref}, "--text needs --tokenizer"},
 		{[]string{"--tokenizer", tok, ref}, "--tokenizer is for --text"},
 		{[]string{"--text", text, "--tokenizer", tok, "--inputs", jsonl, ref}, "give one"},
+		{[]string{"--bos", "1", ref}, "--bos ID"},
+		{[]string{"--text", text, "--tokenizer", tok, "--bos", "-2", ref}, "--bos ID"},
 	} {
 		code, _, stderr := e2eRun(t, append([]string{"eval"}, tc.args...)...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {

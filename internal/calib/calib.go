@@ -303,7 +303,7 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 			if l.Seq == 0 {
 				return nil, fmt.Errorf("%s: quantize.calibration.text: signature %q has no token input to feed text to", cal.P, sig.Key)
 			}
-			sigSamples[i] = evaluate.WindowSamples(textIDs, l.Seq)
+			sigSamples[i] = evaluate.WindowSamples(textIDs, l.Seq, evaluate.NoBOS)
 			if len(sigSamples[i]) == 0 {
 				return nil, fmt.Errorf("%s: quantize.calibration.text: %s gives %d tokens, fewer than one window of %d", cal.P, cal.Text, len(textIDs), l.Seq)
 			}

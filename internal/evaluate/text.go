@@ -19,20 +19,27 @@ type TextInfo struct {
 	Tokenizer string `json:"tokenizer"`
 	Kind      string `json:"tokenizer_kind"`
 	// Tokens is how many ids the text gave; Windows how many samples of
-	// Seq tokens they fill; the last Tokens − Windows·Seq are not run.
+	// Seq tokens they fill (Seq − 1 with BOS); the rest is not run.
 	Tokens  int `json:"tokens"`
 	Seq     int `json:"seq"`
 	Windows int `json:"windows"`
+	// BOS, when set, is the id put before each window's text tokens.
+	BOS *int `json:"bos,omitempty"`
 }
+
+// NoBOS asks TextSamples for windows of text tokens only.
+const NoBOS = -1
 
 // TextSamples tokenizes the text file with the tokenizer file and cuts
 // the ids into consecutive windows of the sequence length of m's token
 // input (the signature's, when one is selected), one sample each, named
 // by the "tokens" key as an inputs file would name them: a text run
 // through these samples gives exactly the numbers of the same ids written
-// as an inputs file. The whole file is one text (no BOS or EOS is added).
-// The tokenizer's ids must fit the model's embedding table.
-func TextSamples(m *Model, opt Options, textFile, tokenizerFile string) ([]*Sample, *TextInfo, error) {
+// as an inputs file. The whole file is one text (no EOS is added); bos
+// ≥ 0 starts every window with that id, followed by the next Seq − 1 text
+// tokens (NoBOS: none). The tokenizer's ids must fit the model's
+// embedding table.
+func TextSamples(m *Model, opt Options, textFile, tokenizerFile string, bos int) ([]*Sample, *TextInfo, error) {
 	tok, err := tokenizer.Load(tokenizerFile)
 	if err != nil {
 		return nil, nil, err
@@ -60,11 +67,18 @@ func TextSamples(m *Model, opt Options, textFile, tokenizerFile string) ([]*Samp
 	if err != nil {
 		return nil, nil, err
 	}
-	info.Seq, info.Windows = seq, len(ids)/seq
+	if bos >= vocab {
+		return nil, nil, fmt.Errorf("BOS id %d: the model %s's embedding table has %d rows", bos, m.Path, vocab)
+	}
+	samples := WindowSamples(ids, seq, bos)
+	info.Seq, info.Windows = seq, len(samples)
+	if bos >= 0 {
+		info.BOS = &bos
+	}
 	if info.Windows == 0 {
 		return nil, nil, fmt.Errorf("%s gives %d tokens with %s, fewer than one window of the model's %d", textFile, len(ids), tokenizerFile, seq)
 	}
-	return WindowSamples(ids, seq), info, nil
+	return samples, info, nil
 }
 
 // TokenizeText reads the text file and returns its ids under tok (read
@@ -92,13 +106,24 @@ func TokenizeText(textFile string, tok tokenizer.Tokenizer, tokenizerFile string
 
 // WindowSamples cuts ids into consecutive windows of seq, one sample each
 // (the last, partial window left out), as ParseSamples would read the
-// lines {"tokens": [...]} of each window.
-func WindowSamples(ids []int, seq int) []*Sample {
+// lines {"tokens": [...]} of each window. bos ≥ 0 starts each window with
+// that id and fills it with the next seq − 1 ids.
+func WindowSamples(ids []int, seq, bos int) []*Sample {
 	var out []*Sample
-	for w := 0; (w+1)*seq <= len(ids); w++ {
-		v := &Value{Shape: []int{seq}, Nums: make([]json.Number, seq), col: 1}
-		for i, id := range ids[w*seq : (w+1)*seq] {
-			v.Nums[i] = json.Number(strconv.Itoa(id))
+	step := seq
+	if bos >= 0 {
+		step = seq - 1
+	}
+	if step <= 0 {
+		return nil
+	}
+	for w := 0; (w+1)*step <= len(ids); w++ {
+		v := &Value{Shape: []int{seq}, Nums: make([]json.Number, 0, seq), col: 1}
+		if bos >= 0 {
+			v.Nums = append(v.Nums, json.Number(strconv.Itoa(bos)))
+		}
+		for _, id := range ids[w*step : (w+1)*step] {
+			v.Nums = append(v.Nums, json.Number(strconv.Itoa(id)))
 		}
 		out = append(out, &Sample{Line: w + 1, Values: map[string]*Value{TokensKey: v}, keys: []string{TokensKey}})
 	}

@@ -38,7 +38,7 @@ func TestNextTokenDirect(t *testing.T) {
 	if err := os.WriteFile(text, lines[:3000], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	samples, info, err := TextSamples(ref, Options{}, text, spmUnigram)
+	samples, info, err := TextSamples(ref, Options{}, text, spmUnigram, NoBOS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,12 +172,25 @@ func TestTextSamplesErrors(t *testing.T) {
 		{m, botchan, botchan, "botchan.txt: SentencePiece model"},
 		{m, filepath.Join(dir, "none.txt"), spmUnigram, "none.txt"},
 	} {
-		_, _, err := TextSamples(tc.m, Options{}, tc.text, tc.tok)
+		_, _, err := TextSamples(tc.m, Options{}, tc.text, tc.tok, NoBOS)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s with %s: %v, want %q", tc.text, tc.tok, err, tc.want)
 		}
 	}
-	if got := WindowSamples([]int{1, 2, 3, 4, 5}, 2); len(got) != 2 || !slices.Equal(got[1].Values[TokensKey].Nums, []json.Number{"3", "4"}) {
+	if got := WindowSamples([]int{1, 2, 3, 4, 5}, 2, NoBOS); len(got) != 2 || !slices.Equal(got[1].Values[TokensKey].Nums, []json.Number{"3", "4"}) {
 		t.Errorf("WindowSamples: %+v", got)
+	}
+	if got := WindowSamples([]int{1, 2, 3, 4, 5}, 3, 9); len(got) != 2 || !slices.Equal(got[1].Values[TokensKey].Nums, []json.Number{"9", "3", "4"}) {
+		t.Errorf("WindowSamples with BOS: %+v", got)
+	}
+	if got := WindowSamples([]int{1, 2}, 1, 9); got != nil {
+		t.Errorf("BOS in windows of 1: %+v", got)
+	}
+	if _, _, err := TextSamples(m, Options{}, botchan, spmUnigram, 1024); err == nil || !strings.Contains(err.Error(), "BOS id 1024") {
+		t.Errorf("BOS past the table: %v", err)
+	}
+	_, info, err := TextSamples(m, Options{}, botchan, spmUnigram, 1)
+	if err != nil || info.BOS == nil || *info.BOS != 1 || info.Windows != info.Tokens/7 {
+		t.Errorf("BOS 1: %+v %v", info, err)
 	}
 }
