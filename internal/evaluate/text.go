@@ -10,8 +10,10 @@ import (
 )
 
 // MaxTextBytes bounds a text file given to eval, calibration or the
-// accuracy gate.
-const MaxTextBytes = 1 << 30
+// accuracy gate: 64 MiB is some 16 million tokens, hours of evaluation of
+// a small model, and its windows are held as samples (about 30 bytes a
+// token).
+const MaxTextBytes = 64 << 20
 
 // TextInfo says how a text file became samples.
 type TextInfo struct {
