@@ -1,10 +1,14 @@
 package tokenizer
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -100,6 +104,8 @@ func TestSentencePieceHostile(t *testing.T) {
 }
 
 func TestHFHostile(t *testing.T) {
+	defer func(n int) { inflateLimit = n }(inflateLimit)
+	inflateLimit = 1 << 20
 	good, err := os.ReadFile(filepath.Join(testdir, "hf_gpt2_1024.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +129,9 @@ func TestHFHostile(t *testing.T) {
 		{"metaspace", strings.Replace(s, `"pre_tokenizer":{"type":"ByteLevel"`, `"pre_tokenizer":{"type":"Metaspace"`, 1), `"Metaspace"`},
 		{"other regex", `{"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"}, {"type": "ByteLevel"}]}, "model": {"type": "BPE", "vocab": {"a": 0}}}`, "only the GPT-2, Llama 3 and Qwen 2 patterns"},
 		{"single word", strings.Replace(s, `"single_word":false`, `"single_word":true`, 1), "single_word"},
+		{"truncated gzip", string(gz(good)[:100]), "compressed tokenizer: unexpected EOF"},
+		{"zlib of junk", string(zl([]byte("not a tokenizer"))), "SentencePiece model"},
+		{"zlib bomb", string(zl(make([]byte, 1<<20+1))), "inflates to more than 1048576 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.json), "bad.json")
@@ -158,4 +167,40 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func gz(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zl(b []byte) []byte {
+	var buf bytes.Buffer
+	w, _ := zlib.NewWriterLevel(&buf, zlib.BestCompression)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+// A zlib-compressed tokenizer.json (as a bundle stores it) reads as the
+// plain file.
+func TestZlibTokenizer(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join(testdir, "hf_gpt2_1024.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Parse(good, "plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse(zl(good), "zlib")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, y := a.Encode("Hello world"), b.Encode("Hello world"); !slices.Equal(x, y) || len(x) == 0 {
+		t.Errorf("plain %v, zlib %v", x, y)
+	}
 }
