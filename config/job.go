@@ -588,7 +588,7 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 			d.errorf(budgetKey, KindQuantize, "budget chooses the schemes itself: leave recipe and recipes out (narrow its choice with budget.candidates)")
 			return st
 		}
-		if st.Budget = d.budget(budget, "quantize.budget"); st.Budget != nil {
+		if st.Budget = d.budget(budget, "quantize.budget", j.Dir); st.Budget != nil {
 			st.Recipes = []*Recipe{{Name: BudgetRecipe, Suffix: BudgetRecipe, P: st.Budget.P}}
 		}
 		return st
