@@ -179,18 +179,10 @@ func (d *decoder) budget(n *yaml.Node, field, dir string) *Budget {
 		case "candidates":
 			b.Candidates = d.budgetCandidates(v, f)
 		case "text", "tokenizer":
-			if s, ok := d.nonEmpty(v, f); ok {
-				if key == "text" {
-					b.Text = resolvePath(dir, s)
-				} else {
-					b.Tokenizer = resolvePath(dir, s)
-				}
-			}
+			d.textKey(v, f, key, dir, &b.Text, &b.Tokenizer)
 		}
 	})
-	if len(d.errs) == before && (b.Text == "") != (b.Tokenizer == "") {
-		d.errorf(d.deref(n), field, "text and tokenizer go together: the text file and the tokenizer (a SentencePiece model or a tokenizer.json) that turns it into the model's token ids")
-	}
+	d.checkText(n, field, b.Text, b.Tokenizer)
 	if len(d.errs) > before {
 		return nil
 	}

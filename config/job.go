@@ -656,21 +656,42 @@ func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 			} else {
 				c.Seq = x
 			}
-		case "inputs", "text", "tokenizer":
+		case "inputs":
 			if s, ok := d.nonEmpty(v, f); ok {
-				*map[string]*string{"inputs": &c.Inputs, "text": &c.Text, "tokenizer": &c.Tokenizer}[key] = resolvePath(j.Dir, s)
+				c.Inputs = resolvePath(j.Dir, s)
 			}
+		case "text", "tokenizer":
+			d.textKey(v, f, key, j.Dir, &c.Text, &c.Tokenizer)
 		}
 	})
-	switch {
-	case c.Text != "" && c.Inputs != "":
+	if c.Text != "" && c.Inputs != "" {
 		d.errorf(d.deref(n), field, "text and inputs: give one")
-	case c.Text != "" && c.Tokenizer == "":
+	}
+	d.checkText(n, field, c.Text, c.Tokenizer)
+	return c
+}
+
+// textKey decodes a text: FILE or tokenizer: FILE key (resolved against
+// dir) into *text or *tok.
+func (d *decoder) textKey(v *yaml.Node, f, key, dir string, text, tok *string) {
+	if s, ok := d.nonEmpty(v, f); ok {
+		if key == "text" {
+			*text = resolvePath(dir, s)
+		} else {
+			*tok = resolvePath(dir, s)
+		}
+	}
+}
+
+// checkText reports a text without a tokenizer or a tokenizer without a
+// text.
+func (d *decoder) checkText(n *yaml.Node, field, text, tok string) {
+	switch {
+	case text != "" && tok == "":
 		d.errorf(d.deref(n), field, "text needs tokenizer: FILE (a SentencePiece model or a tokenizer.json)")
-	case c.Text == "" && c.Tokenizer != "":
+	case text == "" && tok != "":
 		d.errorf(d.deref(n), field, "tokenizer is for text: FILE")
 	}
-	return c
 }
 
 func (d *decoder) verifyStage(n *yaml.Node, p Pos, dir string) *VerifyStage {
@@ -721,13 +742,7 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos, dir string) *AccuracyGate {
 				}
 			}
 		case "text", "tokenizer":
-			if s, ok := d.nonEmpty(v, f); ok {
-				if key == "text" {
-					g.Text = resolvePath(dir, s)
-				} else {
-					g.Tokenizer = resolvePath(dir, s)
-				}
-			}
+			d.textKey(v, f, key, dir, &g.Text, &g.Tokenizer)
 		case "max_ppl_ratio":
 			if x, ok := d.number(v, f); ok {
 				if !(x >= 1) {
@@ -751,14 +766,10 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos, dir string) *AccuracyGate {
 	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil && g.MaxPPLRatio == nil {
 		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2, max_ppl_ratio")
 	}
-	switch {
-	case g.MaxPPLRatio != nil && g.Text == "":
+	if g.MaxPPLRatio != nil && g.Text == "" {
 		d.errorf(d.deref(n), field, "max_ppl_ratio measures perplexity on a text: set text: FILE and tokenizer: FILE")
-	case g.Text != "" && g.Tokenizer == "":
-		d.errorf(d.deref(n), field, "text needs tokenizer: FILE (a SentencePiece model or a tokenizer.json)")
-	case g.Text == "" && g.Tokenizer != "":
-		d.errorf(d.deref(n), field, "tokenizer is for text: FILE")
 	}
+	d.checkText(n, field, g.Text, g.Tokenizer)
 	return g
 }
 

@@ -26,7 +26,6 @@ import (
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
-	"github.com/qpipe/qpipe/internal/tokenizer"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -204,9 +203,11 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 	}
 	mm.layout0, mm.seq = l, l.Seq
 	if cfg.Text != "" {
-		if mm.windows, err = budgetText(cfg, l); err != nil {
-			return nil, err
+		ids, err := evaluate.LayoutText(l, cfg.Text, cfg.Tokenizer)
+		if err != nil {
+			return nil, fmt.Errorf("quantize.budget.text: %w", err)
 		}
+		mm.windows = evaluate.WindowSamples(ids, l.Seq, evaluate.NoBOS)
 	}
 	mm.cfg = cfg
 	samples := cfg.Samples
@@ -1018,26 +1019,3 @@ func aroundProbes(units []*budgetUnit, tab *sensitivityTable, base []int, twins 
 // KL divergence a budget would accept, so that it is chosen only when
 // nothing else fits (and then measured and dropped).
 const aroundOff = 1e6
-
-// budgetText tokenizes the budget's text for the token input of layout l
-// and cuts it into windows of its length.
-func budgetText(cfg *config.Budget, l *evaluate.Layout) ([]*evaluate.Sample, error) {
-	vocab := 0
-	for _, in := range l.Inputs {
-		if in.Vocab > 0 {
-			vocab = in.Vocab
-		}
-	}
-	if vocab == 0 || l.Seq == 0 {
-		return nil, fmt.Errorf("quantize.budget.text: signature %q has no token input to feed text to", l.Signature)
-	}
-	tok, err := tokenizer.Load(cfg.Tokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("quantize.budget.tokenizer: %w", err)
-	}
-	ids, _, err := evaluate.TokenizeText(cfg.Text, tok, cfg.Tokenizer, vocab, "being budgeted")
-	if err != nil {
-		return nil, fmt.Errorf("quantize.budget.text: %w", err)
-	}
-	return evaluate.WindowSamples(ids, l.Seq, evaluate.NoBOS), nil
-}

@@ -36,7 +36,6 @@ import (
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
-	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
 // Definition names what the statistics are; it is part of every cache
@@ -296,12 +295,9 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		sigSamples[i] = samples
 		if cal.Text != "" {
 			if textIDs == nil {
-				if textIDs, err = calibrationText(cal, l); err != nil {
-					return nil, err
+				if textIDs, err = evaluate.LayoutText(l, cal.Text, cal.Tokenizer); err != nil {
+					return nil, fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
 				}
-			}
-			if l.Seq == 0 {
-				return nil, fmt.Errorf("%s: quantize.calibration.text: signature %q has no token input to feed text to", cal.P, sig.Key)
 			}
 			sigSamples[i] = evaluate.WindowSamples(textIDs, l.Seq, evaluate.NoBOS)
 			if len(sigSamples[i]) == 0 {
@@ -440,26 +436,4 @@ func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
 		}
 		s.n++
 	}
-}
-
-// calibrationText tokenizes cal.Text for the token input of layout l.
-func calibrationText(cal *config.Calibration, l *evaluate.Layout) ([]int, error) {
-	vocab := 0
-	for _, in := range l.Inputs {
-		if in.Vocab > 0 {
-			vocab = in.Vocab
-		}
-	}
-	if vocab == 0 {
-		return nil, fmt.Errorf("%s: quantize.calibration.text: signature %q has no token input to feed text to", cal.P, l.Signature)
-	}
-	tok, err := tokenizer.Load(cal.Tokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
-	}
-	ids, _, err := evaluate.TokenizeText(cal.Text, tok, cal.Tokenizer, vocab, "being calibrated")
-	if err != nil {
-		return nil, fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
-	}
-	return ids, nil
 }

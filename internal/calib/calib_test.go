@@ -319,7 +319,7 @@ func TestCalibrationText(t *testing.T) {
 		want string
 	}{
 		{config.Calibration{Text: small, Tokenizer: tokFile}, "fewer than one window of 8"},
-		{config.Calibration{Text: text, Tokenizer: text}, "quantize.calibration.tokenizer: "},
+		{config.Calibration{Text: text, Tokenizer: text}, "quantize.calibration.text: ../../testdata/tokenizers/botchan.txt: SentencePiece model"},
 		{config.Calibration{Text: filepath.Join(dir, "nope.txt"), Tokenizer: tokFile}, "nope.txt"},
 	} {
 		tc.cal.P = config.Pos{File: "job.yaml", Line: 3, Col: 5}

@@ -106,6 +106,27 @@ func TokenizeText(textFile string, tok tokenizer.Tokenizer, tokenizerFile string
 	return ids, &TextInfo{File: textFile, Tokenizer: tokenizerFile, Kind: tok.Kind(), Tokens: len(ids)}, nil
 }
 
+// LayoutText returns the ids of the text file under the tokenizer file
+// for the token input of layout l (whose vocabulary they must fit); the
+// caller cuts them into windows (WindowSamples).
+func LayoutText(l *Layout, textFile, tokenizerFile string) ([]int, error) {
+	vocab := 0
+	for _, in := range l.Inputs {
+		if in.Vocab > 0 {
+			vocab = in.Vocab
+		}
+	}
+	if vocab == 0 || l.Seq == 0 {
+		return nil, fmt.Errorf("signature %q has no token input to feed text to", l.Signature)
+	}
+	tok, err := tokenizer.Load(tokenizerFile)
+	if err != nil {
+		return nil, err
+	}
+	ids, _, err := TokenizeText(textFile, tok, tokenizerFile, vocab, "of signature "+strconv.Quote(l.Signature))
+	return ids, err
+}
+
 // WindowSamples cuts ids into consecutive windows of seq, one sample each
 // (the last, partial window left out), as ParseSamples would read the
 // lines {"tokens": [...]} of each window. bos ≥ 0 starts each window with
