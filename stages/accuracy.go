@@ -78,7 +78,7 @@ func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, er
 	if g.text != nil {
 		samples = min(cfg.Samples, len(g.text))
 	}
-	g.plan = pipeline.Accuracy{Samples: samples, Seed: AccuracySeed, Checks: []pipeline.AccuracyCheck{}}
+	g.plan = pipeline.Accuracy{Samples: samples, Seed: AccuracySeed, Text: cfg.Text, Checks: []pipeline.AccuracyCheck{}}
 	logits := 0
 	var names []string
 	for _, s := range sigs {

@@ -404,6 +404,7 @@ func TestAccuracyGateText(t *testing.T) {
 			Outputs []struct {
 				Accuracy *struct {
 					Samples int
+					Text    string
 					Checks  []struct {
 						Metric string
 						Value  *float64
@@ -416,8 +417,12 @@ func TestAccuracyGateText(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := rep.Jobs[0].Outputs[0].Accuracy
-	if a == nil || a.Samples != 8 || len(a.Checks) != 1 || a.Checks[0].Metric != "ppl_ratio" || a.Checks[0].Value == nil {
+	if a == nil || a.Samples != 8 || a.Text != filepath.Join(dir, "botchan.txt") || len(a.Checks) != 1 || a.Checks[0].Metric != "ppl_ratio" || a.Checks[0].Value == nil {
 		t.Fatalf("run --json accuracy: %+v", a)
+	}
+	code, stdout, _ = e2eRun(t, "plan", loose)
+	if code != 0 || !strings.Contains(stdout, "accuracy gate: 8 samples x 8 tokens of "+filepath.Join(dir, "botchan.txt")+" against the float model: logits ppl_ratio <= 2") {
+		t.Errorf("plan: exit %d:\n%s", code, stdout)
 	}
 	cand := filepath.Join(dir, "out", "loose_q4_block32.tflite")
 	n := logitsOf(t, evalJSON(t, "--samples", "8", "--text", filepath.Join(dir, "botchan.txt"), "--tokenizer", filepath.Join(dir, "spm_unigram_nfkc.model"), ref, cand)).NextToken
