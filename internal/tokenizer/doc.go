@@ -12,14 +12,18 @@
 //     add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces and
 //     treat_whitespace_as_suffix. The ids are spm_encode's (no BOS/EOS).
 //     WORD and CHAR models are refused.
-//   - Hugging Face tokenizer.json with a BPE model over byte-level
-//     pre-tokenisation: ByteLevel with its GPT-2 split, or a Split by the
-//     GPT-2, Llama 3 or Qwen 2 pattern before it (implemented by hand: Go's
-//     regexp has no look-ahead); merges as "a b" or ["a", "b"]; added
-//     tokens (lstrip/rstrip); ignore_merges; no normaliser or one Unicode
-//     normal form (NFC, NFKC, NFD, NFKD, golang.org/x/text's tables).
-//     Other normalisers and split patterns, WordPiece/Unigram models, BPE
-//     dropout and byte fallback are refused by name.
+//   - Hugging Face tokenizer.json with a BPE model: over byte-level
+//     pre-tokenisation (GPT-2, Llama 3, Qwen 2: ByteLevel with its GPT-2
+//     split, or a Split by the GPT-2, Llama 3 or Qwen 2 pattern before it,
+//     implemented by hand: Go's regexp has no look-ahead), or
+//     SentencePiece-style (Llama 2, Mistral, Gemma: characters as symbols,
+//     no pre-tokenizer or Metaspace, byte fallback to <0xXX> tokens,
+//     fuse_unk); merges as "a b" or ["a", "b"]; added tokens
+//     (lstrip/rstrip); ignore_merges; normalisers NFC, NFKC, NFD, NFKD
+//     (golang.org/x/text's tables), Prepend, Replace of a string, and
+//     Sequences of them. Other normalisers (Precompiled, regex Replace)
+//     and pre-tokenizers, WordPiece/Unigram models and BPE dropout are
+//     refused by name.
 //
 // The protobuf wire format is read by hand (proto.go): the model file
 // needs seven fields of three messages, and a hand reader keeps the
@@ -28,8 +32,8 @@
 // list reads SentencePiece models (the well-kept ones bind the C++
 // library through cgo), so the algorithms are written here from the
 // reference implementation's behaviour and checked against its ids
-// (testdata/tokenizers: spm_encode 0.1.97 on six trained and two upstream
-// models, Tokenizers.js on five tokenizer.json files, one of them all of GPT-2).
+// (testdata/tokenizers: spm_encode 0.1.97 on seven trained and two upstream
+// models, Tokenizers.js on eight tokenizer.json files, one of them all of GPT-2).
 //
 // A model file is untrusted: every field, length, piece and trie offset
 // is checked, and a bad file is an error naming the file and the place

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -27,7 +28,26 @@ type HF struct {
 	prefix  bool
 	ignore  bool
 	splitFn func(string) []string
-	norm    *norm.Form // nil: no normaliser
+	norm    []func(string) string // the normaliser's steps, in order
+	// byteLevel: words are written in the byte-level alphabet; else
+	// their symbols are Unicode characters (SentencePiece-style BPE).
+	byteLevel bool
+	// metaspace is the Metaspace pre-tokenizer (nil: none).
+	metaspace *metaspace
+	// byteFallback writes a symbol missing from the vocabulary as its
+	// UTF-8 bytes' <0xXX> tokens; fuseUnk makes a run of unknown symbols
+	// one unknown id.
+	byteFallback, fuseUnk bool
+}
+
+// metaspace is a Metaspace pre-tokenizer: spaces become Replacement,
+// which is put before the text (PrependScheme "always", or "first" for
+// the text's first part only), and with Split each word starting with it
+// is a word of its own.
+type metaspace struct {
+	Replacement   string `json:"replacement"`
+	PrependScheme string `json:"prepend_scheme"`
+	Split         bool   `json:"split"`
 }
 
 type addedToken struct {
@@ -50,6 +70,7 @@ type hfFile struct {
 		ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
 		EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
 		ByteFallback            bool            `json:"byte_fallback"`
+		FuseUnk                 bool            `json:"fuse_unk"`
 		IgnoreMerges            bool            `json:"ignore_merges"`
 		Dropout                 *float64        `json:"dropout"`
 	} `json:"model"`
@@ -63,6 +84,9 @@ type hfComponent struct {
 	Pattern        json.RawMessage `json:"pattern"`
 	Behavior       string          `json:"behavior"`
 	Invert         bool            `json:"invert"`
+	Replacement    *string         `json:"replacement"`
+	PrependScheme  *string         `json:"prepend_scheme"`
+	Split          *bool           `json:"split"`
 }
 
 // The split patterns this package implements by hand (Go's regexp has no
@@ -97,16 +121,14 @@ func ParseHF(data []byte, name string) (*HF, error) {
 	if f.Model.Dropout != nil && *f.Model.Dropout > 0 {
 		return nil, errf("BPE dropout %g: only deterministic BPE is supported", *f.Model.Dropout)
 	}
-	if f.Model.ByteFallback {
-		return nil, errf("BPE byte_fallback: only byte-level BPE is supported")
-	}
 	if p := f.Model.ContinuingSubwordPrefix; p != nil && *p != "" {
 		return nil, errf("continuing_subword_prefix %q is not supported", *p)
 	}
 	if p := f.Model.EndOfWordSuffix; p != nil && *p != "" {
 		return nil, errf("end_of_word_suffix %q is not supported", *p)
 	}
-	t := &HF{vocab: f.Model.Vocab, ranks: map[[2]string]int{}, unk: -1, ignore: f.Model.IgnoreMerges, norm: nf}
+	t := &HF{vocab: f.Model.Vocab, ranks: map[[2]string]int{}, unk: -1, ignore: f.Model.IgnoreMerges, norm: nf,
+		byteFallback: f.Model.ByteFallback, fuseUnk: f.Model.FuseUnk}
 	if len(t.vocab) == 0 {
 		return nil, errf("the model has no vocabulary")
 	}
@@ -160,22 +182,51 @@ func ParseHF(data []byte, name string) (*HF, error) {
 	return t, nil
 }
 
-// hfNormalizer accepts no normaliser or one Unicode normal form (NFC,
-// NFKC, NFD, NFKD: golang.org/x/text's tables).
-func hfNormalizer(raw json.RawMessage) (*norm.Form, error) {
+// hfNormalizer reads the normaliser: none, a Unicode normal form (NFC,
+// NFKC, NFD, NFKD: golang.org/x/text's tables), Prepend, Replace of a
+// literal string, or a Sequence of these.
+func hfNormalizer(raw json.RawMessage) ([]func(string) string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	var c struct{ Type string }
+	var c struct {
+		Type        string
+		Normalizers []json.RawMessage
+		Prepend     *string
+		Pattern     *struct{ String, Regex *string }
+		Content     *string
+	}
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("normalizer: %v", err)
 	}
 	forms := map[string]norm.Form{"NFC": norm.NFC, "NFKC": norm.NFKC, "NFD": norm.NFD, "NFKD": norm.NFKD}
-	f, ok := forms[c.Type]
-	if !ok {
-		return nil, fmt.Errorf("normalizer %s: only none or one of NFC, NFKC, NFD, NFKD is supported", short(raw))
+	if f, ok := forms[c.Type]; ok {
+		return []func(string) string{f.String}, nil
 	}
-	return &f, nil
+	switch {
+	case c.Type == "Sequence":
+		var out []func(string) string
+		for _, n := range c.Normalizers {
+			steps, err := hfNormalizer(n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, steps...)
+		}
+		return out, nil
+	case c.Type == "Prepend" && c.Prepend != nil:
+		p := *c.Prepend
+		return []func(string) string{func(s string) string {
+			if s == "" {
+				return s
+			}
+			return p + s
+		}}, nil
+	case c.Type == "Replace" && c.Pattern != nil && c.Pattern.String != nil && *c.Pattern.String != "" && c.Content != nil:
+		from, to := *c.Pattern.String, *c.Content
+		return []func(string) string{func(s string) string { return strings.ReplaceAll(s, from, to) }}, nil
+	}
+	return nil, fmt.Errorf("normalizer %s: only NFC, NFKC, NFD, NFKD, Prepend, Replace of a string and Sequences of them are supported", short(raw))
 }
 
 func short(b []byte) string {
@@ -220,10 +271,31 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 func (t *HF) preTokenizer(raw json.RawMessage) error {
 	var c hfComponent
 	if len(raw) == 0 || string(raw) == "null" {
-		return fmt.Errorf("none: only byte-level pre-tokenisation is supported")
+		// SentencePiece-style BPE: the normalised text is one word.
+		t.splitFn = func(s string) []string { return []string{s} }
+		return nil
 	}
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return err
+	}
+	if c.Type == "Metaspace" {
+		m := &metaspace{Replacement: spaceMark, PrependScheme: "always", Split: true}
+		if c.Replacement != nil {
+			m.Replacement = *c.Replacement
+		}
+		if c.PrependScheme != nil {
+			m.PrependScheme = *c.PrependScheme
+		} else if !c.AddPrefixSpace && strings.Contains(string(raw), "add_prefix_space") {
+			m.PrependScheme = "never"
+		}
+		if c.Split != nil {
+			m.Split = *c.Split
+		}
+		if m.Replacement == "" || !slices.Contains([]string{"always", "first", "never"}, m.PrependScheme) {
+			return fmt.Errorf("Metaspace replacement %q, prepend_scheme %q: want a replacement and always, first or never", m.Replacement, m.PrependScheme)
+		}
+		t.metaspace = m
+		return nil
 	}
 	parts := []hfComponent{c}
 	if c.Type == "Sequence" {
@@ -266,12 +338,13 @@ func (t *HF) preTokenizer(raw json.RawMessage) error {
 				return fmt.Errorf("Split pattern %q: only the GPT-2, Llama 3 and Qwen 2 patterns are supported", *pat.Regex)
 			}
 		default:
-			return fmt.Errorf("%q: only ByteLevel (and a Split before it) is supported", p.Type)
+			return fmt.Errorf("%q: only ByteLevel (and a Split before it), Metaspace or none is supported", p.Type)
 		}
 	}
 	if !byteLevel {
-		return fmt.Errorf("no ByteLevel: only byte-level pre-tokenisation is supported")
+		return fmt.Errorf("no ByteLevel: only byte-level, Metaspace or no pre-tokenisation is supported")
 	}
+	t.byteLevel = true
 	if t.splitFn == nil {
 		t.splitFn = func(s string) []string { return []string{s} }
 	}
@@ -282,7 +355,12 @@ func (t *HF) preTokenizer(raw json.RawMessage) error {
 func (t *HF) VocabSize() int { return t.size }
 
 // Kind names the tokenizer.
-func (t *HF) Kind() string { return "tokenizer.json byte-level BPE" }
+func (t *HF) Kind() string {
+	if t.byteLevel {
+		return "tokenizer.json byte-level BPE"
+	}
+	return "tokenizer.json BPE"
+}
 
 // Encode returns the ids of text (no post-processor: no BOS or EOS). A
 // byte that is not part of valid UTF-8 is read as U+FFFD, as a UTF-8
@@ -290,13 +368,13 @@ func (t *HF) Kind() string { return "tokenizer.json byte-level BPE" }
 func (t *HF) Encode(text string) []int {
 	text = validUTF8(text)
 	var out []int
-	for text != "" {
+	for first := true; text != ""; first = false {
 		i, a, start, end := t.nextAdded(text)
 		if i < 0 {
-			out = t.encodePlain(text, out)
+			out = t.encodePlain(text, first, out)
 			break
 		}
-		out = t.encodePlain(text[:start], out)
+		out = t.encodePlain(text[:start], first, out)
 		out = append(out, a.ID)
 		text = text[end:]
 	}
@@ -327,12 +405,31 @@ func (t *HF) nextAdded(s string) (int, addedToken, int, int) {
 	return -1, addedToken{}, 0, 0
 }
 
-func (t *HF) encodePlain(s string, out []int) []int {
-	if t.norm != nil {
-		s = t.norm.String(s)
+// encodePlain encodes a part of the text between added tokens (first:
+// the text's first part).
+func (t *HF) encodePlain(s string, first bool, out []int) []int {
+	for _, n := range t.norm {
+		s = n(s)
 	}
 	if s == "" {
 		return out
+	}
+	if m := t.metaspace; m != nil {
+		s = strings.ReplaceAll(s, " ", m.Replacement)
+		if (m.PrependScheme == "always" || m.PrependScheme == "first" && first) && !strings.HasPrefix(s, m.Replacement) {
+			s = m.Replacement + s
+		}
+		words := []string{s}
+		if m.Split {
+			words = splitBefore(s, m.Replacement)
+		}
+		for _, w := range words {
+			out = t.bpe(w, out)
+		}
+		return out
+	}
+	if !t.byteLevel {
+		return t.bpe(s, out)
 	}
 	if t.prefix && !strings.HasPrefix(s, " ") {
 		s = " " + s
@@ -341,6 +438,21 @@ func (t *HF) encodePlain(s string, out []int) []int {
 		out = t.bpe(byteLevel(w), out)
 	}
 	return out
+}
+
+// splitBefore splits s before every occurrence of sep (the parts but the
+// first start with sep).
+func splitBefore(s, sep string) []string {
+	var out []string
+	for {
+		i := strings.Index(s[min(len(sep), len(s)):], sep)
+		if i < 0 {
+			return append(out, s)
+		}
+		i += min(len(sep), len(s))
+		out = append(out, s[:i])
+		s = s[i:]
+	}
 }
 
 // byteAlphabet maps each byte to the character that stands for it in a
@@ -385,12 +497,31 @@ func (t *HF) bpe(w string, out []int) []int {
 		rank, ok := t.ranks[[2]string{w[l.start:l.end], w[r.start:r.end]}]
 		return -float32(rank), ok
 	})
+	prevUnk := false
 	for _, sp := range merged {
-		if id, ok := t.vocab[w[sp.start:sp.end]]; ok {
+		piece := w[sp.start:sp.end]
+		if id, ok := t.vocab[piece]; ok {
 			out = append(out, id)
-		} else if t.unk >= 0 {
+			prevUnk = false
+			continue
+		}
+		if t.byteFallback {
+			ids := make([]int, 0, len(piece))
+			for i := 0; i < len(piece); i++ {
+				if id, ok := t.vocab[fmt.Sprintf("<0x%02X>", piece[i])]; ok {
+					ids = append(ids, id)
+				}
+			}
+			if len(ids) == len(piece) {
+				out = append(out, ids...)
+				prevUnk = false
+				continue
+			}
+		}
+		if t.unk >= 0 && !(t.fuseUnk && prevUnk) {
 			out = append(out, t.unk)
 		}
+		prevUnk = true
 	}
 	return out
 }

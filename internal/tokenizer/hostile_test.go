@@ -124,9 +124,10 @@ func TestHFHostile(t *testing.T) {
 		{"bad merge pair", `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}}`, "neither"},
 		{"unk not in vocab", `{"model": {"type": "BPE", "vocab": {"a": 0}, "unk_token": "<unk>"}}`, "unk_token"},
 		{"dropout", `{"model": {"type": "BPE", "vocab": {"a": 0}, "dropout": 0.1}}`, "dropout"},
-		{"normalizer", strings.Replace(s, `"normalizer":null`, `"normalizer":{"type":"Lowercase"}`, 1), "only none or one of NFC"},
-		{"no pre-tokenizer", strings.Replace(s, `"pre_tokenizer":{"type":"ByteLevel"`, `"pre_tokenizer":null,"x":{"type":"ByteLevel"`, 1), "only byte-level"},
-		{"metaspace", strings.Replace(s, `"pre_tokenizer":{"type":"ByteLevel"`, `"pre_tokenizer":{"type":"Metaspace"`, 1), `"Metaspace"`},
+		{"normalizer", strings.Replace(s, `"normalizer":null`, `"normalizer":{"type":"Lowercase"}`, 1), "only NFC, NFKC, NFD, NFKD, Prepend, Replace"},
+		{"whitespace pre-tokenizer", strings.Replace(s, `"pre_tokenizer":{"type":"ByteLevel"`, `"pre_tokenizer":{"type":"Whitespace"`, 1), `"Whitespace": only ByteLevel`},
+		{"metaspace scheme", strings.Replace(s, `"pre_tokenizer":{"type":"ByteLevel"`, `"pre_tokenizer":{"type":"Metaspace","prepend_scheme":"sometimes"`, 1), `prepend_scheme "sometimes"`},
+		{"regex replace", strings.Replace(s, `"normalizer":null`, `"normalizer":{"type":"Replace","pattern":{"Regex":" +"},"content":" "}`, 1), "Replace of a string"},
 		{"other regex", `{"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"}, {"type": "ByteLevel"}]}, "model": {"type": "BPE", "vocab": {"a": 0}}}`, "only the GPT-2, Llama 3 and Qwen 2 patterns"},
 		{"single word", strings.Replace(s, `"single_word":false`, `"single_word":true`, 1), "single_word"},
 		{"truncated gzip", string(gz(good)[:100]), "compressed tokenizer: unexpected EOF"},
@@ -148,7 +149,7 @@ func TestHFHostile(t *testing.T) {
 // FuzzParse: no input makes the parsers panic, and a tokenizer they accept
 // encodes text into ids below its vocabulary size.
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"spm_unigram_user.model", "spm_bpe_identity.model", "spm_unigram_identity_bytes.model", "hf_gpt2_1024_prefix.json"} {
+	for _, name := range []string{"spm_unigram_user.model", "spm_bpe_identity.model", "spm_unigram_identity_bytes.model", "hf_gpt2_1024_prefix.json", "hf_llama2_style_1024.json"} {
 		b, err := os.ReadFile(filepath.Join(testdir, name))
 		if err != nil {
 			f.Fatal(err)

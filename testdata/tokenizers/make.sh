@@ -30,6 +30,8 @@ train spm_unigram_user --model_type=unigram --user_defined_symbols='<mask>,<sep>
 train spm_bpe_nfkc_bytes --model_type=bpe --byte_fallback=true
 train spm_bpe_identity --model_type=bpe --normalization_rule_name=identity \
 	--user_defined_symbols='<mask>,ing' --character_coverage=0.98
+train spm_bpe_identity_bytes --model_type=bpe --normalization_rule_name=identity --byte_fallback=true \
+	--character_coverage=0.98
 train spm_bpe_suffix --model_type=bpe --treat_whitespace_as_suffix=true --normalization_rule_name=nfkc_cf
 head -n 400 botchan.txt > botchan400.tmp
 for m in spm_*.model; do

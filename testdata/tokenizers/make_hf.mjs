@@ -15,10 +15,18 @@
 // with Qwen 2's split pattern and an NFC normalizer. hf_gpt2_full.json.gz: all of GPT-2 (50257
 // ids), gzipped; its ids are checked against gpt-3-encoder's own encoder
 // too (a second implementation), and the script says where they differ.
+// hf_llama2_style_1024.json and hf_metaspace_1024.json: the SentencePiece
+// BPE model spm_bpe_identity_bytes.model (make.sh) as a tokenizer.json
+// without byte-level pre-tokenisation (vocabulary from spm_export_vocab,
+// merges: every split of a piece into two pieces, ordered by the piece's
+// id, then the halves' ids), with byte fallback and fuse_unk; Llama 2's
+// normalizer (Prepend and Replace) or a Metaspace pre-tokenizer (hf_metaspace_split_1024.json:
+// prepend always, split into words).
 // NAME.strings.ids and NAME.botchan.ids: ids of strings.txt and of the
 // first 400 lines of botchan.txt (without special tokens added).
 import fs from "node:fs";
 import zlib from "node:zlib";
+import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 const require = createRequire(process.env.NODE_PATH + "/");
 const { Tokenizer } = await import(process.env.NODE_PATH + "/@huggingface/tokenizers/dist/tokenizers.mjs");
@@ -49,6 +57,23 @@ const full = {
 	model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "",
 		fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: enc, merges: bpe },
 };
+const spVocab = {};
+execFileSync("spm_export_vocab", ["--model=spm_bpe_identity_bytes.model"], { encoding: "utf8" })
+	.split("\n").filter((l) => l).forEach((l, i) => { spVocab[l.split("\t")[0]] = i; });
+const spMerges = [];
+for (const [piece, id] of Object.entries(spVocab)) {
+	const chars = Array.from(piece);
+	for (let i = 1; i < chars.length; i++) {
+		const l = chars.slice(0, i).join(""), r = chars.slice(i).join("");
+		if (l in spVocab && r in spVocab) spMerges.push([l, r, id, spVocab[l], spVocab[r]]);
+	}
+}
+spMerges.sort((a, b) => a[2] - b[2] || a[3] - b[3] || a[4] - b[4]);
+const spModel = { type: "BPE", dropout: null, unk_token: "<unk>", continuing_subword_prefix: null, end_of_word_suffix: null,
+	fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab: spVocab, merges: spMerges.map((m) => `${m[0]} ${m[1]}`) };
+const spAdded = [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")];
+const spFile = (normalizer, pre) => ({ version: "1.0", truncation: null, padding: null, added_tokens: spAdded, normalizer,
+	pre_tokenizer: pre, post_processor: null, decoder: null, model: spModel });
 const files = {
 	hf_gpt2_1024: make([special(1023, "<|endoftext|>")], { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true }),
 	hf_gpt2_1024_prefix: make([special(1023, "<|endoftext|>"), special(1024, "<mask>", { lstrip: true }), special(1025, "<sep>")],
@@ -56,6 +81,10 @@ const files = {
 	hf_llama3_1024: make([special(1023, "<|endoftext|>")], { type: "Sequence", pretokenizers: [
 		{ type: "Split", pattern: { Regex: llama3 }, behavior: "Isolated", invert: false },
 		{ type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false }] }, true),
+	hf_llama2_style_1024: spFile({ type: "Sequence", normalizers: [{ type: "Prepend", prepend: "\u2581" },
+		{ type: "Replace", pattern: { String: " " }, content: "\u2581" }] }, null),
+	hf_metaspace_1024: spFile(null, { type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false }),
+	hf_metaspace_split_1024: spFile(null, { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: true }),
 	hf_qwen2_nfc_1024: make([special(1023, "<|endoftext|>")], { type: "Sequence", pretokenizers: [
 		{ type: "Split", pattern: { Regex: qwen2 }, behavior: "Isolated", invert: false },
 		{ type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false }] }, false, { type: "NFC" }),
