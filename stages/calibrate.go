@@ -61,6 +61,17 @@ func calibrationSums(path string, cal *config.Calibration) (model, inputs string
 			return "", "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
 		}
 	}
+	if cal.Text != "" {
+		text, err := FileSHA256(cal.Text)
+		if err != nil {
+			return "", "", fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
+		}
+		tok, err := FileSHA256(cal.Tokenizer)
+		if err != nil {
+			return "", "", fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
+		}
+		inputs = "text:" + text + ",tokenizer:" + tok
+	}
 	return model, inputs, nil
 }
 
