@@ -133,7 +133,7 @@ func runStages(ctx context.Context, stages []Stage, s *State) error {
 		}
 		start := time.Now()
 		s.Log.Debug().Str("stage", st.Name()).Msg("start")
-		if err := st.Run(ctx, s); err != nil {
+		if err := runStage(ctx, st, s); err != nil {
 			return &StageError{Job: s.Job, Recipe: s.Recipe, Stage: st.Name(), Err: err}
 		}
 		s.Log.Info().Str("stage", st.Name()).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("done")

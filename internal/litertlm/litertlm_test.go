@@ -143,7 +143,7 @@ func checkAligned(t *testing.T, b *Bundle) {
 	t.Helper()
 	for _, s := range b.Sections {
 		if s.Begin%BlockSize != 0 {
-			t.Errorf("%s begins at %d, not on a %d-byte boundary", s.where(), s.Begin, BlockSize)
+			t.Errorf("%s begins at %d, not on a %d-byte boundary", s.Name(), s.Begin, BlockSize)
 		}
 	}
 }

@@ -103,6 +103,28 @@ func (s *Section) Item(key string) any {
 	return nil
 }
 
+// MainModel returns the TFLiteModel section a single-model command (eval,
+// the interpreter) runs: the one whose model_type is
+// tf_lite_prefill_decode, else the only or first TFLiteModel section.
+func (b *Bundle) MainModel() (*Section, error) {
+	var first *Section
+	for _, s := range b.Sections {
+		if s.Type != TypeTFLiteModel {
+			continue
+		}
+		if s.ModelType() == "tf_lite_prefill_decode" {
+			return s, nil
+		}
+		if first == nil {
+			first = s
+		}
+	}
+	if first == nil {
+		return nil, &FormatError{Name: b.Name, Offset: -1, Msg: "the bundle has no TFLiteModel section"}
+	}
+	return first, nil
+}
+
 // ModelType is the section's model_type item ("tf_lite_prefill_decode",
 // "tf_lite_embedder", ...), or "".
 func (s *Section) ModelType() string {
@@ -268,7 +290,7 @@ func checkSections(b *Bundle, fail func(string, int64, string, ...any) error) er
 	copy(order, b.Sections)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].Begin < order[j].Begin })
 	for _, s := range b.Sections {
-		where := s.where()
+		where := s.Name()
 		switch {
 		case s.Type == TypeNone:
 			return fail(where, -1, "section type NONE: the section says nothing about its content")
@@ -282,18 +304,19 @@ func checkSections(b *Bundle, fail func(string, int64, string, ...any) error) er
 	}
 	for i := 1; i < len(order); i++ {
 		if p, s := order[i-1], order[i]; s.Begin < p.End {
-			return fail(s.where(), -1, "byte range [%d, %d) overlaps %s's [%d, %d)", s.Begin, s.End, p.where(), p.Begin, p.End)
+			return fail(s.Name(), -1, "byte range [%d, %d) overlaps %s's [%d, %d)", s.Begin, s.End, p.Name(), p.Begin, p.End)
 		}
 	}
 	for _, s := range b.Sections {
 		if err := checkContent(b, s); err != nil {
-			return fail(s.where(), s.Begin, "%s", err)
+			return fail(s.Name(), s.Begin, "%s", err)
 		}
 	}
 	return nil
 }
 
-func (s *Section) where() string {
+// Name names the section in messages: "section 1 (TFLiteModel, tf_lite_embedder)".
+func (s *Section) Name() string {
 	if mt := s.ModelType(); mt != "" {
 		return fmt.Sprintf("section %d (%s, %s)", s.Index, s.Type, mt)
 	}

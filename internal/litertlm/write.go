@@ -133,15 +133,15 @@ func WriteFile(ctx context.Context, path string, b *Bundle, repl map[int]Content
 		}
 		if c, ok := repl[s.Index]; ok {
 			if err := c.WriteAt(ctx, f, begin[s.Index]); err != nil {
-				return fmt.Errorf("litertlm: writing %s %s: %w", path, s.where(), err)
+				return fmt.Errorf("litertlm: writing %s %s: %w", path, s.Name(), err)
 			}
 			continue
 		}
 		if b.r == nil {
-			return fmt.Errorf("litertlm: writing %s: %s has no content", path, s.where())
+			return fmt.Errorf("litertlm: writing %s: %s has no content", path, s.Name())
 		}
 		if err := copySection(f, begin[s.Index], b.r, s.Begin, s.Len()); err != nil {
-			return fmt.Errorf("litertlm: writing %s: copying %s: %w", path, s.where(), err)
+			return fmt.Errorf("litertlm: writing %s: copying %s: %w", path, s.Name(), err)
 		}
 	}
 	if err := f.Chmod(0o644); err != nil {

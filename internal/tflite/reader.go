@@ -11,6 +11,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
+	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
@@ -27,8 +28,21 @@ const firstPrefix = 1 << 20
 // read-only, or read by positioned reads where mapping is impossible; even
 // when mapped, large buffers are streamed by positioned reads on demand
 // (Pieces, Section.WriteTo). The returned Model must be closed to release
-// it.
+// it. A LiteRT-LM bundle opens as its main model (litertlm.MainModel: the
+// prefill/decode model), read in place with OpenSection.
 func Open(path string) (*Model, error) {
+	if litertlm.Sniff(path) {
+		b, err := litertlm.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer b.Close()
+		sec, err := b.MainModel()
+		if err != nil {
+			return nil, err
+		}
+		return OpenSection(path, sec.Begin, sec.Len(), path+" "+sec.Name())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tflite: %w", err)

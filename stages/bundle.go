@@ -1,0 +1,168 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/qpipe/qpipe/internal/litertlm"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// bundleState is a loaded LiteRT-LM bundle: each TFLiteModel section is a
+// part (pipeline.Parts) that annotate, quantize and verify treat as a model
+// of its own; serialize writes the bundle with the quantized sections and
+// every other section copied byte for byte (docs/FORMAT.md §12).
+type bundleState struct {
+	b     *litertlm.Bundle
+	path  string
+	parts []*pipeline.Part
+}
+
+// Parts implements pipeline.Parts.
+func (bs *bundleState) Parts() []*pipeline.Part { return bs.parts }
+
+// Fork implements pipeline.Forker: every part is forked.
+func (bs *bundleState) Fork() (any, error) {
+	c := &bundleState{b: bs.b, path: bs.path, parts: make([]*pipeline.Part, len(bs.parts))}
+	for i, p := range bs.parts {
+		pc := *p
+		m, err := p.Model.(*modelState).Fork()
+		if err != nil {
+			return nil, err
+		}
+		pc.Model, pc.Output = m, nil
+		if p.Plan != nil {
+			pc.Plan = p.Plan.Clone()
+		}
+		c.parts[i] = &pc
+	}
+	return c, nil
+}
+
+func (bs *bundleState) close() error {
+	var errs []error
+	for _, p := range bs.parts {
+		errs = append(errs, p.Model.(*modelState).m.Close())
+	}
+	return errors.Join(append(errs, bs.b.Close())...)
+}
+
+// loadBundle opens every TFLiteModel section of the bundle at path in place.
+func loadBundle(path string) (*bundleState, error) {
+	b, err := litertlm.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	bs := &bundleState{b: b, path: path}
+	for _, sec := range b.Sections {
+		if sec.Type != litertlm.TypeTFLiteModel {
+			continue
+		}
+		m, err := tflite.OpenSection(path, sec.Begin, sec.Len(), path+" "+sec.Name())
+		if err != nil {
+			bs.close()
+			return nil, err
+		}
+		bs.parts = append(bs.parts, &pipeline.Part{Section: sec.Index, Name: sec.Name(), Model: &modelState{m: m, path: path}})
+	}
+	if len(bs.parts) == 0 {
+		bs.close()
+		return nil, fmt.Errorf("%s: the bundle has no TFLiteModel section to quantize", path)
+	}
+	return bs, nil
+}
+
+// IsBundlePath says whether an output path names a LiteRT-LM bundle.
+func IsBundlePath(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".litertlm") }
+
+// modelContent is a quantized model written into a bundle's section.
+type modelContent struct {
+	m    *tflite.Model
+	opts tflite.WriteOptions
+	n    int64
+}
+
+func (c *modelContent) Len() int64 { return c.n }
+func (c *modelContent) WriteAt(ctx context.Context, f *os.File, off int64) error {
+	return tflite.WriteAt(ctx, f, off, c.m, c.opts)
+}
+
+// writeBundle writes b to path with each part's model in its section.
+func (z *Serialize) writeBundle(ctx context.Context, s *pipeline.State, path string, b *litertlm.Bundle, parts []*pipeline.Part) error {
+	wo := tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}
+	var models []*tflite.Model
+	for _, p := range parts {
+		ms := p.Model.(*modelState)
+		if ms.gate != nil {
+			return fmt.Errorf("%s: verify's accuracy gate does not run on bundle outputs yet; serialize one section to a .tflite to gate it", p.Name)
+		}
+		models = append(models, ms.m)
+	}
+	if z.Progress != nil {
+		models = withProgressAll(models, z.Progress)
+	}
+	repl := map[int]litertlm.Content{}
+	for i, p := range parts {
+		if len(p.Model.(*modelState).jobs) == 0 && b.ReaderAt() != nil {
+			continue // nothing quantized: the section is copied byte for byte
+		}
+		n, err := tflite.Size(models[i], wo)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+		repl[p.Section] = &modelContent{m: models[i], opts: wo, n: n}
+	}
+	if err := litertlm.WriteFile(ctx, path, b, repl, nil); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		os.Remove(path)
+		return err
+	}
+	out := &pipeline.OutputReport{Recipe: s.Recipe, Path: path, Layout: "litertlm"}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	out.Bytes = fi.Size()
+	if z.Hash {
+		if out.SHA256, err = FileSHA256(path); err != nil {
+			return err
+		}
+	}
+	for _, p := range parts {
+		out.Tensors = append(out.Tensors, tensorReports(s, p.Model.(*modelState), p.Plan)...)
+	}
+	if s.Plan != nil {
+		out.Sizes = s.Plan.SizesByRole()
+		out.Budget = s.Plan.Budget
+	}
+	s.Output = out
+	return nil
+}
+
+// wrapBare is a new bundle holding a bare model as its one TFLiteModel
+// section (model_type tf_lite_prefill_decode).
+func wrapBare() (*litertlm.Bundle, error) {
+	return litertlm.New(nil, []litertlm.NewSection{{Type: litertlm.TypeTFLiteModel,
+		Items: []litertlm.KV{{Key: "model_type", Value: "tf_lite_prefill_decode"}}}})
+}
+
+// onePart is the part a bundle's .tflite output holds: the only one.
+func (bs *bundleState) onePart(path string) (*pipeline.Part, error) {
+	if len(bs.parts) == 1 {
+		return bs.parts[0], nil
+	}
+	var names []string
+	for _, p := range bs.parts {
+		names = append(names, p.Name)
+	}
+	return nil, fmt.Errorf("output %s is a bare .tflite but the bundle has %d TFLiteModel sections (%s): write a .litertlm", path, len(bs.parts), strings.Join(names, "; "))
+}
