@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/qpipe/qpipe/internal/litert"
+	"github.com/qpipe/qpipe/internal/litertlm"
+	"github.com/qpipe/qpipe/internal/tflite"
+)
+
+type memContent []byte
+
+func (c memContent) Len() int64 { return int64(len(c)) }
+func (c memContent) WriteAt(_ context.Context, f *os.File, off int64) error {
+	_, err := f.WriteAt(c, off)
+	return err
+}
+
+// testBundle writes a bundle shaped like a real LLM bundle: a tokenizer
+// (the upstream HF test bundle's section), metadata, two TFLite models of
+// two model types and an external-weights section.
+func testBundle(t *testing.T, dir string) (path string, sections [][]byte) {
+	t.Helper()
+	read := func(p string) []byte {
+		b, err := os.ReadFile(filepath.Join(e2eModels, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	hf, err := litertlm.Open(filepath.Join(e2eModels, "litertlm_test_hf_tokenizer.litertlm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hf.Close()
+	tok, err := io.ReadAll(hf.SectionReader(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections = [][]byte{
+		tok,
+		{0x0a, 4, 'g', 'e', 'm', 'a', 0x10, 1}, // an LlmMetadata-like message
+		read("tiny_decoder.tflite"),
+		read("aeq_conv_fc_mnist.tflite"),
+		bytes.Repeat([]byte{0xa5}, 5000),
+	}
+	b, err := litertlm.New([]litertlm.KV{{Key: "Authors", Value: "qpipe test"}, {Key: "layers", Value: int64(2)}},
+		[]litertlm.NewSection{
+			{Type: litertlm.TypeHFTokenizerZlib},
+			{Type: litertlm.TypeLlmMetadataProto},
+			{Type: litertlm.TypeTFLiteModel, Items: []litertlm.KV{{Key: "model_type", Value: "tf_lite_prefill_decode"}}},
+			{Type: litertlm.TypeTFLiteModel, Items: []litertlm.KV{{Key: "model_type", Value: "tf_lite_embedder"}, {Key: "backend", Value: "cpu"}}},
+			{Type: litertlm.TypeTFLiteWeights, Items: []litertlm.KV{{Key: "model_type", Value: "tf_lite_prefill_decode"}}},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl := map[int]litertlm.Content{}
+	for i, s := range sections {
+		repl[i] = memContent(s)
+	}
+	path = filepath.Join(dir, "llm.litertlm")
+	if err := litertlm.WriteFile(context.Background(), path, b, repl, nil); err != nil {
+		t.Fatal(err)
+	}
+	return path, sections
+}
+
+func sectionOf(t *testing.T, b *litertlm.Bundle, i int) []byte {
+	t.Helper()
+	d, err := io.ReadAll(b.SectionReader(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestBundleQuantize: `qpipe quantize` on a bundle. With recipe none the
+// output is the input byte for byte (upstream's bundle and a built one);
+// with a recipe every TFLite section is exactly the bare model's output of
+// the same command, every other section and all metadata are unchanged,
+// and the sections are aligned.
+func TestBundleQuantize(t *testing.T) {
+	dir := t.TempDir()
+	in, sections := testBundle(t, dir)
+	for _, src := range []string{in, filepath.Join(e2eModels, "aeq_conv_fc_mnist.litertlm")} {
+		out := filepath.Join(dir, "none.litertlm")
+		if code, _, stderr := e2eRun(t, "quantize", "--recipe", "none", src, out); code != 0 {
+			t.Fatalf("quantize --recipe none %s: exit %d\n%s", src, code, stderr)
+		}
+		if e2eSHA(t, out) != e2eSHA(t, src) {
+			t.Errorf("quantize --recipe none %s changed the bundle", src)
+		}
+	}
+
+	out := filepath.Join(dir, "q8.litertlm")
+	if code, _, stderr := e2eRun(t, "quantize", "--recipe", "dynamic_int8", in, out); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	bin, err := litertlm.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	bout, err := litertlm.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bout.Close()
+	if !reflect.DeepEqual(bout.System, bin.System) || len(bout.Sections) != len(bin.Sections) {
+		t.Fatalf("metadata or section count changed")
+	}
+	bare := map[int]string{2: "tiny_decoder.tflite", 3: "aeq_conv_fc_mnist.tflite"}
+	for i, s := range bout.Sections {
+		if s.Begin%litertlm.BlockSize != 0 {
+			t.Errorf("%s begins at %d, not aligned", s.Name(), s.Begin)
+		}
+		if !reflect.DeepEqual(s.Items, bin.Sections[i].Items) || s.Type != bin.Sections[i].Type {
+			t.Errorf("%s: items or type changed", s.Name())
+		}
+		got := sectionOf(t, bout, i)
+		name, isModel := bare[i]
+		if !isModel {
+			if !bytes.Equal(got, sections[i]) {
+				t.Errorf("%s changed", s.Name())
+			}
+			continue
+		}
+		want := filepath.Join(dir, "bare_"+name)
+		if code, _, stderr := e2eRun(t, "quantize", "--recipe", "dynamic_int8", filepath.Join(e2eModels, name), want); code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr)
+		}
+		w, _ := os.ReadFile(want)
+		if !bytes.Equal(got, w) {
+			t.Errorf("%s differs from the bare model's output %s", s.Name(), want)
+		}
+		// The section runs on LiteRT.js as the bare output does.
+		ext := filepath.Join(dir, "section.tflite")
+		if err := os.WriteFile(ext, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sameOnRuntime(t, ext, want)
+	}
+
+	// One section as a bare .tflite: refused while there are two models.
+	if code, _, stderr := e2eRun(t, "quantize", "--recipe", "dynamic_int8", in, filepath.Join(dir, "one.tflite")); code == 0 || !strings.Contains(stderr, "2 TFLiteModel sections") {
+		t.Errorf("a bare output of a two-model bundle: exit %d\n%s", code, stderr)
+	}
+}
+
+// sameOnRuntime runs both models on LiteRT.js with the same inputs and
+// wants the same outputs.
+func sameOnRuntime(t *testing.T, a, b string) {
+	t.Helper()
+	r := litert.Require(t)
+	info, err := r.Info(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tflite.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab := litert.VocabSize(m.Meta)
+	m.Close()
+	in := litert.RandomInputs(info, 1, vocab)
+	oa, err := r.Run(a, in)
+	if err != nil {
+		t.Fatalf("LiteRT.js runs %s: %v", a, err)
+	}
+	ob, err := r.Run(b, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(oa, ob) {
+		t.Errorf("%s and %s give different outputs on LiteRT.js", a, b)
+	}
+}
+
+// TestBundleInspectPlan: inspect lists the sections; plan --json marks
+// every weight with its section; a bare model serialized to .litertlm is
+// wrapped into a one-section bundle.
+func TestBundleInspectPlan(t *testing.T) {
+	dir := t.TempDir()
+	in, sections := testBundle(t, dir)
+	code, stdout, stderr := e2eRun(t, "inspect", "--json", in)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var sum BundleSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	wantTypes := []string{"HF_Tokenizer_Zlib", "LlmMetadataProto", "TFLiteModel", "TFLiteModel", "TFLiteWeights"}
+	for i, s := range sum.Sections {
+		if s.Type != wantTypes[i] || s.Bytes != int64(len(sections[i])) || (s.Model != nil) != (s.Type == "TFLiteModel") {
+			t.Errorf("section %d: %+v", i, s)
+		}
+	}
+	if sum.Sections[0].Tokenizer != "huggingface" || sum.Sections[3].ModelType != "tf_lite_embedder" || sum.Sections[3].Items["backend"] != "cpu" {
+		t.Errorf("sections %+v", sum.Sections)
+	}
+	if code, stdout, _ = e2eRun(t, "inspect", in); code != 0 || !strings.Contains(stdout, "tf_lite_prefill_decode") {
+		t.Errorf("inspect text: exit %d\n%s", code, stdout)
+	}
+
+	code, stdout, stderr = e2eRun(t, "plan", "--json", "--recipe", "dynamic_int8", in)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var plan struct {
+		Plans []struct {
+			Weights []struct {
+				Section *int    `json:"section"`
+				Scheme  *string `json:"scheme"`
+			} `json:"weights"`
+		} `json:"plans"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &plan); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for _, w := range plan.Plans[0].Weights {
+		if w.Section == nil {
+			t.Fatal("a weight without its section")
+		}
+		seen[*w.Section]++
+	}
+	if len(seen) != 2 || seen[2] == 0 || seen[3] != 3 {
+		t.Errorf("weights per section %v", seen)
+	}
+
+	wrapped := filepath.Join(dir, "wrapped.litertlm")
+	if code, _, stderr := e2eRun(t, "quantize", "--recipe", "none", filepath.Join(e2eModels, "aeq_conv_fc_mnist.tflite"), wrapped); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	b, err := litertlm.Open(wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if len(b.Sections) != 1 || b.Sections[0].ModelType() != "tf_lite_prefill_decode" || b.Sections[0].Begin != litertlm.BlockSize {
+		t.Errorf("wrapped bundle %+v", b.Sections)
+	}
+}
