@@ -107,7 +107,12 @@ type QuantizeStage struct {
 	// Budget, when set, chooses the schemes; Recipes is then the one
 	// recipe named BudgetRecipe that the budget fills in.
 	Budget *Budget
-	P      Pos
+	// Sections gives a LiteRT-LM bundle's TFLiteModel sections their own
+	// recipe, by model type ("tf_lite_embedder") or section index ("3"),
+	// in place of Recipes' (an index beats a model type); `none` leaves a
+	// section byte for byte as it is.
+	Sections map[string]*Recipe
+	P        Pos
 }
 
 // Calibration is `quantize.calibration`: how many inputs to run through the
@@ -556,8 +561,15 @@ func (d *decoder) ops(n *yaml.Node, field string) []string {
 func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 	st := &QuantizeStage{P: p}
 	var one, many, manyKey, budget, budgetKey *yaml.Node
-	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration", "budget"}, false, func(key string, k, v *yaml.Node) {
+	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration", "budget", "sections"}, false, func(key string, k, v *yaml.Node) {
 		switch key {
+		case "sections":
+			st.Sections = map[string]*Recipe{}
+			d.mapping(v, "quantize.sections", nil, true, func(sel string, k, v *yaml.Node) {
+				if r := d.recipe(v, join("quantize.sections", sel)); r != nil {
+					st.Sections[sel] = r
+				}
+			})
 		case "recipe":
 			one = v
 		case "recipes":

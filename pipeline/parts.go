@@ -18,9 +18,10 @@ type Parts interface {
 type Part struct {
 	// Section is the part's index in its bundle; Name says which it is in
 	// messages ("section 1 (tf_lite_prefill_decode)").
-	Section int
-	Name    string
-	Model   any
+	Section   int
+	Name      string
+	ModelType string // the section's model_type item, or ""
+	Model     any
 	Plan    *Plan
 	Output  *OutputReport
 }
@@ -41,7 +42,7 @@ func runStage(ctx context.Context, st Stage, s *State) error {
 	parts := ps.Parts()
 	for _, p := range parts {
 		sub := *s
-		sub.Model, sub.Plan, sub.Output = p.Model, p.Plan, p.Output
+		sub.Model, sub.Plan, sub.Output, sub.Part = p.Model, p.Plan, p.Output, p
 		sub.Log = s.Log.With().Int("section", p.Section).Logger()
 		sub.Warnings = nil
 		if err := st.Run(ctx, &sub); err != nil {

@@ -36,6 +36,8 @@ type State struct {
 	InputPath string
 	// Model is the loaded model; its concrete type is the stages' business.
 	Model any
+	// Part is the bundle section a stage runs on (Parts), nil otherwise.
+	Part *Part
 
 	// Plan lists every weight tensor with its role and, once quantize has
 	// run, its scheme and sizes.

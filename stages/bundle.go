@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/qpipe/qpipe/internal/litertlm"
@@ -67,7 +68,7 @@ func loadBundle(path string) (*bundleState, error) {
 			bs.close()
 			return nil, err
 		}
-		bs.parts = append(bs.parts, &pipeline.Part{Section: sec.Index, Name: sec.Name(), Model: &modelState{m: m, path: path}})
+		bs.parts = append(bs.parts, &pipeline.Part{Section: sec.Index, Name: sec.Name(), ModelType: sec.ModelType(), Model: &modelState{m: m, path: path}})
 	}
 	if len(bs.parts) == 0 {
 		bs.close()
@@ -165,4 +166,22 @@ func (bs *bundleState) onePart(path string) (*pipeline.Part, error) {
 		names = append(names, p.Name)
 	}
 	return nil, fmt.Errorf("output %s is a bare .tflite but the bundle has %d TFLiteModel sections (%s): write a .litertlm", path, len(bs.parts), strings.Join(names, "; "))
+}
+
+// forPart is q with the recipe quantize.sections gives the part s runs on
+// (by section index, else by model type), or q itself.
+func (q *Quantize) forPart(s *pipeline.State) *Quantize {
+	if s.Part == nil || len(q.Sections) == 0 {
+		return q
+	}
+	r, ok := q.Sections[strconv.Itoa(s.Part.Section)]
+	if !ok {
+		r, ok = q.Sections[s.Part.ModelType]
+	}
+	if !ok || r == nil {
+		return q
+	}
+	c := *q
+	c.Recipe, c.Sections = r, nil
+	return &c
 }

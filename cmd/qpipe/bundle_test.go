@@ -251,3 +251,36 @@ func TestBundleInspectPlan(t *testing.T) {
 		t.Errorf("wrapped bundle %+v", b.Sections)
 	}
 }
+
+// TestBundleSectionRecipes: quantize.sections gives sections their own
+// recipe by model type or index; `none` leaves a section byte for byte.
+func TestBundleSectionRecipes(t *testing.T) {
+	dir := t.TempDir()
+	_, sections := testBundle(t, dir)
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: llm.litertlm}
+  - quantize:
+      recipe: dynamic_int8
+      sections: {tf_lite_embedder: none, "2": fp16}
+  - serialize: {path: "out/{name}_{suffix}.litertlm"}
+`)
+	if code, _, stderr := e2eRun(t, "run", job); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	b, err := litertlm.Open(filepath.Join(dir, "out", "job_q8.litertlm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !bytes.Equal(sectionOf(t, b, 3), sections[3]) {
+		t.Error("the embedder (recipe none) changed")
+	}
+	want := filepath.Join(dir, "fp16.tflite")
+	if code, _, stderr := e2eRun(t, "quantize", "--recipe", "fp16", filepath.Join(e2eModels, "tiny_decoder.tflite"), want); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if w, _ := os.ReadFile(want); !bytes.Equal(sectionOf(t, b, 2), w) {
+		t.Error("section 2 is not the fp16 output of its model")
+	}
+}
