@@ -22,8 +22,8 @@ type Part struct {
 	Name      string
 	ModelType string // the section's model_type item, or ""
 	Model     any
-	Plan    *Plan
-	Output  *OutputReport
+	Plan      *Plan
+	Output    *OutputReport
 }
 
 // WholeStage marks a stage that runs once on a Parts model (serialize
