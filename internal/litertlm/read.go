@@ -340,7 +340,7 @@ func checkContent(b *Bundle, s *Section) error {
 			return fmt.Errorf("a TFLiteModel section must be a TFLite flatbuffer (identifier \"TFL3\" at bytes 4..8); it starts % x", h)
 		}
 	case TypeHFTokenizerZlib:
-		// An 8-byte uncompressed size, then a zlib stream (RFC 1950 §2.2:
+		// An 8-byte uncompressed size, then a zlib stream (RFC 1950 section 2.2:
 		// method 8, header checksum).
 		if len(h) < 10 || h[8]&0x0f != 8 || (uint16(h[8])<<8|uint16(h[9]))%31 != 0 {
 			return fmt.Errorf("an HF_Tokenizer_Zlib section must be an 8-byte size and a zlib stream; it starts % x", h)
