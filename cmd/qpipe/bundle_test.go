@@ -150,6 +150,11 @@ func TestBundleQuantize(t *testing.T) {
 		sameOnRuntime(t, ext, want)
 	}
 
+	// eval runs the bundles' main models (the prefill/decode section).
+	if code, stdout, stderr := e2eRun(t, "eval", "--samples", "1", in, out); code != 0 || !strings.Contains(stdout, "logits") {
+		t.Errorf("eval on bundles: exit %d\n%s%s", code, stdout, stderr)
+	}
+
 	// One section as a bare .tflite: refused while there are two models.
 	if code, _, stderr := e2eRun(t, "quantize", "--recipe", "dynamic_int8", in, filepath.Join(dir, "one.tflite")); code == 0 || !strings.Contains(stderr, "2 TFLiteModel sections") {
 		t.Errorf("a bare output of a two-model bundle: exit %d\n%s", code, stderr)
@@ -282,5 +287,54 @@ stages:
 	}
 	if w, _ := os.ReadFile(want); !bytes.Equal(sectionOf(t, b, 2), w) {
 		t.Error("section 2 is not the fp16 output of its model")
+	}
+}
+
+// TestBundleHostile: a bundle lying about a section, and a valid bundle
+// holding a corrupt model, fail every command with exit 1, the section
+// named, and no output left behind.
+func TestBundleHostile(t *testing.T) {
+	dir := t.TempDir()
+	in, _ := testBundle(t, dir)
+	good, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := litertlm.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, s3 := b.Sections[2].Begin, b.Sections[3].Begin
+	b.Close()
+	cases := map[string]struct {
+		edit func([]byte)
+		want string
+	}{
+		"lying section": {func(d []byte) { copy(d[s2+4:], "XXXX") }, "section 2 (TFLiteModel, tf_lite_prefill_decode): a TFLiteModel section must be a TFLite flatbuffer"},
+		"corrupt model": {func(d []byte) { copy(d[s3:], []byte{0xff, 0xff, 0xff, 0x7f}) }, "section 3 (TFLiteModel, tf_lite_embedder)"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := append([]byte(nil), good...)
+			c.edit(d)
+			bad := filepath.Join(t.TempDir(), "bad.litertlm")
+			if err := os.WriteFile(bad, d, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(filepath.Dir(bad), "out.litertlm")
+			for _, args := range [][]string{
+				{"quantize", "--recipe", "dynamic_int8", bad, out},
+				{"plan", "--recipe", "dynamic_int8", bad},
+				{"inspect", bad},
+			} {
+				code, _, stderr := e2eRun(t, args...)
+				if code != 1 || !strings.Contains(stderr, c.want) {
+					t.Errorf("%v: exit %d, want 1 and %q in\n%s", args[0], code, c.want, stderr)
+				}
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Error("an output was left behind")
+			}
+		})
 	}
 }
