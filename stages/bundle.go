@@ -117,27 +117,11 @@ func (z *Serialize) writeBundle(ctx context.Context, s *pipeline.State, path str
 		}
 		repl[p.Section] = &modelContent{m: models[i], opts: wo, n: n}
 	}
-	if err := litertlm.WriteFile(ctx, path, b, repl, nil); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		os.Remove(path)
-		return err
-	}
-	out := &pipeline.OutputReport{Recipe: s.Recipe, Path: path, Layout: "litertlm"}
-	fi, err := os.Stat(path)
+	out, err := z.written(ctx, s, path, func() error { return litertlm.WriteFile(ctx, path, b, repl, nil) })
 	if err != nil {
 		return err
 	}
-	out.Bytes = fi.Size()
-	if z.Hash {
-		if out.SHA256, err = FileSHA256(path); err != nil {
-			return err
-		}
-	}
+	out.Layout = "litertlm"
 	for _, p := range parts {
 		out.Tensors = append(out.Tensors, tensorReports(s, p.Model.(*modelState), p.Plan)...)
 	}

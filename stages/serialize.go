@@ -101,31 +101,12 @@ func (z *Serialize) writeModel(ctx context.Context, s *pipeline.State, ms *model
 			return err
 		}
 	}
-	if err := tflite.WriteFile(ctx, path, m, wo); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		// Cancelled while the last bytes were written: the job reports an
-		// interruption, so it leaves no output.
-		os.Remove(path)
-		return err
-	}
-	out := &pipeline.OutputReport{Recipe: s.Recipe, Path: path}
-	fi, err := os.Stat(path)
+	out, err := z.written(ctx, s, path, func() error { return tflite.WriteFile(ctx, path, m, wo) })
 	if err != nil {
 		return err
 	}
-	out.Bytes = fi.Size()
 	out.Accuracy = accuracy
 	out.Layout = layoutOf(path)
-	if z.Hash {
-		if out.SHA256, err = FileSHA256(path); err != nil {
-			return err
-		}
-	}
 	out.Tensors = tensorReports(s, ms, s.Plan)
 	if s.Plan != nil {
 		out.Sizes = s.Plan.SizesByRole()
@@ -133,6 +114,34 @@ func (z *Serialize) writeModel(ctx context.Context, s *pipeline.State, ms *model
 	}
 	s.Output = out
 	return nil
+}
+
+// written runs write, which writes path, and reports the output: its path,
+// size and, when asked, sha256. Cancelled while the last bytes were
+// written, the job reports an interruption, so it leaves no output.
+func (z *Serialize) written(ctx context.Context, s *pipeline.State, path string, write func() error) (*pipeline.OutputReport, error) {
+	if err := write(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	out := &pipeline.OutputReport{Recipe: s.Recipe, Path: path}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	out.Bytes = fi.Size()
+	if z.Hash {
+		if out.SHA256, err = FileSHA256(path); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // tensorReports lists the measured error of the tensors the quantize stage

@@ -242,7 +242,7 @@ func Read(r io.ReaderAt, size int64, name string) (*Bundle, error) {
 		return nil, fmt.Errorf("litertlm: %s: %w", name, err)
 	}
 	if string(pre[:8]) != Magic {
-		return nil, fail("preamble", 0, "magic %q is not %q: not a LiteRT-LM bundle", printable(pre[:8]), Magic)
+		return nil, fail("preamble", 0, "magic %q is not %q: not a LiteRT-LM bundle", pre[:8], Magic)
 	}
 	b := &Bundle{Name: name, Size: size, r: r,
 		Major: binary.LittleEndian.Uint32(pre[8:]),
@@ -356,15 +356,6 @@ func checkContent(b *Bundle, s *Section) error {
 		}
 	}
 	return nil
-}
-
-func printable(b []byte) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e {
-			return '.'
-		}
-		return r
-	}, string(b))
 }
 
 // decoder reads the header flatbuffer with every access bounds-checked.

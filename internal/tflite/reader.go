@@ -43,20 +43,29 @@ func Open(path string) (*Model, error) {
 		}
 		return OpenSection(path, sec.Begin, sec.Len(), path+" "+sec.Name())
 	}
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	return readFile(f, fi, path, true)
+}
+
+// openRegular opens the regular file at path.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("tflite: %w", err)
+		return nil, nil, fmt.Errorf("tflite: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("tflite: %w", err)
+		return nil, nil, fmt.Errorf("tflite: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("tflite: %s: not a regular file", path)
+		return nil, nil, fmt.Errorf("tflite: %s: not a regular file", path)
 	}
-	return readFile(f, fi, path, true)
+	return f, fi, nil
 }
 
 // OpenSection reads the model stored in bytes [off, off+n) of the file at
@@ -64,14 +73,9 @@ func Open(path string) (*Model, error) {
 // errors. The file is mapped and streamed as by Open; offsets inside the
 // model are relative to off, Section.Offset is a position in the file.
 func OpenSection(path string, off, n int64, name string) (*Model, error) {
-	f, err := os.Open(path)
+	f, fi, err := openRegular(path)
 	if err != nil {
-		return nil, fmt.Errorf("tflite: %w", err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("tflite: %w", err)
+		return nil, err
 	}
 	if off < 0 || n < 0 || off > fi.Size() || n > fi.Size()-off {
 		f.Close()
