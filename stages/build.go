@@ -102,7 +102,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				Scales:          quantize.Scales,
 				Calibration:     quantize.Calibration,
 				Choice:          choice,
-				Sections:        quantize.Sections,
+				Sections:        sectionRecipes(r, quantize),
 			}
 			if opt.Scales != "" {
 				q.Scales = opt.Scales

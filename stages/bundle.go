@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
@@ -168,4 +170,15 @@ func (q *Quantize) forPart(s *pipeline.State) *Quantize {
 	c := *q
 	c.Recipe, c.Sections = r, nil
 	return &c
+}
+
+// sectionRecipes is the per-section recipes of a branch: its recipe's
+// (an AEQ model-type mapping), then the quantize stage's, which win.
+func sectionRecipes(r *config.Recipe, q *config.QuantizeStage) map[string]*config.Recipe {
+	if len(r.Sections) == 0 {
+		return q.Sections
+	}
+	m := maps.Clone(r.Sections)
+	maps.Copy(m, q.Sections)
+	return m
 }

@@ -338,3 +338,40 @@ func TestBundleHostile(t *testing.T) {
 		})
 	}
 }
+
+// TestBundleAEQMapping: --aeq-recipe takes the reference quantizer's
+// model-type mapping: the embedder gets the mapped recipe (the same bytes
+// as that recipe on the bare model), the prefill/decode model, which the
+// mapping does not name and which has no default, stays byte for byte.
+func TestBundleAEQMapping(t *testing.T) {
+	dir := t.TempDir()
+	in, sections := testBundle(t, dir)
+	recipe, err := filepath.Abs("../../examples/aeq/mixed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapping := e2eWrite(t, filepath.Join(dir, "mapping.json"), `{"tf_lite_embedder": "`+recipe+`"}`)
+	out := filepath.Join(dir, "out.litertlm")
+	if code, _, stderr := e2eRun(t, "quantize", "--aeq-recipe", mapping, in, out); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	b, err := litertlm.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !bytes.Equal(sectionOf(t, b, 2), sections[2]) {
+		t.Error("the prefill/decode model, not in the mapping, changed")
+	}
+	want := filepath.Join(dir, "bare.tflite")
+	if code, _, stderr := e2eRun(t, "quantize", "--aeq-recipe", recipe, filepath.Join(e2eModels, "aeq_conv_fc_mnist.tflite"), want); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if w, _ := os.ReadFile(want); !bytes.Equal(sectionOf(t, b, 3), w) || bytes.Equal(w, sections[3]) {
+		t.Error("the embedder is not the mapped recipe's output")
+	}
+	bad := e2eWrite(t, filepath.Join(dir, "bad.json"), `{"tf_lite_embedder": 3}`)
+	if code, _, stderr := e2eRun(t, "quantize", "--aeq-recipe", bad, in, out); code == 0 || !strings.Contains(stderr, "bad.json") {
+		t.Errorf("a bad mapping: exit %d\n%s", code, stderr)
+	}
+}

@@ -87,7 +87,7 @@ func cliRecipe(preset, aeq string) (*config.Recipe, error) {
 	case preset != "" && aeq != "":
 		return nil, usagef("--recipe and --aeq-recipe are exclusive")
 	case aeq != "":
-		return config.LoadAEQRecipe(aeq)
+		return config.LoadAEQMapping(aeq)
 	case preset == "":
 		return nil, usagef("--recipe NAME (see `qpipe recipes`) or --aeq-recipe FILE.json is required")
 	}
