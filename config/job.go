@@ -168,7 +168,10 @@ type SerializeStage struct {
 	// Job.Name and {suffix} to the recipe's Suffix (see OutputPath).
 	Path   string
 	Layout string // LayoutAuto, LayoutInline or LayoutOffset
-	P      Pos
+	// Section picks, by model type or index, the one section of a
+	// LiteRT-LM bundle a .tflite path receives ("": the only one).
+	Section string
+	P       Pos
 
 	pathPos Pos // where the path value is written
 }
@@ -732,9 +735,15 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 
 func (d *decoder) serializeStage(n *yaml.Node, p Pos, j *Job) *SerializeStage {
 	st := &SerializeStage{P: p}
-	d.mapping(n, KindSerialize, []string{"path", "layout"}, false, func(key string, k, v *yaml.Node) {
+	d.mapping(n, KindSerialize, []string{"path", "layout", "section"}, false, func(key string, k, v *yaml.Node) {
 		f := join(KindSerialize, key)
 		switch key {
+		case "section": // a model type, or an index written as a number
+			if x := d.deref(v); x != nil && x.Kind == yaml.ScalarNode && x.Tag == "!!int" {
+				st.Section = x.Value
+			} else {
+				st.Section, _ = d.nonEmpty(v, f)
+			}
 		case "path":
 			s, ok := d.nonEmpty(v, f)
 			if !ok {

@@ -119,7 +119,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				return nil, err
 			}
 		}
-		b.Stages = append(b.Stages, &Serialize{Path: path, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
+		b.Stages = append(b.Stages, &Serialize{Path: path, Section: serialize.Section, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
 		pj.Branches = append(pj.Branches, b)
 	}
 	if len(check.quantize) > 1 {

@@ -142,16 +142,34 @@ func wrapBare() (*litertlm.Bundle, error) {
 		Items: []litertlm.KV{{Key: "model_type", Value: "tf_lite_prefill_decode"}}}})
 }
 
-// onePart is the part a bundle's .tflite output holds: the only one.
-func (bs *bundleState) onePart(path string) (*pipeline.Part, error) {
-	if len(bs.parts) == 1 {
-		return bs.parts[0], nil
-	}
+// onePart is the part a bundle's .tflite output holds: the one sel names
+// (by index, else by model type), or the only one.
+func (bs *bundleState) onePart(path, sel string) (*pipeline.Part, error) {
 	var names []string
 	for _, p := range bs.parts {
 		names = append(names, p.Name)
 	}
-	return nil, fmt.Errorf("output %s is a bare .tflite but the bundle has %d TFLiteModel sections (%s): write a .litertlm", path, len(bs.parts), strings.Join(names, "; "))
+	if sel != "" {
+		for _, p := range bs.parts {
+			if strconv.Itoa(p.Section) == sel {
+				return p, nil
+			}
+		}
+		var found []*pipeline.Part
+		for _, p := range bs.parts {
+			if p.ModelType == sel {
+				found = append(found, p)
+			}
+		}
+		if len(found) == 1 {
+			return found[0], nil
+		}
+		return nil, fmt.Errorf("serialize.section %q names %d of the bundle's TFLiteModel sections (%s); name one by model type or index", sel, len(found), strings.Join(names, "; "))
+	}
+	if len(bs.parts) == 1 {
+		return bs.parts[0], nil
+	}
+	return nil, fmt.Errorf("output %s is a bare .tflite but the bundle has %d TFLiteModel sections (%s): write a .litertlm, or pick one with serialize.section", path, len(bs.parts), strings.Join(names, "; "))
 }
 
 // forPart is q with the recipe quantize.sections gives the part s runs on

@@ -17,8 +17,11 @@ import (
 // failed job leaves no partial output. It never writes over the input.
 type Serialize struct {
 	// Path may hold {name} (the job's name) and {suffix} (the recipe's).
-	Path   string
-	Layout tflite.Layout
+	Path string
+	// Section picks the bundle section a .tflite path receives, by index
+	// or model type ("": the only TFLiteModel section).
+	Section string
+	Layout  tflite.Layout
 	// Hash adds the output's sha256 to the report (one more read of it).
 	Hash bool
 	// Sync flushes the output to the disk before the job counts as done.
@@ -54,7 +57,7 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 	var part *pipeline.Part
 	if isBundle && !IsBundlePath(path) {
 		var err error
-		if part, err = bs.onePart(path); err != nil {
+		if part, err = bs.onePart(path, z.Section); err != nil {
 			return err
 		}
 	}

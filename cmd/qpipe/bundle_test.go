@@ -375,3 +375,39 @@ func TestBundleAEQMapping(t *testing.T) {
 		t.Errorf("a bad mapping: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestBundleOneSection: serialize.section writes one section as a bare
+// .tflite, the same bytes as the bare model's output; a selector that
+// names no section is an error naming the sections.
+func TestBundleOneSection(t *testing.T) {
+	dir := t.TempDir()
+	testBundle(t, dir)
+	want := filepath.Join(dir, "bare.tflite")
+	if code, _, stderr := e2eRun(t, "quantize", "--recipe", "dynamic_int8", filepath.Join(e2eModels, "aeq_conv_fc_mnist.tflite"), want); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	w, _ := os.ReadFile(want)
+	for _, sel := range []string{"tf_lite_embedder", "3"} {
+		job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: llm.litertlm}
+  - quantize: {recipe: dynamic_int8}
+  - serialize: {path: "out/emb.tflite", section: `+sel+`}
+`)
+		if code, _, stderr := e2eRun(t, "run", "--force", job); code != 0 {
+			t.Fatalf("section %s: exit %d\n%s", sel, code, stderr)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "out", "emb.tflite")); !bytes.Equal(got, w) {
+			t.Errorf("section %s: not the bare model's output", sel)
+		}
+	}
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: llm.litertlm}
+  - quantize: {recipe: dynamic_int8}
+  - serialize: {path: "out/x.tflite", section: tf_lite_vision_encoder}
+`)
+	if code, _, stderr := e2eRun(t, "run", job); code != 1 || !strings.Contains(stderr, `serialize.section "tf_lite_vision_encoder" names 0`) {
+		t.Errorf("exit %d\n%s", code, stderr)
+	}
+}
