@@ -411,3 +411,14 @@ stages:
 		t.Errorf("exit %d\n%s", code, stderr)
 	}
 }
+
+// TestBundleBudgetRefused: a budget on a bundle is refused, not applied
+// once per section with the whole bundle's goal.
+func TestBundleBudgetRefused(t *testing.T) {
+	dir := t.TempDir()
+	in, _ := testBundle(t, dir)
+	code, _, stderr := e2eRun(t, "plan", "--budget-size", "1MB", in)
+	if code != 1 || !strings.Contains(stderr, "budgets do not run on LiteRT-LM bundles") {
+		t.Errorf("exit %d\n%s", code, stderr)
+	}
+}
