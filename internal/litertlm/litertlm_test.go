@@ -315,6 +315,25 @@ func setSectionCount(t *testing.T, d []byte, n uint32) []byte {
 	return d
 }
 
+// TestNewEmptySystem: a bundle without system metadata still has the
+// required (empty) entries vector.
+func TestNewEmptySystem(t *testing.T) {
+	b, err := New(nil, []NewSection{{Type: TypeGenericBinaryData}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &decoder{buf: b.header[PreambleSize:], fail: func(w string, p int, f string, a ...any) error { return errors.New(w) }}
+	root, _ := d.table(int(d.u32(0)), "")
+	sys, _ := d.ref(root, 0, "")
+	st, err := d.table(sys, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := d.ref(st, 0, ""); p < 0 {
+		t.Error("system_metadata.entries is missing")
+	}
+}
+
 // TestCompact: the fuzzing seed of unaligned sections reads.
 func TestCompact(t *testing.T) {
 	b, err := readBytes(t, compact(t), "compact")

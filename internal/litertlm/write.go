@@ -196,6 +196,9 @@ func New(system []KV, sections []NewSection) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sysVec == 0 { // entries is required, even when empty
+		sysVec = offsets(bld, nil)
+	}
 	bld.StartObject(1)
 	bld.PrependUOffsetTSlot(0, sysVec, 0)
 	sysT := bld.EndObject()
