@@ -125,6 +125,9 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 	if len(check.quantize) > 1 {
 		pj.Prefix = append(pj.Prefix, check)
 	}
+	if sc := newSectionCheck(recipes, quantize, opt.Strict); sc != nil {
+		pj.Prefix = append(pj.Prefix, sc)
+	}
 	pj.Prefix = append(pj.Prefix, &Lint{Rules: a.Rules, Recipes: recipes, Strict: opt.Strict})
 	return pj, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -199,4 +200,69 @@ func sectionRecipes(r *config.Recipe, q *config.QuantizeStage) map[string]*confi
 	m := maps.Clone(r.Sections)
 	maps.Copy(m, q.Sections)
 	return m
+}
+
+// sectionCheck warns about per-section recipe selectors (quantize.sections,
+// an AEQ mapping's model types) that name no TFLiteModel section of the
+// loaded model; with --strict they fail the job, as Lint's findings do.
+type sectionCheck struct {
+	selectors []string
+	strict    bool
+}
+
+func newSectionCheck(recipes []*config.Recipe, q *config.QuantizeStage, strict bool) *sectionCheck {
+	seen := map[string]bool{}
+	c := &sectionCheck{strict: strict}
+	for _, r := range recipes {
+		if r == nil {
+			continue
+		}
+		for sel := range sectionRecipes(r, q) {
+			if !seen[sel] {
+				seen[sel] = true
+				c.selectors = append(c.selectors, sel)
+			}
+		}
+	}
+	if len(c.selectors) == 0 {
+		return nil
+	}
+	slices.Sort(c.selectors)
+	return c
+}
+
+func (*sectionCheck) Name() string { return "sections" }
+
+// Whole implements pipeline.WholeStage: the check sees every section.
+func (*sectionCheck) Whole() {}
+
+func (c *sectionCheck) Run(ctx context.Context, s *pipeline.State) error {
+	var unused []string
+	bs, ok := s.Model.(*bundleState)
+	for _, sel := range c.selectors {
+		used := false
+		if ok {
+			for _, p := range bs.parts {
+				used = used || strconv.Itoa(p.Section) == sel || p.ModelType == sel
+			}
+		}
+		if !used {
+			unused = append(unused, strconv.Quote(sel))
+		}
+	}
+	if len(unused) == 0 {
+		return ctx.Err()
+	}
+	msg := fmt.Sprintf("per-section recipes for %s name no TFLiteModel section of %s", strings.Join(unused, ", "), s.InputPath)
+	if !ok {
+		msg += " (a bare .tflite: they apply to LiteRT-LM bundles)"
+	}
+	if c.strict {
+		return fmt.Errorf("%w:\n%s", ErrStrict, msg)
+	}
+	s.Warnings = append(s.Warnings, msg)
+	if !s.DryRun {
+		s.Log.Warn().Msg(msg)
+	}
+	return ctx.Err()
 }

@@ -422,3 +422,25 @@ func TestBundleBudgetRefused(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, stderr)
 	}
 }
+
+// TestBundleUnusedSelector: a per-section recipe that names no section is
+// a warning of plan, an error with --strict.
+func TestBundleUnusedSelector(t *testing.T) {
+	dir := t.TempDir()
+	testBundle(t, dir)
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: llm.litertlm}
+  - quantize:
+      recipe: dynamic_int8
+      sections: {tf_lite_vision_encoder: none, "3": fp16}
+  - serialize: {path: "out/{name}_{suffix}.litertlm"}
+`)
+	code, stdout, stderr := e2eRun(t, "plan", job)
+	if code != 0 || !strings.Contains(stdout+stderr, `per-section recipes for "tf_lite_vision_encoder" name no TFLiteModel section`) {
+		t.Errorf("plan: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := e2eRun(t, "plan", "--strict", job); code != 1 || !strings.Contains(stderr, "tf_lite_vision_encoder") {
+		t.Errorf("plan --strict: exit %d\n%s", code, stderr)
+	}
+}
