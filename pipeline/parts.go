@@ -58,10 +58,11 @@ func runStage(ctx context.Context, st Stage, s *State) error {
 }
 
 // MergePlans is the plan of a Parts model: every part's weights marked with
-// their section, notes and rule counts named by part; nil when no part has
-// a plan yet.
+// their section, notes named by part, each rule's count summed over the
+// parts; nil when no part has a plan yet.
 func MergePlans(parts []*Part) *Plan {
 	var m *Plan
+	rules := map[RuleMatch]int{}
 	for _, p := range parts {
 		if p.Plan == nil {
 			continue
@@ -76,8 +77,13 @@ func MergePlans(parts []*Part) *Plan {
 			wc.Section = &sec
 			m.Weights = append(m.Weights, &wc)
 		}
-		for _, r := range p.Plan.Rules {
-			r.Source = p.Name + ": " + r.Source
+		for _, r := range p.Plan.Rules { // one count per rule, over all parts
+			k := RuleMatch{Role: r.Role, Pattern: r.Pattern, Source: r.Source}
+			if i, ok := rules[k]; ok {
+				m.Rules[i].Ops += r.Ops
+				continue
+			}
+			rules[k] = len(m.Rules)
 			m.Rules = append(m.Rules, r)
 		}
 		for _, n := range p.Plan.Notes {

@@ -444,3 +444,34 @@ stages:
 		t.Errorf("plan --strict: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestBundleLint: lint judges the job against all sections together: an
+// annotate rule matching in one section is not a finding; one matching in
+// none is, once.
+func TestBundleLint(t *testing.T) {
+	dir := t.TempDir()
+	testBundle(t, dir)
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: llm.litertlm}
+  - annotate:
+      rules:
+        - {role: attention, match: 'sequential/conv2d'}
+        - {role: attention, match: 'no_such_op_anywhere'}
+  - quantize: {recipe: dynamic_int8}
+  - serialize: {path: "out/{name}_{suffix}.litertlm"}
+`)
+	code, stdout, stderr := e2eRun(t, "plan", "--json", job)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var out struct {
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], "no_such_op_anywhere") {
+		t.Errorf("warnings %q, want one, about no_such_op_anywhere", out.Warnings)
+	}
+}

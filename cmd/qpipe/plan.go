@@ -111,8 +111,18 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 	if searched {
 		sqnrHead = "SQNR dB (MIN-MAX -> CHOSEN)\t"
 	}
-	fmt.Fprintln(tw, "TENSOR\tSHAPE\tROLE\tLAYER\tSCHEME\tIN\tOUT\t"+sqnrHead+"OPS")
+	// A bundle's plan names each weight's section first.
+	sectionHead := ""
 	for _, wp := range p.Weights {
+		if wp.Section != nil {
+			sectionHead = "SECTION\t"
+		}
+	}
+	fmt.Fprintln(tw, sectionHead+"TENSOR\tSHAPE\tROLE\tLAYER\tSCHEME\tIN\tOUT\t"+sqnrHead+"OPS")
+	for _, wp := range p.Weights {
+		if sectionHead != "" {
+			fmt.Fprintf(tw, "%d\t", *wp.Section)
+		}
 		layer, scheme := "-", "float"
 		if wp.Layer != nil {
 			layer = fmt.Sprint(*wp.Layer)
