@@ -475,3 +475,37 @@ stages:
 		t.Errorf("warnings %q, want one, about no_such_op_anywhere", out.Warnings)
 	}
 }
+
+// TestBundleOffsetLayout: a model in the offset layout (buffers after the
+// flatbuffer, at offsets relative to the model's start) reads and writes
+// inside a bundle: quantizing the wrapped model gives the bare output.
+func TestBundleOffsetLayout(t *testing.T) {
+	dir := t.TempDir()
+	tiny := filepath.Join(e2eModels, "tiny_decoder.tflite")
+	wrapped := filepath.Join(dir, "tiny.litertlm")
+	out := filepath.Join(dir, "q4.litertlm")
+	bare := filepath.Join(dir, "q4.tflite")
+	for _, args := range [][]string{
+		{"quantize", "--recipe", "none", "--layout", "offset", tiny, wrapped},
+		{"quantize", "--recipe", "dynamic_int4_block32", "--layout", "offset", wrapped, out},
+		{"quantize", "--recipe", "dynamic_int4_block32", "--layout", "offset", tiny, bare},
+	} {
+		if code, _, stderr := e2eRun(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, code, stderr)
+		}
+	}
+	b, err := litertlm.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	m, err := tflite.OpenSection(out, b.Sections[0].Begin, b.Sections[0].Len(), "q4 section")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := m.Layout
+	m.Close()
+	if w, _ := os.ReadFile(bare); layout != tflite.LayoutOffset || !bytes.Equal(sectionOf(t, b, 0), w) {
+		t.Errorf("layout %v; section equals the bare output: %v", layout, bytes.Equal(sectionOf(t, b, 0), w))
+	}
+}
