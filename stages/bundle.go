@@ -120,7 +120,7 @@ func (z *Serialize) writeBundle(ctx context.Context, s *pipeline.State, path str
 		}
 		repl[p.Section] = &modelContent{m: models[i], opts: wo, n: n}
 	}
-	out, err := z.written(ctx, s, path, func() error { return litertlm.WriteFile(ctx, path, b, repl, nil) })
+	out, err := z.written(ctx, s, path, func() error { return litertlm.WriteFile(ctx, path, b, repl, litertlm.WriteOptions{Sync: z.Sync}) })
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func testBundle(t *testing.T, dir string) (path string, sections [][]byte) {
 		repl[i] = memContent(s)
 	}
 	path = filepath.Join(dir, "llm.litertlm")
-	if err := litertlm.WriteFile(context.Background(), path, b, repl, nil); err != nil {
+	if err := litertlm.WriteFile(context.Background(), path, b, repl, litertlm.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return path, sections

@@ -36,7 +36,7 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		out := filepath.Join(dir, "out.litertlm")
-		if err := WriteFile(context.Background(), out, b, nil, nil); err != nil {
+		if err := WriteFile(context.Background(), out, b, nil, WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		again, err := os.ReadFile(out)

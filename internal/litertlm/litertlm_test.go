@@ -98,7 +98,7 @@ func TestRewriteIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := filepath.Join(t.TempDir(), "out.litertlm")
-		if err := WriteFile(context.Background(), out, b, nil, nil); err != nil {
+		if err := WriteFile(context.Background(), out, b, nil, WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		b.Close()
@@ -133,7 +133,7 @@ func built(t testing.TB) (path string, parts [][]byte) {
 	}
 	path = filepath.Join(t.TempDir(), "built.litertlm")
 	repl := map[int]Content{0: bytesContent(parts[0]), 1: bytesContent(parts[1]), 2: bytesContent(parts[2])}
-	if err := WriteFile(context.Background(), path, b, repl, nil); err != nil {
+	if err := WriteFile(context.Background(), path, b, repl, WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return path, parts
@@ -177,7 +177,7 @@ func TestNewAndReplace(t *testing.T) {
 
 	bigger := append(append([]byte(nil), parts[1]...), make([]byte, 3*BlockSize)...)
 	out := filepath.Join(t.TempDir(), "replaced.litertlm")
-	if err := WriteFile(context.Background(), out, b, map[int]Content{1: bytesContent(bigger)}, nil); err != nil {
+	if err := WriteFile(context.Background(), out, b, map[int]Content{1: bytesContent(bigger)}, WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := Open(out)
@@ -209,7 +209,7 @@ func TestNewAndReplace(t *testing.T) {
 	if diff == 0 || diff > 6*8 {
 		t.Errorf("%d header bytes changed", diff)
 	}
-	if err := WriteFile(context.Background(), path, b, nil, nil); err == nil {
+	if err := WriteFile(context.Background(), path, b, nil, WriteOptions{}); err == nil {
 		t.Error("writing over the input bundle was not refused")
 	}
 }

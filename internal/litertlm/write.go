@@ -91,11 +91,20 @@ func (b *Bundle) Header(begin, end []int64) []byte {
 	return h
 }
 
+// WriteOptions are WriteFile's options.
+type WriteOptions struct {
+	// Check, when set, is run on the complete temporary file before it is
+	// renamed into place; an error fails the write.
+	Check func(tmp string) error
+	// Sync flushes the file and its folder to the disk.
+	Sync bool
+}
+
 // WriteFile writes b to path with the sections in repl replaced and the
 // others copied byte for byte, through a temporary file renamed into
-// place when complete (check, when set, is run on the temporary file
-// first). It refuses to write over the bundle's own input file.
-func WriteFile(ctx context.Context, path string, b *Bundle, repl map[int]Content, check func(tmp string) error) (err error) {
+// place when complete. It refuses to write over the bundle's own input
+// file.
+func WriteFile(ctx context.Context, path string, b *Bundle, repl map[int]Content, opts WriteOptions) (err error) {
 	if in, ok := b.r.(*os.File); ok {
 		if a, err1 := os.Stat(path); err1 == nil {
 			if c, err2 := in.Stat(); err2 == nil && os.SameFile(a, c) {
@@ -147,16 +156,27 @@ func WriteFile(ctx context.Context, path string, b *Bundle, repl map[int]Content
 	if err := f.Chmod(0o644); err != nil {
 		return fmt.Errorf("litertlm: %w", err)
 	}
+	if opts.Sync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("litertlm: %w", err)
+		}
+	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("litertlm: %w", err)
 	}
-	if check != nil {
-		if err := check(f.Name()); err != nil {
+	if opts.Check != nil {
+		if err := opts.Check(f.Name()); err != nil {
 			return err
 		}
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("litertlm: %w", err)
+	}
+	if opts.Sync {
+		if d, err := os.Open(filepath.Dir(path)); err == nil {
+			d.Sync() // failure only weakens durability
+			d.Close()
+		}
 	}
 	return nil
 }
