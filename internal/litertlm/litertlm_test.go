@@ -344,3 +344,13 @@ func TestCompact(t *testing.T) {
 		t.Errorf("sections %+v", b.Sections)
 	}
 }
+
+// TestSniff: bundles are recognised; other files, folders and missing
+// paths are not.
+func TestSniff(t *testing.T) {
+	for path, want := range map[string]bool{mnistBundle: true, hfBundle: true, mnistTFLite: false, "..": false, "no/such/file": false} {
+		if got := Sniff(path); got != want {
+			t.Errorf("Sniff(%s) = %v", path, got)
+		}
+	}
+}

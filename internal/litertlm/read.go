@@ -195,8 +195,12 @@ func (e *FormatError) Error() string {
 	return b.String()
 }
 
-// Sniff says whether the file at path starts with the bundle magic.
+// Sniff says whether the file at path is a regular file that starts with
+// the bundle magic (it reads nothing from pipes or devices).
 func Sniff(path string) bool {
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return false
