@@ -100,11 +100,7 @@ func (z *Serialize) writeBundle(ctx context.Context, s *pipeline.State, path str
 	wo := tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}
 	var models []*tflite.Model
 	for _, p := range parts {
-		ms := p.Model.(*modelState)
-		if ms.gate != nil {
-			return fmt.Errorf("%s: verify's accuracy gate does not run on bundle outputs yet; serialize one section to a .tflite to gate it", p.Name)
-		}
-		models = append(models, ms.m)
+		models = append(models, p.Model.(*modelState).m)
 	}
 	if z.Progress != nil {
 		models = withProgressAll(models, z.Progress)
@@ -120,11 +116,32 @@ func (z *Serialize) writeBundle(ctx context.Context, s *pipeline.State, path str
 		}
 		repl[p.Section] = &modelContent{m: models[i], opts: wo, n: n}
 	}
-	out, err := z.written(ctx, s, path, func() error { return litertlm.WriteFile(ctx, path, b, repl, litertlm.WriteOptions{Sync: z.Sync}) })
+	// verify's accuracy gate, per section, on the written bundle before it
+	// is renamed into place.
+	var accuracy *pipeline.Accuracy
+	check := func(tmp string) error {
+		for _, p := range parts {
+			g := p.Model.(*modelState).gate
+			if g == nil {
+				continue
+			}
+			s.Log.Info().Int("samples", g.cfg.Samples).Int("section", p.Section).Msg("accuracy gate: comparing the written section with the float model's")
+			acc, err := g.measure(ctx, tmp, p.Section)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.Name, err)
+			}
+			accuracy = mergeAccuracy(accuracy, acc, p.Section, len(parts) > 1)
+		}
+		return nil
+	}
+	out, err := z.written(ctx, s, path, func() error {
+		return litertlm.WriteFile(ctx, path, b, repl, litertlm.WriteOptions{Sync: z.Sync, Check: check})
+	})
 	if err != nil {
 		return err
 	}
 	out.Layout = "litertlm"
+	out.Accuracy = accuracy
 	for _, p := range parts {
 		out.Tensors = append(out.Tensors, tensorReports(s, p.Model.(*modelState), p.Plan)...)
 	}
@@ -265,4 +282,19 @@ func (c *sectionCheck) Run(ctx context.Context, s *pipeline.State) error {
 		s.Log.Warn().Msg(msg)
 	}
 	return ctx.Err()
+}
+
+// mergeAccuracy adds one section's measured gate to a bundle's; with
+// several sections each check's signature is prefixed by its section.
+func mergeAccuracy(all, one *pipeline.Accuracy, section int, prefix bool) *pipeline.Accuracy {
+	if prefix {
+		for i := range one.Checks {
+			one.Checks[i].Signature = fmt.Sprintf("section %d: %s", section, one.Checks[i].Signature)
+		}
+	}
+	if all == nil {
+		return one
+	}
+	all.Checks = append(all.Checks, one.Checks...)
+	return all
 }

@@ -100,7 +100,7 @@ func (z *Serialize) writeModel(ctx context.Context, s *pipeline.State, ms *model
 		wo.Check = func(tmp string) error {
 			s.Log.Info().Int("samples", g.cfg.Samples).Msg("accuracy gate: comparing the written model with the float model")
 			var err error
-			accuracy, err = g.measure(ctx, tmp)
+			accuracy, err = g.measure(ctx, tmp, -1)
 			return err
 		}
 	}

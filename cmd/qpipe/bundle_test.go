@@ -509,3 +509,54 @@ func TestBundleOffsetLayout(t *testing.T) {
 		t.Errorf("layout %v; section equals the bare output: %v", layout, bytes.Equal(sectionOf(t, b, 0), w))
 	}
 }
+
+// TestBundleAccuracyGate: verify's gate measures each quantized section of
+// the written bundle against the same section of the input: a loose gate
+// reports every section's checks, a tight one fails naming the section and
+// writes nothing.
+func TestBundleAccuracyGate(t *testing.T) {
+	dir := t.TempDir()
+	testBundle(t, dir)
+	jobText := func(bound string) string {
+		return `version: 1
+stages:
+  - load: {path: llm.litertlm}
+  - quantize: {recipe: dynamic_int8}
+  - verify:
+      accuracy: {samples: 1, max_rel_l2: ` + bound + `}
+  - serialize: {path: "out/{name}_{suffix}.litertlm"}
+`
+	}
+	loose := e2eWrite(t, filepath.Join(dir, "loose.yaml"), jobText("10"))
+	code, stdout, stderr := e2eRun(t, "run", "--json", loose)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var rep struct {
+		Jobs []struct {
+			Outputs []struct {
+				Accuracy *struct {
+					Checks []struct{ Signature string }
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	acc := rep.Jobs[0].Outputs[0].Accuracy
+	sections := map[string]bool{}
+	for _, c := range acc.Checks {
+		sections[strings.SplitN(c.Signature, ":", 2)[0]] = true
+	}
+	if !sections["section 2"] || !sections["section 3"] {
+		t.Errorf("checks %+v: want both sections", acc.Checks)
+	}
+	tight := e2eWrite(t, filepath.Join(dir, "tight.yaml"), jobText("0.000000001"))
+	if code, _, stderr := e2eRun(t, "run", tight); code != 1 || !strings.Contains(stderr, "section 2 (TFLiteModel, tf_lite_prefill_decode)") {
+		t.Errorf("tight gate: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "tight_q8.litertlm")); err == nil {
+		t.Error("a failed gate left its output")
+	}
+}
