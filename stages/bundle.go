@@ -71,7 +71,7 @@ func loadBundle(path string) (*bundleState, error) {
 			bs.close()
 			return nil, err
 		}
-		bs.parts = append(bs.parts, &pipeline.Part{Section: sec.Index, Name: sec.Name(), ModelType: sec.ModelType(), Model: &modelState{m: m, path: path}})
+		bs.parts = append(bs.parts, &pipeline.Part{Section: sec.Index, Name: sec.Name(), ModelType: sec.ModelType(), Model: &modelState{m: m, path: path, section: sec.Index}})
 	}
 	if len(bs.parts) == 0 {
 		bs.close()

@@ -44,7 +44,7 @@ func (l *Load) Run(ctx context.Context, s *pipeline.State) error {
 		return err
 	}
 	s.InputPath = l.Path
-	s.Model = &modelState{m: m, path: l.Path}
+	s.Model = &modelState{m: m, path: l.Path, section: -1}
 	return ctx.Err()
 }
 

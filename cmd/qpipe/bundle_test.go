@@ -560,3 +560,55 @@ stages:
 		t.Error("a failed gate left its output")
 	}
 }
+
+// TestBundleCalibrated: calibrated scales of two sections of one bundle
+// are each their own model's (the statistics are cached per section, not
+// per file): each section is the bare model's output of the same job.
+func TestBundleCalibrated(t *testing.T) {
+	dir := t.TempDir()
+	models := []string{"tiny_decoder.tflite", "tiny_decoder_nodiv.tflite"}
+	b, err := litertlm.New(nil, []litertlm.NewSection{
+		{Type: litertlm.TypeTFLiteModel, Items: []litertlm.KV{{Key: "model_type", Value: "tf_lite_prefill_decode"}}},
+		{Type: litertlm.TypeTFLiteModel, Items: []litertlm.KV{{Key: "model_type", Value: "tf_lite_aux"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl := map[int]litertlm.Content{}
+	for i, m := range models {
+		d, err := os.ReadFile(filepath.Join(e2eModels, m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		repl[i] = memContent(d)
+		e2eCopy(t, dir, m)
+	}
+	if err := litertlm.WriteFile(context.Background(), filepath.Join(dir, "two.litertlm"), b, repl, litertlm.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	job := func(in, out string) string {
+		return e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: `+in+`}
+  - quantize: {recipe: dynamic_int4_block32, scales: calibrated, calibration: {samples: 2, seq: 8}}
+  - verify: {on_mismatch: fallback}
+  - serialize: {path: "`+out+`"}
+`)
+	}
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	for _, c := range [][2]string{{"two.litertlm", "out/two.litertlm"}, {models[0], "out/a.tflite"}, {models[1], "out/b.tflite"}} {
+		if code, _, stderr := e2eRun(t, "run", "--force", job(c[0], c[1])); code != 0 {
+			t.Fatalf("%s: exit %d\n%s", c[0], code, stderr)
+		}
+	}
+	out, err := litertlm.Open(filepath.Join(dir, "out", "two.litertlm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	for i, bare := range []string{"a.tflite", "b.tflite"} {
+		if w, _ := os.ReadFile(filepath.Join(dir, "out", bare)); !bytes.Equal(sectionOf(t, out, i), w) {
+			t.Errorf("section %d differs from %s", i, bare)
+		}
+	}
+}
