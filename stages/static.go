@@ -40,7 +40,7 @@ func (q *StaticQuantize) Run(ctx context.Context, s *pipeline.State) error {
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	sum, in, err := calibrationSums(ms.path, cal)
+	sum, in, err := calibrationSums(ms, cal)
 	if err != nil {
 		return err
 	}
