@@ -20,7 +20,7 @@ func normAxis(axis, rank int) (int, bool) {
 func reshapeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(1, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(1, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -87,7 +87,7 @@ func resolveShape(want []int, n int) ([]int, error) {
 func squeezeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(1, 1, 1), c.typeIn(0, anyType...))
+			return first(c.arity(1, 1, 1), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -122,7 +122,7 @@ func squeezeKernel() *kernel {
 func expandDimsKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -150,7 +150,7 @@ func expandDimsKernel() *kernel {
 func transposeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -231,7 +231,7 @@ func sliceKernel() *kernel {
 					return err
 				}
 			}
-			return c.typeIn(0, anyType...)
+			return c.typeIn(0, dataTypes...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -281,7 +281,7 @@ func stridedSliceKernel() *kernel {
 					return err
 				}
 			}
-			return c.typeIn(0, anyType...)
+			return c.typeIn(0, dataTypes...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -479,7 +479,7 @@ func concatKernel() *kernel {
 				return err
 			}
 			for k := range c.p.op.Inputs {
-				if err := c.typeIn(k, anyType...); err != nil {
+				if err := c.typeIn(k, dataTypes...); err != nil {
 					return err
 				}
 				if c.inType(k) != c.outMeta(0).Type {
@@ -573,6 +573,10 @@ func copyInto(dst *Tensor, off int, src *Tensor) {
 		copy(dst.I64[off:], src.I64)
 	case fb.TensorTypeBOOL:
 		copy(dst.Bool[off:], src.Bool)
+	case fb.TensorTypeINT8:
+		copy(dst.I8[off:], src.I8)
+	case fb.TensorTypeINT16:
+		copy(dst.I16[off:], src.I16)
 	}
 }
 
@@ -588,7 +592,7 @@ func splitKernel(v bool) *kernel {
 			if v {
 				n = 3
 			}
-			return first(c.arity(n, n, -1), c.typeIn(ax, intTypes...), c.typeIn(val, anyType...))
+			return first(c.arity(n, n, -1), c.typeIn(ax, intTypes...), c.typeIn(val, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(val)
@@ -663,7 +667,7 @@ func packKernel() *kernel {
 				return err
 			}
 			for k := range c.p.op.Inputs {
-				if err := c.typeIn(k, anyType...); err != nil {
+				if err := c.typeIn(k, dataTypes...); err != nil {
 					return err
 				}
 			}
@@ -707,7 +711,7 @@ func packKernel() *kernel {
 func unpackKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(1, 1, -1), c.typeIn(0, anyType...))
+			return first(c.arity(1, 1, -1), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -738,7 +742,7 @@ func unpackKernel() *kernel {
 func gatherKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -803,7 +807,7 @@ func gatherKernel() *kernel {
 func gatherNDKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -861,7 +865,7 @@ func dynamicUpdateSliceKernel() *kernel {
 			if c.inType(0) != c.inType(1) {
 				return c.unsupported("operand and update types differ")
 			}
-			return c.typeIn(0, anyType...)
+			return c.typeIn(0, dataTypes...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)

@@ -1,0 +1,703 @@
+package interp
+
+import (
+	"math"
+
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// Integer kernels: operators whose activations are INT8 or INT16
+// (full-integer models). prepare picks them instead of the float kernel
+// when the op has a quantized activation input or output (integerOp).
+// Data movement ops (RESHAPE, TRANSPOSE, SLICE, GATHER, ...) have no entry
+// here: their float kernels move the integers unchanged, as the runtime's
+// byte-generic kernels do.
+var intKernels map[fb.BuiltinOperator]*kernel
+
+func init() {
+	intKernels = map[fb.BuiltinOperator]*kernel{
+		fb.BuiltinOperatorQUANTIZE:          quantizeKernel(),
+		fb.BuiltinOperatorDEQUANTIZE:        intDequantizeKernel(),
+		fb.BuiltinOperatorCONV_2D:           intConvKernel(false),
+		fb.BuiltinOperatorDEPTHWISE_CONV_2D: intConvKernel(true),
+		fb.BuiltinOperatorFULLY_CONNECTED:   intFCKernel(),
+		fb.BuiltinOperatorAVERAGE_POOL_2D:   intPoolKernel(false),
+		fb.BuiltinOperatorMAX_POOL_2D:       intPoolKernel(true),
+		fb.BuiltinOperatorSOFTMAX:           intSoftmaxKernel(),
+	}
+}
+
+// requant is a per-tensor rescaling x → zp_out + M·(x − zp_in).
+type requant struct {
+	in, out qparam
+	mult    int32
+	shift   int
+	lo, hi  int32
+}
+
+// quantizeKernel: FLOAT32 → INT8/INT16 is clamp(round(x/s) + zp) with the
+// division in float32 and round half away from zero
+// (reference/quantize.h AffineQuantize); INT8/INT16 → INT8/INT16 is
+// Requantize with M = s_in/s_out (quantize.cc Prepare,
+// reference/requantize.h).
+func quantizeKernel() *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeFLOAT32, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeOut(0, fb.TensorTypeINT8, fb.TensorTypeINT16)); err != nil {
+				return err
+			}
+			out, err := c.outQuant(0)
+			if err != nil {
+				return err
+			}
+			r := &requant{out: out}
+			r.lo, r.hi = qrange(c.outMeta(0).Type)
+			if c.inType(0) != fb.TensorTypeFLOAT32 {
+				if r.in, err = c.inQuant(0); err != nil {
+					return err
+				}
+				if c.inType(0) == fb.TensorTypeINT16 && c.outMeta(0).Type == fb.TensorTypeINT16 {
+					if err := first(c.zeroPointZero(c.meta(0), r.in), c.zeroPointZero(c.outMeta(0), r.out)); err != nil {
+						return err
+					}
+				}
+				r.mult, r.shift = quantizeMultiplier(float64(r.in.scale) / float64(r.out.scale))
+			}
+			c.p.q = r
+			return nil
+		},
+		run: func(c *opCtx) error {
+			r := c.p.q.(*requant)
+			x, err := c.in(0)
+			if err != nil {
+				return err
+			}
+			out := NewTensor(c.outMeta(0).Type, x.Shape)
+			if x.Type == fb.TensorTypeFLOAT32 {
+				for i, v := range x.F32 {
+					q := math.Round(float64(v / r.out.scale))
+					q = min(max(q+float64(r.out.zp), float64(r.lo)), float64(r.hi)) // NaN → lo
+					out.setInt(i, int32(q))
+				}
+			} else {
+				if x.Type != c.inType(0) {
+					return c.errf("input is %s, the model declares %s", tflite.TypeName(x.Type), tflite.TypeName(c.inType(0)))
+				}
+				n := x.Len()
+				for i := 0; i < n; i++ {
+					v := mbqm(x.intAt(i)-r.in.zp, r.mult, r.shift) + r.out.zp
+					out.setInt(i, min(max(v, r.lo), r.hi))
+				}
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+// intDequantizeKernel: (q − zp)·s, the product exact in double and
+// rounded once to float32 (reference/dequantize.h).
+func intDequantizeKernel() *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeOut(0, fb.TensorTypeFLOAT32)); err != nil {
+				return err
+			}
+			in, err := c.inQuant(0)
+			c.p.q = &requant{in: in}
+			return err
+		},
+		run: func(c *opCtx) error {
+			r := c.p.q.(*requant)
+			x, err := c.intIn(0)
+			if err != nil {
+				return err
+			}
+			out := NewTensor(fb.TensorTypeFLOAT32, x.Shape)
+			s := float64(r.in.scale)
+			for i := range out.F32 {
+				out.F32[i] = float32(s * float64(x.intAt(i)-r.in.zp))
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+// intMatmulQ is what CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED derive
+// from the tensors' parameters at New.
+type intMatmulQ struct {
+	in, out qparam
+	// Per output channel (one entry when the filter is per tensor).
+	mult  []int32
+	shift []int
+	// scaleD is s_in·s_w[c]/s_out in double, for the 16x8 FC that
+	// rescales in double.
+	scaleD []float64
+	wzp    int32 // per-tensor filter zero point (FC only)
+	lo, hi int32
+	// int16: the 16x8 kernels; bias64: an INT64 bias (the int64
+	// MultiplyByQuantizedMultiplier); doubleFC: the 16x8 FC's double
+	// rescaling (reference FullyConnected(PerChannel) with scales).
+	int16, bias64, doubleFC bool
+	// xnn: IntXNNPACK rescaling with xscale per channel and the bounds
+	// xlo, xhi (int8 only).
+	xnn      bool
+	xscale   []float32
+	xlo, xhi int32
+	filter   []int8
+	fshape   []int
+	bias     []int64
+}
+
+// prepareIntMatmul checks and precomputes an integer conv / FC: filter is
+// input 1 (constant INT8, per tensor or per channel along chanAxis), bias
+// input 2 (optional constant INT32, or INT64 with INT16 activations).
+func (c *opCtx) prepareIntMatmul(chanAxis int, act fb.ActivationFunctionType, fc bool) (*intMatmulQ, error) {
+	inT := c.inType(0)
+	if err := first(c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeOut(0, inT), c.checkIntActivation(act)); err != nil {
+		return nil, err
+	}
+	q := &intMatmulQ{int16: inT == fb.TensorTypeINT16}
+	var err error
+	if q.in, err = c.inQuant(0); err != nil {
+		return nil, err
+	}
+	if q.out, err = c.outQuant(0); err != nil {
+		return nil, err
+	}
+	if q.int16 {
+		if err := first(c.zeroPointZero(c.meta(0), q.in), c.zeroPointZero(c.outMeta(0), q.out)); err != nil {
+			return nil, err
+		}
+	}
+	fm := c.meta(1)
+	if fm == nil || !c.sg.isConst(c.tensorIdx(1)) || fm.Type != fb.TensorTypeINT8 {
+		return nil, c.unsupported("filter must be a constant INT8 tensor with integer activations")
+	}
+	w, err := c.sg.weightView(c.tensorIdx(1))
+	if err != nil {
+		return nil, c.errf("filter: %v", err)
+	}
+	if len(w.shape) == 0 || chanAxis >= len(w.shape) {
+		return nil, c.errf("filter %q has shape %v", fm.Name, w.shape)
+	}
+	nc := w.shape[chanAxis]
+	perChannel := len(w.scale) > 1
+	if perChannel {
+		if len(w.scale) != nc || w.axisStride != strides(w.shape)[chanAxis] {
+			return nil, c.unsupported("filter %q: %d scales along quantized dimension %d, want %d along dimension %d", fm.Name, len(w.scale), fm.Quantization.QuantizedDimension, nc, chanAxis)
+		}
+	}
+	for i, z := range w.zp {
+		if z != 0 && (perChannel || !fc) {
+			return nil, c.unsupported("filter %q has zero point %d at channel %d: integer kernels take symmetric filters", fm.Name, z, i)
+		}
+	}
+	if !perChannel {
+		q.wzp = w.zp[0]
+	}
+	q.filter = make([]int8, w.numElements())
+	for i := range q.filter {
+		q.filter[i] = int8(w.raw[i])
+	}
+	q.fshape = w.shape
+	for ch := 0; ch < nc; ch++ {
+		ws := w.scale[0]
+		if perChannel {
+			ws = w.scale[ch]
+		}
+		if !(ws > 0) || math.IsInf(float64(ws), 0) {
+			return nil, c.errf("filter %q has scale %g at channel %d: want a positive finite number", fm.Name, ws, ch)
+		}
+		m := float64(q.in.scale) * float64(ws) / float64(q.out.scale)
+		mq, sh := quantizeMultiplier(m)
+		q.mult, q.shift, q.scaleD = append(q.mult, mq), append(q.shift, sh), append(q.scaleD, m)
+		q.xscale = append(q.xscale, q.in.scale*ws/q.out.scale)
+	}
+	if bt := c.tensorIdx(2); bt >= 0 {
+		bm := c.meta(2)
+		want := []fb.TensorType{fb.TensorTypeINT32}
+		if q.int16 {
+			want = append(want, fb.TensorTypeINT64)
+		}
+		if err := c.typeIn(2, want...); err != nil {
+			return nil, err
+		}
+		if !c.sg.isConst(bt) {
+			return nil, c.unsupported("bias %q is not constant", bm.Name)
+		}
+		b, err := c.sg.constant(bt)
+		if err != nil {
+			return nil, c.errf("bias: %v", err)
+		}
+		if b.Len() != nc {
+			return nil, c.errf("bias %q has %d elements, want %d", bm.Name, b.Len(), nc)
+		}
+		q.bias = make([]int64, nc)
+		for i := range q.bias {
+			if b.Type == fb.TensorTypeINT64 {
+				q.bias[i] = b.I64[i]
+			} else {
+				q.bias[i] = int64(b.I32[i])
+			}
+		}
+		q.bias64 = b.Type == fb.TensorTypeINT64
+	}
+	if q.int16 {
+		if err := c.check16x8Bias(q, fc); err != nil {
+			return nil, err
+		}
+	}
+	q.lo, q.hi = activationRange(act, q.out, inT)
+	if c.sg.in.opt.IntArithmetic == IntXNNPACK && !q.int16 && (perChannel || q.wzp == 0) {
+		q.xnn = true
+		q.xlo, q.xhi = xnnActivationRange(act, q.out)
+	}
+	return q, nil
+}
+
+// xnnActivationRange is the fused activation's bounds as the XNNPACK
+// delegate passes them (float bounds quantized by xnn_qs8_quantize:
+// lrintf(v/s + zp) within the int8 range).
+func xnnActivationRange(act fb.ActivationFunctionType, out qparam) (int32, int32) {
+	q := func(v float32) int32 {
+		return int32(math.RoundToEven(float64(min(max(v/out.scale+float32(out.zp), -128), 127))))
+	}
+	lo, hi := int32(math.MinInt8), int32(math.MaxInt8)
+	switch act {
+	case fb.ActivationFunctionTypeRELU:
+		lo = q(0)
+	case fb.ActivationFunctionTypeRELU6:
+		lo, hi = q(0), q(6)
+	case fb.ActivationFunctionTypeRELU_N1_TO_1:
+		lo, hi = q(-1), q(1)
+	}
+	return lo, hi
+}
+
+// check16x8Bias picks the 16x8 kernel LiteRT runs and refuses the bias
+// types it would misread. The bias is read as INT64 unless the options'
+// quantized_bias_type says INT32 (conv.cc, fully_connected.cc Prepare and
+// Eval); DEPTHWISE_CONV_2D takes INT64 only. FULLY_CONNECTED rescales in
+// double (the reference kernels with scales) when a zero point is not 0 or
+// the bias is INT64, and otherwise runs the optimized kernel's
+// MultiplyByQuantizedMultiplier.
+func (c *opCtx) check16x8Bias(q *intMatmulQ, fc bool) error {
+	qbt := fb.TensorTypeFLOAT32 // unset
+	switch o := builtinOptions(c.p.op).(type) {
+	case *fb.Conv2DOptionsT:
+		if o != nil {
+			qbt = o.QuantizedBiasType
+		}
+	case *fb.FullyConnectedOptionsT:
+		if o != nil {
+			qbt = o.QuantizedBiasType
+		}
+	}
+	hasBias := q.bias != nil
+	bt := fb.TensorTypeINT32
+	if q.bias64 {
+		bt = fb.TensorTypeINT64
+	}
+	if qbt != fb.TensorTypeFLOAT32 && qbt != fb.TensorTypeINT32 && qbt != fb.TensorTypeINT64 {
+		return c.unsupported("quantized_bias_type %s", tflite.TypeName(qbt))
+	}
+	if hasBias && qbt != fb.TensorTypeFLOAT32 && qbt != bt {
+		return c.errf("bias %q is %s, quantized_bias_type says %s", c.meta(2).Name, tflite.TypeName(bt), tflite.TypeName(qbt))
+	}
+	switch {
+	case c.p.code == fb.BuiltinOperatorDEPTHWISE_CONV_2D:
+		if hasBias && !q.bias64 {
+			return c.unsupported("16x8 DEPTHWISE_CONV_2D with an INT32 bias %q: the runtime takes INT64", c.meta(2).Name)
+		}
+		q.bias64 = true
+	case !fc:
+		if hasBias && !q.bias64 && qbt != fb.TensorTypeINT32 {
+			return c.unsupported("16x8 CONV_2D with an INT32 bias %q needs quantized_bias_type INT32 (the runtime reads the bias as INT64 otherwise)", c.meta(2).Name)
+		}
+		q.bias64 = qbt != fb.TensorTypeINT32
+	default:
+		q.doubleFC = q.bias64 || q.wzp != 0 || qbt == fb.TensorTypeINT64
+		if hasBias && !q.bias64 && q.doubleFC && qbt != fb.TensorTypeINT32 {
+			return c.unsupported("16x8 FULLY_CONNECTED with an INT32 bias %q and a filter zero point needs quantized_bias_type INT32", c.meta(2).Name)
+		}
+	}
+	return nil
+}
+
+// rescale turns channel ch's accumulator (bias included) into an output
+// integer.
+func (q *intMatmulQ) rescale(acc int64, ch int) int32 {
+	k := ch
+	if len(q.mult) == 1 {
+		k = 0
+	}
+	var v int32
+	switch {
+	case q.xnn:
+		f := float32(acc) * q.xscale[k]
+		f = min(max(f, float32(q.xlo-q.out.zp)), float32(q.xhi-q.out.zp))
+		return int32(math.RoundToEven(float64(f))) + q.out.zp
+	case q.doubleFC:
+		r := math.Round(float64(acc) * q.scaleD[k])
+		v = int32(min(max(r, math.MinInt32), math.MaxInt32))
+	case q.int16 && q.bias64:
+		v = mbqm64(acc, q.mult[k], q.shift[k])
+	default:
+		v = mbqm(int32(acc), q.mult[k], q.shift[k])
+	}
+	v += q.out.zp // 0 for int16
+	return min(max(v, q.lo), q.hi)
+}
+
+// intConvKernel is CONV_2D / DEPTHWISE_CONV_2D on INT8 (int32 accumulator
+// and bias) or INT16 (16x8: int64 accumulator, INT64 or INT32 bias)
+// activations with an INT8 filter, per channel (reference/integer_ops/
+// conv.h, depthwise_conv.h; multipliers as kernel_util.cc
+// PopulateConvolutionQuantizationParams computes them).
+func intConvKernel(depthwise bool) *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			p := convOptions(c.p.op)
+			if err := first(c.arity(2, 3, 1), c.checkConvOptions(p)); err != nil {
+				return err
+			}
+			axis := 0
+			if depthwise {
+				axis = 3
+			}
+			q, err := c.prepareIntMatmul(axis, p.act, false)
+			if err != nil {
+				return err
+			}
+			if len(q.fshape) != 4 {
+				return c.errf("filter %v is not 4-D", q.fshape)
+			}
+			c.p.q = q
+			return nil
+		},
+		run: func(c *opCtx) error {
+			q := c.p.q.(*intMatmulQ)
+			x, err := c.intIn(0)
+			if err != nil {
+				return err
+			}
+			p := convOptions(c.p.op)
+			ws := q.fshape
+			if len(x.Shape) != 4 {
+				return c.errf("input %v is not 4-D (NHWC)", x.Shape)
+			}
+			N, H, W, C := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+			var Cout, KH, KW, Cf int
+			if depthwise {
+				KH, KW, Cout = ws[1], ws[2], ws[3]
+				if ws[0] != 1 || C == 0 || Cout%C != 0 {
+					return c.errf("depthwise filter %v does not fit %d input channels", ws, C)
+				}
+			} else {
+				Cout, KH, KW, Cf = ws[0], ws[1], ws[2], ws[3]
+				if Cf == 0 || C%Cf != 0 || Cout%(C/Cf) != 0 {
+					return c.errf("filter %v does not fit %d input channels", ws, C)
+				}
+			}
+			gh := geometry(H, KH, p.strideH, p.dilH, p.padding)
+			gw := geometry(W, KW, p.strideW, p.dilW, p.padding)
+			if err := c.checkSize([]int{N, gh.out, gw.out, Cout}); err != nil {
+				return err
+			}
+			out := NewTensor(x.Type, []int{N, gh.out, gw.out, Cout})
+			xv := x.intValues()
+			zin := q.in.zp
+			if q.int16 {
+				zin = 0
+			}
+			mult, perGroup := 1, Cout
+			if depthwise {
+				mult = Cout / C
+			} else {
+				perGroup = Cout / (C / Cf)
+			}
+			parallel(c.sg.in.threads, N*gh.out, 1, func(_, lo, hi int) {
+				for r := lo; r < hi; r++ {
+					n, oy := r/gh.out, r%gh.out
+					for ox := 0; ox < gw.out; ox++ {
+						for oc := 0; oc < Cout; oc++ {
+							var acc int64
+							for ky := 0; ky < KH; ky++ {
+								iy := oy*gh.stride - gh.pad + ky*gh.dil
+								if iy < 0 || iy >= H {
+									continue
+								}
+								for kx := 0; kx < KW; kx++ {
+									ix := ox*gw.stride - gw.pad + kx*gw.dil
+									if ix < 0 || ix >= W {
+										continue
+									}
+									base := ((n*H+iy)*W + ix) * C
+									if depthwise {
+										acc += int64(q.filter[(ky*KW+kx)*Cout+oc]) * int64(xv[base+oc/mult]-zin)
+										continue
+									}
+									g := oc / perGroup
+									wb := ((oc*KH+ky)*KW + kx) * Cf
+									for j := 0; j < Cf; j++ {
+										acc += int64(q.filter[wb+j]) * int64(xv[base+g*Cf+j]-zin)
+									}
+								}
+							}
+							if q.bias != nil {
+								acc += q.bias[oc]
+							}
+							out.setInt(((n*gh.out+oy)*gw.out+ox)*Cout+oc, q.rescale(acc, oc))
+						}
+					}
+				}
+			})
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+// intFCKernel is FULLY_CONNECTED with INT8 or INT16 activations and an
+// INT8 [out, in] filter (reference/integer_ops/fully_connected.h): int8
+// per tensor (filter zero point allowed) or per channel through
+// MultiplyByQuantizedMultiplier; 16x8 in double where LiteRT does.
+func intFCKernel() *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			o, _ := builtinOptions(c.p.op).(*fb.FullyConnectedOptionsT)
+			act := fb.ActivationFunctionTypeNONE
+			if o != nil {
+				act = o.FusedActivationFunction
+				if o.WeightsFormat != fb.FullyConnectedOptionsWeightsFormatDEFAULT {
+					return c.unsupported("weights format %d", o.WeightsFormat)
+				}
+			}
+			if err := c.arity(2, 3, 1); err != nil {
+				return err
+			}
+			q, err := c.prepareIntMatmul(0, act, true)
+			if err != nil {
+				return err
+			}
+			if len(q.fshape) != 2 {
+				return c.errf("filter %v is not 2-D", q.fshape)
+			}
+			c.p.q = q
+			return nil
+		},
+		run: func(c *opCtx) error {
+			q := c.p.q.(*intMatmulQ)
+			x, err := c.intIn(0)
+			if err != nil {
+				return err
+			}
+			N, K := q.fshape[0], q.fshape[1]
+			n := x.Len()
+			if K == 0 || n%K != 0 {
+				return c.errf("input %v does not fit filter %v", x.Shape, q.fshape)
+			}
+			M := n / K
+			o, _ := builtinOptions(c.p.op).(*fb.FullyConnectedOptionsT)
+			shape := []int{M, N}
+			if o != nil && o.KeepNumDims {
+				shape = append(append([]int{}, x.Shape[:len(x.Shape)-1]...), N)
+				if x.Shape[len(x.Shape)-1] != K {
+					return c.errf("input %v does not end in %d", x.Shape, K)
+				}
+			}
+			if err := c.checkSize(shape); err != nil {
+				return err
+			}
+			out := NewTensor(x.Type, shape)
+			xv := x.intValues()
+			zin := q.in.zp
+			parallel(c.sg.in.threads, M, 1, func(_, lo, hi int) {
+				for m := lo; m < hi; m++ {
+					row := xv[m*K : (m+1)*K]
+					for j := 0; j < N; j++ {
+						w := q.filter[j*K : (j+1)*K]
+						var acc int64
+						for k, v := range row {
+							acc += int64(int32(w[k])-q.wzp) * int64(v-zin)
+						}
+						if q.bias != nil {
+							acc += q.bias[j]
+						}
+						out.setInt(m*N+j, q.rescale(acc, j))
+					}
+				}
+			})
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+// intPoolKernel is AVERAGE_POOL_2D / MAX_POOL_2D on the stored integers
+// (reference/integer_ops/pooling.h): the average rounds half away from
+// zero over the window's in-image cells; input and output share their
+// parameters.
+func intPoolKernel(maxPool bool) *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeOut(0, c.inType(0))); err != nil {
+				return err
+			}
+			o, ok := builtinOptions(c.p.op).(*fb.Pool2DOptionsT)
+			if !ok || o == nil || o.FilterHeight <= 0 || o.FilterWidth <= 0 {
+				return c.unsupported("missing or invalid Pool2DOptions")
+			}
+			p := convOptions(c.p.op)
+			if err := first(c.checkConvOptions(p), c.checkIntActivation(p.act)); err != nil {
+				return err
+			}
+			in, err := c.inQuant(0)
+			if err != nil {
+				return err
+			}
+			out, err := c.outQuant(0)
+			if err != nil {
+				return err
+			}
+			if in != out {
+				return c.unsupported("input %q (scale %g, zero point %d) and output %q (scale %g, zero point %d) differ: the pooling kernels keep the parameters", c.meta(0).Name, in.scale, in.zp, c.outMeta(0).Name, out.scale, out.zp)
+			}
+			r := &requant{in: in, out: out}
+			r.lo, r.hi = activationRange(p.act, out, c.inType(0))
+			c.p.q = r
+			return nil
+		},
+		run: func(c *opCtx) error {
+			r := c.p.q.(*requant)
+			x, err := c.intIn(0)
+			if err != nil {
+				return err
+			}
+			o := builtinOptions(c.p.op).(*fb.Pool2DOptionsT)
+			p := convOptions(c.p.op)
+			if len(x.Shape) != 4 {
+				return c.errf("input %v is not 4-D (NHWC)", x.Shape)
+			}
+			N, H, W, C := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+			gh := geometry(H, int(o.FilterHeight), p.strideH, 1, p.padding)
+			gw := geometry(W, int(o.FilterWidth), p.strideW, 1, p.padding)
+			if err := c.checkSize([]int{N, gh.out, gw.out, C}); err != nil {
+				return err
+			}
+			out := NewTensor(x.Type, []int{N, gh.out, gw.out, C})
+			for n := 0; n < N; n++ {
+				for oy := 0; oy < gh.out; oy++ {
+					for ox := 0; ox < gw.out; ox++ {
+						y0, x0 := oy*gh.stride-gh.pad, ox*gw.stride-gw.pad
+						for ch := 0; ch < C; ch++ {
+							var acc int32
+							cnt := int32(0)
+							m := int32(math.MinInt32)
+							for iy := max(y0, 0); iy < min(y0+gh.k, H); iy++ {
+								for ix := max(x0, 0); ix < min(x0+gw.k, W); ix++ {
+									v := x.intAt(((n*H+iy)*W+ix)*C + ch)
+									acc += v
+									m = max(m, v)
+									cnt++
+								}
+							}
+							if cnt == 0 {
+								return c.errf("a pooling window lies outside the %dx%d input", H, W)
+							}
+							y := m
+							if !maxPool {
+								if acc > 0 {
+									y = (acc + cnt/2) / cnt
+								} else {
+									y = (acc - cnt/2) / cnt
+								}
+							}
+							out.setInt(((n*gh.out+oy)*gw.out+ox)*C+ch, min(max(y, r.lo), r.hi))
+						}
+					}
+				}
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+// intSoftmaxKernel is SOFTMAX with INT8 activations as LiteRT's CPU
+// kernel runs it on x86 and wasm (activations.cc SoftmaxPrepare /
+// optimized_ops.h Softmax with PopulateSoftmaxLookupTable): a float32
+// table t[v] = expf(−s_in·β·v) over the 256 distances from the row's
+// maximum, a float32 sum in element order, p = t·(1/(Σ·s_out)) rounded
+// half away from zero plus the output zero point. (The fixed-point
+// reference kernel is used only in the reference build, and aarch64
+// builds use a uint16 table instead.) The output must be scale 1/256,
+// zero point −128, as the runtime checks.
+func intSoftmaxKernel() *kernel {
+	type softmaxQ struct {
+		out   qparam
+		table [256]float32 // table[d] = exp(−s_in·β·d)
+	}
+	return &kernel{
+		check: func(c *opCtx) error {
+			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeINT8), c.typeOut(0, fb.TensorTypeINT8)); err != nil {
+				return err
+			}
+			in, err := c.inQuant(0)
+			if err != nil {
+				return err
+			}
+			out, err := c.outQuant(0)
+			if err != nil {
+				return err
+			}
+			if out.zp != -128 || math.Abs(float64(out.scale)-1.0/256) > 0.001/256 {
+				return c.unsupported("INT8 softmax output %q has scale %g zero point %d: the runtime requires 1/256 and -128", c.outMeta(0).Name, out.scale, out.zp)
+			}
+			beta := float32(1)
+			if o, ok := builtinOptions(c.p.op).(*fb.SoftmaxOptionsT); ok && o != nil {
+				beta = o.Beta
+			}
+			q := &softmaxQ{out: out}
+			scale := -in.scale * beta
+			for d := range q.table {
+				q.table[d] = float32(math.Exp(float64(scale * float32(d))))
+			}
+			c.p.q = q
+			return nil
+		},
+		run: func(c *opCtx) error {
+			q := c.p.q.(*softmaxQ)
+			x, err := c.intIn(0)
+			if err != nil {
+				return err
+			}
+			if len(x.Shape) == 0 {
+				return c.errf("softmax of a scalar")
+			}
+			D := x.Shape[len(x.Shape)-1]
+			out := NewTensor(x.Type, x.Shape)
+			for r := 0; D > 0 && r < len(x.I8)/D; r++ {
+				row := x.I8[r*D : (r+1)*D]
+				mx := int8(math.MinInt8)
+				for _, v := range row {
+					mx = max(mx, v)
+				}
+				var sum float32
+				for _, v := range row {
+					sum += q.table[int(mx)-int(v)]
+				}
+				inv := 1 / (sum * q.out.scale)
+				for j, v := range row {
+					p := int32(math.Round(float64(q.table[int(mx)-int(v)]*inv))) + q.out.zp
+					out.I8[r*D+j] = int8(min(max(p, math.MinInt8), math.MaxInt8))
+				}
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
