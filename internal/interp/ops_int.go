@@ -25,6 +25,11 @@ func init() {
 		fb.BuiltinOperatorAVERAGE_POOL_2D:   intPoolKernel(false),
 		fb.BuiltinOperatorMAX_POOL_2D:       intPoolKernel(true),
 		fb.BuiltinOperatorSOFTMAX:           intSoftmaxKernel(),
+		fb.BuiltinOperatorADD:               intBinaryKernel(fb.BuiltinOperatorADD),
+		fb.BuiltinOperatorSUB:               intBinaryKernel(fb.BuiltinOperatorSUB),
+		fb.BuiltinOperatorMUL:               intBinaryKernel(fb.BuiltinOperatorMUL),
+		fb.BuiltinOperatorMAXIMUM:           intMinMaxKernel(true),
+		fb.BuiltinOperatorMINIMUM:           intMinMaxKernel(false),
 	}
 }
 
@@ -694,6 +699,142 @@ func intSoftmaxKernel() *kernel {
 				for j, v := range row {
 					p := int32(math.Round(float64(q.table[int(mx)-int(v)]*inv))) + q.out.zp
 					out.I8[r*D+j] = int8(min(max(p, math.MinInt8), math.MaxInt8))
+				}
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+// binaryQ is what the integer ADD, SUB and MUL derive at New.
+type binaryQ struct {
+	in1, in2, out qparam
+	leftShift     int
+	m1, m2, mo    int32
+	s1, s2, so    int
+	lo, hi        int32
+}
+
+// intBinaryKernel is ADD / SUB (the general rescaling path of
+// reference/integer_ops/add.h: both inputs shifted left by 20 bits, 15
+// for int16, scaled to twice the larger input scale, summed, scaled to
+// the output) and MUL (zp_out + MBQM((x1−zp1)·(x2−zp2), s1·s2/s_out), the
+// multiplier computed in float32 as mul.cc does), with numpy broadcasting.
+func intBinaryKernel(code fb.BuiltinOperator) *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			t := c.inType(0)
+			if err := first(c.arity(2, 2, 1), c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeIn(1, t), c.typeOut(0, t)); err != nil {
+				return err
+			}
+			act := fusedActivation(c.p.op)
+			if err := c.checkIntActivation(act); err != nil {
+				return err
+			}
+			q := &binaryQ{}
+			var err error
+			if q.in1, err = c.inQuant(0); err != nil {
+				return err
+			}
+			if q.in2, err = c.inQuant(1); err != nil {
+				return err
+			}
+			if q.out, err = c.outQuant(0); err != nil {
+				return err
+			}
+			if t == fb.TensorTypeINT16 {
+				if err := first(c.zeroPointZero(c.meta(0), q.in1), c.zeroPointZero(c.meta(1), q.in2), c.zeroPointZero(c.outMeta(0), q.out)); err != nil {
+					return err
+				}
+			}
+			q.lo, q.hi = activationRange(act, q.out, t)
+			if code == fb.BuiltinOperatorMUL {
+				q.mo, q.so = quantizeMultiplier(float64(q.in1.scale * q.in2.scale / q.out.scale))
+				c.p.q = q
+				return nil
+			}
+			if t == fb.TensorTypeINT16 && potScaleInt16(c.p.op) && isPOT(q.in1.scale) && isPOT(q.in2.scale) && isPOT(q.out.scale) {
+				return c.unsupported("int16 %s with power-of-two scales (the runtime's shift-only path) is not implemented", c.p.name)
+			}
+			q.leftShift = 20
+			if t == fb.TensorTypeINT16 {
+				q.leftShift = 15
+			}
+			twiceMax := 2 * float64(max(q.in1.scale, q.in2.scale))
+			q.m1, q.s1 = quantizeMultiplier(float64(q.in1.scale) / twiceMax)
+			q.m2, q.s2 = quantizeMultiplier(float64(q.in2.scale) / twiceMax)
+			q.mo, q.so = quantizeMultiplier(twiceMax / (float64(int64(1)<<q.leftShift) * float64(q.out.scale)))
+			c.p.q = q
+			return nil
+		},
+		run: func(c *opCtx) error {
+			q := c.p.q.(*binaryQ)
+			x, y, shape, ix, iy, err := c.broadcast2()
+			if err != nil {
+				return err
+			}
+			out := NewTensor(c.outMeta(0).Type, shape)
+			for i := range ix {
+				a, b := x.intAt(ix[i])-q.in1.zp, y.intAt(iy[i])-q.in2.zp
+				var v int32
+				if code == fb.BuiltinOperatorMUL {
+					v = mbqm(a*b, q.mo, q.so)
+				} else {
+					sa := mbqm(a*(1<<q.leftShift), q.m1, q.s1)
+					sb := mbqm(b*(1<<q.leftShift), q.m2, q.s2)
+					if code == fb.BuiltinOperatorSUB {
+						sb = -sb
+					}
+					v = mbqm(sa+sb, q.mo, q.so)
+				}
+				out.setInt(i, min(max(v+q.out.zp, q.lo), q.hi))
+			}
+			c.set(0, out)
+			return nil
+		},
+	}
+}
+
+// potScaleInt16 is the ADD/SUB option pot_scale_int16 (true when absent,
+// the schema default).
+func potScaleInt16(op *fb.OperatorT) bool {
+	switch o := builtinOptions(op).(type) {
+	case *fb.AddOptionsT:
+		return o == nil || o.PotScaleInt16
+	case *fb.SubOptionsT:
+		return o == nil || o.PotScaleInt16
+	}
+	return true
+}
+
+// isPOT is CheckedLog2 (kernels/internal/common.h): log2(s) within 1e-3 of
+// an integer.
+func isPOT(s float32) bool {
+	l := math.Log2(float64(s))
+	return math.Abs(l-math.Round(l)) < 1e-3
+}
+
+// intMinMaxKernel is MAXIMUM / MINIMUM on the stored integers
+// (maximum_minimum.cc: no rescaling; the model keeps one scale).
+func intMinMaxKernel(maximum bool) *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			t := c.inType(0)
+			return first(c.arity(2, 2, 1), c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeIn(1, t), c.typeOut(0, t))
+		},
+		run: func(c *opCtx) error {
+			x, y, shape, ix, iy, err := c.broadcast2()
+			if err != nil {
+				return err
+			}
+			out := NewTensor(x.Type, shape)
+			for i := range ix {
+				a, b := x.intAt(ix[i]), y.intAt(iy[i])
+				if maximum {
+					out.setInt(i, max(a, b))
+				} else {
+					out.setInt(i, min(a, b))
 				}
 			}
 			c.set(0, out)

@@ -1,0 +1,169 @@
+package interp
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/qpipe/qpipe/internal/litert"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// qt is a quantized tensor of an integer op test: a graph input when data
+// is nil, a constant otherwise (INT8, INT16, INT32 or INT64 data as int64s).
+type qt struct {
+	typ    fb.TensorType
+	shape  []int
+	scales []float32
+	zps    []int64
+	axis   int32
+	data   []int64
+}
+
+func (q qt) bytes() []byte {
+	size, _ := tflite.DataSize(q.typ, 1)
+	b := make([]byte, int(size)*len(q.data))
+	for i, v := range q.data {
+		switch size {
+		case 1:
+			b[i] = byte(v)
+		case 2:
+			binary.LittleEndian.PutUint16(b[2*i:], uint16(v))
+		case 4:
+			binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
+		case 8:
+			binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
+		}
+	}
+	return b
+}
+
+// intOpModel builds a one-operator model over quantized tensors; INT32
+// inputs without scales are plain (shapes, indices, axes).
+func intOpModel(code fb.BuiltinOperator, opts any, ins []qt, out qt) *tflite.Model {
+	b := newBuilder()
+	var idx, sigIns []int32
+	for k, q := range ins {
+		if q.typ < 0 {
+			idx = append(idx, -1)
+			continue
+		}
+		var data []byte
+		if q.data != nil {
+			data = q.bytes()
+		}
+		t := b.tensor(fmt.Sprintf("in%d", k), q.typ, q.shape, data)
+		if q.scales != nil {
+			b.sg.Tensors[t].Quantization = &fb.QuantizationParametersT{Scale: q.scales, ZeroPoint: q.zps, QuantizedDimension: q.axis}
+		}
+		idx = append(idx, t)
+		if q.data == nil {
+			sigIns = append(sigIns, t)
+		}
+	}
+	o := b.tensor("out", out.typ, out.shape, nil)
+	b.sg.Tensors[o].Quantization = &fb.QuantizationParametersT{Scale: out.scales, ZeroPoint: out.zps}
+	b.op(code, opts, idx, []int32{o})
+	return b.model(sigIns, []int32{o})
+}
+
+func act(typ fb.TensorType, shape []int, scale float32, zp int64) qt {
+	return qt{typ: typ, shape: shape, scales: []float32{scale}, zps: []int64{zp}}
+}
+
+// seq returns n values cycling over [lo, hi].
+func seq(n int, lo, hi int64, step int64) []int64 {
+	r := make([]int64, n)
+	v := lo
+	for i := range r {
+		r[i] = v
+		v += step
+		if v > hi {
+			v = lo + (v-hi-1)%(hi-lo+1)
+		}
+	}
+	return r
+}
+
+const (
+	i8  = fb.TensorTypeINT8
+	i16 = fb.TensorTypeINT16
+	i32 = fb.TensorTypeINT32
+	i64 = fb.TensorTypeINT64
+)
+
+// intOpCases are single integer operators, each checked against
+// LiteRT.js: want is "exact" (every integer equal) or "step" (within one
+// quantisation step on ≥ 99.9 % and equal on ≥ 90 %: XNNPACK runs the op
+// with its own rounding).
+var intOpCases = []struct {
+	name string
+	code fb.BuiltinOperator
+	opts any
+	ins  []qt
+	out  qt
+	want string
+}{
+	{"add_i8_bcast", fb.BuiltinOperatorADD, &fb.AddOptionsT{}, []qt{act(i8, sh(2, 3, 8), 0.05, 3), act(i8, sh(1, 8), 0.031, -7)}, act(i8, sh(2, 3, 8), 0.07, -2), "step"},
+	{"add_i16", fb.BuiltinOperatorADD, &fb.AddOptionsT{PotScaleInt16: true}, []qt{act(i16, sh(4, 16), 0.0005, 0), act(i16, sh(4, 16), 0.0003, 0)}, act(i16, sh(4, 16), 0.0007, 0), "exact"},
+	{"add_i16_relu_bcast", fb.BuiltinOperatorADD, &fb.AddOptionsT{FusedActivationFunction: fb.ActivationFunctionTypeRELU}, []qt{act(i16, sh(4, 16), 0.0005, 0), act(i16, sh(16), 0.0011, 0)}, act(i16, sh(4, 16), 0.0009, 0), "exact"},
+	{"sub_i8", fb.BuiltinOperatorSUB, &fb.SubOptionsT{}, []qt{act(i8, sh(3, 16), 0.05, 3), act(i8, sh(3, 16), 0.02, -100)}, act(i8, sh(3, 16), 0.06, 1), "step"},
+	{"sub_i16", fb.BuiltinOperatorSUB, &fb.SubOptionsT{PotScaleInt16: true}, []qt{act(i16, sh(3, 16), 0.0005, 0), act(i16, sh(1, 16), 0.0002, 0)}, act(i16, sh(3, 16), 0.0006, 0), "exact"},
+	{"mul_i8_bcast", fb.BuiltinOperatorMUL, &fb.MulOptionsT{}, []qt{act(i8, sh(2, 4, 8), 0.05, 3), act(i8, sh(8), 0.02, -10)}, act(i8, sh(2, 4, 8), 0.01, 5), "step"},
+	{"mul_i16", fb.BuiltinOperatorMUL, &fb.MulOptionsT{}, []qt{act(i16, sh(4, 16), 0.0005, 0), act(i16, sh(4, 16), 0.0003, 0)}, act(i16, sh(4, 16), 0.0001, 0), "exact"},
+	{"maximum_i8", fb.BuiltinOperatorMAXIMUM, nil, []qt{act(i8, sh(4, 8), 0.05, 3), act(i8, sh(8), 0.05, 3)}, act(i8, sh(4, 8), 0.05, 3), "exact"},
+	{"minimum_i16", fb.BuiltinOperatorMINIMUM, nil, []qt{act(i16, sh(4, 8), 0.001, 0), act(i16, sh(4, 8), 0.001, 0)}, act(i16, sh(4, 8), 0.001, 0), "exact"},
+	{"fc_i16_bias64", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i16, sh(3, 32), 0.0004, 0),
+		{typ: i8, shape: sh(8, 32), scales: []float32{0.01, 0.02, 0.015, 0.03, 0.011, 0.012, 0.013, 0.014}, zps: make([]int64, 8), data: seq(256, -127, 127, 37)},
+		{typ: i64, shape: sh(8), data: seq(8, -5000, 5000, 1234)}}, act(i16, sh(3, 8), 0.002, 0), "exact"},
+	{"fc_i16_bias32", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i16, sh(3, 32), 0.0004, 0),
+		{typ: i8, shape: sh(8, 32), scales: []float32{0.01, 0.02, 0.015, 0.03, 0.011, 0.012, 0.013, 0.014}, zps: make([]int64, 8), data: seq(256, -127, 127, 37)},
+		{typ: i32, shape: sh(8), data: seq(8, -5000, 5000, 1234)}}, act(i16, sh(3, 8), 0.002, 0), "exact"},
+	{"fc_i8", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i8, sh(3, 32), 0.04, -3),
+		{typ: i8, shape: sh(8, 32), scales: []float32{0.01, 0.02, 0.015, 0.03, 0.011, 0.012, 0.013, 0.014}, zps: make([]int64, 8), data: seq(256, -127, 127, 37)},
+		{typ: i32, shape: sh(8), data: seq(8, -500, 500, 123)}}, act(i8, sh(3, 8), 0.2, 4), "step"},
+	{"conv_i16", fb.BuiltinOperatorCONV_2D, &fb.Conv2DOptionsT{Padding: fb.PaddingSAME, StrideH: 1, StrideW: 2, DilationHFactor: 1, DilationWFactor: 1, FusedActivationFunction: fb.ActivationFunctionTypeRELU6},
+		[]qt{act(i16, sh(1, 5, 6, 3), 0.0003, 0),
+			{typ: i8, shape: sh(4, 3, 3, 3), scales: []float32{0.01, 0.02, 0.015, 0.03}, zps: make([]int64, 4), data: seq(108, -127, 127, 29)},
+			{typ: i64, shape: sh(4), data: seq(4, -5000, 5000, 1234)}}, act(i16, sh(1, 5, 3, 4), 0.0004, 0), "exact"},
+	{"dwconv_i16", fb.BuiltinOperatorDEPTHWISE_CONV_2D, &fb.DepthwiseConv2DOptionsT{Padding: fb.PaddingVALID, StrideH: 1, StrideW: 1, DilationHFactor: 1, DilationWFactor: 1, DepthMultiplier: 2},
+		[]qt{act(i16, sh(1, 5, 6, 2), 0.0003, 0),
+			{typ: i8, shape: sh(1, 3, 3, 4), axis: 3, scales: []float32{0.01, 0.02, 0.015, 0.03}, zps: make([]int64, 4), data: seq(36, -127, 127, 29)},
+			{typ: i64, shape: sh(4), data: seq(4, -5000, 5000, 1234)}}, act(i16, sh(1, 3, 4, 4), 0.0004, 0), "exact"},
+	{"quantize_i8_i16", fb.BuiltinOperatorQUANTIZE, nil, []qt{act(i8, sh(64), 0.05, 3)}, act(i16, sh(64), 0.0002, 0), "exact"},
+	{"quantize_i16_i8", fb.BuiltinOperatorQUANTIZE, nil, []qt{act(i16, sh(64), 0.0002, 0)}, act(i8, sh(64), 0.05, 3), "exact"},
+	{"quantize_i16_i16", fb.BuiltinOperatorQUANTIZE, nil, []qt{act(i16, sh(64), 0.0002, 0)}, act(i16, sh(64), 0.00031, 0), "exact"},
+	{"quantize_i8_i8", fb.BuiltinOperatorQUANTIZE, nil, []qt{act(i8, sh(64), 0.05, 3)}, act(i8, sh(64), 0.07, -9), "step"},
+	{"avgpool_i16", fb.BuiltinOperatorAVERAGE_POOL_2D, &fb.Pool2DOptionsT{Padding: fb.PaddingSAME, StrideH: 2, StrideW: 2, FilterHeight: 3, FilterWidth: 3}, []qt{act(i16, sh(1, 5, 6, 3), 0.001, 0)}, act(i16, sh(1, 3, 3, 3), 0.001, 0), "exact"},
+	{"maxpool_i8", fb.BuiltinOperatorMAX_POOL_2D, &fb.Pool2DOptionsT{Padding: fb.PaddingVALID, StrideH: 2, StrideW: 2, FilterHeight: 2, FilterWidth: 2}, []qt{act(i8, sh(1, 4, 6, 3), 0.01, -3)}, act(i8, sh(1, 2, 3, 3), 0.01, -3), "exact"},
+	{"softmax_i8", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []qt{act(i8, sh(4, 10), 0.1, 3)}, act(i8, sh(4, 10), 1.0/256, -128), "exact"},
+}
+
+// TestIntOpsMatchLiteRT runs every case on the interpreter and LiteRT.js.
+func TestIntOpsMatchLiteRT(t *testing.T) {
+	r := litert.Require(t)
+	for _, tc := range intOpCases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := intOpModel(tc.code, tc.opts, tc.ins, tc.out)
+			path := filepath.Join(t.TempDir(), tc.name+".tflite")
+			if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			exact, within, worst, n := intAgreement(t, r, path, []int64{1, 2, 3}, false, Options{})
+			t.Logf("%d integers: %.4f equal, %.4f within one step, largest difference %d", n, exact, within, worst)
+			switch tc.want {
+			case "exact":
+				if exact != 1 {
+					t.Errorf("%.4f equal, want all", exact)
+				}
+			case "step":
+				if within < 0.999 || exact < 0.9 {
+					t.Errorf("%.4f equal, %.4f within one step, want ≥ 0.9 and ≥ 0.999", exact, within)
+				}
+			}
+		})
+	}
+}
