@@ -139,6 +139,14 @@ var intOpCases = []struct {
 	{"quantize_i8_i8", fb.BuiltinOperatorQUANTIZE, nil, []qt{act(i8, sh(64), 0.05, 3)}, act(i8, sh(64), 0.07, -9), "step"},
 	{"avgpool_i16", fb.BuiltinOperatorAVERAGE_POOL_2D, &fb.Pool2DOptionsT{Padding: fb.PaddingSAME, StrideH: 2, StrideW: 2, FilterHeight: 3, FilterWidth: 3}, []qt{act(i16, sh(1, 5, 6, 3), 0.001, 0)}, act(i16, sh(1, 3, 3, 3), 0.001, 0), "exact"},
 	{"maxpool_i8", fb.BuiltinOperatorMAX_POOL_2D, &fb.Pool2DOptionsT{Padding: fb.PaddingVALID, StrideH: 2, StrideW: 2, FilterHeight: 2, FilterWidth: 2}, []qt{act(i8, sh(1, 4, 6, 3), 0.01, -3)}, act(i8, sh(1, 2, 3, 3), 0.01, -3), "exact"},
+	{"logistic_i8", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i8, sh(256), 0.05, 3)}, act(i8, sh(256), 1.0/256, -128), "exact"},
+	{"tanh_i8", fb.BuiltinOperatorTANH, nil, []qt{act(i8, sh(256), 0.03, -5)}, act(i8, sh(256), 1.0/128, 0), "exact"},
+	{"gelu_i8", fb.BuiltinOperatorGELU, &fb.GeluOptionsT{}, []qt{act(i8, sh(256), 0.04, 10)}, act(i8, sh(256), 0.03, -100), "exact"},
+	{"gelu_i8_approx", fb.BuiltinOperatorGELU, &fb.GeluOptionsT{Approximate: true}, []qt{act(i8, sh(256), 0.04, 10)}, act(i8, sh(256), 0.03, -100), "exact"},
+	{"gelu_i16", fb.BuiltinOperatorGELU, &fb.GeluOptionsT{}, []qt{act(i16, sh(4096), 0.0003, 0)}, act(i16, sh(4096), 0.0003, 0), "exact"},
+	{"gelu_i16_approx", fb.BuiltinOperatorGELU, &fb.GeluOptionsT{Approximate: true}, []qt{act(i16, sh(4096), 0.0002, 0)}, act(i16, sh(4096), 0.0002, 0), "exact"},
+	{"softmax_i16", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []qt{act(i16, sh(8, 100), 0.0004, 0)}, act(i16, sh(8, 100), 1.0/32768, 0), "exact"},
+	{"softmax_i16_beta", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 0.7}, []qt{act(i16, sh(8, 7), 0.0011, 0)}, act(i16, sh(8, 7), 1.0/32768, 0), "exact"},
 	{"softmax_i8", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []qt{act(i8, sh(4, 10), 0.1, 3)}, act(i8, sh(4, 10), 1.0/256, -128), "exact"},
 }
 

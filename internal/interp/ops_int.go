@@ -2,6 +2,7 @@ package interp
 
 import (
 	"math"
+	"math/bits"
 
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
@@ -30,6 +31,9 @@ func init() {
 		fb.BuiltinOperatorMUL:               intBinaryKernel(fb.BuiltinOperatorMUL),
 		fb.BuiltinOperatorMAXIMUM:           intMinMaxKernel(true),
 		fb.BuiltinOperatorMINIMUM:           intMinMaxKernel(false),
+		fb.BuiltinOperatorLOGISTIC:          lutKernel(logisticLUT),
+		fb.BuiltinOperatorTANH:              lutKernel(tanhLUT),
+		fb.BuiltinOperatorGELU:              lutKernel(geluLUT),
 	}
 }
 
@@ -648,7 +652,8 @@ func intSoftmaxKernel() *kernel {
 	}
 	return &kernel{
 		check: func(c *opCtx) error {
-			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeINT8), c.typeOut(0, fb.TensorTypeINT8)); err != nil {
+			t := c.inType(0)
+			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeOut(0, t)); err != nil {
 				return err
 			}
 			in, err := c.inQuant(0)
@@ -658,6 +663,9 @@ func intSoftmaxKernel() *kernel {
 			out, err := c.outQuant(0)
 			if err != nil {
 				return err
+			}
+			if t == fb.TensorTypeINT16 {
+				return c.prepareSoftmax16(in, out)
 			}
 			if out.zp != -128 || math.Abs(float64(out.scale)-1.0/256) > 0.001/256 {
 				return c.unsupported("INT8 softmax output %q has scale %g zero point %d: the runtime requires 1/256 and -128", c.outMeta(0).Name, out.scale, out.zp)
@@ -675,7 +683,6 @@ func intSoftmaxKernel() *kernel {
 			return nil
 		},
 		run: func(c *opCtx) error {
-			q := c.p.q.(*softmaxQ)
 			x, err := c.intIn(0)
 			if err != nil {
 				return err
@@ -683,6 +690,11 @@ func intSoftmaxKernel() *kernel {
 			if len(x.Shape) == 0 {
 				return c.errf("softmax of a scalar")
 			}
+			if x.Type == fb.TensorTypeINT16 {
+				c.set(0, c.p.q.(*softmax16Q).run(x))
+				return nil
+			}
+			q := c.p.q.(*softmaxQ)
 			D := x.Shape[len(x.Shape)-1]
 			out := NewTensor(x.Type, x.Shape)
 			for r := 0; D > 0 && r < len(x.I8)/D; r++ {
@@ -841,4 +853,63 @@ func intMinMaxKernel(maximum bool) *kernel {
 			return nil
 		},
 	}
+}
+
+// softmax16Q is SOFTMAX int16 (activations.cc SoftmaxPrepare,
+// reference/softmax.h SoftmaxInt16): differences from the row maximum
+// rescaled so that [−65535, 0] spans [−10, 0], exp through a 513-entry
+// table, the sum's reciprocal through a table of 1/(1+x), both tables
+// computed in double (LUTPopulate's double overload).
+type softmax16Q struct {
+	mult        int32
+	shift       int
+	exp, recip1 []int16
+}
+
+func (c *opCtx) prepareSoftmax16(in, out qparam) error {
+	if err := first(c.zeroPointZero(c.meta(0), in), c.zeroPointZero(c.outMeta(0), out)); err != nil {
+		return err
+	}
+	if in.zp != 0 || out.zp != 0 || math.Abs(float64(out.scale)-1.0/32768) > 0.001/32768 {
+		return c.unsupported("INT16 softmax output %q has scale %g zero point %d: the runtime requires 1/32768 and 0", c.outMeta(0).Name, out.scale, out.zp)
+	}
+	beta := float32(1)
+	if o, ok := builtinOptions(c.p.op).(*fb.SoftmaxOptionsT); ok && o != nil {
+		beta = o.Beta
+	}
+	const rng = 65535.0
+	q := &softmax16Q{}
+	q.mult, q.shift = quantizeMultiplier(float64(in.scale*beta) / (10.0 / rng))
+	q.exp = lutInt16[float64](10.0/rng, math.MaxInt16, 2.0/rng, 0, math.Exp)
+	q.recip1 = lutInt16[float64](1.0/rng, math.MinInt16, 2.0/rng, 0, func(x float64) float64 { return 1 / (1 + x) })
+	c.p.q = q
+	return nil
+}
+
+func (q *softmax16Q) run(x *Tensor) *Tensor {
+	D := x.Shape[len(x.Shape)-1]
+	out := NewTensor(x.Type, x.Shape)
+	for r := 0; D > 0 && r < len(x.I16)/D; r++ {
+		row, o := x.I16[r*D:(r+1)*D], out.I16[r*D:(r+1)*D]
+		mx := int16(math.MinInt16)
+		for _, v := range row {
+			mx = max(mx, v)
+		}
+		var sum int32
+		for j, v := range row {
+			d := mbqm(int32(v)-int32(mx), q.mult, q.shift) + 32767
+			o[j] = lutLookup16(q.exp, int16(min(max(d, math.MinInt16), math.MaxInt16)))
+			sum += int32(o[j])
+		}
+		head := bits.LeadingZeros32(uint32(sum))
+		shifted := int32((int64(sum)<<(head-1) + 1<<13) >> 14)
+		sym := shifted - (1<<15 + 1<<16)
+		recip := int64(lutLookup16(q.recip1, int16(min(max(sym, math.MinInt16), math.MaxInt16))))
+		rs := 31 - head
+		for j := range o {
+			v := int32((int64(o[j])*recip + int64(1)<<(rs-1)) >> rs)
+			o[j] = int16(min(max(v, 0), math.MaxInt16))
+		}
+	}
+	return out
 }
