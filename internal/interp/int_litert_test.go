@@ -125,6 +125,11 @@ func intInputs(m *tflite.Model, seed int64) (ints, floats map[string]*Tensor, er
 		}
 		n := numElements(io.Shape)
 		lo, hi := qrange(tm.Type)
+		if q := tm.Quantization; len(q.Min) == 1 {
+			// A recorded minimum bounds the draw (RSQRT takes no
+			// negative values).
+			lo = max(lo, int32(math.Round(float64(q.Min[0]/q.Scale[0])))+int32(q.ZeroPoint[0]))
+		}
 		q := NewTensor(tm.Type, io.Shape)
 		f := NewTensor(fb.TensorTypeFLOAT32, io.Shape)
 		s, zp := tm.Quantization.Scale[0], int32(tm.Quantization.ZeroPoint[0])

@@ -776,6 +776,17 @@ func intBinaryKernel(code fb.BuiltinOperator) *kernel {
 			twiceMax := 2 * float64(max(q.in1.scale, q.in2.scale))
 			q.m1, q.s1 = quantizeMultiplier(float64(q.in1.scale) / twiceMax)
 			q.m2, q.s2 = quantizeMultiplier(float64(q.in2.scale) / twiceMax)
+			if code == fb.BuiltinOperatorSQUARED_DIFFERENCE {
+				// squared_difference.cc: left shift 7, the output
+				// multiplier over the squared scale.
+				if t != fb.TensorTypeINT8 {
+					return c.unsupported("INT16 SQUARED_DIFFERENCE (the runtime has no int16 kernel)")
+				}
+				q.leftShift = 7
+				q.mo, q.so = quantizeMultiplier(twiceMax * twiceMax / (float64(1<<14) * float64(q.out.scale)))
+				c.p.q = q
+				return nil
+			}
 			q.mo, q.so = quantizeMultiplier(twiceMax / (float64(int64(1)<<q.leftShift) * float64(q.out.scale)))
 			c.p.q = q
 			return nil
@@ -795,10 +806,14 @@ func intBinaryKernel(code fb.BuiltinOperator) *kernel {
 				} else {
 					sa := mbqm(a*(1<<q.leftShift), q.m1, q.s1)
 					sb := mbqm(b*(1<<q.leftShift), q.m2, q.s2)
-					if code == fb.BuiltinOperatorSUB {
-						sb = -sb
+					switch code {
+					case fb.BuiltinOperatorSUB:
+						v = mbqm(sa-sb, q.mo, q.so)
+					case fb.BuiltinOperatorSQUARED_DIFFERENCE:
+						v = mbqm((sa-sb)*(sa-sb), q.mo, q.so)
+					default:
+						v = mbqm(sa+sb, q.mo, q.so)
 					}
-					v = mbqm(sa+sb, q.mo, q.so)
 				}
 				out.setInt(i, min(max(v+q.out.zp, q.lo), q.hi))
 			}
