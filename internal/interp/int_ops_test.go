@@ -161,6 +161,20 @@ var intOpCases = []struct {
 	{"squared_difference_i8", fb.BuiltinOperatorSQUARED_DIFFERENCE, nil, []qt{act(i8, sh(3, 16), 0.05, 3), act(i8, sh(16), 0.03, -20)}, act(i8, sh(3, 16), 0.2, -128), "exact"},
 	{"concat_i8", fb.BuiltinOperatorCONCATENATION, &fb.ConcatenationOptionsT{Axis: 1}, []qt{act(i8, sh(2, 3), 0.05, 3), act(i8, sh(2, 5), 0.05, 3)}, act(i8, sh(2, 8), 0.05, 3), "exact"},
 	{"concat_i16", fb.BuiltinOperatorCONCATENATION, &fb.ConcatenationOptionsT{Axis: -1}, []qt{act(i16, sh(2, 3), 0.001, 0), act(i16, sh(2, 5), 0.002, 0)}, act(i16, sh(2, 8), 0.001, 0), "exact"},
+	{"pad_i8", fb.BuiltinOperatorPAD, nil, []qt{act(i8, sh(2, 3, 4), 0.05, 7), {typ: i32, shape: sh(3, 2), data: []int64{0, 1, 2, 0, 1, 3}}}, act(i8, sh(3, 5, 8), 0.05, 7), "exact"},
+	{"padv2_i16", fb.BuiltinOperatorPADV2, nil, []qt{act(i16, sh(2, 3), 0.001, 0), {typ: i32, shape: sh(2, 2), data: []int64{1, 1, 0, 2}}, {typ: i16, shape: sh(1), scales: []float32{0.001}, zps: []int64{0}, data: []int64{-77}}}, act(i16, sh(4, 5), 0.001, 0), "exact"},
+	{"transpose_i8", fb.BuiltinOperatorTRANSPOSE, nil, []qt{act(i8, sh(2, 3, 4), 0.05, 7), {typ: i32, shape: sh(3), data: []int64{2, 0, 1}}}, act(i8, sh(4, 2, 3), 0.05, 7), "exact"},
+	{"transpose_i16", fb.BuiltinOperatorTRANSPOSE, nil, []qt{act(i16, sh(2, 3, 4, 5), 0.001, 0), {typ: i32, shape: sh(4), data: []int64{0, 2, 1, 3}}}, act(i16, sh(2, 4, 3, 5), 0.001, 0), "exact"},
+	{"gather_i16", fb.BuiltinOperatorGATHER, &fb.GatherOptionsT{Axis: 0}, []qt{act(i16, sh(10, 6), 0.001, 0), {typ: i32, shape: sh(4), data: []int64{3, 0, 9, 3}}}, act(i16, sh(4, 6), 0.001, 0), "exact"},
+	{"gather_i8_axis1", fb.BuiltinOperatorGATHER, &fb.GatherOptionsT{Axis: 1}, []qt{act(i8, sh(3, 10), 0.05, 1), {typ: i32, shape: sh(2), data: []int64{7, 2}}}, act(i8, sh(3, 2), 0.05, 1), "exact"},
+	{"slice_i16", fb.BuiltinOperatorSLICE, nil, []qt{act(i16, sh(4, 6), 0.001, 0), {typ: i32, shape: sh(2), data: []int64{1, 2}}, {typ: i32, shape: sh(2), data: []int64{2, -1}}}, act(i16, sh(2, 4), 0.001, 0), "exact"},
+	{"strided_slice_i8", fb.BuiltinOperatorSTRIDED_SLICE, &fb.StridedSliceOptionsT{}, []qt{act(i8, sh(4, 6), 0.05, 3), {typ: i32, shape: sh(2), data: []int64{0, 5}}, {typ: i32, shape: sh(2), data: []int64{4, 0}}, {typ: i32, shape: sh(2), data: []int64{2, -2}}}, act(i8, sh(2, 3), 0.05, 3), "exact"},
+	{"strided_slice_i16", fb.BuiltinOperatorSTRIDED_SLICE, &fb.StridedSliceOptionsT{}, []qt{act(i16, sh(4, 6), 0.001, 0), {typ: i32, shape: sh(2), data: []int64{1, 1}}, {typ: i32, shape: sh(2), data: []int64{3, 6}}, {typ: i32, shape: sh(2), data: []int64{1, 2}}}, act(i16, sh(2, 3), 0.001, 0), "exact"},
+	{"reshape_i16", fb.BuiltinOperatorRESHAPE, nil, []qt{act(i16, sh(4, 6), 0.001, 0), {typ: i32, shape: sh(3), data: []int64{2, -1, 3}}}, act(i16, sh(2, 4, 3), 0.001, 0), "exact"},
+	{"dus_i16", fb.BuiltinOperatorDYNAMIC_UPDATE_SLICE, nil, []qt{act(i16, sh(4, 6), 0.001, 0), act(i16, sh(2, 3), 0.001, 0), {typ: i32, shape: sh(2), data: []int64{1, 2}}}, act(i16, sh(4, 6), 0.001, 0), "exact"},
+	{"dus_i8", fb.BuiltinOperatorDYNAMIC_UPDATE_SLICE, nil, []qt{act(i8, sh(4, 6), 0.05, 2), act(i8, sh(1, 6), 0.05, 2), {typ: i32, shape: sh(2), data: []int64{3, 0}}}, act(i8, sh(4, 6), 0.05, 2), "exact"},
+	{"select_v2_i16", fb.BuiltinOperatorSELECT_V2, nil, []qt{{typ: fb.TensorTypeBOOL, shape: sh(1, 6), data: []int64{1, 0, 0, 1, 1, 0}}, act(i16, sh(4, 6), 0.001, 0), act(i16, sh(4, 1), 0.001, 0)}, act(i16, sh(4, 6), 0.001, 0), "exact"},
+	{"select_v2_i8", fb.BuiltinOperatorSELECT_V2, nil, []qt{{typ: fb.TensorTypeBOOL, shape: sh(4, 1), data: []int64{1, 0, 0, 1}}, act(i8, sh(4, 6), 0.05, 2), act(i8, sh(4, 6), 0.05, 2)}, act(i8, sh(4, 6), 0.05, 2), "exact"},
 	{"softmax_i8", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []qt{act(i8, sh(4, 10), 0.1, 3)}, act(i8, sh(4, 10), 1.0/256, -128), "exact"},
 }
 
@@ -188,4 +202,18 @@ func TestIntOpsMatchLiteRT(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPadFloat: PAD fills with 0, PADV2 with its constant.
+func TestPadFloat(t *testing.T) {
+	got, err := runOp(t, fb.BuiltinOperatorPAD, nil, []arg{in(f(sh(1, 2), 1, 2)), cst(i(sh(2, 2), 1, 0, 0, 1))}, fb.TensorTypeFLOAT32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "PAD", got[0], f(sh(2, 3), 0, 0, 0, 1, 2, 0))
+	got, err = runOp(t, fb.BuiltinOperatorPADV2, nil, []arg{in(f(sh(2), 1, 2)), cst(i(sh(1, 2), 2, 1)), cst(f(sh(1), -3))}, fb.TensorTypeFLOAT32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "PADV2", got[0], f(sh(5), -3, -3, 1, 2, -3))
 }
