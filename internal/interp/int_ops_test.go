@@ -178,30 +178,51 @@ var intOpCases = []struct {
 	{"softmax_i8", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []qt{act(i8, sh(4, 10), 0.1, 3)}, act(i8, sh(4, 10), 1.0/256, -128), "exact"},
 }
 
-// TestIntOpsMatchLiteRT runs every case on the interpreter and LiteRT.js.
+// TestIntOpsMatchLiteRT runs every case on the interpreter and LiteRT.js,
+// with the reference arithmetic (want) and with IntXNNPACK (every integer
+// equal, except the int8 ops whose XNNPACK kernels are not emulated:
+// xnnStep).
 func TestIntOpsMatchLiteRT(t *testing.T) {
 	r := litert.Require(t)
 	for _, tc := range intOpCases {
-		t.Run(tc.name, func(t *testing.T) {
-			m := intOpModel(tc.code, tc.opts, tc.ins, tc.out)
-			path := filepath.Join(t.TempDir(), tc.name+".tflite")
-			if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			exact, within, worst, n := intAgreement(t, r, path, []int64{1, 2, 3}, false, Options{})
-			t.Logf("%d integers: %.4f equal, %.4f within one step, largest difference %d", n, exact, within, worst)
-			switch tc.want {
-			case "exact":
-				if exact != 1 {
-					t.Errorf("%.4f equal, want all", exact)
-				}
-			case "step":
-				if within < 0.999 || exact < 0.5 {
-					t.Errorf("%.4f equal, %.4f within one step, want ≥ 0.9 and ≥ 0.999", exact, within)
+		for _, arith := range []IntArithmetic{IntReference, IntXNNPACK} {
+			want := tc.want
+			if arith == IntXNNPACK {
+				want = "exact"
+				if xnnStep[tc.name] {
+					want = "step"
 				}
 			}
-		})
+			intOpCase(t, r, tc.name, tc.code, tc.opts, tc.ins, tc.out, want, arith)
+		}
 	}
+}
+
+// xnnStep are the cases whose int8 XNNPACK kernel IntXNNPACK does not
+// emulate (MEAN, SUM, BATCH_MATMUL, requantizing QUANTIZE).
+var xnnStep = map[string]bool{"mean_i8_last": true, "sum_i8": true, "bmm_i8": true, "quantize_i8_i8": true}
+
+func intOpCase(t *testing.T, r *litert.Runner, name string, code fb.BuiltinOperator, opts any, ins []qt, out qt, want string, arith IntArithmetic) {
+	t.Helper()
+	t.Run(fmt.Sprintf("%s/arith=%d", name, arith), func(t *testing.T) {
+		m := intOpModel(code, opts, ins, out)
+		path := filepath.Join(t.TempDir(), name+".tflite")
+		if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		exact, within, worst, n := intAgreement(t, r, path, []int64{1, 2, 3}, false, Options{IntArithmetic: arith})
+		t.Logf("%d integers: %.4f equal, %.4f within one step, largest difference %d", n, exact, within, worst)
+		switch want {
+		case "exact":
+			if exact != 1 {
+				t.Errorf("%.4f equal, want all", exact)
+			}
+		case "step":
+			if within < 0.999 || exact < 0.5 {
+				t.Errorf("%.4f equal, %.4f within one step, want ≥ 0.5 and ≥ 0.999", exact, within)
+			}
+		}
+	})
 }
 
 // TestPadFloat: PAD fills with 0, PADV2 with its constant.

@@ -726,6 +726,59 @@ type binaryQ struct {
 	m1, m2, mo    int32
 	s1, s2, so    int
 	lo, hi        int32
+	// IntXNNPACK (int8 ADD, SUB, MUL): see xnnBinary.
+	xnn           bool
+	xa, xb, xbias int32
+	xshift        int
+	xscale        float32
+	xlo, xhi      int32
+}
+
+// xnnBinary prepares the XNNPACK delegate's int8 ADD/SUB and MUL
+// (microparams-init.c xnn_init_qs8_add_minmax_scalar_params and
+// xnn_init_qs8_mul_minmax_scalar_params; SUB is ADD with the second scale
+// negated, binary-elementwise-nd.c). ADD: 21-bit multipliers of
+// s_a/s_out and s_b/s_out sharing a shift from the larger one's exponent,
+// a bias holding the zero points and the rounding term, an arithmetic
+// right shift (rounding half up). MUL: the product of the centred integers
+// times float32(s_a·s_b/s_out), rounded half to even.
+func (q *binaryQ) xnnBinary(code fb.BuiltinOperator, act fb.ActivationFunctionType) {
+	q.xnn = true
+	q.xlo, q.xhi = xnnActivationRange(act, q.out)
+	if code == fb.BuiltinOperatorMUL {
+		q.xscale = q.in1.scale * q.in2.scale / q.out.scale
+		return
+	}
+	as := q.in1.scale / q.out.scale
+	bs := q.in2.scale / q.out.scale
+	if code == fb.BuiltinOperatorSUB {
+		bs = -bs
+	}
+	m := max(float32(math.Abs(float64(as))), float32(math.Abs(float64(bs))))
+	exp := int32(math.Float32bits(m)>>23) - 127
+	q.xshift = int(20 - exp)
+	mult := func(s float32) int32 {
+		a := float32(math.Abs(float64(s)))
+		v := int32(math.RoundToEven(float64(math.Float32frombits(math.Float32bits(a) + uint32(q.xshift)<<23))))
+		if math.Signbit(float64(s)) {
+			return -v
+		}
+		return v
+	}
+	q.xa, q.xb = mult(as), mult(bs)
+	q.xbias = int32(1)<<(q.xshift-1) - q.xa*q.in1.zp - q.xb*q.in2.zp
+}
+
+// xnnApply is one element of an IntXNNPACK binary op.
+func (q *binaryQ) xnnApply(code fb.BuiltinOperator, a, b int32) int32 {
+	var v int32
+	if code == fb.BuiltinOperatorMUL {
+		f := float32((a-q.in1.zp)*(b-q.in2.zp)) * q.xscale
+		f = min(max(f, float32(q.xlo-q.out.zp)), float32(q.xhi-q.out.zp))
+		return int32(math.RoundToEven(float64(f))) + q.out.zp
+	}
+	v = (q.xbias+a*q.xa+b*q.xb)>>q.xshift + q.out.zp
+	return min(max(v, q.xlo), q.xhi)
 }
 
 // intBinaryKernel is ADD / SUB (the general rescaling path of
@@ -761,6 +814,9 @@ func intBinaryKernel(code fb.BuiltinOperator) *kernel {
 				}
 			}
 			q.lo, q.hi = activationRange(act, q.out, t)
+			if t == fb.TensorTypeINT8 && code != fb.BuiltinOperatorSQUARED_DIFFERENCE && c.sg.in.opt.IntArithmetic == IntXNNPACK && xnnBinaryOK(code, q) {
+				q.xnnBinary(code, act)
+			}
 			if code == fb.BuiltinOperatorMUL {
 				q.mo, q.so = quantizeMultiplier(float64(q.in1.scale * q.in2.scale / q.out.scale))
 				c.p.q = q
@@ -799,6 +855,10 @@ func intBinaryKernel(code fb.BuiltinOperator) *kernel {
 			}
 			out := NewTensor(c.outMeta(0).Type, shape)
 			for i := range ix {
+				if q.xnn {
+					out.setInt(i, q.xnnApply(code, x.intAt(ix[i]), y.intAt(iy[i])))
+					continue
+				}
 				a, b := x.intAt(ix[i])-q.in1.zp, y.intAt(iy[i])-q.in2.zp
 				var v int32
 				if code == fb.BuiltinOperatorMUL {
@@ -821,6 +881,22 @@ func intBinaryKernel(code fb.BuiltinOperator) *kernel {
 			return nil
 		},
 	}
+}
+
+// xnnBinaryOK reports whether the XNNPACK delegate takes an int8 ADD/SUB
+// (input/output scale ratios in [2^-10, 2^8)) or MUL (s_a·s_b/s_out in
+// [2^-16, 2^8)); otherwise the builtin kernel runs it.
+func xnnBinaryOK(code fb.BuiltinOperator, q *binaryQ) bool {
+	if code == fb.BuiltinOperatorMUL {
+		r := q.in1.scale * q.in2.scale / q.out.scale
+		return r >= 1.0/65536 && r < 256
+	}
+	for _, s := range []float32{q.in1.scale, q.in2.scale} {
+		if r := s / q.out.scale; r < 1.0/1024 || r >= 256 {
+			return false
+		}
+	}
+	return true
 }
 
 // potScaleInt16 is the ADD/SUB option pot_scale_int16 (true when absent,
