@@ -3,8 +3,11 @@ package interp
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/qpipe/qpipe/internal/litert"
@@ -237,4 +240,73 @@ func TestPadFloat(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, "PADV2", got[0], f(sh(5), -3, -3, 1, 2, -3))
+}
+
+// TestIntHostile: bad quantization parameters and type mixes are refused
+// by New with an error naming the tensor (never a panic, never a run).
+func TestIntHostile(t *testing.T) {
+	good := func() []qt { return []qt{act(i8, sh(2, 4), 0.05, 3), act(i8, sh(2, 4), 0.02, -1)} }
+	w := qt{typ: i8, shape: sh(3, 4), scales: []float32{0.1, 0.2, 0.3}, zps: []int64{0, 0, 0}, data: seq(12, -127, 127, 11)}
+	cases := []struct {
+		name string
+		code fb.BuiltinOperator
+		opts any
+		ins  []qt
+		out  qt
+		want string
+	}{
+		{"zero scale", fb.BuiltinOperatorADD, nil, []qt{act(i8, sh(2, 4), 0, 3), good()[1]}, act(i8, sh(2, 4), 0.1, 0), `input "in0" has scale 0`},
+		{"NaN scale", fb.BuiltinOperatorADD, nil, []qt{good()[0], act(i8, sh(2, 4), float32(math.NaN()), 0)}, act(i8, sh(2, 4), 0.1, 0), `input "in1" has scale NaN`},
+		{"infinite output scale", fb.BuiltinOperatorMUL, nil, good(), act(i8, sh(2, 4), float32(math.Inf(1)), 0), `output "out" has scale +Inf`},
+		{"zero point out of range", fb.BuiltinOperatorADD, nil, []qt{act(i8, sh(2, 4), 0.05, 300), good()[1]}, act(i8, sh(2, 4), 0.1, 0), `input "in0" (INT8) has zero point 300 outside [-128, 127]`},
+		{"int16 zero point out of range", fb.BuiltinOperatorQUANTIZE, nil, []qt{act(i8, sh(4), 0.05, 0)}, act(i16, sh(4), 0.1, -40000), `output "out" (INT16) has zero point -40000`},
+		{"int16 zero point not 0", fb.BuiltinOperatorADD, nil, []qt{act(i16, sh(4), 0.05, 5), act(i16, sh(4), 0.05, 0)}, act(i16, sh(4), 0.1, 0), `INT16 tensor "in0" has zero point 5`},
+		{"no quantization", fb.BuiltinOperatorADD, nil, []qt{{typ: i8, shape: sh(2, 4)}, good()[1]}, act(i8, sh(2, 4), 0.1, 0), `input "in0" (INT8) has no quantization parameters`},
+		{"per-channel activation", fb.BuiltinOperatorADD, nil, []qt{{typ: i8, shape: sh(2, 4), scales: []float32{0.1, 0.2}, zps: []int64{0, 0}}, good()[1]}, act(i8, sh(2, 4), 0.1, 0), `input "in0" has 2 scales`},
+		{"mixed widths", fb.BuiltinOperatorADD, nil, []qt{good()[0], act(i16, sh(2, 4), 0.02, 0)}, act(i8, sh(2, 4), 0.1, 0), `input 1 ("in1") has type INT16`},
+		{"float output of int add", fb.BuiltinOperatorADD, nil, good(), qt{typ: fb.TensorTypeFLOAT32, shape: sh(2, 4)}, `output 0 ("out") has type FLOAT32`},
+		{"filter scale count", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i8, sh(2, 4), 0.05, 3), {typ: i8, shape: sh(3, 4), scales: []float32{0.1, 0.2}, zps: []int64{0, 0}, data: seq(12, -127, 127, 11)}}, act(i8, sh(2, 3), 0.1, 0), `filter: tensor "in1": 2 scales`},
+		{"filter zero filter scale", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i8, sh(2, 4), 0.05, 3), {typ: i8, shape: sh(3, 4), scales: []float32{0.1, 0, 0.3}, zps: []int64{0, 0, 0}, data: seq(12, -127, 127, 11)}}, act(i8, sh(2, 3), 0.1, 0), `scale 0 at channel 1`},
+		{"int8 bias of int64", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i8, sh(2, 4), 0.05, 3), w, {typ: i64, shape: sh(3), data: []int64{1, 2, 3}}}, act(i8, sh(2, 3), 0.1, 0), `input 2 ("in2") has type INT64`},
+		{"bias length", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i8, sh(2, 4), 0.05, 3), w, {typ: i32, shape: sh(2), data: []int64{1, 2}}}, act(i8, sh(2, 3), 0.1, 0), `bias "in2" has 2 elements, want 3`},
+		{"16x8 dwconv int32 bias", fb.BuiltinOperatorDEPTHWISE_CONV_2D, &fb.DepthwiseConv2DOptionsT{Padding: fb.PaddingVALID, StrideH: 1, StrideW: 1, DepthMultiplier: 1}, []qt{act(i16, sh(1, 3, 3, 2), 0.001, 0), {typ: i8, shape: sh(1, 2, 2, 2), axis: 3, scales: []float32{0.1, 0.2}, zps: []int64{0, 0}, data: seq(8, -127, 127, 11)}, {typ: i32, shape: sh(2), data: []int64{1, 2}}}, act(i16, sh(1, 2, 2, 2), 0.001, 0), `INT32 bias "in2"`},
+		{"softmax output", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []qt{act(i8, sh(2, 4), 0.05, 3)}, act(i8, sh(2, 4), 0.01, 0), `softmax output "out" has scale 0.01 zero point 0`},
+		{"logistic output", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i8, sh(4), 0.05, 3)}, act(i8, sh(4), 0.01, -128), `LOGISTIC output "out" has scale 0.01`},
+		{"int16 logistic", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i16, sh(4), 0.0005, 0)}, act(i16, sh(4), 1.0/32768, 0), `INT16 LOGISTIC`},
+		{"concat scales", fb.BuiltinOperatorCONCATENATION, &fb.ConcatenationOptionsT{}, []qt{act(i8, sh(2), 0.05, 3), act(i8, sh(2), 0.06, 3)}, act(i8, sh(4), 0.05, 3), `input 1 "in1" (scale 0.06, zero point 3) differs`},
+		{"pool parameters", fb.BuiltinOperatorMAX_POOL_2D, &fb.Pool2DOptionsT{Padding: fb.PaddingVALID, StrideH: 1, StrideW: 1, FilterHeight: 1, FilterWidth: 1}, []qt{act(i8, sh(1, 2, 2, 1), 0.05, 3)}, act(i8, sh(1, 2, 2, 1), 0.05, 4), `differ: the pooling kernels keep the parameters`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := intOpModel(tc.code, tc.opts, tc.ins, tc.out)
+			_, err := New(m, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			var ue *UnsupportedError
+			var oe *OpError
+			if !errors.As(err, &ue) && !errors.As(err, &oe) {
+				t.Fatalf("%v is neither an UnsupportedError nor an OpError", err)
+			}
+		})
+	}
+}
+
+// TestIntRunHostile: inputs that do not fit are errors at Run.
+func TestIntRunHostile(t *testing.T) {
+	m := intOpModel(fb.BuiltinOperatorADD, nil, []qt{act(i8, sh(2, 2), 0.05, 3), act(i8, sh(2, 2), 0.05, 3)}, act(i8, sh(2, 2), 0.1, 0))
+	in, err := New(m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewTensor(i8, sh(2, 2))
+	for _, bad := range []map[string]*Tensor{
+		{"in0": NewTensor(i16, sh(2, 2)), "in1": x},                   // wrong type
+		{"in0": {Type: i8, Shape: sh(2, 2), I8: []int8{1}}, "in1": x}, // short data
+		{"in0": x, "in1": NewTensor(i8, sh(2, 3))},                    // wrong shape
+	} {
+		if _, err := in.Run(context.Background(), "", bad); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
 }
