@@ -417,10 +417,11 @@ func intConvKernel(depthwise bool) *kernel {
 				return err
 			}
 			out := NewTensor(x.Type, []int{N, gh.out, gw.out, Cout})
-			xv := x.intValues()
-			zin := q.in.zp
-			if q.int16 {
-				zin = 0
+			xv := x.intValues() // centred: x − zp_in (0 for int16)
+			if !q.int16 {
+				for i := range xv {
+					xv[i] -= q.in.zp
+				}
 			}
 			mult, perGroup := 1, Cout
 			if depthwise {
@@ -446,13 +447,14 @@ func intConvKernel(depthwise bool) *kernel {
 									}
 									base := ((n*H+iy)*W + ix) * C
 									if depthwise {
-										acc += int64(q.filter[(ky*KW+kx)*Cout+oc]) * int64(xv[base+oc/mult]-zin)
+										acc += int64(int32(q.filter[(ky*KW+kx)*Cout+oc]) * xv[base+oc/mult])
 										continue
 									}
 									g := oc / perGroup
 									wb := ((oc*KH+ky)*KW + kx) * Cf
-									for j := 0; j < Cf; j++ {
-										acc += int64(q.filter[wb+j]) * int64(xv[base+g*Cf+j]-zin)
+									w, xs := q.filter[wb:wb+Cf], xv[base+g*Cf:base+g*Cf+Cf]
+									for j, v := range xs {
+										acc += int64(int32(w[j]) * v)
 									}
 								}
 							}
@@ -522,27 +524,85 @@ func intFCKernel() *kernel {
 				return err
 			}
 			out := NewTensor(x.Type, shape)
-			xv := x.intValues()
-			zin := q.in.zp
+			xc := x.intValues()
+			for i := range xc {
+				xc[i] -= q.in.zp
+			}
 			parallel(c.sg.in.threads, M, 1, func(_, lo, hi int) {
+				acc := make([]int64, N)
 				for m := lo; m < hi; m++ {
-					row := xv[m*K : (m+1)*K]
-					for j := 0; j < N; j++ {
-						w := q.filter[j*K : (j+1)*K]
-						var acc int64
-						for k, v := range row {
-							acc += int64(int32(w[k])-q.wzp) * int64(v-zin)
+					row := xc[m*K : (m+1)*K]
+					dotRows(acc, q.filter, row, q.int16)
+					if q.wzp != 0 {
+						// Σ (w − zp_w)·x = Σ w·x − zp_w·Σ x, exact.
+						var sx int64
+						for _, v := range row {
+							sx += int64(v)
 						}
+						for j := range acc {
+							acc[j] -= int64(q.wzp) * sx
+						}
+					}
+					for j, a := range acc {
 						if q.bias != nil {
-							acc += q.bias[j]
+							a += q.bias[j]
 						}
-						out.setInt(m*N+j, q.rescale(acc, j))
+						out.setInt(m*N+j, q.rescale(a, j))
 					}
 				}
 			})
 			c.set(0, out)
 			return nil
 		},
+	}
+}
+
+// dotRows sets acc[j] to the dot product of filter row j (len(x) int8
+// values) with x, four rows at a time. Integer sums are exact in any
+// order; int8 activations sum in int32 as the runtime does (wide: int64,
+// the 16x8 kernels' accumulator).
+func dotRows(acc []int64, filter []int8, x []int32, wide bool) {
+	K := len(x)
+	N := len(acc)
+	j := 0
+	if !wide {
+		for ; j+4 <= N; j += 4 {
+			w0, w1, w2, w3 := filter[j*K:(j+1)*K], filter[(j+1)*K:(j+2)*K], filter[(j+2)*K:(j+3)*K], filter[(j+3)*K:(j+4)*K]
+			var a0, a1, a2, a3 int32
+			for k, v := range x {
+				a0 += int32(w0[k]) * v
+				a1 += int32(w1[k]) * v
+				a2 += int32(w2[k]) * v
+				a3 += int32(w3[k]) * v
+			}
+			acc[j], acc[j+1], acc[j+2], acc[j+3] = int64(a0), int64(a1), int64(a2), int64(a3)
+		}
+		for ; j < N; j++ {
+			var a int32
+			for k, v := range x {
+				a += int32(filter[j*K+k]) * v
+			}
+			acc[j] = int64(a)
+		}
+		return
+	}
+	for ; j+4 <= N; j += 4 {
+		w0, w1, w2, w3 := filter[j*K:(j+1)*K], filter[(j+1)*K:(j+2)*K], filter[(j+2)*K:(j+3)*K], filter[(j+3)*K:(j+4)*K]
+		var a0, a1, a2, a3 int64
+		for k, v := range x {
+			a0 += int64(int32(w0[k]) * v)
+			a1 += int64(int32(w1[k]) * v)
+			a2 += int64(int32(w2[k]) * v)
+			a3 += int64(int32(w3[k]) * v)
+		}
+		acc[j], acc[j+1], acc[j+2], acc[j+3] = a0, a1, a2, a3
+	}
+	for ; j < N; j++ {
+		var a int64
+		for k, v := range x {
+			a += int64(int32(filter[j*K+k]) * v)
+		}
+		acc[j] = a
 	}
 }
 
