@@ -310,3 +310,63 @@ func TestIntRunHostile(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeFloatMatchesLiteRT: FLOAT32 → INT8/INT16 QUANTIZE of
+// arbitrary floats (ties and out-of-range values included) against
+// LiteRT.js: int16 runs the builtin kernel (round half away from zero,
+// both modes equal); int8 runs XNNPACK's convert, which IntXNNPACK matches
+// and IntReference differs from on ties only.
+func TestQuantizeFloatMatchesLiteRT(t *testing.T) {
+	r := litert.Require(t)
+	vals := make([]float32, 0, 4096)
+	for i := -2048; i < 2048; i++ {
+		vals = append(vals, float32(i)*0.0125) // many exact ties of s = 0.025 and 0.05
+	}
+	for _, tc := range []struct {
+		out   qt
+		arith IntArithmetic
+		exact bool
+	}{
+		{act(i8, sh(4096), 0.05, 3), IntXNNPACK, true},
+		{act(i8, sh(4096), 0.05, 3), IntReference, false},
+		{act(i16, sh(4096), 0.025, 0), IntReference, true},
+		{act(i16, sh(4096), 0.025, 0), IntXNNPACK, true},
+	} {
+		t.Run(fmt.Sprintf("%s/arith=%d", tflite.TypeName(tc.out.typ), tc.arith), func(t *testing.T) {
+			b := newBuilder()
+			x := b.tensor("x", fb.TensorTypeFLOAT32, sh(4096), nil)
+			q := b.tensor("q", tc.out.typ, sh(4096), nil)
+			b.sg.Tensors[q].Quantization = &fb.QuantizationParametersT{Scale: tc.out.scales, ZeroPoint: tc.out.zps}
+			y := b.tensor("y", fb.TensorTypeFLOAT32, sh(4096), nil)
+			b.op(fb.BuiltinOperatorQUANTIZE, nil, []int32{x}, []int32{q})
+			b.op(fb.BuiltinOperatorDEQUANTIZE, nil, []int32{q}, []int32{y})
+			m := b.model([]int32{x}, []int32{y})
+			path := filepath.Join(t.TempDir(), "q.tflite")
+			if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			in, err := New(m, Options{IntArithmetic: tc.arith})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := in.Run(context.Background(), "", map[string]*Tensor{"x": F32Tensor(sh(4096), vals)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lout, err := r.Run(path, []litert.Tensor{litert.NewFloat32("x", sh(4096), vals)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			diff := 0
+			for i, w := range lout[0].Float32s() {
+				if w != got["y"].F32[i] {
+					diff++
+				}
+			}
+			t.Logf("%d of %d values differ", diff, len(vals))
+			if (diff == 0) != tc.exact {
+				t.Errorf("%d differ, want exact=%v", diff, tc.exact)
+			}
+		})
+	}
+}

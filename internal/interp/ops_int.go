@@ -46,8 +46,10 @@ type requant struct {
 }
 
 // quantizeKernel: FLOAT32 → INT8/INT16 is clamp(round(x/s) + zp) with the
-// division in float32 and round half away from zero
-// (reference/quantize.h AffineQuantize); INT8/INT16 → INT8/INT16 is
+// division in double and round half away from zero (the int8 and int16
+// specialisations of optimized_ops.h AffineQuantize that the runtime's
+// kernel runs; reference/quantize.h divides in float32), or with IntXNNPACK for int8
+// XNNPACK's convert (x·(1/s) rounded half to even); INT8/INT16 → INT8/INT16 is
 // Requantize with M = s_in/s_out (quantize.cc Prepare,
 // reference/requantize.h).
 func quantizeKernel() *kernel {
@@ -84,10 +86,22 @@ func quantizeKernel() *kernel {
 			}
 			out := NewTensor(c.outMeta(0).Type, x.Shape)
 			if x.Type == fb.TensorTypeFLOAT32 {
+				xnn := c.sg.in.opt.IntArithmetic == IntXNNPACK && out.Type == fb.TensorTypeINT8
+				inv := 1 / r.out.scale
 				for i, v := range x.F32 {
-					q := math.Round(float64(v / r.out.scale))
-					q = min(max(q+float64(r.out.zp), float64(r.lo)), float64(r.hi)) // NaN → lo
-					out.setInt(i, int32(q))
+					var q float64
+					if xnn {
+						// XNNPACK's f32→qs8 convert: x·(1/s), clamped,
+						// rounded half to even.
+						f := min(max(v*inv, float32(r.lo-r.out.zp)), float32(r.hi-r.out.zp))
+						q = math.RoundToEven(float64(f)) + float64(r.out.zp)
+					} else {
+						q = math.Round(float64(v)/float64(r.out.scale)) + float64(r.out.zp)
+					}
+					if q != q {
+						q = float64(r.lo) // NaN: the runtime's cast gives INT_MIN, clamped
+					}
+					out.setInt(i, int32(min(max(q, float64(r.lo)), float64(r.hi))))
 				}
 			} else {
 				if x.Type != c.inType(0) {

@@ -165,7 +165,12 @@ func (c *opCtx) zeroPointZero(meta *fb.TensorT, p qparam) error {
 // output's integers, within the type's range.
 func activationRange(act fb.ActivationFunctionType, out qparam, t fb.TensorType) (int32, int32) {
 	lo, hi := qrange(t)
-	q := func(f float32) int32 { return out.zp + int32(math.Round(float64(f/out.scale))) }
+	q := func(f float32) int32 {
+		// Clamped before the conversion so that a hostile scale gives
+		// the same bound on every machine (the runtime refuses it).
+		r := min(max(math.Round(float64(f/out.scale)), math.MinInt32), math.MaxInt32)
+		return int32(min(max(int64(out.zp)+int64(r), math.MinInt32), math.MaxInt32))
+	}
 	switch act {
 	case fb.ActivationFunctionTypeRELU:
 		lo = max(lo, q(0))
