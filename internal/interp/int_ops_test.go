@@ -370,3 +370,92 @@ func TestQuantizeFloatMatchesLiteRT(t *testing.T) {
 		})
 	}
 }
+
+// TestInt16BlockMatchesLiteRT: a small int16 decoder-like block (FC,
+// RMS-norm from MUL/MEAN/RSQRT/MUL, GELU, residual ADD, attention-like
+// BATCH_MATMUL and SOFTMAX, TRANSPOSE, CONCATENATION, a requantizing
+// QUANTIZE to int8) runs on the interpreter as on LiteRT.js, every output
+// integer of every layer equal (int16 runs LiteRT's builtin kernels only).
+func TestInt16BlockMatchesLiteRT(t *testing.T) {
+	r := litert.Require(t)
+	b := newBuilder()
+	a := func(name string, typ fb.TensorType, shape []int, scale float32, zp int64) int32 {
+		i := b.tensor(name, typ, shape, nil)
+		b.sg.Tensors[i].Quantization = &fb.QuantizationParametersT{Scale: []float32{scale}, ZeroPoint: []int64{zp}}
+		return i
+	}
+	cst := func(name string, q qt) int32 {
+		i := b.tensor(name, q.typ, q.shape, q.bytes())
+		if q.scales != nil {
+			b.sg.Tensors[i].Quantization = &fb.QuantizationParametersT{Scale: q.scales, ZeroPoint: q.zps, QuantizedDimension: q.axis}
+		}
+		return i
+	}
+	const T, D = 4, 32
+	wsc := make([]float32, D)
+	for i := range wsc {
+		wsc[i] = 0.004 + float32(i%5)*0.0005
+	}
+	x := a("x", i16, sh(T, D), 0.0003, 0)
+	w := cst("w", qt{typ: i8, shape: sh(D, D), scales: wsc, zps: make([]int64, D), data: seq(D*D, -127, 127, 53)})
+	bias := cst("bias", qt{typ: i64, shape: sh(D), data: seq(D, -300, 300, 41)})
+	h := a("h", i16, sh(T, D), 0.0012, 0)
+	b.op(fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []int32{x, w, bias}, []int32{h})
+	sq := a("sq", i16, sh(T, D), 0.05, 0)
+	b.op(fb.BuiltinOperatorMUL, &fb.MulOptionsT{}, []int32{h, h}, []int32{sq})
+	ax := cst("axis", qt{typ: i32, shape: sh(1), data: []int64{-1}})
+	ms := a("ms", i16, sh(T, 1), 0.01, 0)
+	b.op(fb.BuiltinOperatorMEAN, &fb.ReducerOptionsT{KeepDims: true}, []int32{sq, ax}, []int32{ms})
+	rs := a("rs", i16, sh(T, 1), 0.00001, 0)
+	b.op(fb.BuiltinOperatorRSQRT, nil, []int32{ms}, []int32{rs})
+	nrm := a("norm", i16, sh(T, D), 0.0002, 0)
+	b.op(fb.BuiltinOperatorMUL, &fb.MulOptionsT{}, []int32{h, rs}, []int32{nrm})
+	g := a("gelu", i16, sh(T, D), 0.0002, 0)
+	b.op(fb.BuiltinOperatorGELU, &fb.GeluOptionsT{Approximate: true}, []int32{nrm}, []int32{g})
+	res := a("res", i16, sh(T, D), 0.0005, 0)
+	b.op(fb.BuiltinOperatorADD, &fb.AddOptionsT{}, []int32{g, x}, []int32{res})
+	sc := a("scores", i16, sh(T, T), 0.01, 0)
+	b.op(fb.BuiltinOperatorBATCH_MATMUL, &fb.BatchMatMulOptionsT{AdjY: true}, []int32{res, nrm}, []int32{sc})
+	p := a("probs", i16, sh(T, T), 1.0/32768, 0)
+	b.op(fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []int32{sc}, []int32{p})
+	perm := cst("perm", qt{typ: i32, shape: sh(2), data: []int64{1, 0}})
+	pt := a("probs_t", i16, sh(T, T), 1.0/32768, 0)
+	b.op(fb.BuiltinOperatorTRANSPOSE, nil, []int32{p, perm}, []int32{pt})
+	cat := a("cat", i16, sh(T, 2*T), 1.0/32768, 0)
+	b.op(fb.BuiltinOperatorCONCATENATION, &fb.ConcatenationOptionsT{Axis: 1}, []int32{p, pt}, []int32{cat})
+	o8 := a("out8", i8, sh(T, 2*T), 1.0/256, -128)
+	b.op(fb.BuiltinOperatorQUANTIZE, nil, []int32{cat}, []int32{o8})
+	m := b.model([]int32{x}, []int32{o8, res, nrm})
+	path := filepath.Join(t.TempDir(), "block.tflite")
+	if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Every layer must carry information (not one saturated value).
+	in, err := New(m, Options{Observe: func(ev OpEvent) {
+		seen := map[int32]bool{}
+		o := ev.Outputs[0]
+		for i := 0; i < o.Len(); i++ {
+			seen[o.intAt(i)] = true
+		}
+		if len(seen) < 3 {
+			t.Errorf("operator %d (%s): %d distinct values", ev.Operator, fb.EnumNamesBuiltinOperator[ev.Code], len(seen))
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ints, _, err := intInputs(m, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Run(context.Background(), "", ints); err != nil {
+		t.Fatal(err)
+	}
+	for _, arith := range []IntArithmetic{IntReference, IntXNNPACK} {
+		exact, within, worst, n := intAgreement(t, r, path, []int64{1, 2, 3, 4}, true, Options{IntArithmetic: arith})
+		t.Logf("arith %d: %d integers: %.4f equal, %.4f within one step, largest difference %d", arith, n, exact, within, worst)
+		if exact != 1 {
+			t.Errorf("arith %d: %.4f equal, want all", arith, exact)
+		}
+	}
+}
