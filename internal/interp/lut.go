@@ -34,21 +34,26 @@ func lutInt8(in, out qparam, f func(float32) float32) [256]int8 {
 // entries for lutLookup16.
 func lutInt16[F float32 | float64](inScale F, inZP int32, outScale F, outZP int32, f func(F) F) []int16 {
 	rnd := func(x F) F { return F(math.Round(float64(x))) }
-	inMin := inScale * F(math.MinInt16-inZP)
-	inMax := inScale * F(math.MaxInt16-inZP)
-	outMin := outScale * F(math.MinInt16-outZP)
-	outMax := outScale * F(math.MaxInt16-outZP)
+	inMin := F(inScale * F(math.MinInt16-inZP))
+	inMax := F(inScale * F(math.MaxInt16-inZP))
+	outMin := F(outScale * F(math.MinInt16-outZP))
+	outMax := F(outScale * F(math.MaxInt16-outZP))
 	const steps = 512
 	step := (inMax - inMin) / steps
-	half := step / 2
+	half := F(step / 2)
 	inv := F(65536) / (outMax - outMin)
 	clamp := func(x F) int16 { return int16(min(max(x, math.MinInt16), math.MaxInt16)) }
 	t := make([]int16, steps+1)
+	// xs[i] = input_min + i·step, the product rounded (no fused add).
+	xs := make([]F, steps+1)
+	for i := range xs {
+		xs[i] = inMin + F(F(i)*step)
+	}
 	for i := 0; i < steps; i++ {
-		x := inMin + F(F(i)*step)
+		x := xs[i]
 		val := f(x)
 		mid := f(x + half)
-		next := f(inMin + F(F(i+1)*step))
+		next := f(xs[i+1])
 		sample := rnd(F(val * inv))
 		interp := rnd((F(next*inv) + rnd(F(val*inv))) / 2)
 		midVal := rnd(F(mid * inv))

@@ -83,7 +83,7 @@ func intReduceKernel(sum bool) *kernel {
 			}
 			if sum {
 				scale := q.in.scale / q.out.scale
-				bias := float32(float32(-q.in.zp)*scale) * float32(n)
+				bias := float32(float32(float32(-q.in.zp)*scale) * float32(n))
 				for i, a := range acc {
 					v := int32(math.Round(float64(float32(float32(a)*scale)+bias))) + q.out.zp
 					out.setInt(i, min(max(v, lo), hi))
