@@ -459,3 +459,40 @@ func TestInt16BlockMatchesLiteRT(t *testing.T) {
 		}
 	}
 }
+
+// TestIntThreadsDeterministic: the person-detection model gives the same
+// integers for 1 and 3 workers, in both arithmetics.
+func TestIntThreadsDeterministic(t *testing.T) {
+	m, err := tflite.Open("../../testdata/models/tflm_person_detect.tflite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	all := allOutputs(t, m)
+	ints, _, err := intInputs(all, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arith := range []IntArithmetic{IntReference, IntXNNPACK} {
+		var ref map[string]*Tensor
+		for _, threads := range []int{1, 3} {
+			in, err := New(all, Options{Threads: threads, IntArithmetic: arith})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := in.Run(context.Background(), "", ints)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ref == nil {
+				ref = got
+				continue
+			}
+			for name, v := range ref {
+				if fmt.Sprint(v.I8) != fmt.Sprint(got[name].I8) {
+					t.Errorf("arith %d: output %q differs between 1 and %d threads", arith, name, threads)
+				}
+			}
+		}
+	}
+}
