@@ -101,11 +101,7 @@ func lutKernel(build func(c *opCtx, t fb.TensorType, in, out qparam) (*lutQ, err
 			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeOut(0, t)); err != nil {
 				return err
 			}
-			in, err := c.inQuant(0)
-			if err != nil {
-				return err
-			}
-			out, err := c.outQuant(0)
+			in, out, err := c.ioQuant(false)
 			if err != nil {
 				return err
 			}

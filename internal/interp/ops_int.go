@@ -184,16 +184,8 @@ func (c *opCtx) prepareIntMatmul(chanAxis int, act fb.ActivationFunctionType, fc
 	}
 	q := &intMatmulQ{int16: inT == fb.TensorTypeINT16}
 	var err error
-	if q.in, err = c.inQuant(0); err != nil {
+	if q.in, q.out, err = c.ioQuant(true); err != nil {
 		return nil, err
-	}
-	if q.out, err = c.outQuant(0); err != nil {
-		return nil, err
-	}
-	if q.int16 {
-		if err := first(c.zeroPointZero(c.meta(0), q.in), c.zeroPointZero(c.outMeta(0), q.out)); err != nil {
-			return nil, err
-		}
 	}
 	fm := c.meta(1)
 	if fm == nil || !c.sg.isConst(c.tensorIdx(1)) || fm.Type != fb.TensorTypeINT8 {
@@ -407,41 +399,18 @@ func intConvKernel(depthwise bool) *kernel {
 			if err != nil {
 				return err
 			}
-			p := convOptions(c.p.op)
-			ws := q.fshape
-			if len(x.Shape) != 4 {
-				return c.errf("input %v is not 4-D (NHWC)", x.Shape)
-			}
-			N, H, W, C := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-			var Cout, KH, KW, Cf int
-			if depthwise {
-				KH, KW, Cout = ws[1], ws[2], ws[3]
-				if ws[0] != 1 || C == 0 || Cout%C != 0 {
-					return c.errf("depthwise filter %v does not fit %d input channels", ws, C)
-				}
-			} else {
-				Cout, KH, KW, Cf = ws[0], ws[1], ws[2], ws[3]
-				if Cf == 0 || C%Cf != 0 || Cout%(C/Cf) != 0 {
-					return c.errf("filter %v does not fit %d input channels", ws, C)
-				}
-			}
-			gh := geometry(H, KH, p.strideH, p.dilH, p.padding)
-			gw := geometry(W, KW, p.strideW, p.dilW, p.padding)
-			if err := c.checkSize([]int{N, gh.out, gw.out, Cout}); err != nil {
+			d, err := c.convDims(x.Shape, q.fshape, depthwise, convOptions(c.p.op))
+			if err != nil {
 				return err
 			}
+			N, H, W, C, Cout, KH, KW, Cf := d.N, d.H, d.W, d.C, d.Cout, d.KH, d.KW, d.Cf
+			gh, gw, mult, perGroup := d.gh, d.gw, d.mult, d.perGroup
 			out := NewTensor(x.Type, []int{N, gh.out, gw.out, Cout})
 			xv := x.intValues() // centred: x − zp_in (0 for int16)
 			if !q.int16 {
 				for i := range xv {
 					xv[i] -= q.in.zp
 				}
-			}
-			mult, perGroup := 1, Cout
-			if depthwise {
-				mult = Cout / C
-			} else {
-				perGroup = Cout / (C / Cf)
 			}
 			parallel(c.sg.in.threads, N*gh.out, 1, func(_, lo, hi int) {
 				for r := lo; r < hi; r++ {
@@ -638,11 +607,7 @@ func intPoolKernel(maxPool bool) *kernel {
 			if err := first(c.checkConvOptions(p), c.checkIntActivation(p.act)); err != nil {
 				return err
 			}
-			in, err := c.inQuant(0)
-			if err != nil {
-				return err
-			}
-			out, err := c.outQuant(0)
+			in, out, err := c.ioQuant(false)
 			if err != nil {
 				return err
 			}
@@ -660,15 +625,8 @@ func intPoolKernel(maxPool bool) *kernel {
 			if err != nil {
 				return err
 			}
-			o := builtinOptions(c.p.op).(*fb.Pool2DOptionsT)
-			p := convOptions(c.p.op)
-			if len(x.Shape) != 4 {
-				return c.errf("input %v is not 4-D (NHWC)", x.Shape)
-			}
-			N, H, W, C := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-			gh := geometry(H, int(o.FilterHeight), p.strideH, 1, p.padding)
-			gw := geometry(W, int(o.FilterWidth), p.strideW, 1, p.padding)
-			if err := c.checkSize([]int{N, gh.out, gw.out, C}); err != nil {
+			N, H, W, C, gh, gw, err := c.poolDims(x.Shape)
+			if err != nil {
 				return err
 			}
 			out := NewTensor(x.Type, []int{N, gh.out, gw.out, C})
@@ -730,11 +688,7 @@ func intSoftmaxKernel() *kernel {
 			if err := first(c.arity(1, 1, 1), c.typeIn(0, fb.TensorTypeINT8, fb.TensorTypeINT16), c.typeOut(0, t)); err != nil {
 				return err
 			}
-			in, err := c.inQuant(0)
-			if err != nil {
-				return err
-			}
-			out, err := c.outQuant(0)
+			in, out, err := c.ioQuant(true)
 			if err != nil {
 				return err
 			}
@@ -1032,10 +986,7 @@ type softmax16Q struct {
 }
 
 func (c *opCtx) prepareSoftmax16(in, out qparam) error {
-	if err := first(c.zeroPointZero(c.meta(0), in), c.zeroPointZero(c.outMeta(0), out)); err != nil {
-		return err
-	}
-	if in.zp != 0 || out.zp != 0 || math.Abs(float64(out.scale)-1.0/32768) > 0.001/32768 {
+	if math.Abs(float64(out.scale)-1.0/32768) > 0.001/32768 {
 		return c.unsupported("INT16 softmax output %q has scale %g zero point %d: the runtime requires 1/32768 and 0", c.outMeta(0).Name, out.scale, out.zp)
 	}
 	beta := float32(1)

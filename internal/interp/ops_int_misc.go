@@ -35,16 +35,8 @@ func intReduceKernel(sum bool) *kernel {
 			}
 			q := &reduceQ{}
 			var err error
-			if q.in, err = c.inQuant(0); err != nil {
+			if q.in, q.out, err = c.ioQuant(true); err != nil {
 				return err
-			}
-			if q.out, err = c.outQuant(0); err != nil {
-				return err
-			}
-			if t == fb.TensorTypeINT16 {
-				if err := first(c.zeroPointZero(c.meta(0), q.in), c.zeroPointZero(c.outMeta(0), q.out)); err != nil {
-					return err
-				}
 			}
 			q.mult, q.shift = quantizeMultiplier(float64(q.in.scale) / float64(q.out.scale))
 			c.p.q = q
@@ -240,16 +232,10 @@ func intRsqrtKernel() *kernel {
 			}
 			q := &rsqrtQ{}
 			var err error
-			if q.in, err = c.inQuant(0); err != nil {
-				return err
-			}
-			if q.out, err = c.outQuant(0); err != nil {
+			if q.in, q.out, err = c.ioQuant(true); err != nil {
 				return err
 			}
 			if t == fb.TensorTypeINT16 {
-				if q.in.zp != 0 || q.out.zp != 0 {
-					return c.unsupported("INT16 RSQRT with a zero point that is not 0")
-				}
 				os := q.out.scale
 				q.t16 = lutInt16(q.in.scale, q.in.zp, q.out.scale, q.out.zp, func(x float32) float32 {
 					if x <= 0 {

@@ -152,6 +152,21 @@ func (c *opCtx) inQuant(k int) (qparam, error) {
 
 func (c *opCtx) outQuant(k int) (qparam, error) { return c.tensorQuant(c.outMeta(k), "output") }
 
+// ioQuant reads input 0's and output 0's parameters; with sym16, INT16
+// ones must have zero point 0 (the int16 kernels' symmetric activations).
+func (c *opCtx) ioQuant(sym16 bool) (in, out qparam, err error) {
+	if in, err = c.inQuant(0); err != nil {
+		return
+	}
+	if out, err = c.outQuant(0); err != nil {
+		return
+	}
+	if sym16 {
+		err = first(c.zeroPointZero(c.meta(0), in), c.zeroPointZero(c.outMeta(0), out))
+	}
+	return
+}
+
 // zeroPointZero enforces the int16 kernels' symmetric activations.
 func (c *opCtx) zeroPointZero(meta *fb.TensorT, p qparam) error {
 	if meta.Type == fb.TensorTypeINT16 && p.zp != 0 {
