@@ -64,9 +64,10 @@ type OpEvent struct {
 	Subgraph, Operator int
 	Code               fb.BuiltinOperator
 	InputTensors       []int // tensor indices (-1 absent)
-	// Inputs are the op's input values, nil for absent optional inputs and
-	// for constant weights (read in place, quantized or not, never
-	// materialised as float: use InputTensors to find them).
+	// Inputs are the op's input values, nil for absent optional inputs,
+	// for INT8/INT16 constants and for constant weights (read in place,
+	// quantized or not, never materialised as float: use InputTensors to
+	// find them).
 	Inputs  []*Tensor
 	Outputs []*Tensor
 }
