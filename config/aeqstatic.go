@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Static recipes as AI Edge Quantizer rules (docs/SEMANTICS.md §15.1): the
+// Static recipes as AI Edge Quantizer rules (docs/SEMANTICS.md §16.1): the
 // reference's default_a8w8 / default_a16w8 rule — min-max with an
 // activation_tensor_config, INTEGER compute — plus no_quantize rules for
 // what stays float: the virtual INPUT and OUTPUT ops (float I/O), op types,

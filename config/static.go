@@ -10,7 +10,7 @@ import (
 )
 
 // Static is a static (full-integer) recipe: `recipe: {static: {...}}` or
-// the presets static_int8 and static_int16x8 (docs/SEMANTICS.md §15).
+// the presets static_int8 and static_int16x8 (docs/SEMANTICS.md §16).
 // Every op of the static op list gets integer activations with calibrated
 // ranges (quantize.calibration), int8 per-channel weights and integer
 // biases; the rest stays float behind DEQUANTIZE/QUANTIZE.

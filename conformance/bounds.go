@@ -32,7 +32,7 @@ const (
 	FamilyWeightOnlyInt4PerTensor Family = "weight_only_int4_per_tensor"
 
 	// Static (full-integer) recipes: integer activations with calibrated
-	// ranges (docs/SEMANTICS.md §15). Their "reference" is the same static
+	// ranges (docs/SEMANTICS.md §16). Their "reference" is the same static
 	// model (there is no dequantized form of integer activations).
 	FamilyStaticInt8  Family = "static_int8"
 	FamilyStaticInt16 Family = "static_int16x8"
@@ -189,7 +189,7 @@ var Bounds = map[BoundKey]Bound{
 	// inputs, measured on the suite's seeds; worst rel L2 / rel max
 	// measured: shallow int8 0.042 / 0.064 (aeq_two_signatures), int16
 	// 0.015 / 0.024 (tflm_hello_world_float); the generated decoders int8
-	// 0.68 / 0.87, int16 0.11 / 0.091 (docs/SEMANTICS.md §15.5). There is no dequantized reference of
+	// 0.68 / 0.87, int16 0.11 / 0.091 (docs/SEMANTICS.md §16.5). There is no dequantized reference of
 	// integer activations: VsReference is not used.
 	{FamilyStaticInt8, ClassShallow}:  {VsFloat: Limit{0.06, 0.09}},
 	{FamilyStaticInt8, ClassDeep}:     {VsFloat: Limit{0.95, 1.1}},

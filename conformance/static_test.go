@@ -123,7 +123,7 @@ func (s *suite) reportStatic(p printer) {
 		return
 	}
 	p("## Static presets (integer activations)\n\n")
-	p("static_int8 and static_int16x8 (docs/SEMANTICS.md §15), calibrated on generated inputs (qpipe's default), on the same inputs as above. ")
+	p("static_int8 and static_int16x8 (docs/SEMANTICS.md §16), calibrated on generated inputs (qpipe's default), on the same inputs as above. ")
 	p("There is no dequantized reference of integer activations: only the distance from the float model is bounded.\n\n")
 	p("| model | class | preset | vs float rel L2 | rel max | max abs | bound rel L2 | bound rel max |\n")
 	p("|---|---|---|---:|---:|---:|---:|---:|\n")

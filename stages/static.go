@@ -15,7 +15,7 @@ import (
 // it gathers the activation ranges of the float model (internal/static,
 // cached like the calibration statistics), rewrites the whole graph to
 // integer activations, and checks the result as LiteRT's kernels do at
-// Prepare before anything is written (docs/SEMANTICS.md §15).
+// Prepare before anything is written (docs/SEMANTICS.md §16).
 type StaticQuantize struct {
 	Recipe      *config.Recipe
 	Calibration *config.Calibration

@@ -92,7 +92,7 @@ stages:
 	}
 
 	// Refusals: exit 1, file:line:col, the rule and the field; no output.
-	// (The reference's a8w8 recipe itself is a static recipe, docs/SEMANTICS.md §15.1.)
+	// (The reference's a8w8 recipe itself is a static recipe, docs/SEMANTICS.md §16.1.)
 	bad := e2eWrite(t, filepath.Join(dir, "a8w8.json"), `[
   {"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
    "op_config": {"activation_tensor_config": {"num_bits": 8, "symmetric": false, "granularity": "CHANNELWISE", "dtype": "INT"},

@@ -10,7 +10,7 @@ import (
 )
 
 // Check verifies the integer ops of m as LiteRT's builtin kernels check
-// them at Prepare (docs/SEMANTICS.md §15.4), so that a
+// them at Prepare (docs/SEMANTICS.md §16.4), so that a
 // model the runtime would refuse, or run with wrong arithmetic, is never
 // written. Each problem names the subgraph, operator and tensor.
 func Check(m *tflite.Model) error {

@@ -2,7 +2,7 @@
 // activations with calibrated ranges, int8 per-channel weights and int32
 // or int64 biases, as the reference quantizer's static_wi8_ai8 and
 // static_wi8_ai16 recipes and LiteRT's integer kernels define them
-// (docs/SEMANTICS.md §15).
+// (docs/SEMANTICS.md §16).
 //
 // Calibrate gathers the range of every float activation tensor of the
 // signatures' subgraphs in one batched pass of the reference interpreter

@@ -28,7 +28,7 @@ type opRule struct {
 	// weight is the slot of a constant weight quantized int8 symmetric per
 	// channel along axis (-1: none); bias the slot of its bias (-1: none).
 	weight, axis, bias int
-	// int16 says LiteRT has an int16 kernel for the op (docs/SEMANTICS.md §15.3).
+	// int16 says LiteRT has an int16 kernel for the op (docs/SEMANTICS.md §16.3).
 	int16 bool
 	// v8 and v16 are the operator versions the converter writes for the
 	// int8 and the 16x8 form (tflite/converter/tools/versioning/op_version.cc).

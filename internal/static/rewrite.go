@@ -154,9 +154,9 @@ func Rewrite(m *tflite.Model, r Ranges, opt Options) (*Result, error) {
 		switch {
 		case t == "":
 		case !ok:
-			return nil, fmt.Errorf("static: %s (output %q) has no integer form in qpipe's static rewrite (docs/SEMANTICS.md §15.3); leave it float", name, t)
+			return nil, fmt.Errorf("static: %s (output %q) has no integer form in qpipe's static rewrite (docs/SEMANTICS.md §16.3); leave it float", name, t)
 		case opt.Bits == 16 && !ru.int16:
-			return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (docs/SEMANTICS.md §15.3); leave it float or use static_int8", name, t)
+			return nil, fmt.Errorf("static_int16x8: %s (output %q) has no int16 kernel in LiteRT (docs/SEMANTICS.md §16.3); leave it float or use static_int8", name, t)
 		}
 	}
 	res := &Result{Quantized: map[string]int{}, Weights: map[Key]int64{}}
