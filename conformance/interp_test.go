@@ -17,12 +17,17 @@ import (
 // (every signature, every seed) and returns the outputs in the runtime's
 // form and order, so that Comparison measures them like runtime outputs.
 func runInterp(m *model, path string) (outputs, error) {
+	return runInterpWith(m, path, interp.Options{})
+}
+
+// runInterpWith is runInterp with the interpreter's options.
+func runInterpWith(m *model, path string, opt interp.Options) (outputs, error) {
 	tm, err := tflite.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer tm.Close()
-	in, err := interp.New(tm, interp.Options{})
+	in, err := interp.New(tm, opt)
 	if err != nil {
 		return nil, err
 	}
