@@ -10,12 +10,13 @@ package interp
 //     scalar kernel's (and the runtime's); wrapping, were it to happen,
 //     is the same modulo 2^32.
 //   - int16 activations: one pair is at most 2·2^15·2^7 = 2^23 in
-//     magnitude, so a chunk of at most 255 pairs sums within int32 with
-//     no overflow; each chunk's sums are then added in int64, the 16x8
+//     magnitude, so a chunk of at most 255 pairs (254: even, which the
+//     packer takes two pairs at a time) sums within int32 with no overflow; each chunk's sums are then added in int64, the 16x8
 //     kernels' accumulator.
 
-// wideChunk is the most pairs an int32 lane sums with int16 activations.
-const wideChunk = 255
+// wideChunk is how many pairs an int32 lane sums with int16 activations
+// (at most 255).
+const wideChunk = 254
 
 // intDotsVecOK reports whether intDotsVec runs.
 func intDotsVecOK(M, K, N int) bool { return useSIMD && M > 0 && K > 0 && N > 0 }
