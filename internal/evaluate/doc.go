@@ -19,6 +19,13 @@
 // Everything is computed in float64 in a fixed order (log-sum-exp for the
 // softmax), so the numbers are the same on every run and machine.
 //
+// Models with integer I/O (static, full-integer ones): an INT8 or INT16
+// input takes the real values a float input would (generated or read),
+// quantized with its scale and zero point; INT8 and INT16 outputs are
+// dequantized before they are compared or summarised, so a static model
+// with integer I/O compares with its float original as floats
+// (quantized.go).
+//
 // Samples may also come from a text (TextSamples: tokenized by
 // internal/tokenizer, cut into windows of the model's sequence length,
 // each exactly the sample an inputs-file line of the same ids is). When

@@ -294,6 +294,13 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 			}
 		}
 		sr := signatureReport(l)
+		modelSig := make([]interp.Signature, len(models))
+		for j, m := range models {
+			modelSig[j] = sig
+			if j > 0 {
+				modelSig[j] = signatureOf(m, sig.Key)
+			}
+		}
 		sinks := make([]sink, len(sig.Outputs))
 		tokenInput := ""
 		for _, in := range l.Inputs {
@@ -313,11 +320,30 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 		flush := func() error {
 			outs := make([][]map[string]*interp.Tensor, len(models))
 			for j, m := range models {
+				ms := modelSig[j]
+				mb := batch
+				if j > 0 {
+					mb = make([]map[string]*interp.Tensor, len(batch))
+					for b, in := range batch {
+						mb[b] = adapt(in, ms.Inputs, sig.Inputs)
+					}
+				}
 				var err error
-				if outs[j], err = m.Interp.RunBatch(ctx, sig.Key, batch, nil); err != nil {
+				if outs[j], err = m.Interp.RunBatch(ctx, sig.Key, mb, nil); err != nil {
 					return fmt.Errorf("%s: signature %q, samples %d-%d: %w", m.Path, sig.Key, first, first+len(batch)-1, err)
 				}
 				prog.Add(int64(len(batch)))
+				// Quantized outputs are compared as their real values.
+				for _, o := range ms.Outputs {
+					if !isQuantType(o.Type) || o.Scale <= 0 {
+						continue
+					}
+					for _, ob := range outs[j] {
+						if t := ob[o.Name]; t != nil && t.Type == o.Type {
+							ob[o.Name] = dequantize(t, o.Scale, o.ZeroPoint)
+						}
+					}
+				}
 			}
 			for b := range batch {
 				for i, o := range sig.Outputs {
@@ -336,7 +362,7 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 					if sinks[i] == nil {
 						v := logitsVocab(w.Type, w.Shape, vocabs)
 						sinks[i] = newSink(v)
-						sr.Outputs = append(sr.Outputs, OutputReport{Name: o.Name, Type: w.Type.String(), Shape: slices.Clone(w.Shape), Vocab: v})
+						sr.Outputs = append(sr.Outputs, OutputReport{Name: o.Name, Type: o.Type.String(), Shape: slices.Clone(w.Shape), Vocab: v})
 					}
 					tok := batch[b][tokenInput]
 					seq := 0
@@ -495,10 +521,23 @@ func matchSignature(cand *Model, sig interp.Signature) error {
 	return fmt.Errorf("%s has no signature %q, which the reference has: the models cannot be compared", cand.Path, sig.Key)
 }
 
+// sameIOs: the same names and shapes, and types that are equal or a float
+// and a quantized integer one (a static model with integer I/O against
+// its float original).
 func sameIOs(a, b []interp.IO) bool {
 	return slices.EqualFunc(a, b, func(x, y interp.IO) bool {
-		return x.Name == y.Name && x.Type == y.Type && slices.Equal(x.Shape, y.Shape)
+		return x.Name == y.Name && comparableTypes(x.Type, y.Type) && slices.Equal(x.Shape, y.Shape)
 	})
+}
+
+// signatureOf is m's signature key (matchSignature has checked it is there).
+func signatureOf(m *Model, key string) interp.Signature {
+	for _, s := range m.Interp.Signatures() {
+		if s.Key == key {
+			return s
+		}
+	}
+	return interp.Signature{}
 }
 
 // modelVocabs lists the vocabularies of the model's embedding tables.
@@ -558,6 +597,18 @@ func floats(t *interp.Tensor) []float32 {
 	case t.I64 != nil:
 		out := make([]float32, len(t.I64))
 		for i, v := range t.I64 {
+			out[i] = float32(v)
+		}
+		return out
+	case t.I8 != nil:
+		out := make([]float32, len(t.I8))
+		for i, v := range t.I8 {
+			out[i] = float32(v)
+		}
+		return out
+	case t.I16 != nil:
+		out := make([]float32, len(t.I16))
+		for i, v := range t.I16 {
 			out[i] = float32(v)
 		}
 		return out

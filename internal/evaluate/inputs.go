@@ -93,7 +93,7 @@ func SampleSeed(seed int64, k int) int64 {
 
 // Generate returns sample k of the layout's inputs for seed: token ids
 // uniform in [0, Vocab), other integers uniform in [0, 4), floats uniform
-// in [-1, 1), booleans fair coins, each input from its own
+// in [-1, 1) (quantized for an INT8 or INT16 input), booleans fair coins, each input from its own
 // modelinput.Stream (seeded SampleSeed(seed, k), indexed by its position
 // in the signature).
 func (l *Layout) Generate(seed int64, k int) (map[string]*interp.Tensor, error) {
@@ -133,8 +133,17 @@ func (in *Input) generate(seed int64) (*interp.Tensor, error) {
 		for i := range t.Bool {
 			t.Bool[i] = s.Next()>>31 == 1
 		}
+	case fb.TensorTypeINT8, fb.TensorTypeINT16:
+		if err := quantOK(in.IO); err != nil {
+			return nil, fmt.Errorf("input %v", err)
+		}
+		f := make([]float32, n)
+		for i := range f {
+			f[i] = s.Float()
+		}
+		return quantizeTo(in.Type, t.Shape, f, in.Scale, in.ZeroPoint), nil
 	default:
-		return nil, fmt.Errorf("input %q is %s: only FLOAT32, INT32, INT64 and BOOL inputs can be generated or read", in.Name, in.Type)
+		return nil, fmt.Errorf("input %q is %s: only FLOAT32, INT32, INT64, BOOL and quantized INT8 and INT16 inputs can be generated or read", in.Name, in.Type)
 	}
 	return t, nil
 }
@@ -207,15 +216,23 @@ func (in *Input) bind(v *Value, seq int) (*interp.Tensor, error) {
 	t := &interp.Tensor{Type: in.Type, Shape: shape}
 	n := len(v.Nums)
 	switch in.Type {
-	case fb.TensorTypeFLOAT32:
-		t.F32 = make([]float32, n)
+	case fb.TensorTypeFLOAT32, fb.TensorTypeINT8, fb.TensorTypeINT16:
+		// A quantized integer input reads real values, as a float one.
+		if err := quantOK(in.IO); err != nil {
+			return nil, err
+		}
+		f := make([]float32, n)
 		for i, num := range v.Nums {
-			f, err := num.Float64()
-			if err != nil || math.IsInf(f, 0) || math.Abs(f) > math.MaxFloat32 {
+			x, err := num.Float64()
+			if err != nil || math.IsInf(x, 0) || math.Abs(x) > math.MaxFloat32 {
 				return nil, fmt.Errorf("element %d (%s) is not a finite float32", i, num)
 			}
-			t.F32[i] = float32(f)
+			f[i] = float32(x)
 		}
+		if in.Type != fb.TensorTypeFLOAT32 {
+			return quantizeTo(in.Type, shape, f, in.Scale, in.ZeroPoint), nil
+		}
+		t.F32 = f
 	case fb.TensorTypeINT32, fb.TensorTypeINT64, fb.TensorTypeBOOL:
 		lo, hi := int64(math.MinInt32), int64(math.MaxInt32)
 		what := "an int32"
@@ -250,7 +267,7 @@ func (in *Input) bind(v *Value, seq int) (*interp.Tensor, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("it is %s: only FLOAT32, INT32, INT64 and BOOL inputs can be read", in.Type)
+		return nil, fmt.Errorf("it is %s: only FLOAT32, INT32, INT64, BOOL and quantized INT8 and INT16 inputs can be read", in.Type)
 	}
 	return t, nil
 }

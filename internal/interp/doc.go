@@ -130,15 +130,18 @@
 //     table; SUM the optimized float rescale).
 //   - internal/common.h LUTPopulate / LUTLookup for LOGISTIC, TANH, GELU,
 //     RSQRT and SOFTMAX int16 tables (lut.go), recomputed from their
-//     definitions.
+//     definitions; int16 LOGISTIC and TANH interpolate the runtime's
+//     256-entry sigmoid(i/24) table (reference_integer_ops/logistic.h,
+//     tanh.h), also recomputed (lut.go sigmoidTable16).
 //
 // What the runtime would refuse at Prepare (zero points that must be 0,
 // bias types, fixed output scales, differing concatenation or pooling
 // parameters) and what would make the arithmetic meaningless (no, several,
 // zero, NaN or infinite scales; zero points outside the type) is refused by
-// New naming the tensor. Not implemented: int16 LOGISTIC/TANH (a constant
-// sigmoid table of the runtime no formula reproduces), the int16
-// power-of-two ADD/SUB path, integer TRANSPOSE_CONV.
+// New naming the tensor. Not implemented: int16 LOGISTIC/TANH with a
+// power-of-two input scale (2^-12, or 2^-11 for TANH: the runtime's
+// gemmlowp fixed-point kernel), the int16 power-of-two ADD/SUB path,
+// integer TRANSPOSE_CONV.
 //
 // LiteRT's default CPU path delegates many int8 ops to XNNPACK, which
 // rescales otherwise (the sum in float32 times a float32 scale, rounded half

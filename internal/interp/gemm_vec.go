@@ -36,6 +36,7 @@ type intScratch struct {
 	rows              []int8
 	panel, sums, corr []int32
 	acc               []int32
+	acc64             []int64 // intDotsVec's int16 sums
 	facc, scales      []float32
 }
 

@@ -109,6 +109,11 @@ func allOutputs(t testing.TB, m *tflite.Model) *tflite.Model {
 	return c
 }
 
+// sweep as a seed makes intInputs count through each input's range in
+// order (every value once when the input has as many elements) instead of
+// drawing.
+const sweep = -1
+
 // intInputs draws integers over each integer input's whole range (seeded)
 // and returns them for the integer model and as floats for its copy.
 func intInputs(m *tflite.Model, seed int64) (ints, floats map[string]*Tensor, err error) {
@@ -139,6 +144,9 @@ func intInputs(m *tflite.Model, seed int64) (ints, floats map[string]*Tensor, er
 			st ^= st >> 7
 			st ^= st << 17
 			v := lo + int32(st%uint64(hi-lo+1))
+			if seed == sweep {
+				v = lo + int32(i%int(hi-lo+1))
+			}
 			q.setInt(i, v)
 			f.F32[i] = float32(float64(s) * float64(v-zp))
 		}

@@ -146,6 +146,8 @@ var intOpCases = []struct {
 	{"maxpool_i8", fb.BuiltinOperatorMAX_POOL_2D, &fb.Pool2DOptionsT{Padding: fb.PaddingVALID, StrideH: 2, StrideW: 2, FilterHeight: 2, FilterWidth: 2}, []qt{act(i8, sh(1, 4, 6, 3), 0.01, -3)}, act(i8, sh(1, 2, 3, 3), 0.01, -3), "exact"},
 	{"logistic_i8", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i8, sh(256), 0.05, 3)}, act(i8, sh(256), 1.0/256, -128), "exact"},
 	{"tanh_i8", fb.BuiltinOperatorTANH, nil, []qt{act(i8, sh(256), 0.03, -5)}, act(i8, sh(256), 1.0/128, 0), "exact"},
+	{"logistic_i16", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i16, sh(4096), 0.0003, 0)}, act(i16, sh(4096), 1.0/32768, 0), "exact"},
+	{"tanh_i16", fb.BuiltinOperatorTANH, nil, []qt{act(i16, sh(4096), 0.00021, 0)}, act(i16, sh(4096), 1.0/32768, 0), "exact"},
 	{"gelu_i8", fb.BuiltinOperatorGELU, &fb.GeluOptionsT{}, []qt{act(i8, sh(256), 0.04, 10)}, act(i8, sh(256), 0.03, -100), "exact"},
 	{"gelu_i8_approx", fb.BuiltinOperatorGELU, &fb.GeluOptionsT{Approximate: true}, []qt{act(i8, sh(256), 0.04, 10)}, act(i8, sh(256), 0.03, -100), "exact"},
 	{"gelu_i16", fb.BuiltinOperatorGELU, &fb.GeluOptionsT{}, []qt{act(i16, sh(4096), 0.0003, 0)}, act(i16, sh(4096), 0.0003, 0), "exact"},
@@ -228,6 +230,51 @@ func intOpCase(t *testing.T, r *litert.Runner, name string, code fb.BuiltinOpera
 	})
 }
 
+// TestSigmoid16MatchesLiteRT: int16 LOGISTIC and TANH over all 65,536
+// inputs, for input scales that give each of the kernels' shifts (small
+// and large ranges, scales near the power-of-two ones the runtime routes
+// elsewhere), equal to LiteRT.js on every integer.
+func TestSigmoid16MatchesLiteRT(t *testing.T) {
+	r := litert.Require(t)
+	scales := []float32{1e-5, 0.00012, 0.000243, 0.00049, 0.0003, 0.001, 0.0031, 0.02, 0.5, 3}
+	for _, code := range []fb.BuiltinOperator{fb.BuiltinOperatorLOGISTIC, fb.BuiltinOperatorTANH} {
+		for _, s := range scales {
+			name := fmt.Sprintf("%s_%g", strings.ToLower(fb.EnumNamesBuiltinOperator[code]), s)
+			t.Run(name, func(t *testing.T) {
+				m := intOpModel(code, nil, []qt{act(i16, sh(65536), s, 0)}, act(i16, sh(65536), 1.0/32768, 0))
+				path := filepath.Join(t.TempDir(), name+".tflite")
+				if err := tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				exact, _, worst, n := intAgreement(t, r, path, []int64{sweep}, false, Options{})
+				if n != 65536 || exact != 1 {
+					t.Errorf("%d integers, %.6f equal (largest difference %d), want all 65536", n, exact, worst)
+				}
+			})
+		}
+	}
+}
+
+// TestSigmoidTable16: the recomputed table starts at sigmoid(0) = 1/2,
+// never falls, stays within one unit of 65536·sigmoid(i/24) plus its
+// interpolation correction (at most 2 units here), and ends at the
+// kernels' saturation value.
+func TestSigmoidTable16(t *testing.T) {
+	tb := sigmoidTable16
+	if tb[0] != 32768 || tb[255] != 65535 {
+		t.Fatalf("ends %d, %d; want 32768, 65535", tb[0], tb[255])
+	}
+	for i := 1; i < 256; i++ {
+		if tb[i] < tb[i-1] {
+			t.Fatalf("entry %d = %d below entry %d = %d", i, tb[i], i-1, tb[i-1])
+		}
+		exact := 65536 / (1 + math.Exp(-float64(i)/24))
+		if d := math.Abs(float64(tb[i]) - exact); d > 2 {
+			t.Errorf("entry %d = %d, sigmoid gives %.2f", i, tb[i], exact)
+		}
+	}
+}
+
 // TestPadFloat: PAD fills with 0, PADV2 with its constant.
 func TestPadFloat(t *testing.T) {
 	got, err := runOp(t, fb.BuiltinOperatorPAD, nil, []arg{in(f(sh(1, 2), 1, 2)), cst(i(sh(2, 2), 1, 0, 0, 1))}, fb.TensorTypeFLOAT32)
@@ -272,7 +319,11 @@ func TestIntHostile(t *testing.T) {
 		{"16x8 dwconv int32 bias", fb.BuiltinOperatorDEPTHWISE_CONV_2D, &fb.DepthwiseConv2DOptionsT{Padding: fb.PaddingVALID, StrideH: 1, StrideW: 1, DepthMultiplier: 1}, []qt{act(i16, sh(1, 3, 3, 2), 0.001, 0), {typ: i8, shape: sh(1, 2, 2, 2), axis: 3, scales: []float32{0.1, 0.2}, zps: []int64{0, 0}, data: seq(8, -127, 127, 11)}, {typ: i32, shape: sh(2), data: []int64{1, 2}}}, act(i16, sh(1, 2, 2, 2), 0.001, 0), `INT32 bias "in2"`},
 		{"softmax output", fb.BuiltinOperatorSOFTMAX, &fb.SoftmaxOptionsT{Beta: 1}, []qt{act(i8, sh(2, 4), 0.05, 3)}, act(i8, sh(2, 4), 0.01, 0), `softmax output "out" has scale 0.01 zero point 0`},
 		{"logistic output", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i8, sh(4), 0.05, 3)}, act(i8, sh(4), 0.01, -128), `LOGISTIC output "out" has scale 0.01`},
-		{"int16 logistic", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i16, sh(4), 0.0005, 0)}, act(i16, sh(4), 1.0/32768, 0), `INT16 LOGISTIC`},
+		{"int16 logistic pot input", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i16, sh(4), 1.0/4096, 0)}, act(i16, sh(4), 1.0/32768, 0), `power-of-two fixed-point kernel`},
+		{"int16 tanh pot input", fb.BuiltinOperatorTANH, nil, []qt{act(i16, sh(4), 1.0/2048, 0)}, act(i16, sh(4), 1.0/32768, 0), `power-of-two fixed-point kernel`},
+		{"int16 tanh output", fb.BuiltinOperatorTANH, nil, []qt{act(i16, sh(4), 0.0003, 0)}, act(i16, sh(4), 1.0/30000, 0), `INT16 TANH output "out" has scale`},
+		{"int16 logistic output zero point", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i16, sh(4), 0.0003, 0)}, act(i16, sh(4), 1.0/32768, 7), `zero point 7`},
+		{"int16 logistic huge input scale", fb.BuiltinOperatorLOGISTIC, nil, []qt{act(i16, sh(4), 100, 0)}, act(i16, sh(4), 1.0/32768, 0), `too large for the runtime's 16-bit multiplier`},
 		{"concat scales", fb.BuiltinOperatorCONCATENATION, &fb.ConcatenationOptionsT{}, []qt{act(i8, sh(2), 0.05, 3), act(i8, sh(2), 0.06, 3)}, act(i8, sh(4), 0.05, 3), `input 1 "in1" (scale 0.06, zero point 3) differs`},
 		{"pool parameters", fb.BuiltinOperatorMAX_POOL_2D, &fb.Pool2DOptionsT{Padding: fb.PaddingVALID, StrideH: 1, StrideW: 1, FilterHeight: 1, FilterWidth: 1}, []qt{act(i8, sh(1, 2, 2, 1), 0.05, 3)}, act(i8, sh(1, 2, 2, 1), 0.05, 4), `differ: the pooling kernels keep the parameters`},
 	}

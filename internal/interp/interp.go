@@ -17,6 +17,11 @@ type IO struct {
 	Tensor int    // tensor index in the signature's subgraph
 	Type   fb.TensorType
 	Shape  []int // static shape from the model (-1 for dynamic dims)
+	// Scale and ZeroPoint are an INT8 or INT16 tensor's per-tensor
+	// quantization (real value = Scale·(q − ZeroPoint)); Scale is 0 for
+	// other tensors and for integer ones without one scale.
+	Scale     float32
+	ZeroPoint int32
 }
 
 // Signature is one entry point of the model.
@@ -124,7 +129,14 @@ func (in *Interpreter) buildSignatures() error {
 		var out []IO
 		for _, tm := range maps {
 			t := sg.Tensors[tm.TensorIndex]
-			out = append(out, IO{Name: tm.Name, Tensor: int(tm.TensorIndex), Type: t.Type, Shape: staticShape(t)})
+			io := IO{Name: tm.Name, Tensor: int(tm.TensorIndex), Type: t.Type, Shape: staticShape(t)}
+			if q := t.Quantization; isIntAct(t.Type) && q != nil && len(q.Scale) == 1 && len(q.ZeroPoint) <= 1 {
+				io.Scale = q.Scale[0]
+				if len(q.ZeroPoint) == 1 {
+					io.ZeroPoint = int32(q.ZeroPoint[0])
+				}
+			}
+			out = append(out, io)
 		}
 		return out
 	}

@@ -78,12 +78,19 @@ func lutLookup16(t []int16, v int16) int16 {
 type lutQ struct {
 	t8  [256]int8
 	t16 []int16
+	s16 *sigmoid16Q // int16 LOGISTIC and TANH
 }
 
 func (q *lutQ) apply(x, out *Tensor) {
 	if x.Type == fb.TensorTypeINT8 {
 		for i, v := range x.I8 {
 			out.I8[i] = q.t8[int(v)+128]
+		}
+		return
+	}
+	if q.s16 != nil {
+		for i, v := range x.I16 {
+			out.I16[i] = q.s16.apply(v)
 		}
 		return
 	}
@@ -129,12 +136,11 @@ func f32fn(f func(float64) float64) func(float32) float32 {
 }
 
 // logisticLUT: LOGISTIC int8 through a table of 1/(1+exp(−x)) (the
-// runtime's generic kernel; the output must be scale 1/256 exactly).
-// int16 LOGISTIC and TANH use a constant 256-entry sigmoid table of the
-// runtime that is not derived from a formula; they are not implemented.
+// runtime's generic kernel; the output must be scale 1/256 exactly);
+// int16 through the runtime's interpolated sigmoid table (sigmoid16Q).
 func logisticLUT(c *opCtx, t fb.TensorType, in, out qparam) (*lutQ, error) {
 	if t == fb.TensorTypeINT16 {
-		return nil, c.unsupported("INT16 LOGISTIC (LiteRT's kernel interpolates a fixed sigmoid table the interpreter does not reproduce)")
+		return sigmoid16(c, in, out, false)
 	}
 	if out.scale != 1.0/256 {
 		return nil, c.unsupported("INT8 LOGISTIC output %q has scale %g: the runtime requires exactly 1/256", c.outMeta(0).Name, out.scale)
@@ -142,12 +148,121 @@ func logisticLUT(c *opCtx, t fb.TensorType, in, out qparam) (*lutQ, error) {
 	return &lutQ{t8: lutInt8(in, out, func(x float32) float32 { return 1 / (1 + float32(math.Exp(float64(-x)))) })}, nil
 }
 
-// tanhLUT: TANH int8 through a table of tanh.
+// tanhLUT: TANH int8 through a table of tanh; int16 through the
+// runtime's interpolated sigmoid table (sigmoid16Q).
 func tanhLUT(c *opCtx, t fb.TensorType, in, out qparam) (*lutQ, error) {
 	if t == fb.TensorTypeINT16 {
-		return nil, c.unsupported("INT16 TANH (LiteRT's kernel interpolates a fixed sigmoid table the interpreter does not reproduce)")
+		return sigmoid16(c, in, out, true)
 	}
 	return &lutQ{t8: lutInt8(in, out, f32fn(math.Tanh))}, nil
+}
+
+// sigmoidTable16 is the 256-entry uint16 table of LiteRT's int16
+// LOGISTIC and TANH kernels (sigmoid_table_uint16,
+// tflite/kernels/internal/common.h), recomputed: entry i is sigmoid(i/24)
+// in 0.16 fixed point, raised by half the error of linear interpolation
+// at the interval's midpoint (so the interpolated curve errs equally
+// above and below), rounded; the last entry is 65535, the saturation
+// value the kernels use past the table. TestSigmoidTable16 pins the
+// derivation; the int16 differential tests run all 65,536 inputs.
+var sigmoidTable16 = func() [256]uint32 {
+	var t [256]uint32
+	s := func(x float64) float64 { return 65536 / (1 + math.Exp(-x/24)) }
+	for i := range 255 {
+		x := float64(i)
+		mid := s(x + 0.5)
+		lin := (s(x) + s(x+1)) / 2
+		t[i] = uint32(math.Round(s(x) + (mid-lin)/2))
+	}
+	t[255] = 65535
+	return t
+}()
+
+// sigmoid16Q is LOGISTIC or TANH int16 (activations.cc SigmoidPrepare,
+// TanhPrepare; reference_integer_ops/logistic.h, tanh.h): the input is
+// rescaled to 1/(3·4096) by an integer multiplier and a rounding right
+// shift, its absolute value interpolates sigmoidTable16 (9 fractional
+// bits for LOGISTIC; 8 for TANH, as tanh(x) = 2·sigmoid(2x) − 1), and the
+// sign applies the functions' symmetry.
+type sigmoid16Q struct {
+	mult, shift int32
+	tanh        bool
+}
+
+// sigmoid16 checks the runtime's Prepare conditions and computes the
+// multiplier. Power-of-two input scales (2^-12, and 2^-11 for TANH) take
+// the runtime's separate fixed-point kernel, which is not implemented.
+func sigmoid16(c *opCtx, in, out qparam, tanh bool) (*lutQ, error) {
+	name := "LOGISTIC"
+	if tanh {
+		name = "TANH"
+	}
+	if err := first(c.zeroPointZero(c.meta(0), in), c.zeroPointZero(c.outMeta(0), out)); err != nil {
+		return nil, err
+	}
+	if !isPOT(out.scale) || math.Round(math.Log2(float64(out.scale))) != -15 {
+		return nil, c.unsupported("INT16 %s output %q has scale %g: the runtime requires 2^-15", name, c.outMeta(0).Name, out.scale)
+	}
+	if isPOT(in.scale) {
+		shift := 12 + int(math.Round(math.Log2(float64(in.scale))))
+		if shift == 0 || (tanh && shift == 1) {
+			return nil, c.unsupported("INT16 %s input %q has scale %g: the runtime's power-of-two fixed-point kernel is not implemented", name, c.meta(0).Name, in.scale)
+		}
+	}
+	// To scale 1/(3·4096), with as many bits as fit in 15.
+	m := float64(in.scale) * 4096 * 3
+	shift := int32(0)
+	for m <= 32767.0/2 && shift <= 30 {
+		shift++
+		m *= 2
+	}
+	if !(m <= 65535) { // the runtime's int32 product overflows
+		return nil, c.unsupported("INT16 %s input %q has scale %g: too large for the runtime's 16-bit multiplier", name, c.meta(0).Name, in.scale)
+	}
+	return &lutQ{s16: &sigmoid16Q{mult: int32(m), shift: shift, tanh: tanh}}, nil
+}
+
+func (q *sigmoid16Q) apply(v int16) int16 {
+	x := (int32(v)*q.mult + q.round()) >> q.shift
+	a := uint32(x)
+	if x < 0 {
+		a = uint32(-x)
+	}
+	if !q.tanh {
+		var r uint32
+		if uh := a >> 9; uh >= 255 {
+			r = 0x7fff << 10
+		} else {
+			ua, ub := sigmoidTable16[uh], sigmoidTable16[uh+1]
+			r = ua<<9 + (a&0x1ff)*(ub-ua)
+		}
+		if x >= 0 {
+			r += 1 << 9
+		} else {
+			r = 1<<25 - r + 1<<9 - 1
+		}
+		return int16(r >> 10)
+	}
+	var r int32
+	if uh := a >> 8; uh >= 255 {
+		r = 0xffff << 8
+	} else {
+		ua, ub := sigmoidTable16[uh], sigmoidTable16[uh+1]
+		r = int32(ua<<8 + (a&0xff)*(ub-ua))
+	}
+	if x >= 0 {
+		r = r - 1<<23 + 1<<7
+	} else {
+		r = -r + 1<<23 + 1<<7 - 1
+	}
+	return int16(r >> 8)
+}
+
+func (q *sigmoid16Q) round() int32 {
+	if q.shift > 0 {
+		return 1 << (q.shift - 1)
+	}
+	return 0
 }
 
 // geluLUT: GELU int8 (256 entries) and int16 (513, interpolated) through

@@ -511,11 +511,20 @@ func intFCKernel() *kernel {
 			for i := range xc {
 				xc[i] -= q.in.zp
 			}
+			var all []int64 // every row's sums, from the vector tiles
+			if intDotsVecOK(M, K, N) {
+				all = make([]int64, M*N)
+				intDotsVec(c.sg.in.threads, all, xc, M, K, N, q.filter, q.int16)
+			}
 			parallel(c.sg.in.threads, M, 1, func(_, lo, hi int) {
 				acc := make([]int64, N)
 				for m := lo; m < hi; m++ {
 					row := xc[m*K : (m+1)*K]
-					dotRows(acc, q.filter, row, q.int16)
+					if all != nil {
+						copy(acc, all[m*N:(m+1)*N])
+					} else {
+						dotRows(acc, q.filter, row, q.int16)
+					}
 					if q.wzp != 0 {
 						// Σ (w − zp_w)·x = Σ w·x − zp_w·Σ x, exact.
 						var sx int64
