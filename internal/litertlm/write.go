@@ -21,6 +21,19 @@ type Content interface {
 	WriteAt(ctx context.Context, f *os.File, off int64) error
 }
 
+// Bytes is section content held in memory (a tokenizer, a metadata
+// protobuf, a small model).
+type Bytes []byte
+
+// Len is the content's size.
+func (c Bytes) Len() int64 { return int64(len(c)) }
+
+// WriteAt writes the content at off.
+func (c Bytes) WriteAt(_ context.Context, f *os.File, off int64) error {
+	_, err := f.WriteAt(c, off)
+	return err
+}
+
 // Layout returns each section's new [begin, end) when the sections in
 // repl take the given sizes: sections keep their file order; while no
 // earlier section changed size a section keeps its offsets (so a bundle
