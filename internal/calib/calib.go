@@ -295,7 +295,7 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		sigSamples[i] = samples
 		if cal.Text != "" {
 			if textIDs == nil {
-				if textIDs, err = evaluate.LayoutText(l, cal.Text, cal.Tokenizer); err != nil {
+				if textIDs, err = evaluate.LayoutText(l, cal.Text, cal.Tokenizer, cal.Bundle); err != nil {
 					return nil, fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
 				}
 			}

@@ -218,6 +218,35 @@ func copySection(dst *os.File, to int64, src io.ReaderAt, from, n int64) error {
 type NewSection struct {
 	Type  SectionType
 	Items []KV // values: string, bool, int64, uint64 or float64
+	// Data is the section's content for Create (New ignores it).
+	Data []byte
+}
+
+// Create writes a new bundle of the given sections, each holding its
+// Data, to path (a small bundle: the sections are held in memory).
+func Create(ctx context.Context, path string, system []KV, sections []NewSection) error {
+	b, err := New(system, sections)
+	if err != nil {
+		return err
+	}
+	repl := map[int]Content{}
+	for i, s := range sections {
+		repl[i] = Bytes(s.Data)
+	}
+	return WriteFile(ctx, path, b, repl, WriteOptions{})
+}
+
+// StartTokenMetadata is a minimal LlmMetadata protobuf (an
+// LlmMetadataProto section): start_token (field 1) holding token_ids
+// (field 1) holding the one id (field 1, packed); id ≥ 0.
+func StartTokenMetadata(id int) []byte {
+	v := binary.AppendUvarint(nil, uint64(id))
+	ids := append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(v)))...)
+	ids = append(ids, v...)
+	union := append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(ids)))...)
+	union = append(union, ids...)
+	msg := append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(union)))...)
+	return append(msg, union...)
 }
 
 // New returns a bundle of the given sections, with a header built from

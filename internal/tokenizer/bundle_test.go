@@ -67,21 +67,15 @@ type section struct {
 	data []byte
 }
 
-// bundleWith wraps sections into a bundle file and opens it.
+// bundleWith writes a bundle of the sections and opens it.
 func bundleWith(t *testing.T, secs ...section) *litertlm.Bundle {
 	t.Helper()
 	var ns []litertlm.NewSection
-	repl := map[int]litertlm.Content{}
-	for i, s := range secs {
-		ns = append(ns, litertlm.NewSection{Type: s.typ})
-		repl[i] = litertlm.Bytes(s.data)
-	}
-	nb, err := litertlm.New(nil, ns)
-	if err != nil {
-		t.Fatal(err)
+	for _, s := range secs {
+		ns = append(ns, litertlm.NewSection{Type: s.typ, Data: s.data})
 	}
 	path := filepath.Join(t.TempDir(), "t.litertlm")
-	if err := litertlm.WriteFile(t.Context(), path, nb, repl, litertlm.WriteOptions{}); err != nil {
+	if err := litertlm.Create(t.Context(), path, nil, ns); err != nil {
 		t.Fatal(err)
 	}
 	b, err := litertlm.Open(path)
@@ -121,6 +115,7 @@ func TestBundleSPAndStartToken(t *testing.T) {
 		ok   bool
 		err  string
 	}{
+		{litertlm.StartTokenMetadata(300), 300, true, ""},
 		{[]byte{0x0a, 0x04, 0x0a, 0x02, 0x08, 0x07}, 7, true, ""},              // unpacked id 7
 		{[]byte{0x0a, 0x05, 0x12, 0x03, 'B', 'O', 'S'}, 0, false, ""},          // token_str
 		{[]byte{0x0a, 0x06, 0x0a, 0x04, 0x0a, 0x02, 0x02, 0x03}, 0, false, ""}, // two ids
