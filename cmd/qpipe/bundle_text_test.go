@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -148,4 +150,75 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// planSchemes returns "section/tensor=scheme" of every weight of a plan
+// --json.
+func planSchemes(t *testing.T, args ...string) []string {
+	t.Helper()
+	code, stdout, stderr := e2eRun(t, append([]string{"plan", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("plan %v: exit %d: %s", args, code, stderr)
+	}
+	var out struct {
+		Plans []struct {
+			Weights []struct {
+				Section *int    `json:"section"`
+				Tensor  int     `json:"tensor_index"`
+				Scheme  *string `json:"scheme"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, w := range out.Plans[0].Weights {
+		sc := "float"
+		if w.Scheme != nil {
+			sc = *w.Scheme
+		}
+		sec := -1
+		if w.Section != nil {
+			sec = *w.Section
+		}
+		s = append(s, fmt.Sprintf("%d/%d=%s", sec, w.Tensor, sc))
+	}
+	return s
+}
+
+// TestPlanExportAEQBundle: plan --export-aeq on a bundle of several models
+// prints the reference's model-type mapping, which --aeq-recipe reads back
+// to the same plan; on a bundle of one model, that model's recipe.
+func TestPlanExportAEQBundle(t *testing.T) {
+	dir := t.TempDir()
+	in, _ := testBundle(t, dir)
+	job := e2eWrite(t, filepath.Join(dir, "job.yaml"), `version: 1
+stages:
+  - load: {path: llm.litertlm}
+  - quantize:
+      recipe: dynamic_int4_block32
+      sections: {tf_lite_embedder: dynamic_int8}
+  - serialize: {path: out.litertlm}
+`)
+	code, stdout, stderr := e2eRun(t, "plan", "--export-aeq", job)
+	if code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	for _, w := range []string{`"tf_lite_prefill_decode": [`, `"tf_lite_embedder": [`, `"BLOCKWISE_32"`, `"num_bits": 8`} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("mapping lacks %s:\n%s", w, stdout)
+		}
+	}
+	mapping := e2eWrite(t, filepath.Join(dir, "mapping.json"), stdout)
+	want := planSchemes(t, job)
+	if got := planSchemes(t, "--aeq-recipe", mapping, in); !slices.Equal(got, want) || len(want) == 0 {
+		t.Errorf("mapping read back plans\n%v\nthe job plans\n%v", got, want)
+	}
+	one := filepath.Join(e2eModels, "aeq_conv_fc_mnist.litertlm")
+	code, stdout, stderr = e2eRun(t, "plan", "--recipe", "dynamic_int8", "--export-aeq", one)
+	_, bare, _ := e2eRun(t, "plan", "--recipe", "dynamic_int8", "--export-aeq", filepath.Join(e2eModels, "aeq_conv_fc_mnist.tflite"))
+	if code != 0 || stdout != bare || !strings.HasPrefix(stdout, "[") {
+		t.Errorf("one-model bundle: exit %d, %s\n%s\nbare:\n%s", code, stderr, stdout, bare)
+	}
 }
