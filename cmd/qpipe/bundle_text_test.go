@@ -32,7 +32,7 @@ func bundleOf(t *testing.T, out, model, spm string, bos int) string {
 		secs = append(secs, litertlm.NewSection{Type: litertlm.TypeSPTokenizer, Data: tok})
 	}
 	if bos >= 0 {
-		secs = append(secs, litertlm.NewSection{Type: litertlm.TypeLlmMetadataProto, Data: litertlm.StartTokenMetadata(bos)})
+		secs = append(secs, litertlm.NewSection{Type: litertlm.TypeLlmMetadataProto, Data: litertlm.LlmMetadata(bos, 0)})
 	}
 	if err := litertlm.Create(context.Background(), out, nil, secs); err != nil {
 		t.Fatal(err)

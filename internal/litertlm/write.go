@@ -236,17 +236,22 @@ func Create(ctx context.Context, path string, system []KV, sections []NewSection
 	return WriteFile(ctx, path, b, repl, WriteOptions{})
 }
 
-// StartTokenMetadata is a minimal LlmMetadata protobuf (an
-// LlmMetadataProto section): start_token (field 1) holding token_ids
-// (field 1) holding the one id (field 1, packed); id ≥ 0.
-func StartTokenMetadata(id int) []byte {
-	v := binary.AppendUvarint(nil, uint64(id))
-	ids := append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(v)))...)
-	ids = append(ids, v...)
-	union := append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(ids)))...)
-	union = append(union, ids...)
-	msg := append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(union)))...)
-	return append(msg, union...)
+// LlmMetadata is a minimal LlmMetadata protobuf (an LlmMetadataProto
+// section): start_token (field 1) holding token_ids (field 1) holding the
+// one id startToken (field 1, packed), when startToken ≥ 0, and
+// max_num_tokens (field 5) when maxNumTokens > 0.
+func LlmMetadata(startToken, maxNumTokens int) []byte {
+	var msg []byte
+	if startToken >= 0 {
+		v := binary.AppendUvarint(nil, uint64(startToken))
+		ids := append(append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(v)))...), v...)
+		union := append(append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(ids)))...), ids...)
+		msg = append(append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(union)))...), union...)
+	}
+	if maxNumTokens > 0 {
+		msg = binary.AppendUvarint(append(msg, 0x28), uint64(maxNumTokens))
+	}
+	return msg
 }
 
 // New returns a bundle of the given sections, with a header built from

@@ -96,6 +96,9 @@ func TestBundleSPAndStartToken(t *testing.T) {
 	}
 	// start_token {token_ids {ids: [2]}} packed, max_num_tokens 64.
 	meta := []byte{0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0x02, 0x28, 0x40}
+	if got := litertlm.LlmMetadata(2, 64); !bytes.Equal(got, meta) {
+		t.Errorf("LlmMetadata(2, 64) = % x, want % x", got, meta)
+	}
 	b := bundleWith(t, section{litertlm.TypeSPTokenizer, spm},
 		section{litertlm.TypeLlmMetadataProto, meta})
 	tok, name, err := FromBundle(b)
@@ -115,7 +118,8 @@ func TestBundleSPAndStartToken(t *testing.T) {
 		ok   bool
 		err  string
 	}{
-		{litertlm.StartTokenMetadata(300), 300, true, ""},
+		{litertlm.LlmMetadata(300, 0), 300, true, ""},
+		{litertlm.LlmMetadata(-1, 128), 0, false, ""},
 		{[]byte{0x0a, 0x04, 0x0a, 0x02, 0x08, 0x07}, 7, true, ""},              // unpacked id 7
 		{[]byte{0x0a, 0x05, 0x12, 0x03, 'B', 'O', 'S'}, 0, false, ""},          // token_str
 		{[]byte{0x0a, 0x06, 0x0a, 0x04, 0x0a, 0x02, 0x02, 0x03}, 0, false, ""}, // two ids

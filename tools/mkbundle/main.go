@@ -3,11 +3,11 @@
 // TFLiteModel section (model_type tf_lite_prefill_decode), the tokenizer as
 // an SP_Tokenizer section (a SentencePiece model) or an HF_Tokenizer_Zlib
 // section (a tokenizer.json: its size as 8 little-endian bytes, then a zlib
-// stream), and, with -start-token, an LlmMetadataProto section naming the
-// start token. It makes test bundles (make trained-bundle); the output is
+// stream), and, with -start-token or -max-tokens, a minimal LlmMetadataProto
+// section. It makes test bundles (make trained-bundle); the output is
 // the same bytes for the same inputs.
 //
-// Usage: mkbundle [-sp FILE | -hf FILE] [-start-token ID] -o OUT.litertlm MODEL.tflite
+// Usage: mkbundle [-sp FILE | -hf FILE] [-start-token ID] [-max-tokens N] -o OUT.litertlm MODEL.tflite
 package main
 
 import (
@@ -26,19 +26,20 @@ func main() {
 	sp := flag.String("sp", "", "SentencePiece model file: an SP_Tokenizer section")
 	hf := flag.String("hf", "", "tokenizer.json: an HF_Tokenizer_Zlib section")
 	start := flag.Int("start-token", -1, "start token id of the LlmMetadata (none when negative)")
+	maxTokens := flag.Int("max-tokens", 0, "max_num_tokens of the LlmMetadata (none when 0)")
 	out := flag.String("o", "", "output .litertlm")
 	flag.Parse()
 	if flag.NArg() != 1 || *out == "" || (*sp != "" && *hf != "") {
-		fmt.Fprintln(os.Stderr, "usage: mkbundle [-sp FILE | -hf FILE] [-start-token ID] -o OUT.litertlm MODEL.tflite")
+		fmt.Fprintln(os.Stderr, "usage: mkbundle [-sp FILE | -hf FILE] [-start-token ID] [-max-tokens N] -o OUT.litertlm MODEL.tflite")
 		os.Exit(2)
 	}
-	if err := run(flag.Arg(0), *sp, *hf, *start, *out); err != nil {
+	if err := run(flag.Arg(0), *sp, *hf, *start, *maxTokens, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "mkbundle:", err)
 		os.Exit(1)
 	}
 }
 
-func run(model, sp, hf string, start int, out string) error {
+func run(model, sp, hf string, start, maxTokens int, out string) error {
 	data, err := os.ReadFile(model)
 	if err != nil {
 		return err
@@ -68,8 +69,8 @@ func run(model, sp, hf string, start int, out string) error {
 		}
 		secs = append(secs, litertlm.NewSection{Type: litertlm.TypeHFTokenizerZlib, Data: z.Bytes()})
 	}
-	if start >= 0 {
-		secs = append(secs, litertlm.NewSection{Type: litertlm.TypeLlmMetadataProto, Data: litertlm.StartTokenMetadata(start)})
+	if start >= 0 || maxTokens > 0 {
+		secs = append(secs, litertlm.NewSection{Type: litertlm.TypeLlmMetadataProto, Data: litertlm.LlmMetadata(start, maxTokens)})
 	}
 	return litertlm.Create(context.Background(), out, []litertlm.KV{{Key: "Authors", Value: "qpipe mkbundle"}}, secs)
 }
