@@ -109,7 +109,6 @@ func TestParseBudgetErrors(t *testing.T) {
 		{"empty list", "        size: 1GB\n        candidates: {attention: []}\n", []wantDiag{d("7:33", "empty list")}},
 		{"scales on int8", "        size: 1GB\n        candidates: {attention: [{scheme: dynamic_int8, scales: search}]}\n", []wantDiag{d("7:65", "int4 blockwise schemes only")}},
 		{"unknown scales", "        size: 1GB\n        candidates: {attention: [{scheme: dynamic_int4_block32, scales: best}]}\n", []wantDiag{d("7:73", "best")}},
-		{"text without tokenizer", "        size: 1GB\n        text: a.txt\n", []wantDiag{d("6:9", "text needs tokenizer")}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseJob("jobs/bad.yaml", []byte(budgetJob(c.budget)))

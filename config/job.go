@@ -129,9 +129,14 @@ type Calibration struct {
 	// Text is a text file tokenized with Tokenizer (a SentencePiece model
 	// or a tokenizer.json) and cut into windows of the model's sequence
 	// length, as qpipe eval --text does; both resolved against Job.Dir.
-	// Text and Inputs exclude each other.
+	// Text and Inputs exclude each other. Without Tokenizer, a .litertlm
+	// model's own tokenizer section tokenizes Text.
 	Text, Tokenizer string
-	P               Pos
+	// Bundle is not read from the job: the quantize stage sets it to the
+	// .litertlm file whose tokenizer section tokenizes Text when Tokenizer
+	// is "".
+	Bundle string
+	P      Pos
 }
 
 // DefaultCalibration is the calibration of a job that sets none.
@@ -698,13 +703,11 @@ func (d *decoder) textKey(v *yaml.Node, f, key, dir string, text, tok *string) {
 	}
 }
 
-// checkText reports a text without a tokenizer or a tokenizer without a
-// text.
+// checkText reports a tokenizer without a text. A text without a
+// tokenizer is tokenized by the model's: a .litertlm bundle's tokenizer
+// section (a bare .tflite has none, which the stage reports).
 func (d *decoder) checkText(n *yaml.Node, field, text, tok string) {
-	switch {
-	case text != "" && tok == "":
-		d.errorf(d.deref(n), field, "text needs tokenizer: FILE (a SentencePiece model or a tokenizer.json)")
-	case text == "" && tok != "":
+	if text == "" && tok != "" {
 		d.errorf(d.deref(n), field, "tokenizer is for text: FILE")
 	}
 }

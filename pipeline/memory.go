@@ -11,7 +11,8 @@ package pipeline
 // peaks (README, Performance): 22 MiB for a 1 GB model, 186 MiB (int8) and
 // 424 MiB (int4, block 32) for a 26.8 GB one; the estimate stays above them.
 // Branches (recipes) run one after the other, so a job needs its largest
-// branch. Page-cache pages of the mapped input are not counted: the kernel
+// branch; so do a bundle's sections (each quantized and written before the
+// next), so a branch needs its largest section's part. Page-cache pages of the mapped input are not counted: the kernel
 // reclaims them.
 const (
 	// MemoryBase is the fixed part of a job's memory.
@@ -28,15 +29,25 @@ func MemoryEstimate(plans []*Plan) int64 {
 		if p == nil {
 			continue
 		}
-		var in, scales int64
+		type sums struct{ in, scales int64 }
+		bySection := map[int]*sums{} // -1: a bare model
 		for _, w := range p.Weights {
-			in += w.BytesIn
+			sec := -1
+			if w.Section != nil {
+				sec = *w.Section
+			}
+			s := bySection[sec]
+			if s == nil {
+				s = &sums{}
+				bySection[sec] = s
+			}
+			s.in += w.BytesIn
 			if w.Scheme != nil && w.BlockSize != nil && *w.BlockSize > 0 {
-				scales += w.BytesIn / int64(2**w.BlockSize)
+				s.scales += w.BytesIn / int64(2**w.BlockSize)
 			}
 		}
-		if est := int64(float64(in)*MemoryPerInputByte) + scales; est > peak {
-			peak = est
+		for _, s := range bySection {
+			peak = max(peak, int64(float64(s.in)*MemoryPerInputByte)+s.scales)
 		}
 	}
 	return MemoryBase + peak

@@ -19,6 +19,13 @@ func TestMemoryEstimate(t *testing.T) {
 	if a, b := MemoryEstimate([]*Plan{int8Plan, int4Plan}), MemoryEstimate([]*Plan{int4Plan}); a != b {
 		t.Errorf("two branches %d, the int4 one alone %d", a, b)
 	}
+	// A bundle's sections are written one after the other: its largest
+	// section's estimate, not the sum.
+	s0, s1 := 0, 1
+	bundle := &Plan{Weights: []*WeightPlan{{BytesIn: 26 * gb, Scheme: &i4, BlockSize: &b32, Section: &s0}, {BytesIn: 26 * gb, Scheme: &i8, Section: &s1}}}
+	if a, b := MemoryEstimate([]*Plan{bundle}), MemoryEstimate([]*Plan{int4Plan}); a != b {
+		t.Errorf("bundle of an int4 and an int8 section %d, the int4 one alone %d", a, b)
+	}
 	if got := MemoryEstimate(nil); got != MemoryBase {
 		t.Errorf("no plan: %d", got)
 	}

@@ -26,6 +26,11 @@ func calibrationStats(ctx context.Context, ms *modelState, cal *config.Calibrati
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
+	if cal.Text != "" && cal.Tokenizer == "" && ms.section >= 0 {
+		c := *cal
+		c.Bundle = ms.path // the bundle's tokenizer section
+		cal = &c
+	}
 	m := ms.m
 	key, err := calibrationKey(ms, cal)
 	if err != nil {
@@ -71,13 +76,23 @@ func calibrationSums(ms *modelState, cal *config.Calibration) (model, inputs str
 		if err != nil {
 			return "", "", fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
 		}
-		tok, err := FileSHA256(cal.Tokenizer)
+		tok, err := tokenizerDigest(cal.Tokenizer)
 		if err != nil {
 			return "", "", fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
 		}
 		inputs = "text:" + text + ",tokenizer:" + tok
 	}
 	return model, inputs, nil
+}
+
+// tokenizerDigest is what a cache key holds of a text's tokenizer: the
+// file's digest, or "bundle" for the model's own (covered by the model
+// file's digest).
+func tokenizerDigest(file string) (string, error) {
+	if file == "" {
+		return "bundle", nil
+	}
+	return FileSHA256(file)
 }
 
 // calibrate returns the activation statistics when some request asks for

@@ -203,7 +203,7 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 	}
 	mm.layout0, mm.seq = l, l.Seq
 	if cfg.Text != "" {
-		ids, err := evaluate.LayoutText(l, cfg.Text, cfg.Tokenizer)
+		ids, err := evaluate.LayoutText(l, cfg.Text, cfg.Tokenizer, inputPath)
 		if err != nil {
 			return nil, fmt.Errorf("quantize.budget.text: %w", err)
 		}
@@ -233,7 +233,7 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 			if err != nil {
 				return nil, err
 			}
-			tok, err := FileSHA256(cfg.Tokenizer)
+			tok, err := tokenizerDigest(cfg.Tokenizer)
 			if err != nil {
 				return nil, err
 			}

@@ -16,14 +16,6 @@ import (
 	"github.com/qpipe/qpipe/internal/tflite"
 )
 
-type memContent []byte
-
-func (c memContent) Len() int64 { return int64(len(c)) }
-func (c memContent) WriteAt(_ context.Context, f *os.File, off int64) error {
-	_, err := f.WriteAt(c, off)
-	return err
-}
-
 // testBundle writes a bundle shaped like a real LLM bundle: a tokenizer
 // (the upstream HF test bundle's section), metadata, two TFLite models of
 // two model types and an external-weights section.
@@ -65,7 +57,7 @@ func testBundle(t *testing.T, dir string) (path string, sections [][]byte) {
 	}
 	repl := map[int]litertlm.Content{}
 	for i, s := range sections {
-		repl[i] = memContent(s)
+		repl[i] = litertlm.Bytes(s)
 	}
 	path = filepath.Join(dir, "llm.litertlm")
 	if err := litertlm.WriteFile(context.Background(), path, b, repl, litertlm.WriteOptions{}); err != nil {
@@ -580,7 +572,7 @@ func TestBundleCalibrated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		repl[i] = memContent(d)
+		repl[i] = litertlm.Bytes(d)
 		e2eCopy(t, dir, m)
 	}
 	if err := litertlm.WriteFile(context.Background(), filepath.Join(dir, "two.litertlm"), b, repl, litertlm.WriteOptions{}); err != nil {

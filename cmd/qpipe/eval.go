@@ -11,12 +11,13 @@ import (
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/litertlm"
 )
 
 func init() {
 	register(command{
 		name:    "eval",
-		usage:   "[--signature S] [--samples N] [--seq L] [--seed S] [--inputs FILE | --text FILE --tokenizer FILE [--bos ID]] [--json] REF.tflite [CAND.tflite]",
+		usage:   "[--signature S] [--samples N] [--seq L] [--seed S] [--inputs FILE | --text FILE [--tokenizer FILE] [--bos ID]] [--json] REF.{tflite,litertlm} [CAND.{tflite,litertlm}]",
 		summary: "run CAND and REF on the same inputs and compare their outputs (rel L2, max abs, cosine; KL and top-1/top-5 for logits; perplexity, KL and Δp of the next token on text or an inputs file), or run one model and print its output statistics",
 		run:     evalCmd,
 	})
@@ -30,16 +31,16 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	seq := fs.Int("seq", 0, fmt.Sprintf("tokens per sequence (default: the model's; %d where it is dynamic)", evaluate.DefaultSeq))
 	seed := fs.Int64("seed", evaluate.MeasureSeed, "seed of the generated inputs")
 	inputs := fs.String("inputs", "", "JSON-lines file of inputs, one sample per line (README: Evaluating)")
-	text := fs.String("text", "", "text file: tokenized with --tokenizer and run in windows of the model's sequence length (docs/EVAL.md)")
-	tokFile := fs.String("tokenizer", "", "tokenizer of --text: a SentencePiece model or a tokenizer.json")
-	bos := fs.Int("bos", evaluate.NoBOS, "with --text: start every window with this token id (the model's BOS), then L-1 text tokens")
+	text := fs.String("text", "", "text file: tokenized with --tokenizer (or REF's, a .litertlm bundle's tokenizer section) and run in windows of the model's sequence length (docs/EVAL.md)")
+	tokFile := fs.String("tokenizer", "", "tokenizer of --text: a SentencePiece model or a tokenizer.json (default: the tokenizer section of REF.litertlm)")
+	bos := fs.Int("bos", evaluate.NoBOS, "with --text: start every window with this token id (the model's BOS), then L-1 text tokens (default: the start token of REF.litertlm's LlmMetadata, else none)")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
 	flags, pos := flagArgs(args, map[string]bool{"signature": true, "samples": true, "seq": true, "seed": true, "inputs": true, "text": true, "tokenizer": true, "bos": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}
 	if len(pos) < 1 || len(pos) > 2 {
-		return usagef("want REF.tflite [CAND.tflite], got %d argument(s)", len(pos))
+		return usagef("want REF [CAND] (.tflite or .litertlm), got %d argument(s)", len(pos))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -57,8 +58,8 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	switch {
 	case *text != "" && *inputs != "":
 		return usagef("--text and --inputs: give one")
-	case *text != "" && *tokFile == "":
-		return usagef("--text needs --tokenizer FILE (a SentencePiece model or a tokenizer.json)")
+	case *text != "" && *tokFile == "" && !litertlm.Sniff(pos[0]):
+		return usagef("--text needs --tokenizer FILE (a SentencePiece model or a tokenizer.json) unless REF is a .litertlm bundle with a tokenizer section")
 	case *text == "" && *tokFile != "":
 		return usagef("--tokenizer is for --text")
 	case set["bos"] && (*text == "" || *bos < 0):
@@ -94,6 +95,16 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	var info *evaluate.TextInfo
 	if *text != "" {
 		var err error
+		if !set["bos"] {
+			// The bundle's LlmMetadata start token, when it names one id.
+			id, ok, err := evaluate.BundleBOS(pos[0])
+			if err != nil {
+				return err
+			}
+			if ok {
+				*bos = id
+			}
+		}
 		if opt.Inputs, info, err = evaluate.TextSamples(models[0], opt, *text, *tokFile, *bos); err != nil {
 			return err
 		}

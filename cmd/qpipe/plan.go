@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -20,7 +22,7 @@ import (
 func init() {
 	register(command{
 		name:    "plan",
-		usage:   "(JOB.yaml | --recipe NAME IN.tflite | --aeq-recipe FILE.json IN.tflite | --budget-size SIZE IN.tflite | --budget-kl KL IN.tflite) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
+		usage:   "(JOB.yaml | --recipe NAME IN.{tflite,litertlm} | --aeq-recipe FILE.json IN.{tflite,litertlm} | --budget-size SIZE IN.tflite | --budget-kl KL IN.tflite) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
 		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
 		run:     planCmd,
 	})
@@ -163,7 +165,10 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 }
 
 // exportPlanAEQ prints the job's one recipe, as resolved on its model, as
-// an AI Edge Quantizer recipe.
+// an AI Edge Quantizer recipe. On a bundle of one TFLiteModel section it
+// is that section's recipe; on a bundle of several, the reference's
+// model-type mapping (what --aeq-recipe reads back: docs/BUNDLES.md), each
+// section's rules under its model_type.
 func exportPlanAEQ(stdout, stderr io.Writer, job *config.Job, branches []*pipeline.State) error {
 	q := job.Quantize()
 	if q == nil || len(q.Recipes) != 1 || len(branches) != 1 {
@@ -173,18 +178,55 @@ func exportPlanAEQ(stdout, stderr io.Writer, job *config.Job, branches []*pipeli
 		}
 		return usagef("--export-aeq writes one recipe; the job has %d (plan a job with one recipe, or use --recipe)", n)
 	}
-	rules, notes, err := stages.AEQRules(branches[0], q.Recipes[0])
-	if err != nil {
-		return err
-	}
-	out, err := config.MarshalAEQ(rules)
-	if err != nil {
-		return err
-	}
 	log := newLogger(stderr)
-	for _, n := range notes {
-		log.Warn().Msg(n)
+	export := func(s *pipeline.State, prefix string) ([]byte, error) {
+		rules, notes, err := stages.AEQRules(s, q.Recipes[0])
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range notes {
+			log.Warn().Msg(prefix + n)
+		}
+		return config.MarshalAEQ(rules)
 	}
-	_, err = stdout.Write(out)
+	ps, ok := branches[0].Model.(pipeline.Parts)
+	if !ok {
+		out, err := export(branches[0], "")
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(out)
+		return err
+	}
+	parts := ps.Parts()
+	byType := map[string]string{}
+	var b bytes.Buffer
+	b.WriteString("{")
+	for i, p := range parts {
+		sub := *branches[0]
+		sub.Model, sub.Plan, sub.Part = p.Model, p.Plan, p
+		out, err := export(&sub, p.Name+": ")
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+		if len(parts) == 1 {
+			_, err = stdout.Write(out)
+			return err
+		}
+		if p.ModelType == "" {
+			return fmt.Errorf("--export-aeq: %s has no model_type, which the reference's mapping keys recipes by; plan its sections as bare models", p.Name)
+		}
+		if other, dup := byType[p.ModelType]; dup {
+			return fmt.Errorf("--export-aeq: %s and %s have the same model_type, which the reference's mapping keys recipes by; plan its sections as bare models", other, p.Name)
+		}
+		byType[p.ModelType] = p.Name
+		key, _ := json.Marshal(p.ModelType)
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "\n  %s: %s", key, bytes.TrimSpace(bytes.ReplaceAll(out, []byte("\n"), []byte("\n  "))))
+	}
+	b.WriteString("\n}\n")
+	_, err := stdout.Write(b.Bytes())
 	return err
 }

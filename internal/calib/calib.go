@@ -344,7 +344,7 @@ func RunPass(ctx context.Context, m *tflite.Model, cal *config.Calibration, log 
 		sigSamples[i] = samples
 		if cal.Text != "" {
 			if textIDs == nil {
-				if textIDs, err = evaluate.LayoutText(l, cal.Text, cal.Tokenizer); err != nil {
+				if textIDs, err = evaluate.LayoutText(l, cal.Text, cal.Tokenizer, cal.Bundle); err != nil {
 					return fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
@@ -32,7 +33,54 @@ type TextInfo struct {
 // NoBOS asks TextSamples for windows of text tokens only.
 const NoBOS = -1
 
-// TextSamples tokenizes the text file with the tokenizer file and cuts
+// LoadTokenizer returns the tokenizer of a text: the file, when one is
+// given; else the tokenizer section of the model when it is a .litertlm
+// bundle (tokenizer.FromBundle). The name says where it came from (the
+// file, or "B.litertlm section 0 (SP_Tokenizer)").
+func LoadTokenizer(file, model string) (tokenizer.Tokenizer, string, error) {
+	if file != "" {
+		t, err := tokenizer.Load(file)
+		return t, file, err
+	}
+	if model == "" || !litertlm.Sniff(model) {
+		return nil, "", fmt.Errorf("text needs a tokenizer (a SentencePiece model or a tokenizer.json): %s is not a .litertlm bundle, which carries its own", modelName(model))
+	}
+	b, err := litertlm.Open(model)
+	if err != nil {
+		return nil, "", err
+	}
+	defer b.Close()
+	t, name, err := tokenizer.FromBundle(b)
+	if err == nil && t == nil {
+		err = fmt.Errorf("text needs a tokenizer: the bundle %s has no SP_Tokenizer or HF_Tokenizer_Zlib section; give a tokenizer file", model)
+	}
+	return t, name, err
+}
+
+func modelName(model string) string {
+	if model == "" {
+		return "the model"
+	}
+	return model
+}
+
+// BundleBOS returns the start token id of the model's LlmMetadata when the
+// model is a .litertlm bundle whose metadata names one token id
+// (tokenizer.StartToken); ok is false otherwise.
+func BundleBOS(model string) (id int, ok bool, err error) {
+	if !litertlm.Sniff(model) {
+		return 0, false, nil
+	}
+	b, err := litertlm.Open(model)
+	if err != nil {
+		return 0, false, err
+	}
+	defer b.Close()
+	return tokenizer.StartToken(b)
+}
+
+// TextSamples tokenizes the text file with the tokenizer file (or, when
+// it is "", the tokenizer of m's bundle: LoadTokenizer) and cuts
 // the ids into consecutive windows of the sequence length of m's token
 // input (the signature's, when one is selected), one sample each, named
 // by the "tokens" key as an inputs file would name them: a text run
@@ -42,7 +90,7 @@ const NoBOS = -1
 // tokens (NoBOS: none). The tokenizer's ids must fit the model's
 // embedding table.
 func TextSamples(m *Model, opt Options, textFile, tokenizerFile string, bos int) ([]*Sample, *TextInfo, error) {
-	tok, err := tokenizer.Load(tokenizerFile)
+	tok, tokenizerFile, err := LoadTokenizer(tokenizerFile, m.Path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,9 +155,10 @@ func TokenizeText(textFile string, tok tokenizer.Tokenizer, tokenizerFile string
 }
 
 // LayoutText returns the ids of the text file under the tokenizer file
-// for the token input of layout l (whose vocabulary they must fit); the
-// caller cuts them into windows (WindowSamples).
-func LayoutText(l *Layout, textFile, tokenizerFile string) ([]int, error) {
+// (or, when it is "", the tokenizer of the bundle at model:
+// LoadTokenizer) for the token input of layout l (whose vocabulary they
+// must fit); the caller cuts them into windows (WindowSamples).
+func LayoutText(l *Layout, textFile, tokenizerFile, model string) ([]int, error) {
 	vocab := 0
 	for _, in := range l.Inputs {
 		if in.Vocab > 0 {
@@ -119,7 +168,7 @@ func LayoutText(l *Layout, textFile, tokenizerFile string) ([]int, error) {
 	if vocab == 0 || l.Seq == 0 {
 		return nil, fmt.Errorf("signature %q has no token input to feed text to", l.Signature)
 	}
-	tok, err := tokenizer.Load(tokenizerFile)
+	tok, tokenizerFile, err := LoadTokenizer(tokenizerFile, model)
 	if err != nil {
 		return nil, err
 	}

@@ -18,15 +18,6 @@ const (
 	mnistTFLite = "../../testdata/models/aeq_conv_fc_mnist.tflite"
 )
 
-// bytesContent is section content held in memory.
-type bytesContent []byte
-
-func (c bytesContent) Len() int64 { return int64(len(c)) }
-func (c bytesContent) WriteAt(_ context.Context, f *os.File, off int64) error {
-	_, err := f.WriteAt(c, off)
-	return err
-}
-
 func readBytes(t testing.TB, data []byte, name string) (*Bundle, error) {
 	t.Helper()
 	return Read(bytes.NewReader(data), int64(len(data)), name)
@@ -132,7 +123,7 @@ func built(t testing.TB) (path string, parts [][]byte) {
 		t.Fatal(err)
 	}
 	path = filepath.Join(t.TempDir(), "built.litertlm")
-	repl := map[int]Content{0: bytesContent(parts[0]), 1: bytesContent(parts[1]), 2: bytesContent(parts[2])}
+	repl := map[int]Content{0: Bytes(parts[0]), 1: Bytes(parts[1]), 2: Bytes(parts[2])}
 	if err := WriteFile(context.Background(), path, b, repl, WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +168,7 @@ func TestNewAndReplace(t *testing.T) {
 
 	bigger := append(append([]byte(nil), parts[1]...), make([]byte, 3*BlockSize)...)
 	out := filepath.Join(t.TempDir(), "replaced.litertlm")
-	if err := WriteFile(context.Background(), out, b, map[int]Content{1: bytesContent(bigger)}, WriteOptions{}); err != nil {
+	if err := WriteFile(context.Background(), out, b, map[int]Content{1: Bytes(bigger)}, WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := Open(out)

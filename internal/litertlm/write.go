@@ -21,6 +21,19 @@ type Content interface {
 	WriteAt(ctx context.Context, f *os.File, off int64) error
 }
 
+// Bytes is section content held in memory (a tokenizer, a metadata
+// protobuf, a small model).
+type Bytes []byte
+
+// Len is the content's size.
+func (c Bytes) Len() int64 { return int64(len(c)) }
+
+// WriteAt writes the content at off.
+func (c Bytes) WriteAt(_ context.Context, f *os.File, off int64) error {
+	_, err := f.WriteAt(c, off)
+	return err
+}
+
 // Layout returns each section's new [begin, end) when the sections in
 // repl take the given sizes: sections keep their file order; while no
 // earlier section changed size a section keeps its offsets (so a bundle
@@ -205,6 +218,40 @@ func copySection(dst *os.File, to int64, src io.ReaderAt, from, n int64) error {
 type NewSection struct {
 	Type  SectionType
 	Items []KV // values: string, bool, int64, uint64 or float64
+	// Data is the section's content for Create (New ignores it).
+	Data []byte
+}
+
+// Create writes a new bundle of the given sections, each holding its
+// Data, to path (a small bundle: the sections are held in memory).
+func Create(ctx context.Context, path string, system []KV, sections []NewSection) error {
+	b, err := New(system, sections)
+	if err != nil {
+		return err
+	}
+	repl := map[int]Content{}
+	for i, s := range sections {
+		repl[i] = Bytes(s.Data)
+	}
+	return WriteFile(ctx, path, b, repl, WriteOptions{})
+}
+
+// LlmMetadata is a minimal LlmMetadata protobuf (an LlmMetadataProto
+// section): start_token (field 1) holding token_ids (field 1) holding the
+// one id startToken (field 1, packed), when startToken ≥ 0, and
+// max_num_tokens (field 5) when maxNumTokens > 0.
+func LlmMetadata(startToken, maxNumTokens int) []byte {
+	var msg []byte
+	if startToken >= 0 {
+		v := binary.AppendUvarint(nil, uint64(startToken))
+		ids := append(append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(v)))...), v...)
+		union := append(append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(ids)))...), ids...)
+		msg = append(append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(union)))...), union...)
+	}
+	if maxNumTokens > 0 {
+		msg = binary.AppendUvarint(append(msg, 0x28), uint64(maxNumTokens))
+	}
+	return msg
 }
 
 // New returns a bundle of the given sections, with a header built from

@@ -15,7 +15,8 @@
 //   - Hugging Face tokenizer.json with a BPE model: over byte-level
 //     pre-tokenisation (GPT-2, Llama 3, Qwen 2: ByteLevel with its GPT-2
 //     split, or a Split by the GPT-2, Llama 3 or Qwen 2 pattern before it,
-//     implemented by hand: Go's regexp has no look-ahead), or
+//     implemented by hand: Go's regexp has no look-ahead; a Digits
+//     pre-tokenizer before them, as SmolLM's and StarCoder's), or
 //     SentencePiece-style (Llama 2, Mistral, Gemma: characters as symbols,
 //     no pre-tokenizer or Metaspace, byte fallback to <0xXX> tokens,
 //     fuse_unk); merges as "a b" or ["a", "b"]; added tokens
@@ -24,6 +25,11 @@
 //     Sequences of them. Other normalisers (Precompiled, regex Replace)
 //     and pre-tokenizers, WordPiece/Unigram models and BPE dropout are
 //     refused by name.
+//
+// FromBundle reads the tokenizer of a LiteRT-LM bundle (an SP_Tokenizer
+// section, or an HF_Tokenizer_Zlib section: an 8-byte uncompressed size
+// and a zlib stream of a tokenizer.json), StartToken the start token id of
+// its LlmMetadata.
 //
 // The protobuf wire format is read by hand (proto.go): the model file
 // needs seven fields of three messages, and a hand reader keeps the

@@ -87,6 +87,7 @@ type hfComponent struct {
 	Replacement    *string         `json:"replacement"`
 	PrependScheme  *string         `json:"prepend_scheme"`
 	Split          *bool           `json:"split"`
+	Individual     bool            `json:"individual_digits"`
 }
 
 // The split patterns this package implements by hand (Go's regexp has no
@@ -301,9 +302,14 @@ func (t *HF) preTokenizer(raw json.RawMessage) error {
 	if c.Type == "Sequence" {
 		parts = c.PreTokenizers
 	}
-	byteLevel := false
-	for _, p := range parts {
+	byteLevel, digits := false, (*hfComponent)(nil)
+	for i, p := range parts {
 		switch p.Type {
+		case "Digits":
+			if byteLevel || digits != nil || t.splitFn != nil {
+				return fmt.Errorf("Digits after ByteLevel or a Split, or twice, is not supported")
+			}
+			digits = &parts[i]
 		case "ByteLevel":
 			if byteLevel {
 				return fmt.Errorf("ByteLevel twice")
@@ -348,7 +354,40 @@ func (t *HF) preTokenizer(raw json.RawMessage) error {
 	if t.splitFn == nil {
 		t.splitFn = func(s string) []string { return []string{s} }
 	}
+	if digits != nil {
+		if t.prefix {
+			// ByteLevel would prefix every piece the digits leave.
+			return fmt.Errorf("Digits before a ByteLevel with add_prefix_space is not supported")
+		}
+		inner, individual := t.splitFn, digits.Individual
+		t.splitFn = func(s string) []string {
+			var out []string
+			for _, w := range splitDigits(s, individual) {
+				out = append(out, inner(w)...)
+			}
+			return out
+		}
+	}
 	return nil
+}
+
+// splitDigits is the Digits pre-tokenizer: every digit (a Unicode number,
+// as Rust's char::is_numeric) on its own (individual), or every run of
+// digits, isolated from the text around it.
+func splitDigits(s string, individual bool) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		end := runAt(s, i, isN)
+		if end == i {
+			end = runAt(s, i, func(r rune) bool { return !isN(r) })
+		} else if individual {
+			_, n := utf8.DecodeRuneInString(s[i:])
+			end = i + n
+		}
+		out = append(out, s[i:end])
+		i = end
+	}
+	return out
 }
 
 // VocabSize is one more than the largest id.

@@ -67,7 +67,7 @@ func inflate(data []byte, name string) ([]byte, error) {
 	switch {
 	case len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b:
 		r, err = gzip.NewReader(bytes.NewReader(data))
-	case len(data) >= 2 && data[0]&0x0f == 8 && (uint(data[0])<<8|uint(data[1]))%31 == 0:
+	case isZlib(data):
 		r, err = zlib.NewReader(bytes.NewReader(data))
 	default:
 		return data, nil
@@ -83,4 +83,10 @@ func inflate(data []byte, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: compressed tokenizer inflates to more than %d bytes", name, inflateLimit)
 	}
 	return out, nil
+}
+
+// isZlib says whether data starts with a zlib header (RFC 1950: deflate
+// method, check bits that hold).
+func isZlib(data []byte) bool {
+	return len(data) >= 2 && data[0]&0x0f == 8 && (uint(data[0])<<8|uint(data[1]))%31 == 0
 }
