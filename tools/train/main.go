@@ -1,0 +1,60 @@
+// Command train makes qpipe's trained test language model (docs/TRAINED.md):
+// a small decoder-only transformer of the architecture qpipe gen writes,
+// trained on text from the Go distribution with a SentencePiece tokenizer,
+// written as a float .tflite with LiteRT Torch names. `make trained-model`
+// runs every step.
+//
+//	train corpus -out DIR            write DIR/train.txt and DIR/heldout.txt
+//	train fit -train IDS -out MODEL  train on token ids (spm_encode --output_format=id)
+//	train bench                      measure training throughput
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: train corpus|fit|bench [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "corpus":
+		err = cmdCorpus(os.Args[2:])
+	case "fit":
+		err = cmdFit(os.Args[2:])
+	case "bench":
+		err = cmdBench(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q: want corpus, fit or bench", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "train:", err)
+		os.Exit(1)
+	}
+}
+
+func cmdCorpus(args []string) error {
+	fs := flag.NewFlagSet("corpus", flag.ExitOnError)
+	goroot := fs.String("goroot", runtime.GOROOT(), "the Go distribution to take text from")
+	out := fs.String("out", ".cache/train", "directory for train.txt and heldout.txt")
+	fs.Parse(args)
+	info, err := buildCorpus(*goroot, *out)
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(info))
+	for k := range info {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Printf("%s: %s\n", k, info[k])
+	}
+	return nil
+}
