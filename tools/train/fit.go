@@ -98,8 +98,8 @@ func (h *hyper) flags(fs *flag.FlagSet) {
 	fs.IntVar(&h.Steps, "steps", 1600, "optimizer steps (the run is defined by this, not by time)")
 	fs.IntVar(&h.Batch, "batch", 8, "sequences per step")
 	fs.IntVar(&h.Warmup, "warmup", 100, "linear warm-up steps")
-	fs.Float64Var(&h.LR, "lr", 2e-3, "peak learning rate")
-	fs.Float64Var(&h.MinLR, "min-lr", 2e-4, "learning rate at the end of the cosine decay")
+	fs.Float64Var(&h.LR, "lr", 1.5e-3, "peak learning rate")
+	fs.Float64Var(&h.MinLR, "min-lr", 1.5e-4, "learning rate at the end of the cosine decay")
 	fs.Float64Var(&h.WD, "wd", 0.1, "AdamW weight decay (matrices only)")
 	fs.Float64Var(&h.Clip, "clip", 1, "global gradient norm clip")
 	fs.Float64Var(&h.Beta1, "beta1", 0.9, "AdamW β1")
@@ -194,11 +194,7 @@ func cmdFit(args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := gen.DecoderFrom(cfg, md.weights())
-	if err != nil {
-		return err
-	}
-	if err := tflite.WriteFile(context.Background(), h.Out, m, tflite.WriteOptions{Layout: tflite.LayoutInline}); err != nil {
+	if err := writeModel(md, h.Out); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(lg, "", " ")
@@ -210,6 +206,15 @@ func cmdFit(args []string) error {
 	}
 	fmt.Printf("wrote %s and %s\n", h.Out, h.LogPath)
 	return nil
+}
+
+// writeModel writes md's weights as the gen decoder .tflite.
+func writeModel(md *model, path string) error {
+	m, err := gen.DecoderFrom(md.cfg, md.weights())
+	if err != nil {
+		return err
+	}
+	return tflite.WriteFile(context.Background(), path, m, tflite.WriteOptions{Layout: tflite.LayoutInline})
 }
 
 // fit trains md for h.Steps steps on windows of train in a seeded order
@@ -264,6 +269,12 @@ func fit(md *model, h hyper, train, held []int32, progress *os.File) (*trainLog,
 			e := logEntry{Step: step + 1, Tokens: (step + 1) * h.Batch * cfg.Seq, TrainLoss: sum / float64(n), LR: lr, Seconds: time.Since(start).Seconds()}
 			if (step+1)%h.EvalEvery == 0 || last {
 				e.HeldoutLoss = evalHeld()
+				// a usable model at every evaluation, in case the run is cut short
+				if h.Out != "" && !last {
+					if err := writeModel(md, h.Out); err != nil {
+						return nil, err
+					}
+				}
 			}
 			lg.Curve = append(lg.Curve, e)
 			if progress != nil {

@@ -6,6 +6,8 @@
 //
 //	train corpus -out DIR            write DIR/train.txt and DIR/heldout.txt
 //	train fit -train IDS -out MODEL  train on token ids (spm_encode --output_format=id)
+//	train pack -in IDS -out BIN      token ids (spm_encode output) as uint16
+//	train eval                       held-out perplexity, baselines, greedy text
 //	train bench                      measure training throughput
 package main
 
@@ -19,7 +21,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: train corpus|fit|bench [flags]")
+		fmt.Fprintln(os.Stderr, "usage: train corpus|fit|eval|pack|bench [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -30,8 +32,12 @@ func main() {
 		err = cmdFit(os.Args[2:])
 	case "bench":
 		err = cmdBench(os.Args[2:])
+	case "eval":
+		err = cmdEval(os.Args[2:])
+	case "pack":
+		err = cmdPack(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want corpus, fit or bench", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want corpus, fit, eval, pack or bench", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "train:", err)
@@ -57,4 +63,16 @@ func cmdCorpus(args []string) error {
 		fmt.Printf("%s: %s\n", k, info[k])
 	}
 	return nil
+}
+
+func cmdPack(args []string) error {
+	fs := flag.NewFlagSet("pack", flag.ExitOnError)
+	in := fs.String("in", "", "token ids as spm_encode --output_format=id writes them")
+	out := fs.String("out", "", "the little-endian uint16 file to write")
+	fs.Parse(args)
+	ids, err := readIDs(*in, trainedConfig.Vocab)
+	if err != nil {
+		return err
+	}
+	return writeIDs(*out, ids)
 }
