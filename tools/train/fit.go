@@ -16,6 +16,7 @@ import (
 
 	"github.com/qpipe/qpipe/internal/gen"
 	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/trained"
 )
 
 // trainedConfig is the trained model's shape: vocab 4096 (the tokenizer),
@@ -62,15 +63,6 @@ func readIDs(path string, vocab int) ([]int32, error) {
 	return ids, sc.Err()
 }
 
-// windows cuts ids into sequences of seq+1 tokens with stride seq.
-func windows(ids []int32, seq int) [][]int32 {
-	var w [][]int32
-	for i := 0; i+seq+1 <= len(ids); i += seq {
-		w = append(w, ids[i:i+seq+1])
-	}
-	return w
-}
-
 type logEntry struct {
 	Step        int     `json:"step"`
 	Tokens      int     `json:"tokens"`
@@ -95,9 +87,9 @@ type trainLog struct {
 }
 
 func (h *hyper) flags(fs *flag.FlagSet) {
-	fs.IntVar(&h.Steps, "steps", 1600, "optimizer steps (the run is defined by this, not by time)")
+	fs.IntVar(&h.Steps, "steps", 900, "optimizer steps (the run is defined by this, not by time)")
 	fs.IntVar(&h.Batch, "batch", 8, "sequences per step")
-	fs.IntVar(&h.Warmup, "warmup", 100, "linear warm-up steps")
+	fs.IntVar(&h.Warmup, "warmup", 60, "linear warm-up steps")
 	fs.Float64Var(&h.LR, "lr", 1.5e-3, "peak learning rate")
 	fs.Float64Var(&h.MinLR, "min-lr", 1.5e-4, "learning rate at the end of the cosine decay")
 	fs.Float64Var(&h.WD, "wd", 0.1, "AdamW weight decay (matrices only)")
@@ -107,7 +99,7 @@ func (h *hyper) flags(fs *flag.FlagSet) {
 	fs.Float64Var(&h.Eps, "eps", 1e-8, "AdamW ε")
 	fs.Uint64Var(&h.Seed, "seed", 1, "initialisation and data order seed")
 	fs.IntVar(&h.LogEvery, "log-every", 50, "steps between curve points")
-	fs.IntVar(&h.EvalEvery, "eval-every", 400, "steps between held-out evaluations")
+	fs.IntVar(&h.EvalEvery, "eval-every", 300, "steps between held-out evaluations")
 	fs.IntVar(&h.EvalWindows, "eval-windows", 32, "held-out windows per evaluation")
 	fs.StringVar(&h.TrainIDs, "train", ".cache/train/train.ids", "training token ids (spm_encode --output_format=id)")
 	fs.StringVar(&h.HeldoutIDs, "heldout", ".cache/train/heldout.ids", "held-out token ids")
@@ -221,8 +213,8 @@ func writeModel(md *model, path string) error {
 // (a new permutation each epoch) and returns the log.
 func fit(md *model, h hyper, train, held []int32, progress *os.File) (*trainLog, error) {
 	cfg := md.cfg
-	wins := windows(train, cfg.Seq)
-	hw := windows(held, cfg.Seq)
+	wins := trained.Windows(train, cfg.Seq)
+	hw := trained.Windows(held, cfg.Seq)
 	if len(wins) < h.Batch {
 		return nil, fmt.Errorf("train: %d training windows, fewer than a batch of %d", len(wins), h.Batch)
 	}

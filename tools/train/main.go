@@ -17,6 +17,8 @@ import (
 	"os"
 	"runtime"
 	"sort"
+
+	"github.com/qpipe/qpipe/internal/trained"
 )
 
 func main() {
@@ -74,5 +76,5 @@ func cmdPack(args []string) error {
 	if err != nil {
 		return err
 	}
-	return writeIDs(*out, ids)
+	return trained.WriteIDs(*out, ids)
 }

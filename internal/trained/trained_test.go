@@ -1,4 +1,4 @@
-package main
+package trained
 
 import (
 	"encoding/json"
@@ -10,26 +10,30 @@ import (
 	"github.com/qpipe/qpipe/internal/litert"
 )
 
-// repoFile is a path below the repository root (tests run in tools/train).
+// repoFile is a path below the repository root (tests run in internal/trained).
 func repoFile(rel string) string { return filepath.Join("..", "..", rel) }
 
-// committedEval reads the evaluation stored in the training log.
-func committedEval(t *testing.T) evalReport {
+const vocab, seq = 4096, 128
+
+// unigramCounts reads the training text's token counts from the training log.
+func unigramCounts(t *testing.T) []int64 {
 	t.Helper()
-	raw, err := os.ReadFile(repoFile(committedLog))
+	raw, err := os.ReadFile(repoFile(Log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var lg struct {
-		Eval evalReport `json:"eval"`
+		Eval struct {
+			Counts []int64 `json:"unigram_counts"`
+		} `json:"eval"`
 	}
 	if err := json.Unmarshal(raw, &lg); err != nil {
-		t.Fatalf("%s: %v", committedLog, err)
+		t.Fatalf("%s: %v", Log, err)
 	}
-	if len(lg.Eval.UnigramCounts) != trainedConfig.Vocab {
-		t.Fatalf("%s: %d unigram counts, want %d", committedLog, len(lg.Eval.UnigramCounts), trainedConfig.Vocab)
+	if len(lg.Eval.Counts) != vocab {
+		t.Fatalf("%s: %d unigram counts, want %d", Log, len(lg.Eval.Counts), vocab)
 	}
-	return lg.Eval
+	return lg.Eval.Counts
 }
 
 // testWindows is how many held-out windows (of 128 predicted tokens) the
@@ -41,27 +45,27 @@ const testWindows = 12
 // perplexity below the unigram model of the training text (whose counts
 // the training log holds) and far below the uniform one.
 func TestTrainedModelLearned(t *testing.T) {
-	ev := committedEval(t)
-	d, err := openDecoder(repoFile(committedModel))
+	counts := unigramCounts(t)
+	d, err := Open(repoFile(Model), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if d.vocab != trainedConfig.Vocab || d.seq != trainedConfig.Seq {
-		t.Fatalf("model vocab %d seq %d, want %d %d", d.vocab, d.seq, trainedConfig.Vocab, trainedConfig.Seq)
+	if d.Vocab != vocab || d.Seq != seq {
+		t.Fatalf("model vocab %d seq %d, want %d %d", d.Vocab, d.Seq, vocab, seq)
 	}
-	held, err := readIDsBinary(repoFile(committedIDs), d.vocab)
+	held, err := ReadIDs(repoFile(HeldoutIDs), d.Vocab)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, n, err := d.heldoutNLL(held, testWindows)
+	got, n, err := d.HeldoutNLL(held, testWindows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uni := unigramNLL(ev.UnigramCounts, held, d.seq, testWindows)
-	t.Logf("%d held-out tokens: perplexity %.2f, unigram %.2f, uniform %d", n, math.Exp(got), math.Exp(uni), d.vocab)
-	if !(got < uni) || !(math.Exp(got) < float64(d.vocab)/10) {
-		t.Errorf("held-out perplexity %.2f: want below the unigram %.2f and below a tenth of the uniform %d", math.Exp(got), math.Exp(uni), d.vocab)
+	uni := UnigramNLL(counts, held, d.Seq, testWindows)
+	t.Logf("%d held-out tokens: perplexity %.2f, unigram %.2f, uniform %d", n, math.Exp(got), math.Exp(uni), d.Vocab)
+	if !(got < uni) || !(math.Exp(got) < float64(d.Vocab)/10) {
+		t.Errorf("held-out perplexity %.2f: want below the unigram %.2f and below a tenth of the uniform %d", math.Exp(got), math.Exp(uni), d.Vocab)
 	}
 }
 
@@ -70,22 +74,22 @@ func TestTrainedModelLearned(t *testing.T) {
 // rounding, and the same next-token choice at (almost) every position.
 func TestTrainedModelOnLiteRT(t *testing.T) {
 	r := litert.Require(t)
-	path := repoFile(committedModel)
-	d, err := openDecoder(path)
+	path := repoFile(Model)
+	d, err := Open(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	held, err := readIDsBinary(repoFile(committedIDs), d.vocab)
+	held, err := ReadIDs(repoFile(HeldoutIDs), d.Vocab)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := held[:d.seq]
-	want, err := d.logits(tokens)
+	tokens := held[:d.Seq]
+	want, err := d.Logits(tokens)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.Run(path, []litert.Tensor{litert.NewInt32("tokens", []int{d.seq}, tokens)})
+	out, err := r.Run(path, []litert.Tensor{litert.NewInt32("tokens", []int{d.Seq}, tokens)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +99,8 @@ func TestTrainedModelOnLiteRT(t *testing.T) {
 	}
 	var num, den float64
 	argDiff := 0
-	for s := 0; s < d.seq; s++ {
-		g, w := got[s*d.vocab:(s+1)*d.vocab], want[s*d.vocab:(s+1)*d.vocab]
+	for s := 0; s < d.Seq; s++ {
+		g, w := got[s*d.Vocab:(s+1)*d.Vocab], want[s*d.Vocab:(s+1)*d.Vocab]
 		ga, wa := 0, 0
 		for v := range g {
 			dd := float64(g[v]) - float64(w[v])
@@ -114,7 +118,7 @@ func TestTrainedModelOnLiteRT(t *testing.T) {
 		}
 	}
 	rel := math.Sqrt(num / den)
-	t.Logf("LiteRT vs interpreter: relative L2 %.2g, argmax differs at %d of %d positions", rel, argDiff, d.seq)
+	t.Logf("LiteRT vs interpreter: relative L2 %.2g, argmax differs at %d of %d positions", rel, argDiff, d.Seq)
 	if rel > 1e-4 || argDiff > 2 {
 		t.Errorf("LiteRT vs interpreter: relative L2 %.3g (want < 1e-4), argmax differs at %d positions", rel, argDiff)
 	}
