@@ -88,6 +88,15 @@ type trainLog struct {
 	Note         string     `json:"note,omitempty"`
 }
 
+// parseHyper reads the hyperparameter flags of a subcommand.
+func parseHyper(name string, args []string) hyper {
+	var h hyper
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	h.flags(fs)
+	fs.Parse(args)
+	return h
+}
+
 func (h *hyper) flags(fs *flag.FlagSet) {
 	fs.IntVar(&h.Steps, "steps", 900, "optimizer steps (the run is defined by this, not by time)")
 	fs.IntVar(&h.Batch, "batch", 8, "sequences per step")
@@ -115,7 +124,7 @@ func (h hyper) lr(step int) float64 {
 		return h.LR * float64(step+1) / float64(h.Warmup)
 	}
 	p := float64(step-h.Warmup) / float64(max(1, h.Steps-h.Warmup))
-	return h.MinLR + (h.LR-h.MinLR)*0.5*(1+math.Cos(math.Pi*p))
+	return h.MinLR + float64((h.LR-h.MinLR)*0.5*(1+math.Cos(math.Pi*p)))
 }
 
 // adamW keeps the moment estimates; update applies one step in float32
@@ -137,7 +146,7 @@ func (o *adamW) update(md *model, h hyper, lr float64) {
 	var ss float64
 	for _, g := range md.grads {
 		for _, x := range g {
-			ss += float64(x) * float64(x)
+			ss += float64(float64(x) * float64(x))
 		}
 	}
 	clip := float32(1)
@@ -168,10 +177,7 @@ func (o *adamW) update(md *model, h hyper, lr float64) {
 }
 
 func cmdFit(args []string) error {
-	var h hyper
-	fs := flag.NewFlagSet("fit", flag.ExitOnError)
-	h.flags(fs)
-	fs.Parse(args)
+	h := parseHyper("fit", args)
 	cfg := trainedConfig
 	train, err := readIDs(h.TrainIDs, cfg.Vocab)
 	if err != nil {
@@ -236,7 +242,7 @@ func fit(md *model, h hyper, train, held []int32, progress *os.File) (*trainLog,
 	evalHeld := func() float64 {
 		var tot float64
 		for i := 0; i < len(hw); i += h.Batch {
-			tot += md.loss(hw[i:min(i+h.Batch, len(hw))]) * float64(min(h.Batch, len(hw)-i))
+			tot += float64(md.loss(hw[i:min(i+h.Batch, len(hw))]) * float64(min(h.Batch, len(hw)-i)))
 		}
 		return tot / float64(len(hw))
 	}
@@ -288,10 +294,7 @@ func fit(md *model, h hyper, train, held []int32, progress *os.File) (*trainLog,
 }
 
 func cmdBench(args []string) error {
-	var h hyper
-	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	h.flags(fs)
-	fs.Parse(args)
+	h := parseHyper("bench", args)
 	cfg := trainedConfig
 	md, err := newModel(cfg, h.Seed)
 	if err != nil {
