@@ -121,7 +121,12 @@ type Calibration struct {
 	// Inputs is a file of pre-tokenized inputs (JSON lines, as qpipe eval
 	// reads them), resolved against Job.Dir; "" means random inputs.
 	Inputs string
-	P      Pos
+	// Text is a text file tokenized with Tokenizer (a SentencePiece model
+	// or a tokenizer.json) and cut into windows of the model's sequence
+	// length, as qpipe eval --text does; both resolved against Job.Dir.
+	// Text and Inputs exclude each other.
+	Text, Tokenizer string
+	P               Pos
 }
 
 // DefaultCalibration is the calibration of a job that sets none.
@@ -154,7 +159,13 @@ type AccuracyGate struct {
 	MinTop1 *float64
 	// MaxRelL2 bounds the relative L2 error of every output.
 	MaxRelL2 *float64
-	P        Pos
+	// Text and Tokenizer, when set, make the samples the text's windows
+	// (as qpipe eval --text; Samples of them), resolved against Job.Dir.
+	Text, Tokenizer string
+	// MaxPPLRatio bounds the quantized model's next-token perplexity on
+	// Text over the float model's, for every logits output (needs Text).
+	MaxPPLRatio *float64
+	P           Pos
 }
 
 // SerializeStage writes each output model.
@@ -422,7 +433,7 @@ func (d *decoder) stageItem(item *yaml.Node, field string, j *Job) (stageEntry, 
 	case KindQuantize:
 		st = d.quantizeStage(v, p, j)
 	case KindVerify:
-		st = d.verifyStage(v, p)
+		st = d.verifyStage(v, p, j.Dir)
 	case KindSerialize:
 		st = d.serializeStage(v, p, j)
 	}
@@ -577,7 +588,7 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 			d.errorf(budgetKey, KindQuantize, "budget chooses the schemes itself: leave recipe and recipes out (narrow its choice with budget.candidates)")
 			return st
 		}
-		if st.Budget = d.budget(budget, "quantize.budget"); st.Budget != nil {
+		if st.Budget = d.budget(budget, "quantize.budget", j.Dir); st.Budget != nil {
 			st.Recipes = []*Recipe{{Name: BudgetRecipe, Suffix: BudgetRecipe, P: st.Budget.P}}
 		}
 		return st
@@ -622,12 +633,13 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 // take seconds to minutes, not to be a benchmark.
 const maxCalibration = 1 << 16
 
-// calibration decodes quantize.calibration: {samples: N, seq: N, inputs: FILE}.
+// calibration decodes quantize.calibration: {samples: N, seq: N, inputs:
+// FILE} or {..., text: FILE, tokenizer: FILE}.
 func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 	const field = "quantize.calibration"
 	c := DefaultCalibration()
 	c.P = d.at(d.deref(n))
-	d.mapping(n, field, []string{"samples", "seq", "inputs"}, false, func(key string, k, v *yaml.Node) {
+	d.mapping(n, field, []string{"samples", "seq", "inputs", "text", "tokenizer"}, false, func(key string, k, v *yaml.Node) {
 		f := join(field, key)
 		switch key {
 		case "samples", "seq":
@@ -648,12 +660,41 @@ func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 			if s, ok := d.nonEmpty(v, f); ok {
 				c.Inputs = resolvePath(j.Dir, s)
 			}
+		case "text", "tokenizer":
+			d.textKey(v, f, key, j.Dir, &c.Text, &c.Tokenizer)
 		}
 	})
+	if c.Text != "" && c.Inputs != "" {
+		d.errorf(d.deref(n), field, "text and inputs: give one")
+	}
+	d.checkText(n, field, c.Text, c.Tokenizer)
 	return c
 }
 
-func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
+// textKey decodes a text: FILE or tokenizer: FILE key (resolved against
+// dir) into *text or *tok.
+func (d *decoder) textKey(v *yaml.Node, f, key, dir string, text, tok *string) {
+	if s, ok := d.nonEmpty(v, f); ok {
+		if key == "text" {
+			*text = resolvePath(dir, s)
+		} else {
+			*tok = resolvePath(dir, s)
+		}
+	}
+}
+
+// checkText reports a text without a tokenizer or a tokenizer without a
+// text.
+func (d *decoder) checkText(n *yaml.Node, field, text, tok string) {
+	switch {
+	case text != "" && tok == "":
+		d.errorf(d.deref(n), field, "text needs tokenizer: FILE (a SentencePiece model or a tokenizer.json)")
+	case text == "" && tok != "":
+		d.errorf(d.deref(n), field, "tokenizer is for text: FILE")
+	}
+}
+
+func (d *decoder) verifyStage(n *yaml.Node, p Pos, dir string) *VerifyStage {
 	st := &VerifyStage{OnMismatch: OnMismatchFail, P: p}
 	d.mapping(n, KindVerify, []string{"on_mismatch", "accuracy"}, true, func(key string, k, v *yaml.Node) {
 		switch key {
@@ -662,17 +703,17 @@ func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
 				st.OnMismatch = s
 			}
 		case "accuracy":
-			st.Accuracy = d.accuracy(v, d.at(k))
+			st.Accuracy = d.accuracy(v, d.at(k), dir)
 		}
 	})
 	return st
 }
 
 // accuracy decodes verify.accuracy.
-func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
+func (d *decoder) accuracy(n *yaml.Node, p Pos, dir string) *AccuracyGate {
 	const field = "verify.accuracy"
 	g := &AccuracyGate{Samples: evaluate.DefaultSamples, P: p}
-	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2"}
+	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2", "text", "tokenizer", "max_ppl_ratio"}
 	before := len(d.errs)
 	if !d.mapping(n, field, keys, false, func(key string, k, v *yaml.Node) {
 		f := join(field, key)
@@ -700,6 +741,16 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 					g.MaxRelL2 = &x
 				}
 			}
+		case "text", "tokenizer":
+			d.textKey(v, f, key, dir, &g.Text, &g.Tokenizer)
+		case "max_ppl_ratio":
+			if x, ok := d.number(v, f); ok {
+				if !(x >= 1) {
+					d.errorf(d.deref(v), f, "%g: a bound on the quantized model's perplexity over the float model's, at least 1 (1.05 = 5 %% worse)", x)
+					return
+				}
+				g.MaxPPLRatio = &x
+			}
 		case "min_top1":
 			if x, ok := d.number(v, f); ok {
 				if x < 0 || x > 1 {
@@ -712,9 +763,13 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 	}) {
 		return nil
 	}
-	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil {
-		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2")
+	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil && g.MaxPPLRatio == nil {
+		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2, max_ppl_ratio")
 	}
+	if g.MaxPPLRatio != nil && g.Text == "" {
+		d.errorf(d.deref(n), field, "max_ppl_ratio measures perplexity on a text: set text: FILE and tokenizer: FILE")
+	}
+	d.checkText(n, field, g.Text, g.Tokenizer)
 	return g
 }
 

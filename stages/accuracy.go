@@ -21,6 +21,9 @@ const (
 	metricMeanKL = "mean_kl"
 	metricTop1   = "top1"
 	metricRelL2  = "rel_l2"
+	// metricPPLRatio is the candidate's next-token perplexity on the
+	// gate's text over the float model's (bound max_ppl_ratio).
+	metricPPLRatio = "ppl_ratio"
 )
 
 // accuracyGate is verify's accuracy: mapping resolved against the float
@@ -38,11 +41,16 @@ const (
 type accuracyGate struct {
 	cfg       *config.AccuracyGate
 	floatPath string
-	plan      pipeline.Accuracy // the checks, without values
+	plan      pipeline.Accuracy  // the checks, without values
+	text      []*evaluate.Sample // the text's windows, when the gate has a text
 }
 
 func (g *accuracyGate) options() evaluate.Options {
-	return evaluate.Options{Samples: g.cfg.Samples, Seq: g.cfg.Seq, Seed: AccuracySeed}
+	opt := evaluate.Options{Samples: g.cfg.Samples, Seq: g.cfg.Seq, Seed: AccuracySeed}
+	if g.text != nil {
+		opt.Inputs, opt.InputsFile = g.text, g.cfg.Text
+	}
+	return opt
 }
 
 // planAccuracy resolves cfg against the float model at floatPath.
@@ -57,11 +65,20 @@ func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, er
 		return nil, fmt.Errorf("%s: the float model cannot be evaluated: %w", where, err)
 	}
 	defer m.Close()
+	if cfg.Text != "" {
+		if g.text, _, err = evaluate.TextSamples(m, g.options(), cfg.Text, cfg.Tokenizer, evaluate.NoBOS); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+	}
 	sigs, err := evaluate.Describe(m, g.options())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	g.plan = pipeline.Accuracy{Samples: cfg.Samples, Seed: AccuracySeed, Checks: []pipeline.AccuracyCheck{}}
+	samples := cfg.Samples
+	if g.text != nil {
+		samples = min(cfg.Samples, len(g.text))
+	}
+	g.plan = pipeline.Accuracy{Samples: samples, Seed: AccuracySeed, Text: cfg.Text, Checks: []pipeline.AccuracyCheck{}}
 	logits := 0
 	var names []string
 	for _, s := range sigs {
@@ -79,12 +96,13 @@ func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, er
 				logits++
 				check(metricMeanKL, cfg.MaxKL)
 				check(metricTop1, cfg.MinTop1)
+				check(metricPPLRatio, cfg.MaxPPLRatio)
 			}
 			check(metricRelL2, cfg.MaxRelL2)
 		}
 	}
-	if logits == 0 && (cfg.MaxKL != nil || cfg.MinTop1 != nil) {
-		return nil, fmt.Errorf("%s: max_kl and min_top1 measure logits outputs (last dimension = the vocabulary of an embedding table), and this model has none (outputs %s); bound max_rel_l2 instead",
+	if logits == 0 && (cfg.MaxKL != nil || cfg.MinTop1 != nil || cfg.MaxPPLRatio != nil) {
+		return nil, fmt.Errorf("%s: max_kl, min_top1 and max_ppl_ratio measure logits outputs (last dimension = the vocabulary of an embedding table), and this model has none (outputs %s); bound max_rel_l2 instead",
 			where, strings.Join(names, ", "))
 	}
 	return g, nil
@@ -162,6 +180,8 @@ func measured(rep *evaluate.Report, c pipeline.AccuracyCheck) (float64, bool) {
 				return float64(o.Logits.MeanKL), true
 			case c.Metric == metricTop1 && o.Logits != nil:
 				return float64(o.Logits.Top1), true
+			case c.Metric == metricPPLRatio && o.NextToken != nil:
+				return float64(o.NextToken.PPLRatio), true
 			}
 		}
 	}

@@ -53,6 +53,17 @@ func calibrationKey(path string, cal *config.Calibration) (string, error) {
 			return "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
 		}
 	}
+	if cal.Text != "" {
+		text, err := FileSHA256(cal.Text)
+		if err != nil {
+			return "", fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
+		}
+		tok, err := FileSHA256(cal.Tokenizer)
+		if err != nil {
+			return "", fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
+		}
+		in = "text:" + text + ",tokenizer:" + tok
+	}
 	return calib.CacheKey(sum, cal, in), nil
 }
 
