@@ -5,9 +5,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/qpipe/qpipe/internal/litert"
+	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
 // repoFile is a path below the repository root (tests run in internal/trained).
@@ -121,5 +123,46 @@ func TestTrainedModelOnLiteRT(t *testing.T) {
 	t.Logf("LiteRT vs interpreter: relative L2 %.2g, argmax differs at %d of %d positions", rel, argDiff, d.Seq)
 	if rel > 1e-4 || argDiff > 2 {
 		t.Errorf("LiteRT vs interpreter: relative L2 %.3g (want < 1e-4), argmax differs at %d positions", rel, argDiff)
+	}
+}
+
+// TestHeldoutIDsFromTokenizer encodes the committed held-out text with
+// qpipe's own SentencePiece reader (internal/tokenizer) and the committed
+// tokenizer, one line at a time with </s> after each, as tools/train's
+// spm_encode did, and wants the committed ids: the ids can be rebuilt
+// without Debian's sentencepiece.
+func TestHeldoutIDsFromTokenizer(t *testing.T) {
+	tok, err := tokenizer.Load(repoFile(Tokenizer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.VocabSize() != vocab {
+		t.Fatalf("tokenizer: %d ids, want %d", tok.VocabSize(), vocab)
+	}
+	text, err := os.ReadFile(repoFile(HeldoutTxt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReadIDs(repoFile(HeldoutIDs), vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int32
+	for _, line := range strings.SplitAfter(string(text), "\n") {
+		if line == "" {
+			continue
+		}
+		for _, id := range tok.Encode(strings.TrimSuffix(line, "\n")) {
+			got = append(got, int32(id))
+		}
+		got = append(got, EOS)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d ids from the tokenizer, %d committed", len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("id %d: %d from the tokenizer, %d committed", i, got[i], want[i])
+		}
 	}
 }
