@@ -78,7 +78,7 @@ trained-model:
 	spm_encode --model=$(TRAIN_DIR)/spm.model --output_format=id --extra_options=eos < $(TRAIN_DIR)/train.txt > $(TRAIN_DIR)/train.ids
 	spm_encode --model=$(TRAIN_DIR)/spm.model --output_format=id --extra_options=eos < $(TRAIN_DIR)/heldout.txt > $(TRAIN_DIR)/heldout.ids
 	$(GO) run ./tools/train fit -train $(TRAIN_DIR)/train.ids -heldout $(TRAIN_DIR)/heldout.ids -out $(TRAINED).tflite -log $(TRAINED).json
-	cp $(TRAIN_DIR)/spm.model $(TRAINED).spm.model
+	$(GO) run ./tools/train tokenizer -in $(TRAIN_DIR)/spm.model -out $(TRAINED).spm.model
 	cp $(TRAIN_DIR)/heldout.txt $(TRAINED)_heldout.txt
 	$(GO) run ./tools/train pack -in $(TRAIN_DIR)/heldout.ids -out $(TRAINED)_heldout.ids
 	$(GO) run ./tools/train eval -train $(TRAIN_DIR)/train.ids

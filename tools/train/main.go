@@ -7,6 +7,7 @@
 //	train corpus -out DIR            write DIR/train.txt and DIR/heldout.txt
 //	train fit -train IDS -out MODEL  train on token ids (spm_encode --output_format=id)
 //	train pack -in IDS -out BIN      token ids (spm_encode output) as uint16
+//	train tokenizer                  the committed tokenizer: spm_train's, "\n" as piece 2
 //	train eval                       held-out perplexity, baselines, greedy text
 //	train bench                      measure training throughput
 package main
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: train corpus|fit|eval|pack|bench [flags]")
+		fmt.Fprintln(os.Stderr, "usage: train corpus|fit|eval|pack|tokenizer|bench [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -36,10 +37,12 @@ func main() {
 		err = cmdBench(os.Args[2:])
 	case "eval":
 		err = cmdEval(os.Args[2:])
+	case "tokenizer":
+		err = cmdTokenizer(os.Args[2:])
 	case "pack":
 		err = cmdPack(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want corpus, fit, eval, pack or bench", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want corpus, fit, eval, pack, tokenizer or bench", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "train:", err)
