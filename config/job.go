@@ -107,7 +107,12 @@ type QuantizeStage struct {
 	// Budget, when set, chooses the schemes; Recipes is then the one
 	// recipe named BudgetRecipe that the budget fills in.
 	Budget *Budget
-	P      Pos
+	// Sections gives a LiteRT-LM bundle's TFLiteModel sections their own
+	// recipe, by model type ("tf_lite_embedder") or section index ("3"),
+	// in place of Recipes' (an index beats a model type); `none` leaves a
+	// section byte for byte as it is.
+	Sections map[string]*Recipe
+	P        Pos
 }
 
 // Calibration is `quantize.calibration`: how many inputs to run through the
@@ -174,7 +179,10 @@ type SerializeStage struct {
 	// Job.Name and {suffix} to the recipe's Suffix (see OutputPath).
 	Path   string
 	Layout string // LayoutAuto, LayoutInline or LayoutOffset
-	P      Pos
+	// Section picks, by model type or index, the one section of a
+	// LiteRT-LM bundle a .tflite path receives ("": the only one).
+	Section string
+	P       Pos
 
 	pathPos Pos // where the path value is written
 }
@@ -567,8 +575,15 @@ func (d *decoder) ops(n *yaml.Node, field string) []string {
 func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 	st := &QuantizeStage{P: p}
 	var one, many, manyKey, budget, budgetKey *yaml.Node
-	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration", "budget"}, false, func(key string, k, v *yaml.Node) {
+	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration", "budget", "sections"}, false, func(key string, k, v *yaml.Node) {
 		switch key {
+		case "sections":
+			st.Sections = map[string]*Recipe{}
+			d.mapping(v, "quantize.sections", nil, true, func(sel string, k, v *yaml.Node) {
+				if r := d.recipe(v, join("quantize.sections", sel)); r != nil {
+					st.Sections[sel] = r
+				}
+			})
 		case "recipe":
 			one = v
 		case "recipes":
@@ -775,9 +790,15 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos, dir string) *AccuracyGate {
 
 func (d *decoder) serializeStage(n *yaml.Node, p Pos, j *Job) *SerializeStage {
 	st := &SerializeStage{P: p}
-	d.mapping(n, KindSerialize, []string{"path", "layout"}, false, func(key string, k, v *yaml.Node) {
+	d.mapping(n, KindSerialize, []string{"path", "layout", "section"}, false, func(key string, k, v *yaml.Node) {
 		f := join(KindSerialize, key)
 		switch key {
+		case "section": // a model type, or an index written as a number
+			if x := d.deref(v); x != nil && x.Kind == yaml.ScalarNode && x.Tag == "!!int" {
+				st.Section = x.Value
+			} else {
+				st.Section, _ = d.nonEmpty(v, f)
+			}
 		case "path":
 			s, ok := d.nonEmpty(v, f)
 			if !ok {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/litertlm"
+	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -41,8 +43,33 @@ const (
 type accuracyGate struct {
 	cfg       *config.AccuracyGate
 	floatPath string
-	plan      pipeline.Accuracy  // the checks, without values
-	text      []*evaluate.Sample // the text's windows, when the gate has a text
+	// section is the bundle section the float model is read from (-1: the
+	// float file is a bare model).
+	section int
+	plan    pipeline.Accuracy  // the checks, without values
+	text    []*evaluate.Sample // the text's windows, when the gate has a text
+}
+
+// openSection opens the model in the file at path: the whole file
+// (section -1), or that section of a bundle.
+func openSection(path string, section int) (*evaluate.Model, error) {
+	if section < 0 {
+		return evaluate.Open(path, 0)
+	}
+	b, err := litertlm.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	if section >= len(b.Sections) {
+		return nil, fmt.Errorf("%s has no section %d", path, section)
+	}
+	sec := b.Sections[section]
+	f, err := tflite.OpenSection(path, sec.Begin, sec.Len(), path+" "+sec.Name())
+	if err != nil {
+		return nil, err
+	}
+	return evaluate.OpenFile(f, path, 0)
 }
 
 func (g *accuracyGate) options() evaluate.Options {
@@ -53,14 +80,15 @@ func (g *accuracyGate) options() evaluate.Options {
 	return opt
 }
 
-// planAccuracy resolves cfg against the float model at floatPath.
-func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, error) {
-	g := &accuracyGate{cfg: cfg, floatPath: floatPath}
+// planAccuracy resolves cfg against the float model at floatPath (its
+// section section of a bundle, or the whole file for -1).
+func planAccuracy(cfg *config.AccuracyGate, floatPath string, section int) (*accuracyGate, error) {
+	g := &accuracyGate{cfg: cfg, floatPath: floatPath, section: section}
 	where := "verify.accuracy"
 	if cfg.P.File != "" {
 		where = cfg.P.String() + ": " + where
 	}
-	m, err := evaluate.Open(floatPath, 0)
+	m, err := openSection(floatPath, section)
 	if err != nil {
 		return nil, fmt.Errorf("%s: the float model cannot be evaluated: %w", where, err)
 	}
@@ -111,13 +139,13 @@ func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, er
 // measure compares the model written at candPath with the float model and
 // returns every check with its value, and an error listing the bounds it
 // misses.
-func (g *accuracyGate) measure(ctx context.Context, candPath string) (*pipeline.Accuracy, error) {
-	ref, err := evaluate.Open(g.floatPath, 0)
+func (g *accuracyGate) measure(ctx context.Context, candPath string, candSection int) (*pipeline.Accuracy, error) {
+	ref, err := openSection(g.floatPath, g.section)
 	if err != nil {
 		return nil, err
 	}
 	defer ref.Close()
-	cand, err := evaluate.Open(candPath, 0)
+	cand, err := openSection(candPath, candSection)
 	if err != nil {
 		return nil, fmt.Errorf("accuracy gate: the written model cannot be evaluated: %w", err)
 	}

@@ -350,7 +350,7 @@ func (mm *measurer) calibrate(ctx context.Context, units []*budgetUnit, cal *con
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	key, err := calibrationKey(mm.ms.path, cal)
+	key, err := calibrationKey(mm.ms, cal)
 	if err != nil {
 		return err
 	}
@@ -878,7 +878,7 @@ func (mm *measurer) gatherProxyStats(ctx context.Context) {
 	}
 	cal := &config.Calibration{Samples: len(mm.choose.inputs), Seq: max(mm.seq, 1), Text: mm.cfg.Text, Tokenizer: mm.cfg.Tokenizer}
 	mm.log.Info().Int("samples", cal.Samples).Msg("budget: gathering the calibration statistics of the weights' inputs (one float run over the samples)")
-	st, err := calibrationStats(ctx, mm.ms.m, mm.ms.path, cal, mm.log)
+	st, err := calibrationStats(ctx, mm.ms, cal, mm.log)
 	if err != nil {
 		mm.log.Warn().Err(err).Msg("budget: no calibration statistics; the proxy is each weight's squared error")
 		return

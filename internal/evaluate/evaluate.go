@@ -41,6 +41,12 @@ func Open(path string, threads int) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	return OpenFile(f, path, threads)
+}
+
+// OpenFile is Open of a model already read (a bundle's section, read with
+// tflite.OpenSection); path names it. It closes f when it fails.
+func OpenFile(f *tflite.Model, path string, threads int) (*Model, error) {
 	in, err := interp.New(f, interp.Options{Threads: threads})
 	if err != nil {
 		f.Close()

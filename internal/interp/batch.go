@@ -152,7 +152,9 @@ func inputEvent(c *opCtx) OpEvent {
 	for k, t := range c.p.op.Inputs {
 		ev.InputTensors = append(ev.InputTensors, int(t))
 		var v *Tensor
-		if t >= 0 && !c.p.folded && !(weightSlot(c.p.code, k) && c.weightLike(k)) {
+		// Quantized constants (filters, int8/int16 operands) are not
+		// materialised for an event, as before integer models ran.
+		if t >= 0 && !c.p.folded && !(weightSlot(c.p.code, k) && c.weightLike(k)) && !(c.sg.isConst(int(t)) && isIntAct(c.sg.sg.Tensors[t].Type)) {
 			v, _ = c.f.value(int(t))
 		}
 		ev.Inputs = append(ev.Inputs, v)

@@ -13,7 +13,7 @@ import (
 // error, never panics. The seeds are small real models.
 func FuzzRun(f *testing.F) {
 	for _, name := range []string{"aeq_single_fc_bias.tflite", "aeq_bmm.tflite", "aeq_single_gather.tflite",
-		"tflm_hello_world_float.tflite", "litert_simple_group_norm_op_bufoffset.tflite", "aeq_two_signatures.tflite"} {
+		"tflm_hello_world_float.tflite", "litert_simple_group_norm_op_bufoffset.tflite", "aeq_two_signatures.tflite", "tflm_person_detect.tflite"} {
 		b, err := os.ReadFile("../../testdata/models/" + name)
 		if err != nil {
 			f.Fatal(err)

@@ -46,7 +46,7 @@ func runAll(m *tflite.Model) error {
 func TestInconsistentShapesAreErrors(t *testing.T) {
 	models := []string{"tiny_decoder.tflite", "aeq_conv_fc_mnist.tflite", "aeq_single_conv2d_transpose_bias.tflite",
 		"aeq_single_depthwise_conv2d_bias.tflite", "litert_simple_group_norm_op_bufoffset.tflite", "aeq_bmm.tflite",
-		"aeq_single_gather.tflite", "aeq_mnist_quantized.tflite", "litert_qwen_fc_blockwise_quantized.tflite"}
+		"aeq_single_gather.tflite", "aeq_mnist_quantized.tflite", "litert_qwen_fc_blockwise_quantized.tflite", "tflm_person_detect.tflite"}
 	mutations := []struct {
 		name string
 		f    func([]int32) []int32

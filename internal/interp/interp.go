@@ -40,16 +40,34 @@ type Options struct {
 	// execution order, from one goroutine. The event's tensors must not be
 	// retained or modified.
 	Observe func(ev OpEvent)
+	// IntArithmetic selects how the int8 CONV_2D, DEPTHWISE_CONV_2D and
+	// FULLY_CONNECTED kernels rescale their sums (doc.go, "Integer
+	// models"). int16 kernels always run LiteRT's builtin arithmetic.
+	IntArithmetic IntArithmetic
 }
+
+// IntArithmetic is a rescaling scheme of the int8 matrix kernels.
+type IntArithmetic int
+
+const (
+	// IntReference is LiteRT's builtin kernels: QuantizeMultiplier and
+	// the double-rounding MultiplyByQuantizedMultiplier.
+	IntReference IntArithmetic = iota
+	// IntXNNPACK is the XNNPACK delegate's (LiteRT's default CPU path for
+	// these ops): the sum converted to float32, multiplied by the float32
+	// scale s_in·s_w/s_out, rounded half to even.
+	IntXNNPACK
+)
 
 // OpEvent describes one executed operator.
 type OpEvent struct {
 	Subgraph, Operator int
 	Code               fb.BuiltinOperator
 	InputTensors       []int // tensor indices (-1 absent)
-	// Inputs are the op's input values, nil for absent optional inputs and
-	// for constant weights (read in place, quantized or not, never
-	// materialised as float: use InputTensors to find them).
+	// Inputs are the op's input values, nil for absent optional inputs,
+	// for INT8/INT16 constants and for constant weights (read in place,
+	// quantized or not, never materialised as float: use InputTensors to
+	// find them).
 	Inputs  []*Tensor
 	Outputs []*Tensor
 }

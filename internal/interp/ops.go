@@ -75,6 +75,8 @@ func init() {
 		fb.BuiltinOperatorGATHER:               gatherKernel(),
 		fb.BuiltinOperatorGATHER_ND:            gatherNDKernel(),
 		fb.BuiltinOperatorDYNAMIC_UPDATE_SLICE: dynamicUpdateSliceKernel(),
+		fb.BuiltinOperatorPAD:                  padKernel(false),
+		fb.BuiltinOperatorPADV2:                padKernel(true),
 	}
 	for code := range arithOps {
 		kernels[code] = arithKernel(code)

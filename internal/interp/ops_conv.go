@@ -127,6 +127,53 @@ func finish(sum float64, ci convInput, wsc []float32, n, oc int) float32 {
 	return float32(float32(sum)*ci.scales[n]) * wsc[oc]
 }
 
+// convDims is a convolution's shapes: input NHWC, filter OHWI (depthwise
+// 1HWO), the output geometry and the channel grouping.
+type convDims struct {
+	N, H, W, C, Cout, KH, KW, Cf int
+	gh, gw                       convGeom
+	mult, perGroup               int // depthwise multiplier; output channels per group
+}
+
+// convDims checks that input shape xs and filter shape ws fit and returns
+// the dimensions (the output's size checked).
+func (c *opCtx) convDims(xs, ws []int, depthwise bool, p convParams) (convDims, error) {
+	var d convDims
+	if len(xs) != 4 || len(ws) != 4 {
+		return d, c.errf("input %v and filter %v must both be 4-D (NHWC, OHWI)", xs, ws)
+	}
+	d.N, d.H, d.W, d.C = xs[0], xs[1], xs[2], xs[3]
+	if depthwise {
+		d.KH, d.KW, d.Cout = ws[1], ws[2], ws[3]
+		if ws[0] != 1 || d.C == 0 || d.Cout%d.C != 0 {
+			return d, c.errf("depthwise filter %v does not fit %d input channels", ws, d.C)
+		}
+		d.mult, d.perGroup = d.Cout/d.C, d.Cout
+	} else {
+		d.Cout, d.KH, d.KW, d.Cf = ws[0], ws[1], ws[2], ws[3]
+		if d.Cf == 0 || d.C%d.Cf != 0 || d.Cout%(d.C/d.Cf) != 0 {
+			return d, c.errf("filter %v does not fit %d input channels", ws, d.C)
+		}
+		d.mult, d.perGroup = 1, d.Cout/(d.C/d.Cf)
+	}
+	d.gh = geometry(d.H, d.KH, p.strideH, p.dilH, p.padding)
+	d.gw = geometry(d.W, d.KW, p.strideW, p.dilW, p.padding)
+	return d, c.checkSize([]int{d.N, d.gh.out, d.gw.out, d.Cout})
+}
+
+// poolDims is a pooling's input dimensions (NHWC) and output geometry.
+func (c *opCtx) poolDims(xs []int) (N, H, W, C int, gh, gw convGeom, err error) {
+	o := builtinOptions(c.p.op).(*fb.Pool2DOptionsT)
+	p := convOptions(c.p.op)
+	if len(xs) != 4 {
+		return 0, 0, 0, 0, gh, gw, c.errf("input %v is not 4-D (NHWC)", xs)
+	}
+	N, H, W, C = xs[0], xs[1], xs[2], xs[3]
+	gh = geometry(H, int(o.FilterHeight), p.strideH, 1, p.padding)
+	gw = geometry(W, int(o.FilterWidth), p.strideW, 1, p.padding)
+	return N, H, W, C, gh, gw, c.checkSize([]int{N, gh.out, gw.out, C})
+}
+
 func convKernel(depthwise bool) *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
@@ -156,40 +203,17 @@ func convKernel(depthwise bool) *kernel {
 				bias = b.F32
 			}
 			p := convOptions(c.p.op)
-			if len(x.Shape) != 4 || len(ws) != 4 {
-				return c.errf("input %v and filter %v must both be 4-D (NHWC, OHWI)", x.Shape, ws)
+			d, err := c.convDims(x.Shape, ws, depthwise, p)
+			if err != nil {
+				return err
 			}
-			N, H, W, C := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-			var Cout, KH, KW, Cf int
-			if depthwise {
-				KH, KW, Cout = ws[1], ws[2], ws[3]
-				if ws[0] != 1 || C == 0 || Cout%C != 0 {
-					return c.errf("depthwise filter %v does not fit %d input channels", ws, C)
-				}
-			} else {
-				Cout, KH, KW, Cf = ws[0], ws[1], ws[2], ws[3]
-				if Cf == 0 || C%Cf != 0 || Cout%(C/Cf) != 0 {
-					return c.errf("filter %v does not fit %d input channels", ws, C)
-				}
-			}
+			N, H, W, C, Cout, KH, KW, Cf := d.N, d.H, d.W, d.C, d.Cout, d.KH, d.KW, d.Cf
+			gh, gw, mult, perGroup := d.gh, d.gw, d.mult, d.perGroup
 			if bias != nil && len(bias) != Cout {
 				return c.errf("bias has %d elements, want %d", len(bias), Cout)
 			}
-			gh := geometry(H, KH, p.strideH, p.dilH, p.padding)
-			gw := geometry(W, KW, p.strideW, p.dilW, p.padding)
-			if err := c.checkSize([]int{N, gh.out, gw.out, Cout}); err != nil {
-				return err
-			}
 			out := NewTensor(fb.TensorTypeFLOAT32, []int{N, gh.out, gw.out, Cout})
 			ci := c.convInput(x, hybrid)
-			mult := 1
-			groups, perGroup := 1, Cout
-			if depthwise {
-				mult = Cout / C
-			} else {
-				groups = C / Cf
-				perGroup = Cout / groups
-			}
 			parallel(c.sg.in.threads, N*gh.out, 1, func(_, lo, hi int) {
 				for r := lo; r < hi; r++ {
 					n, oy := r/gh.out, r%gh.out
@@ -346,15 +370,9 @@ func poolKernel(maxPool bool) *kernel {
 			if err != nil {
 				return err
 			}
-			o := builtinOptions(c.p.op).(*fb.Pool2DOptionsT)
 			p := convOptions(c.p.op)
-			if len(x.Shape) != 4 {
-				return c.errf("input %v is not 4-D (NHWC)", x.Shape)
-			}
-			N, H, W, C := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-			gh := geometry(H, int(o.FilterHeight), p.strideH, 1, p.padding)
-			gw := geometry(W, int(o.FilterWidth), p.strideW, 1, p.padding)
-			if err := c.checkSize([]int{N, gh.out, gw.out, C}); err != nil {
+			N, H, W, C, gh, gw, err := c.poolDims(x.Shape)
+			if err != nil {
 				return err
 			}
 			out := NewTensor(fb.TensorTypeFLOAT32, []int{N, gh.out, gw.out, C})

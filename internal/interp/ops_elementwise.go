@@ -11,9 +11,12 @@ import (
 // fused activation, comparisons, SELECT, unary math, CAST.
 
 var (
-	f32Only   = []fb.TensorType{fb.TensorTypeFLOAT32}
-	numeric   = []fb.TensorType{fb.TensorTypeFLOAT32, fb.TensorTypeINT32, fb.TensorTypeINT64}
-	anyType   = []fb.TensorType{fb.TensorTypeFLOAT32, fb.TensorTypeINT32, fb.TensorTypeINT64, fb.TensorTypeBOOL}
+	f32Only = []fb.TensorType{fb.TensorTypeFLOAT32}
+	numeric = []fb.TensorType{fb.TensorTypeFLOAT32, fb.TensorTypeINT32, fb.TensorTypeINT64}
+	anyType = []fb.TensorType{fb.TensorTypeFLOAT32, fb.TensorTypeINT32, fb.TensorTypeINT64, fb.TensorTypeBOOL}
+	// dataTypes are what the data movement ops take: any type, quantized
+	// INT8/INT16 activations included (their integers move unchanged).
+	dataTypes = append(append([]fb.TensorType{}, anyType...), fb.TensorTypeINT8, fb.TensorTypeINT16)
 	intTypes  = []fb.TensorType{fb.TensorTypeINT32, fb.TensorTypeINT64}
 	boolTypes = []fb.TensorType{fb.TensorTypeBOOL}
 )
@@ -340,7 +343,7 @@ func selectKernel(v2 bool) *kernel {
 			if c.inType(1) != c.inType(2) {
 				return c.unsupported("value inputs of different types")
 			}
-			return c.typeIn(1, anyType...)
+			return c.typeIn(1, dataTypes...)
 		},
 		run: func(c *opCtx) error {
 			cond, err := c.in(0)
@@ -409,6 +412,10 @@ func selectKernel(v2 bool) *kernel {
 						out.I64[i] = ys.I64[i]
 					case fb.TensorTypeBOOL:
 						out.Bool[i] = ys.Bool[i]
+					case fb.TensorTypeINT8:
+						out.I8[i] = ys.I8[i]
+					case fb.TensorTypeINT16:
+						out.I16[i] = ys.I16[i]
 					}
 				}
 			}

@@ -33,6 +33,45 @@ var reducers = map[fb.BuiltinOperator]reducer{
 	}, func(a float64, n int) float64 { return a }},
 }
 
+// reduceShape is a reduction's output shape over axes (keep_dims from
+// ReducerOptions), the output element each input element reduces into, and
+// the number of elements reduced into each.
+func (c *opCtx) reduceShape(in []int, axes []int) (shape, into []int, n int, err error) {
+	keep := false
+	if o, ok := builtinOptions(c.p.op).(*fb.ReducerOptionsT); ok && o != nil {
+		keep = o.KeepDims
+	}
+	rank := len(in)
+	red := make([]bool, rank)
+	for _, a := range axes {
+		k, ok := normAxis(a, rank)
+		if !ok {
+			return nil, nil, 0, c.errf("axis %d out of range for shape %v", a, in)
+		}
+		red[k] = true
+	}
+	var kept []int
+	n = 1
+	for i, d := range in {
+		if red[i] {
+			n *= d
+			kept = append(kept, 1)
+			if keep {
+				shape = append(shape, 1)
+			}
+		} else {
+			kept = append(kept, d)
+			shape = append(shape, d)
+		}
+	}
+	if shape == nil {
+		shape = []int{}
+	}
+	// broadcastIndex(kept, in)[i] is the kept element input element i
+	// reduces into (kept is the smaller shape).
+	return shape, broadcastIndex(kept, in), n, nil
+}
+
 func reduceKernel(code fb.BuiltinOperator) *kernel {
 	r := reducers[code]
 	return &kernel{
@@ -48,52 +87,17 @@ func reduceKernel(code fb.BuiltinOperator) *kernel {
 			if err != nil {
 				return err
 			}
-			keep := false
-			if o, ok := builtinOptions(c.p.op).(*fb.ReducerOptionsT); ok && o != nil {
-				keep = o.KeepDims
-			}
-			rank := len(x.Shape)
-			red := make([]bool, rank)
-			for _, a := range axes {
-				n, ok := normAxis(a, rank)
-				if !ok {
-					return c.errf("axis %d out of range for shape %v", a, x.Shape)
-				}
-				red[n] = true
-			}
-			var shape, kept []int
-			for i, d := range x.Shape {
-				if red[i] {
-					kept = append(kept, 1)
-					if keep {
-						shape = append(shape, 1)
-					}
-				} else {
-					kept = append(kept, d)
-					shape = append(shape, d)
-				}
-			}
-			if shape == nil {
-				shape = []int{}
+			shape, oi, n, err := c.reduceShape(x.Shape, axes)
+			if err != nil {
+				return err
 			}
 			out := NewTensor(fb.TensorTypeFLOAT32, shape)
 			acc := make([]float64, len(out.F32))
 			for i := range acc {
 				acc[i] = r.init
 			}
-			// Each input element goes to the output of its kept indices.
-			oi := broadcastIndex(kept, x.Shape) // maps input element -> kept element
-			// broadcastIndex maps out->in; here we need in->out: kept is the
-			// smaller shape, and broadcastIndex(kept, x.Shape)[i] is exactly
-			// the kept element input element i reduces into.
 			for i, v := range x.F32 {
 				acc[oi[i]] = r.add(acc[oi[i]], float64(v))
-			}
-			n := 1
-			for i, d := range x.Shape {
-				if red[i] {
-					n *= d
-				}
 			}
 			for i, a := range acc {
 				out.F32[i] = float32(r.fin(a, n))

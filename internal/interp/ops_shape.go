@@ -20,7 +20,7 @@ func normAxis(axis, rank int) (int, bool) {
 func reshapeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(1, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(1, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -87,7 +87,7 @@ func resolveShape(want []int, n int) ([]int, error) {
 func squeezeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(1, 1, 1), c.typeIn(0, anyType...))
+			return first(c.arity(1, 1, 1), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -122,7 +122,7 @@ func squeezeKernel() *kernel {
 func expandDimsKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -150,7 +150,7 @@ func expandDimsKernel() *kernel {
 func transposeKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -231,7 +231,7 @@ func sliceKernel() *kernel {
 					return err
 				}
 			}
-			return c.typeIn(0, anyType...)
+			return c.typeIn(0, dataTypes...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -281,7 +281,7 @@ func stridedSliceKernel() *kernel {
 					return err
 				}
 			}
-			return c.typeIn(0, anyType...)
+			return c.typeIn(0, dataTypes...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -479,7 +479,7 @@ func concatKernel() *kernel {
 				return err
 			}
 			for k := range c.p.op.Inputs {
-				if err := c.typeIn(k, anyType...); err != nil {
+				if err := c.typeIn(k, dataTypes...); err != nil {
 					return err
 				}
 				if c.inType(k) != c.outMeta(0).Type {
@@ -573,6 +573,10 @@ func copyInto(dst *Tensor, off int, src *Tensor) {
 		copy(dst.I64[off:], src.I64)
 	case fb.TensorTypeBOOL:
 		copy(dst.Bool[off:], src.Bool)
+	case fb.TensorTypeINT8:
+		copy(dst.I8[off:], src.I8)
+	case fb.TensorTypeINT16:
+		copy(dst.I16[off:], src.I16)
 	}
 }
 
@@ -588,7 +592,7 @@ func splitKernel(v bool) *kernel {
 			if v {
 				n = 3
 			}
-			return first(c.arity(n, n, -1), c.typeIn(ax, intTypes...), c.typeIn(val, anyType...))
+			return first(c.arity(n, n, -1), c.typeIn(ax, intTypes...), c.typeIn(val, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(val)
@@ -663,7 +667,7 @@ func packKernel() *kernel {
 				return err
 			}
 			for k := range c.p.op.Inputs {
-				if err := c.typeIn(k, anyType...); err != nil {
+				if err := c.typeIn(k, dataTypes...); err != nil {
 					return err
 				}
 			}
@@ -707,7 +711,7 @@ func packKernel() *kernel {
 func unpackKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(1, 1, -1), c.typeIn(0, anyType...))
+			return first(c.arity(1, 1, -1), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -738,7 +742,7 @@ func unpackKernel() *kernel {
 func gatherKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -803,7 +807,7 @@ func gatherKernel() *kernel {
 func gatherNDKernel() *kernel {
 	return &kernel{
 		check: func(c *opCtx) error {
-			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, anyType...))
+			return first(c.arity(2, 2, 1), c.typeIn(1, intTypes...), c.typeIn(0, dataTypes...))
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -861,7 +865,7 @@ func dynamicUpdateSliceKernel() *kernel {
 			if c.inType(0) != c.inType(1) {
 				return c.unsupported("operand and update types differ")
 			}
-			return c.typeIn(0, anyType...)
+			return c.typeIn(0, dataTypes...)
 		},
 		run: func(c *opCtx) error {
 			x, err := c.in(0)
@@ -903,6 +907,107 @@ func dynamicUpdateSliceKernel() *kernel {
 			copyInto(both, 0, x)
 			copyInto(both, n, u)
 			c.set(0, both.gather(append([]int{}, x.Shape...), idx))
+			return nil
+		},
+	}
+}
+
+// padKernel is PAD (pad value 0, or for INT8/INT16 values the output's
+// zero point: pad.cc EvalInt) and PADV2 (the scalar input 2, which for
+// quantized values must share the output's scale and zero point).
+func padKernel(v2 bool) *kernel {
+	return &kernel{
+		check: func(c *opCtx) error {
+			n := 2
+			if v2 {
+				n = 3
+			}
+			if err := first(c.arity(2, n, 1), c.typeIn(0, dataTypes...), c.typeIn(1, intTypes...), c.typeOut(0, c.inType(0))); err != nil {
+				return err
+			}
+			if c.tensorIdx(2) >= 0 {
+				if err := c.typeIn(2, c.inType(0)); err != nil {
+					return err
+				}
+			}
+			if !isIntAct(c.inType(0)) {
+				return nil
+			}
+			out, err := c.outQuant(0)
+			if err != nil {
+				return err
+			}
+			if c.tensorIdx(2) >= 0 {
+				cv, err := c.inQuant(2)
+				if err != nil {
+					return err
+				}
+				if cv != out {
+					return c.unsupported("pad value %q (scale %g, zero point %d) differs from output %q (scale %g, zero point %d)", c.meta(2).Name, cv.scale, cv.zp, c.outMeta(0).Name, out.scale, out.zp)
+				}
+			}
+			return nil
+		},
+		run: func(c *opCtx) error {
+			x, err := c.in(0)
+			if err != nil {
+				return err
+			}
+			pads, err := c.intsIn(1)
+			if err != nil {
+				return err
+			}
+			r := len(x.Shape)
+			if len(pads) != 2*r {
+				return c.errf("paddings hold %d values for rank %d, want %d", len(pads), r, 2*r)
+			}
+			pad, err := c.opt(2)
+			if err != nil {
+				return err
+			}
+			if pad != nil && (pad.Type != x.Type || pad.Len() != 1) {
+				return c.errf("pad value is %s of %d elements, want one %s", tflite.TypeName(pad.Type), pad.Len(), tflite.TypeName(x.Type))
+			}
+			if pad == nil {
+				pad = NewTensor(x.Type, []int{1})
+				if isIntAct(x.Type) {
+					q, err := c.outQuant(0)
+					if err != nil {
+						return err
+					}
+					pad.setInt(0, q.zp)
+				}
+			}
+			shape := make([]int, r)
+			for d := range shape {
+				if pads[2*d] < 0 || pads[2*d+1] < 0 {
+					return c.errf("negative padding %v", pads)
+				}
+				shape[d] = x.Shape[d] + pads[2*d] + pads[2*d+1]
+			}
+			if err := c.checkSize(shape); err != nil {
+				return err
+			}
+			n := numElements(x.Shape)
+			src := NewTensor(x.Type, []int{n + 1})
+			copyInto(src, 0, x)
+			copyInto(src, n, pad)
+			idx := make([]int, numElements(shape))
+			ist, ost := strides(x.Shape), strides(shape)
+			for o := range idx {
+				in, rem := 0, o
+				for d := 0; d < r; d++ {
+					k := rem/ost[d] - pads[2*d]
+					rem %= ost[d]
+					if k < 0 || k >= x.Shape[d] {
+						in = n
+						break
+					}
+					in += k * ist[d]
+				}
+				idx[o] = in
+			}
+			c.set(0, src.gather(shape, idx))
 			return nil
 		},
 	}

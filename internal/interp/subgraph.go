@@ -41,6 +41,9 @@ type opPlan struct {
 	k      *kernel
 	call   int  // decomposition subgraph of a composite, -1 otherwise
 	folded bool // a DEQUANTIZE of a constant read only as a weight: never materialised
+	// q holds what an integer kernel derives from the tensors'
+	// quantization parameters at New (multipliers, tables).
+	q any
 }
 
 // kernel implements one builtin operator.
@@ -113,6 +116,9 @@ func weightSlot(code fb.BuiltinOperator, k int) bool {
 func (s *subgraph) prepare(oi int) error {
 	p := s.ops[oi]
 	k, ok := kernels[p.code]
+	if ik, iok := intKernels[p.code]; iok && s.integerOp(p) {
+		k, ok = ik, true
+	}
 	if !ok {
 		return &UnsupportedError{Op: p.name, Subgraph: s.index, Operator: oi, Reason: "operator not implemented"}
 	}
@@ -209,6 +215,16 @@ func (s *subgraph) constant(t int) (*Tensor, error) {
 		v.Bool = make([]bool, n)
 		for i := range v.Bool {
 			v.Bool[i] = b[i] != 0
+		}
+	case fb.TensorTypeINT8:
+		v.I8 = make([]int8, n)
+		for i := range v.I8 {
+			v.I8[i] = int8(b[i])
+		}
+	case fb.TensorTypeINT16:
+		v.I16 = make([]int16, n)
+		for i := range v.I16 {
+			v.I16[i] = int16(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	default:
 		return nil, fmt.Errorf("interp: %s: constant tensor %d (%q) of subgraph %d is %s: only DEQUANTIZE and the hybrid kernels read quantized constants", s.in.m.Name, t, meta.Name, s.index, tflite.TypeName(meta.Type))

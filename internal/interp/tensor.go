@@ -8,7 +8,9 @@ import (
 )
 
 // Tensor is a dense value. Exactly one of the slices is set, matching Type
-// (FLOAT32: F32, INT32: I32, INT64: I64, BOOL: Bool).
+// (FLOAT32: F32, INT32: I32, INT64: I64, BOOL: Bool, INT8: I8, INT16:
+// I16). INT8 and INT16 values are the stored integers of a quantized
+// activation; its scale and zero point are the model tensor's.
 type Tensor struct {
 	Type  fb.TensorType
 	Shape []int
@@ -16,6 +18,8 @@ type Tensor struct {
 	I32   []int32
 	I64   []int64
 	Bool  []bool
+	I8    []int8
+	I16   []int16
 }
 
 // maxElements bounds the element count of any value the interpreter makes.
@@ -45,6 +49,10 @@ func (t *Tensor) Len() int {
 		return len(t.I64)
 	case fb.TensorTypeBOOL:
 		return len(t.Bool)
+	case fb.TensorTypeINT8:
+		return len(t.I8)
+	case fb.TensorTypeINT16:
+		return len(t.I16)
 	}
 	return -1
 }
@@ -78,6 +86,10 @@ func NewTensor(typ fb.TensorType, shape []int) *Tensor {
 		t.I64 = make([]int64, n)
 	case fb.TensorTypeBOOL:
 		t.Bool = make([]bool, n)
+	case fb.TensorTypeINT8:
+		t.I8 = make([]int8, n)
+	case fb.TensorTypeINT16:
+		t.I16 = make([]int16, n)
 	}
 	return t
 }
@@ -131,6 +143,10 @@ func (t *Tensor) gather(shape []int, idx []int) *Tensor {
 		out.I64 = pick(t.I64, idx)
 	case fb.TensorTypeBOOL:
 		out.Bool = pick(t.Bool, idx)
+	case fb.TensorTypeINT8:
+		out.I8 = pick(t.I8, idx)
+	case fb.TensorTypeINT16:
+		out.I16 = pick(t.I16, idx)
 	}
 	return out
 }
