@@ -1,7 +1,10 @@
 package trained
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -9,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/qpipe/qpipe/internal/litert"
+	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
@@ -183,5 +187,32 @@ func TestHeldoutIDsFromTokenizer(t *testing.T) {
 	t.Logf("as one text: %d ids (line by line %d)", len(whole), len(want))
 	if newlines != wantNewlines || math.Abs(float64(len(whole)-len(want))) > 0.001*float64(len(want)) {
 		t.Errorf("as one text: %d ids, %d newlines; line by line %d, %d", len(whole), newlines, len(want), wantNewlines)
+	}
+}
+
+// TestBundle writes the model and its tokenizer as a .litertlm bundle and
+// reads both sections back byte for byte.
+func TestBundle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trained.litertlm")
+	if err := WriteBundle(context.Background(), path, repoFile(Model), repoFile(Tokenizer)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := litertlm.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i, f := range []string{Tokenizer, Model} {
+		want, err := os.ReadFile(repoFile(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(b.SectionReader(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("section %d: %d bytes differ from %s (%d bytes)", i, len(got), f, len(want))
+		}
 	}
 }

@@ -8,11 +8,13 @@
 //	train fit -train IDS -out MODEL  train on token ids (spm_encode --output_format=id)
 //	train pack -in IDS -out BIN      token ids (spm_encode output) as uint16
 //	train tokenizer                  the committed tokenizer: spm_train's, "\n" as piece 2
+//	train bundle -out B.litertlm     the model and its tokenizer as a LiteRT-LM bundle
 //	train eval                       held-out perplexity, baselines, greedy text
 //	train bench                      measure training throughput
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -24,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: train corpus|fit|eval|pack|tokenizer|bench [flags]")
+		fmt.Fprintln(os.Stderr, "usage: train corpus|fit|eval|pack|tokenizer|bundle|bench [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -39,10 +41,12 @@ func main() {
 		err = cmdEval(os.Args[2:])
 	case "tokenizer":
 		err = cmdTokenizer(os.Args[2:])
+	case "bundle":
+		err = cmdBundle(os.Args[2:])
 	case "pack":
 		err = cmdPack(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want corpus, fit, eval, pack, tokenizer or bench", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want corpus, fit, eval, pack, tokenizer, bundle or bench", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "train:", err)
@@ -80,4 +84,11 @@ func cmdPack(args []string) error {
 		return err
 	}
 	return trained.WriteIDs(*out, ids)
+}
+
+func cmdBundle(args []string) error {
+	fs := flag.NewFlagSet("bundle", flag.ExitOnError)
+	out := fs.String("out", ".cache/train/trained_decoder.litertlm", "the bundle to write")
+	fs.Parse(args)
+	return trained.WriteBundle(context.Background(), *out, trained.Model, trained.Tokenizer)
 }
