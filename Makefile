@@ -57,3 +57,29 @@ bench-measure:
 # the tool checks and says so. Not part of CI.
 bench-7b:
 	$(GO) run ./tools/bench -sizes 7b -runs 1 -schemes dynamic_int4_block32,dynamic_int8
+
+# The trained test language model (docs/TRAINED.md): corpus from the Go
+# distribution (tools/train corpus), a SentencePiece tokenizer by Debian's
+# spm_train (apt-get install sentencepiece), training (tools/train fit,
+# deterministic: the same weights for any GOMAXPROCS), then the committed
+# files in testdata/models and the evaluation in the training log. About
+# half an hour on 2 vCPUs. Not part of CI.
+TRAIN_DIR := .cache/train
+TRAINED := testdata/models/trained_decoder
+SPM_FLAGS := --vocab_size=4096 --model_type=unigram --character_coverage=1.0 --byte_fallback=true \
+	--normalization_rule_name=identity --remove_extra_whitespaces=false --add_dummy_prefix=false \
+	--split_digits=true --user_defined_symbols="$$(printf '\t,\t\t,\t\t\t,\t\t\t\t')" \
+	--input_sentence_size=0 --shuffle_input_sentence=false --seed_sentencepiece_size=1000000 \
+	--num_threads=1 --max_sentence_length=8192 --minloglevel=2
+.PHONY: trained-model
+trained-model:
+	$(GO) run ./tools/train corpus -out $(TRAIN_DIR)
+	cd $(TRAIN_DIR) && spm_train --input=train.txt --model_prefix=spm $(SPM_FLAGS)
+	spm_encode --model=$(TRAIN_DIR)/spm.model --output_format=id --extra_options=eos < $(TRAIN_DIR)/train.txt > $(TRAIN_DIR)/train.ids
+	spm_encode --model=$(TRAIN_DIR)/spm.model --output_format=id --extra_options=eos < $(TRAIN_DIR)/heldout.txt > $(TRAIN_DIR)/heldout.ids
+	$(GO) run ./tools/train fit -train $(TRAIN_DIR)/train.ids -heldout $(TRAIN_DIR)/heldout.ids -out $(TRAINED).tflite -log $(TRAINED).json
+	$(GO) run ./tools/train tokenizer -in $(TRAIN_DIR)/spm.model -out $(TRAINED).spm.model
+	cp $(TRAIN_DIR)/heldout.txt $(TRAINED)_heldout.txt
+	$(GO) run ./tools/train pack -in $(TRAIN_DIR)/heldout.ids -out $(TRAINED)_heldout.ids
+	$(GO) run ./tools/train eval -train $(TRAIN_DIR)/train.ids
+	$(GO) run ./tools/train bundle -out $(TRAIN_DIR)/trained_decoder.litertlm

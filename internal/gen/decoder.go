@@ -47,10 +47,75 @@ func normScope(i int, attr string) string {
 // from (cfg.Seed, the weight's module path) each time they are written, so
 // a model of any size costs only its tables in memory.
 func Decoder(cfg Config) (*tflite.Model, error) {
+	b, err := newBuilder(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b.m, nil
+}
+
+// WeightSpec names one parameter tensor of the decoder: its module path
+// (for example "transformer_blocks[0].atten_func.q_projection.weight") and
+// its shape, [Rows, Cols] for a matrix (Cols the input dimension), [Cols]
+// for a norm weight (Rows 0).
+type WeightSpec struct {
+	Key        string
+	Rows, Cols int
+}
+
+// Numel is the number of elements.
+func (w WeightSpec) Numel() int {
+	if w.Rows == 0 {
+		return w.Cols
+	}
+	return w.Rows * w.Cols
+}
+
+// Weights lists the decoder's parameter tensors in the order the graph
+// holds them (the embedding table first; lm_head shares it).
+func Weights(cfg Config) ([]WeightSpec, error) {
+	b, err := newBuilder(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b.specs, nil
+}
+
+// DecoderFrom builds the decoder of cfg with the given weight values
+// (row-major float32, keyed by WeightSpec.Key) in place of generated ones:
+// the same graph, names and roles as Decoder. Every key of Weights(cfg)
+// must be present with its number of elements, and no other key.
+func DecoderFrom(cfg Config, values map[string][]float32) (*tflite.Model, error) {
+	if values == nil {
+		return nil, fmt.Errorf("gen: DecoderFrom: no weights")
+	}
+	b, err := newBuilder(cfg, values)
+	if err != nil {
+		return nil, err
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	if len(b.specs) != len(values) {
+		known := map[string]bool{}
+		for _, s := range b.specs {
+			known[s.Key] = true
+		}
+		for k := range values {
+			if !known[k] {
+				return nil, fmt.Errorf("gen: weight %q is not a weight of %s", k, cfg.Name)
+			}
+		}
+	}
+	return b.m, nil
+}
+
+func newBuilder(cfg Config, values map[string][]float32) (*builder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	b := &builder{
+		values:  values,
 		cfg:     cfg,
 		counts:  map[string]int{},
 		created: map[string]int32{},
@@ -71,7 +136,7 @@ func Decoder(cfg Config) (*tflite.Model, error) {
 	}
 	b.m.Meta.Subgraphs = []*fb.SubGraphT{b.sg}
 	b.build()
-	return b.m, nil
+	return b, nil
 }
 
 // builder appends tensors, buffers and operators in converter order.
@@ -85,6 +150,11 @@ type builder struct {
 	// mask) by purpose: one tensor serves every op that needs it, as the
 	// converter's constant deduplication leaves them.
 	created map[string]int32
+	// values, when set, holds the weights by key (DecoderFrom); err is the
+	// first weight missing from it or of the wrong size.
+	values map[string][]float32
+	err    error
+	specs  []WeightSpec
 }
 
 // tensor appends a tensor; a nil content gives it its own empty buffer, as
@@ -131,7 +201,26 @@ func (b *builder) activation(scope string, shape ...int32) int32 {
 }
 
 func (b *builder) weight(w weight) int32 {
-	return b.tensor(b.constName(), fb.TensorTypeFLOAT32, w.shape(), w.content(b.cfg.Seed))
+	spec := WeightSpec{Key: w.key, Cols: w.cols}
+	if w.kind == kindMatrix {
+		spec.Rows = w.rows
+	}
+	b.specs = append(b.specs, spec)
+	var c tflite.Content = w.content(b.cfg.Seed)
+	if b.values != nil {
+		v, ok := b.values[w.key]
+		if !ok || int64(len(v)) != w.numel() {
+			if b.err == nil {
+				b.err = fmt.Errorf("gen: weight %s: %d values given, want %d", w.key, len(v), w.numel())
+			}
+		}
+		raw := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
+		}
+		c = tflite.Bytes(raw)
+	}
+	return b.tensor(b.constName(), fb.TensorTypeFLOAT32, w.shape(), c)
 }
 
 func (b *builder) constInt32(key string, v ...int32) int32 {

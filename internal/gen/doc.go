@@ -86,6 +86,11 @@
 // channels (weights.go says how); RMS norm weights are 1 + 0.05·N(0, 1).
 // Generation runs at about 740 MB/s per core (BenchmarkWeightContent).
 //
+// DecoderFrom builds the same graph with given weights instead (keyed by
+// module path; Weights lists the keys and shapes in graph order): that is
+// how tools/train writes the trained test model (docs/TRAINED.md), so it
+// annotates exactly as the generated ones do.
+//
 // # Sizes
 //
 // Params = vocab·dim + layers·(4·dim² + 3·dim·ffn + 2·dim) + dim (the table
