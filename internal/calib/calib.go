@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -221,6 +222,9 @@ func SamplesFor(samples int, l *evaluate.Layout) int {
 	if samples > 0 {
 		return samples
 	}
+	if v, _ := strconv.Atoi(os.Getenv("QPIPE_TMP_SAMPLES")); v > 0 {
+		return v
+	}
 	tokens := 0
 	for _, in := range l.Inputs {
 		if in.Vocab > 0 {
@@ -249,19 +253,34 @@ func SamplesFor(samples int, l *evaluate.Layout) int {
 // nothing the statistics need). A weight's sums add its inputs operator
 // by operator, samples in order.
 func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zerolog.Logger) (Stats, error) {
+	sums := map[Key]*statSums{}
+	if err := run(ctx, m, cal, log, func(_ int, ev interp.OpEvent) { observeFC(m, ev, sums) }); err != nil {
+		return nil, err
+	}
+	out := Stats{}
+	for k, s := range sums {
+		out[k] = s.stats()
+	}
+	return out, nil
+}
+
+// run runs m on the calibration inputs of cal, calling observe before
+// every FULLY_CONNECTED with its inputs (see Run) and the index of the
+// sample in the pass (-1 inside a called subgraph).
+func run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zerolog.Logger, observe func(sample int, ev interp.OpEvent)) error {
 	var samples []*evaluate.Sample
 	if cal.Inputs != "" {
 		f, err := os.Open(cal.Inputs)
 		if err != nil {
-			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+			return fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
 		}
 		samples, err = evaluate.ParseSamples(f, cal.Inputs)
 		f.Close()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(samples) == 0 {
-			return nil, fmt.Errorf("%s: quantize.calibration.inputs: %s has no sample", cal.P, cal.Inputs)
+			return fmt.Errorf("%s: quantize.calibration.inputs: %s has no sample", cal.P, cal.Inputs)
 		}
 		limit := cal.Samples
 		if limit <= 0 {
@@ -269,15 +288,14 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		}
 		samples = samples[:min(len(samples), limit)]
 	}
-	sums := map[Key]*statSums{}
 	top := -1 // the subgraph whose FULLY_CONNECTEDs the before hook sees
 	in, err := interp.New(m, interp.Options{Observe: func(ev interp.OpEvent) {
-		if ev.Subgraph != top {
-			observeFC(m, ev, sums)
+		if ev.Subgraph != top && ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
+			observe(-1, ev)
 		}
 	}})
 	if err != nil {
-		return nil, fmt.Errorf("calibration: %w (calibrated scales need a model the reference interpreter runs; use scales: search)", err)
+		return fmt.Errorf("calibration: %w (calibrated and gptq scales need a model the reference interpreter runs; use scales: search)", err)
 	}
 	sigs := in.Signatures()
 	layouts := make([]*evaluate.Layout, len(sigs))
@@ -286,7 +304,7 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	for i, sig := range sigs {
 		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
 		if err != nil {
-			return nil, fmt.Errorf("calibration: %w", err)
+			return fmt.Errorf("calibration: %w", err)
 		}
 		layouts[i], counts[i] = l, SamplesFor(cal.Samples, l)
 		if samples != nil {
@@ -305,16 +323,18 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		l, n := layouts[i], counts[i]
 		top = sig.Subgraph
 		stop := lastNeeded(m, sig.Subgraph)
+		base := 0 // the first sample of the batch
 		before := func(k int, ev interp.OpEvent) bool {
 			if k == 0 && ev.Subgraph == top {
 				prog.Add(1)
 			}
 			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
-				observeFC(m, ev, sums)
+				observe(base+k, ev)
 			}
 			return ev.Operator != stop
 		}
 		for lo := 0; lo < n; lo += batchSize {
+			base = lo
 			batch := make([]map[string]*interp.Tensor, 0, min(batchSize, n-lo))
 			for k := lo; k < min(n, lo+batchSize); k++ {
 				var inputs map[string]*interp.Tensor
@@ -325,23 +345,19 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 					inputs, err = l.Generate(evaluate.CalibrationSeed, k)
 				}
 				if err != nil {
-					return nil, fmt.Errorf("calibration: %w", err)
+					return fmt.Errorf("calibration: %w", err)
 				}
 				batch = append(batch, inputs)
 			}
 			if _, err := in.RunBatch(ctx, sig.Key, batch, before); err != nil {
 				if ctx.Err() != nil {
-					return nil, ctx.Err()
+					return ctx.Err()
 				}
-				return nil, fmt.Errorf("calibration, signature %q, samples %d-%d: %w", sig.Key, lo, lo+len(batch)-1, err)
+				return fmt.Errorf("calibration, signature %q, samples %d-%d: %w", sig.Key, lo, lo+len(batch)-1, err)
 			}
 		}
 	}
-	out := Stats{}
-	for k, s := range sums {
-		out[k] = s.stats()
-	}
-	return out, nil
+	return nil
 }
 
 // lastNeeded is the operator of subgraph sg before which a calibration

@@ -57,6 +57,12 @@ type GPTQFactor struct {
 	A    []float32 // N×N row-major; A[i·N+j] = U_ij/U_jj for i < j, else 0
 	Damp float64   // λ added to the diagonal
 	Dead int       // columns without calibration input
+	// Diag is H's damped diagonal, each column's weight in the sweep's
+	// block-scale choice.
+	Diag []float32
+	// H is the undamped covariance (float32, lower triangle, row-major
+	// n×n): RowObjectives measures with it.
+	H []float32
 }
 
 // ErrNoCalibration is returned for a covariance without any input.
@@ -120,7 +126,14 @@ func NewGPTQFactor(h []float64, n int, damp float64) (*GPTQFactor, error) {
 	if len(h) != n*n {
 		panicf("NewGPTQFactor: len(h) = %d, n = %d", len(h), n)
 	}
-	f := &GPTQFactor{N: n}
+	f := &GPTQFactor{N: n, H: make([]float32, n*n)}
+	parallelFor(n*n, n, func(lo, hi int) {
+		for i := lo / n; i < hi/n; i++ {
+			for j := 0; j <= i; j++ {
+				f.H[i*n+j] = float32(h[i*n+j])
+			}
+		}
+	})
 	var sum float64
 	live := 0
 	for j := range n {
@@ -165,6 +178,10 @@ func NewGPTQFactor(h []float64, n int, damp float64) (*GPTQFactor, error) {
 		return nil, fmt.Errorf("input covariance: %w", err)
 	}
 	f.Damp = lambda
+	f.Diag = make([]float32, n)
+	for j := range n {
+		f.Diag[j] = float32(orig[n-1-j] + lambda)
+	}
 	// U_ij = L[n-1-i][n-1-j]; A_ij = U_ij/U_jj for i < j.
 	f.A = make([]float32, n*n)
 	parallelFor(n*n, n, func(lo, hi int) {
@@ -230,6 +247,57 @@ func dot64(a, b []float64) float64 {
 	}
 	for ; k < len(a); k++ {
 		s0 += float64(a[k] * b[k])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// RowObjectives writes, for each row of src (N columns) and its
+// reconstruction got, the row's output error on the calibration inputs,
+// (w−ŵ) H (w−ŵ)ᵀ, into out. Each row sums in a fixed order.
+func (f *GPTQFactor) RowObjectives(out []float64, src, got []float32) {
+	n := f.N
+	if len(src) != len(got) || len(src) != len(out)*n {
+		panicf("RowObjectives: len(src) = %d, len(got) = %d, %d rows of %d", len(src), len(got), len(out), n)
+	}
+	parallelFor(len(src), n*gptqTile, func(lo, hi int) {
+		e := make([]float32, gptqTile*n)
+		for r0 := lo / n; r0 < hi/n; r0 += gptqTile {
+			r1 := min(hi/n, r0+gptqTile)
+			for k := range e[:(r1-r0)*n] {
+				e[k] = src[r0*n+k] - got[r0*n+k]
+			}
+			var acc [gptqTile]float64
+			for i := range n {
+				hr := f.H[i*n : i*n+i]
+				for r := range r1 - r0 {
+					er := e[r*n : (r+1)*n]
+					ei := er[i]
+					if ei == 0 {
+						continue
+					}
+					d := float64(dot32(hr, er[:i]))
+					acc[r] += float64(float64(ei)*(2*d)) + float64(float64(ei*ei)*float64(f.H[i*n+i]))
+				}
+			}
+			copy(out[r0:r1], acc[:r1-r0])
+		}
+	})
+}
+
+// dot32 is Σ a_k·b_k in four interleaved float32 partial sums (fixed
+// order).
+func dot32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	k := 0
+	for ; k+4 <= len(a); k += 4 {
+		s0 += float32(a[k] * b[k])
+		s1 += float32(a[k+1] * b[k+1])
+		s2 += float32(a[k+2] * b[k+2])
+		s3 += float32(a[k+3] * b[k+3])
+	}
+	for ; k < len(a); k++ {
+		s0 += float32(a[k] * b[k])
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -366,7 +434,8 @@ func GPTQBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize 
 	grid.scale = func(r, g int, t []float32) (float32, float32) {
 		k := r*per + g
 		if sweep {
-			h, c, ok := SignedScaleInt4(t, clampTiny)
+			c0 := g * blockSize
+			h, c, ok := searchScaleInt4(t, f.Diag[c0:c0+blockSize], clampTiny)
 			if !ok {
 				nBad.add(1)
 				h = 0x3c00
@@ -415,6 +484,41 @@ func SignedScaleInt4(blk []float32, clampTiny bool) (h uint16, clamped, ok bool)
 		return 0x400, true, true
 	}
 	return h, false, true
+}
+
+// searchScaleInt4 is the block scale of lowest weighted squared error
+// Σ d_j (t_j − s·q_j)² among SignedScaleInt4's and its fractions
+// searchRatios (each as stored), for the compensated targets t weighted
+// by d (H's diagonal): importance-weighted rounding as llama.cpp's
+// imatrix quantization, on the weights error compensation left.
+func searchScaleInt4(t, d []float32, clampTiny bool) (h uint16, clamped, ok bool) {
+	h, clamped, ok = SignedScaleInt4(t, clampTiny)
+	if !ok || clamped {
+		return h, clamped, ok
+	}
+	s0 := Float32FromBits16(h)
+	best, bestErr := h, weightedErr(t, d, s0)
+	for _, r := range searchRatios[1:] {
+		c := stored(float32(s0 * r))
+		if c == 0 || c == best {
+			continue
+		}
+		if e := weightedErr(t, d, Float32FromBits16(c)); e < bestErr {
+			best, bestErr = c, e
+		}
+	}
+	return best, false, true
+}
+
+// weightedErr is Σ d_j (t_j − s·clip(rint(t_j/s), −8, 7))².
+func weightedErr(t, d []float32, s float32) float32 {
+	var e float32
+	for j, x := range t {
+		q := quantizeOne(x, s, 0, -8, 7)
+		r := x - float32(q*s)
+		e += float32(d[j] * float32(r*r))
+	}
+	return e
 }
 
 // SignedParamsInt4 is BlockParamsInt4 with SignedScaleInt4's rule.

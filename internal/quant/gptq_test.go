@@ -299,3 +299,29 @@ func TestGPTQNoInput(t *testing.T) {
 		t.Fatal("NaN weight: no error")
 	}
 }
+
+func BenchmarkGPTQFactor(b *testing.B) {
+	const cols = 1024
+	_, x := gptqData(1, 1, cols, 64)
+	h := make([]float64, cols*cols)
+	for b.Loop() {
+		clear(h)
+		AddHessian(h, x, cols)
+		MirrorHessian(h, cols)
+		if _, err := NewGPTQFactor(h, cols, DefaultDamp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGPTQSweep(b *testing.B) {
+	const rows, cols = 256, 1024
+	w, x := gptqData(1, rows, cols, 64)
+	f := gptqFactorOf(b, x, cols)
+	scales := make([]uint16, len(w)/32)
+	SignedParamsInt4(scales, w, cols, 32, true)
+	dst := make([]byte, len(w)/2)
+	for b.Loop() {
+		GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false)
+	}
+}
