@@ -111,6 +111,7 @@ type factorEntry struct {
 	once  sync.Once
 	f     *quant.GPTQFactor
 	stats *quant.ChannelStats // the same rows' per-column statistics
+	rows  [][]float32         // the rows
 	err   error
 	size  int64
 }
@@ -127,10 +128,10 @@ const factorBudget = 768 << 20
 
 // factor returns the job's compensation factor (nil when the job has no
 // covariance).
-func (j *bufferJob) factor() (*quant.GPTQFactor, *quant.ChannelStats, error) {
+func (j *bufferJob) factor() (*factorEntry, error) {
 	g := j.gptq
 	if g == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	cols := j.shape[1]
 	key := fmt.Sprintf("%p %s %v %d", g.in, g.in.HessianKey(g.w), g.weightError, cols)
@@ -174,11 +175,12 @@ func (j *bufferJob) factor() (*quant.GPTQFactor, *quant.ChannelStats, error) {
 		}
 		e.f, e.err = quant.NewGPTQFactor(h, cols, quant.DefaultDamp)
 		e.stats = g.in.Stats(g.w, cols)
+		e.rows = g.in.Rows(g.w, cols)
 	})
 	if e.err != nil {
-		return nil, nil, fmt.Errorf("gptq: %w", e.err)
+		return nil, fmt.Errorf("gptq: %w", e.err)
 	}
-	return e.f, e.stats, nil
+	return e, nil
 }
 
 // gptqVariant is how int4 gptq scales are chosen (see quantizeGPTQ4);
@@ -193,18 +195,23 @@ var gptqVariant = func() string {
 // quantizeGPTQ4 quantizes whole rows of an int4 gptq job: the calibrated
 // scale search's nearest rounding and the error-compensated rounding are
 // both computed, and each row keeps the one of lower output error on the
-// calibration inputs (GPTQFactor.RowObjectives): compensation is greedy
-// and, with int4's clipping, not always better.
+// calibration inputs (the sweep measures its own; RowObjectives the
+// other's): compensation is greedy and, with int4's clipping, not always
+// better.
 func (j *bufferJob) quantizeGPTQ4(dst []byte, scales []uint16, x []float32, cols int) (int, error) {
-	f, stats, err := j.factor()
+	e, err := j.factor()
 	if err != nil {
 		return 0, err
 	}
 	block := j.req.sc.block
 	// The baseline: calibrated scales, nearest rounding (data-free search
 	// without statistics).
+	var stats *quant.ChannelStats
+	if e != nil {
+		stats = e.stats
+	}
 	clamped, err := quant.SearchBlocksInt4(dst, scales, x, cols, block, j.clampTiny, stats, nil)
-	if err != nil || f == nil {
+	if err != nil || e == nil {
 		return clamped, err
 	}
 	alt := make([]byte, len(dst))
@@ -221,19 +228,17 @@ func (j *bufferJob) quantizeGPTQ4(dst []byte, scales []uint16, x []float32, cols
 	if err != nil {
 		return 0, err
 	}
-	if _, err := quant.GPTQBlocksInt4(alt, altScales, x, cols, block, j.clampTiny, f, gptqVariant == "sweep"); err != nil {
+	rows := len(x) / cols
+	ea, eb := make([]float64, rows), make([]float64, rows)
+	if _, err := quant.GPTQBlocksInt4(alt, altScales, x, cols, block, j.clampTiny, e.f, gptqVariant == "sweep", eb); err != nil {
 		return 0, err
 	}
-	rows := len(x) / cols
-	a, b := make([]float32, len(x)), make([]float32, len(x))
+	a := make([]float32, len(x))
 	quant.DequantizeInt4(a, dst, cols, block, scales)
-	quant.DequantizeInt4(b, alt, cols, block, altScales)
-	ea, eb := make([]float64, rows), make([]float64, rows)
-	f.RowObjectives(ea, x, a)
-	f.RowObjectives(eb, x, b)
+	e.f.RowObjectives(ea, x, a, e.rows)
 	per := cols / block
 	for r := range rows {
-		if eb[r] < ea[r] || os.Getenv("QPIPE_GPTQ_NOCHOICE") != "" {
+		if eb[r] < ea[r] {
 			copy(dst[r*cols/2:(r+1)*cols/2], alt[r*cols/2:(r+1)*cols/2])
 			copy(scales[r*per:(r+1)*per], altScales[r*per:(r+1)*per])
 		}
@@ -245,20 +250,17 @@ func (j *bufferJob) quantizeGPTQ4(dst []byte, scales []uint16, x []float32, cols
 // rounding against scales sc and zero points zp) with error compensation,
 // each row keeping the rounding of lower output error.
 func (j *bufferJob) gptqInt8(q8 []int8, sc []float32, zp []int64, x []float32, cols int) error {
-	f, _, err := j.factor()
-	if err != nil || f == nil || f.N != cols {
+	e, err := j.factor()
+	if err != nil || e == nil || e.f.N != cols {
 		return err
 	}
-	alt := make([]int8, len(q8))
-	quant.GPTQRowsInt8(alt, sc, zp, x, cols, j.req.sc.symmetric, f)
 	rows := len(x) / cols
-	shape := []int{rows, cols}
-	a, b := make([]float32, len(x)), make([]float32, len(x))
-	quant.DequantizeInt8(a, q8, shape, 0, sc, zp)
-	quant.DequantizeInt8(b, alt, shape, 0, sc, zp)
+	alt := make([]int8, len(q8))
 	ea, eb := make([]float64, rows), make([]float64, rows)
-	f.RowObjectives(ea, x, a)
-	f.RowObjectives(eb, x, b)
+	quant.GPTQRowsInt8(alt, sc, zp, x, cols, j.req.sc.symmetric, e.f, eb)
+	a := make([]float32, len(x))
+	quant.DequantizeInt8(a, q8, []int{rows, cols}, 0, sc, zp)
+	e.f.RowObjectives(ea, x, a, e.rows)
 	for r := range rows {
 		if eb[r] < ea[r] {
 			copy(q8[r*cols:(r+1)*cols], alt[r*cols:(r+1)*cols])

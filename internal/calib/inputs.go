@@ -200,3 +200,15 @@ func (in *Inputs) Stats(w Key, cols int) *quant.ChannelStats {
 	}
 	return s.stats()
 }
+
+// Rows are the rows ([tokens, cols] each) of every activation weight w was
+// read with that has cols columns: what Hessian sums.
+func (in *Inputs) Rows(w Key, cols int) [][]float32 {
+	var out [][]float32
+	for _, ak := range in.readers[w] {
+		if a := in.acts[ak]; a.cols == cols {
+			out = append(out, a.x)
+		}
+	}
+	return out
+}

@@ -60,9 +60,11 @@ type GPTQFactor struct {
 	// Diag is H's damped diagonal, each column's weight in the sweep's
 	// block-scale choice.
 	Diag []float32
-	// H is the undamped covariance (float32, lower triangle, row-major
-	// n×n): RowObjectives measures with it.
-	H []float32
+	// Pivot2 holds U_jj², the weight of column j's remaining error
+	// (t_j − ŵ_j)² in the output error: (w−ŵ)(H+λI)(w−ŵ)ᵀ = Σ_j U_jj²
+	// (t_j − ŵ_j)² for the sweep's targets t, so the sweep measures what
+	// it leaves for free.
+	Pivot2 []float32
 }
 
 // ErrNoCalibration is returned for a covariance without any input.
@@ -126,14 +128,7 @@ func NewGPTQFactor(h []float64, n int, damp float64) (*GPTQFactor, error) {
 	if len(h) != n*n {
 		panicf("NewGPTQFactor: len(h) = %d, n = %d", len(h), n)
 	}
-	f := &GPTQFactor{N: n, H: make([]float32, n*n)}
-	parallelFor(n*n, n, func(lo, hi int) {
-		for i := lo / n; i < hi/n; i++ {
-			for j := 0; j <= i; j++ {
-				f.H[i*n+j] = float32(h[i*n+j])
-			}
-		}
-	})
+	f := &GPTQFactor{N: n}
 	var sum float64
 	live := 0
 	for j := range n {
@@ -179,8 +174,11 @@ func NewGPTQFactor(h []float64, n int, damp float64) (*GPTQFactor, error) {
 	}
 	f.Damp = lambda
 	f.Diag = make([]float32, n)
+	f.Pivot2 = make([]float32, n)
 	for j := range n {
 		f.Diag[j] = float32(orig[n-1-j] + lambda)
+		u := h[(n-1-j)*n+n-1-j]
+		f.Pivot2[j] = float32(u * u)
 	}
 	// U_ij = L[n-1-i][n-1-j]; A_ij = U_ij/U_jj for i < j.
 	f.A = make([]float32, n*n)
@@ -252,34 +250,43 @@ func dot64(a, b []float64) float64 {
 }
 
 // RowObjectives writes, for each row of src (N columns) and its
-// reconstruction got, the row's output error on the calibration inputs,
-// (w−ŵ) H (w−ŵ)ᵀ, into out. Each row sums in a fixed order.
-func (f *GPTQFactor) RowObjectives(out []float64, src, got []float32) {
+// reconstruction got, the row's output error (w−ŵ)(H+λI)(w−ŵ)ᵀ with
+// H = Σ_t x_t x_tᵀ over the rows of xs (each a [tokens, N] matrix) and
+// the damping GPTQFactor added: Σ_t (x_t·e)² + Σ_j extra_j e_j², extra_j
+// being f.Diag_j less Σ_t x_tj² (what the factor's diagonal holds beyond
+// the rows). Each row sums in a fixed order.
+func (f *GPTQFactor) RowObjectives(out []float64, src, got []float32, xs [][]float32) {
 	n := f.N
 	if len(src) != len(got) || len(src) != len(out)*n {
 		panicf("RowObjectives: len(src) = %d, len(got) = %d, %d rows of %d", len(src), len(got), len(out), n)
 	}
-	parallelFor(len(src), n*gptqTile, func(lo, hi int) {
-		e := make([]float32, gptqTile*n)
-		for r0 := lo / n; r0 < hi/n; r0 += gptqTile {
-			r1 := min(hi/n, r0+gptqTile)
-			for k := range e[:(r1-r0)*n] {
-				e[k] = src[r0*n+k] - got[r0*n+k]
+	extra := make([]float64, n)
+	for j := range n {
+		extra[j] = float64(f.Diag[j])
+	}
+	for _, x := range xs {
+		for t := 0; t < len(x); t += n {
+			for j, v := range x[t : t+n] {
+				extra[j] -= float64(float64(v) * float64(v))
 			}
-			var acc [gptqTile]float64
-			for i := range n {
-				hr := f.H[i*n : i*n+i]
-				for r := range r1 - r0 {
-					er := e[r*n : (r+1)*n]
-					ei := er[i]
-					if ei == 0 {
-						continue
-					}
-					d := float64(dot32(hr, er[:i]))
-					acc[r] += float64(float64(ei)*(2*d)) + float64(float64(ei*ei)*float64(f.H[i*n+i]))
+		}
+	}
+	parallelFor(len(src), n, func(lo, hi int) {
+		e := make([]float32, n)
+		for r := lo / n; r < hi/n; r++ {
+			var acc float64
+			for k := range e {
+				e[k] = src[r*n+k] - got[r*n+k]
+				d := float64(e[k])
+				acc += float64(extra[k] * float64(d*d))
+			}
+			for _, x := range xs {
+				for t := 0; t < len(x); t += n {
+					d := float64(dot32(x[t:t+n], e))
+					acc += float64(d * d)
 				}
 			}
-			copy(out[r0:r1], acc[:r1-r0])
+			out[r] = acc
 		}
 	})
 }
@@ -313,8 +320,9 @@ type gptqGrid struct {
 	scale func(r, g int, t []float32) (s, zp float32)
 }
 
-// gptqRows runs the sweep over rows of src (cols each), writing codes.
-func gptqRows(codes []int8, src []float32, cols int, f *GPTQFactor, grid *gptqGrid) {
+// gptqRows runs the sweep over rows of src (cols each), writing codes and,
+// when obj is not nil, each row's output error (see Pivot2).
+func gptqRows(codes []int8, src []float32, cols int, f *GPTQFactor, grid *gptqGrid, obj []float64) {
 	if f.N != cols {
 		panicf("GPTQ: factor of %d columns for rows of %d", f.N, cols)
 	}
@@ -329,14 +337,19 @@ func gptqRows(codes []int8, src []float32, cols int, f *GPTQFactor, grid *gptqGr
 		zp := make([]float32, gptqTile)
 		for r0 := lo / cols; r0 < hi/cols; r0 += gptqTile {
 			r1 := min(hi/cols, r0+gptqTile)
-			gptqTileRows(codes[r0*cols:r1*cols], src[r0*cols:r1*cols], t, e, s, zp, r0, r1-r0, cols, batch, f.A, grid)
+			var o []float64
+			if obj != nil {
+				o = obj[r0:r1]
+			}
+			gptqTileRows(codes[r0*cols:r1*cols], src[r0*cols:r1*cols], t, e, s, zp, r0, r1-r0, cols, batch, f, grid, o)
 		}
 	})
 }
 
-func gptqTileRows(codes []int8, src, t, e, s, zp []float32, r0, rows, cols, batch int, a []float32, grid *gptqGrid) {
+func gptqTileRows(codes []int8, src, t, e, s, zp []float32, r0, rows, cols, batch int, f *GPTQFactor, grid *gptqGrid, obj []float64) {
 	copy(t, src[:rows*cols])
-	n := cols
+	clear(obj)
+	n, a := cols, f.A
 	for b0 := 0; b0 < cols; b0 += batch {
 		b1 := min(cols, b0+batch)
 		for j := b0; j < b1; j++ {
@@ -349,7 +362,12 @@ func gptqTileRows(codes []int8, src, t, e, s, zp []float32, r0, rows, cols, batc
 				}
 				q := quantizeOne(tr[j], s[r], zp[r], grid.lo, grid.hi)
 				codes[r*cols+j] = int8(q)
-				d := src[r*cols+j] - float32(float32(q-zp[r])*s[r])
+				deq := float32(float32(q-zp[r]) * s[r])
+				if obj != nil {
+					left := float64(tr[j] - deq)
+					obj[r] += float64(float64(f.Pivot2[j]) * float64(left*left))
+				}
+				d := src[r*cols+j] - deq
 				e[r*batch+j-b0] = d
 				axpy(tr[j+1:b1], d, arow)
 			}
@@ -398,8 +416,9 @@ func axpy(y []float32, a float32, x []float32) {
 	}
 }
 
-// axpy4 is four axpys in order, with y read and written once.
-func axpy4(y, a []float32, x0, x1, x2, x3 []float32) {
+// axpy4Go is four axpys in order, with y read and written once (axpy4:
+// the AVX2 form where there is one, same bits).
+func axpy4Go(y, a []float32, x0, x1, x2, x3 []float32) {
 	a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
 	x0, x1, x2, x3 = x0[:len(y)], x1[:len(y)], x2[:len(y)], x3[:len(y)]
 	for k := range y {
@@ -420,7 +439,9 @@ const GPTQSweepScales = true
 // weights, by SignedScaleInt4's rule, and written to scales. It returns
 // the count of clamped scales (sweep only) and a *ValueError for
 // non-finite weights or scales beyond float16.
-func GPTQBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize int, clampTiny bool, f *GPTQFactor, sweep bool) (clamped int, err error) {
+//
+// obj, when not nil, receives each row's output error (w−ŵ)(H+λI)(w−ŵ)ᵀ.
+func GPTQBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize int, clampTiny bool, f *GPTQFactor, sweep bool, obj []float64) (clamped int, err error) {
 	blocks := checkBlocks("GPTQBlocksInt4", len(src), cols, blockSize)
 	if len(scales) != blocks || len(dst) != len(src)/2 {
 		panicf("GPTQBlocksInt4: %d blocks, len(scales) = %d, len(src) = %d, len(dst) = %d", blocks, len(scales), len(src), len(dst))
@@ -447,7 +468,7 @@ func GPTQBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize 
 		return Float32FromBits16(scales[k]), 0
 	}
 	codes := make([]int8, len(src))
-	gptqRows(codes, src, cols, f, grid)
+	gptqRows(codes, src, cols, f, grid, obj)
 	if nBad.load() > 0 {
 		return 0, &ValueError{Kind: ScaleOverflow, Count: nBad.load()}
 	}
@@ -547,7 +568,7 @@ func SignedParamsInt4(scales []uint16, src []float32, cols, blockSize int, clamp
 // compensation under f against the per-row scales and zero points already
 // computed (QuantizeRowsInt8's), writing the codes to dst: symmetric rows
 // use −127..127, asymmetric −128..127.
-func GPTQRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float32, cols int, symmetric bool, f *GPTQFactor) {
+func GPTQRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float32, cols int, symmetric bool, f *GPTQFactor, obj []float64) {
 	if len(dst) != len(src) || len(src)%cols != 0 || len(scales) != len(src)/cols || len(zeroPoints) != len(scales) {
 		panicf("GPTQRowsInt8: len(dst) = %d, len(src) = %d, cols = %d, %d scales, %d zero points", len(dst), len(src), cols, len(scales), len(zeroPoints))
 	}
@@ -558,5 +579,5 @@ func GPTQRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float3
 	grid.scale = func(r, _ int, _ []float32) (float32, float32) {
 		return scales[r], float32(zeroPoints[r])
 	}
-	gptqRows(dst, src, cols, f, grid)
+	gptqRows(dst, src, cols, f, grid, obj)
 }

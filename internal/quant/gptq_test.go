@@ -155,7 +155,7 @@ func TestGPTQMatchesPaper(t *testing.T) {
 	}
 	want := refGPTQ(w, x, cols, scales, block)
 	dst := make([]byte, len(w)/2)
-	if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, gptqFactorOf(t, x, cols), false); err != nil {
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, gptqFactorOf(t, x, cols), false, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]int8, len(w))
@@ -186,7 +186,7 @@ func TestGPTQLowersOutputError(t *testing.T) {
 			near := make([]byte, len(w)/2)
 			QuantizeInt4(near, w, cols, block, scales)
 			dst := make([]byte, len(w)/2)
-			if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, f, sweep); err != nil {
+			if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, f, sweep, nil); err != nil {
 				t.Fatal(err)
 			}
 			a, b := make([]float32, len(w)), make([]float32, len(w))
@@ -208,7 +208,7 @@ func TestGPTQLowersOutputError(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := make([]int8, len(w))
-		GPTQRowsInt8(got, sc, zp, w, cols, sym, f)
+		GPTQRowsInt8(got, sc, zp, w, cols, sym, f, nil)
 		a, b := make([]float32, len(w)), make([]float32, len(w))
 		DequantizeInt8(a, near, []int{rows, cols}, 0, sc, zp)
 		DequantizeInt8(b, got, []int{rows, cols}, 0, sc, zp)
@@ -229,7 +229,7 @@ func TestGPTQGolden(t *testing.T) {
 		f := gptqFactorOf(t, x, cols)
 		scales := make([]uint16, len(w)/block)
 		dst := make([]byte, len(w)/2)
-		if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, f, true); err != nil {
+		if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, f, true, nil); err != nil {
 			t.Fatal(err)
 		}
 		sc, zp := make([]float32, rows), make([]int64, rows)
@@ -237,7 +237,7 @@ func TestGPTQGolden(t *testing.T) {
 		if err := QuantizeRowsInt8(q8, sc, zp, w, cols, true); err != nil {
 			t.Fatal(err)
 		}
-		GPTQRowsInt8(q8, sc, zp, w, cols, true, f)
+		GPTQRowsInt8(q8, sc, zp, w, cols, true, f, nil)
 		hs := sha256.New()
 		hs.Write(dst)
 		hs.Write(Uint16Bytes(scales))
@@ -256,9 +256,32 @@ func TestGPTQGolden(t *testing.T) {
 			t.Fatalf("%d workers: %s, 1 worker: %s", n, got, one)
 		}
 	}
-	const want = "360f95031379aeadf595b204a9b5d252be154138e94505cd46d16a359229d3e6"
+	const want = "5ad8a0439b5b149fc75b23e1f8237d682f489545992c267d991953889f5bf1ac"
 	if one != want {
 		t.Errorf("sha256 %s, want %s", one, want)
+	}
+}
+
+// TestGPTQObjective: the sweep's own measure of what it leaves equals the
+// output error measured on the calibration rows (RowObjectives).
+func TestGPTQObjective(t *testing.T) {
+	const rows, cols = 16, 128
+	w, x := gptqData(9, rows, cols, 200)
+	f := gptqFactorOf(t, x, cols)
+	scales := make([]uint16, len(w)/32)
+	dst := make([]byte, len(w)/2)
+	free := make([]float64, rows)
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, true, free); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, len(w))
+	DequantizeInt4(got, dst, cols, 32, scales)
+	measured := make([]float64, rows)
+	f.RowObjectives(measured, w, got, [][]float32{x})
+	for r := range rows {
+		if math.Abs(free[r]-measured[r]) > 1e-3*measured[r] {
+			t.Errorf("row %d: sweep's objective %g, measured %g", r, free[r], measured[r])
+		}
 	}
 }
 
@@ -283,7 +306,7 @@ func TestGPTQNoInput(t *testing.T) {
 	}
 	near, dst := make([]byte, len(w)/2), make([]byte, len(w)/2)
 	QuantizeInt4(near, w, cols, 32, scales)
-	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false); err != nil {
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	a, b := make([]int8, len(w)), make([]int8, len(w))
@@ -295,7 +318,7 @@ func TestGPTQNoInput(t *testing.T) {
 		}
 	}
 	w[3] = float32(math.NaN())
-	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, true); err == nil {
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, true, nil); err == nil {
 		t.Fatal("NaN weight: no error")
 	}
 }
@@ -322,6 +345,33 @@ func BenchmarkGPTQSweep(b *testing.B) {
 	SignedParamsInt4(scales, w, cols, 32, true)
 	dst := make([]byte, len(w)/2)
 	for b.Loop() {
-		GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false)
+		GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false, nil)
+	}
+}
+
+// TestAxpy4Vector: the vector form gives the scalar form's bits.
+func TestAxpy4Vector(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{1, 7, 8, 9, 64, 1000} {
+		xs := make([][]float32, 4)
+		for i := range xs {
+			xs[i] = make([]float32, n)
+			for k := range xs[i] {
+				xs[i][k] = float32(rng.NormFloat64())
+			}
+		}
+		a := []float32{0.3, -1.7, 2.5e-3, 11}
+		y1, y2 := make([]float32, n), make([]float32, n)
+		for k := range y1 {
+			y1[k] = float32(rng.NormFloat64())
+			y2[k] = y1[k]
+		}
+		axpy4(y1, a, xs[0], xs[1], xs[2], xs[3])
+		axpy4Go(y2, a, xs[0], xs[1], xs[2], xs[3])
+		for k := range y1 {
+			if math.Float32bits(y1[k]) != math.Float32bits(y2[k]) {
+				t.Fatalf("n %d element %d: %g, scalar %g", n, k, y1[k], y2[k])
+			}
+		}
 	}
 }
