@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/qpipe/qpipe/config"
@@ -183,14 +184,14 @@ func (j *bufferJob) factor() (*factorEntry, error) {
 	return e, nil
 }
 
-// gptqVariant is how int4 gptq scales are chosen (see quantizeGPTQ4);
-// QPIPE_GPTQ_SCALES overrides it for measurements.
-var gptqVariant = func() string {
+// gptqVariants are the int4 gptq scale variants tried (see quantizeGPTQ4);
+// QPIPE_GPTQ_SCALES (comma-separated) overrides them for measurements.
+func gptqVariants() []string {
 	if v := os.Getenv("QPIPE_GPTQ_SCALES"); v != "" {
-		return v
+		return strings.Split(v, ",")
 	}
-	return "signed"
-}()
+	return []string{"calibrated"}
+}
 
 // quantizeGPTQ4 quantizes whole rows of an int4 gptq job: the calibrated
 // scale search's nearest rounding and the error-compensated rounding are
@@ -214,33 +215,39 @@ func (j *bufferJob) quantizeGPTQ4(dst []byte, scales []uint16, x []float32, cols
 	if err != nil || e == nil {
 		return clamped, err
 	}
-	alt := make([]byte, len(dst))
-	altScales := make([]uint16, len(scales))
-	switch gptqVariant {
-	case "minmax":
-		_, err = quant.BlockParamsInt4(altScales, x, cols, block, j.clampTiny)
-	case "calibrated":
-		copy(altScales, scales)
-	case "sweep":
-	default:
-		_, err = quant.SignedParamsInt4(altScales, x, cols, block, j.clampTiny)
-	}
-	if err != nil {
-		return 0, err
-	}
 	rows := len(x) / cols
-	ea, eb := make([]float64, rows), make([]float64, rows)
-	if _, err := quant.GPTQBlocksInt4(alt, altScales, x, cols, block, j.clampTiny, e.f, gptqVariant == "sweep", eb); err != nil {
-		return 0, err
-	}
+	best := make([]float64, rows)
 	a := make([]float32, len(x))
 	quant.DequantizeInt4(a, dst, cols, block, scales)
-	e.f.RowObjectives(ea, x, a, e.rows)
+	e.f.RowObjectives(best, x, a, e.rows)
 	per := cols / block
-	for r := range rows {
-		if eb[r] < ea[r] {
-			copy(dst[r*cols/2:(r+1)*cols/2], alt[r*cols/2:(r+1)*cols/2])
-			copy(scales[r*per:(r+1)*per], altScales[r*per:(r+1)*per])
+	alt := make([]byte, len(dst))
+	altScales := make([]uint16, len(scales))
+	obj := make([]float64, rows)
+	for _, v := range gptqVariants() {
+		sweep := false
+		switch v {
+		case "minmax":
+			_, err = quant.BlockParamsInt4(altScales, x, cols, block, j.clampTiny)
+		case "calibrated":
+			copy(altScales, scales)
+		case "sweep":
+			sweep = true
+		default:
+			_, err = quant.SignedParamsInt4(altScales, x, cols, block, j.clampTiny)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if _, err := quant.GPTQBlocksInt4(alt, altScales, x, cols, block, j.clampTiny, e.f, sweep, obj); err != nil {
+			return 0, err
+		}
+		for r := range rows {
+			if obj[r] < best[r] {
+				best[r] = obj[r]
+				copy(dst[r*cols/2:(r+1)*cols/2], alt[r*cols/2:(r+1)*cols/2])
+				copy(scales[r*per:(r+1)*per], altScales[r*per:(r+1)*per])
+			}
 		}
 	}
 	return quant.TinyScales(scales), nil

@@ -28,9 +28,9 @@ func TestGoldenGPTQBytes(t *testing.T) {
 		model, quantize, sha256 string
 	}{
 		{"tiny_decoder.tflite", `{recipe: dynamic_int4_block32, scales: gptq, calibration: {samples: 4, seq: 16}}`,
-			"bebc964471d85b75fb9e48accac7ae4804ebcc0f4c38e2c02ca53c996d01509c"},
+			"36dd3699410b12725f469e5aa6f544035978d9fed32fd8bd86e74c7adbdc6bb9"},
 		{"tiny_decoder.tflite", `{recipe: dynamic_int4_block128, scales: gptq, calibration: {samples: 4, seq: 16}}`,
-			"c61d4dc5190dc25d8367e730c3af4a1f80de9f91b0353a3b4f85d102075a36a3"},
+			"a2c1a14abccc56d9ecc418453447a0ce2276c40127bc1b3441bd80352062d486"},
 		{"aeq_conv_fc_mnist.tflite", `{recipe: dynamic_int8, scales: gptq, calibration: {samples: 64}}`,
 			"2120d9330fc4dd20c00e9d3af364643972e7c0c20357f529612d0726e4a46139"},
 	} {

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strconv"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -221,9 +220,6 @@ const (
 func SamplesFor(samples int, l *evaluate.Layout) int {
 	if samples > 0 {
 		return samples
-	}
-	if v, _ := strconv.Atoi(os.Getenv("QPIPE_TMP_SAMPLES")); v > 0 {
-		return v
 	}
 	tokens := 0
 	for _, in := range l.Inputs {
