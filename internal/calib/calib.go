@@ -398,18 +398,25 @@ func seqFor(sig interp.Signature, m *tflite.Model, seq int) int {
 	return 0
 }
 
-// observeFC adds a FULLY_CONNECTED's input rows to its weight's sums.
-func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
+// fcInput is a FULLY_CONNECTED's float input as rows of its 2-D weight's
+// columns; ok is false for any other op or layout.
+func fcInput(m *tflite.Model, ev interp.OpEvent) (x []float32, cols int, ok bool) {
 	if ev.Code != fb.BuiltinOperatorFULLY_CONNECTED || len(ev.InputTensors) < 2 || len(ev.Inputs) < 1 || ev.Inputs[0] == nil || ev.InputTensors[1] < 0 {
-		return
+		return nil, 0, false
 	}
 	w := m.Meta.Subgraphs[ev.Subgraph].Tensors[ev.InputTensors[1]]
 	if len(w.Shape) != 2 || w.Shape[1] <= 0 || ev.Inputs[0].Type != fb.TensorTypeFLOAT32 {
-		return
+		return nil, 0, false
 	}
-	cols := int(w.Shape[1])
-	x := ev.Inputs[0].F32
-	if len(x)%cols != 0 {
+	cols = int(w.Shape[1])
+	x = ev.Inputs[0].F32
+	return x, cols, len(x)%cols == 0
+}
+
+// observeFC adds a FULLY_CONNECTED's input rows to its weight's sums.
+func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
+	x, cols, ok := fcInput(m, ev)
+	if !ok {
 		return
 	}
 	k := Key{ev.Subgraph, ev.InputTensors[1]}
@@ -421,6 +428,11 @@ func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
 	if len(s.sum) != cols {
 		return
 	}
+	s.add(x, cols)
+}
+
+// add adds rows of cols columns.
+func (s *statSums) add(x []float32, cols int) {
 	for r := 0; r < len(x); r += cols {
 		for j, v := range x[r : r+cols] {
 			s.sum[j] += float64(v)

@@ -11,7 +11,6 @@ import (
 	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
-	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 // Inputs are the calibration rows of the FULLY_CONNECTED inputs, for
@@ -98,16 +97,8 @@ func RunInputs(ctx context.Context, m *tflite.Model, cal *config.Calibration, lo
 }
 
 func (in *Inputs) observe(m *tflite.Model, sample int, ev interp.OpEvent) {
-	if ev.Code != fb.BuiltinOperatorFULLY_CONNECTED || len(ev.InputTensors) < 2 || len(ev.Inputs) < 1 || ev.Inputs[0] == nil || ev.InputTensors[1] < 0 || ev.InputTensors[0] < 0 {
-		return
-	}
-	w := m.Meta.Subgraphs[ev.Subgraph].Tensors[ev.InputTensors[1]]
-	if len(w.Shape) != 2 || w.Shape[1] <= 0 || ev.Inputs[0].Type != fb.TensorTypeFLOAT32 {
-		return
-	}
-	cols := int(w.Shape[1])
-	x := ev.Inputs[0].F32
-	if len(x)%cols != 0 {
+	x, cols, ok := fcInput(m, ev)
+	if !ok || ev.InputTensors[0] < 0 {
 		return
 	}
 	wk, ak := Key{ev.Subgraph, ev.InputTensors[1]}, Key{ev.Subgraph, ev.InputTensors[0]}
@@ -184,15 +175,8 @@ func (in *Inputs) Stats(w Key, cols int) *quant.ChannelStats {
 	s := &statSums{sum: make([]float64, cols), sq: make([]float64, cols)}
 	for _, ak := range in.readers[w] {
 		a := in.acts[ak]
-		if a.cols != cols {
-			continue
-		}
-		for r := 0; r < len(a.x); r += cols {
-			for j, v := range a.x[r : r+cols] {
-				s.sum[j] += float64(v)
-				s.sq[j] += float64(float64(v) * float64(v))
-			}
-			s.n++
+		if a.cols == cols {
+			s.add(a.x, cols)
 		}
 	}
 	if s.n == 0 {

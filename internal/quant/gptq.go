@@ -210,7 +210,7 @@ func cholesky(g []float64, n int) error {
 					ri := g[i*n : i*n+i]
 					for j := range p0 {
 						rj := g[j*n : j*n+j]
-						ri[j] = (ri[j] - dot64(ri[:j], rj)) / g[j*n+j]
+						ri[j] = (ri[j] - dot(ri[:j], rj)) / g[j*n+j]
 					}
 				}
 			})
@@ -219,9 +219,9 @@ func cholesky(g []float64, n int) error {
 			ri := g[i*n : i*n+i+1]
 			for j := p0; j < i; j++ {
 				rj := g[j*n : j*n+j+1]
-				ri[j] = (ri[j] - dot64(ri[:j], rj[:j])) / rj[j]
+				ri[j] = (ri[j] - dot(ri[:j], rj[:j])) / rj[j]
 			}
-			d := ri[i] - dot64(ri[:i], ri[:i])
+			d := ri[i] - dot(ri[:i], ri[:i])
 			if !(d > 0) || math.IsInf(d, 0) {
 				return fmt.Errorf("not positive definite at column %d (pivot %v)", n-1-i, d)
 			}
@@ -231,20 +231,20 @@ func cholesky(g []float64, n int) error {
 	return nil
 }
 
-// dot64 is Σ a_k·b_k over len(a) terms in four interleaved partial sums
-// (fixed order).
-func dot64(a, b []float64) float64 {
+// dot is Σ a_k·b_k over len(a) terms in four interleaved partial sums
+// (fixed order; each product rounded on its own).
+func dot[T float32 | float64](a, b []T) T {
 	b = b[:len(a)]
-	var s0, s1, s2, s3 float64
+	var s0, s1, s2, s3 T
 	k := 0
 	for ; k+4 <= len(a); k += 4 {
-		s0 += float64(a[k] * b[k])
-		s1 += float64(a[k+1] * b[k+1])
-		s2 += float64(a[k+2] * b[k+2])
-		s3 += float64(a[k+3] * b[k+3])
+		s0 += T(a[k] * b[k])
+		s1 += T(a[k+1] * b[k+1])
+		s2 += T(a[k+2] * b[k+2])
+		s3 += T(a[k+3] * b[k+3])
 	}
 	for ; k < len(a); k++ {
-		s0 += float64(a[k] * b[k])
+		s0 += T(a[k] * b[k])
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -282,31 +282,13 @@ func (f *GPTQFactor) RowObjectives(out []float64, src, got []float32, xs [][]flo
 			}
 			for _, x := range xs {
 				for t := 0; t < len(x); t += n {
-					d := float64(dot32(x[t:t+n], e))
+					d := float64(dot(x[t:t+n], e))
 					acc += float64(d * d)
 				}
 			}
 			out[r] = acc
 		}
 	})
-}
-
-// dot32 is Σ a_k·b_k in four interleaved float32 partial sums (fixed
-// order).
-func dot32(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	k := 0
-	for ; k+4 <= len(a); k += 4 {
-		s0 += float32(a[k] * b[k])
-		s1 += float32(a[k+1] * b[k+1])
-		s2 += float32(a[k+2] * b[k+2])
-		s3 += float32(a[k+3] * b[k+3])
-	}
-	for ; k < len(a); k++ {
-		s0 += float32(a[k] * b[k])
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 // gptqGrid is how one row's elements are quantized: group columns share
