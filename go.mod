@@ -4,6 +4,8 @@ go 1.26.8
 
 require github.com/google/flatbuffers v25.12.19+incompatible
 
+require golang.org/x/text v0.44.0
+
 require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect

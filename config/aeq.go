@@ -124,6 +124,77 @@ func LoadAEQRecipe(path string) (*Recipe, error) {
 	return ParseAEQRecipe(path, data)
 }
 
+// LoadAEQMapping reads an --aeq-recipe file that may be, besides a recipe,
+// the reference quantizer's mapping for LiteRT-LM bundles (aeq.py,
+// recipe_utils.resolve_litertlm_recipe_or_mapping): a JSON object from
+// "default" and model types ("tf_lite_prefill_decode", ...) to a recipe, each
+// either a list of rules or the path of a recipe file (absolute, else
+// relative to the mapping file's folder, else to the working folder). The
+// result is the default recipe with the others in its Sections; without a
+// "default" it is the preset none, so that sections of other model types
+// stay as they are (as the reference leaves them). A recipe file that is a
+// list comes back as LoadAEQRecipe returns it.
+func LoadAEQMapping(path string) (*Recipe, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read AI Edge Quantizer recipe: %w", err)
+	}
+	if len(data) > MaxAEQRecipeSize {
+		return nil, Diagnostics{{Pos: Pos{File: path}, Msg: fmt.Sprintf("recipe file larger than %d bytes", MaxAEQRecipeSize)}}
+	}
+	root, jerr := parseJSONTree(data)
+	if jerr != nil || root.kind != jsonObject {
+		return ParseAEQRecipe(path, data)
+	}
+	d := &aeqDecoder{file: path, data: data}
+	name := aeqName(path)
+	byType := map[string]*Recipe{}
+	for _, m := range root.keys {
+		var r *Recipe
+		switch m.val.kind {
+		case jsonArray:
+			rules := d.rules(m.val)
+			sub := name + "_" + aeqName(m.name)
+			r = &Recipe{Name: sub, Suffix: sub, Rules: effectiveOrder(rules), AEQ: path, P: posAt(path, data, m.off)}
+		case jsonString:
+			file := m.val.str
+			if !filepath.IsAbs(file) {
+				if near := filepath.Join(filepath.Dir(path), file); fileExists(near) {
+					file = near
+				}
+			}
+			var err error
+			if r, err = LoadAEQRecipe(file); err != nil {
+				d.errorf(m.val.off, m.name, "%v", err)
+				continue
+			}
+		default:
+			d.errorf(m.val.off, m.name, "expected a recipe file name or a list of rules, got %s", describeJSON(m.val))
+			continue
+		}
+		byType[m.name] = r
+	}
+	if len(d.errs) > 0 {
+		return nil, d.errs.Sorted()
+	}
+	def := byType["default"]
+	delete(byType, "default")
+	if def == nil {
+		def, err = Preset(SchemeNone)
+		if err != nil {
+			return nil, err
+		}
+	}
+	c := *def
+	c.Name, c.Suffix, c.Sections = name, name, byType
+	return &c, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // ParseAEQRecipe decodes an AI Edge Quantizer recipe (a JSON list of rules)
 // into a Recipe whose Rules hold them in the order the reference quantizer
 // resolves them. path names the file in diagnostics and gives the recipe

@@ -33,7 +33,11 @@ type Budget struct {
 	Samples int
 	Seq     int
 	Seed    int64
-	P       Pos
+	// Text and Tokenizer, when set, make the samples the text's windows
+	// (as qpipe eval --text): the choice samples the first Samples, the
+	// held-out ones the windows after them; resolved against Job.Dir.
+	Text, Tokenizer string
+	P               Pos
 }
 
 // DefaultBudgetCandidates are the schemes a budget chooses from unless the
@@ -106,10 +110,10 @@ func ParseSize(s string) (int64, error) {
 	return int64(math.Floor(b)), nil
 }
 
-var budgetKeys = []string{"size", "max_kl", "max_rel_l2", "metric", "output", "candidates", "samples", "seq", "seed"}
+var budgetKeys = []string{"size", "max_kl", "max_rel_l2", "metric", "output", "candidates", "samples", "seq", "seed", "text", "tokenizer"}
 
 // budget decodes quantize.budget.
-func (d *decoder) budget(n *yaml.Node, field string) *Budget {
+func (d *decoder) budget(n *yaml.Node, field, dir string) *Budget {
 	b := &Budget{P: d.at(d.deref(n))}
 	before := len(d.errs)
 	d.mapping(n, field, budgetKeys, false, func(key string, k, v *yaml.Node) {
@@ -174,8 +178,11 @@ func (d *decoder) budget(n *yaml.Node, field string) *Budget {
 			b.Seed = int64(x)
 		case "candidates":
 			b.Candidates = d.budgetCandidates(v, f)
+		case "text", "tokenizer":
+			d.textKey(v, f, key, dir, &b.Text, &b.Tokenizer)
 		}
 	})
+	d.checkText(n, field, b.Text, b.Tokenizer)
 	if len(d.errs) > before {
 		return nil
 	}

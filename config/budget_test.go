@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -82,6 +83,13 @@ func TestParseBudget(t *testing.T) {
 	if q := j.Stages[1].(*QuantizeStage); q.Budget.MaxKL != 0.02 || q.Budget.Size != 0 {
 		t.Errorf("budget = %+v", q.Budget)
 	}
+	j, err = ParseJob("jobs/b.yaml", []byte(budgetJob("        max_kl: 0.02\n        text: t/a.txt\n        tokenizer: tok.model\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := j.Stages[1].(*QuantizeStage).Budget; b.Text != filepath.Join("jobs", "t", "a.txt") || b.Tokenizer != filepath.Join("jobs", "tok.model") {
+		t.Errorf("budget text %q, tokenizer %q", b.Text, b.Tokenizer)
+	}
 }
 
 func TestParseBudgetErrors(t *testing.T) {
@@ -101,6 +109,7 @@ func TestParseBudgetErrors(t *testing.T) {
 		{"empty list", "        size: 1GB\n        candidates: {attention: []}\n", []wantDiag{d("7:33", "empty list")}},
 		{"scales on int8", "        size: 1GB\n        candidates: {attention: [{scheme: dynamic_int8, scales: search}]}\n", []wantDiag{d("7:65", "int4 blockwise schemes only")}},
 		{"unknown scales", "        size: 1GB\n        candidates: {attention: [{scheme: dynamic_int4_block32, scales: best}]}\n", []wantDiag{d("7:73", "best")}},
+		{"text without tokenizer", "        size: 1GB\n        text: a.txt\n", []wantDiag{d("6:9", "text needs tokenizer")}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseJob("jobs/bad.yaml", []byte(budgetJob(c.budget)))

@@ -107,7 +107,12 @@ type QuantizeStage struct {
 	// Budget, when set, chooses the schemes; Recipes is then the one
 	// recipe named BudgetRecipe that the budget fills in.
 	Budget *Budget
-	P      Pos
+	// Sections gives a LiteRT-LM bundle's TFLiteModel sections their own
+	// recipe, by model type ("tf_lite_embedder") or section index ("3"),
+	// in place of Recipes' (an index beats a model type); `none` leaves a
+	// section byte for byte as it is.
+	Sections map[string]*Recipe
+	P        Pos
 }
 
 // Calibration is `quantize.calibration`: how many inputs to run through the
@@ -121,7 +126,12 @@ type Calibration struct {
 	// Inputs is a file of pre-tokenized inputs (JSON lines, as qpipe eval
 	// reads them), resolved against Job.Dir; "" means random inputs.
 	Inputs string
-	P      Pos
+	// Text is a text file tokenized with Tokenizer (a SentencePiece model
+	// or a tokenizer.json) and cut into windows of the model's sequence
+	// length, as qpipe eval --text does; both resolved against Job.Dir.
+	// Text and Inputs exclude each other.
+	Text, Tokenizer string
+	P               Pos
 }
 
 // DefaultCalibration is the calibration of a job that sets none.
@@ -154,7 +164,13 @@ type AccuracyGate struct {
 	MinTop1 *float64
 	// MaxRelL2 bounds the relative L2 error of every output.
 	MaxRelL2 *float64
-	P        Pos
+	// Text and Tokenizer, when set, make the samples the text's windows
+	// (as qpipe eval --text; Samples of them), resolved against Job.Dir.
+	Text, Tokenizer string
+	// MaxPPLRatio bounds the quantized model's next-token perplexity on
+	// Text over the float model's, for every logits output (needs Text).
+	MaxPPLRatio *float64
+	P           Pos
 }
 
 // SerializeStage writes each output model.
@@ -163,7 +179,10 @@ type SerializeStage struct {
 	// Job.Name and {suffix} to the recipe's Suffix (see OutputPath).
 	Path   string
 	Layout string // LayoutAuto, LayoutInline or LayoutOffset
-	P      Pos
+	// Section picks, by model type or index, the one section of a
+	// LiteRT-LM bundle a .tflite path receives ("": the only one).
+	Section string
+	P       Pos
 
 	pathPos Pos // where the path value is written
 }
@@ -422,7 +441,7 @@ func (d *decoder) stageItem(item *yaml.Node, field string, j *Job) (stageEntry, 
 	case KindQuantize:
 		st = d.quantizeStage(v, p, j)
 	case KindVerify:
-		st = d.verifyStage(v, p)
+		st = d.verifyStage(v, p, j.Dir)
 	case KindSerialize:
 		st = d.serializeStage(v, p, j)
 	}
@@ -556,8 +575,15 @@ func (d *decoder) ops(n *yaml.Node, field string) []string {
 func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 	st := &QuantizeStage{P: p}
 	var one, many, manyKey, budget, budgetKey *yaml.Node
-	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration", "budget"}, false, func(key string, k, v *yaml.Node) {
+	if !d.mapping(n, KindQuantize, []string{"recipe", "recipes", "scales", "calibration", "budget", "sections"}, false, func(key string, k, v *yaml.Node) {
 		switch key {
+		case "sections":
+			st.Sections = map[string]*Recipe{}
+			d.mapping(v, "quantize.sections", nil, true, func(sel string, k, v *yaml.Node) {
+				if r := d.recipe(v, join("quantize.sections", sel)); r != nil {
+					st.Sections[sel] = r
+				}
+			})
 		case "recipe":
 			one = v
 		case "recipes":
@@ -577,7 +603,7 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 			d.errorf(budgetKey, KindQuantize, "budget chooses the schemes itself: leave recipe and recipes out (narrow its choice with budget.candidates)")
 			return st
 		}
-		if st.Budget = d.budget(budget, "quantize.budget"); st.Budget != nil {
+		if st.Budget = d.budget(budget, "quantize.budget", j.Dir); st.Budget != nil {
 			st.Recipes = []*Recipe{{Name: BudgetRecipe, Suffix: BudgetRecipe, P: st.Budget.P}}
 		}
 		return st
@@ -622,12 +648,13 @@ func (d *decoder) quantizeStage(n *yaml.Node, p Pos, j *Job) *QuantizeStage {
 // take seconds to minutes, not to be a benchmark.
 const maxCalibration = 1 << 16
 
-// calibration decodes quantize.calibration: {samples: N, seq: N, inputs: FILE}.
+// calibration decodes quantize.calibration: {samples: N, seq: N, inputs:
+// FILE} or {..., text: FILE, tokenizer: FILE}.
 func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 	const field = "quantize.calibration"
 	c := DefaultCalibration()
 	c.P = d.at(d.deref(n))
-	d.mapping(n, field, []string{"samples", "seq", "inputs"}, false, func(key string, k, v *yaml.Node) {
+	d.mapping(n, field, []string{"samples", "seq", "inputs", "text", "tokenizer"}, false, func(key string, k, v *yaml.Node) {
 		f := join(field, key)
 		switch key {
 		case "samples", "seq":
@@ -648,12 +675,41 @@ func (d *decoder) calibration(n *yaml.Node, j *Job) *Calibration {
 			if s, ok := d.nonEmpty(v, f); ok {
 				c.Inputs = resolvePath(j.Dir, s)
 			}
+		case "text", "tokenizer":
+			d.textKey(v, f, key, j.Dir, &c.Text, &c.Tokenizer)
 		}
 	})
+	if c.Text != "" && c.Inputs != "" {
+		d.errorf(d.deref(n), field, "text and inputs: give one")
+	}
+	d.checkText(n, field, c.Text, c.Tokenizer)
 	return c
 }
 
-func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
+// textKey decodes a text: FILE or tokenizer: FILE key (resolved against
+// dir) into *text or *tok.
+func (d *decoder) textKey(v *yaml.Node, f, key, dir string, text, tok *string) {
+	if s, ok := d.nonEmpty(v, f); ok {
+		if key == "text" {
+			*text = resolvePath(dir, s)
+		} else {
+			*tok = resolvePath(dir, s)
+		}
+	}
+}
+
+// checkText reports a text without a tokenizer or a tokenizer without a
+// text.
+func (d *decoder) checkText(n *yaml.Node, field, text, tok string) {
+	switch {
+	case text != "" && tok == "":
+		d.errorf(d.deref(n), field, "text needs tokenizer: FILE (a SentencePiece model or a tokenizer.json)")
+	case text == "" && tok != "":
+		d.errorf(d.deref(n), field, "tokenizer is for text: FILE")
+	}
+}
+
+func (d *decoder) verifyStage(n *yaml.Node, p Pos, dir string) *VerifyStage {
 	st := &VerifyStage{OnMismatch: OnMismatchFail, P: p}
 	d.mapping(n, KindVerify, []string{"on_mismatch", "accuracy"}, true, func(key string, k, v *yaml.Node) {
 		switch key {
@@ -662,17 +718,17 @@ func (d *decoder) verifyStage(n *yaml.Node, p Pos) *VerifyStage {
 				st.OnMismatch = s
 			}
 		case "accuracy":
-			st.Accuracy = d.accuracy(v, d.at(k))
+			st.Accuracy = d.accuracy(v, d.at(k), dir)
 		}
 	})
 	return st
 }
 
 // accuracy decodes verify.accuracy.
-func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
+func (d *decoder) accuracy(n *yaml.Node, p Pos, dir string) *AccuracyGate {
 	const field = "verify.accuracy"
 	g := &AccuracyGate{Samples: evaluate.DefaultSamples, P: p}
-	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2"}
+	keys := []string{"samples", "seq", "max_kl", "min_top1", "max_rel_l2", "text", "tokenizer", "max_ppl_ratio"}
 	before := len(d.errs)
 	if !d.mapping(n, field, keys, false, func(key string, k, v *yaml.Node) {
 		f := join(field, key)
@@ -700,6 +756,16 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 					g.MaxRelL2 = &x
 				}
 			}
+		case "text", "tokenizer":
+			d.textKey(v, f, key, dir, &g.Text, &g.Tokenizer)
+		case "max_ppl_ratio":
+			if x, ok := d.number(v, f); ok {
+				if !(x >= 1) {
+					d.errorf(d.deref(v), f, "%g: a bound on the quantized model's perplexity over the float model's, at least 1 (1.05 = 5 %% worse)", x)
+					return
+				}
+				g.MaxPPLRatio = &x
+			}
 		case "min_top1":
 			if x, ok := d.number(v, f); ok {
 				if x < 0 || x > 1 {
@@ -712,17 +778,27 @@ func (d *decoder) accuracy(n *yaml.Node, p Pos) *AccuracyGate {
 	}) {
 		return nil
 	}
-	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil {
-		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2")
+	if len(d.errs) == before && g.MaxKL == nil && g.MinTop1 == nil && g.MaxRelL2 == nil && g.MaxPPLRatio == nil {
+		d.errorf(d.deref(n), field, "no bound: set at least one of max_kl, min_top1, max_rel_l2, max_ppl_ratio")
 	}
+	if g.MaxPPLRatio != nil && g.Text == "" {
+		d.errorf(d.deref(n), field, "max_ppl_ratio measures perplexity on a text: set text: FILE and tokenizer: FILE")
+	}
+	d.checkText(n, field, g.Text, g.Tokenizer)
 	return g
 }
 
 func (d *decoder) serializeStage(n *yaml.Node, p Pos, j *Job) *SerializeStage {
 	st := &SerializeStage{P: p}
-	d.mapping(n, KindSerialize, []string{"path", "layout"}, false, func(key string, k, v *yaml.Node) {
+	d.mapping(n, KindSerialize, []string{"path", "layout", "section"}, false, func(key string, k, v *yaml.Node) {
 		f := join(KindSerialize, key)
 		switch key {
+		case "section": // a model type, or an index written as a number
+			if x := d.deref(v); x != nil && x.Kind == yaml.ScalarNode && x.Tag == "!!int" {
+				st.Section = x.Value
+			} else {
+				st.Section, _ = d.nonEmpty(v, f)
+			}
 		case "path":
 			s, ok := d.nonEmpty(v, f)
 			if !ok {

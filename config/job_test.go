@@ -362,6 +362,12 @@ var badJobs = []struct {
 		[]wantDiag{d("4:53", "samples 0: want 1 to 65536"), d("4:61", "seq 70000: want 1 to 65536")}},
 	{"calibration unknown key", head + "  - quantize: {recipe: fp16, calibration: {sample: 3}}\n" + tail,
 		[]wantDiag{d("4:44", `unknown key "sample" (did you mean "samples"?)`)}},
+	{"calibration text and inputs", head + "  - quantize: {recipe: fp16, calibration: {text: a.txt, tokenizer: t.model, inputs: a.jsonl}}\n" + tail,
+		[]wantDiag{d("4:43", "text and inputs: give one")}},
+	{"calibration text without tokenizer", head + "  - quantize: {recipe: fp16, calibration: {text: a.txt}}\n" + tail,
+		[]wantDiag{d("4:43", "text needs tokenizer")}},
+	{"calibration tokenizer without text", head + "  - quantize: {recipe: fp16, calibration: {tokenizer: t.model}}\n" + tail,
+		[]wantDiag{d("4:43", "tokenizer is for text")}},
 	{"recipe and recipes", head + "  - quantize: {recipe: fp16, recipes: [fp16]}\n" + tail,
 		[]wantDiag{d("4:30", "recipe and recipes are exclusive")}},
 	{"no recipe", head + "  - quantize: {}\n" + tail,
@@ -377,7 +383,13 @@ var badJobs = []struct {
 	{"bad layout", head + "  - quantize: {recipe: fp16}\n  - serialize: {path: o.tflite, layout: packed}\n",
 		[]wantDiag{d("5:41", `serialize.layout: unknown value "packed"; valid: auto, inline, offset`)}},
 	{"accuracy without a bound", head + "  - quantize: {recipe: fp16}\n  - verify: {accuracy: {samples: 2}}\n" + tail,
-		[]wantDiag{d("5:24", "verify.accuracy: no bound: set at least one of max_kl, min_top1, max_rel_l2")}},
+		[]wantDiag{d("5:24", "verify.accuracy: no bound: set at least one of max_kl, min_top1, max_rel_l2, max_ppl_ratio")}},
+	{"perplexity without text", head + "  - quantize: {recipe: fp16}\n  - verify: {accuracy: {max_ppl_ratio: 1.1}}\n" + tail,
+		[]wantDiag{d("5:24", "max_ppl_ratio measures perplexity on a text")}},
+	{"perplexity ratio below 1", head + "  - quantize: {recipe: fp16}\n  - verify: {accuracy: {text: a.txt, tokenizer: t.json, max_ppl_ratio: 0.5}}\n" + tail,
+		[]wantDiag{d("5:72", "max_ppl_ratio: 0.5: a bound on the quantized model's perplexity")}},
+	{"accuracy text without tokenizer", head + "  - quantize: {recipe: fp16}\n  - verify: {accuracy: {text: a.txt, max_kl: 1}}\n" + tail,
+		[]wantDiag{d("5:24", "text needs tokenizer")}},
 	{"bad accuracy values", head + "  - quantize: {recipe: fp16}\n  - verify:\n      accuracy: {samples: 0, seq: x, max_kl: -1, min_top1: 90, max_rel_l2: .nan, top5: 1}\n" + tail,
 		[]wantDiag{d("6:27", "verify.accuracy.samples: 0: want between 1 and"), d("6:35", "verify.accuracy.seq: expected an integer"),
 			d("6:46", "verify.accuracy.max_kl: -1: a bound on a distance is not negative"), d("6:60", "verify.accuracy.min_top1: 90: a fraction of positions, between 0 and 1"),
@@ -618,5 +630,23 @@ func TestExamples(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("no examples/%s.yaml", name)
 		}
+	}
+}
+
+// TestJobCalibrationText: calibration's text and tokenizer resolve against
+// the job's folder.
+func TestJobCalibrationText(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "j.yaml")
+	text := head + "  - quantize: {recipe: fp16, calibration: {text: data/a.txt, tokenizer: tok.model}}\n" + tail
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err := LoadJob(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := j.Quantize().Calibration; c.Text != filepath.Join(dir, "data", "a.txt") || c.Tokenizer != filepath.Join(dir, "tok.model") || c.Inputs != "" {
+		t.Fatalf("calibration %+v", c)
 	}
 }

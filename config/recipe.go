@@ -65,6 +65,10 @@ type Recipe struct {
 	Rules []ScopeRule
 	// AEQ is the AI Edge Quantizer recipe file the Rules come from.
 	AEQ string
+	// Sections replaces this recipe for a LiteRT-LM bundle's sections by
+	// model type: an AI Edge Quantizer model-type mapping file
+	// (LoadAEQMapping); QuantizeStage.Sections wins over it.
+	Sections map[string]*Recipe
 
 	// Scales is the scale method of the recipe's int4 schemes that do not
 	// set their own (Scheme.Scales); "" leaves it to the quantize stage.

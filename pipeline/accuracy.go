@@ -6,11 +6,14 @@ import (
 )
 
 // Setting describes what an accuracy gate runs: "8 samples x 16 tokens,
-// seed 1".
+// seed 1", or "8 samples x 16 tokens of text.txt".
 func (a *Accuracy) Setting() string {
 	s := fmt.Sprintf("%d samples", a.Samples)
 	if a.Seq > 0 {
 		s += fmt.Sprintf(" x %d tokens", a.Seq)
+	}
+	if a.Text != "" {
+		return s + " of " + a.Text
 	}
 	return s + fmt.Sprintf(", seed %d", a.Seed)
 }

@@ -23,6 +23,9 @@ type Plan struct {
 // WeightPlan is one constant weight tensor read by at least one op that a
 // scheme can quantize.
 type WeightPlan struct {
+	// Section is the bundle section holding the weight's model (a
+	// LiteRT-LM bundle's section index; nil for a bare .tflite).
+	Section  *int     `json:"section,omitempty"`
 	Subgraph int      `json:"subgraph"`
 	Tensor   int      `json:"tensor_index"`
 	Name     string   `json:"tensor"`
@@ -128,17 +131,25 @@ func (p *Plan) SizesByRole() []SizeShare {
 // buffer shared by several weights counts its input once, and its output
 // once too unless the quantize stage already split it among them.
 func (p *Plan) count(f func(w *WeightPlan, in, out int64)) {
-	seen := map[uint32]bool{}
+	type key struct {
+		section int
+		buffer  uint32
+	}
+	seen := map[key]bool{}
 	for _, w := range p.Weights {
+		k := key{-1, w.Buffer}
+		if w.Section != nil {
+			k.section = *w.Section
+		}
 		var in, out int64
 		if w.Scheme != nil {
 			// The quantize stage already counts a shared output once.
 			out = w.BytesOut
-		} else if !seen[w.Buffer] {
+		} else if !seen[k] {
 			out = w.BytesOut
 		}
-		if !seen[w.Buffer] {
-			seen[w.Buffer] = true
+		if !seen[k] {
+			seen[k] = true
 			in = w.BytesIn
 		}
 		f(w, in, out)

@@ -59,10 +59,12 @@ type OutputReport struct {
 // float model's on the same generated inputs. In a plan only the settings
 // and the bounds are set; in a report every check has its value.
 type Accuracy struct {
-	Samples int             `json:"samples"`
-	Seq     int             `json:"seq,omitempty"` // tokens per sequence; 0: no token input
-	Seed    int64           `json:"seed"`
-	Checks  []AccuracyCheck `json:"checks"`
+	Samples int   `json:"samples"`
+	Seq     int   `json:"seq,omitempty"` // tokens per sequence; 0: no token input
+	Seed    int64 `json:"seed"`
+	// Text, when set, is the text file whose windows are the samples.
+	Text   string          `json:"text,omitempty"`
+	Checks []AccuracyCheck `json:"checks"`
 }
 
 // AccuracyCheck is one bound on one output.

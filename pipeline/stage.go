@@ -36,6 +36,8 @@ type State struct {
 	InputPath string
 	// Model is the loaded model; its concrete type is the stages' business.
 	Model any
+	// Part is the bundle section a stage runs on (Parts), nil otherwise.
+	Part *Part
 
 	// Plan lists every weight tensor with its role and, once quantize has
 	// run, its scheme and sizes.
@@ -133,7 +135,7 @@ func runStages(ctx context.Context, stages []Stage, s *State) error {
 		}
 		start := time.Now()
 		s.Log.Debug().Str("stage", st.Name()).Msg("start")
-		if err := st.Run(ctx, s); err != nil {
+		if err := runStage(ctx, st, s); err != nil {
 			return &StageError{Job: s.Job, Recipe: s.Recipe, Stage: st.Name(), Err: err}
 		}
 		s.Log.Info().Str("stage", st.Name()).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("done")

@@ -8,6 +8,8 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/litertlm"
+	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -21,6 +23,9 @@ const (
 	metricMeanKL = "mean_kl"
 	metricTop1   = "top1"
 	metricRelL2  = "rel_l2"
+	// metricPPLRatio is the candidate's next-token perplexity on the
+	// gate's text over the float model's (bound max_ppl_ratio).
+	metricPPLRatio = "ppl_ratio"
 )
 
 // accuracyGate is verify's accuracy: mapping resolved against the float
@@ -38,30 +43,70 @@ const (
 type accuracyGate struct {
 	cfg       *config.AccuracyGate
 	floatPath string
-	plan      pipeline.Accuracy // the checks, without values
+	// section is the bundle section the float model is read from (-1: the
+	// float file is a bare model).
+	section int
+	plan    pipeline.Accuracy  // the checks, without values
+	text    []*evaluate.Sample // the text's windows, when the gate has a text
+}
+
+// openSection opens the model in the file at path: the whole file
+// (section -1), or that section of a bundle.
+func openSection(path string, section int) (*evaluate.Model, error) {
+	if section < 0 {
+		return evaluate.Open(path, 0)
+	}
+	b, err := litertlm.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	if section >= len(b.Sections) {
+		return nil, fmt.Errorf("%s has no section %d", path, section)
+	}
+	sec := b.Sections[section]
+	f, err := tflite.OpenSection(path, sec.Begin, sec.Len(), path+" "+sec.Name())
+	if err != nil {
+		return nil, err
+	}
+	return evaluate.OpenFile(f, path, 0)
 }
 
 func (g *accuracyGate) options() evaluate.Options {
-	return evaluate.Options{Samples: g.cfg.Samples, Seq: g.cfg.Seq, Seed: AccuracySeed}
+	opt := evaluate.Options{Samples: g.cfg.Samples, Seq: g.cfg.Seq, Seed: AccuracySeed}
+	if g.text != nil {
+		opt.Inputs, opt.InputsFile = g.text, g.cfg.Text
+	}
+	return opt
 }
 
-// planAccuracy resolves cfg against the float model at floatPath.
-func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, error) {
-	g := &accuracyGate{cfg: cfg, floatPath: floatPath}
+// planAccuracy resolves cfg against the float model at floatPath (its
+// section section of a bundle, or the whole file for -1).
+func planAccuracy(cfg *config.AccuracyGate, floatPath string, section int) (*accuracyGate, error) {
+	g := &accuracyGate{cfg: cfg, floatPath: floatPath, section: section}
 	where := "verify.accuracy"
 	if cfg.P.File != "" {
 		where = cfg.P.String() + ": " + where
 	}
-	m, err := evaluate.Open(floatPath, 0)
+	m, err := openSection(floatPath, section)
 	if err != nil {
 		return nil, fmt.Errorf("%s: the float model cannot be evaluated: %w", where, err)
 	}
 	defer m.Close()
+	if cfg.Text != "" {
+		if g.text, _, err = evaluate.TextSamples(m, g.options(), cfg.Text, cfg.Tokenizer, evaluate.NoBOS); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+	}
 	sigs, err := evaluate.Describe(m, g.options())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	g.plan = pipeline.Accuracy{Samples: cfg.Samples, Seed: AccuracySeed, Checks: []pipeline.AccuracyCheck{}}
+	samples := cfg.Samples
+	if g.text != nil {
+		samples = min(cfg.Samples, len(g.text))
+	}
+	g.plan = pipeline.Accuracy{Samples: samples, Seed: AccuracySeed, Text: cfg.Text, Checks: []pipeline.AccuracyCheck{}}
 	logits := 0
 	var names []string
 	for _, s := range sigs {
@@ -79,12 +124,13 @@ func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, er
 				logits++
 				check(metricMeanKL, cfg.MaxKL)
 				check(metricTop1, cfg.MinTop1)
+				check(metricPPLRatio, cfg.MaxPPLRatio)
 			}
 			check(metricRelL2, cfg.MaxRelL2)
 		}
 	}
-	if logits == 0 && (cfg.MaxKL != nil || cfg.MinTop1 != nil) {
-		return nil, fmt.Errorf("%s: max_kl and min_top1 measure logits outputs (last dimension = the vocabulary of an embedding table), and this model has none (outputs %s); bound max_rel_l2 instead",
+	if logits == 0 && (cfg.MaxKL != nil || cfg.MinTop1 != nil || cfg.MaxPPLRatio != nil) {
+		return nil, fmt.Errorf("%s: max_kl, min_top1 and max_ppl_ratio measure logits outputs (last dimension = the vocabulary of an embedding table), and this model has none (outputs %s); bound max_rel_l2 instead",
 			where, strings.Join(names, ", "))
 	}
 	return g, nil
@@ -93,13 +139,13 @@ func planAccuracy(cfg *config.AccuracyGate, floatPath string) (*accuracyGate, er
 // measure compares the model written at candPath with the float model and
 // returns every check with its value, and an error listing the bounds it
 // misses.
-func (g *accuracyGate) measure(ctx context.Context, candPath string) (*pipeline.Accuracy, error) {
-	ref, err := evaluate.Open(g.floatPath, 0)
+func (g *accuracyGate) measure(ctx context.Context, candPath string, candSection int) (*pipeline.Accuracy, error) {
+	ref, err := openSection(g.floatPath, g.section)
 	if err != nil {
 		return nil, err
 	}
 	defer ref.Close()
-	cand, err := evaluate.Open(candPath, 0)
+	cand, err := openSection(candPath, candSection)
 	if err != nil {
 		return nil, fmt.Errorf("accuracy gate: the written model cannot be evaluated: %w", err)
 	}
@@ -162,6 +208,8 @@ func measured(rep *evaluate.Report, c pipeline.AccuracyCheck) (float64, bool) {
 				return float64(o.Logits.MeanKL), true
 			case c.Metric == metricTop1 && o.Logits != nil:
 				return float64(o.Logits.Top1), true
+			case c.Metric == metricPPLRatio && o.NextToken != nil:
+				return float64(o.NextToken.PPLRatio), true
 			}
 		}
 	}

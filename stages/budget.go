@@ -213,6 +213,10 @@ func choiceOf(units []*budgetUnit, pick func(i int, u *budgetUnit) *config.Schem
 }
 
 func (b *Budget) Run(ctx context.Context, s *pipeline.State) error {
+	if s.Part != nil {
+		// It would run once per section, each with the whole bundle's goal.
+		return fmt.Errorf("budgets do not run on LiteRT-LM bundles yet: give the sections recipes (quantize.sections), or budget one section's .tflite")
+	}
 	start := time.Now()
 	ms, err := model(s)
 	if err != nil {

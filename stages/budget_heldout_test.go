@@ -57,7 +57,7 @@ func budgetFixture(t *testing.T, cfg *config.Budget) ([]*budgetUnit, *measurer, 
 	path := filepath.Join(models, "tiny_decoder.tflite")
 	m := openModel(t, path)
 	t.Cleanup(func() { m.Close() })
-	ms := &modelState{m: m, path: path}
+	ms := &modelState{m: m, path: path, section: -1}
 	s := &pipeline.State{Model: ms, Log: zerolog.Nop()}
 	if err := (&Annotate{}).Run(context.Background(), s); err != nil {
 		t.Fatal(err)

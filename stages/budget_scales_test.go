@@ -20,7 +20,7 @@ import (
 // listed twice is one.
 func TestBudgetScaleOptions(t *testing.T) {
 	m := openModel(t, filepath.Join(models, "tiny_decoder.tflite"))
-	ms := &modelState{m: m}
+	ms := &modelState{m: m, section: -1}
 	if err := (&Annotate{}).Run(context.Background(), &pipeline.State{Model: ms}); err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func TestBudgetUnits(t *testing.T) {
 		t.Run(tc.model, func(t *testing.T) {
 			m := openModel(t, filepath.Join(models, tc.model))
 			defer m.Close()
-			ms := &modelState{m: m}
+			ms := &modelState{m: m, section: -1}
 			s := &pipeline.State{Model: ms}
 			if err := (&Annotate{}).Run(context.Background(), s); err != nil {
 				t.Fatal(err)
@@ -159,7 +159,7 @@ func TestBudgetUnits(t *testing.T) {
 func TestBudgetNotDivisible(t *testing.T) {
 	m := openModel(t, filepath.Join(models, "tiny_decoder_nodiv.tflite"))
 	defer m.Close()
-	ms := &modelState{m: m}
+	ms := &modelState{m: m, section: -1}
 	if err := (&Annotate{}).Run(context.Background(), &pipeline.State{Model: ms}); err != nil {
 		t.Fatal(err)
 	}

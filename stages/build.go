@@ -102,6 +102,7 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				Scales:          quantize.Scales,
 				Calibration:     quantize.Calibration,
 				Choice:          choice,
+				Sections:        sectionRecipes(r, quantize),
 			}
 			if opt.Scales != "" {
 				q.Scales = opt.Scales
@@ -118,11 +119,14 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				return nil, err
 			}
 		}
-		b.Stages = append(b.Stages, &Serialize{Path: path, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
+		b.Stages = append(b.Stages, &Serialize{Path: path, Section: serialize.Section, Layout: layout, Hash: opt.Hash, Sync: opt.Sync, Progress: opt.Progress})
 		pj.Branches = append(pj.Branches, b)
 	}
 	if len(check.quantize) > 1 {
 		pj.Prefix = append(pj.Prefix, check)
+	}
+	if sc := newSectionCheck(recipes, quantize, opt.Strict); sc != nil {
+		pj.Prefix = append(pj.Prefix, sc)
 	}
 	pj.Prefix = append(pj.Prefix, &Lint{Rules: a.Rules, Recipes: recipes, Strict: opt.Strict})
 	return pj, nil

@@ -20,13 +20,14 @@ import (
 // weightStats are the statistics of one model, by weight tensor.
 type weightStats calib.Stats
 
-// calibrationStats returns the activation statistics of the model at path
-// (loaded as m, still float), from the caches or by running it.
-func calibrationStats(ctx context.Context, m *tflite.Model, path string, cal *config.Calibration, log zerolog.Logger) (weightStats, error) {
+// calibrationStats returns the activation statistics of the model of ms
+// (still float), from the caches or by running it.
+func calibrationStats(ctx context.Context, ms *modelState, cal *config.Calibration, log zerolog.Logger) (weightStats, error) {
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	key, err := calibrationKey(path, cal)
+	m := ms.m
+	key, err := calibrationKey(ms, cal)
 	if err != nil {
 		return nil, err
 	}
@@ -40,18 +41,33 @@ func keyedStats(ctx context.Context, m *tflite.Model, key string, cal *config.Ca
 	return weightStats(st), err
 }
 
-// calibrationKey identifies the statistics of the model at path under
-// cal: what they are cached by.
-func calibrationKey(path string, cal *config.Calibration) (string, error) {
-	sum, err := FileSHA256(path)
+// calibrationKey identifies the statistics of the model of ms under cal:
+// what they are cached by. A bundle's sections share the file's digest and
+// are told apart by their index.
+func calibrationKey(ms *modelState, cal *config.Calibration) (string, error) {
+	sum, err := FileSHA256(ms.path)
 	if err != nil {
 		return "", err
+	}
+	if ms.section >= 0 {
+		sum += fmt.Sprintf("#section%d", ms.section)
 	}
 	in := ""
 	if cal.Inputs != "" {
 		if in, err = FileSHA256(cal.Inputs); err != nil {
 			return "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
 		}
+	}
+	if cal.Text != "" {
+		text, err := FileSHA256(cal.Text)
+		if err != nil {
+			return "", fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
+		}
+		tok, err := FileSHA256(cal.Tokenizer)
+		if err != nil {
+			return "", fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
+		}
+		in = "text:" + text + ",tokenizer:" + tok
 	}
 	return calib.CacheKey(sum, cal, in), nil
 }
@@ -74,7 +90,7 @@ func (q *Quantize) calibrate(ctx context.Context, s *pipeline.State, reqs []requ
 	if err != nil {
 		return nil, err
 	}
-	return calibrationStats(ctx, ms.m, ms.path, q.Calibration, s.Log)
+	return calibrationStats(ctx, ms, q.Calibration, s.Log)
 }
 
 // of returns the statistics for a calibrated job's weight (nil for other

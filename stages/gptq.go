@@ -49,7 +49,7 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	key, err := calibrationKey(ms.path, cal)
+	key, err := calibrationKey(ms, cal)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,11 @@ type Lint struct {
 
 func (*Lint) Name() string { return "lint" }
 
+// Whole implements pipeline.WholeStage: on a bundle, Lint judges the job
+// against all its sections together (a line that acts on one section does
+// something).
+func (*Lint) Whole() {}
+
 // ErrStrict marks the error a strict Lint returns.
 var ErrStrict = errors.New("--strict: the job has lines that do nothing on this model")
 
@@ -42,8 +47,17 @@ func (l *Lint) Run(ctx context.Context, s *pipeline.State) error {
 		return errors.New("lint: no plan (annotate must run first)")
 	}
 	ds := lint(s.Plan, l.Rules, l.Recipes)
+	var uses [][]*weightUse
 	if ms, ok := s.Model.(*modelState); ok && ms != nil {
-		ds = append(ds, lintAEQ(l.Recipes, ms.uses)...).Sorted()
+		uses = append(uses, ms.uses)
+	}
+	if bs, ok := s.Model.(*bundleState); ok {
+		for _, p := range bs.parts {
+			uses = append(uses, p.Model.(*modelState).uses)
+		}
+	}
+	if len(uses) > 0 {
+		ds = append(ds, lintAEQ(l.Recipes, uses)...).Sorted()
 	}
 	if len(ds) == 0 {
 		return ctx.Err()
@@ -171,14 +185,20 @@ func lintRules(plan *pipeline.Plan, rules []config.Rule) config.Diagnostics {
 
 // lintAEQ reports the AI Edge Quantizer rules that match no op reading a
 // weight, counted as the plan's rule lines count them (aeqRuleMatches).
-func lintAEQ(recipes []*config.Recipe, uses []*weightUse) config.Diagnostics {
+func lintAEQ(recipes []*config.Recipe, models [][]*weightUse) config.Diagnostics {
 	var ds config.Diagnostics
 	for _, r := range recipes {
 		if r == nil || len(r.Rules) == 0 {
 			continue
 		}
-		for i, m := range aeqRuleMatches(r, uses) {
-			if m.Ops > 0 {
+		ops := make([]int, len(r.Rules))
+		for _, uses := range models { // a bundle's sections
+			for i, m := range aeqRuleMatches(r, uses) {
+				ops[i] += m.Ops
+			}
+		}
+		for i, n := range ops {
+			if n > 0 {
 				continue
 			}
 			rule := &r.Rules[i]

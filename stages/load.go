@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
@@ -22,6 +23,15 @@ type Load struct {
 func (*Load) Name() string { return "load" }
 
 func (l *Load) Run(ctx context.Context, s *pipeline.State) error {
+	if litertlm.Sniff(l.Path) {
+		bs, err := loadBundle(l.Path)
+		if err != nil {
+			return err
+		}
+		s.InputPath = l.Path
+		s.Model = bs
+		return ctx.Err()
+	}
 	m, err := tflite.Open(l.Path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -34,7 +44,7 @@ func (l *Load) Run(ctx context.Context, s *pipeline.State) error {
 		return err
 	}
 	s.InputPath = l.Path
-	s.Model = &modelState{m: m, path: l.Path}
+	s.Model = &modelState{m: m, path: l.Path, section: -1}
 	return ctx.Err()
 }
 
@@ -42,6 +52,9 @@ func (l *Load) Run(ctx context.Context, s *pipeline.State) error {
 func Close(s *pipeline.State) error {
 	if ms, ok := s.Model.(*modelState); ok && ms != nil {
 		return ms.m.Close()
+	}
+	if bs, ok := s.Model.(*bundleState); ok && bs != nil {
+		return bs.close()
 	}
 	return nil
 }

@@ -46,6 +46,9 @@ type Quantize struct {
 	// outStats, when set, are the statistics a budget's proxy weighs each
 	// weight's quantization error with (quant.OutputErrors).
 	outStats weightStats
+	// Sections replaces Recipe for a bundle's sections (config's
+	// QuantizeStage.Sections; forPart).
+	Sections map[string]*config.Recipe
 }
 
 // scales is the scale method for the recipe's schemes that set none.
@@ -59,6 +62,9 @@ func (q *Quantize) scales() string {
 func (*Quantize) Name() string { return "quantize" }
 
 func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
+	if p := q.forPart(s); p != q {
+		return p.Run(ctx, s)
+	}
 	ms, err := model(s)
 	if err != nil {
 		return err
@@ -128,7 +134,7 @@ func (c *recipeCheck) Run(ctx context.Context, s *pipeline.State) error {
 	}
 	var bad []string
 	for _, q := range c.quantize {
-		if _, _, err := q.resolve(ms.m, ms.uses); err != nil {
+		if _, _, err := q.forPart(s).resolve(ms.m, ms.uses); err != nil {
 			bad = append(bad, fmt.Sprintf("recipe %s: %v", q.Recipe.Name, err))
 		}
 	}

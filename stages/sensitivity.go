@@ -66,6 +66,10 @@ type measurer struct {
 	float   *interp.Interpreter
 
 	choose, held *sampleSet
+	// windows are the text's samples when the budget has a text (nil:
+	// generated samples); cfg is the budget.
+	windows []*evaluate.Sample
+	cfg     *config.Budget
 
 	probes, cached int
 	prog           *progress.Reporter
@@ -90,6 +94,7 @@ type measurer struct {
 // them.
 type sampleSet struct {
 	seed   int64
+	first  int // with a text: the index of its first window
 	inputs []map[string]*interp.Tensor
 	ref    [][][]float32 // per sample, per compared output
 }
@@ -197,6 +202,14 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 		return nil, err
 	}
 	mm.layout0, mm.seq = l, l.Seq
+	if cfg.Text != "" {
+		ids, err := evaluate.LayoutText(l, cfg.Text, cfg.Tokenizer)
+		if err != nil {
+			return nil, fmt.Errorf("quantize.budget.text: %w", err)
+		}
+		mm.windows = evaluate.WindowSamples(ids, l.Seq, evaluate.NoBOS)
+	}
+	mm.cfg = cfg
 	samples := cfg.Samples
 	if samples == 0 {
 		samples = defaultBudgetSamples
@@ -206,7 +219,7 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 		seed = defaultBudgetSeed
 	}
 	mm.step("float model on the choice samples", samples, "samples")
-	if mm.choose, err = mm.samples(ctx, seed, samples); err != nil {
+	if mm.choose, err = mm.samples(ctx, seed, 0, samples); err != nil {
 		return nil, err
 	}
 	if cacheDir != "" {
@@ -215,6 +228,17 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 			return nil, err
 		}
 		key := fmt.Sprintf("%s|%s|%s|%s|%s|%d|%d|%d", measurementVersion, sum, mm.sig, strings.Join(mm.outputs, ","), mm.metric, samples, mm.seq, seed)
+		if cfg.Text != "" {
+			text, err := FileSHA256(cfg.Text)
+			if err != nil {
+				return nil, err
+			}
+			tok, err := FileSHA256(cfg.Tokenizer)
+			if err != nil {
+				return nil, err
+			}
+			key += "|text=" + text + "|tokenizer=" + tok
+		}
 		mm.cachePath = cache.File(cacheDir, "budget", key, 1, "json")
 		if data, err := os.ReadFile(mm.cachePath); err == nil {
 			// A cache file that does not parse is measured again.
@@ -226,11 +250,22 @@ func newMeasurer(ctx context.Context, ms *modelState, plan *pipeline.Plan, cfg *
 	return mm, nil
 }
 
-// samples generates n samples of seed and runs the float model on them.
-func (mm *measurer) samples(ctx context.Context, seed int64, n int) (*sampleSet, error) {
-	set := &sampleSet{seed: seed}
+// samples generates n samples of seed (with a text: binds its windows
+// from first on) and runs the float model on them.
+func (mm *measurer) samples(ctx context.Context, seed int64, first, n int) (*sampleSet, error) {
+	set := &sampleSet{seed: seed, first: first}
+	if mm.windows != nil && first+n > len(mm.windows) {
+		return nil, fmt.Errorf("quantize.budget.text: %s gives %d window(s) of %d tokens; the budget needs %d (choice and held-out samples): a longer text or fewer samples",
+			mm.cfg.Text, len(mm.windows), mm.seq, first+n)
+	}
 	for k := 0; k < n; k++ {
-		inputs, err := mm.layout0.Generate(seed, k)
+		var inputs map[string]*interp.Tensor
+		var err error
+		if mm.windows != nil {
+			inputs, err = mm.layout0.Bind(mm.windows[first+k], mm.cfg.Text, seed, first+k, 0)
+		} else {
+			inputs, err = mm.layout0.Generate(seed, k)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +297,13 @@ func (mm *measurer) heldOutSet(ctx context.Context, elems int64) (*sampleSet, er
 	}
 	var err error
 	mm.step("float model on the held-out samples", n, "samples")
-	mm.held, err = mm.samples(ctx, int64(uint64(mm.choose.seed)+heldOutSeedOffset), n)
+	first := 0
+	if mm.windows != nil {
+		// The held-out windows follow the choice windows in the text.
+		first = len(mm.choose.inputs)
+		n = min(n, max(len(mm.windows)-first, len(mm.choose.inputs)))
+	}
+	mm.held, err = mm.samples(ctx, int64(uint64(mm.choose.seed)+heldOutSeedOffset), first, n)
 	return mm.held, err
 }
 
@@ -309,7 +350,7 @@ func (mm *measurer) calibrate(ctx context.Context, units []*budgetUnit, cal *con
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	key, err := calibrationKey(mm.ms.path, cal)
+	key, err := calibrationKey(mm.ms, cal)
 	if err != nil {
 		return err
 	}
@@ -835,9 +876,9 @@ func (mm *measurer) gatherProxyStats(ctx context.Context) {
 		mm.proxyStats = mm.stats
 		return
 	}
-	cal := &config.Calibration{Samples: len(mm.choose.inputs), Seq: max(mm.seq, 1)}
+	cal := &config.Calibration{Samples: len(mm.choose.inputs), Seq: max(mm.seq, 1), Text: mm.cfg.Text, Tokenizer: mm.cfg.Tokenizer}
 	mm.log.Info().Int("samples", cal.Samples).Msg("budget: gathering the calibration statistics of the weights' inputs (one float run over the samples)")
-	st, err := calibrationStats(ctx, mm.ms.m, mm.ms.path, cal, mm.log)
+	st, err := calibrationStats(ctx, mm.ms, cal, mm.log)
 	if err != nil {
 		mm.log.Warn().Err(err).Msg("budget: no calibration statistics; the proxy is each weight's squared error")
 		return

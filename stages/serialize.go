@@ -17,8 +17,11 @@ import (
 // failed job leaves no partial output. It never writes over the input.
 type Serialize struct {
 	// Path may hold {name} (the job's name) and {suffix} (the recipe's).
-	Path   string
-	Layout tflite.Layout
+	Path string
+	// Section picks the bundle section a .tflite path receives, by index
+	// or model type ("": the only TFLiteModel section).
+	Section string
+	Layout  tflite.Layout
 	// Hash adds the output's sha256 to the report (one more read of it).
 	Hash bool
 	// Sync flushes the output to the disk before the job counts as done.
@@ -34,14 +37,29 @@ func ExpandPath(tmpl, name, suffix string) string {
 	return strings.NewReplacer("{name}", name, "{suffix}", suffix).Replace(tmpl)
 }
 
+// Whole implements pipeline.WholeStage: serialize writes a bundle's
+// sections together.
+func (*Serialize) Whole() {}
+
 func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
-	ms, err := model(s)
-	if err != nil {
-		return err
+	bs, isBundle := s.Model.(*bundleState)
+	var ms *modelState
+	if !isBundle {
+		var err error
+		if ms, err = model(s); err != nil {
+			return err
+		}
 	}
 	path := ExpandPath(z.Path, s.Job, s.Suffix)
 	if err := checkOutputPath(path, s.InputPath); err != nil {
 		return err
+	}
+	var part *pipeline.Part
+	if isBundle && !IsBundlePath(path) {
+		var err error
+		if part, err = bs.onePart(path, z.Section); err != nil {
+			return err
+		}
 	}
 	if s.DryRun {
 		return nil
@@ -49,9 +67,32 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("cannot create the output folder: %w", err)
 	}
+	switch {
+	case isBundle && part == nil:
+		return z.writeBundle(ctx, s, path, bs.b, bs.parts)
+	case isBundle: // one section as a bare .tflite
+		sub := *s
+		sub.Model, sub.Plan = part.Model, part.Plan
+		if err := z.writeModel(ctx, &sub, part.Model.(*modelState), path); err != nil {
+			return err
+		}
+		s.Output = sub.Output
+		return nil
+	case IsBundlePath(path): // a bare model wrapped into a bundle
+		b, err := wrapBare()
+		if err != nil {
+			return err
+		}
+		return z.writeBundle(ctx, s, path, b, []*pipeline.Part{{Section: 0, Name: "section 0", Model: ms, Plan: s.Plan}})
+	}
+	return z.writeModel(ctx, s, ms, path)
+}
+
+// writeModel writes one model to a .tflite file at path.
+func (z *Serialize) writeModel(ctx context.Context, s *pipeline.State, ms *modelState, path string) error {
 	m := ms.m
 	if z.Progress != nil {
-		m = withProgress(m, z.Progress)
+		m = withProgressAll([]*tflite.Model{m}, z.Progress)[0]
 	}
 	wo := tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}
 	var accuracy *pipeline.Accuracy
@@ -59,41 +100,63 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 		wo.Check = func(tmp string) error {
 			s.Log.Info().Int("samples", g.cfg.Samples).Msg("accuracy gate: comparing the written model with the float model")
 			var err error
-			accuracy, err = g.measure(ctx, tmp)
+			accuracy, err = g.measure(ctx, tmp, -1)
 			return err
 		}
 	}
-	if err := tflite.WriteFile(ctx, path, m, wo); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	out, err := z.written(ctx, s, path, func() error { return tflite.WriteFile(ctx, path, m, wo) })
+	if err != nil {
 		return err
 	}
+	out.Accuracy = accuracy
+	out.Layout = layoutOf(path)
+	out.Tensors = tensorReports(s, ms, s.Plan)
+	if s.Plan != nil {
+		out.Sizes = s.Plan.SizesByRole()
+		out.Budget = s.Plan.Budget
+	}
+	s.Output = out
+	return nil
+}
+
+// written runs write, which writes path, and reports the output: its path,
+// size and, when asked, sha256. Cancelled while the last bytes were
+// written, the job reports an interruption, so it leaves no output.
+func (z *Serialize) written(ctx context.Context, s *pipeline.State, path string, write func() error) (*pipeline.OutputReport, error) {
+	if err := write(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
-		// Cancelled while the last bytes were written: the job reports an
-		// interruption, so it leaves no output.
 		os.Remove(path)
-		return err
+		return nil, err
 	}
 	out := &pipeline.OutputReport{Recipe: s.Recipe, Path: path}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out.Bytes = fi.Size()
-	out.Accuracy = accuracy
-	out.Layout = layoutOf(path)
 	if z.Hash {
 		if out.SHA256, err = FileSHA256(path); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	return out, nil
+}
+
+// tensorReports lists the measured error of the tensors the quantize stage
+// rewrote in ms (plan gives their roles), and notes the clamped scales.
+func tensorReports(s *pipeline.State, ms *modelState, plan *pipeline.Plan) []pipeline.TensorMetric {
 	planned := map[tensorKey]*pipeline.WeightPlan{}
-	if s.Plan != nil {
-		for _, w := range s.Plan.Weights {
+	if plan != nil {
+		for _, w := range plan.Weights {
 			planned[tensorKey{w.Subgraph, w.Tensor}] = w
 		}
 	}
+	var out []pipeline.TensorMetric
 	for _, j := range ms.jobs {
 		if j.clamped > 0 {
 			note := fmt.Sprintf("%s: %d int4 block scale(s) raised to the smallest normal float16 (2^-14) so that the CPU runtime accepts them", j.label, j.clamped)
@@ -118,15 +181,10 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 					}
 				}
 			}
-			out.Tensors = append(out.Tensors, tm)
+			out = append(out, tm)
 		}
 	}
-	if s.Plan != nil {
-		out.Sizes = s.Plan.SizesByRole()
-		out.Budget = s.Plan.Budget
-	}
-	s.Output = out
-	return nil
+	return out
 }
 
 // metric reports the job's measured error. JSON cannot carry infinities:
@@ -186,17 +244,22 @@ func FileSHA256(path string) (string, error) {
 	return f.SHA256, err
 }
 
-// withProgress returns a shallow copy of m whose buffer contents report the
-// bytes they write.
-func withProgress(m *tflite.Model, report func(done, total int64)) *tflite.Model {
-	var total int64
-	for _, b := range m.Buffers {
-		if b.Data != nil {
-			total += b.Data.Len()
+// withProgressAll returns shallow copies of the models whose buffer
+// contents report the bytes they write, counted together.
+func withProgressAll(ms []*tflite.Model, report func(done, total int64)) []*tflite.Model {
+	p := &byteCounter{report: report}
+	for _, m := range ms {
+		for _, b := range m.Buffers {
+			if b.Data != nil {
+				p.total += b.Data.Len()
+			}
 		}
 	}
-	p := &byteCounter{total: total, report: report}
-	return wrapContents(m, func(c tflite.Content) tflite.Content { return progressContent{c, p} })
+	out := make([]*tflite.Model, len(ms))
+	for i, m := range ms {
+		out[i] = wrapContents(m, func(c tflite.Content) tflite.Content { return progressContent{c, p} })
+	}
+	return out
 }
 
 // wrapContents returns a shallow copy of m whose non-empty buffer contents

@@ -66,7 +66,11 @@ func (v *Verify) planGate(ms *modelState, s *pipeline.State) error {
 	if v.Accuracy == nil {
 		return nil
 	}
-	g, err := planAccuracy(v.Accuracy, s.InputPath)
+	section := -1
+	if s.Part != nil {
+		section = s.Part.Section
+	}
+	g, err := planAccuracy(v.Accuracy, s.InputPath, section)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,9 @@ import (
 type modelState struct {
 	m    *tflite.Model
 	path string
+	// section is the model's section index in the bundle at path, or -1
+	// for a bare model.
+	section int
 	// uses lists every op input that reads a weight a scheme could
 	// quantize, in (subgraph, op, input) order.
 	uses []*weightUse
@@ -44,7 +47,7 @@ func (s *modelState) Fork() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &modelState{m: m, path: s.path, uses: make([]*weightUse, len(s.uses))}
+	c := &modelState{m: m, path: s.path, section: s.section, uses: make([]*weightUse, len(s.uses))}
 	for i, u := range s.uses {
 		uc := *u
 		c.uses[i] = &uc

@@ -16,8 +16,8 @@ import (
 func init() {
 	register(command{
 		name:    "eval",
-		usage:   "[--signature S] [--samples N] [--seq L] [--seed S] [--inputs FILE] [--json] REF.tflite [CAND.tflite]",
-		summary: "run CAND and REF on the same inputs and compare their outputs (rel L2, max abs, cosine; KL and top-1/top-5 for logits), or run one model and print its output statistics",
+		usage:   "[--signature S] [--samples N] [--seq L] [--seed S] [--inputs FILE | --text FILE --tokenizer FILE [--bos ID]] [--json] REF.tflite [CAND.tflite]",
+		summary: "run CAND and REF on the same inputs and compare their outputs (rel L2, max abs, cosine; KL and top-1/top-5 for logits; perplexity, KL and Δp of the next token on text or an inputs file), or run one model and print its output statistics",
 		run:     evalCmd,
 	})
 }
@@ -30,8 +30,11 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	seq := fs.Int("seq", 0, fmt.Sprintf("tokens per sequence (default: the model's; %d where it is dynamic)", evaluate.DefaultSeq))
 	seed := fs.Int64("seed", evaluate.MeasureSeed, "seed of the generated inputs")
 	inputs := fs.String("inputs", "", "JSON-lines file of inputs, one sample per line (README: Evaluating)")
+	text := fs.String("text", "", "text file: tokenized with --tokenizer and run in windows of the model's sequence length (docs/EVAL.md)")
+	tokFile := fs.String("tokenizer", "", "tokenizer of --text: a SentencePiece model or a tokenizer.json")
+	bos := fs.Int("bos", evaluate.NoBOS, "with --text: start every window with this token id (the model's BOS), then L-1 text tokens")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
-	flags, pos := flagArgs(args, map[string]bool{"signature": true, "samples": true, "seq": true, "seed": true, "inputs": true})
+	flags, pos := flagArgs(args, map[string]bool{"signature": true, "samples": true, "seq": true, "seed": true, "inputs": true, "text": true, "tokenizer": true, "bos": true})
 	if err := fs.Parse(flags); err != nil {
 		return usagef("%v", err)
 	}
@@ -50,6 +53,16 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	opt := evaluate.Options{Samples: *samples, Seq: *seq, Seed: *seed, Log: &log}
 	if set["signature"] {
 		opt.Signatures = []string{*signature}
+	}
+	switch {
+	case *text != "" && *inputs != "":
+		return usagef("--text and --inputs: give one")
+	case *text != "" && *tokFile == "":
+		return usagef("--text needs --tokenizer FILE (a SentencePiece model or a tokenizer.json)")
+	case *text == "" && *tokFile != "":
+		return usagef("--tokenizer is for --text")
+	case set["bos"] && (*text == "" || *bos < 0):
+		return usagef("--bos ID: a token id (0 or more), with --text")
 	}
 	if *inputs != "" {
 		f, err := os.Open(*inputs)
@@ -78,6 +91,14 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		models = append(models, m)
 	}
+	var info *evaluate.TextInfo
+	if *text != "" {
+		var err error
+		if opt.Inputs, info, err = evaluate.TextSamples(models[0], opt, *text, *tokFile, *bos); err != nil {
+			return err
+		}
+		opt.InputsFile = *text
+	}
 	var rep *evaluate.Report
 	var err error
 	if len(models) == 2 {
@@ -91,6 +112,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	rep.Text = info
 	if *asJSON {
 		if err := writeJSON(stdout, rep); err != nil {
 			return err
@@ -132,6 +154,13 @@ func printEval(w io.Writer, r *evaluate.Report) {
 	} else {
 		fmt.Fprintf(w, "inputs     %d sample(s) from %s\n", r.Samples, r.Inputs)
 	}
+	if t := r.Text; t != nil {
+		fmt.Fprintf(w, "text       %d tokens (%s %s), %d window(s) of %d", t.Tokens, t.Kind, t.Tokenizer, t.Windows, t.Seq)
+		if t.BOS != nil {
+			fmt.Fprintf(w, ", each BOS %d and %d text tokens", *t.BOS, t.Seq-1)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, s := range r.Signatures {
 		fmt.Fprintf(w, "\nsignature %q", s.Signature)
 		if s.Seq > 0 {
@@ -166,6 +195,13 @@ func printEval(w io.Writer, r *evaluate.Report) {
 			}
 		}
 		tw.Flush()
+		for _, o := range s.Outputs {
+			if n := o.NextToken; n != nil {
+				fmt.Fprintf(w, "  next token of %q, %d prediction(s): perplexity %s -> %s (ratio %s), KL mean %s median %s p99 %s max %s, top-1 %s, RMS Δp %s\n",
+					o.Name, n.Scored, num(n.PPLRef, "%.4f"), num(n.PPLCand, "%.4f"), num(n.PPLRatio, "%.5f"), num(n.MeanKL, "%.4g"),
+					num(n.MedianKL, "%.4g"), num(n.P99KL, "%.4g"), num(n.MaxKL, "%.4g"), pct(n.Top1), pctf(n.RMSDp))
+			}
+		}
 	}
 	if r.Candidate != "" {
 		fmt.Fprintln(w, "\nKL is KL(softmax(REF) ‖ softmax(CAND)) per position, in nats; TOP-5: REF's top token among CAND's five largest.")
@@ -178,6 +214,10 @@ func num(n evaluate.Num, format string) string {
 		return fmt.Sprint(f)
 	}
 	return fmt.Sprintf(format, f)
+}
+
+func pctf(n evaluate.Num) string {
+	return fmt.Sprintf("%.3f%%", 100*float64(n))
 }
 
 func pct(n evaluate.Num) string {

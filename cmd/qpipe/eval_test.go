@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/qpipe/qpipe/internal/evaluate"
+	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
 // quantizedTiny writes tiny_decoder quantized with recipe into dir and
@@ -282,7 +283,7 @@ func TestAccuracyGateErrors(t *testing.T) {
 		{"fixed length", gateJobText("  - verify: {accuracy: {seq: 64, max_rel_l2: 1}}\n"),
 			[]string{"job.yaml:5:14: verify.accuracy", "the model's sequence length is 8"}},
 		{"KL without logits", strings.NewReplacer("tiny_decoder", "aeq_single_fc", "dynamic_int4_block32", "dynamic_int8").Replace(gateJobText("  - verify: {accuracy: {max_kl: 1}}\n")),
-			[]string{"max_kl and min_top1 measure logits outputs", "this model has none"}},
+			[]string{"max_kl, min_top1 and max_ppl_ratio measure logits outputs", "this model has none"}},
 	} {
 		job := e2eWrite(t, filepath.Join(dir, "job.yaml"), tc.job)
 		for _, cmd := range []string{"run", "plan"} {
@@ -296,5 +297,136 @@ func TestAccuracyGateErrors(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
 			t.Errorf("%s: an output folder was made", tc.name)
 		}
+	}
+}
+
+// Eval on a text gives the numbers of eval on the inputs file of the same
+// token ids (one line per window), next-token perplexity and KL included.
+func TestEvalTextEqualsInputs(t *testing.T) {
+	dir := t.TempDir()
+	ref, cand := quantizedTiny(t, dir, "dynamic_int4_block32")
+	text := filepath.Join("..", "..", "testdata", "tokenizers", "botchan.txt")
+	tok := filepath.Join("..", "..", "testdata", "tokenizers", "spm_bpe_nfkc_bytes.model")
+	fromText := evalJSON(t, "--text", text, "--tokenizer", tok, "--samples", "6", ref, cand)
+	if fromText.Text == nil || fromText.Text.Seq != 8 || fromText.Text.Windows != fromText.Text.Tokens/8 || fromText.Inputs != text {
+		t.Fatalf("text report %+v", fromText.Text)
+	}
+	tz, err := tokenizer.Load(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(text)
+	ids := tz.Encode(string(b))
+	var lines strings.Builder
+	for w := 0; w < 6; w++ {
+		js, _ := json.Marshal(map[string][]int{"tokens": ids[w*8 : (w+1)*8]})
+		lines.Write(append(js, '\n'))
+	}
+	jsonl := filepath.Join(dir, "ids.jsonl")
+	if err := os.WriteFile(jsonl, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromIDs := evalJSON(t, "--inputs", jsonl, ref, cand)
+	a, _ := json.Marshal(fromText.Signatures)
+	c, _ := json.Marshal(fromIDs.Signatures)
+	if string(a) != string(c) {
+		t.Errorf("text and inputs file differ:\n%s\n%s", a, c)
+	}
+	// With a BOS: each window is the BOS and the next 7 text tokens.
+	lines.Reset()
+	for w := 0; w < 2; w++ {
+		js, _ := json.Marshal(map[string][]int{"tokens": append([]int{1}, ids[w*7:(w+1)*7]...)})
+		lines.Write(append(js, '\n'))
+	}
+	if err := os.WriteFile(jsonl, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = json.Marshal(evalJSON(t, "--text", text, "--tokenizer", tok, "--bos", "1", "--samples", "2", ref, cand).Signatures)
+	c, _ = json.Marshal(evalJSON(t, "--inputs", jsonl, ref, cand).Signatures)
+	if string(a) != string(c) {
+		t.Errorf("text with BOS and inputs file differ:\n%s\n%s", a, c)
+	}
+	n := logitsOf(t, fromText).NextToken
+	if n == nil || n.Scored != 6*3 || n.PPLRatio <= 0 || n.MeanKL <= 0 {
+		t.Errorf("next token %+v", n)
+	}
+	// Generated inputs have no next-token comparison.
+	if o := logitsOf(t, evalJSON(t, "--samples", "1", ref, cand)); o.NextToken != nil {
+		t.Errorf("generated inputs: next token %+v", o.NextToken)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--text", text, ref}, "--text needs --tokenizer"},
+		{[]string{"--tokenizer", tok, ref}, "--tokenizer is for --text"},
+		{[]string{"--text", text, "--tokenizer", tok, "--inputs", jsonl, ref}, "give one"},
+		{[]string{"--bos", "1", ref}, "--bos ID"},
+		{[]string{"--text", text, "--tokenizer", tok, "--bos", "-2", ref}, "--bos ID"},
+	} {
+		code, _, stderr := e2eRun(t, append([]string{"eval"}, tc.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("eval %v: exit %d, %q; want usage error %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+// TestAccuracyGateText: the gate on a text measures the next-token
+// perplexity ratio qpipe eval --text reports for the same windows; a
+// ratio over the bound fails the job and writes nothing.
+func TestAccuracyGateText(t *testing.T) {
+	dir := t.TempDir()
+	ref := e2eCopy(t, dir, "tiny_decoder.tflite")
+	for _, f := range []string{"botchan.txt", "spm_unigram_nfkc.model"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "tokenizers", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2eWrite(t, filepath.Join(dir, f), string(b))
+	}
+	gate := func(bound string) string {
+		return gateJobText("  - verify:\n      accuracy: {text: botchan.txt, tokenizer: spm_unigram_nfkc.model, max_ppl_ratio: " + bound + "}\n")
+	}
+	tight := e2eWrite(t, filepath.Join(dir, "tight.yaml"), gate("1.05"))
+	code, _, stderr := e2eRun(t, "run", tight)
+	for _, w := range []string{"tight.yaml:6:7", `output "logits" (signature "serving_default"): ppl_ratio 1.1`, "> max_ppl_ratio 1.05", "on 8 sample(s)", "not written"} {
+		if code != exitFailed || !strings.Contains(stderr, w) {
+			t.Errorf("too tight: exit %d, missing %q in:\n%s", code, w, stderr)
+		}
+	}
+	loose := e2eWrite(t, filepath.Join(dir, "loose.yaml"), gate("2"))
+	code, stdout, stderr := e2eRun(t, "run", "--json", loose)
+	if code != 0 {
+		t.Fatalf("loose gate: exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Jobs []struct {
+			Outputs []struct {
+				Accuracy *struct {
+					Samples int
+					Text    string
+					Checks  []struct {
+						Metric string
+						Value  *float64
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	a := rep.Jobs[0].Outputs[0].Accuracy
+	if a == nil || a.Samples != 8 || a.Text != filepath.Join(dir, "botchan.txt") || len(a.Checks) != 1 || a.Checks[0].Metric != "ppl_ratio" || a.Checks[0].Value == nil {
+		t.Fatalf("run --json accuracy: %+v", a)
+	}
+	code, stdout, _ = e2eRun(t, "plan", loose)
+	if code != 0 || !strings.Contains(stdout, "accuracy gate: 8 samples x 8 tokens of "+filepath.Join(dir, "botchan.txt")+" against the float model: logits ppl_ratio <= 2") {
+		t.Errorf("plan: exit %d:\n%s", code, stdout)
+	}
+	cand := filepath.Join(dir, "out", "loose_q4_block32.tflite")
+	n := logitsOf(t, evalJSON(t, "--samples", "8", "--text", filepath.Join(dir, "botchan.txt"), "--tokenizer", filepath.Join(dir, "spm_unigram_nfkc.model"), ref, cand)).NextToken
+	if n == nil || math.Abs(float64(n.PPLRatio)-*a.Checks[0].Value) > 1e-12 {
+		t.Errorf("gate ppl_ratio %v, eval --text %+v", *a.Checks[0].Value, n)
 	}
 }

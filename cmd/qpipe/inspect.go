@@ -4,17 +4,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/qpipe/qpipe/internal/bytesize"
+	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/tflite"
 )
 
 func init() {
 	register(command{
 		name:    "inspect",
-		usage:   "MODEL.tflite [--json]",
-		summary: "show a model's layout, subgraphs, signatures, operators, tensors and weight bytes",
+		usage:   "MODEL.tflite|BUNDLE.litertlm [--json]",
+		summary: "show a model's layout, subgraphs, signatures, operators, tensors and weight bytes (a bundle's sections and each model's)",
 		run:     inspectCmd,
 	})
 }
@@ -29,6 +31,9 @@ func inspectCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(pos) != 1 {
 		return usagef("want one model file")
+	}
+	if litertlm.Sniff(pos[0]) {
+		return inspectBundle(pos[0], *asJSON, stdout)
 	}
 	m, err := tflite.Open(pos[0])
 	if err != nil {
@@ -135,4 +140,116 @@ func (e *inspectWriter) Write(p []byte) (int, error) {
 	n, err := e.w.Write(p)
 	e.err = err
 	return n, err
+}
+
+// BundleSummary is `qpipe inspect --json` of a LiteRT-LM bundle.
+type BundleSummary struct {
+	Bundle      string           `json:"bundle"`
+	Version     string           `json:"version"`
+	FileBytes   int64            `json:"file_bytes"`
+	HeaderBytes int64            `json:"header_bytes"`
+	System      map[string]any   `json:"system_metadata"`
+	Sections    []SectionSummary `json:"sections"`
+}
+
+// SectionSummary is one section of a bundle; Model is set for TFLiteModel
+// sections.
+type SectionSummary struct {
+	Index     int             `json:"index"`
+	Type      string          `json:"type"`
+	ModelType string          `json:"model_type,omitempty"`
+	Tokenizer string          `json:"tokenizer,omitempty"`
+	Begin     int64           `json:"begin"`
+	End       int64           `json:"end"`
+	Bytes     int64           `json:"bytes"`
+	Items     map[string]any  `json:"items,omitempty"`
+	Model     *tflite.Summary `json:"model,omitempty"`
+}
+
+func kvMap(kvs []litertlm.KV) map[string]any {
+	if len(kvs) == 0 {
+		return nil
+	}
+	m := map[string]any{}
+	for _, kv := range kvs {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func inspectBundle(path string, asJSON bool, stdout io.Writer) error {
+	b, err := litertlm.Open(path)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	sum := &BundleSummary{Bundle: path, Version: fmt.Sprintf("%d.%d.%d", b.Major, b.Minor, b.Patch),
+		FileBytes: b.Size, HeaderBytes: b.HeaderEnd(), System: kvMap(b.System)}
+	for _, sec := range b.Sections {
+		ss := SectionSummary{Index: sec.Index, Type: sec.Type.String(), ModelType: sec.ModelType(),
+			Begin: sec.Begin, End: sec.End, Bytes: sec.Len(), Items: kvMap(sec.Items)}
+		switch sec.Type {
+		case litertlm.TypeSPTokenizer:
+			ss.Tokenizer = "sentencepiece"
+		case litertlm.TypeHFTokenizerZlib:
+			ss.Tokenizer = "huggingface"
+		case litertlm.TypeTFLiteModel:
+			m, err := tflite.OpenSection(path, sec.Begin, sec.Len(), path+" "+sec.Name())
+			if err != nil {
+				return err
+			}
+			ss.Model = tflite.Inspect(m)
+			m.Close()
+		}
+		sum.Sections = append(sum.Sections, ss)
+	}
+	if asJSON {
+		return writeJSON(stdout, sum)
+	}
+	pw := &inspectWriter{w: stdout}
+	fmt.Fprintf(pw, "bundle    %s\n", path)
+	fmt.Fprintf(pw, "file      %s, LiteRT-LM version %s, header %d bytes, %d sections\n", bytesize.Format(b.Size), sum.Version, b.HeaderEnd(), len(b.Sections))
+	printKVs(pw, "System metadata", b.System)
+	fmt.Fprintln(pw, "\nSections")
+	tw := tabwriter.NewWriter(pw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  #\tTYPE\tMODEL TYPE\tBEGIN\tEND\tBYTES\tITEMS")
+	for _, ss := range sum.Sections {
+		var items []string
+		for _, kv := range b.Sections[ss.Index].Items {
+			if kv.Key != "model_type" {
+				items = append(items, fmt.Sprintf("%s=%v", kv.Key, kv.Value))
+			}
+		}
+		typ := ss.Type
+		if ss.Tokenizer != "" {
+			typ += " (" + ss.Tokenizer + ")"
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%#x\t%#x\t%d (%s)\t%s\n", ss.Index, typ, ss.ModelType, ss.Begin, ss.End, ss.Bytes, bytesize.Format(ss.Bytes), strings.Join(items, " "))
+	}
+	tw.Flush()
+	if pw.err != nil {
+		return pw.err
+	}
+	for _, ss := range sum.Sections {
+		if ss.Model == nil {
+			continue
+		}
+		fmt.Fprintf(pw, "\n=== section %d: %s %s ===\n", ss.Index, ss.Type, ss.ModelType)
+		if err := printInspect(pw, ss.Model); err != nil {
+			return err
+		}
+	}
+	return pw.err
+}
+
+func printKVs(w io.Writer, title string, kvs []litertlm.KV) {
+	if len(kvs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s\n", title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, kv := range kvs {
+		fmt.Fprintf(tw, "  %s\t%v\n", kv.Key, kv.Value)
+	}
+	tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/bytesize"
 	"github.com/qpipe/qpipe/internal/cache"
+	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/runner"
 	"github.com/qpipe/qpipe/pipeline"
 	"github.com/qpipe/qpipe/stages"
@@ -56,7 +57,11 @@ func planCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		job = config.OneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}.tflite"), r, bud, *fallback, "")
+		ext := ".tflite"
+		if litertlm.Sniff(pos[0]) {
+			ext = ".litertlm"
+		}
+		job = config.OneShotJob(pos[0], filepath.Join(filepath.Dir(pos[0]), "{name}_{suffix}"+ext), r, bud, *fallback, "")
 	} else if job, err = config.LoadJob(pos[0]); err != nil {
 		return err
 	}
@@ -106,8 +111,18 @@ func printPlan(w io.Writer, p *pipeline.Plan) {
 	if searched {
 		sqnrHead = "SQNR dB (MIN-MAX -> CHOSEN)\t"
 	}
-	fmt.Fprintln(tw, "TENSOR\tSHAPE\tROLE\tLAYER\tSCHEME\tIN\tOUT\t"+sqnrHead+"OPS")
+	// A bundle's plan names each weight's section first.
+	sectionHead := ""
 	for _, wp := range p.Weights {
+		if wp.Section != nil {
+			sectionHead = "SECTION\t"
+		}
+	}
+	fmt.Fprintln(tw, sectionHead+"TENSOR\tSHAPE\tROLE\tLAYER\tSCHEME\tIN\tOUT\t"+sqnrHead+"OPS")
+	for _, wp := range p.Weights {
+		if sectionHead != "" {
+			fmt.Fprintf(tw, "%d\t", *wp.Section)
+		}
 		layer, scheme := "-", "float"
 		if wp.Layer != nil {
 			layer = fmt.Sprint(*wp.Layer)

@@ -77,14 +77,15 @@ type statsOnce struct {
 }
 
 // CacheKey is the key of the statistics of the model whose sha256 is
-// modelSum under cal (inputsSum: the sha256 of cal.Inputs, when set).
+// modelSum under cal (inputsSum: the sha256 of cal.Inputs, or those of
+// cal.Text and cal.Tokenizer, when set).
 func CacheKey(modelSum string, cal *config.Calibration, inputsSum string) string {
 	samples := "auto"
 	if cal.Samples > 0 {
 		samples = fmt.Sprint(cal.Samples)
 	}
 	key := fmt.Sprintf("def=%s model=%s samples=%s seq=%d", Definition, modelSum, samples, cal.Seq)
-	if cal.Inputs != "" {
+	if cal.Inputs != "" || cal.Text != "" {
 		key += " inputs=" + inputsSum
 	}
 	return key
@@ -297,14 +298,29 @@ func run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	layouts := make([]*evaluate.Layout, len(sigs))
 	counts := make([]int, len(sigs))
 	total := 0 // operators × batches
+	sigSamples := make([][]*evaluate.Sample, len(sigs))
+	var textIDs []int
 	for i, sig := range sigs {
 		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
 		if err != nil {
 			return fmt.Errorf("calibration: %w", err)
 		}
 		layouts[i], counts[i] = l, SamplesFor(cal.Samples, l)
-		if samples != nil {
-			counts[i] = len(samples)
+		sigSamples[i] = samples
+		if cal.Text != "" {
+			if textIDs == nil {
+				if textIDs, err = evaluate.LayoutText(l, cal.Text, cal.Tokenizer); err != nil {
+					return fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
+				}
+			}
+			sigSamples[i] = evaluate.WindowSamples(textIDs, l.Seq, evaluate.NoBOS)
+			if len(sigSamples[i]) == 0 {
+				return fmt.Errorf("%s: quantize.calibration.text: %s gives %d tokens, fewer than one window of %d", cal.P, cal.Text, len(textIDs), l.Seq)
+			}
+			sigSamples[i] = sigSamples[i][:min(len(sigSamples[i]), counts[i])]
+		}
+		if sigSamples[i] != nil {
+			counts[i] = len(sigSamples[i])
 		}
 		// Progress counts operators run for a batch.
 		ops := lastNeeded(m, sig.Subgraph) + 1
@@ -316,7 +332,11 @@ func run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 	prog := progress.Start(log, "calibration", int64(total), "operators")
 	defer prog.Done()
 	for i, sig := range sigs {
-		l, n := layouts[i], counts[i]
+		l, n, samples := layouts[i], counts[i], sigSamples[i]
+		file := cal.Inputs
+		if cal.Text != "" {
+			file = cal.Text
+		}
 		top = sig.Subgraph
 		stop := lastNeeded(m, sig.Subgraph)
 		base := 0 // the first sample of the batch
@@ -336,7 +356,7 @@ func run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 				var inputs map[string]*interp.Tensor
 				if samples != nil {
 					// The file's lengths rule its token inputs (seq 0).
-					inputs, err = l.Bind(samples[k], cal.Inputs, evaluate.CalibrationSeed, k, 0)
+					inputs, err = l.Bind(samples[k], file, evaluate.CalibrationSeed, k, 0)
 				} else {
 					inputs, err = l.Generate(evaluate.CalibrationSeed, k)
 				}

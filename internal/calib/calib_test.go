@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/qpipe/qpipe/internal/modelinput"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
+	"github.com/qpipe/qpipe/internal/tokenizer"
 )
 
 const models = "../../testdata/models"
@@ -271,5 +273,58 @@ func TestPassStopsBeforeLogits(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatal("the batched, stopped pass gathers other statistics than whole runs sample by sample")
+	}
+}
+
+// TestCalibrationText: calibration on a text (tokenized, cut into windows
+// of the model's length) gathers the statistics of the same windows
+// written as an inputs file; text without a tokenizer that fits is an
+// error naming the job's place.
+func TestCalibrationText(t *testing.T) {
+	dir := t.TempDir()
+	path := absModel(t, "tiny_decoder.tflite")
+	m := openModel(t, path)
+	text := filepath.Join("..", "..", "testdata", "tokenizers", "botchan.txt")
+	tokFile := filepath.Join("..", "..", "testdata", "tokenizers", "hf_gpt2_1024.json")
+	tok, err := tokenizer.Load(tokFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(text)
+	ids := tok.Encode(string(b))
+	var lines strings.Builder
+	for w := 0; w < 3; w++ {
+		js, _ := json.Marshal(map[string][]int{"tokens": ids[w*8 : (w+1)*8]})
+		lines.Write(append(js, '\n'))
+	}
+	file := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(file, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromText, err := Run(context.Background(), m, &config.Calibration{Samples: 3, Text: text, Tokenizer: tokFile}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFile, err := Run(context.Background(), m, &config.Calibration{Samples: 3, Inputs: file}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fromText) != 15 || !reflect.DeepEqual(fromText, fromFile) {
+		t.Fatalf("text and inputs file: %d weights, equal %v", len(fromText), reflect.DeepEqual(fromText, fromFile))
+	}
+	small := filepath.Join(dir, "small.txt")
+	os.WriteFile(small, []byte("Hi"), 0o644)
+	for _, tc := range []struct {
+		cal  config.Calibration
+		want string
+	}{
+		{config.Calibration{Text: small, Tokenizer: tokFile}, "fewer than one window of 8"},
+		{config.Calibration{Text: text, Tokenizer: text}, "quantize.calibration.text: ../../testdata/tokenizers/botchan.txt: SentencePiece model"},
+		{config.Calibration{Text: filepath.Join(dir, "nope.txt"), Tokenizer: tokFile}, "nope.txt"},
+	} {
+		tc.cal.P = config.Pos{File: "job.yaml", Line: 3, Col: 5}
+		if _, err := Run(context.Background(), m, &tc.cal, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "job.yaml:3:5: ") {
+			t.Errorf("%+v: %v, want %q", tc.cal, err, tc.want)
+		}
 	}
 }

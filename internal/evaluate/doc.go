@@ -19,6 +19,14 @@
 // Everything is computed in float64 in a fixed order (log-sum-exp for the
 // softmax), so the numbers are the same on every run and machine.
 //
+// Samples may also come from a text (TextSamples: tokenized by
+// internal/tokenizer, cut into windows of the model's sequence length,
+// each exactly the sample an inputs-file line of the same ids is). When
+// samples come from a file, each logits output is also compared on the
+// next token of the text (NextToken: perplexity of both models, KL mean,
+// median, p99 and max, top-1 and RMS Δp over the second half of each
+// window, as llama.cpp's perplexity --kl-divergence).
+//
 // Samples run through each model in batches (interp.RunBatch), so a model
 // larger than memory is read from disk once per batch, not per sample.
 //
@@ -28,6 +36,6 @@
 // from it) for calibration inputs.
 //
 // The package imports the interpreter, the format package,
-// internal/modelinput and internal/progress only: nothing of config,
+// internal/modelinput, internal/tokenizer and internal/progress only: nothing of config,
 // pipeline or stages.
 package evaluate

@@ -41,6 +41,12 @@ func Open(path string, threads int) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	return OpenFile(f, path, threads)
+}
+
+// OpenFile is Open of a model already read (a bundle's section, read with
+// tflite.OpenSection); path names it. It closes f when it fails.
+func OpenFile(f *tflite.Model, path string, threads int) (*Model, error) {
 	in, err := interp.New(f, interp.Options{Threads: threads})
 	if err != nil {
 		f.Close()
@@ -78,11 +84,13 @@ type Options struct {
 // `qpipe eval --json` prints (documented in the README; fields are only
 // ever added).
 type Report struct {
-	Reference  string            `json:"reference"`
-	Candidate  string            `json:"candidate,omitempty"`
-	Seed       int64             `json:"seed"`
-	Samples    int               `json:"samples"`
-	Inputs     string            `json:"inputs"` // "generated" or the inputs file
+	Reference string `json:"reference"`
+	Candidate string `json:"candidate,omitempty"`
+	Seed      int64  `json:"seed"`
+	Samples   int    `json:"samples"`
+	Inputs    string `json:"inputs"` // "generated" or the inputs (or text) file
+	// Text says how the text became the samples (qpipe eval --text).
+	Text       *TextInfo         `json:"text,omitempty"`
 	Signatures []SignatureReport `json:"signatures"`
 }
 
@@ -114,7 +122,26 @@ type OutputReport struct {
 	Vocab    int             `json:"vocab,omitempty"`
 	Distance *DistanceReport `json:"distance,omitempty"`
 	Logits   *LogitsReport   `json:"logits,omitempty"`
-	Stats    *StatsReport    `json:"stats,omitempty"`
+	// NextToken compares the models' predictions of the next token of
+	// the samples' token ids (perplexity, KL, Δp): only when the samples
+	// come from a file (inputs file or text).
+	NextToken *NextTokenReport `json:"next_token,omitempty"`
+	Stats     *StatsReport     `json:"stats,omitempty"`
+}
+
+// NextTokenReport is NextToken in JSON.
+type NextTokenReport struct {
+	Scored     int `json:"scored"`
+	PPLRef     Num `json:"ppl_reference"`
+	PPLCand    Num `json:"ppl_candidate"`
+	PPLRatio   Num `json:"ppl_ratio"`
+	LnPPLRatio Num `json:"ln_ppl_ratio"`
+	MeanKL     Num `json:"mean_kl"`
+	MedianKL   Num `json:"median_kl"`
+	P99KL      Num `json:"p99_kl"`
+	MaxKL      Num `json:"max_kl"`
+	Top1       Num `json:"top1"`
+	RMSDp      Num `json:"rms_dp"`
 }
 
 // DistanceReport is Distance in JSON. A value that is not finite is
@@ -176,7 +203,13 @@ func (n *Num) UnmarshalJSON(b []byte) error {
 // Compare runs ref and cand on the same inputs and compares every output
 // of every selected signature.
 func Compare(ctx context.Context, ref, cand *Model, opt Options) (*Report, error) {
-	return evaluate(ctx, []*Model{ref, cand}, opt, func(vocab int) sink { return &compareSink{NewAccumulator(vocab)} })
+	return evaluate(ctx, []*Model{ref, cand}, opt, func(vocab int) sink {
+		c := &compareSink{acc: NewAccumulator(vocab)}
+		if vocab > 0 && opt.Inputs != nil {
+			c.next = NewNextTokenAccumulator(vocab)
+		}
+		return c
+	})
 }
 
 // Smoke runs m alone and summarises every output of every selected
@@ -186,15 +219,28 @@ func Smoke(ctx context.Context, m *Model, opt Options) (*Report, error) {
 }
 
 // sink gathers one output's values over the samples: one tensor per
-// model, in the order of the models.
+// model, in the order of the models, and the sample's token ids (nil when
+// the signature has not exactly one token input) in windows of seq.
 type sink interface {
-	add(vals []*interp.Tensor)
+	add(vals []*interp.Tensor, tokens []int64, seq int)
 	report(o *OutputReport)
 }
 
-type compareSink struct{ acc *Accumulator }
+type compareSink struct {
+	acc  *Accumulator
+	next *NextTokenAccumulator // nil: no next-token comparison
+	// unfit: a sample's logits did not match its tokens (rows per
+	// token), so there is no next-token comparison.
+	unfit bool
+}
 
-func (c *compareSink) add(vals []*interp.Tensor) { c.acc.Add(floats(vals[0]), floats(vals[1])) }
+func (c *compareSink) add(vals []*interp.Tensor, tokens []int64, seq int) {
+	ref, cand := floats(vals[0]), floats(vals[1])
+	c.acc.Add(ref, cand)
+	if c.next != nil && !c.unfit && (tokens == nil || !c.next.Add(ref, cand, tokens, seq)) {
+		c.unfit = true
+	}
+}
 
 func (c *compareSink) report(o *OutputReport) {
 	d := c.acc.Distance()
@@ -203,11 +249,19 @@ func (c *compareSink) report(o *OutputReport) {
 		o.Logits = &LogitsReport{Vocab: c.acc.vocab, Positions: lg.Positions, MeanKL: Num(lg.MeanKL), P99KL: Num(lg.P99KL),
 			MaxKL: Num(lg.MaxKL), Top1: Num(lg.Top1), Top5: Num(lg.TopK)}
 	}
+	if c.next == nil || c.unfit {
+		return
+	}
+	if n := c.next.Result(); n != nil {
+		o.NextToken = &NextTokenReport{Scored: n.Scored, PPLRef: Num(n.PPLRef), PPLCand: Num(n.PPLCand),
+			PPLRatio: Num(n.PPLCand / n.PPLRef), LnPPLRatio: Num(n.LnPPLRatio), MeanKL: Num(n.MeanKL),
+			MedianKL: Num(n.MedianKL), P99KL: Num(n.P99KL), MaxKL: Num(n.MaxKL), Top1: Num(n.Top1), RMSDp: Num(n.RMSDp)}
+	}
 }
 
 type statsSink struct{ acc StatsAccumulator }
 
-func (s *statsSink) add(vals []*interp.Tensor) { s.acc.Add(floats(vals[0])) }
+func (s *statsSink) add(vals []*interp.Tensor, _ []int64, _ int) { s.acc.Add(floats(vals[0])) }
 
 func (s *statsSink) report(o *OutputReport) {
 	st := s.acc.Stats()
@@ -241,6 +295,16 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 		}
 		sr := signatureReport(l)
 		sinks := make([]sink, len(sig.Outputs))
+		tokenInput := ""
+		for _, in := range l.Inputs {
+			if in.Vocab > 0 {
+				if tokenInput != "" {
+					tokenInput = ""
+					break
+				}
+				tokenInput = in.Name
+			}
+		}
 		// The samples run in batches, each model on the whole batch
 		// operator by operator (each weight read once per batch), and
 		// the sinks take them in sample order.
@@ -274,7 +338,12 @@ func evaluate(ctx context.Context, models []*Model, opt Options, newSink func(vo
 						sinks[i] = newSink(v)
 						sr.Outputs = append(sr.Outputs, OutputReport{Name: o.Name, Type: w.Type.String(), Shape: slices.Clone(w.Shape), Vocab: v})
 					}
-					sinks[i].add(vals)
+					tok := batch[b][tokenInput]
+					seq := 0
+					if tok != nil && len(tok.Shape) > 0 {
+						seq = tok.Shape[len(tok.Shape)-1]
+					}
+					sinks[i].add(vals, int64s(tok), seq)
 				}
 			}
 			first += len(batch)
@@ -455,6 +524,24 @@ func logitsVocab(typ fb.TensorType, shape []int, vocabs []int) int {
 		return v
 	}
 	return 0
+}
+
+// int64s returns an integer tensor's values (nil for nil or another
+// type).
+func int64s(t *interp.Tensor) []int64 {
+	switch {
+	case t == nil:
+		return nil
+	case t.I64 != nil:
+		return t.I64
+	case t.I32 != nil:
+		out := make([]int64, len(t.I32))
+		for i, v := range t.I32 {
+			out[i] = int64(v)
+		}
+		return out
+	}
+	return nil
 }
 
 // floats returns t's values as float32 (integers and booleans converted).

@@ -308,3 +308,108 @@ func (a *StatsAccumulator) Stats() Stats {
 	}
 	return s
 }
+
+// NextToken is the comparison of two models' predictions of the text's
+// next token, as llama.cpp's perplexity --kl-divergence reports it, over
+// the scored positions: in each window (a sequence of the token input),
+// the positions from the middle on (index ⌊L/2⌋ to L−2 of L), each
+// predicting the token that follows it, so that every scored prediction
+// has at least half a window of context.
+type NextToken struct {
+	// Scored counts the predictions.
+	Scored int
+	// PPLRef and PPLCand are exp(mean negative log-likelihood of the next
+	// token) of each model; LnPPLRatio is ln(PPLCand/PPLRef), the mean
+	// difference of their log-likelihoods.
+	PPLRef, PPLCand, LnPPLRatio float64
+	// KL(P‖Q) per scored position (P the reference's next-token
+	// distribution): mean, median (the mean of the two middle values of
+	// an even count), 99th percentile (nearest rank) and maximum, in nats.
+	MeanKL, MedianKL, P99KL, MaxKL float64
+	// Top1 is the fraction of positions where both models' most likely
+	// tokens are the same.
+	Top1 float64
+	// RMSDp is the root mean square of Δp = Q(next) − P(next), the change
+	// of the probability given to the token that does follow.
+	RMSDp float64
+}
+
+// NextTokenAccumulator gathers NextToken window by window.
+type NextTokenAccumulator struct {
+	vocab                int
+	nllRef, nllCand, dp2 float64
+	kl                   []float64
+	top1                 int
+}
+
+// NewNextTokenAccumulator starts a next-token comparison over logits
+// rows of vocab values.
+func NewNextTokenAccumulator(vocab int) *NextTokenAccumulator {
+	return &NextTokenAccumulator{vocab: vocab}
+}
+
+// ScoredFrom is the first scored position of a window of seq tokens.
+func ScoredFrom(seq int) int { return seq / 2 }
+
+// Add compares one sample: ref and cand hold one row of logits per token
+// of tokens (windows of seq tokens each, the logits of position i
+// predicting token i+1 of the same window). It reports false, adding
+// nothing, when the counts do not fit that layout.
+func (a *NextTokenAccumulator) Add(ref, cand []float32, tokens []int64, seq int) bool {
+	v := a.vocab
+	if v <= 0 || seq <= 0 || len(ref) != len(cand) || len(tokens)%seq != 0 || len(ref) != len(tokens)*v {
+		return false
+	}
+	for w := 0; w < len(tokens); w += seq {
+		for i := w + ScoredFrom(seq); i < w+seq-1; i++ {
+			next := tokens[i+1]
+			if next < 0 || next >= int64(v) {
+				return false
+			}
+			p, q := ref[i*v:(i+1)*v], cand[i*v:(i+1)*v]
+			lp, ok1 := logSumExp(p)
+			lq, ok2 := logSumExp(q)
+			if !ok1 || !ok2 {
+				a.nllRef, a.nllCand = math.Inf(1), math.Inf(1)
+				a.kl = append(a.kl, math.Inf(1))
+				continue
+			}
+			nr := lp - float64(p[next])
+			nc := lq - float64(q[next])
+			a.nllRef += nr
+			a.nllCand += nc
+			d := math.Exp(-nc) - math.Exp(-nr)
+			a.dp2 += float64(d * d)
+			a.kl = append(a.kl, KL(p, q))
+			if Argmax(p) == Argmax(q) {
+				a.top1++
+			}
+		}
+	}
+	return true
+}
+
+// Result returns what was gathered, nil when no position was scored.
+func (a *NextTokenAccumulator) Result() *NextToken {
+	n := len(a.kl)
+	if n == 0 {
+		return nil
+	}
+	fn := float64(n)
+	r := &NextToken{Scored: n, PPLRef: math.Exp(a.nllRef / fn), PPLCand: math.Exp(a.nllCand / fn),
+		LnPPLRatio: (a.nllCand - a.nllRef) / fn, Top1: float64(a.top1) / fn, RMSDp: math.Sqrt(a.dp2 / fn)}
+	sum := 0.0
+	for _, k := range a.kl {
+		sum += k
+	}
+	r.MeanKL = sum / fn
+	sorted := slices.Clone(a.kl)
+	slices.Sort(sorted)
+	r.MedianKL = sorted[n/2]
+	if n%2 == 0 {
+		r.MedianKL = (sorted[n/2-1] + sorted[n/2]) / 2
+	}
+	r.P99KL = sorted[Rank(n, 0.99)]
+	r.MaxKL = sorted[n-1]
+	return r
+}

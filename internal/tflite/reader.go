@@ -11,6 +11,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
+	"github.com/qpipe/qpipe/internal/litertlm"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
@@ -27,22 +28,73 @@ const firstPrefix = 1 << 20
 // read-only, or read by positioned reads where mapping is impossible; even
 // when mapped, large buffers are streamed by positioned reads on demand
 // (Pieces, Section.WriteTo). The returned Model must be closed to release
-// it.
+// it. A LiteRT-LM bundle opens as its main model (litertlm.MainModel: the
+// prefill/decode model), read in place with OpenSection.
 func Open(path string) (*Model, error) {
+	if litertlm.Sniff(path) {
+		b, err := litertlm.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer b.Close()
+		sec, err := b.MainModel()
+		if err != nil {
+			return nil, err
+		}
+		return OpenSection(path, sec.Begin, sec.Len(), path+" "+sec.Name())
+	}
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	return readFile(f, fi, path, true)
+}
+
+// openRegular opens the regular file at path.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("tflite: %w", err)
+		return nil, nil, fmt.Errorf("tflite: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("tflite: %w", err)
+		return nil, nil, fmt.Errorf("tflite: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("tflite: %s: not a regular file", path)
+		return nil, nil, fmt.Errorf("tflite: %s: not a regular file", path)
 	}
-	return readFile(f, fi, path, true)
+	return f, fi, nil
+}
+
+// OpenSection reads the model stored in bytes [off, off+n) of the file at
+// path (a TFLiteModel section of a LiteRT-LM bundle); name names it in
+// errors. The file is mapped and streamed as by Open; offsets inside the
+// model are relative to off, Section.Offset is a position in the file.
+func OpenSection(path string, off, n int64, name string) (*Model, error) {
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 || n < 0 || off > fi.Size() || n > fi.Size()-off {
+		f.Close()
+		return nil, &FormatError{Name: name, Offset: -1, Msg: fmt.Sprintf("bytes [%d, %d) are not inside %s (%d bytes)", off, off+n, path, fi.Size())}
+	}
+	data, err := mmapFile(f, fi.Size())
+	if err != nil {
+		// No mapping: positioned reads of the section.
+		src, err := loadPrefix(io.NewSectionReader(f, off, n), n, name)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		src.file, src.release = fi, f.Close
+		return decodeSource(src, n)
+	}
+	src := &source{name: name, data: data, mapped: true, r: f, file: fi, base: off,
+		release: func() error { return errors.Join(munmap(data), f.Close()) }}
+	return decodeSource(src, n)
 }
 
 // Read reads a model of size bytes from r; name names it in errors.
@@ -152,7 +204,7 @@ func readMore(r io.ReaderAt, buf *[]byte, n int64, name string) error {
 // decodeSource decodes the model in src and closes src on failure.
 func decodeSource(src *source, size int64) (*Model, error) {
 	src.size = size
-	d := &decoder{name: src.name, buf: src.data, fileSize: size}
+	d := &decoder{name: src.name, buf: src.data[src.base:], fileSize: size}
 	m, err := d.decode(src)
 	if err != nil {
 		src.Close()

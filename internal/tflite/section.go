@@ -327,9 +327,13 @@ type source struct {
 	closed atomic.Bool
 	// release unmaps data and/or closes the file we opened.
 	release func() error
+	// base is where the model begins in data and r (OpenSection): the
+	// model's own offsets are relative to it, Sections' are not.
+	base int64
 }
 
-func (s *source) section(off, n int64) *Section { return &Section{src: s, off: off, n: n} }
+// section is the Section of the model's bytes [off, off+n).
+func (s *source) section(off, n int64) *Section { return &Section{src: s, off: s.base + off, n: n} }
 
 // Close releases the mapping and files opened by Open.
 func (s *source) Close() error {

@@ -160,7 +160,10 @@ func WriteFile(ctx context.Context, path string, m *Model, opts WriteOptions) (e
 			os.Remove(f.Name())
 		}
 	}()
-	if err := writePlan(ctx, f, path, p, m, opts); err != nil {
+	if err := f.Truncate(p.size); err != nil { // the gaps read as zeros
+		return fmt.Errorf("tflite: %w", err)
+	}
+	if err := writePlan(ctx, f, path, p, m, opts, 0); err != nil {
 		return err
 	}
 	if err := f.Chmod(0o644); err != nil {
@@ -211,15 +214,12 @@ func lateItems(p *plan) map[int]bool {
 // at its offset, concurrently — Late contents after all others — and the
 // flatbuffer last, built again when the model's tables were completed while
 // the contents were written (Model.LateTables).
-func writePlan(ctx context.Context, f *os.File, path string, p *plan, m *Model, opts WriteOptions) error {
-	if err := f.Truncate(p.size); err != nil { // the gaps read as zeros
-		return fmt.Errorf("tflite: %w", err)
-	}
+func writePlan(ctx context.Context, f *os.File, path string, p *plan, m *Model, opts WriteOptions, base int64) error {
 	for _, it := range p.items {
 		if it.prefix {
 			var l [4]byte
 			binary.LittleEndian.PutUint32(l[:], uint32(it.n))
-			if _, err := f.WriteAt(l[:], it.off-4); err != nil {
+			if _, err := f.WriteAt(l[:], base+it.off-4); err != nil {
 				return fmt.Errorf("tflite: %w", err)
 			}
 		}
@@ -247,7 +247,7 @@ func writePlan(ctx context.Context, f *os.File, path string, p *plan, m *Model, 
 			}
 			g.Go(func() error {
 				defer sem.Release(weight)
-				return writeItem(gctx, &fileWriter{f: f, off: it.off}, it, path)
+				return writeItem(gctx, &fileWriter{f: f, off: base + it.off}, it, path)
 			})
 		}
 		if err := g.Wait(); err != nil {
@@ -268,10 +268,25 @@ func writePlan(ctx context.Context, f *os.File, path string, p *plan, m *Model, 
 		}
 		head = again.head
 	}
-	if _, err := f.WriteAt(head, 0); err != nil {
+	if _, err := f.WriteAt(head, base); err != nil {
 		return fmt.Errorf("tflite: %w", err)
 	}
 	return nil
+}
+
+// WriteAt writes m into f at offset base, as WriteFile would write it to a
+// file of its own (Size bytes; the bytes between the pieces are left as
+// they are, zeros in a freshly truncated file): a LiteRT-LM bundle's
+// TFLiteModel section. opts.Check is not applied.
+func WriteAt(ctx context.Context, f *os.File, base int64, m *Model, opts WriteOptions) error {
+	if err := refuseInput(f.Name(), m); err != nil {
+		return err
+	}
+	p, err := layout(m, opts)
+	if err != nil {
+		return err
+	}
+	return writePlan(ctx, f, f.Name(), p, m, opts, base)
 }
 
 // writeItem streams it's content to w, which must be positioned at it.off,
