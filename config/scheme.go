@@ -32,7 +32,8 @@ type Scheme struct {
 	BlockSize   int    // elements per block along the input dimension; blockwise only, else 0
 	Symmetric   bool   // zero points all 0; false only for the _asym schemes (and fp16, where it does not apply)
 	// Scales is how an int4 blockwise scheme picks its block scales:
-	// ScalesMinMax, ScalesSearch or ScalesCalibrated; "" leaves it to the
+	// ScalesMinMax, ScalesSearch, ScalesCalibrated or ScalesGPTQ (which
+	// also applies to int8 channelwise schemes); "" leaves it to the
 	// recipe's or the quantize stage's `scales` (then min-max).
 	Scales string
 }
@@ -49,15 +50,27 @@ const (
 	// under the statistics of the op's input activations, gathered by
 	// running the model (quantize.calibration).
 	ScalesCalibrated = "calibrated"
+	// ScalesGPTQ rounds with error compensation (GPTQ): each column's
+	// rounding error is pushed onto the columns not yet quantized, under
+	// the full covariance of the op's input gathered by running the model
+	// (quantize.calibration); int4 blockwise and int8 channelwise schemes
+	// of FULLY_CONNECTED weights.
+	ScalesGPTQ = "gptq"
 )
 
 // ScaleMethods lists the valid values of `scales`.
-var ScaleMethods = []string{ScalesMinMax, ScalesSearch, ScalesCalibrated}
+var ScaleMethods = []string{ScalesMinMax, ScalesSearch, ScalesCalibrated, ScalesGPTQ}
 
 // scalesFor is why a scheme cannot take scale method m, or "".
 func scalesFor(s *Scheme, m string) string {
 	if m == ScalesMinMax || m == "" || (s.Weight == WeightInt4 && s.Granularity == GranularityBlockwise) {
 		return ""
+	}
+	if m == ScalesGPTQ && s.Weight == WeightInt8 && s.Granularity == GranularityChannelwise {
+		return ""
+	}
+	if m == ScalesGPTQ {
+		return fmt.Sprintf("%s applies to int4 blockwise and int8 channelwise schemes only; %s keeps its min-max scales", m, s.Name)
 	}
 	return fmt.Sprintf("%s applies to int4 blockwise schemes only; %s keeps its min-max scales (remove scales here, or choose a dynamic_int4_block scheme)", m, s.Name)
 }

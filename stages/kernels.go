@@ -46,6 +46,9 @@ type params struct {
 	// stats are the input activations' statistics for calibrated int4
 	// scales (nil: the search is data-free).
 	stats *quant.ChannelStats
+	// gptq is where a gptq job's input covariance comes from (nil: none,
+	// or another method).
+	gptq *gptqSource
 	// search sums the searching kernel's per-row errors: min-max's and the
 	// chosen scales' (squared weight error, and expected output error when
 	// calibrated), in row order.
@@ -251,6 +254,11 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			if err := quant.QuantizeRowsInt8(q8, sc, zp, x, rowElems, j.req.sc.symmetric); err != nil {
 				return describe(err, r0*rowElems)
 			}
+			if j.req.sc.gptq() {
+				if err := j.gptqInt8(q8, sc, zp, x, rowElems); err != nil {
+					return err
+				}
+			}
 			if metrics {
 				quant.DequantizeInt8(back[:len(x)], q8, j.chunkShape(r0, r1), 0, sc, zp)
 			}
@@ -312,6 +320,9 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 // method, adding the search's row errors (in row order) to j.search when
 // rowErrs is not nil (measuring them costs passes; the bytes are the same).
 func (j *bufferJob) quantizeInt4(dst []byte, scales []uint16, x []float32, cols int, rowErrs []quant.RowErrors) (int, error) {
+	if j.req.sc.gptq() {
+		return j.quantizeGPTQ4(dst, scales, x, cols)
+	}
 	if !j.req.sc.searched() {
 		return quant.QuantizeBlocksInt4(dst, scales, x, cols, j.req.sc.block, j.clampTiny)
 	}

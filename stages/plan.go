@@ -32,7 +32,7 @@ func updatePlan(p *pipeline.Plan, m *tflite.Model, groups []*tensorGroup, jobs [
 			if g.req.sc.kind == kindInt4Block {
 				blocks[o] = g.req.sc.block
 			}
-			if g.req.sc.searched() && searched[o] == nil {
+			if (g.req.sc.searched() || g.req.sc.gptq()) && searched[o] == nil {
 				searched[o] = j
 			}
 			for _, u := range g.uses {

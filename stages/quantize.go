@@ -85,6 +85,10 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	if err != nil {
 		return err
 	}
+	inputs, err := q.gptqInputs(ctx, s, reqs)
+	if err != nil {
+		return err
+	}
 	groups := groupTensors(m, ms.uses, reqs)
 	jobs := groupBuffers(m, groups)
 	for _, j := range jobs {
@@ -92,7 +96,9 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 		j.outLen = j.outputLen()
 		j.stats = stats.of(j)
 		j.outErrs.Stats = inputStats(q.outStats, j)
+		j.gptq = gptqSourceFor(inputs, j)
 	}
+	gptqNotes(s.Plan, jobs)
 	if s.DryRun {
 		if err := measureScales(ctx, jobs, !q.StrictReference); err != nil {
 			return err

@@ -28,7 +28,8 @@ type scheme struct {
 	perTensor bool           // int8 with one scale for the whole tensor
 	cfg       *config.Scheme // what it was made from (nil for fallbacks)
 	// scales is the int4 scale method (config.ScalesMinMax, ScalesSearch,
-	// ScalesCalibrated); "" for every other kind.
+	// ScalesCalibrated, ScalesGPTQ); ScalesGPTQ or "" for int8 channelwise;
+	// "" for every other kind.
 	scales string
 }
 
@@ -36,6 +37,9 @@ type scheme struct {
 func (s *scheme) searched() bool {
 	return s.scales == config.ScalesSearch || s.scales == config.ScalesCalibrated
 }
+
+// gptq reports whether the scheme rounds with error compensation.
+func (s *scheme) gptq() bool { return s.scales == config.ScalesGPTQ }
 
 // label names the scheme with its scale method when that is not min-max:
 // "dynamic_int4_block32+search".
@@ -57,8 +61,10 @@ func fromConfig(c *config.Scheme, scales string) (*scheme, error) {
 	switch {
 	case c.Weight == "int8" && c.Mode == "dynamic_range":
 		s.kind = kindDynInt8
+		s.scales = int8Scales(c, scales)
 	case c.Weight == "int8" && c.Mode == "weight_only":
 		s.kind = kindWOInt8
+		s.scales = int8Scales(c, scales)
 	case c.Weight == "fp16":
 		s.kind = kindFP16
 	case c.Weight == "int4" && c.Granularity == "blockwise":
@@ -75,6 +81,20 @@ func fromConfig(c *config.Scheme, scales string) (*scheme, error) {
 		return nil, fmt.Errorf("scheme %q (weight %s, mode %s, granularity %s) has no implementation", c.Name, c.Weight, c.Mode, c.Granularity)
 	}
 	return s, nil
+}
+
+// int8Scales is an int8 scheme's scale method: gptq when the scheme (or,
+// setting none, the recipe or job) asks for it on a channelwise scheme;
+// the int4-only methods do not apply.
+func int8Scales(c *config.Scheme, scales string) string {
+	m := c.Scales
+	if m == "" {
+		m = scales
+	}
+	if m == config.ScalesGPTQ && c.Granularity == config.GranularityChannelwise {
+		return m
+	}
+	return ""
 }
 
 // validFor says whether the scheme applies to the op's weight input at all

@@ -22,7 +22,7 @@ import (
 func init() {
 	register(command{
 		name:    "plan",
-		usage:   "(JOB.yaml | --recipe NAME IN.{tflite,litertlm} | --aeq-recipe FILE.json IN.{tflite,litertlm} | --budget-size SIZE IN.tflite | --budget-kl KL IN.tflite) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated] [--json | --export-aeq] [--strict]",
+		usage:   "(JOB.yaml | --recipe NAME IN.{tflite,litertlm} | --aeq-recipe FILE.json IN.{tflite,litertlm} | --budget-size SIZE IN.tflite | --budget-kl KL IN.tflite) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated|gptq] [--json | --export-aeq] [--strict]",
 		summary: "dry run: every weight with its role, layer, scheme and sizes; nothing is written",
 		run:     planCmd,
 	})

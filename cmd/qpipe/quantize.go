@@ -15,7 +15,7 @@ import (
 func init() {
 	register(command{
 		name:    "quantize",
-		usage:   "(--recipe NAME | --aeq-recipe FILE.json | --budget-size SIZE | --budget-kl KL) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated] [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite|IN.litertlm OUT.tflite|OUT.litertlm",
+		usage:   "(--recipe NAME | --aeq-recipe FILE.json | --budget-size SIZE | --budget-kl KL) [--budget-metric kl|rel_l2] [--budget-output NAME] [--scales minmax|search|calibrated|gptq] [--fallback] [--layout auto|inline|offset] [--metrics] [--fsync] [--dequantized-reference] [--strict] IN.tflite|IN.litertlm OUT.tflite|OUT.litertlm",
 		summary: "quantize one model with a preset recipe (like the upstream converter's --quantize)",
 		run:     quantizeCmd,
 	})

@@ -18,7 +18,7 @@ import (
 func init() {
 	register(command{
 		name:    "run",
-		usage:   "[--keep-going] [--json] [--report DIR] [--fsync] [--strict] [--strict-reference] [--scales minmax|search|calibrated] [--force | --check | --locked] [--shard I/N] [--jobs N] [--memory SIZE] JOB.yaml...",
+		usage:   "[--keep-going] [--json] [--report DIR] [--fsync] [--strict] [--strict-reference] [--scales minmax|search|calibrated|gptq] [--force | --check | --locked] [--shard I/N] [--jobs N] [--memory SIZE] JOB.yaml...",
 		summary: "run job files (load, annotate, quantize, verify, serialize), skipping those up to date with their JOB.lock; a summary at the end",
 		run:     runCmd,
 	})

@@ -263,7 +263,7 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 			top = sig.Subgraph
 			return lastNeeded(m, sig.Subgraph)
 		},
-		Before: func(ev interp.OpEvent) {
+		Before: func(_ int, ev interp.OpEvent) {
 			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
 				observeFC(m, ev, sums)
 			}
@@ -292,8 +292,9 @@ type Pass struct {
 	// signature, before its samples run.
 	Stop func(sig interp.Signature) int
 	// Before sees each operator of the signature's subgraph before it runs
-	// (inputs only), each sample's event in turn.
-	Before func(ev interp.OpEvent)
+	// (inputs only), each sample's event in turn; sample is the sample's
+	// index among the signature's samples.
+	Before func(sample int, ev interp.OpEvent)
 	// Inputs sees each sample's inputs before it runs (sample is its index
 	// among the signature's samples).
 	Inputs func(sig interp.Signature, sample int, inputs map[string]*interp.Tensor)
@@ -327,7 +328,7 @@ func RunPass(ctx context.Context, m *tflite.Model, cal *config.Calibration, log 
 	}
 	in, err := interp.New(m, interp.Options{Observe: p.Observe})
 	if err != nil {
-		return fmt.Errorf("calibration: %w (calibration needs a model the reference interpreter runs)", err)
+		return fmt.Errorf("calibration: %w (calibration, calibrated and gptq scales need a model the reference interpreter runs; use scales: search)", err)
 	}
 	sigs := in.Signatures()
 	layouts := make([]*evaluate.Layout, len(sigs))
@@ -378,16 +379,18 @@ func RunPass(ctx context.Context, m *tflite.Model, cal *config.Calibration, log 
 		if p.Stop != nil {
 			stop = p.Stop(sig)
 		}
+		base := 0 // the first sample of the batch
 		before := func(k int, ev interp.OpEvent) bool {
 			if k == 0 && ev.Subgraph == sig.Subgraph {
 				prog.Add(1)
 			}
 			if p.Before != nil {
-				p.Before(ev)
+				p.Before(base+k, ev)
 			}
 			return ev.Operator != stop
 		}
 		for lo := 0; lo < n; lo += batchSize {
+			base = lo
 			batch := make([]map[string]*interp.Tensor, 0, min(batchSize, n-lo))
 			for k := lo; k < min(n, lo+batchSize); k++ {
 				var inputs map[string]*interp.Tensor
@@ -458,18 +461,25 @@ func seqFor(sig interp.Signature, m *tflite.Model, seq int) int {
 	return 0
 }
 
-// observeFC adds a FULLY_CONNECTED's input rows to its weight's sums.
-func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
+// fcInput is a FULLY_CONNECTED's float input as rows of its 2-D weight's
+// columns; ok is false for any other op or layout.
+func fcInput(m *tflite.Model, ev interp.OpEvent) (x []float32, cols int, ok bool) {
 	if ev.Code != fb.BuiltinOperatorFULLY_CONNECTED || len(ev.InputTensors) < 2 || len(ev.Inputs) < 1 || ev.Inputs[0] == nil || ev.InputTensors[1] < 0 {
-		return
+		return nil, 0, false
 	}
 	w := m.Meta.Subgraphs[ev.Subgraph].Tensors[ev.InputTensors[1]]
 	if len(w.Shape) != 2 || w.Shape[1] <= 0 || ev.Inputs[0].Type != fb.TensorTypeFLOAT32 {
-		return
+		return nil, 0, false
 	}
-	cols := int(w.Shape[1])
-	x := ev.Inputs[0].F32
-	if len(x)%cols != 0 {
+	cols = int(w.Shape[1])
+	x = ev.Inputs[0].F32
+	return x, cols, len(x)%cols == 0
+}
+
+// observeFC adds a FULLY_CONNECTED's input rows to its weight's sums.
+func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
+	x, cols, ok := fcInput(m, ev)
+	if !ok {
 		return
 	}
 	k := Key{ev.Subgraph, ev.InputTensors[1]}
@@ -481,6 +491,11 @@ func observeFC(m *tflite.Model, ev interp.OpEvent, sums map[Key]*statSums) {
 	if len(s.sum) != cols {
 		return
 	}
+	s.add(x, cols)
+}
+
+// add adds rows of cols columns.
+func (s *statSums) add(x []float32, cols int) {
 	for r := 0; r < len(x); r += cols {
 		for j, v := range x[r : r+cols] {
 			s.sum[j] += float64(v)

@@ -1,0 +1,216 @@
+package calib
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/interp"
+	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
+)
+
+// Inputs are the calibration rows of the FULLY_CONNECTED inputs, for
+// error-compensating quantization (`scales: gptq`), which needs each
+// weight's full input covariance H = Σ x xᵀ rather than per-column
+// statistics. Holding the rows (tokens × columns, float32) instead of the
+// covariances keeps the memory at tokens/columns of theirs (the 1 GB
+// decoder at 512 tokens: 100 MB of rows against 1.4 GB of float64
+// covariances), and H is formed when its weight is quantized
+// (Hessian). The rows are kept once per activation tensor: weights that
+// read the same activation (q/k/v, gate/up) share them.
+type Inputs struct {
+	acts    map[Key]*actRows // by activation tensor
+	readers map[Key][]Key    // weight → the activation tensors it was read with
+	kept    map[keptRows]bool
+	// Tokens is the number of rows per activation (of the largest).
+	Tokens int
+}
+
+// keptRows identifies the rows of one activation for one sample.
+type keptRows struct {
+	act    Key
+	sample int
+}
+
+type actRows struct {
+	cols int
+	x    []float32
+}
+
+// InputsDefinition names what Inputs hold (the in-process cache key).
+const InputsDefinition = "fc-input-rows/1"
+
+var (
+	inputsMu  sync.Mutex
+	inputsMem = map[string]*inputsOnce{}
+)
+
+type inputsOnce struct {
+	once sync.Once
+	in   *Inputs
+	err  error
+}
+
+// GetInputs returns the calibration rows of m under cal, whose statistics
+// key is key (CacheKey), gathered once per process. They are not cached on
+// disk (hundreds of MB: the pass costs less than writing them).
+func GetInputs(ctx context.Context, m *tflite.Model, key string, cal *config.Calibration, log zerolog.Logger) (*Inputs, error) {
+	key = InputsDefinition + " " + key
+	inputsMu.Lock()
+	e := inputsMem[key]
+	if e == nil {
+		e = &inputsOnce{}
+		inputsMem[key] = e
+	}
+	inputsMu.Unlock()
+	e.once.Do(func() {
+		e.in, e.err = RunInputs(ctx, m, cal, log)
+		if e.err == nil {
+			log.Info().Int("activations", len(e.in.acts)).Int("tokens", e.in.Tokens).Int64("MiB", e.in.Bytes()>>20).Msg("calibration: kept the inputs of the FULLY_CONNECTED weights")
+		}
+	})
+	if e.err != nil {
+		inputsMu.Lock()
+		delete(inputsMem, key)
+		inputsMu.Unlock()
+	}
+	return e.in, e.err
+}
+
+// RunInputs runs m on the calibration inputs of cal (as Run does) and keeps
+// every FULLY_CONNECTED input's rows.
+func RunInputs(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zerolog.Logger) (*Inputs, error) {
+	in := &Inputs{acts: map[Key]*actRows{}, readers: map[Key][]Key{}, kept: map[keptRows]bool{}}
+	top := -1 // the signature's subgraph: its FULLY_CONNECTEDs are seen before they run
+	err := RunPass(ctx, m, cal, log, Pass{
+		Step: "calibration",
+		Observe: func(ev interp.OpEvent) {
+			if ev.Subgraph != top && ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
+				in.observe(m, -1, ev)
+			}
+		},
+		Stop: func(sig interp.Signature) int {
+			top = sig.Subgraph
+			return lastNeeded(m, sig.Subgraph)
+		},
+		Before: func(sample int, ev interp.OpEvent) {
+			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
+				in.observe(m, sample, ev)
+			}
+		},
+	})
+	in.kept = nil
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range in.acts {
+		in.Tokens = max(in.Tokens, len(a.x)/a.cols)
+	}
+	return in, nil
+}
+
+func (in *Inputs) observe(m *tflite.Model, sample int, ev interp.OpEvent) {
+	x, cols, ok := fcInput(m, ev)
+	if !ok || ev.InputTensors[0] < 0 {
+		return
+	}
+	wk, ak := Key{ev.Subgraph, ev.InputTensors[1]}, Key{ev.Subgraph, ev.InputTensors[0]}
+	a := in.acts[ak]
+	if a == nil {
+		a = &actRows{cols: cols}
+		in.acts[ak] = a
+	}
+	if a.cols != cols {
+		return
+	}
+	known := false
+	for _, k := range in.readers[wk] {
+		known = known || k == ak
+	}
+	if !known {
+		in.readers[wk] = append(in.readers[wk], ak)
+	}
+	// The first reader of an activation keeps a sample's rows; the others
+	// (q/k/v, gate/up) read the same values.
+	kr := keptRows{ak, sample}
+	if sample < 0 || !in.kept[kr] {
+		in.kept[kr] = true
+		a.x = append(a.x, x...)
+	}
+}
+
+// Has reports whether some calibration input reached weight w.
+func (in *Inputs) Has(w Key) bool { return in != nil && len(in.readers[w]) > 0 }
+
+// Readers is how many distinct activations weight w was read with.
+func (in *Inputs) Readers(w Key) int { return len(in.readers[w]) }
+
+// Hessian returns H = Σ x xᵀ (cols × cols, float64, full) over the rows of
+// every activation weight w was read with (one covariance per reader,
+// summed: each reader's tokens count once), or nil when none has cols
+// columns.
+func (in *Inputs) Hessian(w Key, cols int) []float64 {
+	var h []float64
+	for _, ak := range in.readers[w] {
+		a := in.acts[ak]
+		if a.cols != cols {
+			continue
+		}
+		if h == nil {
+			h = make([]float64, cols*cols)
+		}
+		quant.AddHessian(h, a.x, cols)
+	}
+	if h != nil {
+		quant.MirrorHessian(h, cols)
+	}
+	return h
+}
+
+// HessianKey names the covariance Hessian(w) returns: weights with the same
+// key share it (and its factor).
+func (in *Inputs) HessianKey(w Key) string {
+	return fmt.Sprint(in.readers[w])
+}
+
+// Bytes is the memory the rows hold.
+func (in *Inputs) Bytes() int64 {
+	var n int64
+	for _, a := range in.acts {
+		n += 4 * int64(len(a.x))
+	}
+	return n
+}
+
+// Stats are the per-column mean and variance of the rows weight w was read
+// with (nil when none has cols columns).
+func (in *Inputs) Stats(w Key, cols int) *quant.ChannelStats {
+	s := &statSums{sum: make([]float64, cols), sq: make([]float64, cols)}
+	for _, ak := range in.readers[w] {
+		a := in.acts[ak]
+		if a.cols == cols {
+			s.add(a.x, cols)
+		}
+	}
+	if s.n == 0 {
+		return nil
+	}
+	return s.stats()
+}
+
+// Rows are the rows ([tokens, cols] each) of every activation weight w was
+// read with that has cols columns: what Hessian sums.
+func (in *Inputs) Rows(w Key, cols int) [][]float32 {
+	var out [][]float32
+	for _, ak := range in.readers[w] {
+		if a := in.acts[ak]; a.cols == cols {
+			out = append(out, a.x)
+		}
+	}
+	return out
+}

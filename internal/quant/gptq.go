@@ -1,0 +1,565 @@
+package quant
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Error-compensating rounding (GPTQ, Frantar et al. 2022).
+//
+// A weight row w (one output channel, cols inputs) is quantized column by
+// column; the error each column's rounding leaves is pushed onto the
+// columns not yet quantized, so that the row's output error on the
+// calibration inputs, E‖Δw·x‖² = Δw H Δwᵀ with H = Σ_t x_t x_tᵀ, is small
+// rather than each weight's own error. The rows are independent given H,
+// so a weight is quantized a chunk of rows at a time like every other
+// kernel.
+//
+// The paper's sweep uses the upper Cholesky factor Ug of H⁻¹: after column
+// i, err = (w'_i − q_i)/Ug_ii and w'_j −= err·Ug_ij for j > i. With
+// U = Ug⁻¹ (upper, H = U Uᵀ) the same targets read
+//
+//	w'_j = w_j + Σ_{i<j} (w_i − q_i)·U_ij/U_jj
+//
+// (expand w' in the paper's recursion; the errors here are against the
+// original weights): the nearest-plane form of the same algorithm. It
+// needs only the Cholesky factor of H, taken on the reversed matrix (no
+// inverse), and the same matrix products: GPTQFactor holds
+// A_ij = U_ij/U_jj. The update is lazy as in the paper: within a batch of
+// columns (gptqBatch, a multiple of the block) it is applied column by
+// column, and to the columns after the batch once per batch.
+//
+// Damping: λ = damp·mean(diag H) is added to the diagonal (damp 0.01 by
+// default, the paper's and the reference quantizer's). A dead column (no
+// calibration input ever non-zero, H_jj = 0) gets diagonal 1 before
+// damping; its row and column of H are zero, so it neither gives nor takes
+// compensation: it is rounded to nearest.
+//
+// Every sum runs in a fixed order (float64 for H and its factor, float32
+// for the sweep, each product rounded on its own), and the work is split
+// over row ranges only, so the bytes do not depend on the worker count.
+
+// DefaultDamp is the default relative damping of H's diagonal.
+const DefaultDamp = 0.01
+
+// gptqBatch is the lazy batch width in columns (rounded up to a whole
+// number of blocks).
+const gptqBatch = 128
+
+// gptqTile is how many rows sweep together (so that a row of the factor,
+// once in cache, serves several).
+const gptqTile = 8
+
+// GPTQFactor is the compensation matrix of one input covariance.
+type GPTQFactor struct {
+	N    int
+	A    []float32 // N×N row-major; A[i·N+j] = U_ij/U_jj for i < j, else 0
+	Damp float64   // λ added to the diagonal
+	Dead int       // columns without calibration input
+	// Diag is H's damped diagonal, each column's weight in the sweep's
+	// block-scale choice.
+	Diag []float32
+	// Pivot2 holds U_jj², the weight of column j's remaining error
+	// (t_j − ŵ_j)² in the output error: (w−ŵ)(H+λI)(w−ŵ)ᵀ = Σ_j U_jj²
+	// (t_j − ŵ_j)² for the sweep's targets t, so the sweep measures what
+	// it leaves for free.
+	Pivot2 []float32
+}
+
+// ErrNoCalibration is returned for a covariance without any input.
+var ErrNoCalibration = errors.New("no calibration input reached this weight (every column of its input covariance is zero)")
+
+// AddHessian adds Σ_t x_t x_tᵀ to h (n×n row-major, float64) for the rows
+// x_t of x (len(x) a multiple of n). Only the lower triangle is summed;
+// MirrorHessian completes it. Each entry sums the rows in order.
+func AddHessian(h []float64, x []float32, n int) {
+	if len(h) != n*n || len(x)%n != 0 {
+		panicf("AddHessian: len(h) = %d, len(x) = %d, n = %d", len(h), len(x), n)
+	}
+	rows := len(x) / n
+	// Split the rows of h so that each part has about the same triangle
+	// area: bounds at n·sqrt(p/parts).
+	parts := workerCount()
+	if n < 256 {
+		parts = 1
+	}
+	bounds := make([]int, parts+1)
+	for p := range bounds {
+		bounds[p] = int(float64(n) * math.Sqrt(float64(p)/float64(parts)))
+	}
+	bounds[parts] = n
+	forParts(bounds, func(_, lo, hi int) {
+		const tb = 64 // tokens at a time: h rows stay in cache
+		for t0 := 0; t0 < rows; t0 += tb {
+			t1 := min(rows, t0+tb)
+			for i := lo; i < hi; i++ {
+				hr := h[i*n : i*n+i+1]
+				for t := t0; t < t1; t++ {
+					xt := x[t*n : t*n+i+1]
+					xi := float64(xt[i])
+					if xi == 0 {
+						continue
+					}
+					for j, v := range xt {
+						hr[j] += float64(xi * float64(v))
+					}
+				}
+			}
+		}
+	})
+}
+
+// MirrorHessian copies h's lower triangle onto its upper one.
+func MirrorHessian(h []float64, n int) {
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			h[i*n+j] = h[j*n+i]
+		}
+	}
+}
+
+// NewGPTQFactor computes the compensation matrix of the symmetric n×n
+// matrix h (an input covariance Σ x xᵀ, full), damped by damp·mean of
+// its live diagonal. h is overwritten. A factorisation that fails (h not
+// positive definite in floating point) is retried with ten times the
+// damping, up to three times.
+func NewGPTQFactor(h []float64, n int, damp float64) (*GPTQFactor, error) {
+	if len(h) != n*n {
+		panicf("NewGPTQFactor: len(h) = %d, n = %d", len(h), n)
+	}
+	f := &GPTQFactor{N: n}
+	var sum float64
+	live := 0
+	for j := range n {
+		d := h[j*n+j]
+		if math.IsNaN(d) || math.IsInf(d, 0) || d < 0 {
+			return nil, fmt.Errorf("input covariance: diagonal entry %d is %v", j, d)
+		}
+		if d == 0 {
+			f.Dead++
+			h[j*n+j] = 1
+			continue
+		}
+		sum += d
+		live++
+	}
+	if live == 0 {
+		return nil, ErrNoCalibration
+	}
+	lambda := damp * sum / float64(live)
+	if !(lambda > 0) {
+		lambda = 1e-12 * sum / float64(live)
+	}
+	// Reverse in place: g[a][b] = h[n-1-a][n-1-b] (the flat array reversed).
+	for i, j := 0, len(h)-1; i < j; i, j = i+1, j-1 {
+		h[i], h[j] = h[j], h[i]
+	}
+	orig := make([]float64, n) // the undamped diagonal, for retries
+	for a := range n {
+		orig[a] = h[a*n+a]
+	}
+	var err error
+	for try := 0; try < 4; try++ {
+		for a := range n {
+			h[a*n+a] = orig[a] + lambda
+		}
+		if err = cholesky(h, n); err == nil {
+			break
+		}
+		lambda *= 10
+	}
+	if err != nil {
+		return nil, fmt.Errorf("input covariance: %w", err)
+	}
+	f.Damp = lambda
+	f.Diag = make([]float32, n)
+	f.Pivot2 = make([]float32, n)
+	for j := range n {
+		f.Diag[j] = float32(orig[n-1-j] + lambda)
+		u := h[(n-1-j)*n+n-1-j]
+		f.Pivot2[j] = float32(u * u)
+	}
+	// U_ij = L[n-1-i][n-1-j]; A_ij = U_ij/U_jj for i < j.
+	f.A = make([]float32, n*n)
+	parallelFor(n*n, n, func(lo, hi int) {
+		for i := lo / n; i < hi/n; i++ {
+			a := n - 1 - i
+			row := f.A[i*n : (i+1)*n]
+			for j := i + 1; j < n; j++ {
+				b := n - 1 - j
+				row[j] = float32(h[a*n+b] / h[b*n+b])
+			}
+		}
+	})
+	return f, nil
+}
+
+// cholesky factors the symmetric positive definite g (lower triangle read)
+// in place into L (lower, g = L Lᵀ), row by row in panels: the rows of a
+// panel against the earlier panels in parallel (each row on its own), then
+// the panel's own triangle. Each entry's dot product runs in a fixed
+// order, so the result does not depend on the worker count.
+func cholesky(g []float64, n int) error {
+	const panel = 32
+	for p0 := 0; p0 < n; p0 += panel {
+		p1 := min(n, p0+panel)
+		if p0 > 0 {
+			forParts(split((p1-p0)*p0, p0), func(_, lo, hi int) {
+				for i := p0 + lo/p0; i < p0+hi/p0; i++ {
+					ri := g[i*n : i*n+i]
+					for j := range p0 {
+						rj := g[j*n : j*n+j]
+						ri[j] = (ri[j] - dot(ri[:j], rj)) / g[j*n+j]
+					}
+				}
+			})
+		}
+		for i := p0; i < p1; i++ {
+			ri := g[i*n : i*n+i+1]
+			for j := p0; j < i; j++ {
+				rj := g[j*n : j*n+j+1]
+				ri[j] = (ri[j] - dot(ri[:j], rj[:j])) / rj[j]
+			}
+			d := ri[i] - dot(ri[:i], ri[:i])
+			if !(d > 0) || math.IsInf(d, 0) {
+				return fmt.Errorf("not positive definite at column %d (pivot %v)", n-1-i, d)
+			}
+			ri[i] = math.Sqrt(d)
+		}
+	}
+	return nil
+}
+
+// dot is Σ a_k·b_k over len(a) terms in four interleaved partial sums
+// (fixed order; each product rounded on its own).
+func dot[T float32 | float64](a, b []T) T {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 T
+	k := 0
+	for ; k+4 <= len(a); k += 4 {
+		s0 += T(a[k] * b[k])
+		s1 += T(a[k+1] * b[k+1])
+		s2 += T(a[k+2] * b[k+2])
+		s3 += T(a[k+3] * b[k+3])
+	}
+	for ; k < len(a); k++ {
+		s0 += T(a[k] * b[k])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// RowObjectives writes, for each row of src (N columns) and its
+// reconstruction got, the row's output error (w−ŵ)(H+λI)(w−ŵ)ᵀ with
+// H = Σ_t x_t x_tᵀ over the rows of xs (each a [tokens, N] matrix) and
+// the damping GPTQFactor added: Σ_t (x_t·e)² + Σ_j extra_j e_j², extra_j
+// being f.Diag_j less Σ_t x_tj² (what the factor's diagonal holds beyond
+// the rows). Each row sums in a fixed order.
+func (f *GPTQFactor) RowObjectives(out []float64, src, got []float32, xs [][]float32) {
+	n := f.N
+	if len(src) != len(got) || len(src) != len(out)*n {
+		panicf("RowObjectives: len(src) = %d, len(got) = %d, %d rows of %d", len(src), len(got), len(out), n)
+	}
+	extra := make([]float64, n)
+	for j := range n {
+		extra[j] = float64(f.Diag[j])
+	}
+	for _, x := range xs {
+		for t := 0; t < len(x); t += n {
+			for j, v := range x[t : t+n] {
+				extra[j] -= float64(float64(v) * float64(v))
+			}
+		}
+	}
+	parallelFor(len(src), n, func(lo, hi int) {
+		e := make([]float32, n)
+		for r := lo / n; r < hi/n; r++ {
+			var acc float64
+			for k := range e {
+				e[k] = src[r*n+k] - got[r*n+k]
+				d := float64(e[k])
+				acc += float64(extra[k] * float64(d*d))
+			}
+			for _, x := range xs {
+				for t := 0; t < len(x); t += n {
+					d := float64(dot(x[t:t+n], e))
+					acc += float64(d * d)
+				}
+			}
+			out[r] = acc
+		}
+	})
+}
+
+// gptqGrid is how one row's elements are quantized: group columns share
+// a scale; codes are clip(rint(t/s)+zp, lo, hi), dequantized as
+// float32(q−zp)·s.
+type gptqGrid struct {
+	group  int
+	lo, hi float32
+	// scale returns the scale of row r's group g whose current targets
+	// are t (fixed scales ignore t), and the zero point.
+	scale func(r, g int, t []float32) (s, zp float32)
+}
+
+// gptqRows runs the sweep over rows of src (cols each), writing codes and,
+// when obj is not nil, each row's output error (see Pivot2).
+func gptqRows(codes []int8, src []float32, cols int, f *GPTQFactor, grid *gptqGrid, obj []float64) {
+	if f.N != cols {
+		panicf("GPTQ: factor of %d columns for rows of %d", f.N, cols)
+	}
+	batch := grid.group * max(1, (gptqBatch+grid.group-1)/grid.group)
+	if grid.group >= cols {
+		batch = gptqBatch
+	}
+	parallelFor(len(src), cols*gptqTile, func(lo, hi int) {
+		t := make([]float32, gptqTile*cols)
+		e := make([]float32, gptqTile*batch)
+		s := make([]float32, gptqTile)
+		zp := make([]float32, gptqTile)
+		for r0 := lo / cols; r0 < hi/cols; r0 += gptqTile {
+			r1 := min(hi/cols, r0+gptqTile)
+			var o []float64
+			if obj != nil {
+				o = obj[r0:r1]
+			}
+			gptqTileRows(codes[r0*cols:r1*cols], src[r0*cols:r1*cols], t, e, s, zp, r0, r1-r0, cols, batch, f, grid, o)
+		}
+	})
+}
+
+func gptqTileRows(codes []int8, src, t, e, s, zp []float32, r0, rows, cols, batch int, f *GPTQFactor, grid *gptqGrid, obj []float64) {
+	copy(t, src[:rows*cols])
+	clear(obj)
+	n, a := cols, f.A
+	for b0 := 0; b0 < cols; b0 += batch {
+		b1 := min(cols, b0+batch)
+		for j := b0; j < b1; j++ {
+			arow := a[j*n+j+1 : j*n+b1]
+			newGroup := j%grid.group == 0
+			for r := range rows {
+				tr := t[r*cols : (r+1)*cols]
+				if newGroup {
+					s[r], zp[r] = grid.scale(r0+r, j/grid.group, tr[j:min(cols, j+grid.group)])
+				}
+				q := quantizeOne(tr[j], s[r], zp[r], grid.lo, grid.hi)
+				codes[r*cols+j] = int8(q)
+				deq := float32(float32(q-zp[r]) * s[r])
+				if obj != nil {
+					left := float64(tr[j] - deq)
+					obj[r] += float64(float64(f.Pivot2[j]) * float64(left*left))
+				}
+				d := src[r*cols+j] - deq
+				e[r*batch+j-b0] = d
+				axpy(tr[j+1:b1], d, arow)
+			}
+		}
+		if b1 == cols {
+			break
+		}
+		// Lazy update of the later columns: t[:, b1:] += E·A[b0:b1, b1:],
+		// four columns of A at a time, in column order.
+		for r := range rows {
+			tr := t[r*cols+b1 : (r+1)*cols]
+			er := e[r*batch : r*batch+b1-b0]
+			i := 0
+			for ; i+4 <= len(er); i += 4 {
+				k := b0 + i
+				axpy4(tr, er[i:i+4], a[k*n+b1:(k+1)*n], a[(k+1)*n+b1:(k+2)*n], a[(k+2)*n+b1:(k+3)*n], a[(k+3)*n+b1:(k+4)*n])
+			}
+			for ; i < len(er); i++ {
+				k := b0 + i
+				axpy(tr, er[i], a[k*n+b1:(k+1)*n])
+			}
+		}
+	}
+}
+
+// quantizeOne is clip(rint(t/s)+zp, lo, hi) (s = 0: the sign's extreme).
+func quantizeOne(t, s, zp, lo, hi float32) float32 {
+	if s == 0 {
+		switch {
+		case t > 0:
+			return hi
+		case t < 0:
+			return lo
+		}
+		return zp
+	}
+	q := float32(math.RoundToEven(float64(t/s))) + zp
+	return min(hi, max(lo, q))
+}
+
+// axpy is y += a·x (each product rounded on its own).
+func axpy(y []float32, a float32, x []float32) {
+	x = x[:len(y)]
+	for k := range y {
+		y[k] += float32(a * x[k])
+	}
+}
+
+// axpy4Go is four axpys in order, with y read and written once (axpy4:
+// the AVX2 form where there is one, same bits).
+func axpy4Go(y, a []float32, x0, x1, x2, x3 []float32) {
+	a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
+	x0, x1, x2, x3 = x0[:len(y)], x1[:len(y)], x2[:len(y)], x3[:len(y)]
+	for k := range y {
+		y[k] = y[k] + float32(a0*x0[k]) + float32(a1*x1[k]) + float32(a2*x2[k]) + float32(a3*x3[k])
+	}
+}
+
+// GPTQSweepScales selects the int4 variant whose block scales are chosen
+// during the sweep (at each block's first column, from the compensated
+// weights) rather than fixed beforehand.
+const GPTQSweepScales = true
+
+// GPTQBlocksInt4 quantizes rows of src (cols each) to packed int4 blocks
+// like QuantizeBlocksInt4, with error compensation under f. With sweep
+// false, scales holds each block's stored scale on entry (any method,
+// from the original weights) and is kept. With sweep true, each block's
+// scale is chosen when the sweep reaches it, from the compensated
+// weights, by SignedScaleInt4's rule, and written to scales. It returns
+// the count of clamped scales (sweep only) and a *ValueError for
+// non-finite weights or scales beyond float16.
+//
+// obj, when not nil, receives each row's output error (w−ŵ)(H+λI)(w−ŵ)ᵀ.
+func GPTQBlocksInt4(dst []byte, scales []uint16, src []float32, cols, blockSize int, clampTiny bool, f *GPTQFactor, sweep bool, obj []float64) (clamped int, err error) {
+	blocks := checkBlocks("GPTQBlocksInt4", len(src), cols, blockSize)
+	if len(scales) != blocks || len(dst) != len(src)/2 {
+		panicf("GPTQBlocksInt4: %d blocks, len(scales) = %d, len(src) = %d, len(dst) = %d", blocks, len(scales), len(src), len(dst))
+	}
+	if err := CheckFinite(src); err != nil {
+		return 0, err
+	}
+	per := cols / blockSize
+	var nTiny, nBad atomicCount
+	grid := &gptqGrid{group: blockSize, lo: -8, hi: 7}
+	grid.scale = func(r, g int, t []float32) (float32, float32) {
+		k := r*per + g
+		if sweep {
+			c0 := g * blockSize
+			h, c, ok := searchScaleInt4(t, f.Diag[c0:c0+blockSize], clampTiny)
+			if !ok {
+				nBad.add(1)
+				h = 0x3c00
+			} else if c {
+				nTiny.add(1)
+			}
+			scales[k] = h
+		}
+		return Float32FromBits16(scales[k]), 0
+	}
+	codes := make([]int8, len(src))
+	gptqRows(codes, src, cols, f, grid, obj)
+	if nBad.load() > 0 {
+		return 0, &ValueError{Kind: ScaleOverflow, Count: nBad.load()}
+	}
+	PackInt4(dst, codes)
+	return nTiny.load(), nil
+}
+
+// SignedScaleInt4 is the positive scale that maps a block's
+// largest-magnitude element onto an int4 level: −8 when that element is
+// negative (s = max|x|/8), 7 otherwise (s = max|x|/7), stored as bfloat16
+// then float16 like min-max's; clamped and ok as for BlockParamsInt4.
+// Using −8 costs nothing in the format and lowers the step by 1/8 for
+// about half the blocks.
+func SignedScaleInt4(blk []float32, clampTiny bool) (h uint16, clamped, ok bool) {
+	var m float32
+	neg := false
+	for _, x := range blk {
+		if a := abs32(x); a > m {
+			m, neg = a, x < 0
+		}
+	}
+	if math.IsNaN(float64(m)) || math.IsInf(float64(m), 0) {
+		return 0x7e00, false, false
+	}
+	div := float32(7)
+	if neg {
+		div = 8
+	}
+	h = Float16Bits(BFloat16Round(max(m, scaleFloor) / div))
+	switch {
+	case h >= 0x7c00:
+		return h, false, false
+	case h < 0x400 && clampTiny:
+		return 0x400, true, true
+	}
+	return h, false, true
+}
+
+// searchScaleInt4 is the block scale of lowest weighted squared error
+// Σ d_j (t_j − s·q_j)² among SignedScaleInt4's and its fractions
+// searchRatios (each as stored), for the compensated targets t weighted
+// by d (H's diagonal): importance-weighted rounding as llama.cpp's
+// imatrix quantization, on the weights error compensation left.
+func searchScaleInt4(t, d []float32, clampTiny bool) (h uint16, clamped, ok bool) {
+	h, clamped, ok = SignedScaleInt4(t, clampTiny)
+	if !ok || clamped {
+		return h, clamped, ok
+	}
+	s0 := Float32FromBits16(h)
+	best, bestErr := h, weightedErr(t, d, s0)
+	for _, r := range searchRatios[1:] {
+		c := stored(float32(s0 * r))
+		if c == 0 || c == best {
+			continue
+		}
+		if e := weightedErr(t, d, Float32FromBits16(c)); e < bestErr {
+			best, bestErr = c, e
+		}
+	}
+	return best, false, true
+}
+
+// weightedErr is Σ d_j (t_j − s·clip(rint(t_j/s), −8, 7))².
+func weightedErr(t, d []float32, s float32) float32 {
+	var e float32
+	for j, x := range t {
+		q := quantizeOne(x, s, 0, -8, 7)
+		r := x - float32(q*s)
+		e += float32(d[j] * float32(r*r))
+	}
+	return e
+}
+
+// SignedParamsInt4 is BlockParamsInt4 with SignedScaleInt4's rule.
+func SignedParamsInt4(scales []uint16, src []float32, cols, blockSize int, clampTiny bool) (clamped int, err error) {
+	blocks := checkBlocks("SignedParamsInt4", len(src), cols, blockSize)
+	if len(scales) != blocks {
+		panicf("SignedParamsInt4: %d blocks, len(scales) = %d", blocks, len(scales))
+	}
+	if err := CheckFinite(src); err != nil {
+		return 0, err
+	}
+	for k := range scales {
+		h, c, ok := SignedScaleInt4(src[k*blockSize:(k+1)*blockSize], clampTiny)
+		if !ok {
+			return 0, blockError(scales, src, blockSize)
+		}
+		if c {
+			clamped++
+		}
+		scales[k] = h
+	}
+	return clamped, nil
+}
+
+// GPTQRowsInt8 re-quantizes rows of src (cols each) with error
+// compensation under f against the per-row scales and zero points already
+// computed (QuantizeRowsInt8's), writing the codes to dst: symmetric rows
+// use −127..127, asymmetric −128..127.
+func GPTQRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float32, cols int, symmetric bool, f *GPTQFactor, obj []float64) {
+	if len(dst) != len(src) || len(src)%cols != 0 || len(scales) != len(src)/cols || len(zeroPoints) != len(scales) {
+		panicf("GPTQRowsInt8: len(dst) = %d, len(src) = %d, cols = %d, %d scales, %d zero points", len(dst), len(src), cols, len(scales), len(zeroPoints))
+	}
+	grid := &gptqGrid{group: cols, lo: -128, hi: 127}
+	if symmetric {
+		grid.lo = -127
+	}
+	grid.scale = func(r, _ int, _ []float32) (float32, float32) {
+		return scales[r], float32(zeroPoints[r])
+	}
+	gptqRows(dst, src, cols, f, grid, obj)
+}

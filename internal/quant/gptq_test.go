@@ -1,0 +1,377 @@
+package quant
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// gptqData makes a weight [rows, cols] and correlated calibration rows
+// [tokens, cols] (x = z·M with a random mixing M and a few loud columns,
+// as trained models' inputs are), deterministically from seed.
+func gptqData(seed uint64, rows, cols, tokens int) (w, x []float32) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	w = make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() * 0.05)
+	}
+	m := make([]float32, cols*cols)
+	for i := range m {
+		m[i] = float32(rng.NormFloat64() / math.Sqrt(float64(cols)))
+	}
+	for j := range cols {
+		m[j*cols+j] += 1
+	}
+	x = make([]float32, tokens*cols)
+	z := make([]float32, cols)
+	for t := range tokens {
+		for j := range z {
+			z[j] = float32(rng.NormFloat64())
+		}
+		for j := range cols {
+			var s float32
+			for k := range cols {
+				s += float32(z[k] * m[k*cols+j])
+			}
+			if j%17 == 3 {
+				s *= 8
+			}
+			x[t*cols+j] = s
+		}
+	}
+	return w, x
+}
+
+func gptqFactorOf(t testing.TB, x []float32, cols int) *GPTQFactor {
+	h := make([]float64, cols*cols)
+	AddHessian(h, x, cols)
+	MirrorHessian(h, cols)
+	f, err := NewGPTQFactor(h, cols, DefaultDamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// outErr is Σ_t ‖(W−Ŵ)·x_t‖² over the calibration rows.
+func outErr(w, got, x []float32, cols int) float64 {
+	var s float64
+	for r := 0; r < len(w)/cols; r++ {
+		for t := 0; t < len(x)/cols; t++ {
+			var d float64
+			for j := range cols {
+				d += float64(float64(w[r*cols+j]-got[r*cols+j]) * float64(x[t*cols+j]))
+			}
+			s += d * d
+		}
+	}
+	return s
+}
+
+// refGPTQ is the paper's sweep, literally, in float64: H⁻¹ by
+// Gauss-Jordan, its upper Cholesky factor, and the column loop without
+// lazy batches. It returns the int4 codes against fixed scales.
+func refGPTQ(w, x []float32, cols int, scales []uint16, block int) []int8 {
+	n := cols
+	h := make([]float64, n*n)
+	AddHessian(h, x, n)
+	MirrorHessian(h, n)
+	var sum float64
+	for j := range n {
+		sum += h[j*n+j]
+	}
+	for j := range n {
+		h[j*n+j] += DefaultDamp * sum / float64(n)
+	}
+	// Inverse.
+	inv := make([]float64, n*n)
+	for i := range n {
+		inv[i*n+i] = 1
+	}
+	for c := range n {
+		p := h[c*n+c]
+		for k := range n {
+			h[c*n+k] /= p
+			inv[c*n+k] /= p
+		}
+		for r := range n {
+			if r == c {
+				continue
+			}
+			f := h[r*n+c]
+			for k := range n {
+				h[r*n+k] -= f * h[c*n+k]
+				inv[r*n+k] -= f * inv[c*n+k]
+			}
+		}
+	}
+	// Upper Cholesky: inv = Ugᵀ Ug.
+	ug := make([]float64, n*n)
+	for i := range n {
+		for j := i; j < n; j++ {
+			s := inv[i*n+j]
+			for k := range i {
+				s -= ug[k*n+i] * ug[k*n+j]
+			}
+			if j == i {
+				ug[i*n+i] = math.Sqrt(s)
+			} else {
+				ug[i*n+j] = s / ug[i*n+i]
+			}
+		}
+	}
+	rows := len(w) / cols
+	codes := make([]int8, len(w))
+	for r := range rows {
+		wr := make([]float64, n)
+		for j := range n {
+			wr[j] = float64(w[r*n+j])
+		}
+		for i := range n {
+			s := float64(Float32FromBits16(scales[(r*n+i)/block]))
+			q := math.Min(7, math.Max(-8, math.RoundToEven(wr[i]/s)))
+			codes[r*n+i] = int8(q)
+			e := (wr[i] - q*s) / ug[i*n+i]
+			for j := i + 1; j < n; j++ {
+				wr[j] -= e * ug[i*n+j]
+			}
+		}
+	}
+	return codes
+}
+
+// TestGPTQMatchesPaper: the nearest-plane form with lazy batches gives the
+// paper's codes (up to the few elements whose target lies within rounding
+// noise of a level boundary).
+func TestGPTQMatchesPaper(t *testing.T) {
+	const rows, cols, block = 24, 256, 32
+	w, x := gptqData(3, rows, cols, 512)
+	scales := make([]uint16, len(w)/block)
+	if _, err := BlockParamsInt4(scales, w, cols, block, true); err != nil {
+		t.Fatal(err)
+	}
+	want := refGPTQ(w, x, cols, scales, block)
+	dst := make([]byte, len(w)/2)
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, gptqFactorOf(t, x, cols), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]int8, len(w))
+	UnpackInt4(got, dst)
+	diff := 0
+	for i := range got {
+		if got[i] != want[i] {
+			diff++
+		}
+	}
+	if diff > len(got)/200 {
+		t.Fatalf("%d of %d codes differ from the paper's sweep", diff, len(got))
+	}
+}
+
+// TestGPTQLowersOutputError: on the calibration rows, every variant's
+// E‖ΔW·x‖² is below nearest rounding with the same scales.
+func TestGPTQLowersOutputError(t *testing.T) {
+	const rows, cols = 32, 256
+	w, x := gptqData(5, rows, cols, 384)
+	f := gptqFactorOf(t, x, cols)
+	for _, block := range []int{32, 64, 128, 256} {
+		for _, sweep := range []bool{false, true} {
+			scales := make([]uint16, len(w)/block)
+			if _, err := SignedParamsInt4(scales, w, cols, block, true); err != nil {
+				t.Fatal(err)
+			}
+			near := make([]byte, len(w)/2)
+			QuantizeInt4(near, w, cols, block, scales)
+			dst := make([]byte, len(w)/2)
+			if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, f, sweep, nil); err != nil {
+				t.Fatal(err)
+			}
+			a, b := make([]float32, len(w)), make([]float32, len(w))
+			// Nearest rounding against the scales GPTQ stored (sweep: its own).
+			QuantizeInt4(near, w, cols, block, scales)
+			DequantizeInt4(a, near, cols, block, scales)
+			DequantizeInt4(b, dst, cols, block, scales)
+			en, eg := outErr(w, a, x, cols), outErr(w, b, x, cols)
+			if !(eg < 0.8*en) {
+				t.Errorf("block %d sweep %v: output error %g, nearest rounding %g", block, sweep, eg, en)
+			}
+		}
+	}
+	// int8 per channel.
+	sc, zp := make([]float32, rows), make([]int64, rows)
+	for _, sym := range []bool{true, false} {
+		near := make([]int8, len(w))
+		if err := QuantizeRowsInt8(near, sc, zp, w, cols, sym); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]int8, len(w))
+		GPTQRowsInt8(got, sc, zp, w, cols, sym, f, nil)
+		a, b := make([]float32, len(w)), make([]float32, len(w))
+		DequantizeInt8(a, near, []int{rows, cols}, 0, sc, zp)
+		DequantizeInt8(b, got, []int{rows, cols}, 0, sc, zp)
+		en, eg := outErr(w, a, x, cols), outErr(w, b, x, cols)
+		if !(eg < 0.8*en) {
+			t.Errorf("int8 symmetric %v: output error %g, nearest rounding %g", sym, eg, en)
+		}
+	}
+}
+
+// TestGPTQGolden pins the bytes (codes and sweep scales) and checks they
+// do not depend on the worker count.
+func TestGPTQGolden(t *testing.T) {
+	const rows, cols, block = 40, 512, 64
+	w, x := gptqData(11, rows, cols, 300)
+	run := func(workers int) string {
+		defer SetWorkers(SetWorkers(workers))
+		f := gptqFactorOf(t, x, cols)
+		scales := make([]uint16, len(w)/block)
+		dst := make([]byte, len(w)/2)
+		if _, err := GPTQBlocksInt4(dst, scales, w, cols, block, true, f, true, nil); err != nil {
+			t.Fatal(err)
+		}
+		sc, zp := make([]float32, rows), make([]int64, rows)
+		q8 := make([]int8, len(w))
+		if err := QuantizeRowsInt8(q8, sc, zp, w, cols, true); err != nil {
+			t.Fatal(err)
+		}
+		GPTQRowsInt8(q8, sc, zp, w, cols, true, f, nil)
+		hs := sha256.New()
+		hs.Write(dst)
+		hs.Write(Uint16Bytes(scales))
+		hs.Write(Int8Bytes(q8))
+		for _, a := range f.A {
+			var b [4]byte
+			u := math.Float32bits(a)
+			b[0], b[1], b[2], b[3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
+			hs.Write(b[:])
+		}
+		return hex.EncodeToString(hs.Sum(nil))
+	}
+	one := run(1)
+	for _, n := range []int{2, 3, 7} {
+		if got := run(n); got != one {
+			t.Fatalf("%d workers: %s, 1 worker: %s", n, got, one)
+		}
+	}
+	const want = "5ad8a0439b5b149fc75b23e1f8237d682f489545992c267d991953889f5bf1ac"
+	if one != want {
+		t.Errorf("sha256 %s, want %s", one, want)
+	}
+}
+
+// TestGPTQObjective: the sweep's own measure of what it leaves equals the
+// output error measured on the calibration rows (RowObjectives).
+func TestGPTQObjective(t *testing.T) {
+	const rows, cols = 16, 128
+	w, x := gptqData(9, rows, cols, 200)
+	f := gptqFactorOf(t, x, cols)
+	scales := make([]uint16, len(w)/32)
+	dst := make([]byte, len(w)/2)
+	free := make([]float64, rows)
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, true, free); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, len(w))
+	DequantizeInt4(got, dst, cols, 32, scales)
+	measured := make([]float64, rows)
+	f.RowObjectives(measured, w, got, [][]float32{x})
+	for r := range rows {
+		if math.Abs(free[r]-measured[r]) > 1e-3*measured[r] {
+			t.Errorf("row %d: sweep's objective %g, measured %g", r, free[r], measured[r])
+		}
+	}
+}
+
+// TestGPTQNoInput: a covariance without any input is a clear error, and
+// dead columns are rounded to nearest.
+func TestGPTQNoInput(t *testing.T) {
+	const cols = 64
+	if _, err := NewGPTQFactor(make([]float64, cols*cols), cols, DefaultDamp); !errors.Is(err, ErrNoCalibration) {
+		t.Fatalf("all-zero covariance: %v, want ErrNoCalibration", err)
+	}
+	w, x := gptqData(2, 4, cols, 100)
+	for tk := 0; tk < len(x)/cols; tk++ {
+		x[tk*cols+5], x[tk*cols+40] = 0, 0
+	}
+	f := gptqFactorOf(t, x, cols)
+	if f.Dead != 2 {
+		t.Fatalf("%d dead columns, want 2", f.Dead)
+	}
+	scales := make([]uint16, len(w)/32)
+	if _, err := BlockParamsInt4(scales, w, cols, 32, true); err != nil {
+		t.Fatal(err)
+	}
+	near, dst := make([]byte, len(w)/2), make([]byte, len(w)/2)
+	QuantizeInt4(near, w, cols, 32, scales)
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, b := make([]int8, len(w)), make([]int8, len(w))
+	UnpackInt4(a, near)
+	UnpackInt4(b, dst)
+	for r := range 4 {
+		if a[r*cols+5] != b[r*cols+5] {
+			t.Errorf("row %d: dead column 5 got %d, nearest %d", r, b[r*cols+5], a[r*cols+5])
+		}
+	}
+	w[3] = float32(math.NaN())
+	if _, err := GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, true, nil); err == nil {
+		t.Fatal("NaN weight: no error")
+	}
+}
+
+func BenchmarkGPTQFactor(b *testing.B) {
+	const cols = 1024
+	_, x := gptqData(1, 1, cols, 64)
+	h := make([]float64, cols*cols)
+	for b.Loop() {
+		clear(h)
+		AddHessian(h, x, cols)
+		MirrorHessian(h, cols)
+		if _, err := NewGPTQFactor(h, cols, DefaultDamp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGPTQSweep(b *testing.B) {
+	const rows, cols = 256, 1024
+	w, x := gptqData(1, rows, cols, 64)
+	f := gptqFactorOf(b, x, cols)
+	scales := make([]uint16, len(w)/32)
+	SignedParamsInt4(scales, w, cols, 32, true)
+	dst := make([]byte, len(w)/2)
+	for b.Loop() {
+		GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false, nil)
+	}
+}
+
+// TestAxpy4Vector: the vector form gives the scalar form's bits.
+func TestAxpy4Vector(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{1, 7, 8, 9, 64, 1000} {
+		xs := make([][]float32, 4)
+		for i := range xs {
+			xs[i] = make([]float32, n)
+			for k := range xs[i] {
+				xs[i][k] = float32(rng.NormFloat64())
+			}
+		}
+		a := []float32{0.3, -1.7, 2.5e-3, 11}
+		y1, y2 := make([]float32, n), make([]float32, n)
+		for k := range y1 {
+			y1[k] = float32(rng.NormFloat64())
+			y2[k] = y1[k]
+		}
+		axpy4(y1, a, xs[0], xs[1], xs[2], xs[3])
+		axpy4Go(y2, a, xs[0], xs[1], xs[2], xs[3])
+		for k := range y1 {
+			if math.Float32bits(y1[k]) != math.Float32bits(y2[k]) {
+				t.Fatalf("n %d element %d: %g, scalar %g", n, k, y1[k], y2[k])
+			}
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package stages
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/calib"
+	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/pipeline"
+)
+
+// TestGoldenGPTQBytes pins the bytes `scales: gptq` writes (int4 blocks,
+// int8 channels) under fixed calibration settings, for any GOMAXPROCS; CI
+// runs it with QPIPE_SIMD=off too.
+func TestGoldenGPTQBytes(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	for _, c := range []struct {
+		model, quantize, sha256 string
+	}{
+		{"tiny_decoder.tflite", `{recipe: dynamic_int4_block32, scales: gptq, calibration: {samples: 4, seq: 16}}`,
+			"7bc0e410d6f42f551e55c3f1d7f358a21d56dee59d0c1e8792cb62ae46149e95"},
+		{"tiny_decoder.tflite", `{recipe: dynamic_int4_block128, scales: gptq, calibration: {samples: 4, seq: 16}}`,
+			"998620a1401c74479001abf3ca6932b3f19cdc5b7aac9fb1bf4d66ed5f4246b9"},
+		{"aeq_conv_fc_mnist.tflite", `{recipe: dynamic_int8, scales: gptq, calibration: {samples: 64}}`,
+			"093bb72850d16ac4b7e3d87373950c2db5d26e57f11eae2bba03383a69ce875f"},
+	} {
+		t.Run(c.model+c.quantize, func(t *testing.T) {
+			for _, procs := range []int{1, 3} {
+				prev := runtime.GOMAXPROCS(procs)
+				_, branches, err := runJobFileWith(t, scalesJob(absModel(t, c.model), c.quantize), false)
+				runtime.GOMAXPROCS(prev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, err := os.ReadFile(branches[0].Output.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := sha256.Sum256(data)
+				if got := hex.EncodeToString(sum[:]); got != c.sha256 {
+					t.Errorf("GOMAXPROCS=%d: %s gptq output sha256 %s, want %s", procs, c.model, got, c.sha256)
+				}
+			}
+		})
+	}
+}
+
+// runReference runs a job file writing dequantized-reference models.
+func runReference(t *testing.T, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job, err := config.LoadJob(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj, err := Build(job, Options{DequantizedReference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &pipeline.State{Log: zerolog.Nop()}
+	branches, err := pipeline.Run(context.Background(), pj, s)
+	t.Cleanup(func() { Close(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return branches[0].Output.Path
+}
+
+// TestGPTQLowersOutputError: on the calibration inputs, every weight gptq
+// touches has an output error E‖ΔW·x‖² no higher than calibrated scales'
+// nearest rounding (and min-max's), and the total is lower.
+func TestGPTQLowersOutputError(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	for _, c := range []struct{ model, block, cal string }{
+		{"tiny_decoder.tflite", "32", "{samples: 4, seq: 16}"},
+		{"tiny_decoder.tflite", "128", "{samples: 4, seq: 16}"},
+		{"aeq_conv_fc_mnist.tflite", "32", "{samples: 64}"},
+	} {
+		t.Run(c.model+c.block, func(t *testing.T) {
+			path := absModel(t, c.model)
+			outs := map[string]*tflite.Model{}
+			for _, sc := range []string{"minmax", "calibrated", "gptq"} {
+				out := runReference(t, scalesJob(path, `{recipe: dynamic_int4_block`+c.block+`, scales: `+sc+`, calibration: `+c.cal+`}`))
+				m, err := tflite.Open(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { m.Close() })
+				outs[sc] = m
+			}
+			m, err := tflite.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			var cal config.Calibration
+			if c.model == "tiny_decoder.tflite" {
+				cal = config.Calibration{Samples: 4, Seq: 16}
+			} else {
+				cal = config.Calibration{Samples: 64, Seq: 64}
+			}
+			in, err := calib.RunInputs(context.Background(), m, &cal, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			touched := 0
+			total := map[string]float64{}
+			for i, tt := range m.Meta.Subgraphs[0].Tensors {
+				k := calib.Key{Subgraph: 0, Tensor: i}
+				if !in.Has(k) || len(tt.Shape) != 2 {
+					continue
+				}
+				cols := int(tt.Shape[1])
+				h := in.Hessian(k, cols)
+				w := floats(t, m, i)
+				errs := map[string]float64{}
+				for sc, o := range outs {
+					errs[sc] = quadForm(w, floats(t, o, tensorIndex(t, o, 0, tt.Name)), h, cols)
+					total[sc] += errs[sc]
+				}
+				touched++
+				if errs["gptq"] > errs["calibrated"]*(1+1e-6) || errs["gptq"] > errs["minmax"]*(1+1e-6) {
+					t.Errorf("%s: output error gptq %g, calibrated %g, min-max %g", tt.Name, errs["gptq"], errs["calibrated"], errs["minmax"])
+				}
+			}
+			if touched == 0 {
+				t.Fatal("no weight with calibration inputs: the test tests nothing")
+			}
+			if !(total["gptq"] < total["calibrated"]) {
+				t.Errorf("total output error gptq %g, calibrated %g", total["gptq"], total["calibrated"])
+			}
+			t.Logf("%d weights: output error gptq/calibrated %.3f, gptq/min-max %.3f", touched, total["gptq"]/total["calibrated"], total["gptq"]/total["minmax"])
+		})
+	}
+}
+
+func floats(t *testing.T, m *tflite.Model, i int) []float32 {
+	t.Helper()
+	data, err := tflite.ReadAll(m.Buffers[m.Meta.Subgraphs[0].Tensors[i].Buffer].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return quant.Float32s(data)
+}
+
+// quadForm is Σ_r (w_r−ŵ_r) H (w_r−ŵ_r)ᵀ.
+func quadForm(w, got []float32, h []float64, cols int) float64 {
+	var s float64
+	e := make([]float64, cols)
+	for r := 0; r < len(w)/cols; r++ {
+		for j := range e {
+			e[j] = float64(w[r*cols+j] - got[r*cols+j])
+		}
+		for i := range cols {
+			var d float64
+			for j := range cols {
+				d += h[i*cols+j] * e[j]
+			}
+			s += e[i] * d
+		}
+	}
+	return s
+}
+
+// TestGPTQBadInput: calibration that cannot run is an error naming the
+// cause; a scheme gptq does not apply to is refused up front.
+func TestGPTQBadInput(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	path := absModel(t, "aeq_conv_fc_mnist.tflite")
+	missing := filepath.Join(t.TempDir(), "nope.jsonl")
+	_, _, err := runJobFileWith(t, scalesJob(path, `{recipe: dynamic_int4_block32, scales: gptq, calibration: {inputs: `+missing+`}}`), false)
+	if err == nil || !strings.Contains(err.Error(), "calibration.inputs") || !strings.Contains(err.Error(), "nope.jsonl") {
+		t.Errorf("missing calibration inputs: %v", err)
+	}
+	dir := t.TempDir()
+	job := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(job, []byte(scalesJob(path, `{recipe: {name: r, default: {scheme: fp16, scales: gptq}}}`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.LoadJob(job); err == nil || !strings.Contains(err.Error(), "gptq applies to int4 blockwise and int8 channelwise") {
+		t.Errorf("gptq on fp16: %v", err)
+	}
+}
