@@ -164,7 +164,7 @@ func TestEvalErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no model", nil, exitUsage, "want REF.tflite [CAND.tflite]"},
+		{"no model", nil, exitUsage, "want REF [CAND] (.tflite or .litertlm)"},
 		{"three models", []string{ref, cand, ref}, exitUsage, "got 3 argument(s)"},
 		{"zero samples", []string{"--samples", "0", ref}, exitUsage, "--samples 0"},
 		{"zero seq", []string{"--seq", "0", ref}, exitUsage, "--seq 0"},
