@@ -78,6 +78,15 @@ func act(typ fb.TensorType, shape []int, scale float32, zp int64) qt {
 	return qt{typ: typ, shape: shape, scales: []float32{scale}, zps: []int64{zp}}
 }
 
+// seqScales returns n scales from lo in steps of step.
+func seqScales(n int, lo, step float32) []float32 {
+	r := make([]float32, n)
+	for i := range r {
+		r[i] = lo + float32(i)*step
+	}
+	return r
+}
+
 // seq returns n values cycling over [lo, hi].
 func seq(n int, lo, hi int64, step int64) []int64 {
 	r := make([]int64, n)
@@ -127,6 +136,14 @@ var intOpCases = []struct {
 	{"fc_i16_bias32", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i16, sh(3, 32), 0.0004, 0),
 		{typ: i8, shape: sh(8, 32), scales: []float32{0.01, 0.02, 0.015, 0.03, 0.011, 0.012, 0.013, 0.014}, zps: make([]int64, 8), data: seq(256, -127, 127, 37)},
 		{typ: i32, shape: sh(8), data: seq(8, -5000, 5000, 1234)}}, act(i16, sh(3, 8), 0.002, 0), "exact"},
+	// A wide 16x8 FC without bias, as the decoders' projections: the
+	// runtime's ruy kernel rescales with one rounding.
+	{"fc_i16_nobias_wide", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i16, sh(64, 256), 0.0005, 0),
+		{typ: i8, shape: sh(16, 256), scales: seqScales(16, 0.0016, 0.0001), zps: make([]int64, 16), data: seq(4096, -127, 127, 37)},
+		{typ: -1}}, act(i16, sh(64, 16), 0.003, 0), "exact"},
+	{"fc_i16_bias32_wide", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i16, sh(64, 256), 0.0005, 0),
+		{typ: i8, shape: sh(16, 256), scales: seqScales(16, 0.0016, 0.0001), zps: make([]int64, 16), data: seq(4096, -127, 127, 37)},
+		{typ: i32, shape: sh(16), data: seq(16, -50000, 50000, 12345)}}, act(i16, sh(64, 16), 0.003, 0), "exact"},
 	{"fc_i8", fb.BuiltinOperatorFULLY_CONNECTED, &fb.FullyConnectedOptionsT{}, []qt{act(i8, sh(3, 32), 0.04, -3),
 		{typ: i8, shape: sh(8, 32), scales: []float32{0.01, 0.02, 0.015, 0.03, 0.011, 0.012, 0.013, 0.014}, zps: make([]int64, 8), data: seq(256, -127, 127, 37)},
 		{typ: i32, shape: sh(8), data: seq(8, -500, 500, 123)}}, act(i8, sh(3, 8), 0.2, 4), "step"},

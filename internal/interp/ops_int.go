@@ -162,8 +162,10 @@ type intMatmulQ struct {
 	lo, hi int32
 	// int16: the 16x8 kernels; bias64: an INT64 bias (the int64
 	// MultiplyByQuantizedMultiplier); doubleFC: the 16x8 FC's double
-	// rescaling (reference FullyConnected(PerChannel) with scales).
-	int16, bias64, doubleFC bool
+	// rescaling (reference FullyConnected(PerChannel) with scales); ruy:
+	// the 16x8 FC's optimized kernel, whose gemm (ruy) rescales with
+	// mbqmRuy.
+	int16, bias64, doubleFC, ruy bool
 	// xnn: IntXNNPACK rescaling with xscale per channel and the bounds
 	// xlo, xhi (int8 only).
 	xnn      bool
@@ -297,8 +299,9 @@ func xnnActivationRange(act fb.ActivationFunctionType, out qparam) (int32, int32
 // quantized_bias_type says INT32 (conv.cc, fully_connected.cc Prepare and
 // Eval); DEPTHWISE_CONV_2D takes INT64 only. FULLY_CONNECTED rescales in
 // double (the reference kernels with scales) when a zero point is not 0 or
-// the bias is INT64, and otherwise runs the optimized kernel's
-// MultiplyByQuantizedMultiplier.
+// the bias is INT64, and otherwise runs the optimized kernel, whose gemm
+// is ruy's (cpu_backend_gemm.h: gemmlowp takes only 8-bit operands):
+// ruy's single-rounding multiplier (mbqmRuy).
 func (c *opCtx) check16x8Bias(q *intMatmulQ, fc bool) error {
 	qbt := fb.TensorTypeFLOAT32 // unset
 	switch o := builtinOptions(c.p.op).(type) {
@@ -335,6 +338,7 @@ func (c *opCtx) check16x8Bias(q *intMatmulQ, fc bool) error {
 		q.bias64 = qbt != fb.TensorTypeINT32
 	default:
 		q.doubleFC = q.bias64 || q.wzp != 0 || qbt == fb.TensorTypeINT64
+		q.ruy = !q.doubleFC
 		if hasBias && !q.bias64 && q.doubleFC && qbt != fb.TensorTypeINT32 {
 			return c.unsupported("16x8 FULLY_CONNECTED with an INT32 bias %q and a filter zero point needs quantized_bias_type INT32", c.meta(2).Name)
 		}
@@ -360,6 +364,8 @@ func (q *intMatmulQ) rescale(acc int64, ch int) int32 {
 		v = int32(min(max(r, math.MinInt32), math.MaxInt32))
 	case q.int16 && q.bias64:
 		v = mbqm64(acc, q.mult[k], q.shift[k])
+	case q.ruy:
+		v = mbqmRuy(int32(acc), q.mult[k], q.shift[k])
 	default:
 		v = mbqm(int32(acc), q.mult[k], q.shift[k])
 	}

@@ -20,7 +20,11 @@ func init() {
 // intReduceKernel is MEAN (reference_ops::QuantizedMeanOrSum, the
 // multiplier s_in/s_out divided by the count in fixed point) and SUM (the
 // runtime's optimized kernel: the integer sum rescaled in float32 and
-// rounded half away from zero) on INT8/INT16.
+// rounded half away from zero) on INT8/INT16. With IntXNNPACK an INT8 MEAN
+// runs XNNPACK's (src/operators/reduce-nd.c, src/microparams-init.c
+// xnn_update_qs8_reduce_scalar_params, src/reference/unary-elementwise.cc):
+// the int32 sum converted to float32, times float32(s_in/s_out)·float32(1/n),
+// plus out_zp − float32(n·in_zp)·that scale, rounded half to even.
 func intReduceKernel(sum bool) *kernel {
 	type reduceQ struct {
 		in, out qparam
@@ -78,6 +82,16 @@ func intReduceKernel(sum bool) *kernel {
 				bias := float32(float32(float32(-q.in.zp)*scale) * float32(n))
 				for i, a := range acc {
 					v := int32(math.Round(float64(float32(float32(a)*scale)+bias))) + q.out.zp
+					out.setInt(i, min(max(v, lo), hi))
+				}
+				c.set(0, out)
+				return nil
+			}
+			if x.Type == fb.TensorTypeINT8 && c.sg.in.opt.IntArithmetic == IntXNNPACK {
+				scale := float32(q.in.scale/q.out.scale) * (1 / float32(n))
+				zp := float32(q.out.zp) - float32(float32(float32(n)*float32(q.in.zp))*scale)
+				for i, a := range acc {
+					v := int32(math.RoundToEven(float64(float32(float32(a)*scale) + zp)))
 					out.setInt(i, min(max(v, lo), hi))
 				}
 				c.set(0, out)

@@ -126,6 +126,7 @@ func softmaxKernel(logSoftmax bool) *kernel {
 				return c.errf("softmax of a scalar")
 			}
 			d := x.Shape[len(x.Shape)-1]
+			xnnSoftmax := !logSoftmax && beta == 1
 			out := NewTensor(fb.TensorTypeFLOAT32, x.Shape)
 			rows := 0
 			if d > 0 {
@@ -140,6 +141,12 @@ func softmaxKernel(logSoftmax bool) *kernel {
 					ex[worker] = make([]float64, d)
 				}
 				e := ex[worker]
+				if xnnSoftmax {
+					for r := lo * d; r < hi*d; r += d {
+						xnnSoftmaxRow(x.F32[r:r+d], out.F32[r:r+d])
+					}
+					return
+				}
 				for r := lo * d; r < hi*d; r += d {
 					row := x.F32[r : r+d]
 					mx := math.Inf(-1)

@@ -68,6 +68,14 @@ func mbqm(x, q int32, shift int) int32 {
 	return rdbpot(srdhm(x*(1<<left), q), right)
 }
 
+// mbqmRuy is ruy's MultiplyByQuantizedMultiplier (ruy/apply_multiplier.cc),
+// which the optimized kernels' cpu_backend_gemm applies: x·q·2^(shift−31)
+// with one rounding, half up.
+func mbqmRuy(x, q int32, shift int) int32 {
+	total := 31 - shift
+	return int32((int64(x)*int64(q) + int64(1)<<(total-1)) >> total)
+}
+
 // mbqm64 is the int64-accumulator overload (16x8 kernels with an int64
 // bias): the multiplier reduced to 16 bits, one rounding.
 func mbqm64(x int64, q int32, shift int) int32 {
