@@ -40,21 +40,27 @@ func QuantizeWith(ctx context.Context, in, out, preset string, opt stages.Option
 	if err != nil {
 		return 0, err
 	}
-	return quantizeRecipe(ctx, in, out, r, opt)
+	return quantizeRecipe(ctx, in, out, r, nil, opt)
 }
 
 // QuantizeRecipe is Quantize with a recipe of any kind (an AI Edge
 // Quantizer recipe file, say).
 func QuantizeRecipe(ctx context.Context, in, out string, r *config.Recipe, reference bool) (quantized int, err error) {
-	return quantizeRecipe(ctx, in, out, r, stages.Options{DequantizedReference: reference})
+	return quantizeRecipe(ctx, in, out, r, nil, stages.Options{DequantizedReference: reference})
 }
 
-func quantizeRecipe(ctx context.Context, in, out string, r *config.Recipe, opt stages.Options) (quantized int, err error) {
+// QuantizeCalibrated is QuantizeRecipe with the job's quantize.calibration
+// (nil: the defaults).
+func QuantizeCalibrated(ctx context.Context, in, out string, r *config.Recipe, cal *config.Calibration) (quantized int, err error) {
+	return quantizeRecipe(ctx, in, out, r, cal, stages.Options{})
+}
+
+func quantizeRecipe(ctx context.Context, in, out string, r *config.Recipe, cal *config.Calibration, opt stages.Options) (quantized int, err error) {
 	preset := r.Name
 	job := &config.Job{Path: in, Name: preset, Stages: []config.Stage{
 		&config.LoadStage{Path: in},
 		&config.AnnotateStage{},
-		&config.QuantizeStage{Recipes: []*config.Recipe{r}},
+		&config.QuantizeStage{Recipes: []*config.Recipe{r}, Calibration: cal},
 		&config.VerifyStage{OnMismatch: config.OnMismatchFail},
 		&config.SerializeStage{Path: out},
 	}}

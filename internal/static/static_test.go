@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/digits"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
@@ -54,7 +55,7 @@ func TestActParams(t *testing.T) {
 // the ranges survive the cache file.
 func TestCalibrateEstimators(t *testing.T) {
 	m := open(t, mnistModel)
-	cal := &config.Calibration{Samples: 8, Inputs: writeInputs(t, "conv2d_input", digitImages(3, 8))}
+	cal := &config.Calibration{Samples: 8, Inputs: writeInputs(t, "conv2d_input", digits.Images(3, 8))}
 	mm, err := Calibrate(context.Background(), m, cal, EstimatorMinMax, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestCalibrateEstimators(t *testing.T) {
 // 0.95·old + 0.05·new, in sample order.
 func TestMovingAverageOrder(t *testing.T) {
 	m := open(t, mnistModel)
-	imgs := digitImages(4, 3)
+	imgs := digits.Images(4, 3)
 	// Scale the images so that the input's maxima are 1, 0.5, 0.25.
 	for i, img := range imgs {
 		for k := range img {
@@ -166,7 +167,7 @@ func TestRefusals(t *testing.T) {
 // rewritten is the MNIST model after a static rewrite at bits.
 func rewritten(t *testing.T, bits int) *tflite.Model {
 	m := open(t, mnistModel)
-	cal := &config.Calibration{Samples: 4, Inputs: writeInputs(t, "conv2d_input", digitImages(5, 4))}
+	cal := &config.Calibration{Samples: 4, Inputs: writeInputs(t, "conv2d_input", digits.Images(5, 4))}
 	r, err := Calibrate(context.Background(), m, cal, EstimatorMinMax, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +237,7 @@ func TestCheck(t *testing.T) {
 // become int8: no QUANTIZE or DEQUANTIZE at the boundary.
 func TestIntegerIO(t *testing.T) {
 	m := open(t, mnistModel)
-	cal := &config.Calibration{Samples: 4, Inputs: writeInputs(t, "conv2d_input", digitImages(6, 4))}
+	cal := &config.Calibration{Samples: 4, Inputs: writeInputs(t, "conv2d_input", digits.Images(6, 4))}
 	r, err := Calibrate(context.Background(), m, cal, EstimatorMinMax, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
