@@ -147,7 +147,10 @@
 // rescales otherwise (the sum in float32 times a float32 scale, rounded half
 // to even; ADD with 21-bit multipliers). Options.IntArithmetic = IntXNNPACK
 // emulates it for int8 CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, SUB,
-// MUL and float→int8 QUANTIZE; the default IntReference is the builtin arithmetic. Measured
+// MUL, MEAN and float→int8 QUANTIZE; the default IntReference is the builtin arithmetic.
+// Float SOFTMAX with β = 1 is always XNNPACK's wasm kernel (softmax_xnn.go),
+// and the 16x8 FULLY_CONNECTED the optimized kernel's ruy rescaling, so
+// that the static decoders' outputs equal LiteRT.js's. Measured
 // against LiteRT.js (int_litert_test.go, int_ops_test.go): with IntXNNPACK
 // every one of the 1,854,512 activation integers of tflm_person_detect over
 // 8 inputs is equal; with IntReference 88.1 % are equal and 97.7 % within
