@@ -81,5 +81,5 @@ trained-model:
 	$(GO) run ./tools/train tokenizer -in $(TRAIN_DIR)/spm.model -out $(TRAINED).spm.model
 	cp $(TRAIN_DIR)/heldout.txt $(TRAINED)_heldout.txt
 	$(GO) run ./tools/train pack -in $(TRAIN_DIR)/heldout.ids -out $(TRAINED)_heldout.ids
-	$(GO) run ./tools/train eval -train $(TRAIN_DIR)/train.ids
+	$(GO) run ./tools/train eval -train $(TRAIN_DIR)/train.ids -spm $(TRAIN_DIR)/spm.model
 	$(GO) run ./tools/train bundle -out $(TRAIN_DIR)/trained_decoder.litertlm
