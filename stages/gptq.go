@@ -166,6 +166,10 @@ func (j *bufferJob) factor() (*factorEntry, error) {
 			e.err = fmt.Errorf("gptq: no calibration input of %d columns", cols)
 			return
 		}
+		rows := g.in.Rows(g.w, cols)
+		// The shrinkage is the calibration data's own, measured before
+		// the weight's error term is added.
+		shrink := quant.ShrinkageDamp(h, cols, rows)
 		if g.weightError {
 			var tr float64
 			for i := range cols {
@@ -176,10 +180,14 @@ func (j *bufferJob) factor() (*factorEntry, error) {
 			}
 		}
 		tokens := 0
-		for _, x := range g.in.Rows(g.w, cols) {
+		for _, x := range rows {
 			tokens += len(x) / cols
 		}
-		e.f, e.err = quant.NewGPTQFactor(h, cols, gptqDamp(tokens, cols))
+		damp := gptqDamp(tokens, cols)
+		if os.Getenv("QPIPE_GPTQ_DAMP") == "" {
+			damp = max(damp, shrink)
+		}
+		e.f, e.err = quant.NewGPTQFactor(h, cols, damp)
 		e.stats = g.in.Stats(g.w, cols)
 		e.rows = g.in.Rows(g.w, cols)
 	})
@@ -198,7 +206,10 @@ func (j *bufferJob) factor() (*factorEntry, error) {
 // KL 0.416 at 1 %, 0.397 at 3 %, 0.337 at 10 %, 0.361 at 30 %, 0.366 at
 // 100 % against calibrated's 0.380; on the 1 GB decoder (512 tokens,
 // 2048-5632 columns) 1 % made gptq worse than min-max (METHODS.md §5).
-// QPIPE_GPTQ_DAMP overrides it for measurements.
+// The factor takes the larger of this and the calibration data's own
+// Ledoit–Wolf shrinkage (quant.ShrinkageDamp), which raises it where the
+// sample covariance is mostly noise (METHODS.md §5.1). QPIPE_GPTQ_DAMP
+// overrides both for measurements.
 func gptqDamp(tokens, cols int) float64 {
 	if v, err := strconv.ParseFloat(os.Getenv("QPIPE_GPTQ_DAMP"), 64); err == nil && v > 0 {
 		return v

@@ -28,9 +28,9 @@ func TestGoldenGPTQBytes(t *testing.T) {
 		model, quantize, sha256 string
 	}{
 		{"tiny_decoder.tflite", `{recipe: dynamic_int4_block32, scales: gptq, calibration: {samples: 4, seq: 16}}`,
-			"7bc0e410d6f42f551e55c3f1d7f358a21d56dee59d0c1e8792cb62ae46149e95"},
+			"e5b347c7876cbcf5d62be2bbe440bf4fc3d481cfd6f12d3f05b039b1f11ce8a7"},
 		{"tiny_decoder.tflite", `{recipe: dynamic_int4_block128, scales: gptq, calibration: {samples: 4, seq: 16}}`,
-			"998620a1401c74479001abf3ca6932b3f19cdc5b7aac9fb1bf4d66ed5f4246b9"},
+			"d8ed62c7ae4d6616fdca60623e734b652c6c998ea06d93345a0a754be22c8760"},
 		{"aeq_conv_fc_mnist.tflite", `{recipe: dynamic_int8, scales: gptq, calibration: {samples: 64}}`,
 			"093bb72850d16ac4b7e3d87373950c2db5d26e57f11eae2bba03383a69ce875f"},
 	} {

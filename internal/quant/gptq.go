@@ -563,3 +563,62 @@ func GPTQRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float3
 	}
 	gptqRows(dst, src, cols, f, grid, obj)
 }
+
+// ShrinkageDamp is the relative damping that turns the sample covariance
+// h = Σ_t x_t x_tᵀ (n×n, full, over the rows of xs) into its Ledoit–Wolf
+// shrinkage towards a multiple of the identity (Ledoit and Wolf, "A
+// well-conditioned estimator for large-dimensional covariance matrices",
+// 2004, with the second moment in place of the centred covariance, as GPTQ
+// uses it): with S = h/T, μ = tr(S)/n, d² = ‖S − μI‖², and
+// b² = min(d², (Σ_t ‖x_t‖⁴ − T‖S‖²)/T²) the expected distance of S from the
+// true second moment, the estimator (1−α)S + αμI with α = b²/d² is the
+// closest to the truth in expected Frobenius distance. GPTQ does not
+// depend on h's scale, so it equals h + λI with λ = α/(1−α)·mean(diag h):
+// the returned value is α/(1−α) (at most maxDamp).
+//
+// Where the calibration tokens are few against the columns, or the inputs
+// carry no structure beyond noise (α near 1), the damping grows until
+// error compensation falls back to nearest rounding; where the covariance
+// has real structure (a trained model's outlier channels), α is small and
+// the damping stays near the paper's 1 %. Sums run in a fixed order.
+func ShrinkageDamp(h []float64, n int, xs [][]float32) float64 {
+	const maxDamp = 1e6
+	if len(h) != n*n || n == 0 {
+		panicf("ShrinkageDamp: len(h) = %d, n = %d", len(h), n)
+	}
+	var tokens int
+	var s4 float64
+	for _, x := range xs {
+		for t := 0; t+n <= len(x); t += n {
+			var r float64
+			for _, v := range x[t : t+n] {
+				r += float64(float64(v) * float64(v))
+			}
+			s4 += r * r
+			tokens++
+		}
+	}
+	if tokens < 2 {
+		return maxDamp
+	}
+	var tr, fro float64
+	for i := range n {
+		tr += h[i*n+i]
+		for _, v := range h[i*n : (i+1)*n] {
+			fro += v * v
+		}
+	}
+	T := float64(tokens)
+	mu := tr / T / float64(n)
+	fs := fro / (T * T) // ‖S‖²
+	d2 := fs - float64(n)*mu*mu
+	b2 := (s4/T - fs) / T
+	if !(d2 > 0) {
+		return maxDamp
+	}
+	alpha := min(1, max(0, b2/d2))
+	if alpha >= 1 {
+		return maxDamp
+	}
+	return min(maxDamp, alpha/(1-alpha))
+}

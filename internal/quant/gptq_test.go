@@ -375,3 +375,71 @@ func TestAxpy4Vector(t *testing.T) {
 		}
 	}
 }
+
+// TestShrinkageDamp: the Ledoit–Wolf damping is large where the sample
+// covariance holds nothing but noise beyond a multiple of the identity
+// (isotropic inputs, with few tokens or many), small where it has structure
+// the tokens pin down (a few strong directions), and the maximum where
+// nothing can be estimated.
+func TestShrinkageDamp(t *testing.T) {
+	const n = 64
+	rng := rand.New(rand.NewPCG(7, 8))
+	gauss := func(tokens int, dirs [][]float32, noise float32) []float32 {
+		x := make([]float32, tokens*n)
+		for tk := range tokens {
+			row := x[tk*n : (tk+1)*n]
+			for j := range row {
+				row[j] = noise * float32(rng.NormFloat64())
+			}
+			for _, d := range dirs {
+				a := float32(rng.NormFloat64())
+				for j := range row {
+					row[j] += a * d[j]
+				}
+			}
+		}
+		return x
+	}
+	dir := func(scale float32) []float32 {
+		d := make([]float32, n)
+		for j := range d {
+			d[j] = scale * float32(rng.NormFloat64())
+		}
+		return d
+	}
+	damp := func(x []float32) float64 {
+		h := make([]float64, n*n)
+		AddHessian(h, x, n)
+		MirrorHessian(h, n)
+		return ShrinkageDamp(h, n, [][]float32{x})
+	}
+	iso := damp(gauss(16, nil, 1))
+	isoMany := damp(gauss(4096, nil, 1))
+	structured := damp(gauss(4096, [][]float32{dir(3), dir(2)}, 0.1))
+	t.Logf("isotropic, 16 tokens: %.3g; isotropic, 4096 tokens: %.3g; two strong directions, 4096 tokens: %.3g", iso, isoMany, structured)
+	if iso < 1 {
+		t.Errorf("isotropic inputs, 16 tokens for %d columns: damping %.3g, want ≥ 1 (mostly noise)", n, iso)
+	}
+	if structured > DefaultDamp {
+		t.Errorf("two strong directions, 4096 tokens: damping %.3g, want ≤ %g", structured, DefaultDamp)
+	}
+	// Isotropic inputs are the shrinkage target itself: however many
+	// tokens, whatever the sample covariance holds beyond μI is noise.
+	if isoMany < 1 {
+		t.Errorf("isotropic inputs, 4096 tokens: damping %.3g, want ≥ 1", isoMany)
+	}
+	zero := make([]float64, n*n)
+	for _, tc := range []struct {
+		name string
+		h    []float64
+		xs   [][]float32
+	}{
+		{"no rows", zero, nil},
+		{"one token", zero, [][]float32{make([]float32, n)}},
+		{"all zero", zero, [][]float32{make([]float32, 4*n)}},
+	} {
+		if got := ShrinkageDamp(tc.h, n, tc.xs); got != 1e6 {
+			t.Errorf("%s: %g, want the maximum 1e6", tc.name, got)
+		}
+	}
+}
