@@ -205,12 +205,19 @@ func cholesky(g []float64, n int) error {
 	for p0 := 0; p0 < n; p0 += panel {
 		p1 := min(n, p0+panel)
 		if p0 > 0 {
+			// Column j of every row of the part before column j+1: each
+			// earlier row is read once per part, not once per row (the
+			// triangle does not fit in cache; reading it row by row made
+			// the factor memory-bound). Every entry is the same dot
+			// product and division as row by row, so the bits are too.
 			forParts(split((p1-p0)*p0, p0), func(_, lo, hi int) {
-				for i := p0 + lo/p0; i < p0+hi/p0; i++ {
-					ri := g[i*n : i*n+i]
-					for j := range p0 {
-						rj := g[j*n : j*n+j]
-						ri[j] = (ri[j] - dot(ri[:j], rj)) / g[j*n+j]
+				i0, i1 := p0+lo/p0, p0+hi/p0
+				for j := range p0 {
+					rj := g[j*n : j*n+j]
+					d := g[j*n+j]
+					for i := i0; i < i1; i++ {
+						ri := g[i*n : i*n+i]
+						ri[j] = (ri[j] - dot(ri[:j], rj)) / d
 					}
 				}
 			})
@@ -271,22 +278,35 @@ func (f *GPTQFactor) RowObjectives(out []float64, src, got []float32, xs [][]flo
 			}
 		}
 	}
+	// A tile of rows at a time, so that each token's row x_t, read from
+	// memory once, serves all of them; each row's sum keeps its order
+	// (its own terms, then the tokens in order).
+	const tile = 8
 	parallelFor(len(src), n, func(lo, hi int) {
-		e := make([]float32, n)
-		for r := lo / n; r < hi/n; r++ {
-			var acc float64
-			for k := range e {
-				e[k] = src[r*n+k] - got[r*n+k]
-				d := float64(e[k])
-				acc += float64(extra[k] * float64(d*d))
+		e := make([]float32, tile*n)
+		var acc [tile]float64
+		for r0 := lo / n; r0 < hi/n; r0 += tile {
+			rows := min(tile, hi/n-r0)
+			for k := range rows {
+				r := r0 + k
+				er := e[k*n : (k+1)*n]
+				acc[k] = 0
+				for j := range er {
+					er[j] = src[r*n+j] - got[r*n+j]
+					d := float64(er[j])
+					acc[k] += float64(extra[j] * float64(d*d))
+				}
 			}
 			for _, x := range xs {
 				for t := 0; t < len(x); t += n {
-					d := float64(dot(x[t:t+n], e))
-					acc += float64(d * d)
+					xt := x[t : t+n]
+					for k := range rows {
+						d := float64(dot(xt, e[k*n:(k+1)*n]))
+						acc[k] += float64(d * d)
+					}
 				}
 			}
-			out[r] = acc
+			copy(out[r0:r0+rows], acc[:rows])
 		}
 	})
 }

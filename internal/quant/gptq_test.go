@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -323,17 +324,23 @@ func TestGPTQNoInput(t *testing.T) {
 	}
 }
 
+// BenchmarkGPTQFactor forms and factors covariances of 1024 columns (8 MB
+// of float64: in cache) and 4096 (128 MB: the factor streams the triangle
+// from memory, as the decoders' 2048–11008-column ones do).
 func BenchmarkGPTQFactor(b *testing.B) {
-	const cols = 1024
-	_, x := gptqData(1, 1, cols, 64)
-	h := make([]float64, cols*cols)
-	for b.Loop() {
-		clear(h)
-		AddHessian(h, x, cols)
-		MirrorHessian(h, cols)
-		if _, err := NewGPTQFactor(h, cols, DefaultDamp); err != nil {
-			b.Fatal(err)
-		}
+	for _, cols := range []int{1024, 4096} {
+		b.Run(fmt.Sprint("cols=", cols), func(b *testing.B) {
+			_, x := gptqData(1, 1, cols, 64)
+			h := make([]float64, cols*cols)
+			for b.Loop() {
+				clear(h)
+				AddHessian(h, x, cols)
+				MirrorHessian(h, cols)
+				if _, err := NewGPTQFactor(h, cols, DefaultDamp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
