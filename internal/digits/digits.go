@@ -30,21 +30,24 @@ var digits = [10][][][2]float64{
 func Image(rng *rand.Rand) []float32 {
 	img := make([]float32, 28*28)
 	d := digits[rng.IntN(10)]
-	w, h := 10+rng.Float64()*6, 16+rng.Float64()*4
-	x0, y0 := 14-w/2+rng.Float64()*2-1, 14-h/2+rng.Float64()*2-1
-	slant := rng.Float64()*0.4 - 0.2
-	width := 0.9 + rng.Float64()*0.8
-	jitter := func(v float64) float64 { return v + (rng.Float64()-0.5)*0.08 }
+	// u rounds each draw on its own (rand's Float64 is a product), so that
+	// no multiply-add fuses across it (.ci/run).
+	u := func() float64 { return float64(rng.Float64()) }
+	w, h := 10+float64(u()*6), 16+float64(u()*4)
+	x0, y0 := 14-float64(w/2)+float64(u()*2)-1, 14-float64(h/2)+float64(u()*2)-1
+	slant := float64(u()*0.4) - 0.2
+	width := 0.9 + float64(u()*0.8)
+	jitter := func(v float64) float64 { return v + float64((u()-0.5)*0.08) }
 	for _, stroke := range d {
 		pts := make([][2]float64, len(stroke))
 		for i, p := range stroke {
 			px, py := jitter(p[0]), jitter(p[1])
-			pts[i] = [2]float64{x0 + px*w + slant*(0.5-py)*h, y0 + py*h}
+			pts[i] = [2]float64{x0 + float64(px*w) + float64(slant*(0.5-py)*h), y0 + float64(py*h)}
 		}
 		for i := 1; i < len(pts); i++ {
 			for k := 0; k <= 30; k++ {
 				f := float64(k) / 30
-				cx, cy := pts[i-1][0]+(pts[i][0]-pts[i-1][0])*f, pts[i-1][1]+(pts[i][1]-pts[i-1][1])*f
+				cx, cy := pts[i-1][0]+float64((pts[i][0]-pts[i-1][0])*f), pts[i-1][1]+float64((pts[i][1]-pts[i-1][1])*f)
 				for py := max(0, int(cy)-3); py < min(28, int(cy)+4); py++ {
 					for px := max(0, int(cx)-3); px < min(28, int(cx)+4); px++ {
 						dist := math.Hypot(float64(px)-cx, float64(py)-cy)

@@ -171,8 +171,8 @@ var sigmoidTable16 = func() [256]uint32 {
 	for i := range 255 {
 		x := float64(i)
 		mid := s(x + 0.5)
-		lin := (s(x) + s(x+1)) / 2
-		t[i] = uint32(math.Round(s(x) + (mid-lin)/2))
+		lin := float64((s(x) + s(x+1)) / 2)
+		t[i] = uint32(math.Round(s(x) + float64((mid-lin)/2)))
 	}
 	t[255] = 65535
 	return t

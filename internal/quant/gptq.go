@@ -101,9 +101,7 @@ func AddHessian(h []float64, x []float32, n int) {
 					if xi == 0 {
 						continue
 					}
-					for j, v := range xt {
-						hr[j] += float64(xi * float64(v))
-					}
+					hessRow(hr, xt, xi)
 				}
 			}
 		}
@@ -217,7 +215,7 @@ func cholesky(g []float64, n int) error {
 					d := g[j*n+j]
 					for i := i0; i < i1; i++ {
 						ri := g[i*n : i*n+i]
-						ri[j] = (ri[j] - dot(ri[:j], rj)) / d
+						ri[j] = (ri[j] - dot64(ri[:j], rj)) / d
 					}
 				}
 			})
@@ -226,9 +224,9 @@ func cholesky(g []float64, n int) error {
 			ri := g[i*n : i*n+i+1]
 			for j := p0; j < i; j++ {
 				rj := g[j*n : j*n+j+1]
-				ri[j] = (ri[j] - dot(ri[:j], rj[:j])) / rj[j]
+				ri[j] = (ri[j] - dot64(ri[:j], rj[:j])) / rj[j]
 			}
-			d := ri[i] - dot(ri[:i], ri[:i])
+			d := ri[i] - dot64(ri[:i], ri[:i])
 			if !(d > 0) || math.IsInf(d, 0) {
 				return fmt.Errorf("not positive definite at column %d (pivot %v)", n-1-i, d)
 			}
@@ -238,23 +236,39 @@ func cholesky(g []float64, n int) error {
 	return nil
 }
 
-// dot is Σ a_k·b_k over len(a) terms in four interleaved partial sums
-// (fixed order; each product rounded on its own).
-func dot[T float32 | float64](a, b []T) T {
+// dot64 is Σ a_k·b_k over len(a) float64 terms, the Cholesky factor's
+// inner product: sixteen partial sums (term k to sum k mod 16, in order,
+// each product rounded on its own; AVX2 runs them as four accumulators of
+// four lanes), folded lane-wise as (s_i + s_{i+4}) + (s_{i+8} + s_{i+12}),
+// then (v_0 + v_1) + (v_2 + v_3), then the tail of fewer than sixteen
+// terms in order. The same bits with and without AVX2.
+func dot64(a, b []float64) float64 {
 	b = b[:len(a)]
-	var s0, s1, s2, s3 T
-	k := 0
-	for ; k+4 <= len(a); k += 4 {
-		s0 += T(a[k] * b[k])
-		s1 += T(a[k+1] * b[k+1])
-		s2 += T(a[k+2] * b[k+2])
-		s3 += T(a[k+3] * b[k+3])
+	var s [16]float64
+	dot64Sums(a, b, &s)
+	var v [4]float64
+	for i := range v {
+		v[i] = (s[i] + s[i+4]) + (s[i+8] + s[i+12])
 	}
-	for ; k < len(a); k++ {
-		s0 += T(a[k] * b[k])
+	r := (v[0] + v[1]) + (v[2] + v[3])
+	for k := len(a) &^ 15; k < len(a); k++ {
+		r += float64(a[k] * b[k])
 	}
-	return (s0 + s1) + (s2 + s3)
+	return r
 }
+
+// dot64SumsGo is dot64's sixteen partial sums over len(a) (a multiple of
+// 16) terms.
+func dot64SumsGo(a, b []float64, s *[16]float64) {
+	*s = [16]float64{}
+	b = b[:len(a)]
+	for k := 0; k+16 <= len(a); k += 16 {
+		for i := range 16 {
+			s[i] += float64(a[k+i] * b[k+i])
+		}
+	}
+}
+
 
 // RowObjectives writes, for each row of src (N columns) and its
 // reconstruction got, the row's output error (w−ŵ)(H+λI)(w−ŵ)ᵀ with
@@ -301,7 +315,7 @@ func (f *GPTQFactor) RowObjectives(out []float64, src, got []float32, xs [][]flo
 				for t := 0; t < len(x); t += n {
 					xt := x[t : t+n]
 					for k := range rows {
-						d := float64(dot(xt, e[k*n:(k+1)*n]))
+						d := float64(dot32(xt, e[k*n:(k+1)*n]))
 						acc[k] += float64(d * d)
 					}
 				}
@@ -411,10 +425,51 @@ func quantizeOne(t, s, zp, lo, hi float32) float32 {
 }
 
 // axpy is y += a·x (each product rounded on its own).
-func axpy(y []float32, a float32, x []float32) {
+func axpyGo(y []float32, a float32, x []float32) {
 	x = x[:len(y)]
 	for k := range y {
 		y[k] += float32(a * x[k])
+	}
+}
+
+// hessRowGo is hessRow's scalar form.
+func hessRowGo(h []float64, x []float32, xi float64) {
+	x = x[:len(h)]
+	for j, v := range x {
+		h[j] += float64(xi * float64(v))
+	}
+}
+
+// dot32 is Σ a_k·b_k over len(a) float32 terms, the row objectives' inner
+// product: thirty-two partial sums (term k to sum k mod 32, in order, each
+// product rounded; AVX2 runs them as four accumulators of eight lanes),
+// folded lane-wise as (s_i + s_{i+8}) + (s_{i+16} + s_{i+24}), then pairwise
+// ((v_0+v_4)+(v_2+v_6)) + ((v_1+v_5)+(v_3+v_7)), then the tail of fewer
+// than 32 terms in order. The same bits with and without AVX2.
+func dot32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s [32]float32
+	dot32Sums(a, b, &s)
+	var v [8]float32
+	for i := range v {
+		v[i] = (s[i] + s[i+8]) + (s[i+16] + s[i+24])
+	}
+	r := ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]))
+	for k := len(a) &^ 31; k < len(a); k++ {
+		r += float32(a[k] * b[k])
+	}
+	return r
+}
+
+// dot32SumsGo is dot32's partial sums over len(a) (a multiple of 32)
+// terms.
+func dot32SumsGo(a, b []float32, s *[32]float32) {
+	*s = [32]float32{}
+	b = b[:len(a)]
+	for k := 0; k+32 <= len(a); k += 32 {
+		for i := range 32 {
+			s[i] += float32(a[k+i] * b[k+i])
+		}
 	}
 }
 
@@ -614,7 +669,7 @@ func ShrinkageDamp(h []float64, n int, xs [][]float32) float64 {
 			for _, v := range x[t : t+n] {
 				r += float64(float64(v) * float64(v))
 			}
-			s4 += r * r
+			s4 += float64(r * r)
 			tokens++
 		}
 	}
@@ -625,13 +680,13 @@ func ShrinkageDamp(h []float64, n int, xs [][]float32) float64 {
 	for i := range n {
 		tr += h[i*n+i]
 		for _, v := range h[i*n : (i+1)*n] {
-			fro += v * v
+			fro += float64(v * v)
 		}
 	}
 	T := float64(tokens)
 	mu := tr / T / float64(n)
 	fs := fro / (T * T) // ‖S‖²
-	d2 := fs - float64(n)*mu*mu
+	d2 := fs - float64(float64(n)*mu*mu)
 	b2 := (s4/T - fs) / T
 	if !(d2 > 0) {
 		return maxDamp

@@ -19,3 +19,64 @@ func axpy4(y, a []float32, x0, x1, x2, x3 []float32) {
 	}
 	axpy4Go(y, a, x0, x1, x2, x3)
 }
+
+// dot64AVX2 writes dot64Go's sixteen partial sums of n elements (a
+// multiple of 16) to sums, four lanes at a time, in the same order.
+//
+//go:noescape
+func dot64AVX2(a, b *float64, n int, sums *[16]float64)
+
+// dot64Sums is the partial sums of the first len(a)&^15 elements.
+func dot64Sums(a, b []float64, sums *[16]float64) {
+	n := len(a) &^ 15
+	if useAVX2 && n > 0 {
+		_ = b[n-1]
+		dot64AVX2(&a[0], &b[0], n, sums)
+		return
+	}
+	dot64SumsGo(a[:n], b[:n], sums)
+}
+
+//go:noescape
+func axpyAVX2(y *float32, n int, a float32, x *float32)
+
+//go:noescape
+func dot32AVX2(a, b *float32, n int, sums *[32]float32)
+
+//go:noescape
+func hessRowAVX2(h *float64, x *float32, n int, xi float64)
+
+// axpy is y += a·x, one rounding per element (eight lanes where AVX2 is
+// on, the same bits).
+func axpy(y []float32, a float32, x []float32) {
+	x = x[:len(y)]
+	n := len(y) &^ 7
+	if useAVX2 && n > 0 {
+		axpyAVX2(&y[0], n, a, &x[0])
+		y, x = y[n:], x[n:]
+	}
+	axpyGo(y, a, x)
+}
+
+// dot32Sums is the partial sums of the first len(a)&^31 elements.
+func dot32Sums(a, b []float32, sums *[32]float32) {
+	n := len(a) &^ 31
+	if useAVX2 && n > 0 {
+		_ = b[n-1]
+		dot32AVX2(&a[0], &b[0], n, sums)
+		return
+	}
+	dot32SumsGo(a[:n], b[:n], sums)
+}
+
+// hessRow is h[j] += xi·float64(x[j]) for every j (AddHessian's inner
+// loop), four lanes where AVX2 is on, the same bits.
+func hessRow(h []float64, x []float32, xi float64) {
+	x = x[:len(h)]
+	n := len(h) &^ 3
+	if useAVX2 && n > 0 {
+		hessRowAVX2(&h[0], &x[0], n, xi)
+		h, x = h[n:], x[n:]
+	}
+	hessRowGo(h, x, xi)
+}

@@ -40,3 +40,134 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func dot64AVX2(a, b *float64, n int, sums *[16]float64)
+// sums[i] = Σ_k a[16k+i]·b[16k+i] over n (a multiple of 16) elements: four
+// accumulators of four lanes, each product rounded, then added in k order
+// (dot64Go's partial sums exactly).
+TEXT ·dot64AVX2(SB), NOSPLIT, $0-32
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DI
+	MOVQ n+16(FP), CX
+	MOVQ sums+24(FP), DX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	SHLQ $3, CX
+	XORQ AX, AX
+
+dloop:
+	CMPQ AX, CX
+	JGE  ddone
+	VMOVUPD (SI)(AX*1), Y4
+	VMULPD  (DI)(AX*1), Y4, Y4
+	VADDPD  Y4, Y0, Y0
+	VMOVUPD 32(SI)(AX*1), Y5
+	VMULPD  32(DI)(AX*1), Y5, Y5
+	VADDPD  Y5, Y1, Y1
+	VMOVUPD 64(SI)(AX*1), Y6
+	VMULPD  64(DI)(AX*1), Y6, Y6
+	VADDPD  Y6, Y2, Y2
+	VMOVUPD 96(SI)(AX*1), Y7
+	VMULPD  96(DI)(AX*1), Y7, Y7
+	VADDPD  Y7, Y3, Y3
+	ADDQ    $128, AX
+	JMP     dloop
+
+ddone:
+	VMOVUPD Y0, 0(DX)
+	VMOVUPD Y1, 32(DX)
+	VMOVUPD Y2, 64(DX)
+	VMOVUPD Y3, 96(DX)
+	VZEROUPPER
+	RET
+
+// func axpyAVX2(y *float32, n int, a float32, x *float32)
+// y[i] += a·x[i] over n (a multiple of 8) elements, one rounding each.
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS a+16(FP), Y0
+	MOVQ x+24(FP), SI
+	SHLQ $2, CX
+	XORQ AX, AX
+
+aloop:
+	CMPQ AX, CX
+	JGE  adone
+	VMULPS  (SI)(AX*1), Y0, Y1
+	VADDPS  (DI)(AX*1), Y1, Y1
+	VMOVUPS Y1, (DI)(AX*1)
+	ADDQ    $32, AX
+	JMP     aloop
+
+adone:
+	VZEROUPPER
+	RET
+
+// func dot32AVX2(a, b *float32, n int, sums *[32]float32)
+// sums[i] = Σ_k a[32k+i]·b[32k+i] over n (a multiple of 32) elements: four
+// accumulators of eight lanes, each product rounded, added in k order.
+TEXT ·dot32AVX2(SB), NOSPLIT, $0-32
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DI
+	MOVQ n+16(FP), CX
+	MOVQ sums+24(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	SHLQ $2, CX
+	XORQ AX, AX
+
+sloop:
+	CMPQ AX, CX
+	JGE  sdone
+	VMOVUPS (SI)(AX*1), Y4
+	VMULPS  (DI)(AX*1), Y4, Y4
+	VADDPS  Y4, Y0, Y0
+	VMOVUPS 32(SI)(AX*1), Y5
+	VMULPS  32(DI)(AX*1), Y5, Y5
+	VADDPS  Y5, Y1, Y1
+	VMOVUPS 64(SI)(AX*1), Y6
+	VMULPS  64(DI)(AX*1), Y6, Y6
+	VADDPS  Y6, Y2, Y2
+	VMOVUPS 96(SI)(AX*1), Y7
+	VMULPS  96(DI)(AX*1), Y7, Y7
+	VADDPS  Y7, Y3, Y3
+	ADDQ    $128, AX
+	JMP     sloop
+
+sdone:
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VZEROUPPER
+	RET
+
+// func hessRowAVX2(h *float64, x *float32, n int, xi float64)
+// h[j] += xi·float64(x[j]) over n (a multiple of 4) elements, in float64,
+// one rounding each (AddHessian's inner loop).
+TEXT ·hessRowAVX2(SB), NOSPLIT, $0-32
+	MOVQ h+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSD xi+24(FP), Y0
+	XORQ AX, AX
+	XORQ BX, BX
+
+hloop:
+	CMPQ AX, CX
+	JGE  hdone
+	VCVTPS2PD (SI)(AX*4), Y1
+	VMULPD    Y0, Y1, Y1
+	VADDPD    (DI)(AX*8), Y1, Y1
+	VMOVUPD   Y1, (DI)(AX*8)
+	ADDQ      $4, AX
+	JMP       hloop
+
+hdone:
+	VZEROUPPER
+	RET

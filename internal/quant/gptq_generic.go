@@ -4,3 +4,21 @@ package quant
 
 // axpy4 is y += a0·x0 + a1·x1 + a2·x2 + a3·x3, added in that order.
 func axpy4(y, a []float32, x0, x1, x2, x3 []float32) { axpy4Go(y, a, x0, x1, x2, x3) }
+
+// dot64Sums is the partial sums of the first len(a)&^15 elements.
+func dot64Sums(a, b []float64, sums *[16]float64) {
+	n := len(a) &^ 15
+	dot64SumsGo(a[:n], b[:n], sums)
+}
+
+// axpy is y += a·x, one rounding per element.
+func axpy(y []float32, a float32, x []float32) { axpyGo(y, a, x[:len(y)]) }
+
+// dot32Sums is the partial sums of the first len(a)&^31 elements.
+func dot32Sums(a, b []float32, sums *[32]float32) {
+	n := len(a) &^ 31
+	dot32SumsGo(a[:n], b[:n], sums)
+}
+
+// hessRow is h[j] += xi·float64(x[j]) for every j.
+func hessRow(h []float64, x []float32, xi float64) { hessRowGo(h, x[:len(h)], xi) }

@@ -383,6 +383,65 @@ func TestAxpy4Vector(t *testing.T) {
 	}
 }
 
+// TestDot64Vector: dot64 and dot32 give the same bits with the AVX2 partial
+// sums as with the scalar ones, and their values are the inner product (to
+// rounding), for lengths around the vector steps; axpy and hessRow give
+// their scalar forms' bits.
+func TestDot64Vector(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100, 1000, 4099} {
+		a, b := make([]float64, n), make([]float64, n)
+		var exact float64
+		for k := range a {
+			a[k], b[k] = rng.NormFloat64(), rng.NormFloat64()
+			exact += a[k] * b[k]
+		}
+		was := SetAVX2(true)
+		vec := dot64(a, b)
+		SetAVX2(false)
+		scalar := dot64(a, b)
+		SetAVX2(was)
+		if math.Float64bits(vec) != math.Float64bits(scalar) {
+			t.Errorf("n %d: AVX2 %v, scalar %v", n, vec, scalar)
+		}
+		if d := math.Abs(scalar - exact); d > 1e-12*float64(n+1) {
+			t.Errorf("n %d: %v, sequential sum %v", n, scalar, exact)
+		}
+		// dot32, axpy and hessRow on the same lengths.
+		a32, b32 := make([]float32, n), make([]float32, n)
+		for k := range a32 {
+			a32[k], b32[k] = float32(a[k]), float32(b[k])
+		}
+		SetAVX2(true)
+		v32 := dot32(a32, b32)
+		y1 := append([]float32(nil), b32...)
+		axpy(y1, 0.37, a32)
+		h1 := append([]float64(nil), b...)
+		hessRow(h1, a32, -1.3)
+		SetAVX2(false)
+		s32 := dot32(a32, b32)
+		y2 := append([]float32(nil), b32...)
+		axpy(y2, 0.37, a32)
+		h2 := append([]float64(nil), b...)
+		hessRow(h2, a32, -1.3)
+		SetAVX2(was)
+		if math.Float32bits(v32) != math.Float32bits(s32) {
+			t.Errorf("n %d: dot32 AVX2 %v, scalar %v", n, v32, s32)
+		}
+		if d := math.Abs(float64(s32) - exact); d > 1e-4*float64(n+1) {
+			t.Errorf("n %d: dot32 %v, sum %v", n, s32, exact)
+		}
+		for k := range y1 {
+			if math.Float32bits(y1[k]) != math.Float32bits(y2[k]) || math.Float64bits(h1[k]) != math.Float64bits(h2[k]) {
+				t.Fatalf("n %d element %d: axpy %v / %v, hessRow %v / %v (AVX2 / scalar)", n, k, y1[k], y2[k], h1[k], h2[k])
+			}
+			if want := b[k] + -1.3*float64(a32[k]); h2[k] != want {
+				t.Fatalf("n %d element %d: hessRow %v, want %v", n, k, h2[k], want)
+			}
+		}
+	}
+}
+
 // TestShrinkageDamp: the Ledoit–Wolf damping is large where the sample
 // covariance holds nothing but noise beyond a multiple of the identity
 // (isotropic inputs, with few tokens or many), small where it has structure
