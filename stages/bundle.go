@@ -102,9 +102,9 @@ func (z *Serialize) writeBundle(ctx context.Context, s *pipeline.State, path str
 	for _, p := range parts {
 		models = append(models, p.Model.(*modelState).m)
 	}
-	if z.Progress != nil {
-		models = withProgressAll(models, z.Progress)
-	}
+	report, done := z.progress(s)
+	defer done()
+	models = withProgressAll(models, report)
 	repl := map[int]litertlm.Content{}
 	for i, p := range parts {
 		if len(p.Model.(*modelState).jobs) == 0 && b.ReaderAt() != nil {

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/qpipe/qpipe/internal/lockfile"
+	"github.com/qpipe/qpipe/internal/progress"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/pipeline"
 )
@@ -90,10 +92,9 @@ func (z *Serialize) Run(ctx context.Context, s *pipeline.State) error {
 
 // writeModel writes one model to a .tflite file at path.
 func (z *Serialize) writeModel(ctx context.Context, s *pipeline.State, ms *modelState, path string) error {
-	m := ms.m
-	if z.Progress != nil {
-		m = withProgressAll([]*tflite.Model{m}, z.Progress)[0]
-	}
+	report, done := z.progress(s)
+	defer done()
+	m := withProgressAll([]*tflite.Model{ms.m}, report)[0]
 	wo := tflite.WriteOptions{Layout: z.Layout, Sync: z.Sync}
 	var accuracy *pipeline.Accuracy
 	if g := ms.gate; g != nil {
@@ -242,6 +243,32 @@ var digests = lockfile.NewStatCache()
 func FileSHA256(path string) (string, error) {
 	f, _, err := digests.Digest(path)
 	return f.SHA256, err
+}
+
+// progress is how the write reports the bytes it has written: through
+// z.Progress (the command's terminal line) when set, else as "progress"
+// events of step "write" in the log (progress.Reporter), so that a job
+// whose quantization happens while it writes (gptq on a 7B model: most of
+// an hour) shows how far it is in its JSON log too. done ends it.
+func (z *Serialize) progress(s *pipeline.State) (report func(done, total int64), done func()) {
+	if z.Progress != nil {
+		return z.Progress, func() {}
+	}
+	var mu sync.Mutex
+	var r *progress.Reporter
+	report = func(d, total int64) {
+		mu.Lock()
+		if r == nil {
+			r = progress.Start(s.Log, "write", total, progress.Bytes)
+		}
+		mu.Unlock()
+		r.Set(d)
+	}
+	return report, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		r.Done()
+	}
 }
 
 // withProgressAll returns shallow copies of the models whose buffer
