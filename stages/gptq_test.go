@@ -158,7 +158,7 @@ func floats(t *testing.T, m *tflite.Model, i int) []float32 {
 }
 
 // quadForm is Σ_r (w_r−ŵ_r) H (w_r−ŵ_r)ᵀ.
-func quadForm(w, got []float32, h []float64, cols int) float64 {
+func quadForm(w, got []float32, h *quant.Covariance, cols int) float64 {
 	var s float64
 	e := make([]float64, cols)
 	for r := 0; r < len(w)/cols; r++ {
@@ -168,7 +168,7 @@ func quadForm(w, got []float32, h []float64, cols int) float64 {
 		for i := range cols {
 			var d float64
 			for j := range cols {
-				d += h[i*cols+j] * e[j]
+				d += h.At(i, j) * e[j]
 			}
 			s += e[i] * d
 		}

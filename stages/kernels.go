@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
@@ -49,6 +50,11 @@ type params struct {
 	// gptq is where a gptq job's input covariance comes from (nil: none,
 	// or another method).
 	gptq *gptqSource
+	// fe is the gptq factor the job holds while it writes (holdFactor).
+	fe *factorEntry
+	// gptqChunks counts the chunks gptq quantized, gptqKept those that
+	// kept compensation after the held-out check.
+	gptqChunks, gptqKept int
 	// search sums the searching kernel's per-row errors: min-max's and the
 	// chosen scales' (squared weight error, and expected output error when
 	// calibrated), in row order.
@@ -218,6 +224,19 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 		next = in.Next
 	}
 	j.search = quant.RowErrors{}
+	j.gptqChunks, j.gptqKept = 0, 0
+	release, err := j.holdFactor() // every chunk of a gptq weight uses it
+	if err != nil {
+		return err
+	}
+	defer release()
+	if j.gptq != nil {
+		defer func(start time.Time) {
+			j.gptq.log.Info().Str("weight", j.label).Int("rows", rows).Int("columns", rowElems).
+				Int("chunks", j.gptqChunks).Int("compensated_chunks", j.gptqKept).
+				Float64("seconds", time.Since(start).Seconds()).Msg("gptq: wrote a weight")
+		}(time.Now())
+	}
 	var back []float32
 	if metrics {
 		bp := getChunk(4 * n)

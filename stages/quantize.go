@@ -91,12 +91,13 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	}
 	groups := groupTensors(m, ms.uses, reqs)
 	jobs := groupBuffers(m, groups)
+	factors := newFactorCache()
 	for _, j := range jobs {
 		j.reference = q.Reference
 		j.outLen = j.outputLen()
 		j.stats = stats.of(j)
 		j.outErrs.Stats = inputStats(q.outStats, j)
-		j.gptq = gptqSourceFor(inputs, j)
+		j.gptq = gptqSourceFor(ctx, s.Log, inputs, factors, j)
 	}
 	gptqNotes(s.Plan, jobs)
 	if s.DryRun {

@@ -46,6 +46,11 @@ func (j *bufferJob) measure(ctx context.Context, clampTiny bool) error {
 		return err
 	}
 	defer in.Close()
+	release, err := j.holdFactor()
+	if err != nil {
+		return err
+	}
+	defer release()
 	dst := make([]byte, n/2)
 	rowErrs := make([]quant.RowErrors, min(step, rows))
 	j.search = quant.RowErrors{}

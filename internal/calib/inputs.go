@@ -37,9 +37,13 @@ type keptRows struct {
 	sample int
 }
 
+// actRows are one activation's rows, a sample's at a time: appending to
+// one slice would hold up to twice the rows while it grows (a 7B model's
+// 1.5 GB of rows) and leave the copies to the collector.
 type actRows struct {
-	cols int
-	x    []float32
+	cols   int
+	chunks [][]float32
+	tokens int
 }
 
 // InputsDefinition names what Inputs hold (the in-process cache key).
@@ -109,7 +113,7 @@ func RunInputs(ctx context.Context, m *tflite.Model, cal *config.Calibration, lo
 		return nil, err
 	}
 	for _, a := range in.acts {
-		in.Tokens = max(in.Tokens, len(a.x)/a.cols)
+		in.Tokens = max(in.Tokens, a.tokens)
 	}
 	return in, nil
 }
@@ -140,7 +144,8 @@ func (in *Inputs) observe(m *tflite.Model, sample int, ev interp.OpEvent) {
 	kr := keptRows{ak, sample}
 	if sample < 0 || !in.kept[kr] {
 		in.kept[kr] = true
-		a.x = append(a.x, x...)
+		a.chunks = append(a.chunks, append([]float32(nil), x...))
+		a.tokens += len(x) / cols
 	}
 }
 
@@ -150,24 +155,16 @@ func (in *Inputs) Has(w Key) bool { return in != nil && len(in.readers[w]) > 0 }
 // Readers is how many distinct activations weight w was read with.
 func (in *Inputs) Readers(w Key) int { return len(in.readers[w]) }
 
-// Hessian returns H = Σ x xᵀ (cols × cols, float64, full) over the rows of
-// every activation weight w was read with (one covariance per reader,
-// summed: each reader's tokens count once), or nil when none has cols
-// columns.
-func (in *Inputs) Hessian(w Key, cols int) []float64 {
-	var h []float64
-	for _, ak := range in.readers[w] {
-		a := in.acts[ak]
-		if a.cols != cols {
-			continue
-		}
+// Hessian returns H = Σ x xᵀ (cols × cols) over the rows of every
+// activation weight w was read with (one covariance per reader, summed:
+// each reader's tokens count once), or nil when none has cols columns.
+func (in *Inputs) Hessian(w Key, cols int) *quant.Covariance {
+	var h *quant.Covariance
+	for _, x := range in.Rows(w, cols) {
 		if h == nil {
-			h = make([]float64, cols*cols)
+			h = quant.NewCovariance(cols)
 		}
-		quant.AddHessian(h, a.x, cols)
-	}
-	if h != nil {
-		quant.MirrorHessian(h, cols)
+		h.Add(x)
 	}
 	return h
 }
@@ -182,7 +179,7 @@ func (in *Inputs) HessianKey(w Key) string {
 func (in *Inputs) Bytes() int64 {
 	var n int64
 	for _, a := range in.acts {
-		n += 4 * int64(len(a.x))
+		n += 4 * int64(a.tokens) * int64(a.cols)
 	}
 	return n
 }
@@ -194,7 +191,9 @@ func (in *Inputs) Stats(w Key, cols int) *quant.ChannelStats {
 	for _, ak := range in.readers[w] {
 		a := in.acts[ak]
 		if a.cols == cols {
-			s.add(a.x, cols)
+			for _, x := range a.chunks {
+				s.add(x, cols)
+			}
 		}
 	}
 	if s.n == 0 {
@@ -203,13 +202,13 @@ func (in *Inputs) Stats(w Key, cols int) *quant.ChannelStats {
 	return s.stats()
 }
 
-// Rows are the rows ([tokens, cols] each) of every activation weight w was
+// Rows are the rows ([tokens, cols] each, a sample's at a time) of every activation weight w was
 // read with that has cols columns: what Hessian sums.
 func (in *Inputs) Rows(w Key, cols int) [][]float32 {
 	var out [][]float32
 	for _, ak := range in.readers[w] {
 		if a := in.acts[ak]; a.cols == cols {
-			out = append(out, a.x)
+			out = append(out, a.chunks...)
 		}
 	}
 	return out

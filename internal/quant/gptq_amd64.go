@@ -69,7 +69,7 @@ func dot32Sums(a, b []float32, sums *[32]float32) {
 	dot32SumsGo(a[:n], b[:n], sums)
 }
 
-// hessRow is h[j] += xi·float64(x[j]) for every j (AddHessian's inner
+// hessRow is h[j] += xi·float64(x[j]) for every j (Covariance.Add's inner
 // loop), four lanes where AVX2 is on, the same bits.
 func hessRow(h []float64, x []float32, xi float64) {
 	x = x[:len(h)]

@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -47,10 +48,9 @@ func gptqData(seed uint64, rows, cols, tokens int) (w, x []float32) {
 }
 
 func gptqFactorOf(t testing.TB, x []float32, cols int) *GPTQFactor {
-	h := make([]float64, cols*cols)
-	AddHessian(h, x, cols)
-	MirrorHessian(h, cols)
-	f, err := NewGPTQFactor(h, cols, DefaultDamp)
+	h := NewCovariance(cols)
+	h.Add(x)
+	f, err := NewGPTQFactor(context.Background(), h, DefaultDamp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +77,14 @@ func outErr(w, got, x []float32, cols int) float64 {
 // lazy batches. It returns the int4 codes against fixed scales.
 func refGPTQ(w, x []float32, cols int, scales []uint16, block int) []int8 {
 	n := cols
+	c := NewCovariance(n)
+	c.Add(x)
 	h := make([]float64, n*n)
-	AddHessian(h, x, n)
-	MirrorHessian(h, n)
+	for i := range n {
+		for j := range n {
+			h[i*n+j] = c.At(i, j)
+		}
+	}
 	var sum float64
 	for j := range n {
 		sum += h[j*n+j]
@@ -243,7 +248,12 @@ func TestGPTQGolden(t *testing.T) {
 		hs.Write(dst)
 		hs.Write(Uint16Bytes(scales))
 		hs.Write(Int8Bytes(q8))
-		for _, a := range f.A {
+		for k := range cols * cols { // A as the full matrix, zeros on and below the diagonal
+			i, j := k/cols, k%cols
+			var a float32
+			if j > i {
+				a = f.Row(i)[j-i-1]
+			}
 			var b [4]byte
 			u := math.Float32bits(a)
 			b[0], b[1], b[2], b[3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
@@ -290,7 +300,7 @@ func TestGPTQObjective(t *testing.T) {
 // dead columns are rounded to nearest.
 func TestGPTQNoInput(t *testing.T) {
 	const cols = 64
-	if _, err := NewGPTQFactor(make([]float64, cols*cols), cols, DefaultDamp); !errors.Is(err, ErrNoCalibration) {
+	if _, err := NewGPTQFactor(context.Background(), NewCovariance(cols), DefaultDamp); !errors.Is(err, ErrNoCalibration) {
 		t.Fatalf("all-zero covariance: %v, want ErrNoCalibration", err)
 	}
 	w, x := gptqData(2, 4, cols, 100)
@@ -331,12 +341,10 @@ func BenchmarkGPTQFactor(b *testing.B) {
 	for _, cols := range []int{1024, 4096} {
 		b.Run(fmt.Sprint("cols=", cols), func(b *testing.B) {
 			_, x := gptqData(1, 1, cols, 64)
-			h := make([]float64, cols*cols)
 			for b.Loop() {
-				clear(h)
-				AddHessian(h, x, cols)
-				MirrorHessian(h, cols)
-				if _, err := NewGPTQFactor(h, cols, DefaultDamp); err != nil {
+				h := NewCovariance(cols)
+				h.Add(x)
+				if _, err := NewGPTQFactor(context.Background(), h, DefaultDamp); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -344,15 +352,24 @@ func BenchmarkGPTQFactor(b *testing.B) {
 	}
 }
 
+// BenchmarkGPTQSweep runs the int4 sweep on 1024 columns (the factor in
+// cache) and 4096 (32 MiB of factor: the lazy update's rows of it come
+// from memory unless it works a slice of columns at a time); Gmadd/s
+// counts the sweep's rows·cols²/2 multiply-adds.
 func BenchmarkGPTQSweep(b *testing.B) {
-	const rows, cols = 256, 1024
-	w, x := gptqData(1, rows, cols, 64)
-	f := gptqFactorOf(b, x, cols)
-	scales := make([]uint16, len(w)/32)
-	SignedParamsInt4(scales, w, cols, 32, true)
-	dst := make([]byte, len(w)/2)
-	for b.Loop() {
-		GPTQBlocksInt4(dst, scales, w, cols, 32, true, f, false, nil)
+	for _, c := range []struct{ rows, cols int }{{256, 1024}, {64, 4096}} {
+		b.Run(fmt.Sprint("cols=", c.cols), func(b *testing.B) {
+			w, x := gptqData(1, c.rows, c.cols, 64)
+			f := gptqFactorOf(b, x, c.cols)
+			scales := make([]uint16, len(w)/32)
+			SignedParamsInt4(scales, w, c.cols, 32, true)
+			dst := make([]byte, len(w)/2)
+			for b.Loop() {
+				GPTQBlocksInt4(dst, scales, w, c.cols, 32, true, f, false, nil)
+			}
+			madds := float64(c.rows) * float64(c.cols) * float64(c.cols) / 2
+			b.ReportMetric(madds*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gmadd/s")
+		})
 	}
 }
 
@@ -474,10 +491,9 @@ func TestShrinkageDamp(t *testing.T) {
 		return d
 	}
 	damp := func(x []float32) float64 {
-		h := make([]float64, n*n)
-		AddHessian(h, x, n)
-		MirrorHessian(h, n)
-		return ShrinkageDamp(h, n, [][]float32{x})
+		h := NewCovariance(n)
+		h.Add(x)
+		return ShrinkageDamp(h, [][]float32{x})
 	}
 	iso := damp(gauss(16, nil, 1))
 	isoMany := damp(gauss(4096, nil, 1))
@@ -494,18 +510,89 @@ func TestShrinkageDamp(t *testing.T) {
 	if isoMany < 1 {
 		t.Errorf("isotropic inputs, 4096 tokens: damping %.3g, want ≥ 1", isoMany)
 	}
-	zero := make([]float64, n*n)
+	zero := NewCovariance(n)
 	for _, tc := range []struct {
 		name string
-		h    []float64
+		h    *Covariance
 		xs   [][]float32
 	}{
 		{"no rows", zero, nil},
 		{"one token", zero, [][]float32{make([]float32, n)}},
 		{"all zero", zero, [][]float32{make([]float32, 4*n)}},
 	} {
-		if got := ShrinkageDamp(tc.h, n, tc.xs); got != 1e6 {
+		if got := ShrinkageDamp(tc.h, tc.xs); got != 1e6 {
 			t.Errorf("%s: %g, want the maximum 1e6", tc.name, got)
 		}
+	}
+}
+
+// TestCovariance: the stored triangle holds every entry of Σ x xᵀ summed
+// in token order (bit for bit the full matrix's sums), symmetric, with its
+// trace and diagonal updates, for any worker count.
+func TestCovariance(t *testing.T) {
+	for _, n := range []int{1, 5, 64, 300} {
+		_, x := gptqData(uint64(n), 1, n, 70)
+		for k := 0; k < len(x); k += 7 {
+			x[k] = 0 // zeros are skipped, which must not change a sum
+		}
+		full := make([]float64, n*n)
+		for tk := 0; tk < len(x)/n; tk++ {
+			for i := range n {
+				for j := range n {
+					full[i*n+j] += float64(x[tk*n+i]) * float64(x[tk*n+j])
+				}
+			}
+		}
+		for _, workers := range []int{1, 3} {
+			prev := SetWorkers(workers)
+			c := NewCovariance(n)
+			half := len(x) / n / 2 * n
+			c.Add(x[:half]) // in two calls, as the rows of two samples
+			c.Add(x[half:half])
+			c.Add(x[half:])
+			SetWorkers(prev)
+			var tr float64
+			for i := range n {
+				tr += full[i*n+i]
+				for j := range n {
+					if got := c.At(i, j); got != full[i*n+j] {
+						t.Fatalf("n=%d, %d workers: H[%d][%d] = %v, want %v", n, workers, i, j, got, full[i*n+j])
+					}
+				}
+			}
+			if c.Trace() != tr {
+				t.Errorf("n=%d: trace %v, want %v", n, c.Trace(), tr)
+			}
+			c.AddDiagonal(2)
+			if got, want := c.At(n-1, n-1), full[n*n-1]+2; got != want {
+				t.Errorf("n=%d: diagonal after AddDiagonal(2): %v, want %v", n, got, want)
+			}
+			if got := int64(len(c.g)) * 8; got != CovarianceBytes(n) {
+				t.Errorf("n=%d: %d bytes, CovarianceBytes %d", n, got, CovarianceBytes(n))
+			}
+		}
+	}
+}
+
+// TestGPTQFactorFailures: a covariance that does not factor is
+// ErrNotPositiveDefinite (the caller forms it again with more damping), and
+// a cancelled context stops the factor.
+func TestGPTQFactorFailures(t *testing.T) {
+	c := NewCovariance(2)
+	c.g[0], c.g[1], c.g[2] = 1, 3, 1 // [[1 3] [3 1]]: eigenvalues 4 and −2
+	if _, err := NewGPTQFactor(context.Background(), c, DefaultDamp); !errors.Is(err, ErrNotPositiveDefinite) {
+		t.Fatalf("indefinite covariance: %v, want ErrNotPositiveDefinite", err)
+	}
+	c.g[0], c.g[1], c.g[2] = 1, 3, 1
+	if _, err := NewGPTQFactor(context.Background(), c, 10); err != nil {
+		t.Fatalf("the same with damping 10 (diagonal 11): %v", err)
+	}
+	_, x := gptqData(3, 1, 64, 100)
+	h := NewCovariance(64)
+	h.Add(x)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := NewGPTQFactor(ctx, h, DefaultDamp); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v, want context.Canceled", err)
 	}
 }
