@@ -156,35 +156,57 @@ func gptqNotes(p *pipeline.Plan, jobs []*bufferJob) {
 // holds its factor while it writes (every chunk of a weight uses the same
 // one); weights that share a covariance (q/k/v, gate/up) share the entry,
 // and a released factor is kept, within factorBudget bytes of idle
-// factors, for the next weight that may share it. Factors are formed one
-// large one at a time (formBudget): the writer runs several jobs at once,
-// and two 11,264-column covariances of a 7B model forming together were
-// most of its peak memory.
+// factors, for the next weight that may share it (those are written one
+// after another, and all but the last usually find it held).
+//
+// The memory of the factors jobs hold counts against factorMemory: the
+// writer runs several jobs at once, and a 7B model's slow feed-forward down
+// projection let the other worker reach the next layer's, so that two
+// 508 MB factors were held together (3.2 GB of anonymous memory at the
+// peak). A job whose factor does not fit waits for other jobs to end. A job
+// takes its factor once, before its first chunk, and never waits while it
+// holds one, so the waits end. Idle factors (at most factorBudget) do not
+// count; one that is used again counts again.
 type factorCache struct {
 	mu    sync.Mutex
 	byKey map[string]*factorEntry
 	idle  []string // released, oldest first
-	form  *semaphore.Weighted
+	mem   *semaphore.Weighted
 }
 
 const (
 	factorBudget = 256 << 20
-	formBudget   = 1 << 30
+	factorMemory = 768 << 20
 )
 
 func newFactorCache() *factorCache {
-	return &factorCache{byKey: map[string]*factorEntry{}, form: semaphore.NewWeighted(formBudget)}
+	return &factorCache{byKey: map[string]*factorEntry{}, mem: semaphore.NewWeighted(factorMemory)}
+}
+
+// take counts n more bytes of factor memory for e, waiting for other jobs
+// to end while they do not fit.
+func (c *factorCache) take(ctx context.Context, e *factorEntry, n int64) error {
+	n = min(n, factorMemory)
+	if err := c.mem.Acquire(ctx, n); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	e.held += n
+	c.mu.Unlock()
+	return nil
 }
 
 // factorEntry is one covariance's factor, computed once.
 type factorEntry struct {
-	once  sync.Once
-	f     *quant.GPTQFactor
-	stats *quant.ChannelStats // the same rows' per-column statistics
-	rows  [][]float32         // the rows the factor was formed from
-	hold  [][]float32         // the held-out rows (heldOutRows)
-	err   error
-	users int
+	once   sync.Once
+	f      *quant.GPTQFactor
+	stats  *quant.ChannelStats // the same rows' per-column statistics
+	rows   [][]float32         // the rows the factor was formed from
+	hold   [][]float32         // the held-out rows (heldOutRows)
+	err    error
+	users  int
+	held   int64 // bytes counted in factorCache.mem while jobs hold it
+	formed bool  // under factorCache.mu
 }
 
 // holdFactor forms (or finds) the job's compensation factor and keeps it in
@@ -204,6 +226,7 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 		e = &factorEntry{}
 		c.byKey[key] = e
 	}
+	reuse := e.users == 0 && e.formed // idle: its memory counts again
 	c.idle = slices.DeleteFunc(c.idle, func(k string) bool { return k == key })
 	e.users++
 	c.mu.Unlock()
@@ -216,7 +239,11 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 		if e.users--; e.users > 0 {
 			return
 		}
-		if e.err != nil {
+		if e.held > 0 {
+			c.mem.Release(e.held)
+			e.held = 0
+		}
+		if !e.formed {
 			delete(c.byKey, key)
 			return
 		}
@@ -233,6 +260,12 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 			}
 		}
 	}
+	if reuse {
+		if err := c.take(g.ctx, e, e.f.Bytes()); err != nil {
+			release()
+			return nil, err
+		}
+	}
 	e.once.Do(func() { e.err = e.form(g, cols) })
 	if e.err != nil {
 		release()
@@ -247,11 +280,9 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 // to three times.
 func (e *factorEntry) form(g *gptqSource, cols int) error {
 	c := g.cache
-	need := min(quant.GPTQFactorBytes(cols), formBudget)
-	if err := c.form.Acquire(g.ctx, need); err != nil {
+	if err := c.take(g.ctx, e, quant.GPTQFactorBytes(cols)); err != nil {
 		return err
 	}
-	defer c.form.Release(need)
 	start := time.Now()
 	all := g.in.Rows(g.w, cols)
 	rows, hold := heldOutRows(all)
@@ -285,6 +316,9 @@ func (e *factorEntry) form(g *gptqSource, cols int) error {
 			return err
 		}
 		e.f, e.stats, e.rows, e.hold = f, g.in.Stats(g.w, cols), rows, hold
+		c.mu.Lock()
+		e.formed = true
+		c.mu.Unlock()
 		g.log.Info().Int("columns", cols).Int("tokens", tokens).Int("held_out_samples", len(hold)).Float64("damp", damp).Int("dead", f.Dead).
 			Float64("seconds", time.Since(start).Seconds()).Msg("gptq: formed a covariance's factor")
 		break
