@@ -174,10 +174,10 @@ type factorCache struct {
 	mem   *semaphore.Weighted
 }
 
-const (
-	factorBudget = 256 << 20
-	factorMemory = 768 << 20
-)
+const factorBudget = 256 << 20
+
+// factorMemory is a variable for TestGPTQFactorMemoryWaits.
+var factorMemory int64 = 768 << 20
 
 func newFactorCache() *factorCache {
 	return &factorCache{byKey: map[string]*factorEntry{}, mem: semaphore.NewWeighted(factorMemory)}

@@ -55,6 +55,29 @@ func TestGoldenGPTQBytes(t *testing.T) {
 	}
 }
 
+// TestGPTQFactorMemoryWaits: with room for one factor only, the jobs that
+// need one take turns, and with three workers the run neither deadlocks
+// (a job never waits while it holds a factor) nor changes a byte.
+func TestGPTQFactorMemoryWaits(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	defer func(m int64) { factorMemory = m }(factorMemory)
+	factorMemory = 1
+	prev := runtime.GOMAXPROCS(3)
+	defer runtime.GOMAXPROCS(prev)
+	_, branches, err := runJobFileWith(t, scalesJob(absModel(t, "tiny_decoder.tflite"), `{recipe: dynamic_int4_block32, scales: gptq, calibration: {samples: 4, seq: 16}}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(branches[0].Output.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if got, want := hex.EncodeToString(sum[:]), "e5b347c7876cbcf5d62be2bbe440bf4fc3d481cfd6f12d3f05b039b1f11ce8a7"; got != want {
+		t.Errorf("sha256 %s, want %s (TestGoldenGPTQBytes's)", got, want)
+	}
+}
+
 // runReference runs a job file writing dequantized-reference models.
 func runReference(t *testing.T, text string) string {
 	t.Helper()
