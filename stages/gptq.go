@@ -196,6 +196,39 @@ func (c *factorCache) take(ctx context.Context, e *factorEntry, n int64) error {
 	return nil
 }
 
+// release ends one job's use of entry e of key: the last user gives its
+// memory back to the count and keeps it idle, dropping the oldest idle
+// factors beyond factorBudget. It returns the bytes of the factors dropped.
+func (c *factorCache) release(key string, e *factorEntry) (dropped int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.users--; e.users > 0 {
+		return 0
+	}
+	if e.held > 0 {
+		c.mem.Release(e.held)
+		e.held = 0
+	}
+	if !e.formed {
+		delete(c.byKey, key)
+		return 0
+	}
+	c.idle = append(c.idle, key)
+	var total int64
+	for i := len(c.idle) - 1; i >= 0; i-- {
+		total += c.byKey[c.idle[i]].f.Bytes()
+		if total > factorBudget {
+			for _, k := range c.idle[:i+1] {
+				dropped += c.byKey[k].f.Bytes()
+				delete(c.byKey, k)
+			}
+			c.idle = slices.Delete(c.idle, 0, i+1)
+			break
+		}
+	}
+	return dropped
+}
+
 // factorEntry is one covariance's factor, computed once.
 type factorEntry struct {
 	once   sync.Once
@@ -234,30 +267,11 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 	release = func() {
 		defer gcRestore()
 		j.fe = nil
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if e.users--; e.users > 0 {
-			return
-		}
-		if e.held > 0 {
-			c.mem.Release(e.held)
-			e.held = 0
-		}
-		if !e.formed {
-			delete(c.byKey, key)
-			return
-		}
-		c.idle = append(c.idle, key)
-		var total int64
-		for i := len(c.idle) - 1; i >= 0; i-- {
-			total += c.byKey[c.idle[i]].f.Bytes()
-			if total > factorBudget {
-				for _, k := range c.idle[:i+1] {
-					delete(c.byKey, k)
-				}
-				c.idle = slices.Delete(c.idle, 0, i+1)
-				break
-			}
+		if c.release(key, e) >= 64<<20 {
+			// Hand a large factor's memory back to the system now: left to
+			// the collector and its scavenger, the next factor's pages came
+			// on top of it (a 7B run's peak, 500 MB above its plateau).
+			debug.FreeOSMemory()
 		}
 	}
 	if reuse {
@@ -322,12 +336,6 @@ func (e *factorEntry) form(g *gptqSource, cols int) error {
 		g.log.Info().Int("columns", cols).Int("tokens", tokens).Int("held_out_samples", len(hold)).Float64("damp", damp).Int("dead", f.Dead).
 			Float64("seconds", time.Since(start).Seconds()).Msg("gptq: formed a covariance's factor")
 		break
-	}
-	// The covariance is garbage now: a large one is handed back to the
-	// system at once rather than when the collector next runs, which, with
-	// the rows live, may be gigabytes later.
-	if quant.CovarianceBytes(cols) >= 64<<20 {
-		debug.FreeOSMemory()
 	}
 	return nil
 }
