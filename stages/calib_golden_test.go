@@ -29,21 +29,28 @@ func TestGoldenCalibratedBytes(t *testing.T) {
 	} {
 		t.Run(c.model+c.quantize, func(t *testing.T) {
 			for _, procs := range []int{1, 3} {
-				prev := runtime.GOMAXPROCS(procs)
-				_, branches, err := runJobFileWith(t, scalesJob(absModel(t, c.model), c.quantize), false)
-				runtime.GOMAXPROCS(prev)
-				if err != nil {
-					t.Fatal(err)
-				}
-				data, err := os.ReadFile(branches[0].Output.Path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sum := sha256.Sum256(data)
-				if got := hex.EncodeToString(sum[:]); got != c.sha256 {
+				if got := scalesOutputSHA256(t, c.model, c.quantize, procs); got != c.sha256 {
 					t.Errorf("GOMAXPROCS=%d: %s calibrated output sha256 %s, want %s", procs, c.model, got, c.sha256)
 				}
 			}
 		})
 	}
+}
+
+// scalesOutputSHA256 runs a job quantizing model with the quantize stage
+// quantize under GOMAXPROCS procs and returns its output's sha256.
+func scalesOutputSHA256(t *testing.T, model, quantize string, procs int) string {
+	t.Helper()
+	prev := runtime.GOMAXPROCS(procs)
+	_, branches, err := runJobFileWith(t, scalesJob(absModel(t, model), quantize), false)
+	runtime.GOMAXPROCS(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(branches[0].Output.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }

@@ -2,11 +2,8 @@ package stages
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -36,18 +33,7 @@ func TestGoldenGPTQBytes(t *testing.T) {
 	} {
 		t.Run(c.model+c.quantize, func(t *testing.T) {
 			for _, procs := range []int{1, 3} {
-				prev := runtime.GOMAXPROCS(procs)
-				_, branches, err := runJobFileWith(t, scalesJob(absModel(t, c.model), c.quantize), false)
-				runtime.GOMAXPROCS(prev)
-				if err != nil {
-					t.Fatal(err)
-				}
-				data, err := os.ReadFile(branches[0].Output.Path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sum := sha256.Sum256(data)
-				if got := hex.EncodeToString(sum[:]); got != c.sha256 {
+				if got := scalesOutputSHA256(t, c.model, c.quantize, procs); got != c.sha256 {
 					t.Errorf("GOMAXPROCS=%d: %s gptq output sha256 %s, want %s", procs, c.model, got, c.sha256)
 				}
 			}
@@ -62,18 +48,8 @@ func TestGPTQFactorMemoryWaits(t *testing.T) {
 	t.Setenv("QPIPE_CACHE_DIR", "off")
 	defer func(m int64) { factorMemory = m }(factorMemory)
 	factorMemory = 1
-	prev := runtime.GOMAXPROCS(3)
-	defer runtime.GOMAXPROCS(prev)
-	_, branches, err := runJobFileWith(t, scalesJob(absModel(t, "tiny_decoder.tflite"), `{recipe: dynamic_int4_block32, scales: gptq, calibration: {samples: 4, seq: 16}}`), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(branches[0].Output.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	if got, want := hex.EncodeToString(sum[:]), "e5b347c7876cbcf5d62be2bbe440bf4fc3d481cfd6f12d3f05b039b1f11ce8a7"; got != want {
+	got := scalesOutputSHA256(t, "tiny_decoder.tflite", `{recipe: dynamic_int4_block32, scales: gptq, calibration: {samples: 4, seq: 16}}`, 3)
+	if want := "e5b347c7876cbcf5d62be2bbe440bf4fc3d481cfd6f12d3f05b039b1f11ce8a7"; got != want {
 		t.Errorf("sha256 %s, want %s (TestGoldenGPTQBytes's)", got, want)
 	}
 }
