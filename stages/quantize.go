@@ -91,7 +91,7 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	}
 	groups := groupTensors(m, ms.uses, reqs)
 	jobs := groupBuffers(m, groups)
-	factors := newFactorCache()
+	factors := newFactorCache(inputs)
 	for _, j := range jobs {
 		j.reference = q.Reference
 		j.outLen = j.outputLen()
