@@ -317,10 +317,7 @@ func (e *factorEntry) form(g *gptqSource, cols int) error {
 		return fmt.Errorf("no calibration input of %d columns", cols)
 	}
 	for try := 0; ; try++ {
-		h := quant.NewCovariance(cols)
-		for _, x := range rows {
-			h.Add(x)
-		}
+		h := quant.CovarianceOf(cols, rows)
 		if try == 0 && os.Getenv("QPIPE_GPTQ_DAMP") == "" {
 			// The shrinkage is the calibration data's own, measured
 			// before the weight's error term is added.

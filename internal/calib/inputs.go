@@ -159,14 +159,11 @@ func (in *Inputs) Readers(w Key) int { return len(in.readers[w]) }
 // activation weight w was read with (one covariance per reader, summed:
 // each reader's tokens count once), or nil when none has cols columns.
 func (in *Inputs) Hessian(w Key, cols int) *quant.Covariance {
-	var h *quant.Covariance
-	for _, x := range in.Rows(w, cols) {
-		if h == nil {
-			h = quant.NewCovariance(cols)
-		}
-		h.Add(x)
+	rows := in.Rows(w, cols)
+	if len(rows) == 0 {
+		return nil
 	}
-	return h
+	return quant.CovarianceOf(cols, rows)
 }
 
 // HessianKey names the covariance Hessian(w) returns: weights with the same

@@ -89,6 +89,16 @@ func NewCovariance(n int) *Covariance {
 	return &Covariance{N: n, g: make([]float64, n*(n+1)/2)}
 }
 
+// CovarianceOf is Σ x xᵀ over the rows of every matrix of xs (n columns
+// each), in order.
+func CovarianceOf(n int, xs [][]float32) *Covariance {
+	c := NewCovariance(n)
+	for _, x := range xs {
+		c.Add(x)
+	}
+	return c
+}
+
 // CovarianceBytes is the memory of an n×n Covariance.
 func CovarianceBytes(n int) int64 { return 8 * int64(n) * int64(n+1) / 2 }
 
