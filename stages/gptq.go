@@ -19,6 +19,7 @@ import (
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/calib"
 	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 	"github.com/qpipe/qpipe/pipeline"
 )
@@ -66,13 +67,51 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 		return nil, err
 	}
 	restore := tightGC()
-	in, err := calib.GetInputs(ctx, ms.m, key, cal, s.Log)
+	cm := ms.m
+	if alt := os.Getenv("QPIPE_GPTQ_INPUTS_MODEL"); alt != "" {
+		// A measurement switch (METHODS.md §5.6): the rows come from
+		// running another model of the same graph, the dequantized
+		// reference of a first gptq run, which approximates sequential
+		// quantization (each weight's inputs from quantized earlier layers).
+		if cm, key, err = inputsModel(alt, ms, cal); err != nil {
+			return nil, fmt.Errorf("QPIPE_GPTQ_INPUTS_MODEL: %w", err)
+		}
+		defer cm.Close()
+	}
+	in, err := calib.GetInputs(ctx, cm, key, cal, s.Log)
 	restore()
 	if err != nil {
 		return nil, fmt.Errorf("scales: gptq: %w", err)
 	}
 	debug.FreeOSMemory() // the pass's garbage, before the factors are formed
 	return in, nil
+}
+
+// inputsModel opens the model of QPIPE_GPTQ_INPUTS_MODEL and returns its
+// calibration key; its graph must be that of ms's model (the same
+// subgraphs and tensors, so that the rows' keys name the same weights).
+func inputsModel(path string, ms *modelState, cal *config.Calibration) (*tflite.Model, string, error) {
+	sum, err := FileSHA256(path)
+	if err != nil {
+		return nil, "", err
+	}
+	_, inputs, err := calibrationSums(ms, cal)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := tflite.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	same := len(m.Meta.Subgraphs) == len(ms.m.Meta.Subgraphs)
+	for i := 0; same && i < len(m.Meta.Subgraphs); i++ {
+		same = len(m.Meta.Subgraphs[i].Tensors) == len(ms.m.Meta.Subgraphs[i].Tensors)
+	}
+	if !same {
+		m.Close()
+		return nil, "", fmt.Errorf("%s: not the graph of the model quantized (its subgraphs or tensors differ)", path)
+	}
+	return m, calib.CacheKey(sum, cal, inputs), nil
 }
 
 // tightGC lowers the collector's target from the default 100 % of the live
