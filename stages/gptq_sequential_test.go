@@ -124,7 +124,7 @@ func heldOutKL(t *testing.T, ref, cand string, opt evaluate.Options, text bool, 
 	return 0
 }
 
-// TestGPTQAsymmetricEvidence measures the objective §5.6 proposes for
+// TestGPTQAsymmetricEvidence measures the objective METHODS.md §5.6 discusses for
 // sequential quantization: fit the codes to the float model's outputs,
 // ‖W X − Q X_q‖², not to (W − Q) X_q. Each FULLY_CONNECTED weight read by
 // FULLY_CONNECTEDs only is replaced by W* = (W X X_qᵀ + λW)(X_q X_qᵀ + λI)⁻¹
