@@ -52,6 +52,13 @@ func evalKLSamples(t testing.TB, ref, cand string, seed int64, samples int) floa
 // samples (0: the default) of seed.
 func evalReport(t testing.TB, ref, cand string, seed int64, samples int) *evaluate.Report {
 	t.Helper()
+	return evalReportWith(t, ref, cand, evaluate.Options{Seed: seed, Samples: samples}, nil)
+}
+
+// evalReportWith is evalReport under opt, which inputs (when not nil) may
+// complete from the opened reference model before the comparison.
+func evalReportWith(t testing.TB, ref, cand string, opt evaluate.Options, inputs func(r *evaluate.Model, opt *evaluate.Options) error) *evaluate.Report {
+	t.Helper()
 	r, err := evaluate.Open(ref, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +69,12 @@ func evalReport(t testing.TB, ref, cand string, seed int64, samples int) *evalua
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rep, err := evaluate.Compare(context.Background(), r, c, evaluate.Options{Seed: seed, Samples: samples})
+	if inputs != nil {
+		if err := inputs(r, &opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := evaluate.Compare(context.Background(), r, c, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

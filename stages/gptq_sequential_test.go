@@ -90,26 +90,15 @@ func TestGPTQTwoPassEvidence(t *testing.T) {
 // generated inputs.
 func heldOutKL(t *testing.T, ref, cand string, opt evaluate.Options, text bool, evalText, spm string) float64 {
 	t.Helper()
-	r, err := evaluate.Open(ref, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	c, err := evaluate.Open(cand, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	var inputs func(r *evaluate.Model, opt *evaluate.Options) error
 	if text {
-		if opt.Inputs, _, err = evaluate.TextSamples(r, opt, evalText, spm, evaluate.NoBOS); err != nil {
-			t.Fatal(err)
+		inputs = func(r *evaluate.Model, opt *evaluate.Options) (err error) {
+			opt.Inputs, _, err = evaluate.TextSamples(r, *opt, evalText, spm, evaluate.NoBOS)
+			opt.InputsFile = evalText
+			return err
 		}
-		opt.InputsFile = evalText
 	}
-	rep, err := evaluate.Compare(context.Background(), r, c, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := evalReportWith(t, ref, cand, opt, inputs)
 	for _, s := range rep.Signatures {
 		for _, o := range s.Outputs {
 			switch {
