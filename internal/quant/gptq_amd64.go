@@ -46,6 +46,9 @@ func dot32AVX2(a, b *float32, n int, sums *[32]float32)
 //go:noescape
 func hessRowAVX2(h *float64, x *float32, n int, xi float64)
 
+//go:noescape
+func hessRow4AVX2(h *float64, n int, a *[4]float64, x0, x1, x2, x3 *float32)
+
 // axpy is y += a·x, one rounding per element (eight lanes where AVX2 is
 // on, the same bits).
 func axpy(y []float32, a float32, x []float32) {
@@ -79,4 +82,17 @@ func hessRow(h []float64, x []float32, xi float64) {
 		h, x = h[n:], x[n:]
 	}
 	hessRowGo(h, x, xi)
+}
+
+// hessRow4 is hessRow of x0..x3 (by a[0]..a[3]) in that order, with the
+// same bits: every product of two float32 values is exact in float64, so
+// only the order of the additions counts, and it is kept.
+func hessRow4(h []float64, a *[4]float64, x0, x1, x2, x3 []float32) {
+	n := len(h) &^ 3
+	if useAVX2 && n > 0 {
+		_, _, _, _ = x0[n-1], x1[n-1], x2[n-1], x3[n-1]
+		hessRow4AVX2(&h[0], n, a, &x0[0], &x1[0], &x2[0], &x3[0])
+		h, x0, x1, x2, x3 = h[n:], x0[n:], x1[n:], x2[n:], x3[n:]
+	}
+	hessRow4Go(h, a, x0, x1, x2, x3)
 }

@@ -171,3 +171,45 @@ hloop:
 hdone:
 	VZEROUPPER
 	RET
+
+// func hessRow4AVX2(h *float64, n int, a *[4]float64, x0, x1, x2, x3 *float32)
+// h[j] = (((h[j] + a0·x0[j]) + a1·x1[j]) + a2·x2[j]) + a3·x3[j] over n (a
+// multiple of 4) elements, four lanes at a time: hessRowAVX2 four times,
+// with h loaded and stored once.
+TEXT ·hessRow4AVX2(SB), NOSPLIT, $0-56
+	MOVQ h+0(FP), DI
+	MOVQ n+8(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ x0+24(FP), R8
+	MOVQ x1+32(FP), R9
+	MOVQ x2+40(FP), R10
+	MOVQ x3+48(FP), R11
+	VBROADCASTSD 0(AX), Y4
+	VBROADCASTSD 8(AX), Y5
+	VBROADCASTSD 16(AX), Y6
+	VBROADCASTSD 24(AX), Y7
+	XORQ BX, BX
+
+h4loop:
+	CMPQ BX, CX
+	JGE  h4done
+	VMOVUPD   (DI)(BX*8), Y1
+	VCVTPS2PD (R8)(BX*4), Y2
+	VMULPD    Y4, Y2, Y2
+	VADDPD    Y2, Y1, Y1
+	VCVTPS2PD (R9)(BX*4), Y2
+	VMULPD    Y5, Y2, Y2
+	VADDPD    Y2, Y1, Y1
+	VCVTPS2PD (R10)(BX*4), Y2
+	VMULPD    Y6, Y2, Y2
+	VADDPD    Y2, Y1, Y1
+	VCVTPS2PD (R11)(BX*4), Y2
+	VMULPD    Y7, Y2, Y2
+	VADDPD    Y2, Y1, Y1
+	VMOVUPD   Y1, (DI)(BX*8)
+	ADDQ      $4, BX
+	JMP       h4loop
+
+h4done:
+	VZEROUPPER
+	RET

@@ -22,3 +22,8 @@ func dot32Sums(a, b []float32, sums *[32]float32) {
 
 // hessRow is h[j] += xi·float64(x[j]) for every j.
 func hessRow(h []float64, x []float32, xi float64) { hessRowGo(h, x[:len(h)], xi) }
+
+// hessRow4 is hessRow of x0..x3 (by a[0]..a[3]) in that order.
+func hessRow4(h []float64, a *[4]float64, x0, x1, x2, x3 []float32) {
+	hessRow4Go(h, a, x0, x1, x2, x3)
+}

@@ -402,8 +402,8 @@ func TestAxpy4Vector(t *testing.T) {
 
 // TestDot64Vector: dot64 and dot32 give the same bits with the AVX2 partial
 // sums as with the scalar ones, and their values are the inner product (to
-// rounding), for lengths around the vector steps; axpy and hessRow give
-// their scalar forms' bits.
+// rounding), for lengths around the vector steps; axpy, hessRow and
+// hessRow4 give their scalar forms' bits.
 func TestDot64Vector(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100, 1000, 4099} {
@@ -454,6 +454,27 @@ func TestDot64Vector(t *testing.T) {
 			}
 			if want := b[k] + -1.3*float64(a32[k]); h2[k] != want {
 				t.Fatalf("n %d element %d: hessRow %v, want %v", n, k, h2[k], want)
+			}
+		}
+		// hessRow4 gives four hessRow calls' bits, AVX2 or scalar.
+		xs := [4][]float32{a32, b32, y1, y2}
+		as := [4]float64{-1.3, 0.5, 0.25, 7}
+		if n > 0 {
+			as[1] = float64(b32[0]) // a float32's value: exact products
+		}
+		want := append([]float64(nil), b...)
+		for k := range xs {
+			hessRowGo(want, xs[k], as[k])
+		}
+		for _, avx := range []bool{true, false} {
+			SetAVX2(avx)
+			got := append([]float64(nil), b...)
+			hessRow4(got, &as, xs[0], xs[1], xs[2], xs[3])
+			SetAVX2(was)
+			for k := range got {
+				if math.Float64bits(got[k]) != math.Float64bits(want[k]) {
+					t.Fatalf("n %d element %d, AVX2 %v: hessRow4 %v, four hessRow %v", n, k, avx, got[k], want[k])
+				}
 			}
 		}
 	}
@@ -594,5 +615,24 @@ func TestGPTQFactorFailures(t *testing.T) {
 	cancel()
 	if _, err := NewGPTQFactor(ctx, h, DefaultDamp); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v, want context.Canceled", err)
+	}
+}
+
+// BenchmarkCovarianceAdd forms the covariance of 512 tokens at 2,048 and
+// 5,632 columns (the 1 GB decoder's); Gmadd/s counts tokens·cols²/2.
+func BenchmarkCovarianceAdd(b *testing.B) {
+	for _, cols := range []int{2048, 5632} {
+		b.Run(fmt.Sprint("cols=", cols), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(2, 2))
+			x := make([]float32, 512*cols)
+			for k := range x {
+				x[k] = float32(rng.NormFloat64())
+			}
+			for b.Loop() {
+				CovarianceOf(cols, [][]float32{x})
+			}
+			madds := 512 * float64(cols) * float64(cols) / 2
+			b.ReportMetric(madds*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gmadd/s")
+		})
 	}
 }
