@@ -62,22 +62,23 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	key, err := calibrationKey(ms, cal)
+	sum, inputs, err := calibrationSums(ms, cal)
 	if err != nil {
 		return nil, err
 	}
-	restore := tightGC()
 	cm := ms.m
 	if alt := os.Getenv("QPIPE_GPTQ_INPUTS_MODEL"); alt != "" {
 		// A measurement switch (METHODS.md §5.6): the rows come from
 		// running another model of the same graph, the dequantized
 		// reference of a first gptq run, which approximates sequential
 		// quantization (each weight's inputs from quantized earlier layers).
-		if cm, key, err = inputsModel(alt, ms, cal); err != nil {
+		if cm, sum, err = inputsModel(alt, ms.m); err != nil {
 			return nil, fmt.Errorf("QPIPE_GPTQ_INPUTS_MODEL: %w", err)
 		}
 		defer cm.Close()
 	}
+	key := calib.CacheKey(sum, cal, inputs)
+	restore := tightGC()
 	in, err := calib.GetInputs(ctx, cm, key, cal, s.Log)
 	restore()
 	if err != nil {
@@ -88,14 +89,10 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 }
 
 // inputsModel opens the model of QPIPE_GPTQ_INPUTS_MODEL and returns its
-// calibration key; its graph must be that of ms's model (the same
-// subgraphs and tensors, so that the rows' keys name the same weights).
-func inputsModel(path string, ms *modelState, cal *config.Calibration) (*tflite.Model, string, error) {
+// sha256; its graph must be that of want (the same subgraphs and tensors,
+// so that the rows' keys name the same weights).
+func inputsModel(path string, want *tflite.Model) (*tflite.Model, string, error) {
 	sum, err := FileSHA256(path)
-	if err != nil {
-		return nil, "", err
-	}
-	_, inputs, err := calibrationSums(ms, cal)
 	if err != nil {
 		return nil, "", err
 	}
@@ -103,15 +100,15 @@ func inputsModel(path string, ms *modelState, cal *config.Calibration) (*tflite.
 	if err != nil {
 		return nil, "", err
 	}
-	same := len(m.Meta.Subgraphs) == len(ms.m.Meta.Subgraphs)
+	same := len(m.Meta.Subgraphs) == len(want.Meta.Subgraphs)
 	for i := 0; same && i < len(m.Meta.Subgraphs); i++ {
-		same = len(m.Meta.Subgraphs[i].Tensors) == len(ms.m.Meta.Subgraphs[i].Tensors)
+		same = len(m.Meta.Subgraphs[i].Tensors) == len(want.Meta.Subgraphs[i].Tensors)
 	}
 	if !same {
 		m.Close()
 		return nil, "", fmt.Errorf("%s: not the graph of the model quantized (its subgraphs or tensors differ)", path)
 	}
-	return m, calib.CacheKey(sum, cal, inputs), nil
+	return m, sum, nil
 }
 
 // tightGC lowers the collector's target from the default 100 % of the live
