@@ -106,6 +106,9 @@ func Build(job *config.Job, opt Options) (*pipeline.Job, error) {
 				Calibration:     quantize.Calibration,
 				Choice:          choice,
 				Sections:        sectionRecipes(r, quantize),
+				// The only quantize run of the model: its gptq rows are
+				// its own and are released as its weights are written.
+				ReleaseRows: len(recipes) == 1 && choice == nil,
 			}
 			if opt.Scales != "" {
 				q.Scales = opt.Scales

@@ -79,7 +79,16 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 	}
 	key := calib.CacheKey(sum, cal, inputs)
 	restore := tightGC()
-	in, err := calib.GetInputs(ctx, cm, key, cal, s.Log)
+	var in *calib.Inputs
+	if q.ReleaseRows {
+		// The run's own rows, given back as the weights that read them are
+		// written (factorCache.written).
+		if in, err = calib.RunInputs(ctx, cm, cal, s.Log); err == nil {
+			in.LogKept(s.Log)
+		}
+	} else {
+		in, err = calib.GetInputs(ctx, cm, key, cal, s.Log)
+	}
 	restore()
 	if err != nil {
 		return nil, fmt.Errorf("scales: gptq: %w", err)
@@ -204,11 +213,20 @@ func gptqNotes(p *pipeline.Plan, jobs []*bufferJob) {
 // takes its factor once, before its first chunk, and never waits while it
 // holds one, so the waits end. Idle factors (at most factorBudget) do not
 // count; one that is used again counts again.
+//
+// The cache also counts, per factor and per activation, the run's jobs not
+// yet written (expect, written): a factor no job will use again is dropped
+// instead of kept idle, and an activation's calibration rows are given
+// back (calib.Inputs.Release) once every weight that reads it is written,
+// so that a 7B model's later layers do not carry the earlier layers' rows.
 type factorCache struct {
 	mu    sync.Mutex
 	byKey map[string]*factorEntry
 	idle  []string // released, oldest first
 	mem   *semaphore.Weighted
+	in    *calib.Inputs
+	left  map[string]int    // factor key → the jobs that will use it, not yet written
+	acts  map[calib.Key]int // activation → the jobs that read it, not yet written
 }
 
 const factorBudget = 256 << 20
@@ -222,11 +240,53 @@ var factorMemory int64 = 768 << 20
 // to 100 % between two jobs, and a 7B run's anonymous memory jumped by
 // 190 MB in that moment.
 func newFactorCache(in *calib.Inputs) *factorCache {
-	c := &factorCache{byKey: map[string]*factorEntry{}, mem: semaphore.NewWeighted(factorMemory)}
+	c := &factorCache{byKey: map[string]*factorEntry{}, mem: semaphore.NewWeighted(factorMemory), in: in, left: map[string]int{}, acts: map[calib.Key]int{}}
 	if in != nil {
 		runtime.AddCleanup(c, func(restore func()) { restore() }, tightGC())
 	}
 	return c
+}
+
+// expect counts the gptq jobs of the run that will be written: the
+// factors and activations each will use.
+func (c *factorCache) expect(jobs []*bufferJob) {
+	for _, j := range jobs {
+		if j.gptq == nil {
+			continue
+		}
+		c.left[j.factorKey()]++
+		for _, a := range c.in.Activations(j.gptq.w) {
+			c.acts[a]++
+		}
+	}
+}
+
+// written ends job j's part in the run, after its factor's release: a
+// factor no job still to be written shares is dropped, and an activation
+// whose every reader is written gives its rows back (Release keeps the
+// rows of shared Inputs).
+func (c *factorCache) written(j *bufferJob) {
+	g := j.gptq
+	key := j.factorKey()
+	c.mu.Lock()
+	if c.left[key]--; c.left[key] <= 0 {
+		if e := c.byKey[key]; e != nil && e.users == 0 {
+			delete(c.byKey, key)
+			c.idle = slices.DeleteFunc(c.idle, func(k string) bool { return k == key })
+		}
+	}
+	var done []calib.Key
+	for _, a := range g.in.Activations(g.w) {
+		if c.acts[a]--; c.acts[a] == 0 {
+			done = append(done, a)
+		}
+	}
+	c.mu.Unlock()
+	for _, a := range done {
+		if n := g.in.Release(a); n > 0 {
+			g.log.Debug().Int("tensor", a.Tensor).Int64("MiB", n>>20).Msg("gptq: released the calibration rows of an activation whose weights are written")
+		}
+	}
 }
 
 // take counts n more bytes of factor memory for e, waiting for other jobs
@@ -298,7 +358,7 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 	}
 	c := g.cache
 	cols := j.shape[1]
-	key := fmt.Sprintf("%s %v %d", g.in.HessianKey(g.w), g.weightError, cols)
+	key := j.factorKey()
 	c.mu.Lock()
 	e := c.byKey[key]
 	if e == nil {
@@ -333,6 +393,13 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 	return release, nil
 }
 
+// factorKey names the factor of gptq job j: weights with the same key
+// share it.
+func (j *bufferJob) factorKey() string {
+	g := j.gptq
+	return fmt.Sprintf("%s %v %d", g.in.HessianKey(g.w), g.weightError, j.shape[1])
+}
+
 // form computes the factor of g's covariance. A covariance that does not
 // factor in floating point is formed again with ten times the damping, up
 // to three times.
@@ -342,6 +409,9 @@ func (e *factorEntry) form(g *gptqSource, cols int) error {
 		return err
 	}
 	start := time.Now()
+	if err := g.in.Check(g.w); err != nil {
+		return err
+	}
 	all := g.in.Rows(g.w, cols)
 	rows, hold := heldOutRows(all)
 	tokens := 0

@@ -2,6 +2,8 @@ package stages
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,5 +194,62 @@ func TestGPTQBadInput(t *testing.T) {
 	}
 	if _, err := config.LoadJob(job); err == nil || !strings.Contains(err.Error(), "gptq applies to int4 blockwise and int8 channelwise") {
 		t.Errorf("gptq on fp16: %v", err)
+	}
+}
+
+// TestGPTQReleasesRows: a job's only quantize run gathers its own
+// calibration rows and gives each activation's back once the weights that
+// read it are written, dropping the factors no job needs again; a job of
+// two recipes shares the process's rows and keeps them. Both write the
+// golden bytes, and a weight whose rows were released refuses to be
+// compensated again with an error that says so.
+func TestGPTQReleasesRows(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	const want = "e5b347c7876cbcf5d62be2bbe440bf4fc3d481cfd6f12d3f05b039b1f11ce8a7" // TestGoldenGPTQBytes's
+	in := absModel(t, "tiny_decoder.tflite")
+	cal := `calibration: {samples: 4, seq: 16}`
+	for _, c := range []struct {
+		name, quantize string
+		released       bool
+	}{
+		{"one recipe", `{recipe: dynamic_int4_block32, scales: gptq, ` + cal + `}`, true},
+		{"two recipes", `{recipes: [dynamic_int4_block32, dynamic_int4_block128], scales: gptq, ` + cal + `}`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, branches, err := runJobFileWith(t, scalesJob(in, c.quantize), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(branches[0].Output.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != want {
+				got := hex.EncodeToString(sum[:])
+				t.Errorf("output sha256 %s, want %s", got, want)
+			}
+			var g *gptqSource
+			var job *bufferJob
+			for _, j := range branches[0].Model.(*modelState).jobs {
+				if j.gptq != nil {
+					g, job = j.gptq, j
+				}
+			}
+			if g == nil {
+				t.Fatal("no gptq job")
+			}
+			rows := g.in.Bytes()
+			if c.released != (rows == 0) {
+				t.Errorf("%d bytes of rows left after every weight was written; want them released: %v", rows, c.released)
+			}
+			if c.released {
+				if n := len(g.cache.byKey); n != 0 {
+					t.Errorf("%d factors kept after every weight was written", n)
+				}
+				if _, err := job.holdFactor(); err == nil || !strings.Contains(err.Error(), "were released") {
+					t.Errorf("compensating a weight again after its rows were released: %v, want an error that says they were released", err)
+				}
+			}
+		})
 	}
 }

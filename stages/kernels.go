@@ -225,6 +225,9 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	}
 	j.search = quant.RowErrors{}
 	j.gptqChunks, j.gptqKept = 0, 0
+	if j.gptq != nil {
+		defer j.gptq.cache.written(j) // after the factor's release below
+	}
 	release, err := j.holdFactor() // every chunk of a gptq weight uses it
 	if err != nil {
 		return err

@@ -46,6 +46,12 @@ type Quantize struct {
 	// outStats, when set, are the statistics a budget's proxy weighs each
 	// weight's quantization error with (quant.OutputErrors).
 	outStats weightStats
+	// ReleaseRows gives the gptq calibration rows of an activation back once
+	// every weight that reads it is written (a 7B model's 1.5 GB of rows
+	// otherwise stay to the end): the run gathers its own rows instead of
+	// sharing the process's (calib.GetInputs), so it suits a job's only
+	// quantize run, not a budget's probes or several recipes of one model.
+	ReleaseRows bool
 	// Sections replaces Recipe for a bundle's sections (config's
 	// QuantizeStage.Sections; forPart).
 	Sections map[string]*config.Recipe
@@ -99,6 +105,7 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 		j.outErrs.Stats = inputStats(q.outStats, j)
 		j.gptq = gptqSourceFor(ctx, s.Log, inputs, factors, j)
 	}
+	factors.expect(jobs)
 	gptqNotes(s.Plan, jobs)
 	if s.DryRun {
 		if err := measureScales(ctx, jobs, !q.StrictReference); err != nil {

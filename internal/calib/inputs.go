@@ -3,6 +3,7 @@ package calib
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -23,10 +24,17 @@ import (
 // covariances), and H is formed when its weight is quantized
 // (Hessian). The rows are kept once per activation tensor: weights that
 // read the same activation (q/k/v, gate/up) share them.
+//
+// Inputs of one run (RunInputs) can give an activation's rows back once
+// every weight that reads it is written (Release): a 7B model's rows are
+// 1.5 GB, and only the layers not yet written need theirs. Inputs from the
+// process's cache (GetInputs) are shared and keep them.
 type Inputs struct {
+	mu      sync.Mutex       // guards the rows of acts against Release
 	acts    map[Key]*actRows // by activation tensor
 	readers map[Key][]Key    // weight → the activation tensors it was read with
 	kept    map[keptRows]bool
+	shared  bool // from GetInputs' cache: other runs may read the rows
 	// Tokens is the number of rows per activation (of the largest).
 	Tokens int
 }
@@ -41,9 +49,10 @@ type keptRows struct {
 // one slice would hold up to twice the rows while it grows (a 7B model's
 // 1.5 GB of rows) and leave the copies to the collector.
 type actRows struct {
-	cols   int
-	chunks [][]float32
-	tokens int
+	cols     int
+	chunks   [][]float32
+	tokens   int
+	released bool
 }
 
 // InputsDefinition names what Inputs hold (the in-process cache key).
@@ -75,7 +84,8 @@ func GetInputs(ctx context.Context, m *tflite.Model, key string, cal *config.Cal
 	e.once.Do(func() {
 		e.in, e.err = RunInputs(ctx, m, cal, log)
 		if e.err == nil {
-			log.Info().Int("activations", len(e.in.acts)).Int("tokens", e.in.Tokens).Int64("MiB", e.in.Bytes()>>20).Msg("calibration: kept the inputs of the FULLY_CONNECTED weights")
+			e.in.shared = true
+			e.in.LogKept(log)
 		}
 	})
 	if e.err != nil {
@@ -116,6 +126,11 @@ func RunInputs(ctx context.Context, m *tflite.Model, cal *config.Calibration, lo
 		in.Tokens = max(in.Tokens, a.tokens)
 	}
 	return in, nil
+}
+
+// LogKept says in the log what the rows hold.
+func (in *Inputs) LogKept(log zerolog.Logger) {
+	log.Info().Int("activations", len(in.acts)).Int("tokens", in.Tokens).Int64("MiB", in.Bytes()>>20).Msg("calibration: kept the inputs of the FULLY_CONNECTED weights")
 }
 
 func (in *Inputs) observe(m *tflite.Model, sample int, ev interp.OpEvent) {
@@ -174,17 +189,56 @@ func (in *Inputs) HessianKey(w Key) string {
 
 // Bytes is the memory the rows hold.
 func (in *Inputs) Bytes() int64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	var n int64
 	for _, a := range in.acts {
-		n += 4 * int64(a.tokens) * int64(a.cols)
+		if !a.released {
+			n += 4 * int64(a.tokens) * int64(a.cols)
+		}
 	}
 	return n
+}
+
+// Activations are the activation tensors weight w was read with: the rows
+// its covariance is formed from.
+func (in *Inputs) Activations(w Key) []Key { return slices.Clone(in.readers[w]) }
+
+// Release drops the rows of activation a and returns their bytes, when
+// the Inputs are a run's own (RunInputs); shared ones (GetInputs) keep
+// their rows and return 0. The caller releases an activation only once
+// every weight that reads it is written: a weight whose rows were released
+// cannot be compensated any more (Check).
+func (in *Inputs) Release(a Key) int64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	r := in.acts[a]
+	if in.shared || r == nil || r.released {
+		return 0
+	}
+	r.released, r.chunks = true, nil
+	return 4 * int64(r.tokens) * int64(r.cols)
+}
+
+// Check returns an error when the rows of an activation weight w was read
+// with were released.
+func (in *Inputs) Check(w Key) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, ak := range in.readers[w] {
+		if in.acts[ak].released {
+			return fmt.Errorf("the calibration rows of tensor %d (subgraph %d), an input of tensor %d, were released after the weights that read it were written; a weight written twice needs rows kept (a shared calibration)", ak.Tensor, ak.Subgraph, w.Tensor)
+		}
+	}
+	return nil
 }
 
 // Stats are the per-column mean and variance of the rows weight w was read
 // with (nil when none has cols columns).
 func (in *Inputs) Stats(w Key, cols int) *quant.ChannelStats {
 	s := &statSums{sum: make([]float64, cols), sq: make([]float64, cols)}
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	for _, ak := range in.readers[w] {
 		a := in.acts[ak]
 		if a.cols == cols {
@@ -202,6 +256,8 @@ func (in *Inputs) Stats(w Key, cols int) *quant.ChannelStats {
 // Rows are the rows ([tokens, cols] each, a sample's at a time) of every activation weight w was
 // read with that has cols columns: what Hessian sums.
 func (in *Inputs) Rows(w Key, cols int) [][]float32 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	var out [][]float32
 	for _, ak := range in.readers[w] {
 		if a := in.acts[ak]; a.cols == cols {
