@@ -96,3 +96,32 @@ func hessRow4(h []float64, a *[4]float64, x0, x1, x2, x3 []float32) {
 	}
 	hessRow4Go(h, a, x0, x1, x2, x3)
 }
+
+// lazy4x16AVX2 is lazy1x16Go for four rows of t (ldt floats apart) and
+// their errors (lde floats apart), k terms: the sixteen columns of each
+// row in two registers, each product rounded and added in i order (no
+// FMA), so the bits are lazy1x16Go's.
+//
+//go:noescape
+func lazy4x16AVX2(t *float32, ldt int, e *float32, lde int, p *float32, k int)
+
+// lazy4x16 is lazy1x16Go of rows r = 0..3: t[r·ldt:][:16] with
+// e[r·lde:][:k], the panel p of k×16.
+func lazy4x16(t []float32, ldt int, e []float32, lde int, p []float32, k int) {
+	_, _, _ = t[3*ldt+15], e[3*lde+k-1], p[16*k-1]
+	lazy4x16AVX2(&t[0], ldt, &e[0], lde, &p[0], k)
+}
+
+//go:noescape
+func lazy1x16AVX2(t *float32, e *float32, p *float32, k int)
+
+// lazy1x16 is lazy1x16Go (eight lanes at a time where AVX2 is on, the same
+// bits).
+func lazy1x16(t, e, p []float32) {
+	if !useAVX2 || len(e) == 0 {
+		lazy1x16Go(t, e, p)
+		return
+	}
+	_, _ = t[15], p[16*len(e)-1]
+	lazy1x16AVX2(&t[0], &e[0], &p[0], len(e))
+}

@@ -213,3 +213,101 @@ h4loop:
 h4done:
 	VZEROUPPER
 	RET
+
+// func lazy4x16AVX2(t *float32, ldt int, e *float32, lde int, p *float32, k int)
+// For rows r = 0..3: t[r·ldt + l] += e[r·lde + i]·p[16i + l], l < 16, for i
+// = 0..k−1 in order; the sums stay in Y0-Y7 (two per row) for the k terms.
+TEXT ·lazy4x16AVX2(SB), NOSPLIT, $0-48
+	MOVQ t+0(FP), DI
+	MOVQ ldt+8(FP), SI
+	MOVQ e+16(FP), R8
+	MOVQ lde+24(FP), BX
+	MOVQ p+32(FP), DX
+	MOVQ k+40(FP), CX
+	SHLQ $2, SI
+	SHLQ $2, BX
+	LEAQ (DI)(SI*1), R12
+	LEAQ (R12)(SI*1), R13
+	LEAQ (R13)(SI*1), R14
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R10)(BX*1), R11
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS (R12), Y2
+	VMOVUPS 32(R12), Y3
+	VMOVUPS (R13), Y4
+	VMOVUPS 32(R13), Y5
+	VMOVUPS (R14), Y6
+	VMOVUPS 32(R14), Y7
+	XORQ AX, AX
+
+lloop:
+	CMPQ AX, CX
+	JGE  ldone
+	VMOVUPS (DX), Y8
+	VMOVUPS 32(DX), Y9
+	VBROADCASTSS (R8)(AX*4), Y10
+	VMULPS Y8, Y10, Y11
+	VMULPS Y9, Y10, Y12
+	VADDPS Y11, Y0, Y0
+	VADDPS Y12, Y1, Y1
+	VBROADCASTSS (R9)(AX*4), Y10
+	VMULPS Y8, Y10, Y11
+	VMULPS Y9, Y10, Y12
+	VADDPS Y11, Y2, Y2
+	VADDPS Y12, Y3, Y3
+	VBROADCASTSS (R10)(AX*4), Y10
+	VMULPS Y8, Y10, Y11
+	VMULPS Y9, Y10, Y12
+	VADDPS Y11, Y4, Y4
+	VADDPS Y12, Y5, Y5
+	VBROADCASTSS (R11)(AX*4), Y10
+	VMULPS Y8, Y10, Y11
+	VMULPS Y9, Y10, Y12
+	VADDPS Y11, Y6, Y6
+	VADDPS Y12, Y7, Y7
+	ADDQ $64, DX
+	INCQ AX
+	JMP  lloop
+
+ldone:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (R12)
+	VMOVUPS Y3, 32(R12)
+	VMOVUPS Y4, (R13)
+	VMOVUPS Y5, 32(R13)
+	VMOVUPS Y6, (R14)
+	VMOVUPS Y7, 32(R14)
+	VZEROUPPER
+	RET
+
+// func lazy1x16AVX2(t *float32, e *float32, p *float32, k int)
+// lazy4x16AVX2 for one row.
+TEXT ·lazy1x16AVX2(SB), NOSPLIT, $0-32
+	MOVQ t+0(FP), DI
+	MOVQ e+8(FP), R8
+	MOVQ p+16(FP), DX
+	MOVQ k+24(FP), CX
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	XORQ AX, AX
+
+l1loop:
+	CMPQ AX, CX
+	JGE  l1done
+	VBROADCASTSS (R8)(AX*4), Y10
+	VMULPS (DX), Y10, Y11
+	VMULPS 32(DX), Y10, Y12
+	VADDPS Y11, Y0, Y0
+	VADDPS Y12, Y1, Y1
+	ADDQ $64, DX
+	INCQ AX
+	JMP  l1loop
+
+l1done:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VZEROUPPER
+	RET

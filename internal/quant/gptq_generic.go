@@ -27,3 +27,14 @@ func hessRow(h []float64, x []float32, xi float64) { hessRowGo(h, x[:len(h)], xi
 func hessRow4(h []float64, a *[4]float64, x0, x1, x2, x3 []float32) {
 	hessRow4Go(h, a, x0, x1, x2, x3)
 }
+
+// lazy4x16 is lazy1x16Go of rows r = 0..3 (lazyUpdate calls it only with
+// AVX2).
+func lazy4x16(t []float32, ldt int, e []float32, lde int, p []float32, k int) {
+	for r := range 4 {
+		lazy1x16Go(t[r*ldt:r*ldt+16], e[r*lde:r*lde+k], p)
+	}
+}
+
+// lazy1x16 is lazy1x16Go.
+func lazy1x16(t, e, p []float32) { lazy1x16Go(t, e, p) }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -634,5 +635,50 @@ func BenchmarkCovarianceAdd(b *testing.B) {
 			madds := 512 * float64(cols) * float64(cols) / 2
 			b.ReportMetric(madds*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gmadd/s")
 		})
+	}
+}
+
+// TestLazyUpdateVector: the packed AVX2 lazy update (four rows by sixteen
+// columns in registers, scalar tails of rows and columns) gives the bits
+// of the scalar form (axpy4s in order), for row counts around four and
+// later-column counts around the sixteen-column panels and lazyWidth.
+func TestLazyUpdateVector(t *testing.T) {
+	if !HasAVX2 {
+		t.Skip("no AVX2 here: lazyUpdate runs its scalar form only")
+	}
+	const batch = 128
+	for _, c := range []struct{ rows, cols int }{{1, 144}, {3, 160}, {4, 300}, {7, 128 + 256 + 16}, {9, 128 + 256 + 257}, {16, 512}} {
+		_, x := gptqData(uint64(c.cols), 1, c.cols, c.cols+16)
+		f := gptqFactorOf(t, x, c.cols)
+		rng := rand.New(rand.NewPCG(uint64(c.rows), 9))
+		t0 := make([]float32, c.rows*c.cols)
+		e := make([]float32, c.rows*batch)
+		for i := range t0 {
+			t0[i] = float32(rng.NormFloat64())
+		}
+		for i := range e {
+			e[i] = float32(rng.NormFloat64() * 0.1)
+		}
+		for b0 := 0; b0+batch < c.cols; b0 += batch {
+			b1 := b0 + batch
+			vec, scalar := slices.Clone(t0), slices.Clone(t0)
+			was := SetAVX2(true)
+			lazyUpdate(vec, c.rows, c.cols, e, batch, f, b0, b1, make([]float32, batch*lazyWidth))
+			SetAVX2(false)
+			lazyUpdate(scalar, c.rows, c.cols, e, batch, f, b0, b1, nil)
+			SetAVX2(was)
+			changed := 0
+			for i := range vec {
+				if math.Float32bits(vec[i]) != math.Float32bits(scalar[i]) {
+					t.Fatalf("rows %d cols %d batch at %d: element %d (row %d, column %d) %g, scalar %g", c.rows, c.cols, b0, i, i/c.cols, i%c.cols, vec[i], scalar[i])
+				}
+				if vec[i] != t0[i] {
+					changed++
+				}
+			}
+			if want := c.rows * (c.cols - b1); changed < want*9/10 {
+				t.Errorf("rows %d cols %d batch at %d: %d of the %d later elements changed", c.rows, c.cols, b0, changed, want)
+			}
+		}
 	}
 }
