@@ -422,12 +422,20 @@ func (e *factorEntry) form(g *gptqSource, cols int) error {
 	if len(rows) == 0 {
 		return fmt.Errorf("no calibration input of %d columns", cols)
 	}
+	var shrink float64
 	for try := 0; ; try++ {
 		h := quant.CovarianceOf(cols, rows)
 		if try == 0 && os.Getenv("QPIPE_GPTQ_DAMP") == "" {
 			// The shrinkage is the calibration data's own, measured
 			// before the weight's error term is added.
 			damp = max(damp, quant.ShrinkageDamp(h, rows))
+			if os.Getenv("QPIPE_GPTQ_SHRINK") == "diagonal" {
+				// A measurement switch (METHODS.md §5.7).
+				shrink = quant.ShrinkageOffDiagonal(h, rows)
+			}
+		}
+		if shrink > 0 {
+			h.ScaleDiagonal(1 + shrink)
 		}
 		if g.weightError {
 			h.AddDiagonal(h.Trace() / float64(cols))
@@ -444,7 +452,7 @@ func (e *factorEntry) form(g *gptqSource, cols int) error {
 		c.mu.Lock()
 		e.formed = true
 		c.mu.Unlock()
-		g.log.Info().Int("columns", cols).Int("tokens", tokens).Int("held_out_samples", len(hold)).Float64("damp", damp).Int("dead", f.Dead).
+		g.log.Info().Int("columns", cols).Int("tokens", tokens).Int("held_out_samples", len(hold)).Float64("damp", damp).Float64("shrink", shrink).Int("dead", f.Dead).
 			Float64("seconds", time.Since(start).Seconds()).Msg("gptq: formed a covariance's factor")
 		break
 	}

@@ -38,30 +38,7 @@ func TestGPTQTwoPassEvidence(t *testing.T) {
 		t.Skip("a measurement: QPIPE_GPTQ_EVIDENCE=1 (or all, with the 1 GB decoder)")
 	}
 	t.Setenv("QPIPE_CACHE_DIR", "off")
-	calibText, evalText, spm := heldOutSplit(t)
-	type evalCase struct {
-		model, cal string
-		opt        evaluate.Options
-		text       bool
-		blocks     []string
-	}
-	both := []string{"32", "128"}
-	cases := []evalCase{
-		{absModel(t, "trained_decoder.tflite"), fmt.Sprintf("{text: %q, tokenizer: %q}", calibText, spm), evaluate.Options{Samples: 200, Seed: 1}, true, both},
-		{absModel(t, "tiny_decoder.tflite"), "{}", evaluate.Options{Samples: 256, Seed: 1}, false, both},
-	}
-	if which == "all" {
-		cfg, _ := gen.Preset("1gb")
-		m, err := gen.Decoder(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(t.TempDir(), "gen_1gb.tflite")
-		if err := tflite.WriteFile(context.Background(), p, m, tflite.WriteOptions{Layout: tflite.LayoutOffset}); err != nil {
-			t.Fatal(err)
-		}
-		cases = append(cases, evalCase{p, "{}", evaluate.Options{Samples: 8, Seq: 64, Seed: 7}, false, []string{"32"}})
-	}
+	cases, evalText, spm := gptqEvidenceCases(t, which == "all")
 	for _, c := range cases {
 		for _, block := range c.blocks {
 			q := `{recipe: dynamic_int4_block` + block + `, scales: gptq, calibration: ` + c.cal + `}`
@@ -348,4 +325,80 @@ func TestGPTQInputsModelRefused(t *testing.T) {
 			t.Errorf("%s: wrote %v", filepath.Base(c.model), outs)
 		}
 	}
+}
+
+// TestGPTQShrinkEvidence measures the shrinkage of the covariance's
+// correlations towards its diagonal (quant.ShrinkageOffDiagonal,
+// QPIPE_GPTQ_SHRINK=diagonal) against gptq without it and against
+// calibrated, on the held-out inputs of TestGPTQTwoPassEvidence. It logs,
+// it does not assert: a measurement, off unless QPIPE_GPTQ_EVIDENCE is set
+// (=all adds the 1 GB decoder).
+func TestGPTQShrinkEvidence(t *testing.T) {
+	which := os.Getenv("QPIPE_GPTQ_EVIDENCE")
+	if which == "" {
+		t.Skip("a measurement: QPIPE_GPTQ_EVIDENCE=1 (or all, with the 1 GB decoder)")
+	}
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	cases, evalText, spm := gptqEvidenceCases(t, which == "all")
+	for _, c := range cases {
+		for _, block := range c.blocks {
+			kl := map[string]float64{}
+			for _, v := range []struct{ name, scales, shrink string }{
+				{"calibrated", "calibrated", ""}, {"gptq", "gptq", ""}, {"gptq, diagonal shrinkage", "gptq", "diagonal"},
+			} {
+				t.Setenv("QPIPE_GPTQ_SHRINK", v.shrink)
+				q := `{recipe: dynamic_int4_block` + block + `, scales: ` + v.scales + `, calibration: ` + c.cal + `}`
+				_, out, err := runJobFileWith(t, scalesJob(c.model, q), false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kl[v.name] = heldOutKL(t, c.model, out[0].Output.Path, c.opt, c.text, evalText, spm)
+			}
+			t.Logf("%s block %s: held-out mean KL calibrated %.5f, gptq %.5f, gptq with diagonal shrinkage %.5f",
+				filepath.Base(c.model), block, kl["calibrated"], kl["gptq"], kl["gptq, diagonal shrinkage"])
+		}
+	}
+}
+
+// gptqEvidence is a model the gptq evidence tests measure: its
+// calibration, how it is scored on held-out inputs, and the int4 block
+// sizes.
+type gptqEvidence struct {
+	model, cal string
+	opt        evaluate.Options
+	text       bool
+	blocks     []string
+}
+
+// gptqEvidenceCases are the trained decoder (calibrated on the first
+// 1,700 lines of its held-out text, scored on the rest) and tiny_decoder
+// (generated inputs of other seeds), at int4 blocks 32 and 128, and with
+// big the generated 1 GB decoder at block 32; evalText and spm are the
+// trained decoder's scoring text and tokenizer.
+func gptqEvidenceCases(t *testing.T, big bool) (cases []gptqEvidence, evalText, spm string) {
+	calibText, evalText, spm := heldOutSplit(t)
+	both := []string{"32", "128"}
+	cases = []gptqEvidence{
+		{absModel(t, "trained_decoder.tflite"), fmt.Sprintf("{text: %q, tokenizer: %q}", calibText, spm), evaluate.Options{Samples: 200, Seed: 1}, true, both},
+		{absModel(t, "tiny_decoder.tflite"), "{}", evaluate.Options{Samples: 256, Seed: 1}, false, both},
+	}
+	if big {
+		cases = append(cases, gptqEvidence{gen1GB(t), "{}", evaluate.Options{Samples: 8, Seq: 64, Seed: 7}, false, []string{"32"}})
+	}
+	return cases, evalText, spm
+}
+
+// gen1GB writes the generated 1 GB decoder into a test folder.
+func gen1GB(t *testing.T) string {
+	t.Helper()
+	cfg, _ := gen.Preset("1gb")
+	m, err := gen.Decoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "gen_1gb.tflite")
+	if err := tflite.WriteFile(context.Background(), p, m, tflite.WriteOptions{Layout: tflite.LayoutOffset}); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -134,6 +134,13 @@ func (c *Covariance) AddDiagonal(v float64) {
 	}
 }
 
+// ScaleDiagonal multiplies every diagonal entry by v.
+func (c *Covariance) ScaleDiagonal(v float64) {
+	for a := range c.N {
+		c.g[a*(a+1)/2+a] *= v
+	}
+}
+
 // Add adds Σ_t x_t x_tᵀ for the rows x_t of x (len(x) a multiple of N).
 // Each entry sums the rows in order; every product of two float32 values
 // is exact in float64, so the entries are those of the full matrix summed
@@ -862,25 +869,13 @@ func GPTQRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float3
 // has real structure (a trained model's outlier channels), α is small and
 // the damping stays near the paper's 1 %. Sums run in a fixed order.
 func ShrinkageDamp(h *Covariance, xs [][]float32) float64 {
-	const maxDamp = 1e6
 	n := h.N
 	if n == 0 {
 		panicf("ShrinkageDamp: n = 0")
 	}
-	var tokens int
-	var s4 float64
-	for _, x := range xs {
-		for t := 0; t+n <= len(x); t += n {
-			var r float64
-			for _, v := range x[t : t+n] {
-				r += float64(float64(v) * float64(v))
-			}
-			s4 += float64(r * r)
-			tokens++
-		}
-	}
+	tokens, s4, _ := tokenMoments(xs, n)
 	if tokens < 2 {
-		return maxDamp
+		return maxShrink
 	}
 	// ‖H‖² from the stored triangle: each row's off-diagonal squares
 	// twice, then its diagonal square, row by row.
@@ -898,13 +893,76 @@ func ShrinkageDamp(h *Covariance, xs [][]float32) float64 {
 	mu := tr / T / float64(n)
 	fs := fro / (T * T) // ‖S‖²
 	d2 := fs - float64(float64(n)*mu*mu)
-	b2 := (s4/T - fs) / T
+	return shrinkRatio((s4/T-fs)/T, d2)
+}
+
+// maxShrink is the largest damping ShrinkageDamp and ShrinkageOffDiagonal
+// return: compensation is then nearest rounding.
+const maxShrink = 1e6
+
+// tokenMoments counts the rows of xs (n columns) and sums ‖x_t‖⁴ and
+// Σ_i x_ti⁴ over them, in order.
+func tokenMoments(xs [][]float32, n int) (tokens int, s4, q4 float64) {
+	for _, x := range xs {
+		for t := 0; t+n <= len(x); t += n {
+			var r, q float64
+			for _, v := range x[t : t+n] {
+				v2 := float64(float64(v) * float64(v))
+				r += v2
+				q += float64(v2 * v2)
+			}
+			s4 += float64(r * r)
+			q4 += q
+			tokens++
+		}
+	}
+	return tokens, s4, q4
+}
+
+// shrinkRatio is α/(1−α) for the shrinkage intensity α = b²/d² clipped to
+// [0, 1] (maxShrink at most, and where d² is not positive).
+func shrinkRatio(b2, d2 float64) float64 {
 	if !(d2 > 0) {
-		return maxDamp
+		return maxShrink
 	}
 	alpha := min(1, max(0, b2/d2))
 	if alpha >= 1 {
-		return maxDamp
+		return maxShrink
 	}
-	return min(maxDamp, alpha/(1-alpha))
+	return min(maxShrink, alpha/(1-alpha))
+}
+
+// ShrinkageOffDiagonal is the Ledoit–Wolf shrinkage of the sample second
+// moment S = h/T towards its own diagonal (the "diagonal, unequal
+// variance" target of Schäfer and Strimmer, 2005): only the correlations
+// between columns are shrunk, which are all that error compensation uses
+// (with a diagonal H the sweep is nearest rounding). With
+// d² = Σ_{i≠j} S_ij² and b² = Σ_t Σ_{i≠j} (x_ti x_tj − S_ij)²/T²
+// = (Σ_t (‖x_t‖⁴ − Σ_i x_ti⁴)/T − d²)/T, the estimator is
+// (1−α)S + α·diag(S), α = b²/d², which is proportional to
+// h + δ·diag(h) with δ = α/(1−α) (returned). Inputs whose correlations
+// are noise at this many tokens get α near 1, and compensation falls back
+// to nearest rounding; real correlations keep α small. A measurement
+// switch (QPIPE_GPTQ_SHRINK=diagonal, METHODS.md §5.7). Sums run in a
+// fixed order.
+func ShrinkageOffDiagonal(h *Covariance, xs [][]float32) float64 {
+	n := h.N
+	if n == 0 {
+		panicf("ShrinkageOffDiagonal: n = 0")
+	}
+	tokens, s4, q4 := tokenMoments(xs, n)
+	if tokens < 2 {
+		return maxShrink
+	}
+	var off float64 // Σ_{i≠j} H_ij², from the triangle: each off-diagonal entry twice
+	for a := range n {
+		var o float64
+		for _, v := range h.row(a)[:a] {
+			o += float64(v * v)
+		}
+		off += float64(2 * o)
+	}
+	T := float64(tokens)
+	d2 := off / (T * T)
+	return shrinkRatio(((s4-q4)/T-d2)/T, d2)
 }

@@ -548,6 +548,61 @@ func TestShrinkageDamp(t *testing.T) {
 	}
 }
 
+// TestShrinkageOffDiagonal: the shrinkage of the correlations towards the
+// diagonal is large for independent columns, even of very unequal
+// variances (a diagonal structure ShrinkageDamp counts as signal, and
+// compensation cannot use), small for strongly correlated columns the
+// tokens pin down, and the maximum where nothing can be estimated.
+func TestShrinkageOffDiagonal(t *testing.T) {
+	const n = 64
+	rng := rand.New(rand.NewPCG(9, 10))
+	scales := make([]float32, n)
+	for j := range scales {
+		scales[j] = float32(math.Exp(2 * rng.NormFloat64())) // a spread of variances
+	}
+	sample := func(tokens int, corr bool) []float32 {
+		x := make([]float32, tokens*n)
+		d := make([]float32, n)
+		for j := range d {
+			d[j] = 3 * float32(rng.NormFloat64())
+		}
+		for tk := range tokens {
+			a := float32(rng.NormFloat64())
+			for j := range n {
+				v := float32(rng.NormFloat64())
+				if corr {
+					v = 0.1*v + a*d[j]
+				}
+				x[tk*n+j] = scales[j] * v
+			}
+		}
+		return x
+	}
+	shrink := func(x []float32) (off, iso float64) {
+		h := NewCovariance(n)
+		h.Add(x)
+		return ShrinkageOffDiagonal(h, [][]float32{x}), ShrinkageDamp(h, [][]float32{x})
+	}
+	indep, indepIso := shrink(sample(4096, false))
+	corr, _ := shrink(sample(4096, true))
+	t.Logf("independent columns of unequal variance: %.3g (towards μI: %.3g); one strong direction: %.3g", indep, indepIso, corr)
+	if indep < 1 {
+		t.Errorf("independent columns, 4096 tokens: %.3g, want ≥ 1 (their correlations are noise)", indep)
+	}
+	if indepIso > DefaultDamp {
+		t.Errorf("independent columns of unequal variance: ShrinkageDamp %.3g, expected ≤ %g (the case this shrinkage is for)", indepIso, DefaultDamp)
+	}
+	if corr > DefaultDamp {
+		t.Errorf("one strong direction, 4096 tokens: %.3g, want ≤ %g", corr, DefaultDamp)
+	}
+	zero := NewCovariance(n)
+	for _, xs := range [][][]float32{nil, {make([]float32, n)}, {make([]float32, 4*n)}} {
+		if got := ShrinkageOffDiagonal(zero, xs); got != 1e6 {
+			t.Errorf("%d rows of zeros: %g, want the maximum 1e6", len(xs), got)
+		}
+	}
+}
+
 // TestCovariance: the stored triangle holds every entry of Σ x xᵀ summed
 // in token order (bit for bit the full matrix's sums), symmetric, with its
 // trace and diagonal updates, for any worker count.
