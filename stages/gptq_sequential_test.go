@@ -33,12 +33,7 @@ import (
 // (several minutes). It logs, it does not assert: a measurement, off unless
 // QPIPE_GPTQ_EVIDENCE is set.
 func TestGPTQTwoPassEvidence(t *testing.T) {
-	which := os.Getenv("QPIPE_GPTQ_EVIDENCE")
-	if which == "" {
-		t.Skip("a measurement: QPIPE_GPTQ_EVIDENCE=1 (or all, with the 1 GB decoder)")
-	}
-	t.Setenv("QPIPE_CACHE_DIR", "off")
-	cases, evalText, spm := gptqEvidenceCases(t, which == "all")
+	cases, evalText, spm := gptqEvidenceCases(t)
 	for _, c := range cases {
 		for _, block := range c.blocks {
 			q := `{recipe: dynamic_int4_block` + block + `, scales: gptq, calibration: ` + c.cal + `}`
@@ -334,12 +329,7 @@ func TestGPTQInputsModelRefused(t *testing.T) {
 // it does not assert: a measurement, off unless QPIPE_GPTQ_EVIDENCE is set
 // (=all adds the 1 GB decoder).
 func TestGPTQShrinkEvidence(t *testing.T) {
-	which := os.Getenv("QPIPE_GPTQ_EVIDENCE")
-	if which == "" {
-		t.Skip("a measurement: QPIPE_GPTQ_EVIDENCE=1 (or all, with the 1 GB decoder)")
-	}
-	t.Setenv("QPIPE_CACHE_DIR", "off")
-	cases, evalText, spm := gptqEvidenceCases(t, which == "all")
+	cases, evalText, spm := gptqEvidenceCases(t)
 	for _, c := range cases {
 		for _, block := range c.blocks {
 			kl := map[string]float64{}
@@ -373,9 +363,16 @@ type gptqEvidence struct {
 // gptqEvidenceCases are the trained decoder (calibrated on the first
 // 1,700 lines of its held-out text, scored on the rest) and tiny_decoder
 // (generated inputs of other seeds), at int4 blocks 32 and 128, and with
-// big the generated 1 GB decoder at block 32; evalText and spm are the
-// trained decoder's scoring text and tokenizer.
-func gptqEvidenceCases(t *testing.T, big bool) (cases []gptqEvidence, evalText, spm string) {
+// QPIPE_GPTQ_EVIDENCE=all the generated 1 GB decoder at block 32; evalText
+// and spm are the trained decoder's scoring text and tokenizer. It skips
+// the test unless QPIPE_GPTQ_EVIDENCE is set (a measurement).
+func gptqEvidenceCases(t *testing.T) (cases []gptqEvidence, evalText, spm string) {
+	which := os.Getenv("QPIPE_GPTQ_EVIDENCE")
+	if which == "" {
+		t.Skip("a measurement: QPIPE_GPTQ_EVIDENCE=1 (or all, with the 1 GB decoder)")
+	}
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	big := which == "all"
 	calibText, evalText, spm := heldOutSplit(t)
 	both := []string{"32", "128"}
 	cases = []gptqEvidence{

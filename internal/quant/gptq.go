@@ -870,9 +870,6 @@ func GPTQRowsInt8(dst []int8, scales []float32, zeroPoints []int64, src []float3
 // the damping stays near the paper's 1 %. Sums run in a fixed order.
 func ShrinkageDamp(h *Covariance, xs [][]float32) float64 {
 	n := h.N
-	if n == 0 {
-		panicf("ShrinkageDamp: n = 0")
-	}
 	tokens, s4, _ := tokenMoments(xs, n)
 	if tokens < 2 {
 		return maxShrink
@@ -903,6 +900,9 @@ const maxShrink = 1e6
 // tokenMoments counts the rows of xs (n columns) and sums ‖x_t‖⁴ and
 // Σ_i x_ti⁴ over them, in order.
 func tokenMoments(xs [][]float32, n int) (tokens int, s4, q4 float64) {
+	if n == 0 {
+		panicf("shrinkage of a covariance of 0 columns")
+	}
 	for _, x := range xs {
 		for t := 0; t+n <= len(x); t += n {
 			var r, q float64
@@ -947,9 +947,6 @@ func shrinkRatio(b2, d2 float64) float64 {
 // fixed order.
 func ShrinkageOffDiagonal(h *Covariance, xs [][]float32) float64 {
 	n := h.N
-	if n == 0 {
-		panicf("ShrinkageOffDiagonal: n = 0")
-	}
 	tokens, s4, q4 := tokenMoments(xs, n)
 	if tokens < 2 {
 		return maxShrink
