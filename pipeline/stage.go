@@ -52,6 +52,10 @@ type State struct {
 
 	// DryRun makes stages that would write files only check that they could.
 	DryRun bool
+	// Estimate, with DryRun, asks only for each weight's scheme and sizes
+	// (`run --jobs`' memory estimate): quantize runs no calibration pass
+	// and measures no searched scales.
+	Estimate bool
 	// Metrics asks the quantize stage to measure per-tensor error while the
 	// output is produced.
 	Metrics bool

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/internal/calib"
 	"github.com/qpipe/qpipe/pipeline"
 )
 
@@ -87,13 +88,17 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	}
 	// Lint warns about the rules that matched no op (or fails with --strict).
 	s.Plan.Rules = append(s.Plan.Rules, aeqRuleMatches(q.Recipe, ms.uses)...)
-	stats, err := q.calibrate(ctx, s, reqs)
-	if err != nil {
-		return err
-	}
-	inputs, err := q.gptqInputs(ctx, s, reqs)
-	if err != nil {
-		return err
+	var (
+		stats  weightStats
+		inputs *calib.Inputs
+	)
+	if !s.Estimate {
+		if stats, err = q.calibrate(ctx, s, reqs); err != nil {
+			return err
+		}
+		if inputs, err = q.gptqInputs(ctx, s, reqs); err != nil {
+			return err
+		}
 	}
 	groups := groupTensors(m, ms.uses, reqs)
 	jobs := groupBuffers(m, groups)
@@ -108,8 +113,10 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 	factors.expect(jobs)
 	gptqNotes(s.Plan, jobs)
 	if s.DryRun {
-		if err := measureScales(ctx, jobs, !q.StrictReference); err != nil {
-			return err
+		if !s.Estimate { // an estimate needs the plan's schemes and sizes only
+			if err := measureScales(ctx, jobs, !q.StrictReference); err != nil {
+				return err
+			}
 		}
 		ms.jobs = jobs
 		updatePlan(s.Plan, m, groups, jobs, fallbacks)

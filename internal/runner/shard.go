@@ -171,14 +171,14 @@ func meminfo(key string) int64 {
 }
 
 // estimateMemory plans the job (a dry run: load and annotate, no weight
-// read) and estimates its peak memory; 0 when it cannot be planned (the
+// read, no calibration pass, no scale search) and estimates its peak memory; 0 when it cannot be planned (the
 // run itself will report why).
 func estimateMemory(ctx context.Context, path string) int64 {
 	job, err := config.LoadJob(path)
 	if err != nil {
 		return 0
 	}
-	state := &pipeline.State{Log: zerolog.Nop(), DryRun: true}
+	state := &pipeline.State{Log: zerolog.Nop(), DryRun: true, Estimate: true}
 	branches, err := Execute(ctx, job, stages.Options{}, state, nil)
 	stages.Close(state)
 	if err != nil {

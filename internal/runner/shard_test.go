@@ -1,9 +1,16 @@
 package runner
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qpipe/qpipe/config"
+	"github.com/qpipe/qpipe/pipeline"
+	"github.com/qpipe/qpipe/stages"
 )
 
 func TestShardPartition(t *testing.T) {
@@ -73,5 +80,47 @@ func TestShardPartition(t *testing.T) {
 				t.Errorf("shard %d/3: %s here, %s on the other mount", i, ra, rb)
 			}
 		}
+	}
+}
+
+// TestEstimateMemoryRunsNoCalibration: `run --jobs`' memory estimate of a
+// calibrated (or gptq) job plans it without the calibration pass: nothing
+// is written to the cache folder, and the estimate is the full dry run's.
+func TestEstimateMemoryRunsNoCalibration(t *testing.T) {
+	model, err := filepath.Abs("../../testdata/models/tiny_decoder.tflite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scales := range []string{"calibrated", "gptq"} {
+		t.Run(scales, func(t *testing.T) {
+			cacheDir := t.TempDir()
+			t.Setenv("QPIPE_CACHE_DIR", cacheDir)
+			dir := t.TempDir()
+			job := filepath.Join(dir, "job.yaml")
+			text := "version: 1\nname: c\nstages:\n  - load: {path: " + model + "}\n  - quantize: {recipe: dynamic_int4_block32, scales: " + scales + "}\n  - serialize: {path: out.tflite}\n"
+			if err := os.WriteFile(job, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got := estimateMemory(context.Background(), job)
+			if got <= pipeline.MemoryBase {
+				t.Fatalf("estimate %d, want above the fixed %d", got, pipeline.MemoryBase)
+			}
+			if entries, _ := os.ReadDir(cacheDir); len(entries) != 0 {
+				t.Errorf("the estimate wrote %d entries to the cache folder (a calibration pass ran)", len(entries))
+			}
+			cfg, err := config.LoadJob(job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := &pipeline.State{Log: zerolog.Nop(), DryRun: true}
+			branches, err := Execute(context.Background(), cfg, stages.Options{}, state, nil)
+			stages.Close(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := pipeline.MemoryEstimate([]*pipeline.Plan{branches[0].Plan}); got != want {
+				t.Errorf("estimate %d, the full dry run's %d", got, want)
+			}
+		})
 	}
 }
