@@ -57,32 +57,48 @@ func calibrationKey(ms *modelState, cal *config.Calibration) (string, error) {
 }
 
 // calibrationSums are the digests calibration caches are keyed by: of the
-// model of ms (a bundle's sections share the file's digest and are told
-// apart by their index) and of cal's inputs ("" without any).
+// model of ms (modelSum) and of cal's inputs (calibrationInputsSum).
 func calibrationSums(ms *modelState, cal *config.Calibration) (model, inputs string, err error) {
-	if model, err = FileSHA256(ms.path); err != nil {
+	if model, err = modelSum(ms); err != nil {
 		return "", "", err
+	}
+	inputs, err = calibrationInputsSum(cal)
+	return model, inputs, err
+}
+
+// modelSum is the digest of the model of ms; a bundle's sections share
+// the file's digest and are told apart by their index.
+func modelSum(ms *modelState) (string, error) {
+	model, err := FileSHA256(ms.path)
+	if err != nil {
+		return "", err
 	}
 	if ms.section >= 0 {
 		model += fmt.Sprintf("#section%d", ms.section)
 	}
+	return model, nil
+}
+
+// calibrationInputsSum is the digest of cal's inputs ("" without any); an
+// input file that cannot be read is an error naming the job file's line.
+func calibrationInputsSum(cal *config.Calibration) (inputs string, err error) {
 	if cal.Inputs != "" {
 		if inputs, err = FileSHA256(cal.Inputs); err != nil {
-			return "", "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
+			return "", fmt.Errorf("%s: quantize.calibration.inputs: %w", cal.P, err)
 		}
 	}
 	if cal.Text != "" {
 		text, err := FileSHA256(cal.Text)
 		if err != nil {
-			return "", "", fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
+			return "", fmt.Errorf("%s: quantize.calibration.text: %w", cal.P, err)
 		}
 		tok, err := tokenizerDigest(cal.Tokenizer)
 		if err != nil {
-			return "", "", fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
+			return "", fmt.Errorf("%s: quantize.calibration.tokenizer: %w", cal.P, err)
 		}
 		inputs = "text:" + text + ",tokenizer:" + tok
 	}
-	return model, inputs, nil
+	return inputs, nil
 }
 
 // tokenizerDigest is what a cache key holds of a text's tokenizer: the

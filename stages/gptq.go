@@ -62,11 +62,11 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 	if cal == nil {
 		cal = config.DefaultCalibration()
 	}
-	sum, inputs, err := calibrationSums(ms, cal)
+	inputs, err := calibrationInputsSum(cal) // also checks the calibration files
 	if err != nil {
 		return nil, err
 	}
-	cm := ms.m
+	cm, sum := ms.m, ""
 	if alt := os.Getenv("QPIPE_GPTQ_INPUTS_MODEL"); alt != "" {
 		// A measurement switch (METHODS.md §5.6): the rows come from
 		// running another model of the same graph, the dequantized
@@ -77,17 +77,22 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 		}
 		defer cm.Close()
 	}
-	key := calib.CacheKey(sum, cal, inputs)
 	restore := tightGC()
 	var in *calib.Inputs
 	if q.ReleaseRows {
 		// The run's own rows, given back as the weights that read them are
-		// written (factorCache.written).
+		// written (factorCache.written): no cache key, so the model is not
+		// hashed for one (a 7B model: 27 GB read).
 		if in, err = calib.RunInputs(ctx, cm, cal, s.Log); err == nil {
 			in.LogKept(s.Log)
 		}
 	} else {
-		in, err = calib.GetInputs(ctx, cm, key, cal, s.Log)
+		if sum == "" {
+			sum, err = modelSum(ms)
+		}
+		if err == nil {
+			in, err = calib.GetInputs(ctx, cm, calib.CacheKey(sum, cal, inputs), cal, s.Log)
+		}
 	}
 	restore()
 	if err != nil {

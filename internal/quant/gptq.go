@@ -50,8 +50,7 @@ const DefaultDamp = 0.01
 // number of blocks).
 const gptqBatch = 128
 
-// gptqTile is how many rows sweep together (so that a row of the factor,
-// once in cache, serves several).
+// gptqTile is the grain, in rows, of the sweep's split between workers.
 const gptqTile = 8
 
 // GPTQFactor is the compensation matrix of one input covariance.
