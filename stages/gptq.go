@@ -25,14 +25,18 @@ import (
 )
 
 // `scales: gptq` (config.ScalesGPTQ): error-compensating rounding of
-// FULLY_CONNECTED weights under their input covariance (quant's GPTQ
-// kernels, internal/calib's rows). This file finds each job's covariance
+// FULLY_CONNECTED weights and BATCH_MATMUL constant right operands under
+// their input covariance (quant's GPTQ kernels, internal/calib's rows). This file finds each job's covariance
 // and keeps its factor while the weights that share it are written.
 
 // gptqSource is where a gptq job's covariance comes from.
 type gptqSource struct {
 	in    *calib.Inputs
-	w     calib.Key
+	w     calib.Key // the weight tensor
+	cols  int       // the inputs each output channel reads: the factor's columns
+	// bmm is set for a BATCH_MATMUL's right operand, whose every batch
+	// has a covariance of its own; nil for a FULLY_CONNECTED weight.
+	bmm   *bmmView
 	cache *factorCache
 	ctx   context.Context // the run's: forming a factor stops with it
 	log   zerolog.Logger
@@ -42,6 +46,29 @@ type gptqSource struct {
 	// counts as much as one input's.
 	weightError bool
 	readers     int // FULLY_CONNECTED inputs combined
+}
+
+// bmmView is how BATCH_MATMULs read a constant right operand: batches
+// matrices of n output channels by k inputs, each [k, n] in the tensor, or
+// [n, k] with adj_y (the FULLY_CONNECTED layout).
+type bmmView struct {
+	batches, k, n int
+	adjY          bool
+}
+
+// matrices is how many covariances the weight has: one per batch of a
+// BATCH_MATMUL operand.
+func (g *gptqSource) matrices() int {
+	if g.bmm == nil {
+		return 1
+	}
+	return g.bmm.batches
+}
+
+// matrix names the rows of the weight's matrix b (0 for a FULLY_CONNECTED
+// weight).
+func (g *gptqSource) matrix(b int) calib.Matrix {
+	return calib.Matrix{Weight: g.w, BMM: g.bmm != nil, Batch: b}
 }
 
 // gptqInputs gathers the calibration rows when some request asks for
@@ -157,26 +184,71 @@ var gcTarget struct {
 }
 
 // gptqSourceFor finds job j's covariance in in (nil: none reached it; the
-// job then rounds to nearest).
-func gptqSourceFor(ctx context.Context, log zerolog.Logger, in *calib.Inputs, cache *factorCache, j *bufferJob) *gptqSource {
-	if in == nil || !j.req.sc.gptq() || len(j.shape) != 2 {
+// job then rounds to nearest). A weight read only as BATCH_MATMULs' right
+// operand, all with the same adj_y, gets one covariance per batch from
+// their left operands; any other weight its FULLY_CONNECTED inputs'.
+func gptqSourceFor(ctx context.Context, log zerolog.Logger, m *tflite.Model, in *calib.Inputs, cache *factorCache, j *bufferJob) *gptqSource {
+	if in == nil || !j.req.sc.gptq() {
 		return nil
 	}
 	var src *gptqSource
 	other := false
 	for _, g := range j.tensors {
 		o := g.original()
-		if k := (calib.Key{Subgraph: o.sg, Tensor: o.tensor}); src == nil && in.Has(k) {
-			src = &gptqSource{in: in, w: k, readers: in.Readers(k), cache: cache, ctx: ctx, log: log}
+		k := calib.Key{Subgraph: o.sg, Tensor: o.tensor}
+		if v := bmmViewOf(m, g.uses, j.shape); src == nil && v != nil {
+			b := &gptqSource{in: in, w: k, cols: v.k, bmm: v, cache: cache, ctx: ctx, log: log}
+			for i := range v.batches {
+				if in.Has(b.matrix(i)) {
+					b.readers = max(b.readers, in.Readers(b.matrix(i)))
+					src = b
+				}
+			}
+			continue
+		}
+		if w := (calib.Matrix{Weight: k}); src == nil && len(j.shape) == 2 && in.Has(w) {
+			src = &gptqSource{in: in, w: k, cols: j.shape[1], readers: in.Readers(w), cache: cache, ctx: ctx, log: log}
 		}
 		for _, u := range g.uses {
 			other = other || u.code != fb.BuiltinOperatorFULLY_CONNECTED
 		}
 	}
-	if src != nil {
+	if src != nil && src.bmm == nil {
 		src.weightError = other
 	}
 	return src
+}
+
+// bmmViewOf is the view of a weight of shape that uses read only as
+// BATCH_MATMULs' right operand with one adj_y, else nil.
+func bmmViewOf(m *tflite.Model, uses []*weightUse, shape []int) *bmmView {
+	r := len(shape)
+	if r < 2 || len(uses) == 0 {
+		return nil
+	}
+	var v *bmmView
+	for _, u := range uses {
+		if u.code != fb.BuiltinOperatorBATCH_MATMUL || u.input != 1 {
+			return nil
+		}
+		adjY := false
+		if op := m.Meta.Subgraphs[u.sg].Operators[u.op]; op.BuiltinOptions != nil {
+			if o, ok := op.BuiltinOptions.Value.(*fb.BatchMatMulOptionsT); ok {
+				adjY = o.AdjY
+			}
+		}
+		if v != nil && v.adjY != adjY {
+			return nil
+		}
+		v = &bmmView{batches: 1, k: shape[r-2], n: shape[r-1], adjY: adjY}
+		if adjY {
+			v.k, v.n = v.n, v.k
+		}
+		for _, d := range shape[:r-2] {
+			v.batches *= d
+		}
+	}
+	return v
 }
 
 // gptqNotes says in the plan how the gptq jobs got their covariance.
@@ -194,12 +266,14 @@ func gptqNotes(p *pipeline.Plan, jobs []*bufferJob) {
 			none++
 		case g.weightError:
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: gptq: read by %d FULLY_CONNECTED input(s) and by other ops (a tied embedding): the covariances of the FULLY_CONNECTED inputs are summed and the weight error is added to them with the weight of one input", j.label, g.readers))
+		case g.bmm != nil && g.bmm.batches > 1:
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: gptq: read by BATCH_MATMUL as %d matrices of %d inputs: one covariance per matrix, from the left operands that multiply it", j.label, g.bmm.batches, g.bmm.k))
 		case g.readers > 1:
-			p.Notes = append(p.Notes, fmt.Sprintf("%s: gptq: read by %d FULLY_CONNECTED inputs: their covariances are summed", j.label, g.readers))
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: gptq: read by %d inputs: their covariances are summed", j.label, g.readers))
 		}
 	}
 	if none > 0 {
-		p.Notes = append(p.Notes, fmt.Sprintf("gptq: %d weight(s) that no calibrated FULLY_CONNECTED input reached are rounded to nearest with gptq's scales", none))
+		p.Notes = append(p.Notes, fmt.Sprintf("gptq: %d weight(s) that no calibrated FULLY_CONNECTED or BATCH_MATMUL input reached are rounded to nearest with gptq's scales", none))
 	}
 }
 
@@ -230,8 +304,8 @@ type factorCache struct {
 	idle  []string // released, oldest first
 	mem   *semaphore.Weighted
 	in    *calib.Inputs
-	left  map[string]int    // factor key → the jobs that will use it, not yet written
-	acts  map[calib.Key]int // activation → the jobs that read it, not yet written
+	left  map[string]int       // factor key → the jobs that will use it, not yet written
+	acts  map[calib.Source]int // activation rows → the jobs that read them, not yet written
 }
 
 const factorBudget = 256 << 20
@@ -245,7 +319,7 @@ var factorMemory int64 = 768 << 20
 // to 100 % between two jobs, and a 7B run's anonymous memory jumped by
 // 190 MB in that moment.
 func newFactorCache(in *calib.Inputs) *factorCache {
-	c := &factorCache{byKey: map[string]*factorEntry{}, mem: semaphore.NewWeighted(factorMemory), in: in, left: map[string]int{}, acts: map[calib.Key]int{}}
+	c := &factorCache{byKey: map[string]*factorEntry{}, mem: semaphore.NewWeighted(factorMemory), in: in, left: map[string]int{}, acts: map[calib.Source]int{}}
 	if in != nil {
 		runtime.AddCleanup(c, func(restore func()) { restore() }, tightGC())
 	}
@@ -259,9 +333,11 @@ func (c *factorCache) expect(jobs []*bufferJob) {
 		if j.gptq == nil {
 			continue
 		}
-		c.left[j.factorKey()]++
-		for _, a := range c.in.Activations(j.gptq.w) {
-			c.acts[a]++
+		for b := range j.gptq.matrices() {
+			c.left[j.factorKey(b)]++
+			for _, a := range c.in.Activations(j.gptq.matrix(b)) {
+				c.acts[a]++
+			}
 		}
 	}
 }
@@ -272,24 +348,26 @@ func (c *factorCache) expect(jobs []*bufferJob) {
 // rows of shared Inputs).
 func (c *factorCache) written(j *bufferJob) {
 	g := j.gptq
-	key := j.factorKey()
+	var done []calib.Source
 	c.mu.Lock()
-	if c.left[key]--; c.left[key] <= 0 {
-		if e := c.byKey[key]; e != nil && e.users == 0 {
-			delete(c.byKey, key)
-			c.idle = slices.DeleteFunc(c.idle, func(k string) bool { return k == key })
+	for b := range g.matrices() {
+		key := j.factorKey(b)
+		if c.left[key]--; c.left[key] <= 0 {
+			if e := c.byKey[key]; e != nil && e.users == 0 {
+				delete(c.byKey, key)
+				c.idle = slices.DeleteFunc(c.idle, func(k string) bool { return k == key })
+			}
 		}
-	}
-	var done []calib.Key
-	for _, a := range g.in.Activations(g.w) {
-		if c.acts[a]--; c.acts[a] == 0 {
-			done = append(done, a)
+		for _, a := range g.in.Activations(g.matrix(b)) {
+			if c.acts[a]--; c.acts[a] == 0 {
+				done = append(done, a)
+			}
 		}
 	}
 	c.mu.Unlock()
 	for _, a := range done {
 		if n := g.in.Release(a); n > 0 {
-			g.log.Debug().Int("tensor", a.Tensor).Int64("MiB", n>>20).Msg("gptq: released the calibration rows of an activation whose weights are written")
+			g.log.Debug().Int("tensor", a.Act.Tensor).Int64("MiB", n>>20).Msg("gptq: released the calibration rows of an activation whose weights are written")
 		}
 	}
 }
@@ -353,17 +431,18 @@ type factorEntry struct {
 	formed bool  // under factorCache.mu
 }
 
-// holdFactor forms (or finds) the job's compensation factor and keeps it in
-// j.fe until release is called: a job's chunks all use it. Jobs without a
-// covariance hold nothing.
-func (j *bufferJob) holdFactor() (release func(), err error) {
+// holdFactor forms (or finds) the compensation factor of the job's matrix
+// b (0 but for a batched BATCH_MATMUL operand) and keeps it in j.fe until
+// release is called: a job's chunks all use it. Jobs without a covariance,
+// or that hold a factor already, hold nothing more.
+func (j *bufferJob) holdFactor(b int) (release func(), err error) {
 	g := j.gptq
 	if g == nil || j.fe != nil {
 		return func() {}, nil
 	}
 	c := g.cache
-	cols := j.shape[1]
-	key := j.factorKey()
+	cols := g.cols
+	key := j.factorKey(b)
 	c.mu.Lock()
 	e := c.byKey[key]
 	if e == nil {
@@ -389,7 +468,7 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 			return nil, err
 		}
 	}
-	e.once.Do(func() { e.err = e.form(g, cols) })
+	e.once.Do(func() { e.err = e.form(g, g.matrix(b), cols) })
 	if e.err != nil {
 		release()
 		return nil, fmt.Errorf("gptq: %w", e.err)
@@ -398,26 +477,26 @@ func (j *bufferJob) holdFactor() (release func(), err error) {
 	return release, nil
 }
 
-// factorKey names the factor of gptq job j: weights with the same key
-// share it.
-func (j *bufferJob) factorKey() string {
+// factorKey names the factor of gptq job j's matrix b: weights with the
+// same key share it.
+func (j *bufferJob) factorKey(b int) string {
 	g := j.gptq
-	return fmt.Sprintf("%s %v %d", g.in.HessianKey(g.w), g.weightError, j.shape[1])
+	return fmt.Sprintf("%s %v %d", g.in.HessianKey(g.matrix(b)), g.weightError, g.cols)
 }
 
 // form computes the factor of g's covariance. A covariance that does not
 // factor in floating point is formed again with ten times the damping, up
 // to three times.
-func (e *factorEntry) form(g *gptqSource, cols int) error {
+func (e *factorEntry) form(g *gptqSource, w calib.Matrix, cols int) error {
 	c := g.cache
 	if err := c.take(g.ctx, e, quant.GPTQFactorBytes(cols)); err != nil {
 		return err
 	}
 	start := time.Now()
-	if err := g.in.Check(g.w); err != nil {
+	if err := g.in.Check(w); err != nil {
 		return err
 	}
-	all := g.in.Rows(g.w, cols)
+	all := g.in.Rows(w, cols)
 	rows, hold := heldOutRows(all)
 	tokens := 0
 	for _, x := range rows {
@@ -453,7 +532,7 @@ func (e *factorEntry) form(g *gptqSource, cols int) error {
 		if err != nil {
 			return err
 		}
-		e.f, e.stats, e.rows, e.hold = f, g.in.Stats(g.w, cols), rows, hold
+		e.f, e.stats, e.rows, e.hold = f, g.in.Stats(w, cols), rows, hold
 		c.mu.Lock()
 		e.formed = true
 		c.mu.Unlock()
@@ -527,7 +606,7 @@ func gptqVariants() []string {
 // output error on the held-out calibration rows is lower than nearest
 // rounding's (heldOutBetter).
 func (j *bufferJob) quantizeGPTQ4(dst []byte, scales []uint16, x []float32, cols int) (int, error) {
-	release, err := j.holdFactor()
+	release, err := j.holdFactor(0)
 	if err != nil {
 		return 0, err
 	}
@@ -620,7 +699,7 @@ func (e *factorEntry) heldOutBetter(x, near []float32, cols int, dequantize func
 // each row keeping the rounding of lower output error, and the chunk the
 // mix only where it is better on the held-out rows (heldOutBetter).
 func (j *bufferJob) gptqInt8(q8 []int8, sc []float32, zp []int64, x []float32, cols int) error {
-	release, err := j.holdFactor()
+	release, err := j.holdFactor(0)
 	if err != nil {
 		return err
 	}
@@ -647,4 +726,56 @@ func (j *bufferJob) gptqInt8(q8 []int8, sc []float32, zp []int64, x []float32, c
 		j.gptqKept++
 	}
 	return nil
+}
+
+// gptqBMMInt8 re-rounds a BATCH_MATMUL right operand's int8 codes q8
+// (nearest rounding of x against the job's scales, one per output channel
+// or one for the tensor) with error compensation, one batch's matrix at a
+// time under its own factor, as gptqInt8 does a FULLY_CONNECTED weight's
+// rows: each output channel is a row of k inputs (a column of the [k, n]
+// matrix without adj_y).
+func (j *bufferJob) gptqBMMInt8(q8 []int8, x []float32) error {
+	v := j.gptq.bmm
+	sc, zp := make([]float32, v.n), make([]int64, v.n)
+	for c := range v.n {
+		i := min(c, len(j.scales)-1)
+		sc[c], zp[c] = j.scales[i], j.zeroPoints[i]
+	}
+	size := v.n * v.k
+	w, q := make([]float32, size), make([]int8, size)
+	for b := range v.batches {
+		xb, qb := x[b*size:(b+1)*size], q8[b*size:(b+1)*size]
+		if v.adjY {
+			copy(w, xb)
+			copy(q, qb)
+		} else {
+			transposeTo(w, xb, v.k, v.n)
+			transposeTo(q, qb, v.k, v.n)
+		}
+		release, err := j.holdFactor(b)
+		if err != nil {
+			return err
+		}
+		err = j.gptqInt8(q, sc, zp, w, v.k)
+		release()
+		if err != nil {
+			return err
+		}
+		if v.adjY {
+			copy(qb, q)
+		} else {
+			transposeTo(qb, q, v.n, v.k)
+		}
+	}
+	return nil
+}
+
+// transposeTo writes the transpose of the rows×cols matrix src to dst
+// (cols×rows).
+func transposeTo[T any](dst, src []T, rows, cols int) {
+	for r := range rows {
+		for c := range cols {
+			dst[c*rows+r] = src[r*cols+c]
+		}
+	}
 }

@@ -175,7 +175,7 @@ func asymmetricTargets(t *testing.T, path, ref, out string, cal *config.Calibrat
 	}
 	changed := 0
 	for i, tt := range m.Meta.Subgraphs[0].Tensors {
-		k := calib.Key{Subgraph: 0, Tensor: i}
+		k := calib.Matrix{Weight: calib.Key{Subgraph: 0, Tensor: i}}
 		if !xf.Has(k) || len(tt.Shape) != 2 || other[i] || tt.Type != fb.TensorTypeFLOAT32 {
 			continue
 		}

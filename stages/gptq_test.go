@@ -121,7 +121,7 @@ func TestGPTQLowersOutputError(t *testing.T) {
 			touched := 0
 			total := map[string]float64{}
 			for i, tt := range m.Meta.Subgraphs[0].Tensors {
-				k := calib.Key{Subgraph: 0, Tensor: i}
+				k := calib.Matrix{Weight: calib.Key{Subgraph: 0, Tensor: i}}
 				if !in.Has(k) || len(tt.Shape) != 2 {
 					continue
 				}
@@ -246,7 +246,7 @@ func TestGPTQReleasesRows(t *testing.T) {
 				if n := len(g.cache.byKey); n != 0 {
 					t.Errorf("%d factors kept after every weight was written", n)
 				}
-				if _, err := job.holdFactor(); err == nil || !strings.Contains(err.Error(), "were released") {
+				if _, err := job.holdFactor(0); err == nil || !strings.Contains(err.Error(), "were released") {
 					t.Errorf("compensating a weight again after its rows were released: %v, want an error that says they were released", err)
 				}
 			}

@@ -228,11 +228,13 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 	if j.gptq != nil {
 		defer j.gptq.cache.written(j) // after the factor's release below
 	}
-	release, err := j.holdFactor() // every chunk of a gptq weight uses it
-	if err != nil {
-		return err
+	if j.late { // every chunk of a gptq weight uses one factor
+		release, err := j.holdFactor(0)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
-	defer release()
 	if j.gptq != nil {
 		defer func(start time.Time) {
 			j.gptq.log.Info().Str("weight", j.label).Int("rows", rows).Int("columns", rowElems).
@@ -267,6 +269,11 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			if !j.late { // one unit, channels along another axis (or one scale): parameters known
 				shape, axis := j.paramShape()
 				quant.QuantizeInt8(q8, x, shape, axis, j.scales, j.zeroPoints, j.req.sc.symmetric)
+				if j.gptq != nil && j.gptq.bmm != nil {
+					if err := j.gptqBMMInt8(q8, x); err != nil {
+						return err
+					}
+				}
 				if metrics {
 					quant.DequantizeInt8(back[:len(x)], q8, shape, axis, j.scales, j.zeroPoints)
 				}

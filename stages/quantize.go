@@ -108,7 +108,7 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 		j.outLen = j.outputLen()
 		j.stats = stats.of(j)
 		j.outErrs.Stats = inputStats(q.outStats, j)
-		j.gptq = gptqSourceFor(ctx, s.Log, inputs, factors, j)
+		j.gptq = gptqSourceFor(ctx, s.Log, m, inputs, factors, j)
 	}
 	factors.expect(jobs)
 	gptqNotes(s.Plan, jobs)

@@ -46,7 +46,7 @@ func (j *bufferJob) measure(ctx context.Context, clampTiny bool) error {
 		return err
 	}
 	defer in.Close()
-	release, err := j.holdFactor()
+	release, err := j.holdFactor(0)
 	if err != nil {
 		return err
 	}

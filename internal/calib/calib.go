@@ -261,7 +261,7 @@ func Run(ctx context.Context, m *tflite.Model, cal *config.Calibration, log zero
 		},
 		Stop: func(sig interp.Signature) int {
 			top = sig.Subgraph
-			return lastNeeded(m, sig.Subgraph)
+			return lastNeeded(m, sig.Subgraph, false)
 		},
 		Before: func(_ int, ev interp.OpEvent) {
 			if ev.Code == fb.BuiltinOperatorFULLY_CONNECTED {
@@ -419,16 +419,30 @@ func RunPass(ctx context.Context, m *tflite.Model, cal *config.Calibration, log 
 	return nil
 }
 
+// constantData says whether tensor t of subgraph sg holds data in the file.
+func constantData(m *tflite.Model, sg, t int) bool {
+	ts := m.Meta.Subgraphs[sg].Tensors
+	if t < 0 || t >= len(ts) {
+		return false
+	}
+	b := int(ts[t].Buffer)
+	return b > 0 && b < len(m.Buffers) && m.Buffers[b].Data != nil && m.Buffers[b].Data.Len() > 0
+}
+
 // lastNeeded is the operator of subgraph sg before which a calibration
-// pass stops: its last FULLY_CONNECTED when no later operator runs
-// another subgraph (which may hold more), else -1 (the pass runs to the
-// end).
-func lastNeeded(m *tflite.Model, sg int) int {
+// pass stops: its last FULLY_CONNECTED (or, with bmm, BATCH_MATMUL with a
+// constant right operand) when no later operator runs another subgraph
+// (which may hold more), else -1 (the pass runs to the end).
+func lastNeeded(m *tflite.Model, sg int, bmm bool) int {
 	ops := m.Meta.Subgraphs[sg].Operators
 	for i := len(ops) - 1; i >= 0; i-- {
 		switch m.OpCode(ops[i]) {
 		case fb.BuiltinOperatorFULLY_CONNECTED:
 			return i
+		case fb.BuiltinOperatorBATCH_MATMUL:
+			if in := ops[i].Inputs; bmm && len(in) > 1 && constantData(m, sg, int(in[1])) {
+				return i
+			}
 		case fb.BuiltinOperatorIF, fb.BuiltinOperatorWHILE, fb.BuiltinOperatorCALL_ONCE,
 			fb.BuiltinOperatorSTABLEHLO_WHILE, fb.BuiltinOperatorSTABLEHLO_CASE, fb.BuiltinOperatorSTABLEHLO_COMPOSITE:
 			return -1

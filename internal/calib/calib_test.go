@@ -238,7 +238,7 @@ func TestCalibrationCacheOff(t *testing.T) {
 func TestPassStopsBeforeLogits(t *testing.T) {
 	m := openModel(t, absModel(t, "tiny_decoder.tflite"))
 	ops := m.Meta.Subgraphs[0].Operators
-	stop := lastNeeded(m, 0)
+	stop := lastNeeded(m, 0, false)
 	if stop < 0 || m.OpCode(ops[stop]) != fb.BuiltinOperatorFULLY_CONNECTED {
 		t.Fatalf("stops at %d of %d operators", stop, len(ops))
 	}

@@ -184,7 +184,7 @@ func intBMMKernel() *kernel {
 			if K != K2 {
 				return c.errf("operands %v and %v (adj_x %v, adj_y %v) do not multiply", a.Shape, b.Shape, adjX, adjY)
 			}
-			batch, ok := broadcastShape(a.Shape[:ra-2], b.Shape[:rb-2])
+			batch, ia, ib, ok := BatchPairs(a.Shape[:ra-2], b.Shape[:rb-2])
 			if !ok {
 				return c.errf("batch dimensions of %v and %v do not broadcast", a.Shape, b.Shape)
 			}
@@ -192,7 +192,6 @@ func intBMMKernel() *kernel {
 			if err := c.checkSize(shape); err != nil {
 				return err
 			}
-			ia, ib := broadcastIndex(a.Shape[:ra-2], batch), broadcastIndex(b.Shape[:rb-2], batch)
 			out := NewTensor(a.Type, shape)
 			av, bv := a.intValues(), b.intValues()
 			lo, hi := qrange(a.Type)

@@ -237,6 +237,17 @@ func bmmKernel() *kernel {
 	}
 }
 
+// BatchPairs broadcasts the batch dimensions a and b of BATCH_MATMUL's
+// operands: batch is the output's, and output batch i (row-major) reads
+// batch ia[i] of the first operand and ib[i] of the second. ok is false
+// when they do not broadcast.
+func BatchPairs(a, b []int) (batch, ia, ib []int, ok bool) {
+	if batch, ok = broadcastShape(a, b); !ok {
+		return nil, nil, nil, false
+	}
+	return batch, broadcastIndex(a, batch), broadcastIndex(b, batch), true
+}
+
 // batchMatMul multiplies a [..., M, K] (adjX: [..., K, M]) by b [..., K, N]
 // (adjY: [..., N, K]) with broadcast batch dimensions.
 func batchMatMul(threads int, a *Tensor, b *weight, adjX, adjY bool) (*Tensor, error) {
@@ -255,12 +266,10 @@ func batchMatMul(threads int, a *Tensor, b *weight, adjX, adjY bool) (*Tensor, e
 	if K != Kb {
 		return nil, fmt.Errorf("shapes %v (adj_x %v) and %v (adj_y %v) do not multiply", a.Shape, adjX, b.shape, adjY)
 	}
-	batch, ok := broadcastShape(a.Shape[:ra-2], b.shape[:rb-2])
+	batch, ia, ib, ok := BatchPairs(a.Shape[:ra-2], b.shape[:rb-2])
 	if !ok {
 		return nil, fmt.Errorf("batch dimensions of %v and %v do not broadcast", a.Shape, b.shape)
 	}
-	ia := broadcastIndex(a.Shape[:ra-2], batch)
-	ib := broadcastIndex(b.shape[:rb-2], batch)
 	oshape := append(append([]int{}, batch...), M, N)
 	if n := numElements(oshape); n < 0 || n > elementLimit {
 		return nil, fmt.Errorf("output shape %v has more than %d elements", oshape, elementLimit)
