@@ -31,9 +31,9 @@ import (
 
 // gptqSource is where a gptq job's covariance comes from.
 type gptqSource struct {
-	in    *calib.Inputs
-	w     calib.Key // the weight tensor
-	cols  int       // the inputs each output channel reads: the factor's columns
+	in   *calib.Inputs
+	w    calib.Key // the weight tensor
+	cols int       // the inputs each output channel reads: the factor's columns
 	// bmm is set for a BATCH_MATMUL's right operand, whose every batch
 	// has a covariance of its own; nil for a FULLY_CONNECTED weight.
 	bmm   *bmmView

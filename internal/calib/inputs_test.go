@@ -18,10 +18,10 @@ func TestInputsBMMRows(t *testing.T) {
 	const M, K, N = 2, 3, 5
 	lhsBatch, rhsBatch := []int{3, 1}, []int{2} // broadcast to [3, 2]
 	for _, c := range []struct {
-		name        string
+		name         string
 		adjX, const_ bool
-		wType       fb.TensorType
-		want        bool
+		wType        fb.TensorType
+		want         bool
 	}{
 		{"plain", false, true, fb.TensorTypeFLOAT32, true},
 		{"adj_x", true, true, fb.TensorTypeFLOAT32, true},
