@@ -184,43 +184,67 @@ var gcTarget struct {
 }
 
 // gptqSourceFor finds job j's covariance in in (nil: none reached it; the
-// job then rounds to nearest). A weight read only as BATCH_MATMULs' right
-// operand, all with the same adj_y, gets one covariance per batch from
-// their left operands; any other weight its FULLY_CONNECTED inputs'.
+// job then rounds to nearest). A weight some FULLY_CONNECTED reads gets its
+// FULLY_CONNECTED inputs' covariance; one that BATCH_MATMULs read as their
+// right operand, all with the same adj_y, gets one covariance per batch
+// from their left operands. Other readers of the weight (a tied
+// embedding's lookup, reading the same buffer) add the weight error.
 func gptqSourceFor(ctx context.Context, log zerolog.Logger, m *tflite.Model, in *calib.Inputs, cache *factorCache, j *bufferJob) *gptqSource {
 	if in == nil || !j.req.sc.gptq() {
 		return nil
 	}
-	var src *gptqSource
-	other := false
+	var fc, bmm []*weightUse
 	for _, g := range j.tensors {
-		o := g.original()
-		k := calib.Key{Subgraph: o.sg, Tensor: o.tensor}
-		if v := bmmViewOf(m, g.uses, j.shape); src == nil && v != nil {
-			b := &gptqSource{in: in, w: k, cols: v.k, bmm: v, cache: cache, ctx: ctx, log: log}
+		for _, u := range g.uses {
+			switch {
+			case u.code == fb.BuiltinOperatorFULLY_CONNECTED:
+				fc = append(fc, u)
+			case u.code == fb.BuiltinOperatorBATCH_MATMUL && u.input == 1:
+				bmm = append(bmm, u)
+			}
+		}
+	}
+	readers := 0
+	for _, g := range j.tensors {
+		readers += len(g.uses)
+	}
+	var src *gptqSource
+	switch v := bmmViewOf(m, bmm, j.shape); {
+	case len(fc) > 0 && len(j.shape) == 2:
+		for _, g := range j.tensors {
+			o := g.original()
+			k := calib.Key{Subgraph: o.sg, Tensor: o.tensor}
+			if w := (calib.Matrix{Weight: k}); src == nil && in.Has(w) {
+				src = &gptqSource{in: in, w: k, cols: j.shape[1], readers: in.Readers(w)}
+			}
+		}
+		if src != nil {
+			src.weightError = readers > len(fc)
+		}
+	case len(fc) == 0 && v != nil:
+		for _, g := range j.tensors {
+			o := g.original()
+			b := &gptqSource{in: in, w: calib.Key{Subgraph: o.sg, Tensor: o.tensor}, cols: v.k, bmm: v}
 			for i := range v.batches {
-				if in.Has(b.matrix(i)) {
-					b.readers = max(b.readers, in.Readers(b.matrix(i)))
+				if src == nil && in.Has(b.matrix(i)) {
+					b.readers = in.Readers(b.matrix(i))
 					src = b
 				}
 			}
-			continue
 		}
-		if w := (calib.Matrix{Weight: k}); src == nil && len(j.shape) == 2 && in.Has(w) {
-			src = &gptqSource{in: in, w: k, cols: j.shape[1], readers: in.Readers(w), cache: cache, ctx: ctx, log: log}
-		}
-		for _, u := range g.uses {
-			other = other || u.code != fb.BuiltinOperatorFULLY_CONNECTED
+		if src != nil {
+			src.weightError = readers > len(bmm)
 		}
 	}
-	if src != nil && src.bmm == nil {
-		src.weightError = other
+	if src != nil {
+		src.cache, src.ctx, src.log = cache, ctx, log
 	}
 	return src
 }
 
-// bmmViewOf is the view of a weight of shape that uses read only as
-// BATCH_MATMULs' right operand with one adj_y, else nil.
+// bmmViewOf is the view of a weight of shape that uses, BATCH_MATMULs
+// reading it as their right operand, read with one adj_y; nil when there
+// are none or their adj_y differ.
 func bmmViewOf(m *tflite.Model, uses []*weightUse, shape []int) *bmmView {
 	r := len(shape)
 	if r < 2 || len(uses) == 0 {
@@ -228,9 +252,6 @@ func bmmViewOf(m *tflite.Model, uses []*weightUse, shape []int) *bmmView {
 	}
 	var v *bmmView
 	for _, u := range uses {
-		if u.code != fb.BuiltinOperatorBATCH_MATMUL || u.input != 1 {
-			return nil
-		}
 		adjY := false
 		if op := m.Meta.Subgraphs[u.sg].Operators[u.op]; op.BuiltinOptions != nil {
 			if o, ok := op.BuiltinOptions.Value.(*fb.BatchMatMulOptionsT); ok {
@@ -265,7 +286,11 @@ func gptqNotes(p *pipeline.Plan, jobs []*bufferJob) {
 		case g == nil:
 			none++
 		case g.weightError:
-			p.Notes = append(p.Notes, fmt.Sprintf("%s: gptq: read by %d FULLY_CONNECTED input(s) and by other ops (a tied embedding): the covariances of the FULLY_CONNECTED inputs are summed and the weight error is added to them with the weight of one input", j.label, g.readers))
+			op := "FULLY_CONNECTED"
+			if g.bmm != nil {
+				op = "BATCH_MATMUL"
+			}
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: gptq: read by %d %s input(s) and by other ops (a tied embedding): the covariances of the %s inputs are summed and the weight error is added to them with the weight of one input", j.label, g.readers, op, op))
 		case g.bmm != nil && g.bmm.batches > 1:
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: gptq: read by BATCH_MATMUL as %d matrices of %d inputs: one covariance per matrix, from the left operands that multiply it", j.label, g.bmm.batches, g.bmm.k))
 		case g.readers > 1:

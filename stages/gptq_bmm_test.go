@@ -2,13 +2,19 @@ package stages
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/calib"
+	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 // TestGoldenGPTQBMMBytes pins the bytes `scales: gptq` writes for
@@ -121,4 +127,150 @@ func TestGPTQBMMLowersOutputError(t *testing.T) {
 		t.Errorf("total output error gptq %g, nearest %g", total["gptq"], total["minmax"])
 	}
 	t.Logf("%d matrices: output error gptq/nearest %.3f", touched, total["gptq"]/total["minmax"])
+}
+
+// TestGPTQBMMMatchesFC: tiny_decoder's FULLY_CONNECTEDs rewritten as
+// BATCH_MATMULs of the same weights, as [N, K] with adj_y (read in rows
+// like a FULLY_CONNECTED's) and transposed to [K, N] without (one unit,
+// each output channel a column), get from gptq at int8 the codes and
+// scales the FULLY_CONNECTED weights get: the same rows, covariance and
+// sweep, whichever way the op reads them. The tied embedding, also read by
+// the lookup, is left a FULLY_CONNECTED.
+func TestGPTQBMMMatchesFC(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	const quantize = `{recipe: dynamic_int8, scales: gptq, calibration: {samples: 4, seq: 16}}`
+	src := absModel(t, "tiny_decoder.tflite")
+	want := gptqWeights(t, src, quantize)
+	for _, adjY := range []bool{true, false} {
+		t.Run(fmt.Sprint("adj_y=", adjY), func(t *testing.T) {
+			path, rewritten := fcAsBMM(t, src, adjY)
+			if want := map[bool]int{true: 15, false: 14}[adjY]; len(rewritten) != want {
+				t.Fatalf("%d FULLY_CONNECTEDs rewritten, want %d", len(rewritten), want)
+			}
+			got := gptqWeights(t, path, quantize)
+			for name, shape := range rewritten {
+				w, g := want[name], got[name]
+				if g.codes == nil {
+					t.Fatalf("%s: not quantized", name)
+				}
+				codes := g.codes
+				if !adjY {
+					codes = make([]int8, len(g.codes))
+					transposeTo(codes, g.codes, shape[1], shape[0])
+				}
+				if !slices.Equal(codes, w.codes) || !slices.Equal(g.scales, w.scales) {
+					diff := 0
+					for i := range codes {
+						if codes[i] != w.codes[i] {
+							diff++
+						}
+					}
+					t.Errorf("%s: %d of %d codes differ from the FULLY_CONNECTED's (scales equal: %v)", name, diff, len(codes), slices.Equal(g.scales, w.scales))
+				}
+				if slices.Equal(w.codes, w.nearest) {
+					t.Errorf("%s: gptq wrote nearest rounding's codes: the test compares nothing", name)
+				}
+			}
+		})
+	}
+}
+
+// quantized is an int8 weight of an output model: its codes and scales,
+// and the nearest rounding of the same weight under those scales.
+type quantized struct {
+	codes, nearest []int8
+	scales         []float32
+}
+
+// gptqWeights runs quantize on the model at path and returns its int8
+// weights by name, with nearest rounding's codes from a min-max run.
+func gptqWeights(t *testing.T, path, quantize string) map[string]quantized {
+	t.Helper()
+	read := func(q string) map[string]quantized {
+		_, branches, err := runJobFileWith(t, scalesJob(path, q), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := tflite.Open(branches[0].Output.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		out := map[string]quantized{}
+		for _, tt := range m.Meta.Subgraphs[0].Tensors {
+			if tt.Type != fb.TensorTypeINT8 || tt.Quantization == nil {
+				continue
+			}
+			data, err := tflite.ReadAll(m.Buffers[tt.Buffer].Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[tt.Name] = quantized{codes: slices.Clone(quant.BytesInt8(data)), scales: tt.Quantization.Scale}
+		}
+		return out
+	}
+	g, n := read(quantize), read(strings.Replace(quantize, "scales: gptq", "scales: minmax", 1))
+	for name, q := range g {
+		q.nearest = n[name].codes
+		g[name] = q
+	}
+	return g
+}
+
+// fcAsBMM writes a copy of the model at path whose FULLY_CONNECTEDs
+// without bias or fused activation, on a weight no other op reads, are
+// BATCH_MATMULs of the same weight (adj_y; without it the weight is
+// transposed to [K, N]), and returns it with the shapes ([N, K]) of the
+// weights rewritten, by name.
+func fcAsBMM(t *testing.T, path string, adjY bool) (string, map[string][]int) {
+	t.Helper()
+	m, err := tflite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sg := m.Meta.Subgraphs[0]
+	readers := map[int32]int{}
+	for _, op := range sg.Operators {
+		for _, in := range op.Inputs {
+			readers[in]++
+		}
+	}
+	tensors := map[uint32]int{} // tensors by buffer
+	for _, tt := range sg.Tensors {
+		tensors[tt.Buffer]++
+	}
+	rewritten := map[string][]int{}
+	for _, op := range sg.Operators {
+		if m.OpCode(op) != fb.BuiltinOperatorFULLY_CONNECTED || len(op.Inputs) < 2 || (len(op.Inputs) > 2 && op.Inputs[2] >= 0) || readers[op.Inputs[1]] != 1 {
+			continue
+		}
+		if o, ok := op.BuiltinOptions.Value.(*fb.FullyConnectedOptionsT); !ok || o.FusedActivationFunction != fb.ActivationFunctionTypeNONE {
+			continue
+		}
+		w := sg.Tensors[op.Inputs[1]]
+		n, k := int(w.Shape[0]), int(w.Shape[1])
+		if !adjY && tensors[w.Buffer] > 1 {
+			continue // the tied head: transposing it would change the embedding
+		}
+		if !adjY {
+			data, err := tflite.ReadAll(m.Buffers[w.Buffer].Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := make([]float32, n*k)
+			transposeTo(tr, quant.Float32s(data), n, k)
+			m.Buffers[w.Buffer].Data = tflite.Bytes(quant.Float32Bytes(tr))
+			w.Shape = []int32{int32(k), int32(n)}
+		}
+		op.OpcodeIndex = m.OperatorCodeIndex(fb.BuiltinOperatorBATCH_MATMUL, 1)
+		op.Inputs = op.Inputs[:2]
+		op.BuiltinOptions = &fb.BuiltinOptionsT{Type: fb.BuiltinOptionsBatchMatMulOptions, Value: &fb.BatchMatMulOptionsT{AdjY: adjY}}
+		rewritten[w.Name] = []int{n, k}
+	}
+	out := filepath.Join(t.TempDir(), fmt.Sprintf("bmm_adj_y_%v.tflite", adjY))
+	if err := tflite.WriteFile(context.Background(), out, m, tflite.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return out, rewritten
 }
