@@ -13,7 +13,8 @@ package pipeline
 // Branches (recipes) run one after the other, so a job needs its largest
 // branch; so do a bundle's sections (each quantized and written before the
 // next), so a branch needs its largest section's part. Page-cache pages of the mapped input are not counted: the kernel
-// reclaims them.
+// reclaims them. A job with gptq weights also holds their calibration rows
+// and factors, which its plan estimates (Plan.CalibrationBytes).
 const (
 	// MemoryBase is the fixed part of a job's memory.
 	MemoryBase = 64 << 20
@@ -47,7 +48,7 @@ func MemoryEstimate(plans []*Plan) int64 {
 			}
 		}
 		for _, s := range bySection {
-			peak = max(peak, int64(float64(s.in)*MemoryPerInputByte)+s.scales)
+			peak = max(peak, int64(float64(s.in)*MemoryPerInputByte)+s.scales+p.CalibrationBytes)
 		}
 	}
 	return MemoryBase + peak

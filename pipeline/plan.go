@@ -18,6 +18,10 @@ type Plan struct {
 	Accuracy *Accuracy `json:"accuracy,omitempty"`
 	// Budget is what a budget chose, when the job has one.
 	Budget *BudgetReport `json:"budget,omitempty"`
+	// CalibrationBytes is set by a memory estimate's plan (State.Estimate):
+	// what the job's gptq calibration rows and factors hold at most
+	// (MemoryEstimate adds it).
+	CalibrationBytes int64 `json:"-"`
 }
 
 // WeightPlan is one constant weight tensor read by at least one op that a

@@ -18,6 +18,7 @@ import (
 
 	"github.com/qpipe/qpipe/config"
 	"github.com/qpipe/qpipe/internal/calib"
+	"github.com/qpipe/qpipe/internal/interp"
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
@@ -85,10 +86,7 @@ func (q *Quantize) gptqInputs(ctx context.Context, s *pipeline.State, reqs []req
 	if err != nil {
 		return nil, err
 	}
-	cal := q.Calibration
-	if cal == nil {
-		cal = config.DefaultCalibration()
-	}
+	cal := q.calibration()
 	inputs, err := calibrationInputsSum(cal) // also checks the calibration files
 	if err != nil {
 		return nil, err
@@ -803,4 +801,109 @@ func transposeTo[T any](dst, src []T, rows, cols int) {
 			dst[c*rows+r] = src[r*cols+c]
 		}
 	}
+}
+
+// calibration is the stage's calibration settings, or the defaults.
+func (q *Quantize) calibration() *config.Calibration {
+	if q.Calibration != nil {
+		return q.Calibration
+	}
+	return config.DefaultCalibration()
+}
+
+// gptqMemory estimates, without running the calibration pass, the memory
+// the gptq jobs of a quantize run hold beyond the weights' own
+// (pipeline.Plan.CalibrationBytes): the calibration rows of every
+// activation they read, at most cal's samples of each (calib.PlanPass), and
+// the factors, of which jobs hold at most factorMemory (two at once in
+// practice) and keep factorBudget idle. The 7B model: 1.48 GB of rows and
+// 1.07 GB of factors, against 2.52 GB measured at the peak with the
+// weights' part (METHODS.md §4).
+func gptqMemory(m *tflite.Model, cal *config.Calibration, jobs []*bufferJob) (rowBytes, factorBytes int64, err error) {
+	type act struct{ sg, tensor, w int }
+	seen := map[act]bool{}
+	var rows []act
+	maxCols := 0
+	for _, j := range jobs {
+		if !j.req.sc.gptq() {
+			continue
+		}
+		cols := 0
+		for _, g := range j.tensors {
+			for _, u := range g.uses {
+				op := m.Meta.Subgraphs[u.sg].Operators[u.op]
+				if u.input != 1 || len(op.Inputs) < 2 || op.Inputs[0] < 0 {
+					continue
+				}
+				w := m.Meta.Subgraphs[u.sg].Tensors[op.Inputs[1]]
+				switch {
+				case u.code == fb.BuiltinOperatorFULLY_CONNECTED && len(w.Shape) == 2:
+					cols = max(cols, int(w.Shape[1]))
+				case u.code == fb.BuiltinOperatorBATCH_MATMUL && len(w.Shape) >= 2:
+					cols = max(cols, int(w.Shape[len(w.Shape)-2]), int(w.Shape[len(w.Shape)-1]))
+				default:
+					continue
+				}
+				// A BATCH_MATMUL's rows are kept per batch of its weight.
+				a := act{u.sg, int(op.Inputs[0]), -1}
+				if u.code == fb.BuiltinOperatorBATCH_MATMUL {
+					a.w = int(op.Inputs[1])
+				}
+				if !seen[a] {
+					seen[a] = true
+					rows = append(rows, a)
+				}
+			}
+		}
+		maxCols = max(maxCols, cols)
+	}
+	if len(rows) == 0 {
+		return 0, 0, nil
+	}
+	size, err := calib.PlanPass(m, cal)
+	if err != nil {
+		return 0, 0, err
+	}
+	most := calib.PassSize{}
+	for _, p := range size {
+		most = calib.PassSize{Samples: max(most.Samples, p.Samples), Seq: max(most.Seq, p.Seq)}
+	}
+	var total int64
+	for _, a := range rows {
+		p, ok := size[a.sg]
+		if !ok {
+			p = most // a subgraph another op runs
+		}
+		t := m.Meta.Subgraphs[a.sg].Tensors[a.tensor]
+		n := int64(1)
+		lhs := make([]int, len(t.Shape))
+		for d, v := range t.Shape {
+			if d < len(t.ShapeSignature) && t.ShapeSignature[d] < 0 {
+				v = int32(max(1, p.Seq)) // the dynamic sequence dimension
+			}
+			lhs[d] = int(v)
+			n *= int64(max(1, v))
+		}
+		if a.w >= 0 && len(lhs) >= 2 {
+			// Every output batch keeps the left rows it multiplies.
+			ws := m.Meta.Subgraphs[a.sg].Tensors[a.w].Shape
+			wb := make([]int, max(0, len(ws)-2))
+			for d := range wb {
+				wb[d] = int(ws[d])
+			}
+			if batch, _, _, ok := interp.BatchPairs(lhs[:len(lhs)-2], wb); ok {
+				out, in := int64(1), int64(1)
+				for _, d := range batch {
+					out *= int64(d)
+				}
+				for _, d := range lhs[:len(lhs)-2] {
+					in *= int64(max(1, d))
+				}
+				n = n / in * out
+			}
+		}
+		total += 4 * n * int64(p.Samples)
+	}
+	f := quant.GPTQFactorBytes(maxCols)
+	return total, min(factorMemory, 2*f) + min(factorBudget, f), nil
 }

@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
+	"github.com/qpipe/qpipe/pipeline"
 )
 
 // TestGoldenGPTQBMMBytes pins the bytes `scales: gptq` writes for
@@ -273,4 +275,67 @@ func fcAsBMM(t *testing.T, path string, adjY bool) (string, map[string][]int) {
 		t.Fatal(err)
 	}
 	return out, rewritten
+}
+
+// TestGPTQMemoryEstimate: the plan of a memory estimate (no calibration
+// pass) counts, for gptq jobs, exactly the bytes of calibration rows the
+// pass then keeps (FULLY_CONNECTED inputs shared by several weights once,
+// BATCH_MATMUL left operands per batch of the weight, a rank-4 input read
+// as rows), plus the factors' share.
+func TestGPTQMemoryEstimate(t *testing.T) {
+	t.Setenv("QPIPE_CACHE_DIR", "off")
+	for _, c := range []struct{ model, recipe, cal string }{
+		{"tiny_decoder.tflite", "dynamic_int4_block32", ""},
+		{"tiny_decoder.tflite", "dynamic_int8", "{samples: 4, seq: 16}"},
+		{"aeq_conv_fc_mnist.tflite", "dynamic_int8", "{samples: 64}"},
+		{"aeq_bmm_constant_input.tflite", "dynamic_int8", "{samples: 16}"},
+		{"litert_attn_vec_einsum.tflite", "dynamic_int8", ""},
+	} {
+		t.Run(c.model+c.recipe, func(t *testing.T) {
+			q := `{recipe: ` + c.recipe + `, scales: gptq}`
+			cal := config.DefaultCalibration()
+			if c.cal != "" {
+				q = `{recipe: ` + c.recipe + `, scales: gptq, calibration: ` + c.cal + `}`
+				var samples, seq int
+				fmt.Sscanf(strings.ReplaceAll(c.cal, "seq:", " "), "{samples: %d, %d}", &samples, &seq)
+				cal = &config.Calibration{Samples: samples, Seq: seq}
+			}
+			path := filepath.Join(t.TempDir(), "job.yaml")
+			if err := os.WriteFile(path, []byte(scalesJob(absModel(t, c.model), q)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			job, err := config.LoadJob(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pj, err := Build(job, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &pipeline.State{Log: zerolog.Nop(), DryRun: true, Estimate: true}
+			branches, err := pipeline.Run(context.Background(), pj, s)
+			t.Cleanup(func() { Close(s) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := tflite.Open(absModel(t, c.model))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			in, err := calib.RunInputs(context.Background(), m, cal, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := branches[0].Plan.CalibrationBytes
+			jobs := branches[0].Model.(*modelState).jobs
+			rows, factors, err := gptqMemory(m, cal, jobs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows != in.Bytes() || got != rows+factors || factors <= 0 {
+				t.Errorf("estimate %d = rows %d + factors %d; the pass kept %d bytes of rows", got, rows, factors, in.Bytes())
+			}
+		})
+	}
 }

@@ -117,6 +117,12 @@ func (q *Quantize) Run(ctx context.Context, s *pipeline.State) error {
 			if err := measureScales(ctx, jobs, !q.StrictReference); err != nil {
 				return err
 			}
+		} else if s.Plan != nil {
+			rows, factors, err := gptqMemory(m, q.calibration(), jobs)
+			if err != nil {
+				return err
+			}
+			s.Plan.CalibrationBytes = max(s.Plan.CalibrationBytes, rows+factors)
 		}
 		ms.jobs = jobs
 		updatePlan(s.Plan, m, groups, jobs, fallbacks)

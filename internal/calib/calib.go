@@ -337,9 +337,9 @@ func RunPass(ctx context.Context, m *tflite.Model, cal *config.Calibration, log 
 	sigSamples := make([][]*evaluate.Sample, len(sigs))
 	var textIDs []int
 	for i, sig := range sigs {
-		l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
+		l, err := planSignature(m, sig, cal)
 		if err != nil {
-			return fmt.Errorf("calibration: %w", err)
+			return err
 		}
 		layouts[i], counts[i] = l, SamplesFor(cal.Samples, l)
 		sigSamples[i] = samples
@@ -460,6 +460,49 @@ func (s *statSums) stats() *quant.ChannelStats {
 		st.Var[j] = float32(max(0, s.sq[j]/float64(s.n)-float64(mean*mean)))
 	}
 	return st
+}
+
+// planSignature is the input layout a calibration pass of cal runs sig at.
+func planSignature(m *tflite.Model, sig interp.Signature, cal *config.Calibration) (*evaluate.Layout, error) {
+	l, err := evaluate.PlanInputs(sig, modelinput.TokenInputs(m.Meta, sig.Subgraph), seqFor(sig, m, cal.Seq))
+	if err != nil {
+		return nil, fmt.Errorf("calibration: %w", err)
+	}
+	return l, nil
+}
+
+// PassSize is what a calibration pass runs one signature's subgraph on,
+// planned without running it.
+type PassSize struct {
+	// Samples is at most the samples the pass runs (with an inputs file
+	// or text, fewer when the file holds fewer).
+	Samples int
+	// Seq is the sequence length of the token inputs (0: none).
+	Seq int
+}
+
+// PlanPass returns, by subgraph of each signature of m, the size of the
+// calibration pass of cal (RunPass's plan, nothing run): for estimates of
+// the memory the pass's kept rows take.
+func PlanPass(m *tflite.Model, cal *config.Calibration) (map[int]PassSize, error) {
+	in, err := interp.New(m, interp.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("calibration: %w", err)
+	}
+	out := map[int]PassSize{}
+	for _, sig := range in.Signatures() {
+		l, err := planSignature(m, sig, cal)
+		if err != nil {
+			return nil, err
+		}
+		n := SamplesFor(cal.Samples, l)
+		if cal.Inputs != "" && cal.Samples <= 0 {
+			n = autoMax // RunPass's limit on an inputs file's samples
+		}
+		p := out[sig.Subgraph]
+		out[sig.Subgraph] = PassSize{Samples: max(p.Samples, n), Seq: max(p.Seq, l.Seq)}
+	}
+	return out, nil
 }
 
 // seqFor is the sequence length to run sig at: seq where one of its token

@@ -118,7 +118,13 @@ func TestEstimateMemoryRunsNoCalibration(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := pipeline.MemoryEstimate([]*pipeline.Plan{branches[0].Plan}); got != want {
+			// A gptq job's estimate adds its calibration rows and factors
+			// (TestGPTQMemoryEstimate), which only the estimate plans.
+			want := pipeline.MemoryEstimate([]*pipeline.Plan{branches[0].Plan})
+			if scales == "gptq" && got <= want {
+				t.Errorf("gptq estimate %d, not above the dry run's %d without the calibration rows and factors", got, want)
+			}
+			if scales != "gptq" && got != want {
 				t.Errorf("estimate %d, the full dry run's %d", got, want)
 			}
 		})
