@@ -135,16 +135,7 @@ func TestScaleMethodsOnRuntime(t *testing.T) {
 func measureScaleMethods(t *testing.T, r *litert.Runner, path, dir string, blocks []int) map[int]map[string]float64 {
 	t.Helper()
 	ctx := context.Background()
-	m, err := tflite.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vocab := litert.VocabSize(m.Meta)
-	m.Close()
-	info, err := r.Info(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, vocab := runtimeInputs(t, r, path)
 	name := strings.TrimSuffix(filepath.Base(path), ".tflite")
 	var inputs, want [][]litert.Tensor
 	for _, seed := range scaleSeeds {
@@ -266,16 +257,7 @@ func TestGPTQInt8OnRuntime(t *testing.T) {
 	}{{"litert_attn_vec_einsum", false}, {"aeq_bmm_constant_input", true}, {"aeq_conv_fc_mnist", true}} {
 		name := c.name
 		path := filepath.Join(modelsDir, name+".tflite")
-		m, err := tflite.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vocab := litert.VocabSize(m.Meta)
-		m.Close()
-		info, err := r.Info(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		info, vocab := runtimeInputs(t, r, path)
 		errs := map[string]float64{}
 		for _, sc := range []string{config.ScalesMinMax, config.ScalesGPTQ} {
 			out := filepath.Join(dir, name+"_"+sc+".tflite")
@@ -316,4 +298,21 @@ func meanOf(c []float64) float64 {
 		mean += v / float64(len(c))
 	}
 	return mean
+}
+
+// runtimeInputs is what LiteRT.js says of the model at path's inputs, and
+// its vocabulary (for random token inputs).
+func runtimeInputs(t *testing.T, r *litert.Runner, path string) (*litert.ModelInfo, int) {
+	t.Helper()
+	m, err := tflite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab := litert.VocabSize(m.Meta)
+	m.Close()
+	info, err := r.Info(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info, vocab
 }

@@ -52,26 +52,9 @@ func TestGoldenGPTQBMMBytes(t *testing.T) {
 // higher than nearest rounding's, and the total is lower.
 func TestGPTQBMMLowersOutputError(t *testing.T) {
 	t.Setenv("QPIPE_CACHE_DIR", "off")
-	path := absModel(t, "aeq_bmm_constant_input.tflite")
-	outs := map[string]*tflite.Model{}
-	for _, sc := range []string{"minmax", "gptq"} {
-		out := runReference(t, scalesJob(path, `{recipe: dynamic_int8, scales: `+sc+`, calibration: {samples: 16}}`))
-		m, err := tflite.Open(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { m.Close() })
-		outs[sc] = m
-	}
-	m, err := tflite.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	in, err := calib.RunInputs(context.Background(), m, &config.Calibration{Samples: 16}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, outs, in := referencesAndRows(t, "aeq_bmm_constant_input.tflite", &config.Calibration{Samples: 16}, func(sc string) string {
+		return `{recipe: dynamic_int8, scales: ` + sc + `, calibration: {samples: 16}}`
+	}, "minmax", "gptq")
 	touched := 0
 	total := map[string]float64{}
 	for i, tt := range m.Meta.Subgraphs[0].Tensors {

@@ -92,32 +92,15 @@ func TestGPTQLowersOutputError(t *testing.T) {
 		{"aeq_conv_fc_mnist.tflite", "32", "{samples: 64}"},
 	} {
 		t.Run(c.model+c.block, func(t *testing.T) {
-			path := absModel(t, c.model)
-			outs := map[string]*tflite.Model{}
-			for _, sc := range []string{"minmax", "calibrated", "gptq"} {
-				out := runReference(t, scalesJob(path, `{recipe: dynamic_int4_block`+c.block+`, scales: `+sc+`, calibration: `+c.cal+`}`))
-				m, err := tflite.Open(out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { m.Close() })
-				outs[sc] = m
-			}
-			m, err := tflite.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
 			var cal config.Calibration
 			if c.model == "tiny_decoder.tflite" {
 				cal = config.Calibration{Samples: 4, Seq: 16}
 			} else {
 				cal = config.Calibration{Samples: 64, Seq: 64}
 			}
-			in, err := calib.RunInputs(context.Background(), m, &cal, zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, outs, in := referencesAndRows(t, c.model, &cal, func(sc string) string {
+				return `{recipe: dynamic_int4_block` + c.block + `, scales: ` + sc + `, calibration: ` + c.cal + `}`
+			}, "minmax", "calibrated", "gptq")
 			touched := 0
 			total := map[string]float64{}
 			for i, tt := range m.Meta.Subgraphs[0].Tensors {
@@ -147,6 +130,34 @@ func TestGPTQLowersOutputError(t *testing.T) {
 			t.Logf("%d weights: output error gptq/calibrated %.3f, gptq/min-max %.3f", touched, total["gptq"]/total["calibrated"], total["gptq"]/total["minmax"])
 		})
 	}
+}
+
+// referencesAndRows opens model, the dequantized references the quantize
+// stages quantize(sc) write for each scale method of scs, and the
+// calibration rows of cal on the float model (the models close with t).
+func referencesAndRows(t *testing.T, model string, cal *config.Calibration, quantize func(sc string) string, scs ...string) (*tflite.Model, map[string]*tflite.Model, *calib.Inputs) {
+	t.Helper()
+	path := absModel(t, model)
+	outs := map[string]*tflite.Model{}
+	for _, sc := range append([]string{""}, scs...) {
+		p := path
+		if sc != "" {
+			p = runReference(t, scalesJob(path, quantize(sc)))
+		}
+		m, err := tflite.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		outs[sc] = m
+	}
+	m := outs[""]
+	delete(outs, "")
+	in, err := calib.RunInputs(context.Background(), m, cal, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, outs, in
 }
 
 func floats(t *testing.T, m *tflite.Model, i int) []float32 {
