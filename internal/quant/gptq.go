@@ -294,34 +294,28 @@ func GPTQFactorBytes(n int) int64 { return CovarianceBytes(n) + 24*int64(n) }
 // cholesky factors the symmetric positive definite matrix whose lower
 // triangle g holds packed by rows (row i at i(i+1)/2) in place into L
 // (lower, g = L Lᵀ), row by row in panels: the rows of a panel against the
-// earlier panels in parallel (each row on its own), then the panel's own
-// triangle. Each entry's dot product runs in a fixed order, so the result
-// does not depend on the worker count. It checks ctx once per panel.
+// earlier panels in parallel (cholPanelRows, each row on its own), then the
+// panel's own triangle. Every entry is L_ij = (g_ij − dot64(L_i[:j],
+// L_j[:j]))/L_jj, the same operations in the same order however the work
+// is divided or blocked, so the result does not depend on the worker
+// count, and AVX2 gives the scalar form's bits. It checks ctx once per
+// panel.
 func cholesky(ctx context.Context, g []float64, n int) error {
-	const panel = 32
+	const panel = cholPanel
 	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
+	var scratch [][]float64
 	for p0 := 0; p0 < n; p0 += panel {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		p1 := min(n, p0+panel)
 		if p0 > 0 {
-			// Column j of every row of the part before column j+1: each
-			// earlier row is read once per part, not once per row (the
-			// triangle does not fit in cache; reading it row by row made
-			// the factor memory-bound). Every entry is the same dot
-			// product and division as row by row, so the bits are too.
-			forParts(split((p1-p0)*p0, p0), func(_, lo, hi int) {
-				i0, i1 := p0+lo/p0, p0+hi/p0
-				for j := range p0 {
-					rj := row(j, j+1)
-					d := rj[j]
-					rj = rj[:j]
-					for i := i0; i < i1; i++ {
-						ri := row(i, j+1)
-						ri[j] = (ri[j] - dot64(ri[:j], rj)) / d
-					}
-				}
+			bounds := split((p1-p0)*p0, p0)
+			for len(scratch) < len(bounds)-1 {
+				scratch = append(scratch, make([]float64, panel*256))
+			}
+			forParts(bounds, func(part, lo, hi int) {
+				cholPanelRows(g, p0+lo/p0, p0+hi/p0, p0, scratch[part])
 			})
 		}
 		for i := p0; i < p1; i++ {
@@ -338,6 +332,84 @@ func cholesky(ctx context.Context, g []float64, n int) error {
 		}
 	}
 	return nil
+}
+
+// cholPanel is the rows cholesky factors at a time; cholBlock the terms
+// of a dot product cholPanelRows adds at a time (a multiple of 16).
+const cholPanel, cholBlock = 64, 256
+
+// cholPanelRows computes L_ij for rows i0 ≤ i < i1 and columns j < p0 (a
+// multiple of 16), sixteen columns at a time: for the columns j0..j0+15,
+// dot64's sixteen partial sums over the terms k < j0 they share are done
+// together as tiles of rows i by rows j (cholTile), a block of cholBlock
+// terms at a time so that the rows' blocks stay in cache, the sums kept in
+// s (rows·256 values, entry (i, j0+y) at 256(i−i0)+16y); then each entry
+// folds its sums and adds its own terms k = j0..j−1 in order, as dot64
+// does, which needs L_ik from the entries before it. The triangle does not
+// fit in cache: each earlier row is read from memory once per call.
+func cholPanelRows(g []float64, i0, i1, p0 int, s []float64) {
+	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
+	rows := i1 - i0
+	s = s[:rows*256]
+	var a [2][]float64
+	var b [4][]float64
+	for j0 := 0; j0 < p0; j0 += 16 {
+		clear(s)
+		for kb := 0; kb < j0; kb += cholBlock {
+			kl := min(cholBlock, j0-kb)
+			for x := 0; x < rows; x += 2 {
+				r := min(2, rows-x)
+				for t := range r {
+					a[t] = row(i0+x+t, kb+kl)[kb:]
+				}
+				for y := 0; y < 16; y += 4 {
+					for t := range b {
+						b[t] = row(j0+y+t, kb+kl)[kb:]
+					}
+					cholTile(a[:r], &b, kl, s[256*x+16*y:])
+				}
+			}
+		}
+		for x := range rows {
+			ri := row(i0+x, j0+16)
+			for y := range 16 {
+				j := j0 + y
+				rj := row(j, j+1)
+				sum := s[256*x+16*y:][:16]
+				var v [4]float64
+				for l := range v {
+					v[l] = (sum[l] + sum[l+4]) + (sum[l+8] + sum[l+12])
+				}
+				r := (v[0] + v[1]) + (v[2] + v[3])
+				for k := j0; k < j; k++ {
+					r += float64(ri[k] * rj[k])
+				}
+				ri[j] = (ri[j] - r) / rj[j]
+			}
+		}
+	}
+}
+
+// cholTileGo adds, for each row a[x] (x < len(a)) and b[y] (y < 4), dot64's
+// sixteen partial sums of their first n terms (a multiple of 16) to
+// s[256x+16y:][:16], each lane's terms in order.
+func cholTileGo(a [][]float64, b *[4][]float64, n int, s []float64) {
+	for x, ax := range a {
+		for y, by := range b {
+			dot64Add(ax[:n], by[:n], (*[16]float64)(s[256*x+16*y:]))
+		}
+	}
+}
+
+// dot64Add adds dot64's sixteen partial sums of len(a) (a multiple of 16)
+// terms to s.
+func dot64Add(a, b []float64, s *[16]float64) {
+	b = b[:len(a)]
+	for k := 0; k+16 <= len(a); k += 16 {
+		for i := range 16 {
+			s[i] += float64(a[k+i] * b[k+i])
+		}
+	}
 }
 
 // dot64 is Σ a_k·b_k over len(a) float64 terms, the Cholesky factor's

@@ -311,3 +311,130 @@ l1done:
 	VMOVUPS Y1, 32(DI)
 	VZEROUPPER
 	RET
+
+// func cholTile2x4AVX2(a0, a1, b0, b1, b2, b3 *float64, n int, s *float64)
+// For x < 2, y < 4 and lanes l < 16: s[256x + 16y + l] += a_x[16k+l]·b_y[16k+l]
+// for k = 0..n/16−1 in order (n a multiple of 16), each product rounded
+// on its own (no FMA): dot64's partial sums, continued, for eight entries
+// at once. It runs the four quarters of the lanes (4q..4q+3) one after
+// the other, so the eight entries' sums of a quarter stay in Y0-Y7 and
+// every loaded vector feeds two or four multiply-adds.
+TEXT ·cholTile2x4AVX2(SB), NOSPLIT, $0-64
+	MOVQ a0+0(FP), SI
+	MOVQ a1+8(FP), DI
+	MOVQ b0+16(FP), R8
+	MOVQ b1+24(FP), R9
+	MOVQ b2+32(FP), R10
+	MOVQ b3+40(FP), R11
+	MOVQ n+48(FP), CX
+	MOVQ s+56(FP), DX
+	SHLQ $3, CX
+	XORQ BX, BX
+
+t24q:
+	CMPQ BX, $128
+	JGE  t24done
+	LEAQ (DX)(BX*1), R12
+	VMOVUPD 0(R12), Y0
+	VMOVUPD 128(R12), Y1
+	VMOVUPD 256(R12), Y2
+	VMOVUPD 384(R12), Y3
+	VMOVUPD 2048(R12), Y4
+	VMOVUPD 2176(R12), Y5
+	VMOVUPD 2304(R12), Y6
+	VMOVUPD 2432(R12), Y7
+	MOVQ BX, AX
+
+t24k:
+	CMPQ AX, CX
+	JGE  t24kdone
+	VMOVUPD (SI)(AX*1), Y8
+	VMOVUPD (DI)(AX*1), Y9
+	VMOVUPD (R8)(AX*1), Y10
+	VMULPD  Y10, Y8, Y11
+	VMULPD  Y10, Y9, Y12
+	VADDPD  Y11, Y0, Y0
+	VADDPD  Y12, Y4, Y4
+	VMOVUPD (R9)(AX*1), Y13
+	VMULPD  Y13, Y8, Y14
+	VMULPD  Y13, Y9, Y15
+	VADDPD  Y14, Y1, Y1
+	VADDPD  Y15, Y5, Y5
+	VMOVUPD (R10)(AX*1), Y10
+	VMULPD  Y10, Y8, Y11
+	VMULPD  Y10, Y9, Y12
+	VADDPD  Y11, Y2, Y2
+	VADDPD  Y12, Y6, Y6
+	VMOVUPD (R11)(AX*1), Y13
+	VMULPD  Y13, Y8, Y14
+	VMULPD  Y13, Y9, Y15
+	VADDPD  Y14, Y3, Y3
+	VADDPD  Y15, Y7, Y7
+	ADDQ    $128, AX
+	JMP     t24k
+
+t24kdone:
+	VMOVUPD Y0, 0(R12)
+	VMOVUPD Y1, 128(R12)
+	VMOVUPD Y2, 256(R12)
+	VMOVUPD Y3, 384(R12)
+	VMOVUPD Y4, 2048(R12)
+	VMOVUPD Y5, 2176(R12)
+	VMOVUPD Y6, 2304(R12)
+	VMOVUPD Y7, 2432(R12)
+	ADDQ    $32, BX
+	JMP     t24q
+
+t24done:
+	VZEROUPPER
+	RET
+
+// func cholTile1x4AVX2(a0, b0, b1, b2, b3 *float64, n int, s *float64)
+// cholTile2x4AVX2 for one row (x = 0).
+TEXT ·cholTile1x4AVX2(SB), NOSPLIT, $0-56
+	MOVQ a0+0(FP), SI
+	MOVQ b0+8(FP), R8
+	MOVQ b1+16(FP), R9
+	MOVQ b2+24(FP), R10
+	MOVQ b3+32(FP), R11
+	MOVQ n+40(FP), CX
+	MOVQ s+48(FP), DX
+	SHLQ $3, CX
+	XORQ BX, BX
+
+t14q:
+	CMPQ BX, $128
+	JGE  t14done
+	LEAQ (DX)(BX*1), R12
+	VMOVUPD 0(R12), Y0
+	VMOVUPD 128(R12), Y1
+	VMOVUPD 256(R12), Y2
+	VMOVUPD 384(R12), Y3
+	MOVQ BX, AX
+
+t14k:
+	CMPQ AX, CX
+	JGE  t14kdone
+	VMOVUPD (SI)(AX*1), Y8
+	VMULPD  (R8)(AX*1), Y8, Y10
+	VMULPD  (R9)(AX*1), Y8, Y11
+	VMULPD  (R10)(AX*1), Y8, Y12
+	VMULPD  (R11)(AX*1), Y8, Y13
+	VADDPD  Y10, Y0, Y0
+	VADDPD  Y11, Y1, Y1
+	VADDPD  Y12, Y2, Y2
+	VADDPD  Y13, Y3, Y3
+	ADDQ    $128, AX
+	JMP     t14k
+
+t14kdone:
+	VMOVUPD Y0, 0(R12)
+	VMOVUPD Y1, 128(R12)
+	VMOVUPD Y2, 256(R12)
+	VMOVUPD Y3, 384(R12)
+	ADDQ    $32, BX
+	JMP     t14q
+
+t14done:
+	VZEROUPPER
+	RET
