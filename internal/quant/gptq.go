@@ -293,22 +293,29 @@ func GPTQFactorBytes(n int) int64 { return CovarianceBytes(n) + 24*int64(n) }
 
 // cholesky factors the symmetric positive definite matrix whose lower
 // triangle g holds packed by rows (row i at i(i+1)/2) in place into L
-// (lower, g = L Lᵀ), row by row in panels: the rows of a panel against the
-// earlier panels in parallel (cholPanelRows, each row on its own), then the
-// panel's own triangle. Every entry is L_ij = (g_ij − dot64(L_i[:j],
-// L_j[:j]))/L_jj, the same operations in the same order however the work
-// is divided or blocked, so the result does not depend on the worker
-// count, and AVX2 gives the scalar form's bits. It checks ctx once per
-// panel.
+// (lower, g = L Lᵀ), row by row in panels of cholPanel rows: the rows of a
+// panel against the earlier panels in parallel (cholPanelRows, each row on
+// its own), then the sums of the panel's own entries over the earlier
+// columns in parallel (cholPanelSums), then the rest of the panel's own
+// triangle in order. Every entry is L_ij = (g_ij − dot64(L_i[:j],
+// L_j[:j]))/L_jj and L_ii = √(g_ii − dot64(L_i[:i], L_i[:i])), the same
+// operations in the same order however the work is divided or blocked, so
+// the result does not depend on the worker count, and AVX2 gives the
+// scalar form's bits. It checks ctx once per panel.
 func cholesky(ctx context.Context, g []float64, n int) error {
 	const panel = cholPanel
 	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
 	var scratch [][]float64
+	// tri: the panel's entries' partial sums over the earlier columns,
+	// sixteen columns j0.. at a time, entry (i, j) at
+	// ((j−p0)/16·panel + i−p0)·256 + 16(j mod 16).
+	tri := make([]float64, (min(n, panel)+15)/16*panel*256)
 	for p0 := 0; p0 < n; p0 += panel {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		p1 := min(n, p0+panel)
+		clear(tri)
 		if p0 > 0 {
 			bounds := split((p1-p0)*p0, p0)
 			for len(scratch) < len(bounds)-1 {
@@ -317,74 +324,102 @@ func cholesky(ctx context.Context, g []float64, n int) error {
 			forParts(bounds, func(part, lo, hi int) {
 				cholPanelRows(g, p0+lo/p0, p0+hi/p0, p0, scratch[part])
 			})
+			forParts(bounds, func(_, lo, hi int) {
+				cholPanelSums(g, p0+lo/p0, p0+hi/p0, p0, p1, tri)
+			})
 		}
 		for i := p0; i < p1; i++ {
 			ri := row(i, i+1)
-			for j := p0; j < i; j++ {
+			for j := p0; j <= i; j++ {
 				rj := row(j, j+1)
-				ri[j] = (ri[j] - dot64(ri[:j], rj[:j])) / rj[j]
+				j16 := j &^ 15
+				sum := (*[16]float64)(tri[((j-p0)/16*panel+i-p0)*256+16*(j%16):])
+				dot64Add(ri[p0:j16], rj[p0:j16], sum)
+				r := dot64Fold(sum)
+				for k := j16; k < j; k++ {
+					r += float64(ri[k] * rj[k])
+				}
+				if j < i {
+					ri[j] = (ri[j] - r) / rj[j]
+					continue
+				}
+				d := ri[i] - r
+				if !(d > 0) || math.IsInf(d, 0) {
+					return fmt.Errorf("input covariance: %w at column %d (pivot %v)", ErrNotPositiveDefinite, n-1-i, d)
+				}
+				ri[i] = math.Sqrt(d)
 			}
-			d := ri[i] - dot64(ri[:i], ri[:i])
-			if !(d > 0) || math.IsInf(d, 0) {
-				return fmt.Errorf("input covariance: %w at column %d (pivot %v)", ErrNotPositiveDefinite, n-1-i, d)
-			}
-			ri[i] = math.Sqrt(d)
 		}
 	}
 	return nil
 }
 
-// cholPanel is the rows cholesky factors at a time; cholBlock the terms
-// of a dot product cholPanelRows adds at a time (a multiple of 16).
+// cholPanel is the rows cholesky factors at a time (a multiple of 16);
+// cholBlock the terms of a dot product cholGroupSums adds at a time (a
+// multiple of 16).
 const cholPanel, cholBlock = 64, 256
 
 // cholPanelRows computes L_ij for rows i0 ≤ i < i1 and columns j < p0 (a
-// multiple of 16), sixteen columns at a time: for the columns j0..j0+15,
-// dot64's sixteen partial sums over the terms k < j0 they share are done
-// together as tiles of rows i by rows j (cholTile), a block of cholBlock
-// terms at a time so that the rows' blocks stay in cache, the sums kept in
-// s (rows·256 values, entry (i, j0+y) at 256(i−i0)+16y); then each entry
-// folds its sums and adds its own terms k = j0..j−1 in order, as dot64
-// does, which needs L_ik from the entries before it. The triangle does not
-// fit in cache: each earlier row is read from memory once per call.
+// multiple of 16), sixteen columns j0.. at a time: dot64's sixteen
+// partial sums over the terms k < j0 these entries share (cholGroupSums,
+// kept in s: rows·256 values), then each entry folds its sums and adds its
+// own terms k = j0..j−1 in order, as dot64 does, which needs L_ik from the
+// entries before it.
 func cholPanelRows(g []float64, i0, i1, p0 int, s []float64) {
 	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
 	rows := i1 - i0
 	s = s[:rows*256]
-	var a [2][]float64
-	var b [4][]float64
 	for j0 := 0; j0 < p0; j0 += 16 {
 		clear(s)
-		for kb := 0; kb < j0; kb += cholBlock {
-			kl := min(cholBlock, j0-kb)
-			for x := 0; x < rows; x += 2 {
-				r := min(2, rows-x)
-				for t := range r {
-					a[t] = row(i0+x+t, kb+kl)[kb:]
-				}
-				for y := 0; y < 16; y += 4 {
-					for t := range b {
-						b[t] = row(j0+y+t, kb+kl)[kb:]
-					}
-					cholTile(a[:r], &b, kl, s[256*x+16*y:])
-				}
-			}
-		}
+		cholGroupSums(g, i0, i1, j0, p0-1, j0, s)
 		for x := range rows {
 			ri := row(i0+x, j0+16)
 			for y := range 16 {
 				j := j0 + y
 				rj := row(j, j+1)
-				sum := s[256*x+16*y:][:16]
-				var v [4]float64
-				for l := range v {
-					v[l] = (sum[l] + sum[l+4]) + (sum[l+8] + sum[l+12])
-				}
-				r := (v[0] + v[1]) + (v[2] + v[3])
+				r := dot64Fold((*[16]float64)(s[256*x+16*y:]))
 				for k := j0; k < j; k++ {
 					r += float64(ri[k] * rj[k])
 				}
 				ri[j] = (ri[j] - r) / rj[j]
+			}
+		}
+	}
+}
+
+// cholPanelSums adds to tri (cholesky's) the partial sums over the terms
+// k < p0 of the panel p0..p1−1's own entries (i, j), p0 ≤ j ≤ i, for rows
+// i0 ≤ i < i1; the rows' columns k < p0 are done.
+func cholPanelSums(g []float64, i0, i1, p0, p1 int, tri []float64) {
+	for j0 := p0; j0 < i1; j0 += 16 {
+		cholGroupSums(g, i0, i1, j0, p1-1, p0, tri[((j0-p0)/16*cholPanel+i0-p0)*256:])
+	}
+}
+
+// cholGroupSums adds to s[256x+16y:][:16] dot64's sixteen partial sums of
+// L_i[:kEnd]·L_j[:kEnd] (kEnd a multiple of 16) for the rows i = i0+x of
+// [i0, i1) and the columns j = j0+y, y < 16, as tiles of two rows by four
+// columns (cholTile), cholBlock terms at a time, so that the rows' blocks
+// stay in cache while the tiles reuse them. Columns past jMax read row jMax
+// (sums no one uses), and tiles wholly above the diagonal (j > i) are left
+// out.
+func cholGroupSums(g []float64, i0, i1, j0, jMax, kEnd int, s []float64) {
+	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
+	rows := i1 - i0
+	var a [2][]float64
+	var b [4][]float64
+	for kb := 0; kb < kEnd; kb += cholBlock {
+		kl := min(cholBlock, kEnd-kb)
+		for x := 0; x < rows; x += 2 {
+			r := min(2, rows-x)
+			for t := range r {
+				a[t] = row(i0+x+t, kb+kl)[kb:]
+			}
+			for y := 0; y < 16 && j0+y < i0+x+r; y += 4 {
+				for t := range b {
+					b[t] = row(min(j0+y+t, jMax), kb+kl)[kb:]
+				}
+				cholTile(a[:r], &b, kl, s[256*x+16*y:])
 			}
 		}
 	}
@@ -422,15 +457,21 @@ func dot64(a, b []float64) float64 {
 	b = b[:len(a)]
 	var s [16]float64
 	dot64Sums(a, b, &s)
-	var v [4]float64
-	for i := range v {
-		v[i] = (s[i] + s[i+4]) + (s[i+8] + s[i+12])
-	}
-	r := (v[0] + v[1]) + (v[2] + v[3])
+	r := dot64Fold(&s)
 	for k := len(a) &^ 15; k < len(a); k++ {
 		r += float64(a[k] * b[k])
 	}
 	return r
+}
+
+// dot64Fold is dot64's sum of its sixteen partial sums: lane-wise
+// (s_i + s_{i+4}) + (s_{i+8} + s_{i+12}), then (v_0 + v_1) + (v_2 + v_3).
+func dot64Fold(s *[16]float64) float64 {
+	var v [4]float64
+	for i := range v {
+		v[i] = (s[i] + s[i+4]) + (s[i+8] + s[i+12])
+	}
+	return (v[0] + v[1]) + (v[2] + v[3])
 }
 
 // dot64SumsGo is dot64's sixteen partial sums over len(a) (a multiple of

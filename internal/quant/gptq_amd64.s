@@ -318,7 +318,8 @@ l1done:
 // on its own (no FMA): dot64's partial sums, continued, for eight entries
 // at once. It runs the four quarters of the lanes (4q..4q+3) one after
 // the other, so the eight entries' sums of a quarter stay in Y0-Y7 and
-// every loaded vector feeds two or four multiply-adds.
+// every loaded vector feeds two or four multiply-adds; two steps of k
+// per turn of the loop.
 TEXT ·cholTile2x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ a0+0(FP), SI
 	MOVQ a1+8(FP), DI
@@ -326,9 +327,9 @@ TEXT ·cholTile2x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ b1+24(FP), R9
 	MOVQ b2+32(FP), R10
 	MOVQ b3+40(FP), R11
-	MOVQ n+48(FP), CX
+	MOVQ n+48(FP), R13
 	MOVQ s+56(FP), DX
-	SHLQ $3, CX
+	SHRQ $4, R13
 	XORQ BX, BX
 
 t24q:
@@ -344,10 +345,11 @@ t24q:
 	VMOVUPD 2304(R12), Y6
 	VMOVUPD 2432(R12), Y7
 	MOVQ BX, AX
+	MOVQ R13, R14
 
-t24k:
-	CMPQ AX, CX
-	JGE  t24kdone
+t24k2:
+	CMPQ R14, $2
+	JLT  t24k1
 	VMOVUPD (SI)(AX*1), Y8
 	VMOVUPD (DI)(AX*1), Y9
 	VMOVUPD (R8)(AX*1), Y10
@@ -370,8 +372,57 @@ t24k:
 	VMULPD  Y13, Y9, Y15
 	VADDPD  Y14, Y3, Y3
 	VADDPD  Y15, Y7, Y7
-	ADDQ    $128, AX
-	JMP     t24k
+	VMOVUPD 128(SI)(AX*1), Y8
+	VMOVUPD 128(DI)(AX*1), Y9
+	VMOVUPD 128(R8)(AX*1), Y10
+	VMULPD  Y10, Y8, Y11
+	VMULPD  Y10, Y9, Y12
+	VADDPD  Y11, Y0, Y0
+	VADDPD  Y12, Y4, Y4
+	VMOVUPD 128(R9)(AX*1), Y13
+	VMULPD  Y13, Y8, Y14
+	VMULPD  Y13, Y9, Y15
+	VADDPD  Y14, Y1, Y1
+	VADDPD  Y15, Y5, Y5
+	VMOVUPD 128(R10)(AX*1), Y10
+	VMULPD  Y10, Y8, Y11
+	VMULPD  Y10, Y9, Y12
+	VADDPD  Y11, Y2, Y2
+	VADDPD  Y12, Y6, Y6
+	VMOVUPD 128(R11)(AX*1), Y13
+	VMULPD  Y13, Y8, Y14
+	VMULPD  Y13, Y9, Y15
+	VADDPD  Y14, Y3, Y3
+	VADDPD  Y15, Y7, Y7
+	ADDQ    $256, AX
+	SUBQ    $2, R14
+	JMP     t24k2
+
+t24k1:
+	CMPQ R14, $1
+	JLT  t24kdone
+	VMOVUPD (SI)(AX*1), Y8
+	VMOVUPD (DI)(AX*1), Y9
+	VMOVUPD (R8)(AX*1), Y10
+	VMULPD  Y10, Y8, Y11
+	VMULPD  Y10, Y9, Y12
+	VADDPD  Y11, Y0, Y0
+	VADDPD  Y12, Y4, Y4
+	VMOVUPD (R9)(AX*1), Y13
+	VMULPD  Y13, Y8, Y14
+	VMULPD  Y13, Y9, Y15
+	VADDPD  Y14, Y1, Y1
+	VADDPD  Y15, Y5, Y5
+	VMOVUPD (R10)(AX*1), Y10
+	VMULPD  Y10, Y8, Y11
+	VMULPD  Y10, Y9, Y12
+	VADDPD  Y11, Y2, Y2
+	VADDPD  Y12, Y6, Y6
+	VMOVUPD (R11)(AX*1), Y13
+	VMULPD  Y13, Y8, Y14
+	VMULPD  Y13, Y9, Y15
+	VADDPD  Y14, Y3, Y3
+	VADDPD  Y15, Y7, Y7
 
 t24kdone:
 	VMOVUPD Y0, 0(R12)
