@@ -357,7 +357,7 @@ func cholesky(ctx context.Context, g []float64, n int) error {
 // cholPanel is the rows cholesky factors at a time (a multiple of 16);
 // cholBlock the terms of a dot product cholGroupSums adds at a time (a
 // multiple of 16).
-const cholPanel, cholBlock = 64, 256
+const cholPanel, cholBlock = 64, 128
 
 // cholPanelRows computes L_ij for rows i0 ≤ i < i1 and columns j < p0 (a
 // multiple of 16), sixteen columns j0.. at a time: dot64's sixteen
@@ -372,16 +372,22 @@ func cholPanelRows(g []float64, i0, i1, p0 int, s []float64) {
 	for j0 := 0; j0 < p0; j0 += 16 {
 		clear(s)
 		cholGroupSums(g, i0, i1, j0, p0-1, j0, s)
-		for x := range rows {
-			ri := row(i0+x, j0+16)
+		// Two rows at a time: their chains of dependent operations
+		// (each entry waits for the one before it) overlap.
+		for x := 0; x < rows; x += 2 {
+			x1 := min(x+1, rows-1) // x itself for a last odd row
+			r0, r1 := row(i0+x, j0+16), row(i0+x1, j0+16)
 			for y := range 16 {
 				j := j0 + y
 				rj := row(j, j+1)
-				r := dot64Fold((*[16]float64)(s[256*x+16*y:]))
+				u := dot64Fold((*[16]float64)(s[256*x+16*y:]))
+				w := dot64Fold((*[16]float64)(s[256*x1+16*y:]))
 				for k := j0; k < j; k++ {
-					r += float64(ri[k] * rj[k])
+					u += float64(r0[k] * rj[k])
+					w += float64(r1[k] * rj[k])
 				}
-				ri[j] = (ri[j] - r) / rj[j]
+				v0, v1 := (r0[j]-u)/rj[j], (r1[j]-w)/rj[j]
+				r0[j], r1[j] = v0, v1 // the same entry, for an odd row
 			}
 		}
 	}
@@ -398,30 +404,43 @@ func cholPanelSums(g []float64, i0, i1, p0, p1 int, tri []float64) {
 
 // cholGroupSums adds to s[256x+16y:][:16] dot64's sixteen partial sums of
 // L_i[:kEnd]·L_j[:kEnd] (kEnd a multiple of 16) for the rows i = i0+x of
-// [i0, i1) and the columns j = j0+y, y < 16, as tiles of two rows by four
-// columns (cholTile), cholBlock terms at a time, so that the rows' blocks
-// stay in cache while the tiles reuse them. Columns past jMax read row jMax
+// [i0, i1) and the columns j = j0+y, y < 16, two rows at a time against
+// the sixteen columns (cholTile16; near the diagonal four columns at a
+// time, cholTile), cholBlock terms at a time, so that the columns' block
+// (16 KB) stays in the first-level cache while every pair of rows reuses
+// it. Columns past jMax read row jMax
 // (sums no one uses), and tiles wholly above the diagonal (j > i) are left
 // out.
 func cholGroupSums(g []float64, i0, i1, j0, jMax, kEnd int, s []float64) {
 	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
 	rows := i1 - i0
 	var a [2][]float64
-	var b [4][]float64
+	var b [16][]float64
 	for kb := 0; kb < kEnd; kb += cholBlock {
 		kl := min(cholBlock, kEnd-kb)
+		for y := range b {
+			b[y] = row(min(j0+y, jMax), kb+kl)[kb:]
+		}
 		for x := 0; x < rows; x += 2 {
 			r := min(2, rows-x)
 			for t := range r {
 				a[t] = row(i0+x+t, kb+kl)[kb:]
 			}
+			if j0+15 <= i0+x {
+				cholTile16(a[:r], &b, kl, s[256*x:])
+				continue
+			}
 			for y := 0; y < 16 && j0+y < i0+x+r; y += 4 {
-				for t := range b {
-					b[t] = row(min(j0+y+t, jMax), kb+kl)[kb:]
-				}
-				cholTile(a[:r], &b, kl, s[256*x+16*y:])
+				cholTile(a[:r], (*[4][]float64)(b[y:]), kl, s[256*x+16*y:])
 			}
 		}
+	}
+}
+
+// cholTile16Go is cholTileGo for the sixteen rows b, four at a time.
+func cholTile16Go(a [][]float64, b *[16][]float64, n int, s []float64) {
+	for y := 0; y < 16; y += 4 {
+		cholTile(a, (*[4][]float64)(b[y:]), n, s[16*y:])
 	}
 }
 

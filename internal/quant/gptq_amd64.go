@@ -149,3 +149,22 @@ func cholTile(a [][]float64, b *[4][]float64, n int, s []float64) {
 	_ = a[0][n-1]
 	cholTile1x4AVX2(&a[0][0], &b[0][0], &b[1][0], &b[2][0], &b[3][0], n, &s[0])
 }
+
+//go:noescape
+func cholTile2x16AVX2(a0, a1 *float64, b *[16]*float64, n int, s *float64)
+
+// cholTile16 is cholTile16Go (two rows of a by sixteen of b, four at a time
+// in registers, where AVX2 is on: the same bits).
+func cholTile16(a [][]float64, b *[16][]float64, n int, s []float64) {
+	if !useAVX2 || n == 0 || len(a) != 2 {
+		cholTile16Go(a, b, n, s)
+		return
+	}
+	var p [16]*float64
+	for y := range b {
+		_ = b[y][n-1]
+		p[y] = &b[y][0]
+	}
+	_, _, _ = a[0][n-1], a[1][n-1], s[511]
+	cholTile2x16AVX2(&a[0][0], &a[1][0], &p, n, &s[0])
+}

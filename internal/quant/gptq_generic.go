@@ -41,3 +41,6 @@ func lazy1x16(t, e, p []float32) { lazy1x16Go(t, e, p) }
 
 // cholTile is cholTileGo.
 func cholTile(a [][]float64, b *[4][]float64, n int, s []float64) { cholTileGo(a, b, n, s) }
+
+// cholTile16 is cholTile16Go.
+func cholTile16(a [][]float64, b *[16][]float64, n int, s []float64) { cholTile16Go(a, b, n, s) }
