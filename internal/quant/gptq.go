@@ -317,15 +317,18 @@ func cholesky(ctx context.Context, g []float64, n int) error {
 		p1 := min(n, p0+panel)
 		clear(tri)
 		if p0 > 0 {
-			bounds := split((p1-p0)*p0, p0)
+			// A row's work is p0² multiply-adds: split counts it as
+			// p0²/64 elements, so panels from p0 ≈ 180 on are shared.
+			w := max(1, p0*p0/64)
+			bounds := split((p1-p0)*w, w)
 			for len(scratch) < len(bounds)-1 {
 				scratch = append(scratch, make([]float64, panel*256))
 			}
 			forParts(bounds, func(part, lo, hi int) {
-				cholPanelRows(g, p0+lo/p0, p0+hi/p0, p0, scratch[part])
+				cholPanelRows(g, p0+lo/w, p0+hi/w, p0, scratch[part])
 			})
 			forParts(bounds, func(_, lo, hi int) {
-				cholPanelSums(g, p0+lo/p0, p0+hi/p0, p0, p1, tri)
+				cholPanelSums(g, p0+lo/w, p0+hi/w, p0, p1, tri)
 			})
 		}
 		for i := p0; i < p1; i++ {
