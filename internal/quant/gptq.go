@@ -411,9 +411,8 @@ func cholPanelSums(g []float64, i0, i1, p0, p1 int, tri []float64) {
 // the sixteen columns (cholTile16; near the diagonal four columns at a
 // time, cholTile), cholBlock terms at a time, so that the columns' block
 // (16 KB) stays in the first-level cache while every pair of rows reuses
-// it. Columns past jMax read row jMax
-// (sums no one uses), and tiles wholly above the diagonal (j > i) are left
-// out.
+// it. Columns past jMax read row jMax (sums no one uses), and tiles wholly
+// above the diagonal (j > i) are left out.
 func cholGroupSums(g []float64, i0, i1, j0, jMax, kEnd int, s []float64) {
 	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
 	rows := i1 - i0
