@@ -293,51 +293,179 @@ func GPTQFactorBytes(n int) int64 { return CovarianceBytes(n) + 24*int64(n) }
 
 // cholesky factors the symmetric positive definite matrix whose lower
 // triangle g holds packed by rows (row i at i(i+1)/2) in place into L
-// (lower, g = L Lᵀ), row by row in panels: the rows of a panel against the
-// earlier panels in parallel (each row on its own), then the panel's own
-// triangle. Each entry's dot product runs in a fixed order, so the result
-// does not depend on the worker count. It checks ctx once per panel.
+// (lower, g = L Lᵀ), row by row in panels of cholPanel rows: the rows of a
+// panel against the earlier panels in parallel (cholPanelRows, each row on
+// its own), then the sums of the panel's own entries over the earlier
+// columns in parallel (cholPanelSums), then the rest of the panel's own
+// triangle in order. Every entry is L_ij = (g_ij − dot64(L_i[:j],
+// L_j[:j]))/L_jj and L_ii = √(g_ii − dot64(L_i[:i], L_i[:i])), the same
+// operations in the same order however the work is divided or blocked, so
+// the result does not depend on the worker count, and AVX2 gives the
+// scalar form's bits. It checks ctx once per panel.
 func cholesky(ctx context.Context, g []float64, n int) error {
-	const panel = 32
+	const panel = cholPanel
 	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
+	var scratch [][]float64
+	// tri: the panel's entries' partial sums over the earlier columns,
+	// sixteen columns j0.. at a time, entry (i, j) at
+	// ((j−p0)/16·panel + i−p0)·256 + 16(j mod 16).
+	tri := make([]float64, (min(n, panel)+15)/16*panel*256)
 	for p0 := 0; p0 < n; p0 += panel {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		p1 := min(n, p0+panel)
+		clear(tri)
 		if p0 > 0 {
-			// Column j of every row of the part before column j+1: each
-			// earlier row is read once per part, not once per row (the
-			// triangle does not fit in cache; reading it row by row made
-			// the factor memory-bound). Every entry is the same dot
-			// product and division as row by row, so the bits are too.
-			forParts(split((p1-p0)*p0, p0), func(_, lo, hi int) {
-				i0, i1 := p0+lo/p0, p0+hi/p0
-				for j := range p0 {
-					rj := row(j, j+1)
-					d := rj[j]
-					rj = rj[:j]
-					for i := i0; i < i1; i++ {
-						ri := row(i, j+1)
-						ri[j] = (ri[j] - dot64(ri[:j], rj)) / d
-					}
-				}
+			// A row's work is p0² multiply-adds: split counts it as
+			// p0²/64 elements, so panels from p0 ≈ 180 on are shared.
+			w := max(1, p0*p0/64)
+			bounds := split((p1-p0)*w, w)
+			for len(scratch) < len(bounds)-1 {
+				scratch = append(scratch, make([]float64, panel*256))
+			}
+			forParts(bounds, func(part, lo, hi int) {
+				cholPanelRows(g, p0+lo/w, p0+hi/w, p0, scratch[part])
+			})
+			forParts(bounds, func(_, lo, hi int) {
+				cholPanelSums(g, p0+lo/w, p0+hi/w, p0, p1, tri)
 			})
 		}
 		for i := p0; i < p1; i++ {
 			ri := row(i, i+1)
-			for j := p0; j < i; j++ {
+			for j := p0; j <= i; j++ {
 				rj := row(j, j+1)
-				ri[j] = (ri[j] - dot64(ri[:j], rj[:j])) / rj[j]
+				j16 := j &^ 15
+				sum := (*[16]float64)(tri[((j-p0)/16*panel+i-p0)*256+16*(j%16):])
+				dot64Add(ri[p0:j16], rj[p0:j16], sum)
+				r := dot64Fold(sum)
+				for k := j16; k < j; k++ {
+					r += float64(ri[k] * rj[k])
+				}
+				if j < i {
+					ri[j] = (ri[j] - r) / rj[j]
+					continue
+				}
+				d := ri[i] - r
+				if !(d > 0) || math.IsInf(d, 0) {
+					return fmt.Errorf("input covariance: %w at column %d (pivot %v)", ErrNotPositiveDefinite, n-1-i, d)
+				}
+				ri[i] = math.Sqrt(d)
 			}
-			d := ri[i] - dot64(ri[:i], ri[:i])
-			if !(d > 0) || math.IsInf(d, 0) {
-				return fmt.Errorf("input covariance: %w at column %d (pivot %v)", ErrNotPositiveDefinite, n-1-i, d)
-			}
-			ri[i] = math.Sqrt(d)
 		}
 	}
 	return nil
+}
+
+// cholPanel is the rows cholesky factors at a time (a multiple of 16);
+// cholBlock the terms of a dot product cholGroupSums adds at a time (a
+// multiple of 16).
+const cholPanel, cholBlock = 64, 128
+
+// cholPanelRows computes L_ij for rows i0 ≤ i < i1 and columns j < p0 (a
+// multiple of 16), sixteen columns j0.. at a time: dot64's sixteen
+// partial sums over the terms k < j0 these entries share (cholGroupSums,
+// kept in s: rows·256 values), then each entry folds its sums and adds its
+// own terms k = j0..j−1 in order, as dot64 does, which needs L_ik from the
+// entries before it.
+func cholPanelRows(g []float64, i0, i1, p0 int, s []float64) {
+	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
+	rows := i1 - i0
+	s = s[:rows*256]
+	for j0 := 0; j0 < p0; j0 += 16 {
+		clear(s)
+		cholGroupSums(g, i0, i1, j0, p0-1, j0, s)
+		// Two rows at a time: their chains of dependent operations
+		// (each entry waits for the one before it) overlap.
+		for x := 0; x < rows; x += 2 {
+			x1 := min(x+1, rows-1) // x itself for a last odd row
+			r0, r1 := row(i0+x, j0+16), row(i0+x1, j0+16)
+			for y := range 16 {
+				j := j0 + y
+				rj := row(j, j+1)
+				u := dot64Fold((*[16]float64)(s[256*x+16*y:]))
+				w := dot64Fold((*[16]float64)(s[256*x1+16*y:]))
+				for k := j0; k < j; k++ {
+					u += float64(r0[k] * rj[k])
+					w += float64(r1[k] * rj[k])
+				}
+				v0, v1 := (r0[j]-u)/rj[j], (r1[j]-w)/rj[j]
+				r0[j], r1[j] = v0, v1 // the same entry, for an odd row
+			}
+		}
+	}
+}
+
+// cholPanelSums adds to tri (cholesky's) the partial sums over the terms
+// k < p0 of the panel p0..p1−1's own entries (i, j), p0 ≤ j ≤ i, for rows
+// i0 ≤ i < i1; the rows' columns k < p0 are done.
+func cholPanelSums(g []float64, i0, i1, p0, p1 int, tri []float64) {
+	for j0 := p0; j0 < i1; j0 += 16 {
+		cholGroupSums(g, i0, i1, j0, p1-1, p0, tri[((j0-p0)/16*cholPanel+i0-p0)*256:])
+	}
+}
+
+// cholGroupSums adds to s[256x+16y:][:16] dot64's sixteen partial sums of
+// L_i[:kEnd]·L_j[:kEnd] (kEnd a multiple of 16) for the rows i = i0+x of
+// [i0, i1) and the columns j = j0+y, y < 16, two rows at a time against
+// the sixteen columns (cholTile16; near the diagonal four columns at a
+// time, cholTile), cholBlock terms at a time, so that the columns' block
+// (16 KB) stays in the first-level cache while every pair of rows reuses
+// it. Columns past jMax read row jMax (sums no one uses), and tiles wholly
+// above the diagonal (j > i) are left out.
+func cholGroupSums(g []float64, i0, i1, j0, jMax, kEnd int, s []float64) {
+	row := func(i, k int) []float64 { o := i * (i + 1) / 2; return g[o : o+k] }
+	rows := i1 - i0
+	var a [2][]float64
+	var b [16][]float64
+	for kb := 0; kb < kEnd; kb += cholBlock {
+		kl := min(cholBlock, kEnd-kb)
+		for y := range b {
+			b[y] = row(min(j0+y, jMax), kb+kl)[kb:]
+		}
+		for x := 0; x < rows; x += 2 {
+			r := min(2, rows-x)
+			for t := range r {
+				a[t] = row(i0+x+t, kb+kl)[kb:]
+			}
+			if j0+15 <= i0+x {
+				cholTile16(a[:r], &b, kl, s[256*x:])
+				continue
+			}
+			for y := 0; y < 16 && j0+y < i0+x+r; y += 4 {
+				cholTile(a[:r], (*[4][]float64)(b[y:]), kl, s[256*x+16*y:])
+			}
+		}
+	}
+}
+
+// cholTile16Go is cholTileGo for the sixteen rows b, four at a time.
+func cholTile16Go(a [][]float64, b *[16][]float64, n int, s []float64) {
+	for y := 0; y < 16; y += 4 {
+		cholTile(a, (*[4][]float64)(b[y:]), n, s[16*y:])
+	}
+}
+
+// cholTileGo adds, for each row a[x] (x < len(a)) and b[y] (y < 4), dot64's
+// sixteen partial sums of their first n terms (a multiple of 16) to
+// s[256x+16y:][:16], each lane's terms in order.
+func cholTileGo(a [][]float64, b *[4][]float64, n int, s []float64) {
+	for x, ax := range a {
+		for y, by := range b {
+			dot64Add(ax[:n], by[:n], (*[16]float64)(s[256*x+16*y:]))
+		}
+	}
+}
+
+// dot64Add adds dot64's sixteen partial sums of len(a) (a multiple of 16)
+// terms to s.
+func dot64Add(a, b []float64, s *[16]float64) {
+	b = b[:len(a)]
+	for k := 0; k+16 <= len(a); k += 16 {
+		for i := range 16 {
+			s[i] += float64(a[k+i] * b[k+i])
+		}
+	}
 }
 
 // dot64 is Σ a_k·b_k over len(a) float64 terms, the Cholesky factor's
@@ -350,15 +478,21 @@ func dot64(a, b []float64) float64 {
 	b = b[:len(a)]
 	var s [16]float64
 	dot64Sums(a, b, &s)
-	var v [4]float64
-	for i := range v {
-		v[i] = (s[i] + s[i+4]) + (s[i+8] + s[i+12])
-	}
-	r := (v[0] + v[1]) + (v[2] + v[3])
+	r := dot64Fold(&s)
 	for k := len(a) &^ 15; k < len(a); k++ {
 		r += float64(a[k] * b[k])
 	}
 	return r
+}
+
+// dot64Fold is dot64's sum of its sixteen partial sums: lane-wise
+// (s_i + s_{i+4}) + (s_{i+8} + s_{i+12}), then (v_0 + v_1) + (v_2 + v_3).
+func dot64Fold(s *[16]float64) float64 {
+	var v [4]float64
+	for i := range v {
+		v[i] = (s[i] + s[i+4]) + (s[i+8] + s[i+12])
+	}
+	return (v[0] + v[1]) + (v[2] + v[3])
 }
 
 // dot64SumsGo is dot64's sixteen partial sums over len(a) (a multiple of

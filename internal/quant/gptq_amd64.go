@@ -125,3 +125,46 @@ func lazy1x16(t, e, p []float32) {
 	_, _ = t[15], p[16*len(e)-1]
 	lazy1x16AVX2(&t[0], &e[0], &p[0], len(e))
 }
+
+//go:noescape
+func cholTile2x4AVX2(a0, a1, b0, b1, b2, b3 *float64, n int, s *float64)
+
+//go:noescape
+func cholTile1x4AVX2(a0, b0, b1, b2, b3 *float64, n int, s *float64)
+
+// cholTile is cholTileGo (two rows of a by four of b in registers where
+// AVX2 is on, the same bits).
+func cholTile(a [][]float64, b *[4][]float64, n int, s []float64) {
+	if !useAVX2 || n == 0 || len(a) > 2 {
+		cholTileGo(a, b, n, s)
+		return
+	}
+	_, _, _, _ = b[0][n-1], b[1][n-1], b[2][n-1], b[3][n-1]
+	_ = s[256*(len(a)-1)+63]
+	if len(a) == 2 {
+		_, _ = a[0][n-1], a[1][n-1]
+		cholTile2x4AVX2(&a[0][0], &a[1][0], &b[0][0], &b[1][0], &b[2][0], &b[3][0], n, &s[0])
+		return
+	}
+	_ = a[0][n-1]
+	cholTile1x4AVX2(&a[0][0], &b[0][0], &b[1][0], &b[2][0], &b[3][0], n, &s[0])
+}
+
+//go:noescape
+func cholTile2x16AVX2(a0, a1 *float64, b *[16]*float64, n int, s *float64)
+
+// cholTile16 is cholTile16Go (two rows of a by sixteen of b, four at a time
+// in registers, where AVX2 is on: the same bits).
+func cholTile16(a [][]float64, b *[16][]float64, n int, s []float64) {
+	if !useAVX2 || n == 0 || len(a) != 2 {
+		cholTile16Go(a, b, n, s)
+		return
+	}
+	var p [16]*float64
+	for y := range b {
+		_ = b[y][n-1]
+		p[y] = &b[y][0]
+	}
+	_, _, _ = a[0][n-1], a[1][n-1], s[511]
+	cholTile2x16AVX2(&a[0][0], &a[1][0], &p, n, &s[0])
+}

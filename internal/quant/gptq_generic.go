@@ -38,3 +38,9 @@ func lazy4x16(t []float32, ldt int, e []float32, lde int, p []float32, k int) {
 
 // lazy1x16 is lazy1x16Go.
 func lazy1x16(t, e, p []float32) { lazy1x16Go(t, e, p) }
+
+// cholTile is cholTileGo.
+func cholTile(a [][]float64, b *[4][]float64, n int, s []float64) { cholTileGo(a, b, n, s) }
+
+// cholTile16 is cholTile16Go.
+func cholTile16(a [][]float64, b *[16][]float64, n int, s []float64) { cholTile16Go(a, b, n, s) }
