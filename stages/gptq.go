@@ -772,8 +772,8 @@ func (j *bufferJob) gptqBMMInt8(q8 []int8, x []float32) error {
 			copy(w, xb)
 			copy(q, qb)
 		} else {
-			transposeTo(w, xb, v.k, v.n)
-			transposeTo(q, qb, v.k, v.n)
+			quant.Transpose(w, xb, v.k, v.n)
+			quant.Transpose(q, qb, v.k, v.n)
 		}
 		release, err := j.holdFactor(b)
 		if err != nil {
@@ -787,21 +787,12 @@ func (j *bufferJob) gptqBMMInt8(q8 []int8, x []float32) error {
 		if v.adjY {
 			copy(qb, q)
 		} else {
-			transposeTo(qb, q, v.n, v.k)
+			quant.Transpose(qb, q, v.n, v.k)
 		}
 	}
 	return nil
 }
 
-// transposeTo writes the transpose of the rows×cols matrix src to dst
-// (cols×rows).
-func transposeTo[T any](dst, src []T, rows, cols int) {
-	for r := range rows {
-		for c := range cols {
-			dst[c*rows+r] = src[r*cols+c]
-		}
-	}
-}
 
 // calibration is the stage's calibration settings, or the defaults.
 func (q *Quantize) calibration() *config.Calibration {

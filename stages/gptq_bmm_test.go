@@ -91,7 +91,7 @@ func TestGPTQBMMLowersOutputError(t *testing.T) {
 					return xb
 				}
 				out := make([]float32, size)
-				transposeTo(out, xb, v.k, v.n)
+				quant.Transpose(out, xb, v.k, v.n)
 				return out
 			}
 			errs := map[string]float64{}
@@ -141,7 +141,7 @@ func TestGPTQBMMMatchesFC(t *testing.T) {
 				codes := g.codes
 				if !adjY {
 					codes = make([]int8, len(g.codes))
-					transposeTo(codes, g.codes, shape[1], shape[0])
+					quant.Transpose(codes, g.codes, shape[1], shape[0])
 				}
 				if !slices.Equal(codes, w.codes) || !slices.Equal(g.scales, w.scales) {
 					diff := 0
@@ -244,7 +244,7 @@ func fcAsBMM(t *testing.T, path string, adjY bool) (string, map[string][]int) {
 				t.Fatal(err)
 			}
 			tr := make([]float32, n*k)
-			transposeTo(tr, quant.Float32s(data), n, k)
+			quant.Transpose(tr, quant.Float32s(data), n, k)
 			m.Buffers[w.Buffer].Data = tflite.Bytes(quant.Float32Bytes(tr))
 			w.Shape = []int32{int32(k), int32(n)}
 		}

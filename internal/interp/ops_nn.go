@@ -3,6 +3,7 @@ package interp
 import (
 	"fmt"
 
+	"github.com/qpipe/qpipe/internal/quant"
 	"github.com/qpipe/qpipe/internal/tflite"
 	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
@@ -280,7 +281,7 @@ func batchMatMul(threads int, a *Tensor, b *weight, adjX, adjY bool) (*Tensor, e
 	for bi := range ia {
 		src := a.F32[ia[bi]*M*K : (ia[bi]+1)*M*K]
 		if adjX {
-			transpose2(lhs, src, K, M)
+			quant.Transpose(lhs, src, K, M)
 		} else {
 			copy(lhs, src)
 		}
@@ -314,20 +315,11 @@ func batchMatMul(threads int, a *Tensor, b *weight, adjX, adjY bool) (*Tensor, e
 			}
 			tmp := make([]float32, K*N)
 			b.decode(tmp, boff)
-			transpose2(rhsNT, tmp, K, N)
+			quant.Transpose(rhsNT, tmp, K, N)
 			matmulF32(threads, o, lhs, M, K, N, &weight{shape: []int{N, K}, kind: wFloat32, f32: rhsNT}, 0)
 		}
 	}
 	return out, nil
-}
-
-// transpose2 writes the transpose of src [r, c] to dst [c, r].
-func transpose2(dst, src []float32, r, c int) {
-	for i := 0; i < r; i++ {
-		for j := 0; j < c; j++ {
-			dst[j*r+i] = src[i*c+j]
-		}
-	}
 }
 
 // transposedInts returns a copy of the [K, N] int block at off as [N, K]
@@ -336,11 +328,7 @@ func (w *weight) transposedInts(off, K, N int) *weight {
 	src := make([]int8, K*N)
 	w.ints(src, off)
 	dst := make([]int8, K*N)
-	for k := 0; k < K; k++ {
-		for n := 0; n < N; n++ {
-			dst[n*K+k] = src[k*N+n]
-		}
-	}
+	quant.Transpose(dst, src, K, N)
 	c := *w
 	c.kind, c.raw, c.block = wInt8, int8Bytes(dst), 0
 	return &c

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/qpipe/qpipe/internal/quant"
@@ -56,5 +57,30 @@ func TestBytes(t *testing.T) {
 	}
 	if quant.Float32s(nil) != nil || quant.Int8Bytes(nil) != nil {
 		t.Fatal("empty inputs should give nil")
+	}
+}
+
+// TestTranspose: the tiled transpose against the definition, on shapes
+// that are and are not multiples of its tile, and twice back to the start.
+func TestTranspose(t *testing.T) {
+	for _, s := range [][2]int{{0, 5}, {1, 1}, {1, 70}, {70, 1}, {31, 33}, {32, 32}, {65, 100}, {200, 37}} {
+		r, c := s[0], s[1]
+		src := make([]int32, r*c)
+		for i := range src {
+			src[i] = int32(i)
+		}
+		dst, back := make([]int32, r*c), make([]int32, r*c)
+		quant.Transpose(dst, src, r, c)
+		for i := range r {
+			for j := range c {
+				if dst[j*r+i] != src[i*c+j] {
+					t.Fatalf("%dx%d: element (%d, %d) is %d, want %d", r, c, j, i, dst[j*r+i], src[i*c+j])
+				}
+			}
+		}
+		quant.Transpose(back, dst, c, r)
+		if !slices.Equal(back, src) {
+			t.Fatalf("%dx%d: transposing twice does not give the matrix back", r, c)
+		}
 	}
 }
