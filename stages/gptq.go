@@ -793,7 +793,6 @@ func (j *bufferJob) gptqBMMInt8(q8 []int8, x []float32) error {
 	return nil
 }
 
-
 // calibration is the stage's calibration settings, or the defaults.
 func (q *Quantize) calibration() *config.Calibration {
 	if q.Calibration != nil {
