@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/qpipe/qpipe/internal/quant"
+	"github.com/qpipe/qpipe/internal/tflite/fb"
 )
 
 // The vector GEMMs (gemm_vec.go, gemm_amd64.s) against the scalar Go
@@ -103,6 +104,45 @@ func TestMatmulF32VectorExact(t *testing.T) {
 				withSIMD(t, false, func() { matmulF32(th, want, a, M, K, N, w, 3) })
 				withSIMD(t, true, func() { matmulF32(th, got, a, M, K, N, w, 3) })
 				sameBits(t, name, got, want)
+			}
+		}
+	}
+}
+
+// TestBatchMatMulKNVectorExact: a BATCH_MATMUL's constant right operand
+// without adj_y ([K, N]) goes to the vector GEMM packed in place
+// (packF32KN); its outputs have the scalar path's bits (which transposes
+// it), for every value class, float32 and float16 weights, and a batch
+// offset.
+func TestBatchMatMulKNVectorExact(t *testing.T) {
+	if !hasSIMD {
+		t.Skip("no vector tiles on this CPU")
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, sh := range gemmShapes {
+		M, K, N := sh[0], sh[1], sh[2]
+		for class := range valueClasses {
+			a := &Tensor{Type: fb.TensorTypeFLOAT32, Shape: []int{2, M, K}, F32: fill(r, 2*M*K, class)}
+			weights := []*weight{{shape: []int{2, K, N}, kind: wFloat32, f32: fill(r, 2*K*N, class)}}
+			if class == "uniform" {
+				h := randomFloat16Weight(r, 2*K, N)
+				h.shape, h.quantized = []int{2, K, N}, false
+				weights = append(weights, h)
+			}
+			for _, w := range weights {
+				for _, th := range []int{1, 3} {
+					var want, got *Tensor
+					var err error
+					withSIMD(t, false, func() { want, err = batchMatMul(th, a, w, false, false) })
+					if err != nil {
+						t.Fatal(err)
+					}
+					withSIMD(t, true, func() { got, err = batchMatMul(th, a, w, false, false) })
+					if err != nil {
+						t.Fatal(err)
+					}
+					sameBits(t, fmt.Sprintf("M=%d K=%d N=%d %s kind %d threads=%d", M, K, N, class, w.kind, th), got.F32, want.F32)
+				}
 			}
 		}
 	}

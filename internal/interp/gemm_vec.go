@@ -93,7 +93,24 @@ const f32M, f32N = 3, 32
 
 // matmulF32Vec is matmulF32 with the f32 tile (K > 0, M > 0).
 func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff int) {
+	matmulF32VecLayout(threads, out, a, M, K, N, w, wOff, false)
+}
+
+// matmulF32VecLayout is matmulF32Vec with the weight's N rows of K, or,
+// with kn, its K rows of N (a BATCH_MATMUL's right operand without adj_y):
+// the panels are the same values either way (packF32, packF32KN), so the
+// bits are too, and [K, N] needs no transposed copy.
+func matmulF32VecLayout(threads int, out, a []float32, M, K, N int, w *weight, wOff int, kn bool) {
 	gs := groups(a, M, K, f32M)
+	var whole []float32 // the [K, N] weight as float32
+	if kn {
+		if w.kind == wFloat32 {
+			whole = w.f32[wOff : wOff+K*N]
+		} else {
+			whole = make([]float32, K*N)
+			w.decode(whole, wOff)
+		}
+	}
 	scr := make([]*f32Scratch, max(threads, 1))
 	defer putScratch(&f32Pool, scr)
 	parallel(threads, N, f32N, func(worker, lo, hi int) {
@@ -105,9 +122,11 @@ func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff in
 			s.acc = grow(&s.acc, len(gs)*f32M*f32N)
 		}
 		var rows []float32
-		if w.kind == wFloat32 {
+		switch {
+		case kn:
+		case w.kind == wFloat32:
 			rows = w.f32[wOff+lo*K : wOff+hi*K]
-		} else {
+		default:
 			rows = grow(&s.rows, (hi-lo)*K)
 			w.decode(rows, wOff+lo*K)
 		}
@@ -115,7 +134,11 @@ func matmulF32Vec(threads int, out, a []float32, M, K, N int, w *weight, wOff in
 		clear(s.acc)
 		for k0 := 0; k0 < K; k0 += chunkK {
 			k1 := min(k0+chunkK, K)
-			packF32(s.panel, rows, K, k0, k1, W)
+			if kn {
+				packF32KN(s.panel, whole, N, lo, W, k0, k1)
+			} else {
+				packF32(s.panel, rows, K, k0, k1, W)
+			}
 			for i, ag := range gs {
 				f32Tile3x32(&s.acc[i*f32M*f32N], &ag[k0], K, &s.panel[0], k1-k0)
 			}
@@ -150,6 +173,17 @@ func packF32(panel, rows []float32, K, k0, k1, W int) {
 		for k, v := range rows[j*K+k0+kFrom : j*K+k1] {
 			panel[(kFrom+k)*f32N+j] = v
 		}
+	}
+}
+
+// packF32KN is packF32 for a weight of K rows of N (w): the panel's row k
+// is w's row k, columns [lo, lo+W), zero past W.
+func packF32KN(panel, w []float32, N, lo, W, k0, k1 int) {
+	panel = panel[:(k1-k0)*f32N]
+	for k := k0; k < k1; k++ {
+		dst := panel[(k-k0)*f32N : (k-k0+1)*f32N]
+		copy(dst, w[k*N+lo:k*N+lo+W])
+		clear(dst[W:])
 	}
 }
 

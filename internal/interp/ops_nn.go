@@ -309,6 +309,9 @@ func batchMatMul(threads int, a *Tensor, b *weight, adjX, adjY bool) (*Tensor, e
 			hybridFC(threads, o, lhs, M, K, N, &sub, nil)
 		case adjY:
 			matmulF32(threads, o, lhs, M, K, N, b, boff)
+		case useSIMD && M > 0 && K > 0:
+			// The vector GEMM packs its panels from [K, N] directly.
+			matmulF32VecLayout(threads, o, lhs, M, K, N, b, boff, true)
 		default:
 			if rhsNT == nil {
 				rhsNT = make([]float32, N*K)
