@@ -33,8 +33,8 @@ type Scheme struct {
 	Symmetric   bool   // zero points all 0; false only for the _asym schemes (and fp16, where it does not apply)
 	// Scales is how an int4 blockwise scheme picks its block scales:
 	// ScalesMinMax, ScalesSearch, ScalesCalibrated or ScalesGPTQ (which
-	// also applies to int8 channelwise schemes); "" leaves it to the
-	// recipe's or the quantize stage's `scales` (then min-max).
+	// also applies to int8 channelwise and tensorwise schemes); "" leaves
+	// it to the recipe's or the quantize stage's `scales` (then min-max).
 	Scales string
 }
 
@@ -53,8 +53,9 @@ const (
 	// ScalesGPTQ rounds with error compensation (GPTQ): each column's
 	// rounding error is pushed onto the columns not yet quantized, under
 	// the full covariance of the op's input gathered by running the model
-	// (quantize.calibration); int4 blockwise and int8 channelwise schemes
-	// of FULLY_CONNECTED weights.
+	// (quantize.calibration); int4 blockwise and int8 channelwise and
+	// tensorwise schemes of FULLY_CONNECTED weights and (int8) BATCH_MATMUL
+	// right operands.
 	ScalesGPTQ = "gptq"
 )
 
@@ -66,11 +67,11 @@ func scalesFor(s *Scheme, m string) string {
 	if m == ScalesMinMax || m == "" || (s.Weight == WeightInt4 && s.Granularity == GranularityBlockwise) {
 		return ""
 	}
-	if m == ScalesGPTQ && s.Weight == WeightInt8 && s.Granularity == GranularityChannelwise {
+	if m == ScalesGPTQ && s.Weight == WeightInt8 && (s.Granularity == GranularityChannelwise || s.Granularity == GranularityTensorwise) {
 		return ""
 	}
 	if m == ScalesGPTQ {
-		return fmt.Sprintf("%s applies to int4 blockwise and int8 channelwise schemes only; %s keeps its min-max scales", m, s.Name)
+		return fmt.Sprintf("%s applies to int4 blockwise and int8 channelwise or tensorwise schemes only; %s keeps its min-max scales", m, s.Name)
 	}
 	return fmt.Sprintf("%s applies to int4 blockwise schemes only; %s keeps its min-max scales (remove scales here, or choose a dynamic_int4_block scheme)", m, s.Name)
 }

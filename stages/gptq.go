@@ -751,14 +751,18 @@ func (j *bufferJob) gptqInt8(q8 []int8, sc []float32, zp []int64, x []float32, c
 	return nil
 }
 
-// gptqBMMInt8 re-rounds a BATCH_MATMUL right operand's int8 codes q8
-// (nearest rounding of x against the job's scales, one per output channel
-// or one for the tensor) with error compensation, one batch's matrix at a
-// time under its own factor, as gptqInt8 does a FULLY_CONNECTED weight's
-// rows: each output channel is a row of k inputs (a column of the [k, n]
-// matrix without adj_y).
-func (j *bufferJob) gptqBMMInt8(q8 []int8, x []float32) error {
+// gptqWholeInt8 re-rounds the int8 codes q8 of a weight quantized as one
+// unit (nearest rounding of x against the job's scales, one per output
+// channel or one for the tensor) with error compensation, as gptqInt8 does
+// a FULLY_CONNECTED weight's rows a chunk at a time: a BATCH_MATMUL right
+// operand one batch's matrix at a time under its own factor, each output
+// channel a row of k inputs (a column of the [k, n] matrix without adj_y);
+// a FULLY_CONNECTED weight with one scale for the tensor as its rows.
+func (j *bufferJob) gptqWholeInt8(q8 []int8, x []float32) error {
 	v := j.gptq.bmm
+	if v == nil { // a FULLY_CONNECTED weight [n, k]
+		v = &bmmView{batches: 1, k: j.gptq.cols, n: len(x) / j.gptq.cols, adjY: true}
+	}
 	sc, zp := make([]float32, v.n), make([]int64, v.n)
 	for c := range v.n {
 		i := min(c, len(j.scales)-1)

@@ -269,8 +269,8 @@ func (j *bufferJob) write(w io.Writer, metrics bool) error {
 			if !j.late { // one unit, channels along another axis (or one scale): parameters known
 				shape, axis := j.paramShape()
 				quant.QuantizeInt8(q8, x, shape, axis, j.scales, j.zeroPoints, j.req.sc.symmetric)
-				if j.gptq != nil && j.gptq.bmm != nil {
-					if err := j.gptqBMMInt8(q8, x); err != nil {
+				if j.gptq != nil {
+					if err := j.gptqWholeInt8(q8, x); err != nil {
 						return err
 					}
 				}

@@ -84,14 +84,14 @@ func fromConfig(c *config.Scheme, scales string) (*scheme, error) {
 }
 
 // int8Scales is an int8 scheme's scale method: gptq when the scheme (or,
-// setting none, the recipe or job) asks for it on a channelwise scheme;
-// the int4-only methods do not apply.
+// setting none, the recipe or job) asks for it; the int4-only methods do
+// not apply.
 func int8Scales(c *config.Scheme, scales string) string {
 	m := c.Scales
 	if m == "" {
 		m = scales
 	}
-	if m == config.ScalesGPTQ && c.Granularity == config.GranularityChannelwise {
+	if m == config.ScalesGPTQ && (c.Granularity == config.GranularityChannelwise || c.Granularity == config.GranularityTensorwise) {
 		return m
 	}
 	return ""
