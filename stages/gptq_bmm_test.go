@@ -332,27 +332,12 @@ func TestGPTQPerTensorInt8(t *testing.T) {
 	m, outs, in := referencesAndRows(t, "tiny_decoder.tflite", &config.Calibration{Samples: 4, Seq: 16}, func(sc string) string {
 		return `{recipe: {name: r, default: dynamic_int8_per_tensor}, scales: ` + sc + `, calibration: {samples: 4, seq: 16}}`
 	}, "minmax", "gptq")
-	total := map[string]float64{}
-	touched := 0
-	for i, tt := range m.Meta.Subgraphs[0].Tensors {
-		k := calib.Matrix{Weight: calib.Key{Subgraph: 0, Tensor: i}}
-		if !in.Has(k) || len(tt.Shape) != 2 {
-			continue
-		}
-		cols := int(tt.Shape[1])
-		h := in.Hessian(k, cols)
-		w := floats(t, m, i)
-		errs := map[string]float64{}
-		for sc, o := range outs {
-			errs[sc] = quadForm(w, floats(t, o, tensorIndex(t, o, 0, tt.Name)), h, cols)
-			total[sc] += errs[sc]
-		}
-		touched++
+	total, touched := fcOutputErrors(t, m, outs, in, func(name string, errs map[string]float64) {
 		if errs["gptq"] > errs["minmax"]*(1+1e-6) {
-			t.Errorf("%s: output error gptq %g, nearest %g", tt.Name, errs["gptq"], errs["minmax"])
+			t.Errorf("%s: output error gptq %g, nearest %g", name, errs["gptq"], errs["minmax"])
 		}
-	}
-	if touched == 0 || !(total["gptq"] < total["minmax"]) {
+	})
+	if !(total["gptq"] < total["minmax"]) {
 		t.Fatalf("%d weights: total output error gptq %g, nearest %g", touched, total["gptq"], total["minmax"])
 	}
 	t.Logf("%d weights: output error gptq/nearest %.3f", touched, total["gptq"]/total["minmax"])

@@ -101,29 +101,11 @@ func TestGPTQLowersOutputError(t *testing.T) {
 			m, outs, in := referencesAndRows(t, c.model, &cal, func(sc string) string {
 				return `{recipe: dynamic_int4_block` + c.block + `, scales: ` + sc + `, calibration: ` + c.cal + `}`
 			}, "minmax", "calibrated", "gptq")
-			touched := 0
-			total := map[string]float64{}
-			for i, tt := range m.Meta.Subgraphs[0].Tensors {
-				k := calib.Matrix{Weight: calib.Key{Subgraph: 0, Tensor: i}}
-				if !in.Has(k) || len(tt.Shape) != 2 {
-					continue
-				}
-				cols := int(tt.Shape[1])
-				h := in.Hessian(k, cols)
-				w := floats(t, m, i)
-				errs := map[string]float64{}
-				for sc, o := range outs {
-					errs[sc] = quadForm(w, floats(t, o, tensorIndex(t, o, 0, tt.Name)), h, cols)
-					total[sc] += errs[sc]
-				}
-				touched++
+			total, touched := fcOutputErrors(t, m, outs, in, func(name string, errs map[string]float64) {
 				if errs["gptq"] > errs["calibrated"]*(1+1e-6) || errs["gptq"] > errs["minmax"]*(1+1e-6) {
-					t.Errorf("%s: output error gptq %g, calibrated %g, min-max %g", tt.Name, errs["gptq"], errs["calibrated"], errs["minmax"])
+					t.Errorf("%s: output error gptq %g, calibrated %g, min-max %g", name, errs["gptq"], errs["calibrated"], errs["minmax"])
 				}
-			}
-			if touched == 0 {
-				t.Fatal("no weight with calibration inputs: the test tests nothing")
-			}
+			})
 			if !(total["gptq"] < total["calibrated"]) {
 				t.Errorf("total output error gptq %g, calibrated %g", total["gptq"], total["calibrated"])
 			}
@@ -158,6 +140,37 @@ func referencesAndRows(t *testing.T, model string, cal *config.Calibration, quan
 		t.Fatal(err)
 	}
 	return m, outs, in
+}
+
+// fcOutputErrors measures, for every 2-D weight of m some calibration row
+// in reached (a FULLY_CONNECTED's), the output error E‖ΔW·x‖² of each
+// reference in outs on those rows, hands each weight's errors by method to
+// check, and returns their totals and how many weights there were (it
+// fails the test when there were none).
+func fcOutputErrors(t *testing.T, m *tflite.Model, outs map[string]*tflite.Model, in *calib.Inputs, check func(name string, errs map[string]float64)) (map[string]float64, int) {
+	t.Helper()
+	total := map[string]float64{}
+	touched := 0
+	for i, tt := range m.Meta.Subgraphs[0].Tensors {
+		k := calib.Matrix{Weight: calib.Key{Subgraph: 0, Tensor: i}}
+		if !in.Has(k) || len(tt.Shape) != 2 {
+			continue
+		}
+		cols := int(tt.Shape[1])
+		h := in.Hessian(k, cols)
+		w := floats(t, m, i)
+		errs := map[string]float64{}
+		for sc, o := range outs {
+			errs[sc] = quadForm(w, floats(t, o, tensorIndex(t, o, 0, tt.Name)), h, cols)
+			total[sc] += errs[sc]
+		}
+		touched++
+		check(tt.Name, errs)
+	}
+	if touched == 0 {
+		t.Fatal("no weight with calibration inputs: the test tests nothing")
+	}
+	return total, touched
 }
 
 func floats(t *testing.T, m *tflite.Model, i int) []float32 {
