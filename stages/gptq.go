@@ -192,7 +192,9 @@ func gptqSourceFor(ctx context.Context, log zerolog.Logger, m *tflite.Model, in 
 		return nil
 	}
 	var fc, bmm []*weightUse
+	readers := 0
 	for _, g := range j.tensors {
+		readers += len(g.uses)
 		for _, u := range g.uses {
 			switch {
 			case u.code == fb.BuiltinOperatorFULLY_CONNECTED:
@@ -201,10 +203,6 @@ func gptqSourceFor(ctx context.Context, log zerolog.Logger, m *tflite.Model, in 
 				bmm = append(bmm, u)
 			}
 		}
-	}
-	readers := 0
-	for _, g := range j.tensors {
-		readers += len(g.uses)
 	}
 	var src *gptqSource
 	switch v := bmmViewOf(m, bmm, j.shape); {
@@ -769,15 +767,19 @@ func (j *bufferJob) gptqWholeInt8(q8 []int8, x []float32) error {
 		sc[c], zp[c] = j.scales[i], j.zeroPoints[i]
 	}
 	size := v.n * v.k
-	w, q := make([]float32, size), make([]int8, size)
+	var tw []float32 // a [k, n] batch's matrix as rows of k
+	var tq []int8
+	if !v.adjY {
+		tw, tq = make([]float32, size), make([]int8, size)
+	}
 	for b := range v.batches {
-		xb, qb := x[b*size:(b+1)*size], q8[b*size:(b+1)*size]
-		if v.adjY {
-			copy(w, xb)
-			copy(q, qb)
-		} else {
-			quant.Transpose(w, xb, v.k, v.n)
-			quant.Transpose(q, qb, v.k, v.n)
+		// With adj_y the batch's rows are the output channels already.
+		w, q := x[b*size:(b+1)*size], q8[b*size:(b+1)*size]
+		qb := q
+		if !v.adjY {
+			quant.Transpose(tw, w, v.k, v.n)
+			quant.Transpose(tq, q, v.k, v.n)
+			w, q = tw, tq
 		}
 		release, err := j.holdFactor(b)
 		if err != nil {
@@ -788,9 +790,7 @@ func (j *bufferJob) gptqWholeInt8(q8 []int8, x []float32) error {
 		if err != nil {
 			return err
 		}
-		if v.adjY {
-			copy(qb, q)
-		} else {
+		if !v.adjY {
 			quant.Transpose(qb, q, v.n, v.k)
 		}
 	}
@@ -833,8 +833,12 @@ func gptqMemory(m *tflite.Model, cal *config.Calibration, jobs []*bufferJob) (ro
 				switch {
 				case u.code == fb.BuiltinOperatorFULLY_CONNECTED && len(w.Shape) == 2:
 					cols = max(cols, int(w.Shape[1]))
-				case u.code == fb.BuiltinOperatorBATCH_MATMUL && len(w.Shape) >= 2:
-					cols = max(cols, int(w.Shape[len(w.Shape)-2]), int(w.Shape[len(w.Shape)-1]))
+				case u.code == fb.BuiltinOperatorBATCH_MATMUL:
+					v := bmmViewOf(m, []*weightUse{u}, j.shape)
+					if v == nil {
+						continue
+					}
+					cols = max(cols, v.k)
 				default:
 					continue
 				}
