@@ -88,7 +88,7 @@ func weightInputs(code fb.BuiltinOperator, nInputs int) []int {
 // isFloatWeight says whether tensor t of subgraph sg is a constant float32
 // tensor that no one has quantized yet.
 func isFloatWeight(m *tflite.Model, t *fb.TensorT) (bool, string) {
-	if t.Buffer == 0 || int(t.Buffer) >= len(m.Buffers) || m.Buffers[t.Buffer].Data == nil || m.Buffers[t.Buffer].Data.Len() == 0 {
+	if !m.HasData(t) {
 		return false, ""
 	}
 	if t.Type != fb.TensorTypeFLOAT32 {

@@ -422,11 +422,7 @@ func RunPass(ctx context.Context, m *tflite.Model, cal *config.Calibration, log 
 // constantData says whether tensor t of subgraph sg holds data in the file.
 func constantData(m *tflite.Model, sg, t int) bool {
 	ts := m.Meta.Subgraphs[sg].Tensors
-	if t < 0 || t >= len(ts) {
-		return false
-	}
-	b := int(ts[t].Buffer)
-	return b > 0 && b < len(m.Buffers) && m.Buffers[b].Data != nil && m.Buffers[b].Data.Len() > 0
+	return t >= 0 && t < len(ts) && m.HasData(ts[t])
 }
 
 // lastNeeded is the operator of subgraph sg before which a calibration

@@ -249,8 +249,7 @@ func signatureSubgraphs(m *tflite.Model) []int {
 }
 
 func (w *rewriter) isConst(t int32) bool {
-	tt := w.sg.Tensors[t]
-	return int(tt.Buffer) < len(w.m.Buffers) && tt.Buffer != 0 && w.m.Buffers[tt.Buffer].Data != nil && w.m.Buffers[tt.Buffer].Data.Len() > 0
+	return w.m.HasData(w.sg.Tensors[t])
 }
 
 func (w *rewriter) scope(op *fb.OperatorT) string {

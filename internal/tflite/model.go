@@ -180,6 +180,13 @@ func BuiltinCode(oc *fb.OperatorCodeT) fb.BuiltinOperator {
 	return code
 }
 
+// HasData says whether tensor t's buffer holds data in the model (a
+// constant), not buffer 0 or an empty one (an activation).
+func (m *Model) HasData(t *fb.TensorT) bool {
+	b := int(t.Buffer)
+	return b > 0 && b < len(m.Buffers) && m.Buffers[b].Data != nil && m.Buffers[b].Data.Len() > 0
+}
+
 // OpCode returns the effective builtin code of op in m.
 func (m *Model) OpCode(op *fb.OperatorT) fb.BuiltinOperator {
 	if int(op.OpcodeIndex) >= len(m.Meta.OperatorCodes) {
